@@ -1,0 +1,72 @@
+"""Config of the data stages: importing raw files into prepared datasets and merging them into a corpus."""
+from dataclasses import dataclass, field
+from typing import Optional
+
+from recgpt.config.errors import check
+
+
+@dataclass
+class TextConfig:
+    # Item text = the values of `fields` joined with `separator`; list values are joined with ", ".
+    fields: list[str] = field(default_factory=lambda: ["title"])
+    separator: str = " | "
+    max_chars: int = 512  # keeps embedding cost bounded; ~128 MiniLM tokens
+
+    def __post_init__(self):
+        check(len(self.fields) > 0, "text.fields", "needs at least one field")
+        check(self.max_chars > 0, "text.max_chars", f"must be > 0, got {self.max_chars}")
+
+
+@dataclass
+class ImportConfig:
+    # What to do with rows that cannot be used as they are. Every choice is counted in the manifest.
+    duplicates: str = "keep"  # keep | drop: repeated (user, item) rows; "drop" keeps the first
+    items_without_text: str = "keep"  # keep | drop: interactions with items that have no text
+    min_items: int = 1  # users with fewer interactions (after the above) are dropped and counted
+
+    def __post_init__(self):
+        check(self.duplicates in ("keep", "drop"), "import.duplicates", f"keep|drop, got {self.duplicates!r}")
+        check(self.items_without_text in ("keep", "drop"), "import.items_without_text",
+              f"keep|drop, got {self.items_without_text!r}")
+        check(self.min_items >= 1, "import.min_items", f"must be >= 1, got {self.min_items}")
+
+
+@dataclass
+class DatasetSpec:
+    """How to import one raw dataset: a YAML under configs/datasets/ holds one of these."""
+    name: str = "???"
+    # recbole | lcrec | steam | movielens | amazon | table
+    format: str = "???"
+    # Folder of the raw files, relative paths resolved against data.raw_root.
+    path: str = "???"
+    # Format-specific file names / column mapping (e.g. {"inter": "ml-100k.inter"}).
+    files: dict[str, str] = field(default_factory=dict)
+    columns: dict[str, str] = field(default_factory=dict)
+    text: TextConfig = field(default_factory=TextConfig)
+    imports: ImportConfig = field(default_factory=ImportConfig)
+
+    def __post_init__(self):
+        formats = ("recbole", "lcrec", "steam", "movielens", "amazon", "table")
+        check(self.format in formats, f"datasets.{self.name}.format", f"one of {formats}, got {self.format!r}")
+
+
+@dataclass
+class DataConfig:
+    raw_root: str = "../shared/data"
+    prepared_root: str = "outputs/prepared"  # one folder per dataset
+    corpus_dir: str = "outputs/corpus"
+    # Names of configs/datasets/*.yaml (or prepared folders) merged into the pretraining corpus.
+    datasets: list[str] = field(default_factory=lambda: ["ml-100k", "amazon_games", "yelp", "lastfm",
+                                                         "amazon_scientific"])
+    max_items: int = 256  # longer users are cut into windows of at most this many items
+    min_items: int = 2  # shorter sequences carry no next-item target and are counted, then dropped
+    heldout_users: float = 0.02  # seeded share of users held out for eval loss
+    horizon: int = 10  # last-N hold-out length for long-horizon splits
+    seed: int = 0
+    num_proc: Optional[int] = None
+
+    def __post_init__(self):
+        check(self.max_items >= 2, "data.max_items", f"must be >= 2, got {self.max_items}")
+        check(self.min_items >= 1, "data.min_items", f"must be >= 1, got {self.min_items}")
+        check(0.0 <= self.heldout_users < 1.0, "data.heldout_users", f"must be in [0, 1), got {self.heldout_users}")
+        check(self.horizon >= 1, "data.horizon", f"must be >= 1, got {self.horizon}")

@@ -1,0 +1,116 @@
+"""Load the config tree: dataclass defaults <- YAML file <- dotted overrides, validated before any work."""
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Optional, Union
+
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from recgpt.config.data import DataConfig, DatasetSpec
+from recgpt.config.embed import EmbedConfig
+from recgpt.config.errors import ConfigError, check
+from recgpt.config.model import ModelConfig
+from recgpt.config.predict import EvalConfig, PredictConfig
+from recgpt.config.tokenizer import TokenizerConfig
+from recgpt.config.train import TrainConfig
+
+# The shipped YAMLs live beside the package in a source checkout; RECGPT_CONFIGS points elsewhere.
+CONFIGS_DIR = Path(os.environ.get("RECGPT_CONFIGS", Path(__file__).resolve().parents[2] / "configs"))
+
+
+@dataclass
+class RunConfig:
+    name: str = "run"
+    output_root: str = "ckpt"  # runs live in <output_root>/<name>
+    seed: int = 0
+
+    def __post_init__(self):
+        check(bool(self.name) and "/" not in self.name, "run.name", f"a plain folder name, got {self.name!r}")
+
+
+@dataclass
+class RecGPTConfig:
+    run: RunConfig = field(default_factory=RunConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    embed: EmbedConfig = field(default_factory=EmbedConfig)
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    predict: PredictConfig = field(default_factory=PredictConfig)
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.run.output_root) / self.run.name
+
+
+def _build(schema, sources: Iterable, what: str):
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(schema), *sources)
+        return OmegaConf.to_object(merged)  # instantiates the dataclasses: __post_init__ validates ranges
+    except OmegaConfBaseException as e:
+        key = getattr(e, "full_key", None) or ""
+        raise ConfigError(f"{what}: {key + ': ' if key else ''}{e.msg if hasattr(e, 'msg') else e}") from None
+
+
+def load_config(path: Optional[Union[str, Path]] = None, overrides: Iterable[str] = ()) -> RecGPTConfig:
+    """Defaults, then the YAML at `path` (if any), then `key=value` overrides; raises ConfigError."""
+    sources = []
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        sources.append(OmegaConf.load(path))
+    overrides = list(overrides)
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} is not of the form key=value")
+    if overrides:
+        sources.append(OmegaConf.from_dotlist(overrides))
+    return _build(RecGPTConfig, sources, str(path) if path else "config")
+
+
+def save_config(cfg, path: Union[str, Path]) -> None:
+    """Write the resolved config (every value, not just the overrides) as YAML."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(OmegaConf.to_yaml(OmegaConf.structured(cfg)))
+
+
+def config_to_dict(cfg) -> dict:
+    return OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True)
+
+
+def known_dataset_specs(configs_dir: Path = None) -> list[str]:
+    folder = Path(configs_dir or CONFIGS_DIR) / "datasets"
+    return sorted(p.stem for p in folder.glob("*.yaml"))
+
+
+def load_dataset_spec(name_or_path: Union[str, Path], overrides: Iterable[str] = ()) -> DatasetSpec:
+    """A dataset spec by name (configs/datasets/<name>.yaml) or by YAML path."""
+    path = Path(name_or_path)
+    if path.suffix not in (".yaml", ".yml"):
+        path = CONFIGS_DIR / "datasets" / f"{name_or_path}.yaml"
+    if not path.is_file():
+        raise ConfigError(f"unknown dataset {str(name_or_path)!r}: no {path}; known: {', '.join(known_dataset_specs())}")
+    sources = [OmegaConf.load(path)]
+    if overrides:
+        sources.append(OmegaConf.from_dotlist(list(overrides)))
+    return _build(DatasetSpec, sources, str(path))
+
+
+def config_from_argv(argv, description: str = "", extra=None):
+    """Parse `[--config FILE] [key=value ...]` plus any flags `extra(parser)` adds; returns (cfg, args).
+
+    Entry points stay thin: they call this and hand the config to a package function.
+    """
+    import argparse
+
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--config", default=None, help="YAML holding what differs from the defaults")
+    parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.lr=3e-4")
+    if extra is not None:
+        extra(parser)
+    args = parser.parse_args(argv)
+    return load_config(args.config, args.overrides), args

@@ -1,0 +1,24 @@
+"""Config of the item-code decoder (turned into a transformers PretrainedConfig by recgpt.model)."""
+from dataclasses import dataclass
+
+from recgpt.config.errors import check
+
+
+@dataclass
+class ModelConfig:
+    n_layers: int = 3
+    d_model: int = 768
+    n_heads: int = 12
+    d_ff: int = 3072
+    dropout: float = 0.1
+    head: str = "parallel"  # parallel | autoregressive
+    use_text: bool = False  # add a projection of the item's text embedding to its code tokens
+    max_items: int = 256  # item positions (context length in items)
+    attention: str = "sdpa"  # sdpa (reference, explicit mask) | flex (packed, block masks; GPU)
+
+    def __post_init__(self):
+        check(self.n_layers >= 1, "model.n_layers", f"must be >= 1, got {self.n_layers}")
+        check(self.d_model % self.n_heads == 0, "model.d_model", f"{self.d_model} not divisible by n_heads={self.n_heads}")
+        check(self.head in ("parallel", "autoregressive"), "model.head", f"parallel|autoregressive, got {self.head!r}")
+        check(self.attention in ("sdpa", "flex"), "model.attention", f"sdpa|flex, got {self.attention!r}")
+        check(0.0 <= self.dropout < 1.0, "model.dropout", f"must be in [0, 1), got {self.dropout}")
