@@ -51,7 +51,8 @@ def _build(schema, sources: Iterable, what: str):
         return OmegaConf.to_object(merged)  # instantiates the dataclasses: __post_init__ validates ranges
     except OmegaConfBaseException as e:
         key = getattr(e, "full_key", None) or ""
-        raise ConfigError(f"{what}: {key + ': ' if key else ''}{e.msg if hasattr(e, 'msg') else e}") from None
+        message = str(getattr(e, "msg", None) or e).splitlines()[0]
+        raise ConfigError(f"{what}: {key + ': ' if key else ''}{message}") from None
 
 
 def load_config(path: Optional[Union[str, Path]] = None, overrides: Iterable[str] = ()) -> RecGPTConfig:
