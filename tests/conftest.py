@@ -39,3 +39,7 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip_gpu)
+
+
+# Fixture modules (tests/fixtures_*.py: prepared data, corpus, tokenizer, checkpoints) are shared by all tests.
+pytest_plugins = sorted(p.stem for p in Path(__file__).parent.glob("fixtures_*.py"))
