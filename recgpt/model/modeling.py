@@ -1,0 +1,172 @@
+"""`ItemCodeDecoder`: a block-causal transformer over item codes (a transformers PreTrainedModel).
+
+Each stored item s of a row contributes L tokens (its L codes). Token (s, k) embedding =
+slot-aware code embedding (each slot its own code range) + slot embedding + learned item-position embedding
+(from item_pos, the item's index within its own user's sequence) [+ Linear(text_dim -> d) of the item's text
+embedding]. Attention is bidirectional inside an item, causal across items, and never crosses users
+(`recgpt.model.attention`). The head turns the states of item s into logits for the L codes of item s+1.
+"""
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+from torch import nn
+from transformers import PreTrainedModel
+from transformers.utils import ModelOutput
+
+from recgpt.model.attention import block_causal_mask, flex_block_attention, flex_block_mask, sdpa_attention
+from recgpt.model.config import ItemCodeDecoderConfig
+from recgpt.model.heads import AutoregressiveHead, ParallelHead, slot_offsets
+from recgpt.model.loss import shift_targets
+
+
+@dataclass
+class ItemCodeDecoderOutput(ModelOutput):
+    """hidden [B, S, L, d]: final states; logits [B, S, L, Vmax]: at item s, the L codes of the next item
+    (entries >= slot_vocab_sizes[k] of slot k are -inf)."""
+
+    hidden: Optional[torch.FloatTensor] = None
+    logits: Optional[torch.FloatTensor] = None
+
+
+class SelfAttention(nn.Module):
+    def __init__(self, config: ItemCodeDecoderConfig):
+        super().__init__()
+        self.n_heads = config.n_heads
+        self.qkv = nn.Linear(config.d_model, 3 * config.d_model)
+        self.proj = nn.Linear(config.d_model, config.d_model)
+        self.use_flex = config.attention == "flex"
+
+    def forward(self, x: torch.Tensor, mask) -> torch.Tensor:
+        batch, length, width = x.shape
+        q, k, v = self.qkv(x).view(batch, length, 3, self.n_heads, width // self.n_heads).permute(2, 0, 3, 1, 4)
+        out = flex_block_attention(q, k, v, mask) if self.use_flex else sdpa_attention(q, k, v, mask)
+        return self.proj(out.transpose(1, 2).reshape(batch, length, width))
+
+
+class DecoderBlock(nn.Module):
+    """Pre-LayerNorm transformer block; dropout on the residual branches (FlexAttention has no attention dropout)."""
+
+    def __init__(self, config: ItemCodeDecoderConfig):
+        super().__init__()
+        self.attn_norm = nn.LayerNorm(config.d_model)
+        self.attn = SelfAttention(config)
+        self.mlp_norm = nn.LayerNorm(config.d_model)
+        self.mlp = nn.Sequential(nn.Linear(config.d_model, config.d_ff), nn.GELU(), nn.Linear(config.d_ff, config.d_model))
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor, mask) -> torch.Tensor:
+        x = x + self.dropout(self.attn(self.attn_norm(x), mask))
+        return x + self.dropout(self.mlp(self.mlp_norm(x)))
+
+
+class ItemCodeDecoder(PreTrainedModel):
+    """Block-causal decoder over item codes.
+
+    Inputs (batch-first): codes Long[B, S, L] (slot k code of stored item s; any value at padding),
+    item_pos Long[B, S] (0-based index of the item within its user's sequence, < max_items),
+    segment Long[B, S] (0 = padding, >0 = which user of the row; several users may be packed in one row),
+    text_emb Float[B, S, text_dim] (only when config.text_dim > 0).
+    Token (s, k) attends (s', k') iff segment[s] == segment[s'] != 0 and item_pos[s'] <= item_pos[s].
+    """
+
+    config_class = ItemCodeDecoderConfig
+    base_model_prefix = "recgpt"
+    main_input_name = "codes"
+    _no_split_modules = ["DecoderBlock"]
+
+    def __init__(self, config: ItemCodeDecoderConfig):
+        super().__init__(config)
+        d = config.d_model
+        self.code_embedding = nn.Embedding(sum(config.slot_vocab_sizes), d)  # slot-aware: no unused rows
+        self.slot_embedding = nn.Embedding(config.n_slots, d)
+        self.position_embedding = nn.Embedding(config.max_items, d)
+        self.text_projection = nn.Linear(config.text_dim, d) if config.text_dim > 0 else None
+        self.embedding_dropout = nn.Dropout(config.dropout)
+        self.blocks = nn.ModuleList(DecoderBlock(config) for _ in range(config.n_layers))
+        self.final_norm = nn.LayerNorm(d)
+        self.head = ParallelHead(config) if config.head == "parallel" else AutoregressiveHead(config)
+        self._offsets = slot_offsets(config.slot_vocab_sizes)
+        self.post_init()
+
+    # ----------------------------------------------------------------------------------------- backbone
+    def _check_inputs(self, codes, item_pos, segment, text_emb) -> None:
+        cfg = self.config
+        if codes.dim() != 3 or codes.shape[-1] != cfg.n_slots:
+            raise ValueError(f"codes must be Long[B, S, {cfg.n_slots}], got shape {tuple(codes.shape)}")
+        if item_pos.shape != codes.shape[:2] or segment.shape != codes.shape[:2]:
+            raise ValueError(f"item_pos {tuple(item_pos.shape)} and segment {tuple(segment.shape)} must be "
+                             f"[B, S] = {tuple(codes.shape[:2])}")
+        if (text_emb is None) != (cfg.text_dim == 0) or (text_emb is not None and text_emb.shape != (*codes.shape[:2], cfg.text_dim)):
+            got = None if text_emb is None else tuple(text_emb.shape)
+            raise ValueError(f"text_emb must be {'None' if cfg.text_dim == 0 else f'Float[B, S, {cfg.text_dim}]'} "
+                             f"(config.text_dim={cfg.text_dim}), got {got}")
+        real = segment != 0
+        sizes = torch.tensor(cfg.slot_vocab_sizes, device=codes.device)
+        bad_code = ((codes < 0) | (codes >= sizes)).any(-1) & real
+        bad_pos = ((item_pos < 0) | (item_pos >= cfg.max_items)) & real
+        if (bad_code | bad_pos).any():  # one device sync; diagnose only on failure
+            if bad_pos.any():
+                b, s = bad_pos.nonzero()[0].tolist()
+                raise ValueError(f"item_pos[{b}, {s}] = {int(item_pos[b, s])} is outside [0, max_items={cfg.max_items}); "
+                                 "cut long users into windows of at most max_items items")
+            b, s = bad_code.nonzero()[0].tolist()
+            raise ValueError(f"codes[{b}, {s}] = {codes[b, s].tolist()} out of range for slot_vocab_sizes {cfg.slot_vocab_sizes}")
+
+    def encode(self, codes, item_pos, segment, text_emb=None) -> torch.Tensor:
+        """Backbone: final hidden states Float[B, S, L, d]."""
+        self._check_inputs(codes, item_pos, segment, text_emb)
+        batch, n_items, n_slots = codes.shape
+        real = segment != 0
+        codes = torch.where(real[..., None], codes, torch.zeros_like(codes))
+        positions = torch.where(real, item_pos, torch.zeros_like(item_pos))
+        offsets = torch.tensor(self._offsets, device=codes.device)
+        x = self.code_embedding(codes + offsets) + self.slot_embedding.weight + self.position_embedding(positions)[:, :, None]
+        if self.text_projection is not None:
+            x = x + self.text_projection(text_emb.to(self.text_projection.weight.dtype))[:, :, None]
+        x = self.embedding_dropout(x).reshape(batch, n_items * n_slots, -1)
+        if self.config.attention == "flex":
+            mask = flex_block_mask(item_pos, segment, n_slots)
+        else:
+            mask = block_causal_mask(item_pos, segment, n_slots)
+        for block in self.blocks:
+            x = block(x, mask)
+        return self.final_norm(x).reshape(batch, n_items, n_slots, -1)
+
+    def forward(self, codes, item_pos, segment, text_emb=None, next_codes=None, return_dict=None, **kwargs):
+        """-> ItemCodeDecoderOutput(hidden [B, S, L, d], logits [B, S, L, Vmax]).
+
+        The logits at item s predict the L codes of the next item of the same user. The autoregressive head
+        is teacher-forced on `next_codes` Long[B, S, L] (codes of each item's next item); when omitted they are
+        taken from the next stored item of the same segment (`shift_targets`), as in training layouts.
+        """
+        hidden = self.encode(codes, item_pos, segment, text_emb)
+        if self.config.head == "autoregressive" and next_codes is None:
+            next_codes, _ = shift_targets(codes, segment, item_pos)
+        if next_codes is not None:
+            next_codes = next_codes.clamp(min=0)  # rows without a target may hold any value
+            next_codes = torch.minimum(next_codes, torch.tensor(self.config.slot_vocab_sizes, device=next_codes.device) - 1)
+        return ItemCodeDecoderOutput(hidden=hidden, logits=self.head(hidden, next_codes))
+
+    # --------------------------------------------------------------------------------------- prediction
+    @torch.no_grad()
+    def history_state(self, codes, item_pos, segment, text_emb=None) -> torch.Tensor:
+        """Float[B, L, d]: hidden states of each row's last item (largest item_pos among segment == 1)."""
+        hidden = self.encode(codes, item_pos, segment, text_emb)
+        key = torch.where(segment == 1, item_pos, torch.full_like(item_pos, -1))
+        best, last = key.max(dim=1)
+        if (best < 0).any():
+            raise ValueError(f"rows {(best < 0).nonzero().flatten().tolist()} have no item with segment == 1")
+        return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+
+    def next_code_logprobs(self, state: torch.Tensor, prefix: torch.Tensor) -> torch.Tensor:
+        """state Float[B, L, d], prefix Long[B, k] (codes of slots 0..k-1 of the next item) -> Float[B, V_k]
+        log-probs of slot k. The parallel head ignores the prefix (its distribution factorizes over slots)."""
+        if prefix.dim() != 2 or prefix.shape[0] != state.shape[0] or prefix.shape[1] >= self.config.n_slots:
+            raise ValueError(f"prefix must be Long[B={state.shape[0]}, k < {self.config.n_slots}], got {tuple(prefix.shape)}")
+        return self.head.next_code_logprobs(state, prefix)
+
+    def score_items(self, state: torch.Tensor, item_codes: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
+        """state Float[B, L, d], item_codes Long[N, L] -> Float[B, N] exact log-prob of each item's code tuple.
+        Parallel: a sum of per-slot gathers. Autoregressive: teacher-forced, `chunk` distinct prefixes at a time."""
+        return self.head.score_items(state, item_codes, chunk=chunk)
