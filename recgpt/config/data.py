@@ -4,10 +4,13 @@ from typing import Optional
 
 from recgpt.config.errors import check
 
+FORMATS = ("recbole", "lcrec", "steam", "movielens", "amazon", "table")
+
 
 @dataclass
 class TextConfig:
     # Item text = the values of `fields` joined with `separator`; list values are joined with ", ".
+    # Empty or missing fields are skipped; an item with no non-empty field has no text ("").
     fields: list[str] = field(default_factory=lambda: ["title"])
     separator: str = " | "
     max_chars: int = 512  # keeps embedding cost bounded; ~128 MiniLM tokens
@@ -20,15 +23,21 @@ class TextConfig:
 @dataclass
 class ImportConfig:
     # What to do with rows that cannot be used as they are. Every choice is counted in the manifest.
-    duplicates: str = "keep"  # keep | drop: repeated (user, item) rows; "drop" keeps the first
+    duplicates: str = "keep"  # keep | drop: repeated (user, item) rows; "drop" keeps the earliest
     items_without_text: str = "keep"  # keep | drop: interactions with items that have no text
     min_items: int = 1  # users with fewer interactions (after the above) are dropped and counted
+    # Where rows without a timestamp go in a user's order when other rows of that user have one.
+    # "last": after the dated rows (Steam shows the year only for reviews older than the crawl year, so
+    # undated reviews are the newest), keeping file order among themselves. "first": before them.
+    null_timestamps: str = "last"
 
     def __post_init__(self):
         check(self.duplicates in ("keep", "drop"), "import.duplicates", f"keep|drop, got {self.duplicates!r}")
         check(self.items_without_text in ("keep", "drop"), "import.items_without_text",
               f"keep|drop, got {self.items_without_text!r}")
         check(self.min_items >= 1, "import.min_items", f"must be >= 1, got {self.min_items}")
+        check(self.null_timestamps in ("first", "last"), "import.null_timestamps",
+              f"first|last, got {self.null_timestamps!r}")
 
 
 @dataclass
@@ -39,20 +48,25 @@ class DatasetSpec:
     format: str = "???"
     # Folder of the raw files, relative paths resolved against data.raw_root.
     path: str = "???"
-    # Format-specific file names / column mapping (e.g. {"inter": "ml-100k.inter"}).
+    # Format-specific file names, e.g. {"inter": "ml-100k.inter", "item": "ml-100k.item"}.
     files: dict[str, str] = field(default_factory=dict)
+    # Column mapping (table/amazon formats): {"user": ..., "item": ..., "timestamp": ..., "item_key": ...}.
     columns: dict[str, str] = field(default_factory=dict)
+    timestamp_unit: str = "s"  # s | ms: unit of numeric raw timestamps; prepared timestamps are unix seconds
     text: TextConfig = field(default_factory=TextConfig)
     imports: ImportConfig = field(default_factory=ImportConfig)
 
     def __post_init__(self):
-        formats = ("recbole", "lcrec", "steam", "movielens", "amazon", "table")
-        check(self.format in formats, f"datasets.{self.name}.format", f"one of {formats}, got {self.format!r}")
+        check(self.format in FORMATS, f"datasets.{self.name}.format", f"one of {FORMATS}, got {self.format!r}")
+        check(self.timestamp_unit in ("s", "ms"), f"datasets.{self.name}.timestamp_unit",
+              f"s|ms, got {self.timestamp_unit!r}")
+        check(bool(self.name) and "/" not in self.name and ":" not in self.name, "name",
+              f"a plain name without '/' or ':', got {self.name!r}")
 
 
 @dataclass
 class DataConfig:
-    raw_root: str = "../shared/data"
+    raw_root: str = "../shared/data"  # a dataset spec's `path` is relative to this folder
     prepared_root: str = "outputs/prepared"  # one folder per dataset
     corpus_dir: str = "outputs/corpus"
     # Names of configs/datasets/*.yaml (or prepared folders) merged into the pretraining corpus.
@@ -70,3 +84,4 @@ class DataConfig:
         check(self.min_items >= 1, "data.min_items", f"must be >= 1, got {self.min_items}")
         check(0.0 <= self.heldout_users < 1.0, "data.heldout_users", f"must be in [0, 1), got {self.heldout_users}")
         check(self.horizon >= 1, "data.horizon", f"must be >= 1, got {self.horizon}")
+        check(len(set(self.datasets)) == len(self.datasets), "data.datasets", f"repeated names in {self.datasets}")
