@@ -1,0 +1,17 @@
+"""Score checkpoints by held-out loss, write selection.json and export the best.
+
+    python launch/eval.py --ckpt ckpt/<run>                 # every complete checkpoint of the run
+    python launch/eval.py --ckpt ckpt/<run>/step-00001000   # one checkpoint
+    accelerate launch --num_processes 4 launch/eval.py --ckpt ckpt/<run> eval.batch_tokens=65536
+
+The run's saved config.yaml is used unless --config is given; dotted overrides come last.
+"""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a source checkout without installing
+
+from recgpt.evaluate import main  # noqa: E402
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,210 @@
+"""Checkpoint selection: score one checkpoint or every complete one of a run by token-weighted held-out loss
+(per eval dataset and overall, gathered over ranks), write selection.json, export the best as an HF folder
+with the tokenizer and item codes it was trained with.
+
+    python launch/eval.py --ckpt ckpt/<run>            (or: accelerate launch launch/eval.py --ckpt ...)
+
+A checkpoint that is incomplete, corrupt or trained with another tokenizer is reported and skipped; scores
+of a checkpoint whose meta and weights are unchanged are reused from an earlier selection.json.
+"""
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+from recgpt.io import ArtifactError, read_json, sha256_file, sha256_json, write_json
+from recgpt.logging import print0, warn
+from recgpt.train import checkpoint as ckpt
+
+SELECTION = "selection.json"
+
+
+def resolve_checkpoints(path) -> tuple[Path, list[Path], list[Path]]:
+    """(run folder, step folders to score, incomplete step folders) for a step folder or a run folder."""
+    path = Path(path)
+    if not path.is_dir():
+        raise ArtifactError(f"checkpoint not found: {path} is not a folder")
+    if ckpt.STEP_DIR.match(path.name) or (path / ckpt.META).is_file():
+        return path.parent, [path], []
+    complete, incomplete = ckpt.list_checkpoints(path)
+    if not complete and not incomplete:
+        raise ArtifactError(f"{path}: neither a checkpoint (no {ckpt.META}) nor a run folder with step-NNNNNNNN/ folders")
+    return path, complete, incomplete
+
+
+def eval_config(path, config_file: Optional[str], overrides):
+    """The run's saved config (so eval uses the corpus and tokenizer it was trained with) unless --config."""
+    from recgpt.config import load_config
+
+    run_dir = resolve_checkpoints(path)[0]
+    saved = run_dir / "config.yaml"
+    return load_config(config_file or (saved if saved.is_file() else None), overrides)
+
+
+def load_eval_sources(cfg, inputs):
+    """{name: SequenceSource} to score and a hash of that data (scores are reused only for the same data)."""
+    from recgpt.data import load_corpus
+    from recgpt.train.inputs import SequenceSource, align_codes
+
+    if cfg.eval.source == "heldout_users":
+        if len(inputs.heldout) == 0:
+            raise ArtifactError(f"{cfg.data.corpus_dir}: the held-out split is empty (data.heldout_users)")
+        return {"heldout": inputs.heldout}, sha256_json({"source": "heldout_users", "corpus": inputs.corpus_hash})
+    if not cfg.eval.domains:
+        raise ArtifactError("eval.source=domains needs eval.domains: corpus folders of the eval domains")
+    from recgpt.tokenizer import load_item_codes
+
+    ids, codes = load_item_codes(inputs.codes_path)
+    code_row = {item_id: i for i, item_id in enumerate(ids)}
+    sources, hashes, tables = {}, {}, [inputs.codes]
+    offset = len(inputs.codes)
+    for folder in cfg.eval.domains:
+        if not Path(folder).is_dir():
+            raise ArtifactError(f"eval domain not found: {folder} (eval.domains)")
+        corpus = load_corpus(folder)
+        item_ids = corpus.items.sort_values("item_index")["item_id"].tolist()
+        domain_codes = align_codes(item_ids, ids, torch.as_tensor(codes), f"{folder} vs {inputs.codes_path}")
+        tables.append(domain_codes.to(torch.int32))
+        for split in corpus.sequences:  # every user of an eval domain is held out from pretraining
+            table = corpus.sequences[split].data.table
+            shifted = [[i + offset for i in seq] for seq in table.column("items").to_pylist()]
+            sources[f"{Path(folder).name}/{split}"] = SequenceSource(shifted)
+        offset += len(domain_codes)
+        hashes[str(folder)] = corpus.hash
+    del code_row
+    inputs.codes = torch.cat(tables)  # domain items appended after the corpus items
+    return sources, sha256_json({"source": "domains", "domains": hashes})
+
+
+def checkpoint_key(folder: Path) -> str:
+    """Identity of a checkpoint's content: its meta and its weights file."""
+    return sha256_json({"meta": ckpt.read_meta(folder), "weights": sha256_file(folder / ckpt.EXPORT_WEIGHTS)})
+
+
+def load_checkpoint_model(folder: Path, meta: dict):
+    from recgpt.io import load_safetensors
+    from recgpt.model import ItemCodeDecoder, ItemCodeDecoderConfig
+
+    config = ItemCodeDecoderConfig(**{k: v for k, v in meta["model_config"].items()
+                                      if k not in ("model_type", "transformers_version", "architectures")})
+    model = ItemCodeDecoder(config)
+    tensors, _ = load_safetensors(folder / ckpt.EXPORT_WEIGHTS)
+    missing, unexpected = model.load_state_dict(tensors, strict=False)
+    if missing or unexpected:
+        raise ArtifactError(f"{folder / ckpt.EXPORT_WEIGHTS}: weights do not fit the model "
+                            f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+    return model.eval()
+
+
+def score_checkpoint(folder: Path, accelerator, inputs, sources: dict, cfg) -> dict:
+    """Token-weighted loss per eval dataset and overall; raises ArtifactError for a bad checkpoint."""
+    from recgpt.train.heldout import heldout_loss
+
+    meta = ckpt.read_meta(folder)
+    ckpt.check_compatible(meta, folder, None, inputs.tokenizer_hash)
+    model = load_checkpoint_model(folder, meta).to(accelerator.device)
+    row_items = cfg.train.row_items or model.config.max_items
+    started, groups, totals = time.perf_counter(), {}, [0.0, 0, 0]
+    for name, source in sources.items():
+        result = heldout_loss(model, accelerator, source, inputs, cfg.train.batching, cfg.eval.batch_tokens,
+                              row_items, by_group=True, progress=True)
+        parts = result.pop("groups", {}) or {name: result}
+        for group, r in parts.items():
+            key = group if len(sources) == 1 else f"{name}:{group}"
+            groups[key] = r
+        totals[0] += result["loss"] * result["tokens"] if result["tokens"] else 0.0
+        totals[1] += result["tokens"]
+        totals[2] += result["sequences"]
+    seconds = time.perf_counter() - started
+    return {"step": meta["step"], "loss": totals[0] / totals[1] if totals[1] else float("nan"),
+            "tokens": totals[1], "sequences": totals[2], "datasets": groups,
+            "seconds": round(seconds, 3), "sequences_per_s": totals[2] / max(seconds, 1e-9)}
+
+
+def export_best(folder: Path, out_dir: Path, inputs, meta: dict) -> Path:
+    """HF folder (save_pretrained: safetensors + config.json) + tokenizer/ + codes.safetensors + item_ids.json."""
+    model = load_checkpoint_model(folder, meta)
+    tmp = out_dir.with_name(out_dir.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp, safe_serialization=True)
+    if inputs.tokenizer_dir is not None and Path(inputs.tokenizer_dir).is_dir():
+        shutil.copytree(inputs.tokenizer_dir, tmp / "tokenizer")
+    if inputs.codes_path is not None and Path(inputs.codes_path).is_file():
+        shutil.copy2(inputs.codes_path, tmp / "codes.safetensors")
+        ids = Path(inputs.codes_path).with_name("item_ids.json")
+        if ids.is_file():
+            shutil.copy2(ids, tmp / "item_ids.json")
+    write_json(tmp / "source.json", {"checkpoint": str(folder), "step": meta["step"],
+                                     "tokenizer_hash": meta.get("tokenizer_hash"), "corpus_hash": meta.get("corpus_hash")})
+    shutil.rmtree(out_dir, ignore_errors=True)
+    tmp.rename(out_dir)
+    return out_dir
+
+
+def select_checkpoints(cfg, path, inputs=None, export: bool = True) -> dict:
+    """Score checkpoints at `path` (step folder or run folder), write selection.json, export the best."""
+    from recgpt.train.inputs import load_training_inputs
+    from recgpt.train.trainer import make_accelerator
+
+    run_dir, folders, incomplete = resolve_checkpoints(path)
+    accelerator = make_accelerator(cfg)
+    inputs = inputs if inputs is not None else load_training_inputs(cfg)
+    sources, data_hash = load_eval_sources(cfg, inputs)
+    previous = {}
+    if (run_dir / SELECTION).is_file():
+        try:
+            old = read_json(run_dir / SELECTION)
+            if old.get("eval_data_hash") == data_hash:
+                previous = old.get("checkpoints", {})
+        except ArtifactError as e:
+            warn(f"ignoring unreadable {run_dir / SELECTION}: {e}")
+    results = {p.name: {"status": "skipped", "reason": "incomplete: no meta.json"} for p in incomplete}
+    for folder in folders:
+        try:
+            key = checkpoint_key(folder)
+            old = previous.get(folder.name, {})
+            if old.get("status") == "ok" and old.get("key") == key:
+                results[folder.name] = old
+                print0(f"{folder.name}: loss {old['loss']:.4f} (unchanged, reused)")
+                continue
+            scored = score_checkpoint(folder, accelerator, inputs, sources, cfg)
+            results[folder.name] = {"status": "ok", "key": key, **scored}
+            print0(f"{folder.name}: loss {scored['loss']:.4f} over {scored['tokens']} target tokens "
+                   f"({scored['sequences_per_s']:.1f} sequences/s)")
+        except (ArtifactError, OSError, KeyError, ValueError, RuntimeError) as e:
+            results[folder.name] = {"status": "skipped", "reason": f"{type(e).__name__}: {e}"}
+            if accelerator.is_main_process:
+                warn(f"skipping {folder}: {e}")
+    scored = {name: r for name, r in results.items() if r["status"] == "ok"}
+    best = min(scored, key=lambda name: scored[name]["loss"]) if scored else None
+    selection = {"run_dir": str(run_dir), "eval_source": cfg.eval.source, "eval_data_hash": data_hash,
+                 "tokenizer_hash": inputs.tokenizer_hash, "best": best,
+                 "best_loss": scored[best]["loss"] if best else None, "checkpoints": dict(sorted(results.items()))}
+    if accelerator.is_main_process:
+        if best and export:
+            out = export_best(run_dir / best, run_dir / "best", inputs, ckpt.read_meta(run_dir / best))
+            selection["exported"] = str(out)
+            print0(f"best: {best} (loss {selection['best_loss']:.4f}) exported to {out}")
+        write_json(run_dir / SELECTION, selection)
+    accelerator.wait_for_everyone()
+    return selection
+
+
+def main(argv=None) -> int:
+    from recgpt.config import ConfigError, config_from_argv
+
+    def flags(parser):
+        parser.add_argument("--ckpt", required=True, help="a step-NNNNNNNN folder or a run folder (every complete checkpoint)")
+        parser.add_argument("--no-export", action="store_true", help="score only; do not write <run>/best/")
+
+    try:
+        _, args = config_from_argv(sys.argv[1:] if argv is None else argv, "score checkpoints, export the best", flags)
+        cfg = eval_config(args.ckpt, args.config, args.overrides)
+        selection = select_checkpoints(cfg, args.ckpt, export=not args.no_export)
+    except (ConfigError, ArtifactError) as e:
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        return 2
+    return 0 if selection["best"] else 1

@@ -1,0 +1,183 @@
+"""What training and evaluation read: corpus sequences, the item code table aligned with the corpus item
+index, optional text embeddings, and the hashes that tie a checkpoint to them."""
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import torch
+
+from recgpt.io import ArtifactError, sha256_file, sha256_json
+from recgpt.train.batching import EpochPlan, collate, plan_epoch
+
+
+class SequenceSource:
+    """Item-index sequences held in an Arrow list column (memory-mapped when it comes from `datasets`)."""
+
+    def __init__(self, column, groups: Optional[list] = None):
+        self.column = column if isinstance(column, (pa.ChunkedArray, pa.Array)) else pa.array(column, pa.list_(pa.int32()))
+        self.lengths = pc.list_value_length(self.column).to_numpy(zero_copy_only=False).astype(np.int64)
+        self.groups = groups  # per-sequence dataset name (eval reports losses per dataset)
+
+    @classmethod
+    def from_dataset(cls, ds, group_column: str = "dataset"):
+        table = ds.with_format("arrow")[:] if getattr(ds, "_indices", None) is not None else ds.data.table
+        groups = table.column(group_column).to_pylist() if group_column in table.column_names else None
+        return cls(table.column("items"), groups)
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def take(self, indices) -> dict:
+        indices = sorted(set(int(i) for i in indices))
+        values = self.column.take(pa.array(indices, pa.int64())).to_pylist()
+        return dict(zip(indices, values))
+
+    def subset(self, keep: np.ndarray) -> "SequenceSource":
+        keep = np.asarray(keep, np.int64)
+        groups = [self.groups[i] for i in keep] if self.groups is not None else None
+        return SequenceSource(self.column.take(pa.array(keep)), groups)
+
+
+@dataclass
+class TrainingInputs:
+    train: SequenceSource
+    heldout: SequenceSource
+    codes: torch.Tensor  # int32 [N_items, n_slots], row i = corpus item_index i
+    slot_vocab_sizes: list
+    corpus_hash: str
+    tokenizer_hash: str
+    tokenizer_dir: Optional[Path] = None
+    codes_path: Optional[Path] = None
+    text_emb: Optional[torch.Tensor] = None  # [N_items, D] aligned like codes
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def n_slots(self) -> int:
+        return int(self.codes.shape[1])
+
+    @property
+    def text_dim(self) -> Optional[int]:
+        return None if self.text_emb is None else int(self.text_emb.shape[1])
+
+
+def tokenizer_hash(tokenizer_dir: Path, codes_path: Path) -> str:
+    """Identity of a tokenizer + its item codes: checkpoints trained with other codes are refused."""
+    parts = {"codes": sha256_file(codes_path)}
+    for name in ("config.json", "model.safetensors"):
+        if (Path(tokenizer_dir) / name).is_file():
+            parts[name] = sha256_file(Path(tokenizer_dir) / name)
+    return sha256_json(parts)
+
+
+def align_codes(corpus_item_ids: list, code_ids: list, codes: torch.Tensor, where: str) -> torch.Tensor:
+    """Reorder the code table to the corpus item index; every corpus item must have a code row."""
+    if list(code_ids) == list(corpus_item_ids):
+        return codes
+    row = {item_id: i for i, item_id in enumerate(code_ids)}
+    missing = [item_id for item_id in corpus_item_ids if item_id not in row]
+    if missing:
+        raise ArtifactError(f"{where}: {len(missing)} corpus items have no code (first: {missing[0]!r}); "
+                            "was the tokenizer fitted on this corpus?")
+    return codes[torch.as_tensor([row[item_id] for item_id in corpus_item_ids])]
+
+
+def default_codes_path(cfg) -> Path:
+    return Path(cfg.train.codes_path) if cfg.train.codes_path else Path(cfg.tokenizer.output_dir) / "codes.safetensors"
+
+
+def load_training_inputs(cfg) -> TrainingInputs:
+    """Corpus at data.corpus_dir + tokenizer at tokenizer.output_dir; errors name the missing path."""
+    from recgpt.data import load_corpus
+    from recgpt.tokenizer import load_item_codes, load_tokenizer
+
+    corpus_dir, tokenizer_dir = Path(cfg.data.corpus_dir), Path(cfg.tokenizer.output_dir)
+    if not corpus_dir.is_dir():
+        raise ArtifactError(f"corpus not found: {corpus_dir} (data.corpus_dir); build it with `recgpt corpus`")
+    if not tokenizer_dir.is_dir():
+        raise ArtifactError(f"tokenizer not found: {tokenizer_dir} (tokenizer.output_dir); fit it with `recgpt tokenize fit`")
+    codes_path = default_codes_path(cfg)
+    if not codes_path.is_file():
+        raise ArtifactError(f"item codes not found: {codes_path} (train.codes_path)")
+    corpus = load_corpus(corpus_dir)
+    tokenizer = load_tokenizer(tokenizer_dir)
+    ids, codes = load_item_codes(codes_path)
+    codes = torch.as_tensor(np.asarray(codes)).to(torch.int32)
+    item_ids = corpus.items.sort_values("item_index")["item_id"].tolist()
+    codes = align_codes(item_ids, ids, codes, str(codes_path))
+    text_emb = None
+    if cfg.model.use_text:
+        text_emb = _load_text_embeddings(cfg, item_ids)
+    return TrainingInputs(
+        train=SequenceSource.from_dataset(corpus.sequences["train"]),
+        heldout=SequenceSource.from_dataset(corpus.sequences["heldout"]),
+        codes=codes, slot_vocab_sizes=list(tokenizer.slot_vocab_sizes),
+        corpus_hash=corpus.hash, tokenizer_hash=tokenizer_hash(tokenizer_dir, codes_path),
+        tokenizer_dir=tokenizer_dir, codes_path=codes_path, text_emb=text_emb)
+
+
+def _load_text_embeddings(cfg, item_ids: list) -> torch.Tensor:
+    from recgpt.tokenizer.embed import load_embeddings
+
+    folder = Path(cfg.train.text_embeddings_dir or cfg.embed.output_dir or Path(cfg.data.corpus_dir) / "embeddings")
+    if not folder.is_dir():
+        raise ArtifactError(f"text embeddings not found: {folder} (train.text_embeddings_dir; model.use_text=true)")
+    emb = load_embeddings(folder)
+    vectors = torch.as_tensor(np.asarray(emb.embeddings))
+    return align_codes(item_ids, list(emb.item_ids), vectors, str(folder)).float()
+
+
+class MicroBatchStream:
+    """This rank's micro-batches in a reproducible order; position = (epoch, local index) is all resume needs."""
+
+    def __init__(self, source: SequenceSource, inputs: TrainingInputs, mode: str, row_items: int,
+                 tokens_per_batch: int, seed: int, rank: int, world: int, shuffle: bool = True):
+        self.source, self.inputs = source, inputs
+        self.mode, self.row_items, self.tokens_per_batch = mode, row_items, tokens_per_batch
+        self.seed, self.rank, self.world, self.shuffle = seed, rank, world, shuffle
+        self.epoch, self.index = 0, 0
+        self._plan_epoch: Optional[int] = None
+
+    def plan_any(self, epoch: int) -> EpochPlan:
+        if self._plan_epoch != epoch:
+            self._plan = plan_epoch(self.source.lengths, self.mode, self.row_items, self.tokens_per_batch,
+                                    self.inputs.n_slots, self.seed, epoch, self.shuffle)
+            self._targets = self._plan.batch_targets(self.inputs.n_slots)
+            self._plan_epoch = epoch
+        return self._plan
+
+    def plan(self, epoch: int) -> EpochPlan:
+        plan = self.plan_any(epoch)
+        if self.local_batches == 0:
+            raise ArtifactError(f"{plan.n_batches} micro-batches per epoch cannot feed {self.world} "
+                                "processes: the corpus is too small for this batch size")
+        return plan
+
+    @property
+    def local_batches(self) -> int:
+        return self._plan.n_batches // self.world  # the remainder is dropped so every rank steps together
+
+    def state(self) -> dict:
+        return {"epoch": self.epoch, "index": self.index}
+
+    def load_state(self, state: dict) -> None:
+        self.epoch, self.index = int(state["epoch"]), int(state["index"])
+
+    def batch(self, b: int) -> dict:
+        rows = self._plan.batch_pieces(b)
+        seqs = self.source.take(s for row in rows for s, _, _ in row)
+        return collate(rows, seqs, self.inputs.codes, self.inputs.text_emb)
+
+    def next(self) -> tuple[dict, int]:
+        """(this rank's next micro-batch, real target tokens of that micro-batch summed over all ranks)."""
+        self.plan(self.epoch)
+        if self.index >= self.local_batches:
+            self.epoch, self.index = self.epoch + 1, 0
+            self.plan(self.epoch)
+        first = self.index * self.world
+        global_targets = int(self._targets[first:first + self.world].sum())
+        batch = self.batch(first + self.rank)
+        self.index += 1
+        return batch, global_targets
