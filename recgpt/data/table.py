@@ -4,42 +4,52 @@ Spec: files.inter (+ files.item optional); columns.user, columns.item (required)
 (optional, numeric in timestamp_unit), columns.item_key (item-file key column, default columns.item).
 `.tsv` files are tab-separated, other text files comma-separated; `.parquet` is read with pyarrow.
 """
+import csv
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from recgpt.config.data import DatasetSpec
-from recgpt.data.common import RawData, frame, numeric_timestamps, require_columns, resolve_file
+from recgpt.data.common import RawData, frame, numeric_timestamps, open_text, require_columns, resolve_file
 from recgpt.data.errors import DataFormatError
 
 
-def read_table(path: Path) -> tuple[pd.DataFrame, str, int]:
-    """(table as strings / raw values, what a row number means, offset from row index to that number)."""
+def read_table(path: Path) -> tuple[pd.DataFrame, np.ndarray, str]:
+    """(table as strings / raw values, the line or row number of each row, "line" or "row")."""
     if path.suffix == ".parquet":
         try:
-            return pd.read_parquet(path), "row", 0
+            table = pd.read_parquet(path)
+            return table, np.arange(len(table)), "row"
         except Exception as e:  # pyarrow raises several types for a corrupt file
             raise DataFormatError(path, f"not a readable parquet file: {e}") from None
     sep = "\t" if path.suffix == ".tsv" else ","
     try:
-        table = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, skip_blank_lines=False)
-    except pd.errors.ParserError as e:  # the message names the line ("Expected 3 fields in line 7, saw 4")
-        raise DataFormatError(path, f"malformed row: {str(e).strip()}") from None
-    except pd.errors.EmptyDataError:
-        raise DataFormatError(path, "empty file (no header)") from None
+        with open_text(path) as f:
+            reader = csv.reader(f, delimiter=sep)
+            header = next(reader, None)
+            if header is None:
+                raise DataFormatError(path, "empty file (no header)")
+            rows, lines = [], []
+            for values in reader:
+                if not values:
+                    continue  # blank line
+                if len(values) != len(header):
+                    raise DataFormatError(path, f"expected {len(header)} fields {header}, found {len(values)}",
+                                          reader.line_num)
+                rows.append(values)
+                lines.append(reader.line_num)
+    except csv.Error as e:
+        raise DataFormatError(path, f"malformed CSV: {e}", reader.line_num) from None
     except UnicodeDecodeError as e:
         raise DataFormatError(path, f"not valid utf-8 text: {e.reason}") from None
-    short = table.isna().any(axis=1).to_numpy()  # too few fields on a line leaves NaN even with dtype=str
-    if short.any():
-        i = int(np.flatnonzero(short)[0])
-        raise DataFormatError(path, f"expected {table.shape[1]} fields {list(table.columns)}, found fewer", i + 2)
-    return table, "line", 2
+    table = pd.DataFrame(rows, columns=header, dtype=object) if rows else pd.DataFrame(columns=header)
+    return table, np.asarray(lines, dtype=np.int64), "line"
 
 
 def read(spec: DatasetSpec, folder: Path) -> RawData:
     inter_path = resolve_file(folder, spec.files.get("inter"), "inter")
-    table, where, offset = read_table(inter_path)
+    table, numbers, where = read_table(inter_path)
     if "user" not in spec.columns or "item" not in spec.columns:
         raise DataFormatError(inter_path, "the spec needs columns.user and columns.item for a table dataset")
     needed = {"user": spec.columns["user"], "item": spec.columns["item"]}
@@ -50,8 +60,7 @@ def read(spec: DatasetSpec, folder: Path) -> RawData:
         raise DataFormatError(inter_path, "no rows after the header")
     timestamps = None
     if "timestamp" in needed:
-        rows = np.arange(len(table)) + offset
-        timestamps = numeric_timestamps(table[needed["timestamp"]], inter_path, rows, where)
+        timestamps = numeric_timestamps(table[needed["timestamp"]], inter_path, numbers, where)
     interactions = frame(table[needed["user"]], table[needed["item"]], timestamps)
 
     sources, counts = [inter_path], {}
