@@ -15,7 +15,19 @@ class EmbedConfig:
     dtype: str = "float32"  # float32 | bfloat16 | float16 for the encoder forward pass; output is fp16
     cache_dir: str = "outputs/embed_cache"
     output_dir: Optional[str] = None  # default: <corpus_dir>/embeddings
+    # Texts embedded per cache shard: a crash loses at most one shard of work.
+    shard_size: int = 4096
+    # Items whose text is empty: "placeholder" embeds `placeholder` (formatted with the item id) and counts
+    # them in the output metadata; "error" stops with the offending item ids. A zero vector is not offered:
+    # every such item would share one code tuple.
+    empty_text: str = "placeholder"
+    placeholder: str = "item {item_id}"
 
     def __post_init__(self):
         check(self.batch_size >= 1, "embed.batch_size", f"must be >= 1, got {self.batch_size}")
         check(self.dtype in ("float32", "bfloat16", "float16"), "embed.dtype", f"got {self.dtype!r}")
+        check(self.shard_size >= 1, "embed.shard_size", f"must be >= 1, got {self.shard_size}")
+        check(self.empty_text in ("placeholder", "error"), "embed.empty_text",
+              f"placeholder|error, got {self.empty_text!r}")
+        check("{item_id}" in self.placeholder, "embed.placeholder",
+              f"must contain '{{item_id}}' so items stay distinct, got {self.placeholder!r}")

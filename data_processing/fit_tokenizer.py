@@ -1,0 +1,7 @@
+"""Fit the item tokenizer: `python data_processing/fit_tokenizer.py [--config FILE] [key=value ...]`."""
+import sys
+
+from recgpt.tokenizer.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main(["fit", *sys.argv[1:]]))

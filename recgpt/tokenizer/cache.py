@@ -1,0 +1,79 @@
+"""Embedding cache keyed by (model, sha256 of text): safetensors shards plus a JSON index, never pickles.
+
+Layout of one model's cache folder: `index.json` = {"model": ..., "shards": [file, ...],
+"rows": {text_sha: [shard_number, row]}} and `shard-NNNNN.safetensors` (tensor `embeddings` fp16 [n, D]).
+A shard is written before the index that points to it, each atomically, so an interrupted run leaves a
+consistent cache and the next run embeds only what is missing.
+"""
+import hashlib
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import save_file
+
+from recgpt.io import ArtifactError, load_safetensors, read_json, write_json
+
+
+def text_sha(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def model_cache_key(model_id: str, dtype: str) -> str:
+    """Folder name of one (model, forward dtype) cache: readable prefix + hash of the full identity."""
+    readable = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(model_id).name or model_id)[:60]
+    return f"{readable}-{dtype}-{hashlib.sha256(f'{model_id}|{dtype}'.encode()).hexdigest()[:12]}"
+
+
+class EmbeddingCache:
+    def __init__(self, folder, model_id: str):
+        self.folder = Path(folder)
+        self.model_id = model_id
+        self.index_path = self.folder / "index.json"
+        if self.index_path.exists():
+            self.index = read_json(self.index_path)
+            if self.index.get("model") != model_id:
+                raise ArtifactError(f"{self.index_path}: cache of model {self.index.get('model')!r}, "
+                                    f"not {model_id!r}")
+        else:
+            self.index = {"model": model_id, "shards": [], "rows": {}}
+        self._shards: dict[int, torch.Tensor] = {}
+
+    def __contains__(self, sha: str) -> bool:
+        return sha in self.index["rows"]
+
+    def __len__(self) -> int:
+        return len(self.index["rows"])
+
+    def _shard(self, number: int) -> torch.Tensor:
+        if number not in self._shards:
+            path = self.folder / self.index["shards"][number]
+            tensors, _ = load_safetensors(path)
+            if "embeddings" not in tensors:
+                raise ArtifactError(f"{path}: no tensor 'embeddings' (cache shard is corrupt)")
+            self._shards[number] = tensors["embeddings"]
+        return self._shards[number]
+
+    def get(self, shas: list[str]) -> np.ndarray:
+        """Rows for `shas` (all must be cached), in order, as float16 [len(shas), D]."""
+        rows = [self.index["rows"][s] for s in shas]
+        out = [self._shard(shard)[row] for shard, row in rows]
+        return torch.stack(out).numpy() if out else np.zeros((0, 0), np.float16)
+
+    def add(self, shas: list[str], vectors: np.ndarray) -> None:
+        """Write one new shard for these (sha, vector) pairs, then the index."""
+        assert len(shas) == len(vectors)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        number = len(self.index["shards"])
+        name = f"shard-{number:05d}.safetensors"
+        tensor = torch.from_numpy(np.ascontiguousarray(vectors, dtype=np.float16))
+        tmp = self.folder / (name + ".tmp")
+        save_file({"embeddings": tensor}, str(tmp), metadata={"model": self.model_id})
+        os.replace(tmp, self.folder / name)
+        self.index["shards"].append(name)
+        self._shards[number] = tensor
+        for row, sha in enumerate(shas):
+            self.index["rows"][sha] = [number, row]
+        write_json(self.index_path, self.index)

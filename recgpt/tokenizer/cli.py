@@ -1,0 +1,99 @@
+"""`recgpt tokenize embed|fit|assign`: parse config, call the package functions, print a summary.
+
+- `embed [--items FOLDER]`: embed the items of a corpus (default data.corpus_dir) or of a prepared dataset
+  folder into embed.output_dir (default: <that folder>/embeddings).
+- `fit`: fit tokenizer.kind on tokenizer.embeddings_dir (default: embed.output_dir, else
+  <data.corpus_dir>/embeddings); write the tokenizer folder and the item codes to tokenizer.output_dir and
+  print the report table.
+- `assign --embeddings FOLDER`: codes for another dataset's embeddings with the fitted tokenizer at
+  tokenizer.output_dir, written beside them (codes.safetensors + item_ids.json).
+"""
+import sys
+from pathlib import Path
+
+from recgpt.config import config_from_argv, config_to_dict
+from recgpt.io import ArtifactError, sha256_file, write_manifest
+from recgpt.logging import print0
+
+USAGE = "usage: recgpt tokenize {embed|fit|assign} [--config FILE] [key=value ...]"
+
+
+def read_items(folder: Path):
+    """(item ids, texts) of a corpus (rows in item_index order) or of a prepared dataset folder."""
+    if (folder / "sequences").exists():
+        from recgpt.data import load_corpus
+
+        items = load_corpus(folder).items.sort_values("item_index")
+    else:
+        from recgpt.data import load_prepared
+
+        items = load_prepared(folder).items
+    return items["item_id"].astype(str).tolist(), items["text"].tolist()
+
+
+def embed_main(argv) -> int:
+    from recgpt.tokenizer.embed import embed_items
+
+    cfg, args = config_from_argv(argv, "embed item text (docs/artifacts.md: Item embeddings)",
+                                 lambda p: p.add_argument("--items", help="corpus or prepared dataset folder"))
+    source = Path(args.items or cfg.data.corpus_dir)
+    out = Path(cfg.embed.output_dir or source / "embeddings")
+    ids, texts = read_items(source)
+    emb = embed_items(ids, texts, cfg.embed)
+    emb.save(out)
+    print0(f"{len(ids)} items ({emb.n_empty_text} with empty text, embedded as {cfg.embed.placeholder!r}) "
+           f"-> {out} [{emb.model}, dim {emb.dim}]")
+    return 0
+
+
+def embeddings_dir(cfg) -> Path:
+    return Path(cfg.tokenizer.embeddings_dir or cfg.embed.output_dir or Path(cfg.data.corpus_dir) / "embeddings")
+
+
+def fit_main(argv) -> int:
+    from recgpt.tokenizer.base import CODES_FILE, save_item_codes
+    from recgpt.tokenizer.embed import EMBEDDINGS_FILE, load_embeddings
+    from recgpt.tokenizer.fit import fit_tokenizer
+    from recgpt.tokenizer.report import format_report
+
+    cfg, _ = config_from_argv(argv, "fit the item tokenizer (docs/artifacts.md: Tokenizer)")
+    source, out = embeddings_dir(cfg), Path(cfg.tokenizer.output_dir)
+    emb = load_embeddings(source)
+    tok = fit_tokenizer(emb, cfg.tokenizer)
+    tok.save(out)
+    save_item_codes(out / CODES_FILE, emb.item_ids, tok.assign(emb, item_ids=emb.item_ids))
+    write_manifest(out, {"stage": "tokenizer", "embeddings": str(source),
+                         "embeddings_sha256": sha256_file(source / EMBEDDINGS_FILE),
+                         "counts": {"items": len(emb.item_ids)}, "config": config_to_dict(cfg.tokenizer)})
+    print0(format_report(tok.report))
+    print0(f"tokenizer and item codes -> {out}")
+    return 0
+
+
+def assign_main(argv) -> int:
+    from recgpt.tokenizer.base import CODES_FILE, load_tokenizer, save_item_codes
+    from recgpt.tokenizer.collisions import collision_stats
+    from recgpt.tokenizer.embed import load_embeddings
+
+    cfg, args = config_from_argv(argv, "encode another dataset's items with a fitted tokenizer",
+                                 lambda p: p.add_argument("--embeddings", required=True, help="embeddings folder"))
+    tok = load_tokenizer(cfg.tokenizer.output_dir)
+    emb = load_embeddings(args.embeddings)
+    codes = tok.encode(emb)
+    save_item_codes(Path(args.embeddings) / CODES_FILE, emb.item_ids, tok.assign(emb, item_ids=emb.item_ids))
+    stats = collision_stats(codes)
+    print0(f"{stats['n_items']} items, collision rate before resolution {stats['collision_rate']:.3%} "
+           f"-> {Path(args.embeddings) / CODES_FILE}")
+    return 0
+
+
+def main(argv) -> int:
+    commands = {"embed": embed_main, "fit": fit_main, "assign": assign_main}
+    if not argv or argv[0] not in commands:
+        print0(USAGE, file=sys.stderr)
+        return 0 if argv and argv[0] in ("-h", "--help") else 2
+    try:
+        return commands[argv[0]](argv[1:])
+    except (ArtifactError, ValueError) as e:  # bad input: one clear line, no traceback
+        print0(f"recgpt tokenize {argv[0]}: {e}", file=sys.stderr)
+        return 1
