@@ -1,0 +1,111 @@
+"""The merged corpus: namespaced global items, windows, dropped short sequences, seeded hold-out, manifest."""
+import dataclasses
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from recgpt.data import build_corpus, load_corpus, load_prepared
+from recgpt.data.splits import is_heldout
+from recgpt.io import ArtifactError, sha256_json
+
+
+def expected_sequences(corpus, prepared_dir, names):
+    """Reference: each user's prepared sequence mapped to global indices through items.parquet."""
+    index = dict(zip(corpus.items["item_id"], corpus.items["item_index"]))
+    out = {}
+    for name in names:
+        inter = load_prepared(prepared_dir(name)).interactions
+        for user, items in inter.groupby("user_id", sort=False)["item_id"]:
+            out[f"{name}:{user}"] = [index[f"{name}:{i}"] for i in items]
+    return out
+
+
+def test_tiny_corpus_layout_and_counts(tiny_corpus, tiny_data_config, prepared_dir):
+    corpus = load_corpus(tiny_corpus)
+    names = tiny_data_config.datasets
+    items = corpus.items
+    assert items["item_index"].tolist() == list(range(len(items)))
+    assert items["item_id"].is_unique and len(items) == 1682 + 4606
+    assert items["item_id"].str.split(":").str[0].tolist() == items["dataset"].tolist()
+    assert set(items["dataset"]) == set(names)
+    assert set(corpus.sequences) == {"train", "heldout"}
+    # memory-mapped from the corpus folder, not copied into RAM
+    for split in corpus.sequences.values():
+        assert split.cache_files and all(str(tiny_corpus) in f["filename"] for f in split.cache_files)
+    assert corpus.sequences["train"].features["items"].feature.dtype == "int32"
+
+    want = expected_sequences(corpus, prepared_dir, names)
+    got, split_of = {}, {}
+    for split, ds in corpus.sequences.items():
+        frame = ds.to_pandas()
+        assert (frame["items"].map(len) <= tiny_data_config.max_items).all()
+        assert (frame["items"].map(len) >= tiny_data_config.min_items).all()
+        for user, window, seq in zip(frame["user_id"], frame["window"], frame["items"]):
+            got.setdefault(user, {})[window] = list(seq)
+            assert split_of.setdefault(user, split) == split  # all windows of a user in one split
+    manifest = corpus.manifest
+    dropped = 0
+    for user, seq in want.items():
+        spans = [seq[s:s + tiny_data_config.max_items] for s in range(0, len(seq), tiny_data_config.max_items)]
+        kept = {w: s for w, s in enumerate(spans) if len(s) >= tiny_data_config.min_items}
+        dropped += len(spans) - len(kept)
+        assert got.get(user, {}) == kept, user  # windows, not truncation; short ones dropped
+    assert manifest["counts"]["short_sequences_dropped"] == dropped
+    heldout = {u for u, s in split_of.items() if s == "heldout"}
+    assert heldout == {u for u in want if is_heldout(u, tiny_data_config.heldout_users, tiny_data_config.seed)}
+    assert 0.05 < len(heldout) / len(want) < 0.15
+    # manifest: counts per dataset and split, input hashes
+    splits = manifest["counts"]["splits"]
+    for split, ds in corpus.sequences.items():
+        assert splits[split]["sequences"] == ds.num_rows
+        assert splits[split]["interactions"] == sum(map(len, ds["items"]))
+    for entry in manifest["datasets"]:
+        assert entry["manifest_sha256"] == sha256_json(load_prepared(prepared_dir(entry["name"])).manifest)
+        assert manifest["counts"]["per_dataset"][entry["name"]]["users"] == len(
+            [u for u in want if u.startswith(entry["name"] + ":")])
+    assert corpus.hash == sha256_json(manifest)
+
+
+def test_short_sequences_dropped_and_rebuild_is_deterministic(tmp_path, tiny_data_config, data_root):
+    cfg = dataclasses.replace(tiny_data_config, datasets=["lastfm"], prepared_root=str(tmp_path / "prep"),
+                              corpus_dir=str(tmp_path / "c1"), max_items=300, min_items=120, heldout_users=0.3)
+    first = load_corpus(build_corpus(cfg))  # prepares lastfm on demand
+    assert (tmp_path / "prep" / "lastfm" / "manifest.json").is_file()
+    inter = load_prepared(tmp_path / "prep" / "lastfm").interactions
+    lengths = inter.groupby("user_id", sort=False).size().to_numpy()
+    windows = np.concatenate([[min(300, n - s) for s in range(0, n, 300)] for n in lengths])
+    counts = first.manifest["counts"]
+    assert counts["short_sequences_dropped"] == int((windows < 120).sum()) > 0
+    assert counts["per_dataset"]["lastfm"]["short_sequence_items_dropped"] == int(windows[windows < 120].sum())
+    assert counts["per_dataset"]["lastfm"]["users_windowed"] == int((lengths > 300).sum()) > 0
+    second = load_corpus(build_corpus(cfg))
+    assert second.hash == first.hash
+    for split in ("train", "heldout"):
+        assert second.sequences[split]["items"] == first.sequences[split]["items"]
+    other = load_corpus(build_corpus(dataclasses.replace(cfg, seed=1, corpus_dir=str(tmp_path / "c2"))))
+    assert other.sequences["heldout"]["user_id"] != first.sequences["heldout"]["user_id"]
+
+
+def test_unknown_dataset_and_incomplete_corpus(tmp_path, tiny_data_config):
+    cfg = dataclasses.replace(tiny_data_config, datasets=["no_such_set"], prepared_root=str(tmp_path),
+                              corpus_dir=str(tmp_path / "c"))
+    with pytest.raises(ArtifactError, match="no_such_set"):
+        build_corpus(cfg)
+    (tmp_path / "c").mkdir()
+    with pytest.raises(ArtifactError, match="corpus at .* is incomplete: missing items.parquet, sequences"):
+        load_corpus(tmp_path / "c")
+
+
+def test_prepared_folder_without_spec_is_used(tmp_path, tiny_data_config, prepared_dir):
+    # a prepared folder under a name with no configs/datasets YAML (e.g. a remapped copy) joins the corpus
+    src = load_prepared(prepared_dir("lastfm"))
+    folder = tmp_path / "prep" / "lastfm_copy"
+    folder.mkdir(parents=True)
+    for name in ("interactions.parquet", "items.parquet", "manifest.json"):
+        (folder / name).write_bytes((src.path / name).read_bytes())
+    cfg = dataclasses.replace(tiny_data_config, datasets=["lastfm_copy"], prepared_root=str(tmp_path / "prep"),
+                              corpus_dir=str(tmp_path / "c"))
+    corpus = load_corpus(build_corpus(cfg))
+    assert corpus.items["item_id"].str.startswith("lastfm_copy:").all() and len(corpus.items) == 4606
+    assert pd.Series(corpus.sequences["train"]["dataset"]).eq("lastfm_copy").all()
