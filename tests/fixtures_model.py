@@ -63,6 +63,15 @@ def layout(users: Sequence[UserSeq], rows: Sequence[Sequence[int]], width: int, 
     return codes, item_pos, segment, text, where
 
 
+@pytest.fixture
+def one_thread():
+    """Model tests use tiny matrices: one thread is as fast and does not thrash when the shared cores are busy."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def ml100k_users(data_root) -> List[UserSeq]:
     """Eight real MovieLens-100K users (time order, stable tie-break), cut to 7, 10, ..., 28 items."""

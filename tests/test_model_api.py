@@ -7,6 +7,8 @@ from fixtures_model import MODEL_SLOTS, layout, make_model
 from recgpt.config import load_config
 from recgpt.model import ItemCodeDecoder, ItemCodeDecoderConfig
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 @pytest.mark.parametrize("head,text_dim", [("parallel", 0), ("autoregressive", 6)])
 def test_save_and_from_pretrained_give_identical_logits(ml100k_users, tmp_path, head, text_dim):

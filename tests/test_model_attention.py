@@ -1,10 +1,13 @@
 """The block-causal mask rule, and FlexAttention (fast path) against the SDPA reference."""
 import warnings
 
+import pytest
 import torch
 
 from fixtures_model import layout, make_model
 from recgpt.model.attention import block_causal_mask, flex_block_attention, flex_block_mask, sdpa_attention
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def brute_force_mask(item_pos, segment, n_slots):

@@ -4,6 +4,8 @@ import torch
 
 from fixtures_model import layout, make_model
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 TOL = 1e-5
 
 
