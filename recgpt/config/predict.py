@@ -18,19 +18,25 @@ class EvalConfig:
 
 @dataclass
 class PredictConfig:
+    # A name under configs/datasets/ (prepared on demand into data.prepared_root) or a prepared folder.
     dataset: Optional[str] = None
-    model_dir: str = "ckpt/run/best"
-    output_dir: Optional[str] = None
+    model_dir: str = "ckpt/run/best"  # an exported model folder, or a run folder holding best/
+    tokenizer_dir: Optional[str] = None  # default: <model_dir>/tokenizer; any other must be the same tokenizer
+    output_dir: Optional[str] = None  # default: <run>/predict/<dataset>-<protocol>
     protocol: str = "loo"  # loo | cold | horizon
-    horizon: int = 1
-    strategy: str = "exact"  # exact | beam | greedy | sample | rra | ra
+    horizon: int = 1  # target-set size of the horizon protocol (and sequence length of rra/ra)
+    # exact: one-step top-K; greedy | sample | beam (item-level) | rra | ra: multi-step generation
+    strategy: str = "exact"
+    # How each step scores the catalog: exact (full catalog, one gather for the parallel head), trie
+    # (constrained beam search over codes), auto (exact for the parallel head, trie for the autoregressive one).
+    scoring: str = "auto"
     beam_size: int = 20
     temperature: float = 1.0
     n_samples: int = 8
     ks: list[int] = field(default_factory=lambda: [1, 3, 5, 10, 20])
-    allow_history: bool = True
+    allow_history: bool = True  # may a user's own history items be recommended
     batch_size: int = 256
-    max_users: Optional[int] = None
+    max_users: Optional[int] = None  # a seeded subset of the users
     seed: int = 0
     device: str = "cpu"
 
@@ -39,5 +45,10 @@ class PredictConfig:
         check(self.horizon >= 1, "predict.horizon", f"must be >= 1, got {self.horizon}")
         strategies = ("exact", "beam", "greedy", "sample", "rra", "ra")
         check(self.strategy in strategies, "predict.strategy", f"one of {strategies}, got {self.strategy!r}")
+        check(self.scoring in ("auto", "exact", "trie"), "predict.scoring", f"auto|exact|trie, got {self.scoring!r}")
         check(len(self.ks) > 0 and all(k >= 1 for k in self.ks), "predict.ks", f"positive ints, got {self.ks}")
         check(self.temperature > 0, "predict.temperature", f"must be > 0, got {self.temperature}")
+        check(self.beam_size >= 1, "predict.beam_size", f"must be >= 1, got {self.beam_size}")
+        check(self.n_samples >= 1, "predict.n_samples", f"must be >= 1, got {self.n_samples}")
+        check(self.batch_size >= 1, "predict.batch_size", f"must be >= 1, got {self.batch_size}")
+        check(self.max_users is None or self.max_users >= 1, "predict.max_users", f"must be >= 1, got {self.max_users}")

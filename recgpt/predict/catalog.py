@@ -1,0 +1,98 @@
+"""The catalog of a downstream dataset, seen only through the pretrained tokenizer (zero-shot).
+
+Item text is embedded with the encoder the tokenizer was fitted with, encoded by the tokenizer into unique
+code rows (its disambiguation slot keeps colliding items apart), and indexed by a tensor trie. Nothing of
+the downstream domain is trained on. Should more items share a tuple than the disambiguation slot can
+separate, the extra items share the last tuple: the trie maps it to all of them, so none is lost.
+"""
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+
+from recgpt.io import write_json
+from recgpt.predict.trie import CodeTrie, build_trie
+
+
+@dataclass
+class Catalog:
+    item_ids: list[str]
+    codes: torch.Tensor  # Long [N, L]
+    slot_vocab_sizes: list[int]
+    trie: CodeTrie
+    text_emb: Optional[torch.Tensor] = None  # Float [N, D] (the model's text input, when it takes one)
+    stats: Optional[dict] = None
+
+    def __post_init__(self):
+        self.row_of = {item_id: row for row, item_id in enumerate(self.item_ids)}
+
+    @property
+    def n_items(self) -> int:
+        return len(self.item_ids)
+
+    @classmethod
+    def from_codes(cls, item_ids: Sequence[str], codes, slot_vocab_sizes: Sequence[int],
+                   text_emb: Optional[torch.Tensor] = None, stats: Optional[dict] = None) -> "Catalog":
+        item_ids = [str(i) for i in item_ids]
+        codes = torch.as_tensor(np.asarray(codes), dtype=torch.long)
+        if len(item_ids) != codes.shape[0]:
+            raise ValueError(f"catalog: {len(item_ids)} item ids but codes of shape {tuple(codes.shape)}")
+        if len(set(item_ids)) != len(item_ids):
+            raise ValueError("catalog: item ids must be unique")
+        trie = build_trie(codes, list(slot_vocab_sizes))
+        stats = dict(stats or {})
+        stats.update({"items": len(item_ids), "unique_code_tuples": trie.n_leaves,
+                      "items_sharing_a_tuple": len(item_ids) - trie.n_leaves})
+        return cls(item_ids, codes, list(slot_vocab_sizes), trie, text_emb, stats)
+
+    def rows(self, item_ids: Sequence[str]) -> tuple[list[int], int]:
+        """Catalog rows of the known ids (order kept) and how many ids were not in the catalog."""
+        rows = [self.row_of[i] for i in map(str, item_ids) if i in self.row_of]
+        return rows, len(item_ids) - len(rows)
+
+    def save(self, folder) -> Path:
+        from recgpt.tokenizer import save_item_codes
+
+        folder = Path(folder)
+        save_item_codes(folder / "codes.safetensors", self.item_ids, self.codes.numpy())
+        write_json(folder / "catalog.json", self.stats or {})
+        return folder
+
+
+def assign_codes(tokenizer, vectors: np.ndarray, item_ids: Sequence[str], embed_model: str) -> tuple[np.ndarray, int]:
+    """Unique code rows from the tokenizer; when its disambiguation slot overflows, the overflow items share
+    the tuple of the slot's last code (counted, second value)."""
+    from recgpt.tokenizer import CollisionError
+    from recgpt.tokenizer.collisions import rank_within_tuple
+
+    try:
+        return tokenizer.assign(vectors, embed_model, item_ids), 0
+    except CollisionError:
+        base = tokenizer.encode(vectors, embed_model)
+        rank = rank_within_tuple(base)
+        overflow = int((rank >= tokenizer.dedup_size).sum())
+        return np.concatenate([base, np.minimum(rank, tokenizer.dedup_size - 1)[:, None]], axis=1), overflow
+
+
+def build_catalog(item_ids: Sequence[str], texts: Sequence[str], tokenizer, embed_cfg,
+                  keep_text: bool = False) -> Catalog:
+    """Embed `texts` with the tokenizer's encoder, encode them, index the codes (see module doc)."""
+    from recgpt.tokenizer import embed_items
+
+    cfg = replace(embed_cfg, model=tokenizer.embed_model)
+    emb = embed_items(list(item_ids), list(texts), cfg)
+    if emb.dim != tokenizer.embed_dim:
+        raise ValueError(f"the encoder {tokenizer.embed_model!r} gave {emb.dim}-d embeddings but the tokenizer "
+                         f"expects {tokenizer.embed_dim}-d")
+    codes, overflow = assign_codes(tokenizer, emb.vectors.astype(np.float32), emb.item_ids, emb.model)
+    text_emb = torch.from_numpy(emb.vectors.astype(np.float32)) if keep_text else None
+    stats = {"embed_model": emb.model, "empty_text": emb.n_empty_text, "disambiguation_overflow": overflow}
+    return Catalog.from_codes(emb.item_ids, codes, tokenizer.slot_vocab_sizes, text_emb, stats)
+
+
+def catalog_from_prepared(items, tokenizer, embed_cfg, keep_text: bool = False) -> Catalog:
+    """Catalog of a prepared dataset's items table (item_id, text)."""
+    return build_catalog(items["item_id"].astype(str).tolist(), items["text"].fillna("").astype(str).tolist(),
+                         tokenizer, embed_cfg, keep_text)

@@ -1,0 +1,67 @@
+"""Top-K ranking metrics against a target set (one item for next-item protocols, N items for horizons).
+
+For a ranked list r_1..r_K and a target set T (repeats inside the horizon count once):
+  HR@K     = 1 if any r_i in T
+  Recall@K = |{r_i in T}| / |T|
+  NDCG@K   = sum_{r_i in T} 1/log2(i+1) / sum_{i <= min(|T|, K)} 1/log2(i+1)
+  MRR@K    = 1/i for the first i with r_i in T, else 0
+Means are over users. Per-position metrics ask, for the j-th target of the horizon, whether it is in the
+top K. Coverage@K = distinct items in all top-K lists / catalog size. Lists hold item rows, -1 = empty.
+"""
+import math
+from typing import Sequence
+
+import numpy as np
+
+METRICS = ("HR", "Recall", "NDCG", "MRR")
+
+
+def _user_metrics(recs: Sequence[int], targets: set, k: int) -> dict:
+    top = [r for r in list(recs)[:k]]
+    hits = [i for i, r in enumerate(top) if r >= 0 and r in targets]
+    # Repeated items inside one list would count twice; lists are deduplicated upstream, guard anyway.
+    seen, unique_hits = set(), []
+    for i in hits:
+        if top[i] not in seen:
+            seen.add(top[i])
+            unique_hits.append(i)
+    dcg = sum(1.0 / math.log2(i + 2) for i in unique_hits)
+    idcg = sum(1.0 / math.log2(i + 2) for i in range(min(len(targets), k)))
+    return {"HR": float(bool(unique_hits)), "Recall": len(unique_hits) / len(targets),
+            "NDCG": dcg / idcg, "MRR": 1.0 / (unique_hits[0] + 1) if unique_hits else 0.0}
+
+
+def ranking_metrics(recs: Sequence[Sequence[int]], targets: Sequence[Sequence[int]], ks: Sequence[int]) -> dict:
+    """{"HR@1": mean, ...} for every metric and K; `targets[u]` must be non-empty."""
+    if len(recs) != len(targets):
+        raise ValueError(f"{len(recs)} recommendation lists but {len(targets)} target lists")
+    sums = {f"{m}@{k}": 0.0 for k in ks for m in METRICS}
+    for u, (rec, tgt) in enumerate(zip(recs, targets)):
+        tgt = set(int(t) for t in tgt)
+        if not tgt:
+            raise ValueError(f"user {u} has no target items")
+        for k in ks:
+            for name, value in _user_metrics(rec, tgt, k).items():
+                sums[f"{name}@{k}"] += value
+    n = max(len(recs), 1)
+    return {key: value / n for key, value in sums.items()}
+
+
+def position_hit_rates(recs: Sequence[Sequence[int]], targets: Sequence[Sequence[int]], ks: Sequence[int]) -> dict:
+    """{K: [share of users whose j-th target is in their top K, for j = 0..N-1]} (users lacking a j-th
+    target are left out of position j)."""
+    horizon = max((len(t) for t in targets), default=0)
+    out = {}
+    for k in ks:
+        hits, counts = np.zeros(horizon), np.zeros(horizon)
+        for rec, tgt in zip(recs, targets):
+            top = set(int(r) for r in list(rec)[:k] if r >= 0)
+            for j, t in enumerate(tgt):
+                counts[j] += 1
+                hits[j] += int(t) in top
+        out[k] = [float(h / c) if c else 0.0 for h, c in zip(hits, counts)]
+    return out
+
+
+def coverage(recs: Sequence[Sequence[int]], n_items: int, ks: Sequence[int]) -> dict:
+    return {f"Coverage@{k}": len({int(r) for rec in recs for r in list(rec)[:k] if r >= 0}) / n_items for k in ks}

@@ -1,0 +1,95 @@
+"""Test cases of a prepared dataset: (user, history, targets) per protocol, from recgpt.data.splits.
+
+  loo      history = all but the last item, target = the last item
+  cold     RecGPT's cold start: one seeded random contiguous window of 2-4 items, target = its last item
+  horizon  the last N items are the target set, history = what precedes them
+Users too short for the protocol are skipped and counted; history items missing from the catalog are
+dropped and counted; a user whose target or whole history is missing from the catalog is skipped and
+counted. Histories keep every item here; the scorer keeps the most recent max_items of them.
+"""
+from dataclasses import dataclass, field
+from typing import Optional
+
+import pandas as pd
+
+from recgpt.data import splits
+
+
+@dataclass
+class TestCases:
+    protocol: str
+    user_ids: list[str]
+    histories: list[list[int]]  # catalog rows, oldest first
+    targets: list[list[int]]  # catalog rows, in order (one for loo/cold, N for horizon)
+    counts: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.user_ids)
+
+
+def user_sequences(interactions: pd.DataFrame) -> pd.Series:
+    """user_id -> item ids in order (by position), users in order of first appearance."""
+    missing = [c for c in ("user_id", "item_id", "position") if c not in interactions.columns]
+    if missing:
+        raise ValueError(f"interactions lack column(s) {missing}; got {list(interactions.columns)}")
+    frame = interactions.sort_values(["position"], kind="stable")
+    order = pd.unique(interactions["user_id"].astype(str))
+    seqs = frame.assign(item_id=frame["item_id"].astype(str), user_id=frame["user_id"].astype(str)) \
+        .groupby("user_id", sort=False)["item_id"].agg(list)
+    return seqs.reindex(order)
+
+
+def split_user(items: list, user_id: str, protocol: str, horizon: int, seed: int) -> Optional[tuple[list, list]]:
+    """(history, targets) for one user, or None when the sequence is too short for the protocol."""
+    if protocol == "loo":
+        if len(items) < 2:
+            return None
+        split = splits.last_n(items, 1)
+        return split.history, split.targets
+    if protocol == "cold":
+        if len(items) < 2:
+            return None
+        window = splits.cold_window(items, user_id, seed)
+        return window.history, [window.target]
+    if protocol == "horizon":
+        if len(items) <= horizon:
+            return None
+        split = splits.last_n(items, horizon)
+        return split.history, split.targets
+    raise ValueError(f"unknown protocol {protocol!r}; one of loo, cold, horizon")
+
+
+def build_test_cases(interactions: pd.DataFrame, catalog, protocol: str, horizon: int = 1, seed: int = 0,
+                     max_users: Optional[int] = None) -> TestCases:
+    if horizon < 1:
+        raise ValueError(f"horizon must be >= 1, got {horizon}")
+    seqs = user_sequences(interactions)
+    users = list(seqs.index)
+    if max_users is not None and max_users < len(users):
+        # A seeded subset that does not depend on the file's user order.
+        users = sorted(users, key=lambda u: splits.unit_hash(seed, u))[:max_users]
+        keep = set(users)
+        users = [u for u in seqs.index if u in keep]
+    counts = {"users": len(seqs), "users_considered": len(users), "too_short": 0, "target_not_in_catalog": 0,
+              "empty_history": 0, "history_items_not_in_catalog": 0}
+    cases = TestCases(protocol, [], [], [], counts)
+    for user in users:
+        split = split_user(seqs[user], user, protocol, horizon, seed)
+        if split is None:
+            counts["too_short"] += 1
+            continue
+        history, targets = split
+        target_rows, missing_targets = catalog.rows(targets)
+        if missing_targets:
+            counts["target_not_in_catalog"] += 1
+            continue
+        rows, missing = catalog.rows(history)
+        counts["history_items_not_in_catalog"] += missing
+        if not rows:
+            counts["empty_history"] += 1
+            continue
+        cases.user_ids.append(user)
+        cases.histories.append(rows)
+        cases.targets.append(target_rows)
+    counts["evaluated"] = len(cases)
+    return cases

@@ -1,0 +1,158 @@
+"""Python API: `Recommender.from_pretrained(path).recommend(histories, k=10, horizon=1, strategy="exact")`.
+
+`path` is an exported model folder (`ckpt/<run>/best`: config.json + model.safetensors + tokenizer/ +
+codes.safetensors + item_ids.json) or a run folder holding `best/`. The catalog defaults to the exported
+item codes; `set_catalog(item_ids, texts)` or `set_catalog_from_prepared(dir)` switch to a downstream
+dataset's items, encoded by the model's own tokenizer (zero-shot).
+"""
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, Sequence
+
+from recgpt.io import ArtifactError, sha256_file
+from recgpt.predict.catalog import Catalog, build_catalog, catalog_from_prepared
+from recgpt.predict.horizon import STRATEGIES, recommend_lists
+from recgpt.predict.scoring import ItemScorer
+
+
+@dataclass
+class Recommendations:
+    item_ids: list[list[str]]  # best first, per history
+    scores: list[list[float]]
+    unknown_history_items: int = 0  # history items not in the catalog (dropped)
+    empty_histories: list[int] = field(default_factory=list)  # histories with no known item (empty lists)
+
+
+def resolve_model_dir(path) -> Path:
+    path = Path(path)
+    if (path / "best" / "config.json").is_file() and not (path / "config.json").is_file():
+        path = path / "best"
+    if not (path / "config.json").is_file():
+        raise ArtifactError(f"no model at {path}: expected config.json + model.safetensors "
+                            "(an exported ckpt/<run>/best folder or a run folder holding best/)")
+    return path
+
+
+def check_tokenizer(model, tokenizer, model_dir: Optional[Path] = None, tokenizer_dir: Optional[Path] = None) -> None:
+    """A model only understands codes from the tokenizer it was trained with: refuse any other."""
+    model_sizes = list(model.config.slot_vocab_sizes)
+    if model_sizes != list(tokenizer.slot_vocab_sizes):
+        raise ValueError(f"tokenizer mismatch: the model at {model_dir} expects slot vocab sizes {model_sizes} but "
+                         f"the tokenizer at {tokenizer_dir} gives {list(tokenizer.slot_vocab_sizes)}")
+    bundled = model_dir / "tokenizer" / "model.safetensors" if model_dir else None
+    given = tokenizer_dir / "model.safetensors" if tokenizer_dir else None
+    if bundled and given and bundled.is_file() and given.is_file() and bundled.resolve() != given.resolve():
+        if sha256_file(bundled) != sha256_file(given):
+            raise ValueError(f"tokenizer mismatch: the model at {model_dir} was trained with {bundled.parent}, "
+                             f"whose weights differ from the tokenizer given at {tokenizer_dir}")
+
+
+class Recommender:
+    def __init__(self, model, tokenizer=None, catalog: Optional[Catalog] = None, embed_cfg=None,
+                 scoring: str = "auto", beam_size: int = 20, device="cpu", batch_size: int = 256):
+        self.model, self.tokenizer, self.embed_cfg = model.eval().to(device), tokenizer, embed_cfg
+        self.scoring, self.beam_size, self.device, self.batch_size = scoring, beam_size, device, batch_size
+        self.catalog, self.scorer = None, None
+        if catalog is not None:
+            self.use_catalog(catalog)
+
+    @classmethod
+    def from_pretrained(cls, path, tokenizer_dir=None, embed_cfg=None, device="cpu", **kwargs) -> "Recommender":
+        from recgpt.model import ItemCodeDecoder
+        from recgpt.tokenizer import load_item_codes, load_tokenizer
+
+        model_dir = resolve_model_dir(path)
+        model = ItemCodeDecoder.from_pretrained(str(model_dir))
+        tokenizer_dir = Path(tokenizer_dir) if tokenizer_dir else model_dir / "tokenizer"
+        tokenizer = load_tokenizer(tokenizer_dir) if (tokenizer_dir / "config.json").is_file() else None
+        if tokenizer is not None:
+            check_tokenizer(model, tokenizer, model_dir, tokenizer_dir)
+        if embed_cfg is None:
+            from recgpt.config import EmbedConfig
+            embed_cfg = EmbedConfig()
+        rec = cls(model, tokenizer, None, embed_cfg, device=device, **kwargs)
+        if (model_dir / "codes.safetensors").is_file():
+            ids, codes = load_item_codes(model_dir / "codes.safetensors")
+            rec.use_catalog(Catalog.from_codes(ids, codes, model.config.slot_vocab_sizes))
+        return rec
+
+    def _need_tokenizer(self):
+        if self.tokenizer is None:
+            raise ArtifactError("this model has no tokenizer/ folder: a new catalog cannot be encoded")
+        return self.tokenizer
+
+    def use_catalog(self, catalog: Catalog) -> None:
+        if list(catalog.slot_vocab_sizes) != list(self.model.config.slot_vocab_sizes):
+            raise ValueError(f"catalog codes use slot vocab sizes {catalog.slot_vocab_sizes} but the model expects "
+                             f"{list(self.model.config.slot_vocab_sizes)}: encode it with the model's tokenizer")
+        if self.model.config.text_dim and catalog.text_emb is None:
+            raise ValueError("this model takes item text embeddings: build the catalog with keep_text=True")
+        self.catalog = catalog
+        self.scorer = ItemScorer(self.model, catalog.codes, catalog.trie, catalog.text_emb, self.scoring,
+                                 self.beam_size, self.device)
+
+    def set_catalog(self, item_ids: Sequence[str], texts: Sequence[str]) -> Catalog:
+        keep_text = bool(self.model.config.text_dim)
+        self.use_catalog(build_catalog(item_ids, texts, self._need_tokenizer(), self.embed_cfg, keep_text))
+        return self.catalog
+
+    def set_catalog_from_prepared(self, prepared_dir) -> Catalog:
+        from recgpt.data import load_prepared
+
+        items = load_prepared(prepared_dir).items
+        keep_text = bool(self.model.config.text_dim)
+        self.use_catalog(catalog_from_prepared(items, self._need_tokenizer(), self.embed_cfg, keep_text))
+        return self.catalog
+
+    def recommend_rows(self, histories: Sequence[Sequence[int]], k: int = 10, horizon: int = 1,
+                       strategy: str = "exact", allow_history: bool = True, n_samples: int = 8,
+                       temperature: float = 1.0, seed: int = 0, keys: Optional[Sequence[int]] = None):
+        """Catalog rows in, catalog rows out (batched); every history must be non-empty."""
+        if self.scorer is None:
+            raise ValueError("no catalog: call set_catalog(...) or set_catalog_from_prepared(...) first")
+        if horizon < 1:
+            raise ValueError(f"horizon must be >= 1, got {horizon}")
+        if strategy not in STRATEGIES:
+            raise ValueError(f"unknown strategy {strategy!r}; one of {STRATEGIES}")
+        keys = list(range(len(histories))) if keys is None else list(keys)
+        steps = horizon if strategy in ("rra", "ra") else k
+        recs, scores = [], []
+        for start in range(0, len(histories), self.batch_size):
+            part = slice(start, start + self.batch_size)
+            r, s = recommend_lists(self.scorer, histories[part], k, strategy, steps, allow_history, self.beam_size,
+                                   n_samples, temperature, seed, keys[part])
+            recs += r
+            scores += s
+        return recs, scores
+
+    def recommend(self, histories: Sequence[Sequence[str]], k: int = 10, horizon: int = 1, strategy: str = "exact",
+                  allow_history: bool = True, on_empty: str = "error", **kwargs) -> Recommendations:
+        """Top-k item ids and scores per history (item ids, oldest first). Unknown items are dropped and
+        counted; a history left empty raises (on_empty="error") or gets an empty list ("skip")."""
+        if self.scorer is None:
+            raise ValueError("no catalog: call set_catalog(...) or set_catalog_from_prepared(...) first")
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        if k > self.catalog.n_items:
+            raise ValueError(f"k={k} is larger than the catalog ({self.catalog.n_items} items)")
+        if isinstance(histories, (str, bytes)) or any(isinstance(h, (str, bytes)) for h in histories):
+            raise TypeError("histories must be a list of item-id lists (one list per user)")
+        rows, unknown, empty = [], 0, []
+        for i, history in enumerate(histories):
+            known, missing = self.catalog.rows(history)
+            unknown += missing
+            if not known:
+                if on_empty == "error":
+                    raise ValueError(f"history {i} has no item in the catalog ({len(history)} item(s), "
+                                     f"{missing} unknown): nothing to predict from")
+                empty.append(i)
+            rows.append(known)
+        live = [i for i, r in enumerate(rows) if r]
+        recs, scores = self.recommend_rows([rows[i] for i in live], k, horizon, strategy, allow_history,
+                                           keys=live, **kwargs)
+        out_ids, out_scores = [[] for _ in rows], [[] for _ in rows]
+        for i, rec, sc in zip(live, recs, scores):
+            out_ids[i] = [self.catalog.item_ids[r] for r in rec]
+            out_scores[i] = list(sc)
+        return Recommendations(out_ids, out_scores, unknown, empty)
+

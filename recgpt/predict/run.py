@@ -1,0 +1,100 @@
+"""The predict stage: model + downstream dataset -> test cases -> recommendations -> metrics and report.
+
+build (model, catalog, test cases) -> recommend (model, recency, popularity) -> evaluate -> write_report.
+"""
+import time
+from pathlib import Path
+
+from recgpt.config import ConfigError, config_to_dict, known_dataset_specs
+from recgpt.io import manifest_hash, write_manifest
+from recgpt.logging import print0, warn
+from recgpt.predict import baselines
+from recgpt.predict.metrics import coverage, position_hit_rates, ranking_metrics
+from recgpt.predict.protocols import build_test_cases
+from recgpt.predict.recommender import Recommender, resolve_model_dir
+from recgpt.predict.report import recommendations_frame, write_report
+
+
+def resolve_dataset(name: str, data_cfg) -> Path:
+    """A prepared folder, or a name under configs/datasets/ (prepared on demand into data.prepared_root)."""
+    if name is None:
+        raise ConfigError(f"predict.dataset: give a dataset name ({', '.join(known_dataset_specs())}) "
+                          "or a prepared folder")
+    path = Path(name)
+    if (path / "interactions.parquet").is_file():
+        return path
+    if name in known_dataset_specs():
+        from recgpt.data.corpus import prepared_folder
+
+        return prepared_folder(name, data_cfg)
+    if (Path(data_cfg.prepared_root) / name / "interactions.parquet").is_file():
+        return Path(data_cfg.prepared_root) / name
+    raise ConfigError(f"predict.dataset: unknown dataset {name!r} (neither a prepared folder nor a name under "
+                      f"configs/datasets/); known: {', '.join(known_dataset_specs())}")
+
+
+def output_dir(cfg, model_dir: Path, dataset: str) -> Path:
+    if cfg.predict.output_dir:
+        return Path(cfg.predict.output_dir)
+    run_dir = model_dir.parent if model_dir.name == "best" else model_dir
+    return run_dir / "predict" / f"{dataset}-{cfg.predict.protocol}"
+
+
+def evaluate(recs, targets, n_items: int, ks, horizon: int) -> tuple[dict, dict]:
+    metrics = {**ranking_metrics(recs, targets, ks), **coverage(recs, n_items, ks)}
+    by_position = {str(k): v for k, v in position_hit_rates(recs, targets, ks).items()} if horizon > 1 else None
+    return metrics, by_position
+
+
+def run_predict(cfg) -> Path:
+    """Run one prediction (cfg.predict) and write its report; returns the output folder."""
+    from recgpt.data import load_prepared
+
+    p, start = cfg.predict, time.time()
+    horizon = p.horizon if p.protocol == "horizon" else 1
+    dataset_dir = resolve_dataset(p.dataset, cfg.data)
+    prepared = load_prepared(dataset_dir)
+    model_dir = resolve_model_dir(p.model_dir)
+    rec = Recommender.from_pretrained(model_dir, tokenizer_dir=p.tokenizer_dir, embed_cfg=cfg.embed,
+                                      device=p.device, scoring=p.scoring, beam_size=p.beam_size,
+                                      batch_size=p.batch_size)
+    print0(f"predict: encoding the {len(prepared.items)} items of {prepared.name} with the model's tokenizer")
+    catalog = rec.set_catalog_from_prepared(dataset_dir)
+    cases = build_test_cases(prepared.interactions, catalog, p.protocol, horizon, p.seed, p.max_users)
+    if len(cases) == 0:
+        raise ValueError(f"no test case in {dataset_dir} for protocol {p.protocol}: {cases.counts}")
+    k_max, notes = max(p.ks), []
+    ks = sorted(set(p.ks))
+    if k_max > catalog.n_items:
+        notes.append(f"K up to {k_max} exceeds the catalog ({catalog.n_items} items): lists hold at most "
+                     f"{catalog.n_items} items")
+        warn(notes[-1])
+    print0(f"predict: {len(cases)} users, protocol {p.protocol}, strategy {p.strategy}, scoring {rec.scorer.mode}")
+    t0 = time.time()
+    recs, scores = rec.recommend_rows(cases.histories, min(k_max, catalog.n_items), horizon, p.strategy,
+                                      p.allow_history, p.n_samples, p.temperature, p.seed)
+    model_seconds = time.time() - t0
+    lists = {"model": recs, "recency": baselines.recency(cases.histories, k_max),
+             "popularity": baselines.popularity(cases.histories, k_max, p.allow_history)}
+    methods, by_position = {}, {}
+    for name, method_recs in lists.items():
+        methods[name], by_position[name] = evaluate(method_recs, cases.targets, catalog.n_items, ks, horizon)
+    result = {
+        "dataset": prepared.name, "protocol": p.protocol, "horizon": horizon, "strategy": p.strategy,
+        "scoring": rec.scorer.mode, "allow_history": p.allow_history, "ks": ks,
+        "counts": cases.counts, "catalog": catalog.stats, "methods": methods,
+        "by_position": by_position if horizon > 1 else None,
+        "model_dir": str(model_dir), "dataset_dir": str(dataset_dir),
+        "seconds": {"model": round(model_seconds, 3), "total": round(time.time() - start, 3),
+                    "users_per_s": round(len(cases) / max(model_seconds, 1e-9), 2)},
+        "notes": notes, "config": config_to_dict(p),
+    }
+    out = output_dir(cfg, model_dir, prepared.name)
+    write_report(out, result, recommendations_frame(cases.user_ids, recs, scores, catalog.item_ids))
+    write_manifest(out, {"stage": "predict", "model_dir": str(model_dir), "dataset_dir": str(dataset_dir),
+                         "dataset_manifest_hash": manifest_hash(dataset_dir), "counts": cases.counts,
+                         "config": config_to_dict(cfg)})
+    model, recency = methods["model"], methods["recency"]
+    print0(f"predict: HR@{ks[-1]} model {model[f'HR@{ks[-1]}']:.4f} vs recency {recency[f'HR@{ks[-1]}']:.4f}; "
+           f"report in {out}")
+    return out
