@@ -27,3 +27,17 @@ def test_head_trains(ml100k_users, head):
         losses.append(loss.item())
     assert all(torch.isfinite(torch.tensor(losses)))
     assert sum(losses[-5:]) / 5 < 0.8 * sum(losses[:5]) / 5, losses
+
+
+def test_gradient_checkpointing_gives_the_same_gradients(ml100k_users):
+    codes, item_pos, segment, _, _ = layout(ml100k_users, [[0, 3], [1, 2]], width=24)
+    grads = []
+    for checkpointing in (False, True):
+        model = make_model("autoregressive", seed=4).train()
+        if checkpointing:
+            model.activation_checkpointing_enable()
+            assert all(block.gradient_checkpointing for block in model.blocks)
+        loss_sum, n_tokens = next_item_loss(model(codes, item_pos, segment).logits, codes, item_pos, segment)
+        (loss_sum / n_tokens).backward()
+        grads.append(torch.cat([p.grad.flatten() for p in model.parameters()]))
+    assert torch.allclose(grads[0], grads[1], atol=1e-6)

@@ -49,6 +49,6 @@ def flex_block_attention(q, k, v, block_mask: BlockMask) -> torch.Tensor:
     global _compiled_flex
     if q.is_cuda:
         if _compiled_flex is None:
-            _compiled_flex = torch.compile(flex_attention, dynamic=False)
+            _compiled_flex = torch.compile(flex_attention)
         return _compiled_flex(q, k, v, block_mask=block_mask)
     return flex_attention(q, k, v, block_mask=block_mask)

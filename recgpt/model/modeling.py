@@ -12,6 +12,7 @@ from typing import Optional
 import torch
 from torch import nn
 from transformers import PreTrainedModel
+from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.utils import ModelOutput
 
 from recgpt.model.attention import block_causal_mask, flex_block_attention, flex_block_mask, sdpa_attention
@@ -44,8 +45,9 @@ class SelfAttention(nn.Module):
         return self.proj(out.transpose(1, 2).reshape(batch, length, width))
 
 
-class DecoderBlock(nn.Module):
-    """Pre-LayerNorm transformer block; dropout on the residual branches (FlexAttention has no attention dropout)."""
+class DecoderBlock(GradientCheckpointingLayer):
+    """Pre-LayerNorm transformer block; dropout on the residual branches (FlexAttention has no attention dropout).
+    Recomputed in backward after `model.activation_checkpointing_enable()`."""
 
     def __init__(self, config: ItemCodeDecoderConfig):
         super().__init__()
@@ -74,6 +76,7 @@ class ItemCodeDecoder(PreTrainedModel):
     base_model_prefix = "recgpt"
     main_input_name = "codes"
     _no_split_modules = ["DecoderBlock"]
+    supports_gradient_checkpointing = True
 
     def __init__(self, config: ItemCodeDecoderConfig):
         super().__init__(config)
