@@ -10,9 +10,10 @@ from recgpt.model import ItemCodeDecoder, ItemCodeDecoderConfig
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.mark.parametrize("head,text_dim", [("parallel", 0), ("autoregressive", 6)])
-def test_save_and_from_pretrained_give_identical_logits(ml100k_users, tmp_path, head, text_dim):
-    model = make_model(head, text_dim=text_dim, seed=3)
+@pytest.mark.parametrize("head,text_dim,tied", [("parallel", 0, True), ("autoregressive", 6, False)])
+def test_save_and_from_pretrained_give_identical_logits(ml100k_users, tmp_path, head, text_dim, tied):
+    model = make_model(head, text_dim=text_dim, seed=3, tie_word_embeddings=tied)
+    assert (model.head.out.weight is model.code_embedding.weight) == tied
     codes, item_pos, segment, text, _ = layout(ml100k_users, [[0, 1], [2]], width=20)
     text = text if text_dim else None
     model.save_pretrained(tmp_path)
@@ -20,14 +21,16 @@ def test_save_and_from_pretrained_give_identical_logits(ml100k_users, tmp_path, 
     for loaded in (ItemCodeDecoder.from_pretrained(tmp_path), AutoModel.from_pretrained(tmp_path)):
         assert isinstance(loaded, ItemCodeDecoder) and loaded.config.head == head
         assert loaded.config.slot_vocab_sizes == MODEL_SLOTS and loaded.config.text_dim == text_dim
+        assert (loaded.head.out.weight is loaded.code_embedding.weight) == tied
         with torch.no_grad():
             assert torch.equal(model(codes, item_pos, segment, text).logits, loaded.eval()(codes, item_pos, segment, text).logits)
     assert AutoConfig.from_pretrained(tmp_path).model_type == "recgpt_item_decoder"
 
 
 def test_from_recgpt_takes_the_typed_config():
-    cfg = load_config("configs/tiny.yaml", ["model.head=autoregressive", "model.use_text=true"])
+    cfg = load_config("configs/tiny.yaml", ["model.head=autoregressive", "model.use_text=true", "model.tie_embeddings=false"])
     dec = ItemCodeDecoderConfig.from_recgpt(cfg.model, [256, 256, 256, 8], text_dim=384)
+    assert dec.tie_word_embeddings is False
     assert (dec.n_layers, dec.d_model, dec.n_heads, dec.d_ff, dec.max_items) == (2, 64, 4, 128, 50)
     assert dec.head == "autoregressive" and dec.text_dim == 384 and dec.slot_vocab_sizes == [256, 256, 256, 8]
     assert ItemCodeDecoderConfig.from_recgpt(load_config("configs/tiny.yaml").model, [8, 8], text_dim=384).text_dim == 0
@@ -91,19 +94,20 @@ def expected_parameters(cfg: ItemCodeDecoderConfig) -> int:
     d, ff, codes = cfg.d_model, cfg.d_ff, sum(cfg.slot_vocab_sizes)
     layer = (d * 3 * d + 3 * d) + (d * d + d) + (d * ff + ff) + (ff * d + d) + 2 * 2 * d
     embeddings = codes * d + cfg.n_slots * d + cfg.max_items * d + (cfg.text_dim * d + d if cfg.text_dim else 0)
-    head = codes * d
+    head = 0 if cfg.tie_word_embeddings else codes * d
     if cfg.head == "autoregressive":
         head += codes * d + (d * ff + ff) + (ff * d + d) + 2 * 2 * d
     return embeddings + cfg.n_layers * layer + 2 * d + head
 
 
-def test_parameter_count_has_no_unused_code_rows():
+@pytest.mark.parametrize("head,tied", [("parallel", True), ("parallel", False), ("autoregressive", True)])
+def test_parameter_count_has_no_unused_code_rows(head, tied):
     # RecGPT's shape: 3 layers, 768 wide, FSQ [8,8,8,6,5] -> 15,360 codes per slot, 4 slots, 768-d text input
     cfg = ItemCodeDecoderConfig(slot_vocab_sizes=[15360] * 4, n_layers=3, d_model=768, n_heads=12, d_ff=3072,
-                                text_dim=768, max_items=256)
+                                text_dim=768, max_items=256, head=head, tie_word_embeddings=tied)
     with torch.device("meta"):
         model = ItemCodeDecoder(cfg)
-    total = sum(p.numel() for p in model.parameters())
+    total = sum(p.numel() for p in model.parameters())  # a tied matrix counts once
     assert total == expected_parameters(cfg)
     assert model.code_embedding.num_embeddings == 4 * 15360  # each slot's own range, nothing else
     assert model.head.out.out_features == 4 * 15360

@@ -15,10 +15,13 @@ class ModelConfig:
     use_text: bool = False  # add a projection of the item's text embedding to its code tokens
     max_items: int = 256  # item positions (context length in items)
     attention: str = "sdpa"  # sdpa (reference, explicit mask) | flex (packed, block masks; GPU)
+    tie_embeddings: bool = True  # the head's output matrix is the (slot-aware) code embedding
 
     def __post_init__(self):
         check(self.n_layers >= 1, "model.n_layers", f"must be >= 1, got {self.n_layers}")
         check(self.d_model % self.n_heads == 0, "model.d_model", f"{self.d_model} not divisible by n_heads={self.n_heads}")
         check(self.head in ("parallel", "autoregressive"), "model.head", f"parallel|autoregressive, got {self.head!r}")
         check(self.attention in ("sdpa", "flex"), "model.attention", f"sdpa|flex, got {self.attention!r}")
+        check(self.d_ff >= 1, "model.d_ff", f"must be >= 1, got {self.d_ff}")
+        check(self.max_items >= 1, "model.max_items", f"must be >= 1, got {self.max_items}")
         check(0.0 <= self.dropout < 1.0, "model.dropout", f"must be in [0, 1), got {self.dropout}")

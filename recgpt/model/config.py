@@ -18,6 +18,8 @@ class ItemCodeDecoderConfig(PretrainedConfig):
       text_dim: width of the optional item text embedding added to the item's tokens (0 = no text input).
       max_items: number of learned item positions; item_pos must be < max_items.
       attention: "sdpa" (reference, explicit boolean mask) or "flex" (FlexAttention block mask, for packed rows).
+      tie_word_embeddings: share the slot-aware output matrix of the head with the code embedding (both
+        [sum(slot_vocab_sizes), d_model]), as GPT-2 does; halves the code parameters.
       initializer_range: std of the normal init of linear and embedding weights.
     """
 
@@ -35,6 +37,7 @@ class ItemCodeDecoderConfig(PretrainedConfig):
         text_dim: int = 0,
         max_items: int = 256,
         attention: str = "sdpa",
+        tie_word_embeddings: bool = True,
         initializer_range: float = 0.02,
         **kwargs,
     ):
@@ -49,6 +52,7 @@ class ItemCodeDecoderConfig(PretrainedConfig):
         self.max_items = int(max_items)
         self.attention = attention
         self.initializer_range = float(initializer_range)
+        self.tie_word_embeddings = bool(tie_word_embeddings)
         self._validate_fields()
         super().__init__(**kwargs)
 
@@ -96,4 +100,5 @@ class ItemCodeDecoderConfig(PretrainedConfig):
             text_dim=text_dim if model_cfg.use_text else 0,
             max_items=model_cfg.max_items,
             attention=model_cfg.attention,
+            tie_word_embeddings=model_cfg.tie_embeddings,
         )

@@ -77,6 +77,7 @@ class ItemCodeDecoder(PreTrainedModel):
     main_input_name = "codes"
     _no_split_modules = ["DecoderBlock"]
     supports_gradient_checkpointing = True
+    _tied_weights_keys = {"head.out.weight": "code_embedding.weight"}  # applied when config.tie_word_embeddings
 
     def __init__(self, config: ItemCodeDecoderConfig):
         super().__init__(config)
