@@ -10,10 +10,13 @@ from recgpt.model import ItemCodeDecoder, ItemCodeDecoderConfig
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.mark.parametrize("head,text_dim,tied", [("parallel", 0, True), ("autoregressive", 6, False)])
+@pytest.mark.parametrize("head,text_dim,tied", [("parallel", 0, True), ("autoregressive", 6, False),
+                                                ("autoregressive", 0, True)])
 def test_save_and_from_pretrained_give_identical_logits(ml100k_users, tmp_path, head, text_dim, tied):
     model = make_model(head, text_dim=text_dim, seed=3, tie_word_embeddings=tied)
     assert (model.head.out.weight is model.code_embedding.weight) == tied
+    if head == "autoregressive":
+        assert (model.head.prefix_embedding.weight is model.code_embedding.weight) == tied
     codes, item_pos, segment, text, _ = layout(ml100k_users, [[0, 1], [2]], width=20)
     text = text if text_dim else None
     model.save_pretrained(tmp_path)
@@ -22,6 +25,8 @@ def test_save_and_from_pretrained_give_identical_logits(ml100k_users, tmp_path, 
         assert isinstance(loaded, ItemCodeDecoder) and loaded.config.head == head
         assert loaded.config.slot_vocab_sizes == MODEL_SLOTS and loaded.config.text_dim == text_dim
         assert (loaded.head.out.weight is loaded.code_embedding.weight) == tied
+        if head == "autoregressive":
+            assert (loaded.head.prefix_embedding.weight is loaded.code_embedding.weight) == tied
         with torch.no_grad():
             assert torch.equal(model(codes, item_pos, segment, text).logits, loaded.eval()(codes, item_pos, segment, text).logits)
     assert AutoConfig.from_pretrained(tmp_path).model_type == "recgpt_item_decoder"
@@ -96,11 +101,12 @@ def expected_parameters(cfg: ItemCodeDecoderConfig) -> int:
     embeddings = codes * d + cfg.n_slots * d + cfg.max_items * d + (cfg.text_dim * d + d if cfg.text_dim else 0)
     head = 0 if cfg.tie_word_embeddings else codes * d
     if cfg.head == "autoregressive":
-        head += codes * d + (d * ff + ff) + (ff * d + d) + 2 * 2 * d
+        head += (0 if cfg.tie_word_embeddings else codes * d) + (d * ff + ff) + (ff * d + d) + 2 * 2 * d
     return embeddings + cfg.n_layers * layer + 2 * d + head
 
 
-@pytest.mark.parametrize("head,tied", [("parallel", True), ("parallel", False), ("autoregressive", True)])
+@pytest.mark.parametrize("head,tied", [("parallel", True), ("parallel", False), ("autoregressive", True),
+                                       ("autoregressive", False)])
 def test_parameter_count_has_no_unused_code_rows(head, tied):
     # RecGPT's shape: 3 layers, 768 wide, FSQ [8,8,8,6,5] -> 15,360 codes per slot, 4 slots, 768-d text input
     cfg = ItemCodeDecoderConfig(slot_vocab_sizes=[15360] * 4, n_layers=3, d_model=768, n_heads=12, d_ff=3072,
@@ -115,3 +121,20 @@ def test_parameter_count_has_no_unused_code_rows(head, tied):
     small = ItemCodeDecoderConfig(slot_vocab_sizes=[256, 256, 256, 8], n_layers=3, d_model=768, n_heads=12, d_ff=3072)
     with torch.device("meta"):
         assert sum(p.numel() for p in ItemCodeDecoder(small).parameters()) == expected_parameters(small)
+
+
+@pytest.mark.parametrize("head", ["parallel", "autoregressive"])
+def test_training_logits_agree_with_prediction_path(ml100k_users, head):
+    """Teacher-forced logits at item s == next_code_logprobs(state of item s, codes 0..k-1 of item s+1)."""
+    model = make_model(head, text_dim=6, seed=6)
+    codes, item_pos, segment, text, where = layout(ml100k_users, [[1, 2], [4]], width=24, left=True)
+    with torch.no_grad():
+        out = model(codes, item_pos, segment, text)
+        r, start = where[2]
+        for s in (start, start + 6, start + 11):
+            logp = torch.log_softmax(out.logits[r, s], dim=-1)
+            for k, size in enumerate(MODEL_SLOTS):
+                prefix = codes[r, s + 1, :k][None]
+                expected = model.next_code_logprobs(out.hidden[r, s][None], prefix)[0]
+                assert torch.allclose(logp[k, :size], expected, atol=1e-5)
+                assert torch.isinf(logp[k, size:]).all()

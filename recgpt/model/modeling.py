@@ -91,6 +91,8 @@ class ItemCodeDecoder(PreTrainedModel):
         self.final_norm = nn.LayerNorm(d)
         self.head = ParallelHead(config) if config.head == "parallel" else AutoregressiveHead(config)
         self._offsets = slot_offsets(config.slot_vocab_sizes)
+        if config.head == "autoregressive":  # its embedding of the next item's prefix codes is the code embedding too
+            self._tied_weights_keys = {**self._tied_weights_keys, "head.prefix_embedding.weight": "code_embedding.weight"}
         self.post_init()
 
     # ----------------------------------------------------------------------------------------- backbone
