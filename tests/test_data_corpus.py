@@ -1,5 +1,6 @@
 """The merged corpus: namespaced global items, windows, dropped short sequences, seeded hold-out, manifest."""
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -8,6 +9,8 @@ import pytest
 from recgpt.data import build_corpus, load_corpus, load_prepared
 from recgpt.data.splits import is_heldout
 from recgpt.io import ArtifactError, sha256_json
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def expected_sequences(corpus, prepared_dir, names):
@@ -109,3 +112,15 @@ def test_prepared_folder_without_spec_is_used(tmp_path, tiny_data_config, prepar
     corpus = load_corpus(build_corpus(cfg))
     assert corpus.items["item_id"].str.startswith("lastfm_copy:").all() and len(corpus.items) == 4606
     assert pd.Series(corpus.sequences["train"]["dataset"]).eq("lastfm_copy").all()
+
+
+def test_cli_prepare_and_corpus_on_the_bundled_sample(tmp_path, capsys):
+    from recgpt.cli import main
+
+    args = ["--config", str(REPO / "configs" / "sample.yaml"), f"data.raw_root={REPO / 'data' / 'sample'}",
+            f"data.prepared_root={tmp_path / 'prep'}", f"data.corpus_dir={tmp_path / 'corpus'}"]
+    assert main(["prepare", *args]) == 0
+    assert "sample_ml-100k: 300 users" in capsys.readouterr().out
+    assert main(["corpus", *args]) == 0
+    corpus = load_corpus(tmp_path / "corpus")
+    assert corpus.manifest["config"]["datasets"] == ["sample_ml-100k", "sample_amazon_scientific"]

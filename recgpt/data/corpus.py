@@ -116,8 +116,17 @@ class SplitWriter:
 
     def flush(self, split: str):
         buf = self.buffers[split]
-        if buf["items"]:
-            self.writers[split].write_batch(buf)
+        if buf["items"]:  # one Arrow table per batch, built from numpy without Python-int round trips
+            lengths = np.fromiter((len(x) for x in buf["items"]), dtype=np.int32, count=len(buf["items"]))
+            offsets = np.zeros(len(lengths) + 1, dtype=np.int32)
+            np.cumsum(lengths, out=offsets[1:])
+            table = pa.table({
+                "user_id": pa.array(buf["user_id"], pa.string()),
+                "dataset": pa.array(buf["dataset"], pa.string()),
+                "window": pa.array(buf["window"], pa.int32()),
+                "items": pa.ListArray.from_arrays(pa.array(offsets), pa.array(np.concatenate(buf["items"]))),
+            })
+            self.writers[split].write_table(table)
             for values in buf.values():
                 values.clear()
 
