@@ -14,9 +14,9 @@ pytestmark = pytest.mark.usefixtures("one_thread")
                                                 ("autoregressive", 0, True)])
 def test_save_and_from_pretrained_give_identical_logits(ml100k_users, tmp_path, head, text_dim, tied):
     model = make_model(head, text_dim=text_dim, seed=3, tie_word_embeddings=tied)
-    assert (model.head.out.weight is model.code_embedding.weight) == tied
+    assert all(o.weight is e.weight for o, e in zip(model.head.out, model.code_embedding)) == tied
     if head == "autoregressive":
-        assert (model.head.prefix_embedding.weight is model.code_embedding.weight) == tied
+        assert all(p.weight is e.weight for p, e in zip(model.head.prefix_embedding, model.code_embedding)) == tied
     codes, item_pos, segment, text, _ = layout(ml100k_users, [[0, 1], [2]], width=20)
     text = text if text_dim else None
     model.save_pretrained(tmp_path)
@@ -24,9 +24,9 @@ def test_save_and_from_pretrained_give_identical_logits(ml100k_users, tmp_path, 
     for loaded in (ItemCodeDecoder.from_pretrained(tmp_path), AutoModel.from_pretrained(tmp_path)):
         assert isinstance(loaded, ItemCodeDecoder) and loaded.config.head == head
         assert loaded.config.slot_vocab_sizes == MODEL_SLOTS and loaded.config.text_dim == text_dim
-        assert (loaded.head.out.weight is loaded.code_embedding.weight) == tied
+        assert all(o.weight is e.weight for o, e in zip(loaded.head.out, loaded.code_embedding)) == tied
         if head == "autoregressive":
-            assert (loaded.head.prefix_embedding.weight is loaded.code_embedding.weight) == tied
+            assert all(p.weight is e.weight for p, e in zip(loaded.head.prefix_embedding, loaded.code_embedding)) == tied
         with torch.no_grad():
             assert torch.equal(model(codes, item_pos, segment, text).logits, loaded.eval()(codes, item_pos, segment, text).logits)
     assert AutoConfig.from_pretrained(tmp_path).model_type == "recgpt_item_decoder"
@@ -115,8 +115,8 @@ def test_parameter_count_has_no_unused_code_rows(head, tied):
         model = ItemCodeDecoder(cfg)
     total = sum(p.numel() for p in model.parameters())  # a tied matrix counts once
     assert total == expected_parameters(cfg)
-    assert model.code_embedding.num_embeddings == 4 * 15360  # each slot's own range, nothing else
-    assert model.head.out.out_features == 4 * 15360
+    assert [e.num_embeddings for e in model.code_embedding] == [15360] * 4  # each slot's own codes, nothing else
+    assert [o.out_features for o in model.head.out] == [15360] * 4
     # a smaller tokenizer costs rows only for the codes it has
     small = ItemCodeDecoderConfig(slot_vocab_sizes=[256, 256, 256, 8], n_layers=3, d_model=768, n_heads=12, d_ff=3072)
     with torch.device("meta"):

@@ -18,8 +18,8 @@ class ItemCodeDecoderConfig(PretrainedConfig):
       text_dim: width of the optional item text embedding added to the item's tokens (0 = no text input).
       max_items: number of learned item positions; item_pos must be < max_items.
       attention: "sdpa" (reference, explicit boolean mask) or "flex" (FlexAttention block mask, for packed rows).
-      tie_word_embeddings: share the head's slot-aware output matrix (and the autoregressive head's prefix-code
-        embedding) with the code embedding, all [sum(slot_vocab_sizes), d_model], as GPT-2 ties its LM head.
+      tie_word_embeddings: slot k's output matrix in the head (and the autoregressive head's embedding of the
+        next item's slot-k code) is slot k's code embedding [slot_vocab_sizes[k], d_model], as GPT-2 ties its LM head.
       initializer_range: std of the normal init of linear and embedding weights.
     """
 

@@ -1,35 +1,24 @@
 """Output heads: hidden states of item s -> distribution over the L codes of the next item.
 
-Both heads share one slot-aware output matrix [sum(V_k), d]: slot k owns rows offsets[k]:offsets[k]+V_k, so
-no row is spent on a code that slot k cannot take. `forward` returns logits [..., L, Vmax] with -inf at codes
-a slot does not have.
+Slot k has its own output matrix [V_k, d] (`out[k]`), so no row is spent on a code that slot k cannot take;
+with tied embeddings it is the slot's code embedding. `forward` returns logits [..., L, Vmax] with -inf at codes
+a slot does not have. Weights are only used through module calls, so DeepSpeed ZeRO-3 can gather them.
 """
-from typing import List, Optional
+from typing import List
 
 import torch
 from torch import nn
-
-
-def slot_offsets(slot_vocab_sizes: List[int]) -> List[int]:
-    """Start of each slot's code range in a slot-aware table (cumulative sizes)."""
-    out, total = [], 0
-    for size in slot_vocab_sizes:
-        out.append(total)
-        total += size
-    return out
 
 
 class _SlotOutput(nn.Module):
     def __init__(self, config):
         super().__init__()
         self.sizes = list(config.slot_vocab_sizes)
-        self.offsets = slot_offsets(self.sizes)
-        self.out = nn.Linear(config.d_model, sum(self.sizes), bias=False)
+        self.out = nn.ModuleList(nn.Linear(config.d_model, size, bias=False) for size in self.sizes)
 
     def slot_logits(self, features: torch.Tensor, slot: int) -> torch.Tensor:
         """[..., d] -> [..., V_slot]."""
-        start = self.offsets[slot]
-        return features @ self.out.weight[start:start + self.sizes[slot]].t()
+        return self.out[slot](features)
 
     def stack_slots(self, per_slot: List[torch.Tensor]) -> torch.Tensor:
         """[..., V_k] for each slot -> [..., L, Vmax], -inf beyond each slot's vocabulary."""
@@ -50,7 +39,7 @@ class _SlotOutput(nn.Module):
 class ParallelHead(_SlotOutput):
     """RecGPT's head: position (s, k) predicts slot k of item s+1, so an item's log-prob factorizes over slots."""
 
-    def forward(self, hidden: torch.Tensor, next_codes: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def forward(self, hidden: torch.Tensor, next_codes=None) -> torch.Tensor:
         return self.stack_slots([self.slot_logits(hidden[..., k, :], k) for k in range(len(self.sizes))])
 
     def next_code_logprobs(self, state: torch.Tensor, prefix: torch.Tensor) -> torch.Tensor:
@@ -66,13 +55,13 @@ class ParallelHead(_SlotOutput):
 
 
 class AutoregressiveHead(_SlotOutput):
-    """Slot k of item s+1 from hidden[s, k] plus the (slot-aware) embeddings of its codes 0..k-1, through a
+    """Slot k of item s+1 from hidden[s, k] plus the slot embeddings of its codes 0..k-1, through a
     residual MLP: p(c_0..c_{L-1}) = prod_k p(c_k | item s, c_0..c_{k-1}). Teacher-forced in training."""
 
     def __init__(self, config):
         super().__init__(config)
         d = config.d_model
-        self.prefix_embedding = nn.Embedding(sum(self.sizes), d)
+        self.prefix_embedding = nn.ModuleList(nn.Embedding(size, d) for size in self.sizes)
         self.mlp_norm = nn.LayerNorm(d)
         self.mlp = nn.Sequential(nn.Linear(d, config.d_ff), nn.GELU(), nn.Linear(config.d_ff, d))
         self.out_norm = nn.LayerNorm(d)
@@ -80,21 +69,22 @@ class AutoregressiveHead(_SlotOutput):
     def _features(self, x: torch.Tensor) -> torch.Tensor:
         return self.out_norm(x + self.mlp(self.mlp_norm(x)))
 
-    def _prefix_sum(self, prefix: torch.Tensor) -> torch.Tensor:
-        """Long[..., k] codes of slots 0..k-1 -> summed slot-aware embeddings [..., d]."""
-        offsets = torch.tensor(self.offsets[:prefix.shape[-1]], dtype=torch.long, device=prefix.device)
-        return self.prefix_embedding(prefix + offsets).sum(dim=-2)
+    def _prefix_sum(self, prefix: torch.Tensor, width: int) -> torch.Tensor:
+        """Long[..., k] codes of slots 0..k-1 -> sum of their slot embeddings [..., d] (zeros when k = 0)."""
+        total = prefix.new_zeros(*prefix.shape[:-1], width, dtype=torch.float32)
+        for j in range(prefix.shape[-1]):
+            total = total + self.prefix_embedding[j](prefix[..., j])
+        return total
 
     def forward(self, hidden: torch.Tensor, next_codes: torch.Tensor) -> torch.Tensor:
-        offsets = torch.tensor(self.offsets, device=next_codes.device)
-        emb = self.prefix_embedding(next_codes + offsets)  # [B, S, L, d]
+        emb = torch.stack([self.prefix_embedding[k](next_codes[..., k]) for k in range(len(self.sizes))], dim=-2)
         exclusive = emb.cumsum(dim=-2) - emb  # slot k sees codes 0..k-1 only
         features = self._features(hidden + exclusive.to(hidden.dtype))
         return self.stack_slots([self.slot_logits(features[..., k, :], k) for k in range(len(self.sizes))])
 
     def next_code_logprobs(self, state: torch.Tensor, prefix: torch.Tensor) -> torch.Tensor:
         k = prefix.shape[1]
-        features = self._features(state[:, k] + self._prefix_sum(prefix).to(state.dtype))
+        features = self._features(state[:, k] + self._prefix_sum(prefix, state.shape[-1]).to(state.dtype))
         return torch.log_softmax(self.slot_logits(features, k).float(), dim=-1)
 
     def score_items(self, state: torch.Tensor, item_codes: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
@@ -112,7 +102,7 @@ class AutoregressiveHead(_SlotOutput):
             bounds = torch.searchsorted(which[order], torch.arange(0, len(prefixes) + chunk, chunk, device=which.device))
             for i, lo in enumerate(range(0, len(prefixes), chunk)):
                 block = prefixes[lo:lo + chunk]
-                features = self._features(state[:, None, k] + self._prefix_sum(block).to(state.dtype)[None])
+                features = self._features(state[:, None, k] + self._prefix_sum(block, state.shape[-1]).to(state.dtype)[None])
                 logp = torch.log_softmax(self.slot_logits(features, k).float(), dim=-1)  # [B, chunk, V_k]
                 items = order[bounds[i]:bounds[i + 1]]
                 total[:, items] += logp[:, which[items] - lo, item_codes[items, k]]

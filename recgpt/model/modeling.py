@@ -17,7 +17,7 @@ from transformers.utils import ModelOutput
 
 from recgpt.model.attention import block_causal_mask, flex_block_attention, flex_block_mask, sdpa_attention
 from recgpt.model.config import ItemCodeDecoderConfig
-from recgpt.model.heads import AutoregressiveHead, ParallelHead, slot_offsets
+from recgpt.model.heads import AutoregressiveHead, ParallelHead
 from recgpt.model.loss import shift_targets
 
 
@@ -77,12 +77,12 @@ class ItemCodeDecoder(PreTrainedModel):
     main_input_name = "codes"
     _no_split_modules = ["DecoderBlock"]
     supports_gradient_checkpointing = True
-    _tied_weights_keys = {"head.out.weight": "code_embedding.weight"}  # applied when config.tie_word_embeddings
 
     def __init__(self, config: ItemCodeDecoderConfig):
         super().__init__(config)
         d = config.d_model
-        self.code_embedding = nn.Embedding(sum(config.slot_vocab_sizes), d)  # slot-aware: no unused rows
+        # slot-aware: slot k has its own table of V_k codes, so no row is unused
+        self.code_embedding = nn.ModuleList(nn.Embedding(size, d) for size in config.slot_vocab_sizes)
         self.slot_embedding = nn.Embedding(config.n_slots, d)
         self.position_embedding = nn.Embedding(config.max_items, d)
         self.text_projection = nn.Linear(config.text_dim, d) if config.text_dim > 0 else None
@@ -90,9 +90,12 @@ class ItemCodeDecoder(PreTrainedModel):
         self.blocks = nn.ModuleList(DecoderBlock(config) for _ in range(config.n_layers))
         self.final_norm = nn.LayerNorm(d)
         self.head = ParallelHead(config) if config.head == "parallel" else AutoregressiveHead(config)
-        self._offsets = slot_offsets(config.slot_vocab_sizes)
-        if config.head == "autoregressive":  # its embedding of the next item's prefix codes is the code embedding too
-            self._tied_weights_keys = {**self._tied_weights_keys, "head.prefix_embedding.weight": "code_embedding.weight"}
+        # applied when config.tie_word_embeddings: the head's output rows (and the autoregressive head's embedding
+        # of the next item's prefix codes) are the code embedding of the same slot
+        tied = {f"head.out.{k}.weight": f"code_embedding.{k}.weight" for k in range(config.n_slots)}
+        if config.head == "autoregressive":
+            tied.update({f"head.prefix_embedding.{k}.weight": f"code_embedding.{k}.weight" for k in range(config.n_slots)})
+        self._tied_weights_keys = tied
         self.post_init()
 
     # ----------------------------------------------------------------------------------------- backbone
@@ -126,8 +129,9 @@ class ItemCodeDecoder(PreTrainedModel):
         real = segment != 0
         codes = torch.where(real[..., None], codes, torch.zeros_like(codes))
         positions = torch.where(real, item_pos, torch.zeros_like(item_pos))
-        offsets = torch.tensor(self._offsets, device=codes.device)
-        x = self.code_embedding(codes + offsets) + self.slot_embedding.weight + self.position_embedding(positions)[:, :, None]
+        slots = torch.arange(n_slots, device=codes.device)
+        x = torch.stack([self.code_embedding[k](codes[..., k]) for k in range(n_slots)], dim=2)
+        x = x + self.slot_embedding(slots) + self.position_embedding(positions)[:, :, None]
         if self.text_projection is not None:
             x = x + self.text_projection(text_emb.to(self.text_projection.weight.dtype))[:, :, None]
         x = self.embedding_dropout(x).reshape(batch, n_items * n_slots, -1)
