@@ -88,6 +88,8 @@ def test_short_sequences_dropped_and_rebuild_is_deterministic(tmp_path, tiny_dat
         assert second.sequences[split]["items"] == first.sequences[split]["items"]
     other = load_corpus(build_corpus(dataclasses.replace(cfg, seed=1, corpus_dir=str(tmp_path / "c2"))))
     assert other.sequences["heldout"]["user_id"] != first.sequences["heldout"]["user_id"]
+    none = load_corpus(build_corpus(dataclasses.replace(cfg, heldout_users=0.0, corpus_dir=str(tmp_path / "c3"))))
+    assert none.sequences["heldout"].num_rows == 0 and none.sequences["train"].num_rows > 0
 
 
 def test_unknown_dataset_and_incomplete_corpus(tmp_path, tiny_data_config):

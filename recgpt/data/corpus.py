@@ -199,7 +199,7 @@ def build_corpus(data_cfg: DataConfig, out_dir: Optional[PathLike] = None) -> Pa
     if offset >= 2 ** 31:
         raise DataFormatError(out, f"{offset} items do not fit int32 item indices")
     sequences = DatasetDict({s: Dataset.from_file(str(p)) for s, p in splits.paths.items()})
-    sequences.save_to_disk(str(tmp / "sequences"))
+    sequences.save_to_disk(str(tmp / "sequences"), num_shards={s: 1 for s in SPLITS})  # 1 shard: an empty split loads
     del sequences
     shutil.rmtree(tmp / "_arrow")
     totals = {s: {k: sum(c[f"{s}_{k}"] for c in per_dataset.values()) for k in ("users", "sequences", "interactions")}
