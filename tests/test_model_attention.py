@@ -61,3 +61,18 @@ def test_flex_model_matches_sdpa_model(ml100k_users):
         real = segment != 0
         assert torch.allclose(a.hidden[real], b.hidden[real], atol=1e-5)
         assert torch.allclose(a.logits[real].nan_to_num(neginf=0), b.logits[real].nan_to_num(neginf=0), atol=1e-5)
+
+
+@pytest.mark.gpu
+@pytest.mark.slow
+def test_compiled_flex_matches_sdpa_on_cuda(ml100k_users):
+    codes, item_pos, segment, text, _ = layout(ml100k_users, [[0, 1, 2, 7], [3, 4, 5], [6]], width=64)
+    codes, item_pos, segment, text = (t.cuda() for t in (codes, item_pos, segment, text))
+    ref = make_model("parallel", text_dim=6, attention="sdpa", seed=1).cuda()
+    fast = make_model("parallel", text_dim=6, attention="flex", seed=1).cuda()
+    fast.load_state_dict(ref.state_dict())
+    with torch.no_grad():
+        a = ref(codes, item_pos, segment, text_emb=text).hidden
+        b = fast(codes, item_pos, segment, text_emb=text).hidden
+    real = segment != 0
+    assert torch.allclose(a[real], b[real], atol=1e-4)
