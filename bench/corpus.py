@@ -38,7 +38,7 @@ def make_scaled(src: Path, dst: Path, copies: int) -> int:
 
     with pq.ParquetWriter(dst / "interactions.parquet", inter.schema) as w:
         for k in range(copies):
-            w.write_table(remap(inter, ["user_id", "item_id"], k))
+            w.write_table(remap(inter, ["user_id", "item_id"], k), row_group_size=1 << 17)  # as prepare_dataset
     with pq.ParquetWriter(dst / "items.parquet", items.schema.set(0, pa.field("item_id", pa.string()))) as w:
         for k in range(copies):
             w.write_table(remap(items, ["item_id"], k))

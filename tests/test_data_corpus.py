@@ -126,3 +126,22 @@ def test_cli_prepare_and_corpus_on_the_bundled_sample(tmp_path, capsys):
     assert main(["corpus", *args]) == 0
     corpus = load_corpus(tmp_path / "corpus")
     assert corpus.manifest["config"]["datasets"] == ["sample_ml-100k", "sample_amazon_scientific"]
+
+
+def test_prepared_rows_must_be_contiguous_per_user(tmp_path, tiny_data_config, prepared_dir):
+    src = load_prepared(prepared_dir("lastfm"))
+    folder = tmp_path / "prep" / "broken"
+    folder.mkdir(parents=True)
+    inter = src.interactions
+    first = inter["user_id"].iloc[0]
+    n = int((inter["user_id"] == first).sum())
+    # move the first user's second half after the next user: positions no longer start a run at 0
+    moved = pd.concat([inter.iloc[: n // 2], inter.iloc[n:], inter.iloc[n // 2: n]])
+    moved.to_parquet(folder / "interactions.parquet", index=False)
+    for name in ("items.parquet", "manifest.json"):
+        (folder / name).write_bytes((src.path / name).read_bytes())
+    cfg = dataclasses.replace(tiny_data_config, datasets=["broken"], prepared_root=str(tmp_path / "prep"),
+                              corpus_dir=str(tmp_path / "c"))
+    with pytest.raises(Exception, match=rf"interactions.parquet, position {n // 2}: rows of user '{first}' are not contiguous"):
+        build_corpus(cfg)
+    assert not (tmp_path / "c").exists() and not list(tmp_path.glob(".c.tmp-*"))

@@ -21,15 +21,15 @@ from recgpt.config import ConfigError, config_to_dict, load_dataset_spec
 from recgpt.config.data import DataConfig
 from recgpt.data.errors import DataFormatError
 from recgpt.data.prepare import is_current, prepare_dataset
-from recgpt.data.splits import is_heldout, windows
+from recgpt.data.splits import is_heldout
 from recgpt.io import read_manifest, require_files, sha256_json, write_manifest
 from recgpt.logging import print0
 
 PathLike = Union[str, Path]
 SPLITS = ("train", "heldout")
+READ_BATCH = 1 << 14  # interaction rows per parquet record batch: bounds the working set
 ITEMS_SCHEMA = pa.schema([("item_index", pa.int32()), ("item_id", pa.string()), ("dataset", pa.string()),
                           ("text", pa.string())])
-WRITE_BATCH = 8192  # sequences per Arrow write
 
 
 @dataclass
@@ -66,108 +66,120 @@ def prepared_folder(name: str, cfg: DataConfig) -> Path:
     return folder
 
 
-def user_runs(path: Path, item_ids: pa.Array) -> Iterator[tuple[str, np.ndarray]]:
-    """(user_id, local item indices in order) per user, streaming the parquet file in record batches.
+def complete_users(path: Path, item_ids: pd.Index) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """(user ids, local item indices, positions) row arrays holding whole users only, streamed from the parquet
+    file in record batches; a user cut by a batch boundary is carried into the next chunk.
 
     A user's rows must be contiguous with positions 0, 1, 2, ... (the prepared layout); anything else is an error.
     """
-    pending_user, pending, seen = None, [], 0
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=1 << 16, columns=["user_id", "item_id", "position"]):
-        local = pc.index_in(batch.column("item_id"), value_set=item_ids)
-        if local.null_count:
-            bad = batch.column("item_id").filter(pc.is_null(local))[0].as_py()
-            raise DataFormatError(path, f"item {bad!r} is not in items.parquet beside it")
-        local = local.to_numpy(zero_copy_only=False).astype(np.int32)
-        users = batch.column("user_id").to_numpy(zero_copy_only=False)
-        positions = batch.column("position").to_numpy(zero_copy_only=False)
-        cuts = np.flatnonzero(users[1:] != users[:-1]) + 1
-        for start, end in zip(np.r_[0, cuts], np.r_[cuts, len(users)]):
-            if users[start] != pending_user:
-                if pending_user is not None:
-                    yield pending_user, np.concatenate(pending)
-                pending_user, pending, seen = users[start], [], 0
-            if not np.array_equal(positions[start:end], np.arange(seen, seen + end - start)):
-                raise DataFormatError(path, f"rows of user {pending_user!r} are not contiguous with positions "
-                                            f"0, 1, 2, ...", seen, "position")
-            pending.append(local[start:end])
-            seen += end - start
-    if pending_user is not None:
-        yield pending_user, np.concatenate(pending)
+    carry = None
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=READ_BATCH, columns=["user_id", "item_id", "position"]):
+        batch_items = batch.column("item_id").to_numpy(zero_copy_only=False)
+        local = item_ids.get_indexer(batch_items)  # one hash table per dataset, not one per batch
+        if (local < 0).any():
+            raise DataFormatError(path, f"item {batch_items[np.flatnonzero(local < 0)[0]]!r} is not in items.parquet")
+        rows = (batch.column("user_id").to_numpy(zero_copy_only=False), local.astype(np.int32),
+                batch.column("position").to_numpy(zero_copy_only=False).astype(np.int64))
+        if carry is not None:
+            rows = tuple(np.concatenate([c, r]) for c, r in zip(carry, rows))
+        users = rows[0]
+        changes = np.flatnonzero(users[1:] != users[:-1]) + 1
+        if len(changes) == 0:
+            carry = rows  # one user so far: wait for its end
+            continue
+        cut = changes[-1]
+        carry = tuple(r[cut:] for r in rows)
+        yield check_positions(path, tuple(r[:cut] for r in rows))
+    if carry is not None:
+        yield check_positions(path, carry)
+
+
+def check_positions(path: Path, rows):
+    users, _, positions = rows
+    new_user = np.r_[True, users[1:] != users[:-1]]
+    expected = np.where(new_user, 0, np.r_[0, positions[:-1] + 1])
+    bad = np.flatnonzero(positions != expected)
+    if len(bad):
+        raise DataFormatError(path, f"rows of user {users[bad[0]]!r} are not contiguous with positions 0, 1, 2, ...",
+                              int(positions[bad[0]]), "position")
+    return rows
+
+
+def add_sequences(name: str, rows, offset: int, cfg: DataConfig, splits: "SplitWriter", counts: dict) -> None:
+    """Cut whole users into windows, drop short windows, assign the user's split, write; vectorised per chunk."""
+    users, local, positions = rows
+    window = (positions // cfg.max_items).astype(np.int32)
+    new_user = np.r_[True, users[1:] != users[:-1]]
+    starts = np.flatnonzero(new_user | np.r_[True, window[1:] != window[:-1]])  # one segment per window
+    lengths = np.diff(np.r_[starts, len(users)])
+    namespaced = np.array([f"{name}:{u}" for u in users[new_user]], dtype=object)
+    held = np.array([is_heldout(u, cfg.heldout_users, cfg.seed) for u in namespaced], dtype=bool)
+    user_of_seg = np.cumsum(new_user[starts]) - 1
+    seg_held = held[user_of_seg]
+    counts["users"] += len(namespaced)
+    counts["heldout_users"] += int(held.sum())
+    counts["train_users"] += int((~held).sum())
+    counts["users_windowed"] += int((window[starts] == 1).sum())
+    short = lengths < cfg.min_items
+    counts["short_sequences_dropped"] += int(short.sum())
+    counts["short_sequence_items_dropped"] += int(lengths[short].sum())
+    row_segment = np.repeat(np.arange(len(starts)), lengths)
+    for split, in_split in (("train", ~seg_held), ("heldout", seg_held)):
+        keep = in_split & ~short
+        if not keep.any():
+            continue
+        offsets = np.zeros(int(keep.sum()) + 1, dtype=np.int32)
+        np.cumsum(lengths[keep], out=offsets[1:])
+        values = local[keep[row_segment]] + np.int32(offset)
+        splits.write(split, pa.table({
+            "user_id": pa.array(namespaced[user_of_seg[keep]], pa.string()),
+            "dataset": pa.array([name] * len(offsets[1:]), pa.string()),
+            "window": pa.array(window[starts[keep]], pa.int32()),
+            "items": pa.ListArray.from_arrays(pa.array(offsets), pa.array(values, pa.int32())),
+        }))
+        counts[f"{split}_sequences"] += int(keep.sum())
+        counts[f"{split}_interactions"] += int(offsets[-1])
 
 
 class SplitWriter:
-    """Buffers sequences and writes them to one Arrow file per split."""
+    """One Arrow file per split, written table by table."""
 
     def __init__(self, folder: Path):
         from datasets.arrow_writer import ArrowWriter
 
         self.paths = {s: folder / f"{s}.arrow" for s in SPLITS}
         self.writers = {s: ArrowWriter(features=sequence_features(), path=str(p)) for s, p in self.paths.items()}
-        self.buffers = {s: {"user_id": [], "dataset": [], "window": [], "items": []} for s in SPLITS}
 
-    def add(self, split: str, user_id: str, dataset: str, window: int, items: np.ndarray):
-        buf = self.buffers[split]
-        buf["user_id"].append(user_id)
-        buf["dataset"].append(dataset)
-        buf["window"].append(window)
-        buf["items"].append(items)
-        if len(buf["items"]) >= WRITE_BATCH:
-            self.flush(split)
-
-    def flush(self, split: str):
-        buf = self.buffers[split]
-        if buf["items"]:  # one Arrow table per batch, built from numpy without Python-int round trips
-            lengths = np.fromiter((len(x) for x in buf["items"]), dtype=np.int32, count=len(buf["items"]))
-            offsets = np.zeros(len(lengths) + 1, dtype=np.int32)
-            np.cumsum(lengths, out=offsets[1:])
-            table = pa.table({
-                "user_id": pa.array(buf["user_id"], pa.string()),
-                "dataset": pa.array(buf["dataset"], pa.string()),
-                "window": pa.array(buf["window"], pa.int32()),
-                "items": pa.ListArray.from_arrays(pa.array(offsets), pa.array(np.concatenate(buf["items"]))),
-            })
-            self.writers[split].write_table(table)
-            for values in buf.values():
-                values.clear()
+    def write(self, split: str, table: pa.Table):
+        self.writers[split].write_table(table)
 
     def close(self):
-        for split in SPLITS:
-            self.flush(split)
-            self.writers[split].finalize()
+        for writer in self.writers.values():
+            writer.finalize()
 
 
 def add_dataset(name: str, folder: Path, offset: int, cfg: DataConfig, items_writer: pq.ParquetWriter,
                 splits: SplitWriter) -> dict:
     """Append one prepared dataset to the corpus; returns its counts."""
-    items = pq.read_table(folder / "items.parquet", columns=["item_id", "text"])
-    items = items.cast(pa.schema([("item_id", pa.string()), ("text", pa.string())]))
-    n_items = items.num_rows
-    items_writer.write_table(pa.table({
-        "item_index": pa.array(np.arange(offset, offset + n_items, dtype=np.int32)),
-        "item_id": pc.binary_join_element_wise(pa.scalar(name), items.column("item_id"), ":"),
-        "dataset": pa.array([name] * n_items, pa.string()),
-        "text": items.column("text"),
-    }, schema=ITEMS_SCHEMA))
-    counts = {"items": n_items, "users": 0, "users_windowed": 0, "short_sequences_dropped": 0,
+    ids = []
+    for batch in pq.ParquetFile(folder / "items.parquet").iter_batches(batch_size=1 << 15, columns=["item_id", "text"]):
+        batch_ids, n = batch.column("item_id").cast(pa.string()), batch.num_rows
+        start = offset + sum(len(i) for i in ids)
+        items_writer.write_table(pa.table({
+            "item_index": pa.array(np.arange(start, start + n, dtype=np.int32)),
+            "item_id": pc.binary_join_element_wise(pa.scalar(name), batch_ids, ":"),
+            "dataset": pa.array([name] * n, pa.string()),
+            "text": batch.column("text").cast(pa.string()),
+        }, schema=ITEMS_SCHEMA))
+        ids.append(batch_ids.to_numpy(zero_copy_only=False))
+    item_ids = pd.Index(np.concatenate(ids) if ids else np.array([], dtype=object))
+    if not item_ids.is_unique:
+        raise DataFormatError(folder / "items.parquet", f"item {item_ids[item_ids.duplicated()][0]!r} is listed twice")
+    counts = {"items": len(item_ids), "users": 0, "users_windowed": 0, "short_sequences_dropped": 0,
               "short_sequence_items_dropped": 0}
     counts.update({f"{s}_{k}": 0 for s in SPLITS for k in ("users", "sequences", "interactions")})
-    item_ids = items.column("item_id").combine_chunks()
-    for user, local in user_runs(folder / "interactions.parquet", item_ids):
-        user_id = f"{name}:{user}"
-        split = "heldout" if is_heldout(user_id, cfg.heldout_users, cfg.seed) else "train"
-        counts["users"] += 1
-        counts[f"{split}_users"] += 1
-        spans = windows(len(local), cfg.max_items)
-        counts["users_windowed"] += len(spans) > 1
-        global_items = local + np.int32(offset)
-        for w, (start, end) in enumerate(spans):
-            if end - start < cfg.min_items:
-                counts["short_sequences_dropped"] += 1
-                counts["short_sequence_items_dropped"] += end - start
-                continue
-            splits.add(split, user_id, name, w, global_items[start:end])
-            counts[f"{split}_sequences"] += 1
-            counts[f"{split}_interactions"] += end - start
+    for rows in complete_users(folder / "interactions.parquet", item_ids):
+        add_sequences(name, rows, offset, cfg, splits, counts)
     return counts
 
 
@@ -177,12 +189,19 @@ def build_corpus(data_cfg: DataConfig, out_dir: Optional[PathLike] = None) -> Pa
     Written to a temporary folder beside the target and moved into place at the end, so a reader never sees
     half a corpus. Returns the corpus folder.
     """
-    from datasets import Dataset, DatasetDict
-
     out = Path(out_dir or data_cfg.corpus_dir)
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     (tmp / "_arrow").mkdir(parents=True)
+    try:
+        return write_corpus(data_cfg, out, tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # after a failure; a success has moved it already
+
+
+def write_corpus(data_cfg: DataConfig, out: Path, tmp: Path) -> Path:
+    from datasets import Dataset, DatasetDict
+
     start = time.time()
     entries, per_dataset, offset = [], {}, 0
     splits = SplitWriter(tmp / "_arrow")
@@ -194,6 +213,7 @@ def build_corpus(data_cfg: DataConfig, out_dir: Optional[PathLike] = None) -> Pa
                             "item_offset": offset, "items": counts["items"]})
             per_dataset[name] = counts
             offset += counts["items"]
+            pa.default_memory_pool().release_unused()  # hand the dataset's buffers back before the next one
             print0(f"corpus: {name}: {counts['users']} users, {counts['items']} items")
     splits.close()
     if offset >= 2 ** 31:
