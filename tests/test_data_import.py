@@ -112,3 +112,19 @@ def test_text_template_fields_lists_and_truncation(prepared_dir):
     sci = load_prepared(prepared_dir("amazon_scientific")).items
     assert sci["text"].str.len().max() == 512  # long descriptions are cut at text.max_chars
     assert (sci["text"] != "").all()
+
+
+@pytest.mark.parametrize("nulls", ["last", "first"])
+def test_order_is_numeric_stable_and_places_nulls(nulls):
+    from recgpt.data.prepare import order_interactions
+
+    # user a: 100 > 20 > 3 numerically but "100" < "20" < "3" as strings; two ties at 20; two nulls
+    frame = pd.DataFrame({"user_id": ["a", "b", "a", "a", "a", "a", "b", "a"],
+                          "item_id": ["n1", "b1", "t100", "t20x", "t3", "n2", "b0", "t20y"],
+                          "timestamp": pd.array([None, 5, 100, 20, 3, None, 1, 20], dtype="Int64")})
+    got = order_interactions(frame, nulls)
+    dated = ["t3", "t20x", "t20y", "t100"]
+    want_a = dated + ["n1", "n2"] if nulls == "last" else ["n1", "n2"] + dated
+    assert got["user_id"].tolist() == ["a"] * 6 + ["b"] * 2  # users by first appearance
+    assert got["item_id"].tolist() == want_a + ["b0", "b1"]
+    assert got["position"].tolist() == [0, 1, 2, 3, 4, 5, 0, 1]
