@@ -3,8 +3,8 @@
 An epoch's plan is computed from sequence lengths only (cheap, deterministic from seed + epoch), so every
 rank knows the whole plan: rank r takes micro-batches r, r + world, ... and the data position is just
 (epoch, local micro-batch index). Two modes:
-- pack: sequences (cut into windows of at most `row_items` items) are laid one after another into rows of
-  `row_items` items, several users per row told apart by segment ids (next-fit in shuffled order).
+- pack: sequences (cut into windows of at most `row_items` items) are laid into rows of `row_items` items,
+  several users per row told apart by segment ids (first-fit over a few open rows, in shuffled order).
 - bucket: one user per row; sequences sorted by length inside shuffled chunks and grouped so that
   rows x longest x codes-per-item stays within the budget (length-bucketed dynamic padding).
 A micro-batch is as wide as its longest row, never wider.
@@ -70,17 +70,28 @@ def plan_epoch(lengths, mode: str, row_items: int, tokens_per_batch: int, n_slot
     raise ValueError(f"unknown batching mode {mode!r}")
 
 
-def _plan_pack(lengths, order, row_items, tokens_per_batch, n_slots) -> EpochPlan:
+def _plan_pack(lengths, order, row_items, tokens_per_batch, n_slots, open_rows: int = 8) -> EpochPlan:
+    """First-fit over the last `open_rows` rows still open: near order-preserving, O(pieces x open_rows)."""
     rows_per_batch = max(1, tokens_per_batch // (row_items * n_slots))
     seq, start, plen = _windows(lengths, order, row_items)
     row_of = np.empty(len(plen), np.int64)
-    row, fill = 0, 0
-    for i, n in enumerate(plen.tolist()):  # next-fit: O(pieces), order-preserving, deterministic
-        if fill + n > row_items:
-            row, fill = row + 1, 0
-        row_of[i] = row
-        fill += n
-    n_rows = row + 1 if len(plen) else 0
+    open_ids, open_fill, n_rows = [], [], 0
+    for i, n in enumerate(plen.tolist()):
+        for k, fill in enumerate(open_fill):
+            if fill + n <= row_items:
+                row_of[i] = open_ids[k]
+                open_fill[k] = fill + n
+                break
+        else:
+            row_of[i] = n_rows
+            open_ids.append(n_rows)
+            open_fill.append(n)
+            n_rows += 1
+            if len(open_ids) > open_rows:  # the oldest row is closed for good
+                open_ids.pop(0)
+                open_fill.pop(0)
+    by_row = np.argsort(row_of, kind="stable")
+    seq, start, plen, row_of = seq[by_row], start[by_row], plen[by_row], row_of[by_row]
     row_ptr = np.searchsorted(row_of, np.arange(n_rows + 1))
     batch_ptr = np.unique(np.append(np.arange(0, n_rows, rows_per_batch), n_rows))
     return EpochPlan(seq, start, plen, row_ptr, batch_ptr)

@@ -19,30 +19,39 @@ class JsonlTracker(GeneralTracker):
     name = "jsonl"
     requires_logging_directory = True
 
-    @on_main_process
+    # Built before the Accelerator exists, so __init__ must not ask which process it is: the file is opened
+    # on the first write, which only the main process makes.
     def __init__(self, run_name: str, logging_dir):
         super().__init__()
         self.path = Path(logging_dir) / "metrics.jsonl"
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = open(self.path, "a", buffering=1)
+        self._file = None
 
     @property
     def tracker(self):
         return self._file
 
+    def _open(self):
+        if self._file is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = open(self.path, "a", buffering=1)
+        return self._file
+
     @on_main_process
     def store_init_configuration(self, values: dict):
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         (self.path.parent / "tracker_config.json").write_text(json.dumps(values, indent=2, default=str))
 
     @on_main_process
     def log(self, values: dict, step: Optional[int] = None, **kwargs):
         record = {"step": step, "time": round(time.time(), 3)}
         record.update({k: (v.item() if hasattr(v, "item") else v) for k, v in values.items()})
-        self._file.write(json.dumps(record) + "\n")
+        self._open().write(json.dumps(record) + "\n")
 
     @on_main_process
     def finish(self):
-        self._file.close()
+        if self._file is not None:
+            self._file.close()
+            self._file = None
 
 
 def make_trackers(names: list, run_dir: Path) -> list:

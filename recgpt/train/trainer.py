@@ -47,7 +47,7 @@ def make_accelerator(cfg, log_with=None, project_dir=None):
                        step_scheduler_with_optimizer=False)  # we step the schedule once per optimizer step
 
 
-def reconcile_deepspeed(accelerator, train_cfg, micro_batch_rows: int) -> None:
+def reconcile_deepspeed(accelerator, train_cfg, micro_batch_rows: int, d_model: int) -> None:
     """The recgpt config is the single source of batch size, accumulation, clipping and lr: a DeepSpeed config
     may leave them "auto" or repeat the same value; anything else is an error naming both values."""
     plugin = accelerator.state.deepspeed_plugin
@@ -70,6 +70,13 @@ def reconcile_deepspeed(accelerator, train_cfg, micro_batch_rows: int) -> None:
             raise ConfigError(f"DeepSpeed config sets {key}={have} but the recgpt config gives {value} "
                               f"({source[key]}); set it to \"auto\" in the DeepSpeed JSON")
         ds[key] = value
+    # Sizes accelerate derives from config.hidden_size (our model calls it d_model); same formulas.
+    zero = ds.setdefault("zero_optimization", {})
+    for key, value in (("reduce_bucket_size", d_model * d_model),
+                       ("stage3_prefetch_bucket_size", int(0.9 * d_model * d_model)),
+                       ("stage3_param_persistence_threshold", 10 * d_model)):
+        if zero.get(key) == "auto":
+            zero[key] = value
     accelerator.gradient_accumulation_steps = train_cfg.grad_accum
 
 
@@ -86,16 +93,16 @@ class Trainer:
         from recgpt.model import ItemCodeDecoder, ItemCodeDecoderConfig
 
         cfg, tcfg = self.cfg, self.cfg.train
-        self.accelerator = acc = make_accelerator(cfg, make_trackers(tcfg.trackers, self.run_dir), self.run_dir)
-        set_seed(tcfg.seed)
-        if self.inputs is None:
+        if self.inputs is None:  # first, so that a missing corpus or tokenizer fails before anything starts
             self.inputs = load_training_inputs(cfg)
         inputs = self.inputs
+        self.accelerator = acc = make_accelerator(cfg, make_trackers(tcfg.trackers, self.run_dir), self.run_dir)
+        set_seed(tcfg.seed)
         self.row_items = tcfg.row_items or cfg.model.max_items
         if self.row_items > cfg.model.max_items:
             raise ConfigError(f"train.row_items={self.row_items} exceeds model.max_items={cfg.model.max_items}")
         rows = max(1, tcfg.tokens_per_batch // (self.row_items * inputs.n_slots)) if tcfg.batching == "pack" else 1
-        reconcile_deepspeed(acc, tcfg, rows)
+        reconcile_deepspeed(acc, tcfg, rows, cfg.model.d_model)
         self.model_config = ItemCodeDecoderConfig.from_recgpt(cfg.model, inputs.slot_vocab_sizes, inputs.text_dim or 0)
         model = ItemCodeDecoder(self.model_config)
         self.n_params = sum(p.numel() for p in model.parameters())
@@ -108,7 +115,8 @@ class Trainer:
         self.stream.plan(0)  # fails early when the corpus cannot feed every rank
         if acc.is_main_process:
             save_config(cfg, self.run_dir / "config.yaml")
-        acc.init_trackers(cfg.run.name, config=_flat(config_to_dict(cfg)))
+        wandb = {"dir": str(self.run_dir), "mode": os.environ.get("WANDB_MODE", "offline")}  # offline unless asked
+        acc.init_trackers(cfg.run.name, config=_flat(config_to_dict(cfg)), init_kwargs={"wandb": wandb})
         if tcfg.resume:
             self.resume()
         return self

@@ -1,0 +1,119 @@
+"""Training throughput: recgpt's trainer step vs a RecGPT-faithful reference, same corpus, same model size.
+
+Reference (as in HKUDS/RecGPT): transformers GPT-2 with a block-causal mask, one code vocabulary shared by
+the slots, every user flattened to codes and right-padded to 1024 tokens, batch 40, no packing.
+recgpt: the Trainer's own train_step (packed rows, segment ids, token budget from train.tokens_per_batch).
+Figure of merit: real next-item target tokens per second (padding does no useful work).
+
+    python bench/train_throughput.py --config configs/tiny.yaml [--steps 3] [key=value ...]
+
+Needs the corpus (data.corpus_dir) and tokenizer (tokenizer.output_dir) of the config.
+"""
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from recgpt.config import load_config  # noqa: E402
+
+SEQ_TOKENS, BATCH = 1024, 40
+
+
+def reference_model(cfg, vocab: int):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    m = cfg.model
+    config = GPT2Config(vocab_size=vocab, n_positions=SEQ_TOKENS, n_embd=m.d_model, n_layer=m.n_layers,
+                        n_head=m.n_heads, n_inner=m.d_ff, resid_pdrop=m.dropout, embd_pdrop=m.dropout,
+                        attn_pdrop=m.dropout)
+    return GPT2LMHeadModel(config)
+
+
+def reference_batch(seqs: list, codes: torch.Tensor, pad: int):
+    """Codes flattened per user, right-padded to 1024; block-causal mask over absolute item positions."""
+    n_slots = codes.shape[1]
+    max_items = SEQ_TOKENS // n_slots
+    ids = torch.full((len(seqs), SEQ_TOKENS), pad, dtype=torch.long)
+    labels = torch.full_like(ids, -100)
+    n_items = torch.zeros(len(seqs), dtype=torch.long)
+    for b, s in enumerate(seqs):
+        s = s[-max_items:]
+        flat = codes[torch.as_tensor(s)].long().reshape(-1)
+        ids[b, :len(flat)] = flat
+        labels[b, :len(flat) - n_slots] = flat[n_slots:]  # token (j, k) predicts code k of item j+1
+        n_items[b] = len(s)
+    item = torch.arange(SEQ_TOKENS) // n_slots
+    real = item[None] < n_items[:, None]
+    mask = (item[None, :, None] >= item[None, None, :]) & real[:, None, :]  # [B, T, T]: query row, key column
+    mask = mask | torch.eye(SEQ_TOKENS, dtype=torch.bool)[None]
+    return ids, labels, mask[:, None], int((labels != -100).sum())
+
+
+def time_reference(cfg, inputs, order, steps: int):
+    vocab = max(inputs.slot_vocab_sizes) + 1  # shared vocabulary + pad id, as RecGPT
+    model = reference_model(cfg, vocab).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr)
+    seqs_all = inputs.train.take(order[:BATCH * (steps + 1)])
+    seconds, targets = 0.0, 0
+    for step in range(steps + 1):  # the first step warms up and is not timed
+        seqs = [seqs_all[int(i)] for i in order[step * BATCH:(step + 1) * BATCH]]
+        ids, labels, mask, n_targets = reference_batch(seqs, inputs.codes, vocab - 1)
+        started = time.perf_counter()
+        logits = model(input_ids=ids, attention_mask=mask.float().masked_fill(~mask, float("-inf")).masked_fill(mask, 0.0)).logits
+        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, vocab), labels.reshape(-1), ignore_index=-100)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        if step:
+            seconds += time.perf_counter() - started
+            targets += n_targets
+    return targets / seconds, sum(p.numel() for p in model.parameters())
+
+
+def time_recgpt(cfg, inputs, steps: int):
+    from recgpt.train.trainer import Trainer
+
+    trainer = Trainer(cfg, inputs).build()
+    trainer.train_step()  # warm-up
+    seconds, targets = 0.0, 0
+    for _ in range(steps):
+        started = time.perf_counter()
+        _, sums, _, _ = trainer.train_step()
+        seconds += time.perf_counter() - started
+        targets += int(sums[1])
+    trainer.accelerator.end_training()
+    return targets / seconds, trainer.n_params
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default="configs/tiny.yaml")
+    parser.add_argument("--steps", type=int, default=3, help="timed steps of each (after one warm-up step)")
+    parser.add_argument("--workdir", default="/tmp/recgpt_bench_train")
+    parser.add_argument("overrides", nargs="*")
+    args = parser.parse_args(argv)
+    cfg = load_config(args.config, [f"run.output_root={args.workdir}", "train.resume=false", "train.trackers=[jsonl]",
+                                    *args.overrides])
+    from recgpt.train.inputs import load_training_inputs
+
+    torch.manual_seed(0)
+    inputs = load_training_inputs(cfg)
+    order = torch.randperm(len(inputs.train), generator=torch.Generator().manual_seed(0)).tolist()
+    ours, n_ours = time_recgpt(cfg, inputs, args.steps)
+    ref, n_ref = time_reference(cfg, inputs, order, args.steps)
+    print(f"corpus {cfg.data.corpus_dir}: {len(inputs.train)} train sequences, {inputs.n_slots} codes per item, "
+          f"mean {inputs.train.lengths.mean():.1f} items per sequence; torch threads {torch.get_num_threads()}")
+    print(f"model: {cfg.model.n_layers} layers x {cfg.model.d_model}; params recgpt {n_ours / 1e6:.2f}M, "
+          f"reference GPT-2 {n_ref / 1e6:.2f}M; precision {cfg.train.mixed_precision}")
+    print(f"recgpt trainer step (packed, {cfg.train.tokens_per_batch} tokens/micro-batch): {ours:,.0f} target tokens/s")
+    print(f"RecGPT reference (GPT-2, batch {BATCH} x {SEQ_TOKENS} padded tokens):        {ref:,.0f} target tokens/s")
+    print(f"ratio: {ours / ref:.1f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
