@@ -66,3 +66,25 @@ def test_make_sample_reproduces_the_committed_sample(tmp_path, data_root):
     committed = REPO / "data" / "sample"
     made = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if p.is_file())
     assert made and all((committed / p).read_bytes() == (tmp_path / p).read_bytes() for p in made)
+
+
+@pytest.mark.parametrize("override, fragment", [
+    ("format=xml", "format"),
+    ("timestamp_unit=days", "timestamp_unit"),
+    ("imports.null_timestamps=middle", "import.null_timestamps"),
+    ("imports.duplicates=merge", "import.duplicates"),
+    ("text.max_chars=0", "text.max_chars"),
+    ("name=a:b", "name"),
+])
+def test_bad_dataset_spec_values_name_the_key(override, fragment):
+    from recgpt.config import ConfigError
+
+    with pytest.raises(ConfigError, match=fragment):
+        load_dataset_spec("steam", [override])
+
+
+def test_repeated_corpus_datasets_rejected():
+    from recgpt.config import ConfigError
+
+    with pytest.raises(ConfigError, match="data.datasets"):
+        load_config(None, ["data.datasets=[lastfm,lastfm]"])
