@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from recgpt.data import build_corpus, load_corpus, load_prepared
-from recgpt.data.splits import is_heldout
+from recgpt.data.splits import is_heldout, windows
 from recgpt.io import ArtifactError, sha256_json
 
 REPO = Path(__file__).resolve().parents[1]
@@ -50,7 +50,7 @@ def test_tiny_corpus_layout_and_counts(tiny_corpus, tiny_data_config, prepared_d
     manifest = corpus.manifest
     dropped = 0
     for user, seq in want.items():
-        spans = [seq[s:s + tiny_data_config.max_items] for s in range(0, len(seq), tiny_data_config.max_items)]
+        spans = [seq[a:b] for a, b in windows(len(seq), tiny_data_config.max_items)]
         kept = {w: s for w, s in enumerate(spans) if len(s) >= tiny_data_config.min_items}
         dropped += len(spans) - len(kept)
         assert got.get(user, {}) == kept, user  # windows, not truncation; short ones dropped
@@ -77,10 +77,10 @@ def test_short_sequences_dropped_and_rebuild_is_deterministic(tmp_path, tiny_dat
     assert (tmp_path / "prep" / "lastfm" / "manifest.json").is_file()
     inter = load_prepared(tmp_path / "prep" / "lastfm").interactions
     lengths = inter.groupby("user_id", sort=False).size().to_numpy()
-    windows = np.concatenate([[min(300, n - s) for s in range(0, n, 300)] for n in lengths])
+    spans = np.concatenate([[b - a for a, b in windows(n, 300)] for n in lengths])
     counts = first.manifest["counts"]
-    assert counts["short_sequences_dropped"] == int((windows < 120).sum()) > 0
-    assert counts["per_dataset"]["lastfm"]["short_sequence_items_dropped"] == int(windows[windows < 120].sum())
+    assert counts["short_sequences_dropped"] == int((spans < 120).sum()) > 0
+    assert counts["per_dataset"]["lastfm"]["short_sequence_items_dropped"] == int(spans[spans < 120].sum())
     assert counts["per_dataset"]["lastfm"]["users_windowed"] == int((lengths > 300).sum()) > 0
     second = load_corpus(build_corpus(cfg))
     assert second.hash == first.hash

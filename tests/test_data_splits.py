@@ -46,9 +46,10 @@ def test_cold_window_protocol():
 
 
 def test_windows_cover_the_sequence():
-    assert splits.windows(5, 2) == [(0, 2), (2, 4), (4, 5)]
+    assert splits.windows(5, 2) == [(0, 1), (1, 3), (3, 5)]  # the newest items fill whole windows
     assert splits.windows(4, 4) == [(0, 4)]
     for n in range(1, 40):
         spans = splits.windows(n, 7)
         assert spans[0][0] == 0 and spans[-1][1] == n
+        assert all(b - a == 7 for a, b in spans[1:])
         assert all(b - a <= 7 for a, b in spans) and all(spans[i][1] == spans[i + 1][0] for i in range(len(spans) - 1))

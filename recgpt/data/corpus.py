@@ -108,8 +108,11 @@ def check_positions(path: Path, rows):
 def add_sequences(name: str, rows, offset: int, cfg: DataConfig, splits: "SplitWriter", counts: dict) -> None:
     """Cut whole users into windows, drop short windows, assign the user's split, write; vectorised per chunk."""
     users, local, positions = rows
-    window = (positions // cfg.max_items).astype(np.int32)
     new_user = np.r_[True, users[1:] != users[:-1]]
+    # Windows are anchored at the user's most recent item: only the oldest window may be short (and dropped).
+    user_len = np.diff(np.r_[np.flatnonzero(new_user), len(users)])
+    shift = np.repeat((-user_len) % cfg.max_items, user_len)
+    window = ((positions + shift) // cfg.max_items).astype(np.int32)
     starts = np.flatnonzero(new_user | np.r_[True, window[1:] != window[:-1]])  # one segment per window
     lengths = np.diff(np.r_[starts, len(users)])
     namespaced = np.array([f"{name}:{u}" for u in users[new_user]], dtype=object)

@@ -86,7 +86,11 @@ def cold_window(items: Sequence[T], user_id: str, seed: int, min_len: int = 2, m
 
 
 def windows(n: int, max_items: int) -> list[tuple[int, int]]:
-    """[start, end) of consecutive windows of at most `max_items` covering a sequence of length n."""
+    """[start, end) of consecutive windows of at most `max_items` covering a sequence of length n.
+
+    Anchored at the end: the most recent items always fill a whole window; only the first may be short.
+    """
     if max_items < 1:
         raise ValueError(f"max_items must be >= 1, got {max_items}")
-    return [(s, min(s + max_items, n)) for s in range(0, n, max_items)]
+    ends = list(range(n, 0, -max_items))[::-1]
+    return [(max(0, end - max_items), end) for end in ends]
