@@ -121,3 +121,8 @@ def test_launch_script_lists_known_datasets():
     proc = subprocess.run([sys.executable, str(REPO / "launch" / "predict.py"), "--dataset", "nope"],
                           capture_output=True, text=True, cwd=REPO, timeout=120)
     assert proc.returncode == 2 and "known:" in proc.stderr and "steam" in proc.stderr
+
+
+def test_cli_missing_model_is_named(capsys, prepared_dir, tmp_path):
+    assert main(["--dataset", str(prepared_dir("ml-100k")), f"predict.model_dir={tmp_path / 'nothing'}"]) == 2
+    assert f"no model at {tmp_path / 'nothing'}" in capsys.readouterr().err

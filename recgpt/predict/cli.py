@@ -3,6 +3,7 @@
 import sys
 
 from recgpt.config import ConfigError, config_from_argv, load_config
+from recgpt.io import ArtifactError
 
 
 def add_flags(parser) -> None:
@@ -39,7 +40,7 @@ def main(argv=None) -> int:
     try:
         cfg = parse(sys.argv[1:] if argv is None else argv)
         run_predict(cfg)
-    except ConfigError as e:
+    except (ConfigError, ArtifactError) as e:
         print(f"recgpt predict: {e}", file=sys.stderr)
         return 2
     return 0

@@ -64,16 +64,17 @@ def build_test_cases(interactions: pd.DataFrame, catalog, protocol: str, horizon
     if horizon < 1:
         raise ValueError(f"horizon must be >= 1, got {horizon}")
     seqs = user_sequences(interactions)
+    order = {user: i for i, user in enumerate(seqs.index)}
     users = list(seqs.index)
-    if max_users is not None and max_users < len(users):
-        # A seeded subset that does not depend on the file's user order.
-        users = sorted(users, key=lambda u: splits.unit_hash(seed, u))[:max_users]
-        keep = set(users)
-        users = [u for u in seqs.index if u in keep]
-    counts = {"users": len(seqs), "users_considered": len(users), "too_short": 0, "target_not_in_catalog": 0,
-              "empty_history": 0, "history_items_not_in_catalog": 0}
-    cases = TestCases(protocol, [], [], [], counts)
+    if max_users is not None:
+        # A seeded subset of the evaluable users that does not depend on the file's user order.
+        users = sorted(users, key=lambda u: splits.unit_hash(seed, u))
+    counts = {"users": len(seqs), "too_short": 0, "target_not_in_catalog": 0, "empty_history": 0,
+              "history_items_not_in_catalog": 0}
+    picked = []
     for user in users:
+        if max_users is not None and len(picked) == max_users:
+            break
         split = split_user(seqs[user], user, protocol, horizon, seed)
         if split is None:
             counts["too_short"] += 1
@@ -88,8 +89,11 @@ def build_test_cases(interactions: pd.DataFrame, catalog, protocol: str, horizon
         if not rows:
             counts["empty_history"] += 1
             continue
-        cases.user_ids.append(user)
-        cases.histories.append(rows)
-        cases.targets.append(target_rows)
+        picked.append((order[user], user, rows, target_rows))
+    counts["users_considered"] = sum(counts[k] for k in ("too_short", "target_not_in_catalog", "empty_history")) \
+        + len(picked)
+    picked.sort()  # users in order of first appearance
+    cases = TestCases(protocol, [u for _, u, _, _ in picked], [h for _, _, h, _ in picked],
+                      [t for _, _, _, t in picked], counts)
     counts["evaluated"] = len(cases)
     return cases

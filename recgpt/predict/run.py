@@ -15,22 +15,31 @@ from recgpt.predict.recommender import Recommender, resolve_model_dir
 from recgpt.predict.report import recommendations_frame, write_report
 
 
-def resolve_dataset(name: str, data_cfg) -> Path:
-    """A prepared folder, or a name under configs/datasets/ (prepared on demand into data.prepared_root)."""
+def check_dataset(name, data_cfg) -> str:
+    """'folder', 'spec' or 'prepared' for a usable --dataset; a ConfigError listing the known names otherwise."""
     if name is None:
         raise ConfigError(f"predict.dataset: give a dataset name ({', '.join(known_dataset_specs())}) "
                           "or a prepared folder")
-    path = Path(name)
-    if (path / "interactions.parquet").is_file():
-        return path
+    if (Path(name) / "interactions.parquet").is_file():
+        return "folder"
     if name in known_dataset_specs():
+        return "spec"
+    if (Path(data_cfg.prepared_root) / name / "interactions.parquet").is_file():
+        return "prepared"
+    raise ConfigError(f"predict.dataset: unknown dataset {name!r} (neither a prepared folder nor a name under "
+                      f"configs/datasets/); known: {', '.join(known_dataset_specs())}")
+
+
+def resolve_dataset(name: str, data_cfg) -> Path:
+    """A prepared folder, or a name under configs/datasets/ (prepared on demand into data.prepared_root)."""
+    kind = check_dataset(name, data_cfg)
+    if kind == "folder":
+        return Path(name)
+    if kind == "spec":
         from recgpt.data.corpus import prepared_folder
 
         return prepared_folder(name, data_cfg)
-    if (Path(data_cfg.prepared_root) / name / "interactions.parquet").is_file():
-        return Path(data_cfg.prepared_root) / name
-    raise ConfigError(f"predict.dataset: unknown dataset {name!r} (neither a prepared folder nor a name under "
-                      f"configs/datasets/); known: {', '.join(known_dataset_specs())}")
+    return Path(data_cfg.prepared_root) / name
 
 
 def output_dir(cfg, model_dir: Path, dataset: str) -> Path:
@@ -52,9 +61,10 @@ def run_predict(cfg) -> Path:
 
     p, start = cfg.predict, time.time()
     horizon = p.horizon if p.protocol == "horizon" else 1
+    check_dataset(p.dataset, cfg.data)  # cheap checks first: a wrong name or path fails at once
+    model_dir = resolve_model_dir(p.model_dir)
     dataset_dir = resolve_dataset(p.dataset, cfg.data)
     prepared = load_prepared(dataset_dir)
-    model_dir = resolve_model_dir(p.model_dir)
     rec = Recommender.from_pretrained(model_dir, tokenizer_dir=p.tokenizer_dir, embed_cfg=cfg.embed,
                                       device=p.device, scoring=p.scoring, beam_size=p.beam_size,
                                       batch_size=p.batch_size)
