@@ -105,8 +105,11 @@ def score_checkpoint(folder: Path, accelerator, inputs, sources: dict, cfg) -> d
 
     meta = ckpt.read_meta(folder)
     ckpt.check_compatible(meta, folder, None, inputs.tokenizer_hash)
-    model = load_checkpoint_model(folder, meta).to(accelerator.device)
-    row_items = cfg.train.row_items or model.config.max_items
+    from recgpt.train.objective import NextItemObjective
+
+    decoder = load_checkpoint_model(folder, meta).to(accelerator.device)
+    model = NextItemObjective(decoder)
+    row_items = cfg.train.row_items or decoder.config.max_items
     started, groups, totals = time.perf_counter(), {}, [0.0, 0, 0]
     for name, source in sources.items():
         result = heldout_loss(model, accelerator, source, inputs, cfg.train.batching, cfg.eval.batch_tokens,

@@ -67,3 +67,12 @@ def test_deepspeed_config_that_contradicts_recgpt_is_reported(key, value, names)
 def test_deepspeed_optimizer_section_is_refused():
     with pytest.raises(ConfigError, match="optimizer"):
         reconcile_deepspeed(_fake_accelerator({"optimizer": {"type": "AdamW"}}), load_config(TINY).train, 8, 64)
+
+
+def test_cli_dispatches_pretrain_and_eval(tmp_path, capsys):
+    from recgpt.cli import main as cli
+
+    assert cli(["pretrain", "--config", str(TINY), f"run.output_root={tmp_path}", "train.warmup_steps=-3"]) == 2
+    assert "train.warmup_steps" in capsys.readouterr().err
+    assert cli(["eval", "--ckpt", str(tmp_path / "nowhere")]) == 2
+    assert str(tmp_path / "nowhere") in capsys.readouterr().err

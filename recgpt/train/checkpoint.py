@@ -66,7 +66,9 @@ def save_checkpoint(accelerator, model, run_dir, step: int, meta: dict, keep_las
     accelerator.save_state(str(folder), safe_serialization=True)
     state = accelerator.get_state_dict(model)  # gathers ZeRO-3 shards (zero3_save_16bit_model)
     if accelerator.is_main_process:
-        tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
+        from recgpt.train.objective import decoder_state_dict
+
+        tensors = {k: v.detach().cpu().contiguous() for k, v in decoder_state_dict(state).items()}
         save_file(_untie(tensors), str(folder / EXPORT_WEIGHTS), metadata={"step": str(step)})
         write_json(folder / META, {"step": step, **meta})  # last: marks the folder complete
         prune(run_dir, keep_last)

@@ -9,17 +9,15 @@ import torch
 from recgpt.train.inputs import MicroBatchStream, SequenceSource, TrainingInputs
 
 
-def loss_sums(model, batch: dict, device):
-    """(loss_sum, n_target_tokens) of one micro-batch, as tensors on the device."""
-    from recgpt.model import next_item_loss
-
-    inputs = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-    out = model(**inputs)
-    return next_item_loss(out.logits, inputs["codes"], inputs["item_pos"], inputs["segment"])
+def loss_sums(objective, batch: dict, device):
+    """(loss_sum, n_target_tokens) of one micro-batch, as tensors on the device; `objective` is a
+    (possibly wrapped) NextItemObjective."""
+    sums = objective(**{k: v.to(device, non_blocking=True) for k, v in batch.items()})
+    return sums[0], sums[1]
 
 
 @torch.no_grad()
-def heldout_loss(model, accelerator, source: SequenceSource, inputs: TrainingInputs, batching: str,
+def heldout_loss(objective, accelerator, source: SequenceSource, inputs: TrainingInputs, batching: str,
                  tokens_per_batch: int, row_items: int, max_batches: int = 0, by_group: bool = False,
                  progress: bool = False) -> dict:
     """{"loss", "tokens", "sequences"} overall, plus {"groups": {name: {...}}} per dataset when by_group.
@@ -27,6 +25,7 @@ def heldout_loss(model, accelerator, source: SequenceSource, inputs: TrainingInp
     Every rank runs the same number of forward passes (a rank without a batch in the last round repeats one
     with weight 0) so that collective forwards (ZeRO-3) never hang; sums are reduced across ranks at the end.
     """
+    model = objective
     was_training = model.training
     model.eval()
     groups = {"all": np.arange(len(source))}

@@ -84,6 +84,17 @@ def align_codes(corpus_item_ids: list, code_ids: list, codes: torch.Tensor, wher
     return codes[torch.as_tensor([row[item_id] for item_id in corpus_item_ids])]
 
 
+def read_slot_vocab_sizes(tokenizer_dir: Path) -> list:
+    """The code range of each slot, from the tokenizer's config.json (no need to load its weights)."""
+    from recgpt.io import read_json
+
+    sizes = read_json(Path(tokenizer_dir) / "config.json").get("slot_vocab_sizes")
+    if not sizes or not all(isinstance(v, int) and v > 0 for v in sizes):
+        raise ArtifactError(f"{Path(tokenizer_dir) / 'config.json'}: slot_vocab_sizes must be a list of positive "
+                            f"ints, got {sizes!r}")
+    return list(sizes)
+
+
 def default_codes_path(cfg) -> Path:
     return Path(cfg.train.codes_path) if cfg.train.codes_path else Path(cfg.tokenizer.output_dir) / "codes.safetensors"
 
@@ -91,7 +102,7 @@ def default_codes_path(cfg) -> Path:
 def load_training_inputs(cfg) -> TrainingInputs:
     """Corpus at data.corpus_dir + tokenizer at tokenizer.output_dir; errors name the missing path."""
     from recgpt.data import load_corpus
-    from recgpt.tokenizer import load_item_codes, load_tokenizer
+    from recgpt.tokenizer import load_item_codes
 
     corpus_dir, tokenizer_dir = Path(cfg.data.corpus_dir), Path(cfg.tokenizer.output_dir)
     if not corpus_dir.is_dir():
@@ -102,18 +113,21 @@ def load_training_inputs(cfg) -> TrainingInputs:
     if not codes_path.is_file():
         raise ArtifactError(f"item codes not found: {codes_path} (train.codes_path)")
     corpus = load_corpus(corpus_dir)
-    tokenizer = load_tokenizer(tokenizer_dir)
+    slot_vocab_sizes = read_slot_vocab_sizes(tokenizer_dir)
     ids, codes = load_item_codes(codes_path)
     codes = torch.as_tensor(np.asarray(codes)).to(torch.int32)
     item_ids = corpus.items.sort_values("item_index")["item_id"].tolist()
     codes = align_codes(item_ids, ids, codes, str(codes_path))
+    if codes.shape[1] != len(slot_vocab_sizes) or (codes.amax(0) >= torch.tensor(slot_vocab_sizes)).any() or codes.min() < 0:
+        raise ArtifactError(f"{codes_path}: codes of shape {tuple(codes.shape)} do not fit slot_vocab_sizes "
+                            f"{slot_vocab_sizes} of {tokenizer_dir / 'config.json'}")
     text_emb = None
     if cfg.model.use_text:
         text_emb = _load_text_embeddings(cfg, item_ids)
     return TrainingInputs(
         train=SequenceSource.from_dataset(corpus.sequences["train"]),
         heldout=SequenceSource.from_dataset(corpus.sequences["heldout"]),
-        codes=codes, slot_vocab_sizes=list(tokenizer.slot_vocab_sizes),
+        codes=codes, slot_vocab_sizes=slot_vocab_sizes,
         corpus_hash=corpus.hash, tokenizer_hash=tokenizer_hash(tokenizer_dir, codes_path),
         tokenizer_dir=tokenizer_dir, codes_path=codes_path, text_emb=text_emb)
 

@@ -17,6 +17,7 @@ from recgpt.config import ConfigError, config_to_dict, save_config
 from recgpt.logging import print0
 from recgpt.train import checkpoint as ckpt
 from recgpt.train.heldout import heldout_loss, loss_sums
+from recgpt.train.objective import NextItemObjective
 from recgpt.train.inputs import MicroBatchStream, TrainingInputs, load_training_inputs
 from recgpt.train.optim import build_optimizer, build_scheduler
 from recgpt.train.tracking import Throughput, make_trackers, peak_flops, plot_loss_curves
@@ -104,7 +105,7 @@ class Trainer:
         rows = max(1, tcfg.tokens_per_batch // (self.row_items * inputs.n_slots)) if tcfg.batching == "pack" else 1
         reconcile_deepspeed(acc, tcfg, rows, cfg.model.d_model)
         self.model_config = ItemCodeDecoderConfig.from_recgpt(cfg.model, inputs.slot_vocab_sizes, inputs.text_dim or 0)
-        model = ItemCodeDecoder(self.model_config)
+        model = NextItemObjective(ItemCodeDecoder(self.model_config))
         self.n_params = sum(p.numel() for p in model.parameters())
         optimizer = build_optimizer(model, tcfg)
         scheduler = build_scheduler(optimizer, tcfg)
@@ -181,8 +182,7 @@ class Trainer:
         # Accelerate / DeepSpeed divide by grad_accum and DDP averages over ranks: undo both, so that the
         # gradient is that of (sum of token losses over the step) / (target tokens of the step).
         scale = acc.num_processes * tcfg.grad_accum / max(step_targets, 1)
-        local = torch.zeros(2, dtype=torch.float64, device=acc.device)
-        tokens = 0
+        local = torch.zeros(3, dtype=torch.float64, device=acc.device)  # loss sum, target tokens, input tokens
         for batch, _ in micro:
             with acc.accumulate(self.model):
                 loss_sum, n_tokens = self.compute_loss(batch)
@@ -191,12 +191,13 @@ class Trainer:
                     acc.clip_grad_norm_(self.model.parameters(), tcfg.grad_clip)
                 self.optimizer.step()
                 self.optimizer.zero_grad(set_to_none=True)
-            local += torch.stack([loss_sum.detach().double(), n_tokens.double()])
-            tokens += int((batch["segment"] > 0).sum()) * self.inputs.n_slots
+            tokens = float((batch["segment"] > 0).sum()) * self.inputs.n_slots
+            local += torch.stack([loss_sum.detach().double(), n_tokens.detach().double(),
+                                  torch.tensor(tokens, dtype=torch.float64, device=acc.device)])
         self.scheduler.step()
         self.step += 1
-        sums = acc.reduce(local, reduction="sum").cpu()
-        global_tokens = int(acc.reduce(torch.tensor([tokens], device=acc.device), reduction="sum").item())
+        sums = acc.reduce(local, reduction="sum").cpu()  # one collective per step; also makes NaN unanimous
+        global_tokens = int(sums[2])
         self.tokens_seen += global_tokens
         self.target_tokens_seen += int(sums[1])
         loss = float(sums[0] / sums[1]) if sums[1] > 0 else math.nan
@@ -206,7 +207,7 @@ class Trainer:
                                    f"stopped without saving. Last good checkpoint: {good or 'none'}. "
                                    "Try a lower train.lr, more train.warmup_steps or train.grad_clip.")
         self.last_loss = loss
-        return loss, sums, global_tokens, int(sums[1])
+        return loss, sums[:2], global_tokens, int(sums[1])
 
     def compute_loss(self, batch: dict):
         """(loss_sum, n_target_tokens) of one micro-batch; a seam for tests that inject failures."""

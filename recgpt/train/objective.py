@@ -1,0 +1,40 @@
+"""The training objective as a module, so that DDP / DeepSpeed wrap it and every rank runs the same graph.
+
+`NextItemObjective(decoder)(**batch) -> [loss_sum, n_tokens]`. For the parallel head the fast path computes
+each slot's logits only at positions that have a next-item target and only over that slot's own vocabulary
+(the decoder's forward returns [B, S, L, Vmax] logits for every position, -inf padded), then sums the token
+cross-entropies. Reference: `recgpt.model.next_item_loss` on the decoder's full logits; they must agree.
+"""
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class NextItemObjective(nn.Module):
+    def __init__(self, decoder: nn.Module, fast: bool = True):
+        super().__init__()
+        self.decoder = decoder
+        self.fast = fast and decoder.config.head == "parallel"
+
+    def forward(self, codes, item_pos, segment, text_emb=None) -> torch.Tensor:
+        from recgpt.model import next_item_loss, shift_targets
+
+        if not self.fast:
+            logits = self.decoder(codes=codes, item_pos=item_pos, segment=segment, text_emb=text_emb).logits
+            return torch.stack([t.float() for t in next_item_loss(logits, codes, item_pos, segment)])
+        hidden = self.decoder.encode(codes, item_pos, segment, text_emb)  # [B, S, L, d]
+        next_codes, target_mask = shift_targets(codes, segment, item_pos)
+        features, targets = hidden[target_mask], next_codes[target_mask]  # [N, L, d], [N, L]
+        head = self.decoder.head
+        loss_sum = hidden.new_zeros((), dtype=torch.float32)
+        for k in range(targets.shape[1]):
+            logits = head.slot_logits(features[:, k], k).float()
+            loss_sum = loss_sum + F.cross_entropy(logits, targets[:, k], reduction="sum")
+        n_tokens = target_mask.sum().float() * codes.shape[-1]
+        return torch.stack([loss_sum, n_tokens])
+
+
+def decoder_state_dict(state: dict) -> dict:
+    """Keys of a NextItemObjective state dict -> the decoder's own keys (what from_pretrained expects)."""
+    prefix = "decoder."
+    return {k[len(prefix):] if k.startswith(prefix) else k: v for k, v in state.items()}

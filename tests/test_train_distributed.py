@@ -1,0 +1,56 @@
+"""Several processes on CPU over gloo: DDP and DeepSpeed ZeRO-2 through `accelerate launch launch/pretrain.py`."""
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fixtures_train import TINY
+from recgpt.train import checkpoint as ckpt
+
+REPO = Path(__file__).resolve().parents[1]
+ACCELERATE = str(Path(sys.executable).with_name("accelerate"))
+STEPS = ["train.max_steps=4", "train.save_every=2", "train.eval_every=4", "train.log_every=2",
+         "train.tokens_per_batch=500"]
+
+
+def launch(launch_args: list, overrides: list, env_extra: dict = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", **(env_extra or {})}
+    cmd = [ACCELERATE, "launch", *launch_args, str(REPO / "launch" / "pretrain.py"), "--config", str(TINY), *overrides]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=400, cwd=REPO)
+
+
+def _check_run(run_dir: Path, proc) -> dict:
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    complete, _ = ckpt.list_checkpoints(run_dir)
+    assert [p.name for p in complete] == ["step-00000002", "step-00000004"]
+    meta = ckpt.read_meta(complete[-1])
+    assert meta["world_size"] == 2 and math.isfinite(meta["loss"]) and math.isfinite(meta["heldout_loss"])
+    assert (complete[-1] / "random_states_1.pkl").is_file()  # every rank saved its RNG state
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if "loss" in r] == [2, 4]  # one writer: the main process
+    return meta
+
+
+@pytest.mark.slow
+@pytest.mark.distributed
+def test_ddp_two_processes_over_gloo(tiny_train_cfg, tmp_path):
+    proc = launch(["--multi_gpu", "--num_processes", "2"], [*tiny_train_cfg.overrides(tmp_path), *STEPS],
+                  {"ACCELERATE_USE_CPU": "1"})
+    meta = _check_run(tmp_path / "tiny", proc)
+    assert "resumed" not in proc.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.distributed
+def test_deepspeed_zero2_two_processes(tiny_train_cfg, tmp_path):
+    proc = launch(["--config_file", str(REPO / "launch" / "accelerate" / "zero2.yaml"), "--num_processes", "2"],
+                  [*tiny_train_cfg.overrides(tmp_path), *STEPS])
+    meta = _check_run(tmp_path / "tiny", proc)
+    last = ckpt.step_dir(tmp_path / "tiny", 4)
+    assert (last / "pytorch_model").is_dir()  # DeepSpeed's own sharded state, written by save_state
+    assert (last / ckpt.EXPORT_WEIGHTS).is_file()  # plus full weights for eval and export
+    assert meta["step"] == 4
