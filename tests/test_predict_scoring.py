@@ -22,6 +22,7 @@ def test_exact_equals_one_item_at_a_time(head, make_decoder, ml100k_catalog, ml1
     subset = torch.arange(0, ml100k_catalog.n_items, 7)
     ref = reference_item_scores(model, scorer.state(histories), ml100k_catalog.codes[subset])
     assert torch.allclose(exact[:, subset], ref, atol=1e-5)
+    assert torch.allclose(exact, model.score_items(scorer.state(histories), ml100k_catalog.codes), atol=1e-5)
     # every item of the catalog scored, and (for a real tokenizer's codes) the item probabilities sum to <= 1
     assert torch.isfinite(exact).all() and (exact.exp().sum(1) <= 1 + 1e-4).all()
 
