@@ -107,13 +107,16 @@ def main(argv=None):
                f"trie beam {p.beam_size}": timed(search_trie_beam, rec, states, p.beam_size),
                ref: timed(search_reference, rec, states, dict_trie)}
     print(f"history forward (shared by all): {n / forward_s:.1f} users/s")
-    print(f"{'method':<34} {'search users/s':>15} {'x ref':>8} {'end-to-end users/s':>19} {'x ref':>8} {'Recall@10':>10}")
+    print(f"{'method':<34} {'search users/s':>15} {'x ref':>8} {'end-to-end users/s':>19} {'x ref':>8} "
+          f"{'Recall@10':>10} {'same top-10 as exact':>21}")
+    exact_recs = results["exact"][0]
     ref_search, ref_total = n / results[ref][1], n / (results[ref][1] + forward_s)
     for name, (recs, seconds) in results.items():
         recall = ranking_metrics(recs, cases.targets, [10])["Recall@10"]
         search, total = n / seconds, n / (seconds + forward_s)
+        same = sum(set(a) == set(b) for a, b in zip(recs, exact_recs)) / n
         print(f"{name:<34} {search:>15.1f} {search / ref_search:>8.1f} {total:>19.1f} {total / ref_total:>8.1f} "
-              f"{recall:>10.4f}")
+              f"{recall:>10.4f} {same:>21.1%}")
 
 
 if __name__ == "__main__":
