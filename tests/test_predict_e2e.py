@@ -117,6 +117,15 @@ def test_cli_bad_input(capsys, exported_model):
     assert "predict.horizon: must be >= 1" in capsys.readouterr().err
 
 
+def test_flags_and_overrides_in_any_order():
+    from recgpt.predict.cli import parse
+
+    cfg = parse(["predict.max_users=7", "--dataset", "steam", "predict.ks=[1,2]", "--horizon", "4", "--strategy", "ra"])
+    p = cfg.predict
+    assert (p.dataset, p.protocol, p.horizon, p.strategy, p.max_users, p.ks) == ("steam", "horizon", 4, "ra", 7, [1, 2])
+    assert parse(["--cold", "--dataset", "x", "predict.protocol=loo"]).predict.protocol == "loo"  # explicit key wins
+
+
 def test_launch_script_lists_known_datasets():
     proc = subprocess.run([sys.executable, str(REPO / "launch" / "predict.py"), "--dataset", "nope"],
                           capture_output=True, text=True, cwd=REPO, timeout=120)
@@ -126,3 +135,28 @@ def test_launch_script_lists_known_datasets():
 def test_cli_missing_model_is_named(capsys, prepared_dir, tmp_path):
     assert main(["--dataset", str(prepared_dir("ml-100k")), f"predict.model_dir={tmp_path / 'nothing'}"]) == 2
     assert f"no model at {tmp_path / 'nothing'}" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_a_tiny_pretrained_run_end_to_end(tiny_run, tiny_train_cfg, prepared_dir, embed_config, tmp_path_factory):
+    """The real pipeline's artifacts: a pretrained tiny run, its checkpoint selection export, then predict."""
+    import shutil
+
+    from recgpt.evaluate import select_checkpoints
+
+    run = tmp_path_factory.mktemp("pretrained") / "tiny"
+    shutil.copytree(tiny_run, run)
+    select_checkpoints(tiny_train_cfg(output_root=run.parent), run)
+    dataset = prepared_dir("ml-100k")
+    assert main(["--dataset", str(dataset), f"predict.model_dir={run}", f"embed.cache_dir={embed_config.cache_dir}",
+                 "predict.max_users=80", "predict.ks=[1,10]"]) == 0
+    result = json.loads((run / "predict" / "ml-100k-loo" / "metrics.json").read_text())
+    assert result["counts"]["evaluated"] == 80 and result["model_dir"] == str(run / "best")
+    # on this trained model too, a beam as wide as the catalog finds the exhaustive top 10
+    rec = Recommender.from_pretrained(run, embed_cfg=embed_config)
+    catalog = rec.set_catalog_from_prepared(dataset)
+    histories = [[catalog.item_ids[r] for r in range(i, i + 12)] for i in range(0, 40, 8)]
+    exact = rec.recommend(histories, k=10)
+    wide = Recommender(rec.model, catalog=catalog, scoring="trie", beam_size=catalog.n_items).recommend(histories, k=10)
+    assert wide.item_ids == exact.item_ids
+    assert torch.allclose(torch.tensor(wide.scores), torch.tensor(exact.scores), atol=1e-4)

@@ -28,7 +28,25 @@ def flag_overrides(args) -> list[str]:
     return out
 
 
+VALUE_FLAGS = ("--config", "--dataset", "--horizon", "--strategy")
+
+
+def overrides_last(argv) -> list[str]:
+    """Flags first, key=value overrides after them, so the two may be given in any order."""
+    flags, overrides, i = [], [], 0
+    while i < len(argv):
+        token = argv[i]
+        if token in VALUE_FLAGS and i + 1 < len(argv):
+            flags += [token, argv[i + 1]]
+            i += 2
+            continue
+        (overrides if "=" in token and not token.startswith("-") else flags).append(token)
+        i += 1
+    return flags + overrides
+
+
 def parse(argv):
+    argv = overrides_last(list(argv))
     _, args = config_from_argv(argv, "recommend for a downstream dataset and report metrics", add_flags)
     # Flags first, dotted overrides last: an explicit predict.key=value wins over its shorthand.
     return load_config(args.config, flag_overrides(args) + list(args.overrides))
