@@ -15,8 +15,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SMALL_FITS = {
     "fsq-mlp": dict(kind="fsq", encoder="mlp", epochs=8, batch_size=128, hidden=256),
-    "fsq-reshape": dict(kind="fsq", encoder="reshape", epochs=8, batch_size=128, lr=3e-3),
-    "rqvae": dict(kind="rqvae", epochs=8, batch_size=128, hidden=256, codebook_size=32, kmeans_iters=20),
+    "fsq-reshape": dict(kind="fsq", encoder="reshape", epochs=20, batch_size=128, lr=1e-2, dedup_size=256),
+    "rqvae": dict(kind="rqvae", epochs=6, batch_size=128, hidden=256, codebook_size=32, kmeans_iters=20),
     "rqkmeans": dict(kind="rqkmeans", codebook_size=32, kmeans_iters=20),
 }
 

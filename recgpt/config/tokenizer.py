@@ -14,6 +14,8 @@ class TokenizerConfig:
     # Size of the extra disambiguation slot: the k-th item sharing a code tuple gets code k there.
     # Fixed at fit time; a catalogue with more than this many items on one tuple is an error.
     dedup_size: int = 64
+    # Shift and scale each embedding dimension by training-item statistics before encoding (all kinds).
+    standardize: bool = True
     # FSQ
     levels: list[int] = field(default_factory=lambda: [8, 8, 8, 6, 5])
     encoder: str = "mlp"  # reshape (RecGPT: chunk + shared linear) | mlp (learned)

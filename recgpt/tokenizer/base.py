@@ -68,7 +68,7 @@ class ItemTokenizer:
         if embed_model is not None and embed_model != self.embed_model:
             raise ValueError(f"embeddings come from {embed_model!r} but this tokenizer was fitted on "
                              f"{self.embed_model!r} embeddings: embed the items with embed.model={self.embed_model}")
-        x = torch.as_tensor(np.asarray(emb) if not isinstance(emb, torch.Tensor) else emb).float()
+        x = emb.float() if isinstance(emb, torch.Tensor) else torch.as_tensor(np.ascontiguousarray(emb)).float()
         if x.ndim != 2 or x.shape[1] != self.embed_dim:
             raise ValueError(f"embeddings of shape {tuple(x.shape)}: this tokenizer expects [N, {self.embed_dim}] "
                              f"({self.embed_model})")

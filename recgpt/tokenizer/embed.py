@@ -104,12 +104,15 @@ def embed_texts(texts: list[str], cfg) -> np.ndarray:
         order = sorted(todo, key=lambda s: -len(todo[s]))
         with tqdm(total=len(order), desc=f"embed {cfg.model}", unit="text") as bar:
             for start in range(0, len(order), cfg.shard_size):
-                chunk = order[start:start + cfg.shard_size]
-                vectors = encode(encoder, [todo[s] for s in chunk], cfg.batch_size)
+                chunk, parts = order[start:start + cfg.shard_size], []
+                step = cfg.batch_size * 8  # a few batches per encode call keeps the bar moving
+                for i in range(0, len(chunk), step):
+                    parts.append(encode(encoder, [todo[s] for s in chunk[i:i + step]], cfg.batch_size))
+                    bar.update(len(parts[-1]))
+                vectors = np.concatenate(parts)
                 if not np.isfinite(vectors).all():
                     raise ArtifactError(f"encoder {cfg.model} returned NaN/inf (dtype {cfg.dtype}?)")
                 cache.add(chunk, vectors)
-                bar.update(len(chunk))
     if not texts:
         return np.zeros((0, 0), np.float16)
     return cache.get(shas)

@@ -14,11 +14,11 @@ import torch.nn.functional as F
 
 from recgpt.tokenizer.base import ItemTokenizer, build_model
 from recgpt.tokenizer.report import build_report, reconstruction_errors
-from recgpt.tokenizer.collisions import resolve_collisions
+from recgpt.tokenizer.collisions import rank_within_tuple
 
 
 def model_params(cfg) -> dict:
-    params = {"n_codes": cfg.n_codes, "hidden": cfg.hidden}
+    params = {"n_codes": cfg.n_codes, "hidden": cfg.hidden, "standardize": cfg.standardize}
     if cfg.kind == "fsq":
         params.update(levels=list(cfg.levels), encoder=cfg.encoder)
     else:
@@ -91,6 +91,8 @@ def fit_tokenizer(embeddings, cfg, embed_model: Optional[str] = None, progress: 
     started = time.perf_counter()
     history = []
     model.to(device)
+    if cfg.standardize:
+        model.set_standardization(x[train_idx].to(device))
     if cfg.kind == "rqkmeans":
         model.fit(x[train_idx].to(device), cfg.kmeans_iters, cfg.seed)
     else:
@@ -103,8 +105,14 @@ def fit_tokenizer(embeddings, cfg, embed_model: Optional[str] = None, progress: 
         measured = x[held_idx] if len(held_idx) else x[train_idx]
         recon = reconstruction_errors(measured, model(measured)[0])
     codes = tok.encode(x)
-    assigned = resolve_collisions(codes, cfg.dedup_size)
+    # The report is written even when some tuple holds more than dedup_size items (a collapsed fit);
+    # assign() then refuses those items with a clear error.
+    rank = rank_within_tuple(codes)
+    assigned = np.concatenate([codes, np.minimum(rank, cfg.dedup_size - 1)[:, None]], axis=1)
+    identical = len(np.unique(x.numpy(), axis=0))  # items with equal embeddings collide under any tokenizer
     tok.report = build_report(cfg.kind, len(x), len(held_idx), recon, codes, assigned, tok.slot_vocab_sizes,
                               fit_seconds, {"embed_model": embed_model, "params": params,
+                                            "items_over_dedup_capacity": int((rank >= cfg.dedup_size).sum()),
+                                            "n_unique_embeddings": identical,
                                             "train_loss": history[-1] if history else None})
     return tok

@@ -45,6 +45,28 @@ class FSQ(nn.Module):
         return (digits - half).float() / half
 
 
+class Standardized(nn.Module):
+    """Base of the item autoencoders: inputs are shifted and scaled per dimension by statistics of the training
+    items (set once by `set_standardization`; identity until then), outputs mapped back. Raw sentence
+    embeddings have values ~1/sqrt(D): without this a tanh-bounded latent starts near one code."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.register_buffer("shift", torch.zeros(dim))
+        self.register_buffer("scale", torch.ones(dim))
+
+    @torch.no_grad()
+    def set_standardization(self, x: torch.Tensor) -> None:
+        self.shift.copy_(x.mean(0))
+        self.scale.copy_(x.std(0).clamp_min(1e-6))
+
+    def standardize(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.shift) / self.scale
+
+    def unstandardize(self, y: torch.Tensor) -> torch.Tensor:
+        return y * self.scale + self.shift
+
+
 def mlp(sizes: list[int]) -> nn.Sequential:
     layers = []
     for i in range(len(sizes) - 1):
@@ -54,11 +76,11 @@ def mlp(sizes: list[int]) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-class FSQAutoencoder(nn.Module):
+class FSQAutoencoder(Standardized):
     """forward(x) -> (reconstruction, codes [N, n_codes], auxiliary loss); encode / decode for inference."""
 
     def __init__(self, dim: int, n_codes: int, levels: list[int], encoder: str = "mlp", hidden: int = 512):
-        super().__init__()
+        super().__init__(dim)
         self.dim, self.n_codes, self.encoder_kind = dim, n_codes, encoder
         self.fsq = FSQ(levels)
         width = len(levels)
@@ -79,7 +101,7 @@ class FSQAutoencoder(nn.Module):
         return self.fsq.codebook_size
 
     def latent(self, x: torch.Tensor) -> torch.Tensor:
-        n = x.shape[0]
+        n, x = x.shape[0], self.standardize(x)
         if self.encoder_kind == "reshape":
             return self.encoder(x.reshape(n, self.n_codes, -1))
         return self.encoder(x).reshape(n, self.n_codes, -1)
@@ -87,8 +109,8 @@ class FSQAutoencoder(nn.Module):
     def _decode_quantized(self, zq: torch.Tensor) -> torch.Tensor:
         n = zq.shape[0]
         if self.encoder_kind == "reshape":
-            return self.decoder(zq).reshape(n, self.dim)
-        return self.decoder(zq.reshape(n, -1))
+            return self.unstandardize(self.decoder(zq).reshape(n, self.dim))
+        return self.unstandardize(self.decoder(zq.reshape(n, -1)))
 
     def forward(self, x: torch.Tensor):
         zq = self.fsq(self.latent(x))

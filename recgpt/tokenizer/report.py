@@ -59,7 +59,10 @@ def format_report(report: dict) -> str:
         f"| reconstruction relative mse | {fmt(r['relative_mse'])} |",
         f"| reconstruction cosine | {fmt(r['cosine'])} |",
         f"| collision rate before | {before['collision_rate']:.4%} (max {before['max_items_per_tuple']} items/tuple) |",
+        f"| floor: items whose embedding an earlier item has | "
+        f"{report['n_items'] - report.get('n_unique_embeddings', report['n_items'])} |",
         f"| collision rate after | {after['collision_rate']:.4%} |",
+        f"| items over dedup capacity | {report.get('items_over_dedup_capacity', 0)} |",
         f"| fit seconds | {report['fit_seconds']:.1f} |",
         "", "| slot | vocab | used | usage | entropy bits | entropy norm |", "|---|---|---|---|---|---|",
     ]

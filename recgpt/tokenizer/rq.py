@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from recgpt.tokenizer.fsq import mlp
+from recgpt.tokenizer.fsq import Standardized, mlp
 
 
 def residual_kmeans(x: torch.Tensor, n_levels: int, k: int, iters: int, seed: int) -> torch.Tensor:
@@ -56,10 +56,10 @@ def rotate_to(e: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
     return rotated * (q_norm / e_norm).detach()
 
 
-class RQVAE(nn.Module):
+class RQVAE(Standardized):
     def __init__(self, dim: int, n_codes: int, codebook_size: int, latent_dim: int = 32, hidden: int = 512,
                  commitment: float = 0.25, rotation_trick: bool = False):
-        super().__init__()
+        super().__init__(dim)
         self.dim, self.n_codes, self.commitment, self.rotation_trick = dim, n_codes, commitment, rotation_trick
         self.encoder = mlp([dim, hidden, hidden, latent_dim])
         self.decoder = mlp([latent_dim, hidden, hidden, dim])
@@ -73,10 +73,10 @@ class RQVAE(nn.Module):
     def init_codebooks(self, x: torch.Tensor, iters: int, seed: int) -> None:
         """k-means on the (untrained) encoder's latents of the training items."""
         k = self.codebooks.shape[1]
-        self.codebooks.copy_(residual_kmeans(self.encoder(x), self.n_codes, k, iters, seed))
+        self.codebooks.copy_(residual_kmeans(self.encoder(self.standardize(x)), self.n_codes, k, iters, seed))
 
     def forward(self, x: torch.Tensor):
-        z = self.encoder(x)
+        z = self.encoder(self.standardize(x))
         residual, total, codes, aux = z, torch.zeros_like(z), [], z.new_zeros(())
         for codebook in self.codebooks:
             idx = nearest(residual.detach(), codebook.detach())
@@ -87,19 +87,19 @@ class RQVAE(nn.Module):
             total = total + q
             residual = residual - q.detach()
         zq = rotate_to(z, total.detach()) if self.rotation_trick else z + (total - z).detach()
-        return self.decoder(zq), torch.stack(codes, 1), aux
+        return self.unstandardize(self.decoder(zq)), torch.stack(codes, 1), aux
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        return residual_encode(self.encoder(x), self.codebooks)[0]
+        return residual_encode(self.encoder(self.standardize(x)), self.codebooks)[0]
 
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
         total = sum(self.codebooks[level][codes[:, level]] for level in range(self.n_codes))
-        return self.decoder(total)
+        return self.unstandardize(self.decoder(total))
 
 
-class RQKMeans(nn.Module):
+class RQKMeans(Standardized):
     def __init__(self, dim: int, n_codes: int, codebook_size: int):
-        super().__init__()
+        super().__init__(dim)
         self.dim, self.n_codes = dim, n_codes
         self.register_buffer("centroids", torch.zeros(n_codes, codebook_size, dim))
 
@@ -108,14 +108,14 @@ class RQKMeans(nn.Module):
         return self.centroids.shape[1]
 
     def fit(self, x: torch.Tensor, iters: int, seed: int) -> None:
-        self.centroids.copy_(residual_kmeans(x, self.n_codes, self.code_vocab, iters, seed))
+        self.centroids.copy_(residual_kmeans(self.standardize(x), self.n_codes, self.code_vocab, iters, seed))
 
     def forward(self, x: torch.Tensor):
-        codes, total = residual_encode(x, self.centroids)
-        return total, codes, x.new_zeros(())
+        codes, total = residual_encode(self.standardize(x), self.centroids)
+        return self.unstandardize(total), codes, x.new_zeros(())
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        return residual_encode(x, self.centroids)[0]
+        return residual_encode(self.standardize(x), self.centroids)[0]
 
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
-        return sum(self.centroids[level][codes[:, level]] for level in range(self.n_codes))
+        return self.unstandardize(sum(self.centroids[level][codes[:, level]] for level in range(self.n_codes)))
