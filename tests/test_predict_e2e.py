@@ -101,9 +101,12 @@ def test_cli_writes_the_report(exported_model, prepared_dir, embed_config, tmp_p
 
     horizon = exported_model.parent / "predict" / "ml-100k-horizon"  # the default place: <run>/predict/...
     assert main(["--dataset", str(dataset), "--horizon", "3", "--strategy", "greedy", *common,
-                 "predict.max_users=8", "predict.ks=[1,5]"]) == 0
+                 "predict.max_users=8", "predict.ks=[1,5]", "predict.scoring=trie", "predict.beam_size=2"]) == 0
     result = json.loads((horizon / "metrics.json").read_text())
     assert result["horizon"] == 3 and len(result["by_position"]["model"]["5"]) == 3
+    assert result["scoring"] == "trie"
+    recs = pd.read_parquet(horizon / "recommendations.parquet")
+    assert (recs.groupby("user_id")["item_id"].nunique() == 5).all()  # beam widened to k: full lists, no repeat
     assert (horizon / "plots" / "by_position.png").is_file()
 
 

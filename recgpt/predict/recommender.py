@@ -116,6 +116,8 @@ class Recommender:
             raise ValueError(f"unknown strategy {strategy!r}; one of {STRATEGIES}")
         keys = list(range(len(histories))) if keys is None else list(keys)
         steps = horizon if strategy in ("rra", "ra") else k
+        # A trie beam narrower than k could not fill the list: widen it to k for this call.
+        self.scorer.beam_size = max(self.beam_size, k)
         recs, scores = [], []
         for start in range(0, len(histories), self.batch_size):
             part = slice(start, start + self.batch_size)
