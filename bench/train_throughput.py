@@ -53,58 +53,74 @@ def reference_batch(seqs: list, codes: torch.Tensor, pad: int):
     return ids, labels, mask[:, None], int((labels != -100).sum())
 
 
-def time_reference(cfg, inputs, order, steps: int):
+def reference_stepper(cfg, inputs, order):
+    """A closure running one reference training step; returns its real target tokens."""
     vocab = max(inputs.slot_vocab_sizes) + 1  # shared vocabulary + pad id, as RecGPT
     model = reference_model(cfg, vocab).train()
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr)
-    seqs_all = inputs.train.take(order[:BATCH * (steps + 1)])
-    seconds, targets = 0.0, 0
-    for step in range(steps + 1):  # the first step warms up and is not timed
-        seqs = [seqs_all[int(i)] for i in order[step * BATCH:(step + 1) * BATCH]]
-        ids, labels, mask, n_targets = reference_batch(seqs, inputs.codes, vocab - 1)
-        started = time.perf_counter()
-        logits = model(input_ids=ids, attention_mask=mask.float().masked_fill(~mask, float("-inf")).masked_fill(mask, 0.0)).logits
+    state = {"step": 0}
+
+    def step() -> int:
+        chunk = order[state["step"] * BATCH:(state["step"] + 1) * BATCH]
+        state["step"] += 1
+        seqs = inputs.train.take(chunk)
+        ids, labels, mask, n_targets = reference_batch([seqs[int(i)] for i in chunk], inputs.codes, vocab - 1)
+        additive = torch.zeros(mask.shape).masked_fill(~mask, float("-inf"))
+        logits = model(input_ids=ids, attention_mask=additive).logits
         loss = torch.nn.functional.cross_entropy(logits.reshape(-1, vocab), labels.reshape(-1), ignore_index=-100)
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
-        if step:
-            seconds += time.perf_counter() - started
-            targets += n_targets
-    return targets / seconds, sum(p.numel() for p in model.parameters())
+        return n_targets
+
+    return step, sum(p.numel() for p in model.parameters())
 
 
-def time_recgpt(cfg, inputs, steps: int):
+def recgpt_stepper(cfg, inputs):
     from recgpt.train.trainer import Trainer
 
     trainer = Trainer(cfg, inputs).build()
-    trainer.train_step()  # warm-up
-    seconds, targets = 0.0, 0
-    for _ in range(steps):
-        started = time.perf_counter()
-        _, sums, _, _ = trainer.train_step()
-        seconds += time.perf_counter() - started
-        targets += int(sums[1])
-    trainer.accelerator.end_training()
-    return targets / seconds, trainer.n_params
+
+    def step() -> int:
+        return int(trainer.train_step()[1][1])
+
+    return step, trainer.n_params
+
+
+def measure(steppers: dict, steps: int) -> dict:
+    """Interleaved rounds (one step of each per round) so that load on a shared machine hits both alike;
+    the first round warms up and is not counted. Returns target tokens/s per stepper."""
+    seconds = {name: 0.0 for name in steppers}
+    targets = {name: 0 for name in steppers}
+    for round_ in range(steps + 1):
+        for name, step in steppers.items():
+            started = time.perf_counter()
+            n = step()
+            if round_:
+                seconds[name] += time.perf_counter() - started
+                targets[name] += n
+    return {name: targets[name] / seconds[name] for name in steppers}
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="configs/tiny.yaml")
-    parser.add_argument("--steps", type=int, default=3, help="timed steps of each (after one warm-up step)")
+    parser.add_argument("--steps", type=int, default=3, help="timed steps of each (after one warm-up round)")
     parser.add_argument("--workdir", default="/tmp/recgpt_bench_train")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args(argv)
+    # Same token budget per step as the reference's batch (40 x 1024) unless overridden.
     cfg = load_config(args.config, [f"run.output_root={args.workdir}", "train.resume=false", "train.trackers=[jsonl]",
-                                    *args.overrides])
+                                    f"train.tokens_per_batch={BATCH * SEQ_TOKENS}", *args.overrides])
     from recgpt.train.inputs import load_training_inputs
 
     torch.manual_seed(0)
     inputs = load_training_inputs(cfg)
     order = torch.randperm(len(inputs.train), generator=torch.Generator().manual_seed(0)).tolist()
-    ours, n_ours = time_recgpt(cfg, inputs, args.steps)
-    ref, n_ref = time_reference(cfg, inputs, order, args.steps)
+    ours_step, n_ours = recgpt_stepper(cfg, inputs)
+    ref_step, n_ref = reference_stepper(cfg, inputs, order)
+    rates = measure({"recgpt": ours_step, "reference": ref_step}, args.steps)
+    ours, ref = rates["recgpt"], rates["reference"]
     print(f"corpus {cfg.data.corpus_dir}: {len(inputs.train)} train sequences, {inputs.n_slots} codes per item, "
           f"mean {inputs.train.lengths.mean():.1f} items per sequence; torch threads {torch.get_num_threads()}")
     print(f"model: {cfg.model.n_layers} layers x {cfg.model.d_model}; params recgpt {n_ours / 1e6:.2f}M, "

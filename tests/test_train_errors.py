@@ -76,3 +76,11 @@ def test_cli_dispatches_pretrain_and_eval(tmp_path, capsys):
     assert "train.warmup_steps" in capsys.readouterr().err
     assert cli(["eval", "--ckpt", str(tmp_path / "nowhere")]) == 2
     assert str(tmp_path / "nowhere") in capsys.readouterr().err
+
+
+def test_launcher_accumulation_that_contradicts_recgpt_is_reported(monkeypatch):
+    from recgpt.train.trainer import make_accelerator
+
+    monkeypatch.setenv("ACCELERATE_GRADIENT_ACCUMULATION_STEPS", "4")
+    with pytest.raises(ConfigError, match="gradient_accumulation_steps=4.*train.grad_accum=1"):
+        make_accelerator(load_config(TINY))

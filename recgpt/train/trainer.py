@@ -42,6 +42,10 @@ def make_accelerator(cfg, log_with=None, project_dir=None):
             importlib.import_module("deepspeed.comm.torch").build_shm_op = lambda: None
         except ImportError:
             pass
+    env_accum = os.environ.get("ACCELERATE_GRADIENT_ACCUMULATION_STEPS")
+    if env_accum and int(env_accum) != cfg.train.grad_accum:  # accelerate would let the launcher's value win
+        raise ConfigError(f"accelerate launch sets gradient_accumulation_steps={env_accum} but train.grad_accum="
+                          f"{cfg.train.grad_accum}: drop it from the launch command / accelerate config")
     # mixed_precision given here wins over `accelerate launch --mixed_precision`: the recgpt config decides.
     return Accelerator(mixed_precision=cfg.train.mixed_precision, gradient_accumulation_steps=cfg.train.grad_accum,
                        log_with=log_with, project_dir=project_dir, kwargs_handlers=handlers,
