@@ -123,3 +123,16 @@ def test_corrupt_and_truncated_artifacts(real_embeddings, real_items, embed_conf
     embed_mod_cache = replace(cfg)
     with pytest.raises(ArtifactError, match="shard-00000.safetensors: not a readable safetensors file"):
         embed_items(real_items[0][:3], real_items[1][:3], embed_mod_cache)
+
+
+def test_real_items_without_text_steam(prepared_dir, embed_config):
+    from recgpt.data import load_prepared
+
+    items = load_prepared(prepared_dir("steam")).items
+    empty = items[items["text"].str.strip() == ""].head(4)
+    full = items[items["text"].str.strip() != ""].head(4)
+    assert len(empty) == 4  # real Steam reviews of games without metadata
+    ids = empty["item_id"].tolist() + full["item_id"].tolist()
+    emb = embed_items(ids, empty["text"].tolist() + full["text"].tolist(), embed_config)
+    assert emb.n_empty_text == 4
+    assert len(np.unique(emb.vectors, axis=0)) == 8 and (np.abs(emb.vectors).sum(1) > 0).all()

@@ -158,3 +158,12 @@ def test_damaged_tokenizer_folders(fitted_tokenizers, real_embeddings, tmp_path)
     codes_path.write_bytes(codes_path.read_bytes()[:20])
     with pytest.raises(ArtifactError, match="codes.safetensors: not a readable safetensors file"):
         load_item_codes(codes_path)
+
+
+@pytest.mark.parametrize("overrides", [dict(kind="fsq", loss="cosine"), dict(kind="rqvae", rotation_trick=True)])
+def test_other_training_options_fit(real_embeddings, overrides):
+    x = real_embeddings.vectors[:300]
+    cfg = TokenizerConfig(**overrides, epochs=2, batch_size=64, hidden=64, codebook_size=16, kmeans_iters=5)
+    tok = fit_tokenizer(x, cfg, embed_model="m", progress=False)
+    assert tok.report["reconstruction"]["cosine"] > 0.1  # better than unrelated vectors
+    assert tok.report["params"] == tok.params and tok.encode(x).shape == (300, 4)
