@@ -140,6 +140,21 @@ def test_cli_missing_model_is_named(capsys, prepared_dir, tmp_path):
     assert f"no model at {tmp_path / 'nothing'}" in capsys.readouterr().err
 
 
+def test_the_recorded_tokenizer_hash_is_checked(exported_model, tmp_path):
+    import shutil
+
+    from recgpt.io import write_json
+    from recgpt.train.inputs import tokenizer_hash
+
+    best = tmp_path / "best"
+    shutil.copytree(exported_model, best)
+    write_json(best / "source.json", {"tokenizer_hash": tokenizer_hash(best / "tokenizer", best / "codes.safetensors")})
+    assert Recommender.from_pretrained(best).catalog.n_items > 0
+    write_json(best / "source.json", {"tokenizer_hash": "0" * 64})
+    with pytest.raises(ValueError, match="tokenizer mismatch.*trained with tokenizer hash 0000"):
+        Recommender.from_pretrained(best)
+
+
 @pytest.mark.slow
 def test_a_tiny_pretrained_run_end_to_end(tiny_run, tiny_train_cfg, prepared_dir, embed_config, tmp_path_factory):
     """The real pipeline's artifacts: a pretrained tiny run, its checkpoint selection export, then predict."""

@@ -47,6 +47,21 @@ def check_tokenizer(model, tokenizer, model_dir: Optional[Path] = None, tokenize
                              f"whose weights differ from the tokenizer given at {tokenizer_dir}")
 
 
+def check_trained_with(model_dir: Path, tokenizer_dir: Path) -> None:
+    """An export records the hash of the tokenizer + item codes the model was trained with (source.json):
+    the tokenizer about to encode the catalog must hash the same."""
+    from recgpt.io import read_json
+    from recgpt.train.inputs import tokenizer_hash
+
+    source, codes = model_dir / "source.json", model_dir / "codes.safetensors"
+    if not (source.is_file() and codes.is_file() and (tokenizer_dir / "config.json").is_file()):
+        return
+    expected = read_json(source).get("tokenizer_hash")
+    if expected and tokenizer_hash(tokenizer_dir, codes) != expected:
+        raise ValueError(f"tokenizer mismatch: the model at {model_dir} was trained with tokenizer hash {expected} "
+                         f"({source}); the tokenizer at {tokenizer_dir} with {codes} hashes differently")
+
+
 class Recommender:
     def __init__(self, model, tokenizer=None, catalog: Optional[Catalog] = None, embed_cfg=None,
                  scoring: str = "auto", beam_size: int = 20, device="cpu", batch_size: int = 256):
@@ -67,6 +82,7 @@ class Recommender:
         tokenizer = load_tokenizer(tokenizer_dir) if (tokenizer_dir / "config.json").is_file() else None
         if tokenizer is not None:
             check_tokenizer(model, tokenizer, model_dir, tokenizer_dir)
+            check_trained_with(model_dir, tokenizer_dir)
         if embed_cfg is None:
             from recgpt.config import EmbedConfig
             embed_cfg = EmbedConfig()
