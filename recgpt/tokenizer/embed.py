@@ -71,13 +71,16 @@ def resolve_model_path(model: str, cache_dir: str) -> str:
     raise ArtifactError(f"embed.model={model!r}: not {MINILM!r}, {MPNET!r} or a local sentence-transformers folder")
 
 
-@functools.lru_cache(maxsize=2)
 def load_encoder(model: str, device: str, dtype: str, cache_dir: str):
+    return _load_encoder(resolve_model_path(model, cache_dir), device, dtype)
+
+
+@functools.lru_cache(maxsize=2)
+def _load_encoder(path: str, device: str, dtype: str):
     import torch
     from sentence_transformers import SentenceTransformer
 
-    encoder = SentenceTransformer(resolve_model_path(model, cache_dir), device=device)
-    return encoder.to(getattr(torch, dtype)).eval()
+    return SentenceTransformer(path, device=device).to(getattr(torch, dtype)).eval()
 
 
 def encode(encoder, texts: list[str], batch_size: int) -> np.ndarray:
