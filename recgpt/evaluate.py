@@ -45,8 +45,15 @@ def eval_config(path, config_file: Optional[str], overrides):
 
 
 def load_eval_sources(cfg, inputs):
-    """{name: SequenceSource} to score and a hash of that data (scores are reused only for the same data)."""
+    """{name: SequenceSource} to score and a hash of that data (scores are reused only for the same data).
+
+    heldout_users: the held-out split of the pretraining corpus. domains: every user of each corpus folder in
+    eval.domains (built with `recgpt corpus`, items embedded and coded with the pretraining tokenizer by
+    `recgpt tokenize embed` + `recgpt tokenize assign --embeddings <folder>/embeddings`); their code rows are
+    appended after the pretraining items.
+    """
     from recgpt.data import load_corpus
+    from recgpt.tokenizer import load_item_codes
     from recgpt.train.inputs import SequenceSource, align_codes
 
     if cfg.eval.source == "heldout_users":
@@ -55,27 +62,26 @@ def load_eval_sources(cfg, inputs):
         return {"heldout": inputs.heldout}, sha256_json({"source": "heldout_users", "corpus": inputs.corpus_hash})
     if not cfg.eval.domains:
         raise ArtifactError("eval.source=domains needs eval.domains: corpus folders of the eval domains")
-    from recgpt.tokenizer import load_item_codes
-
-    ids, codes = load_item_codes(inputs.codes_path)
-    code_row = {item_id: i for i, item_id in enumerate(ids)}
-    sources, hashes, tables = {}, {}, [inputs.codes]
-    offset = len(inputs.codes)
-    for folder in cfg.eval.domains:
-        if not Path(folder).is_dir():
+    sources, hashes, tables, offset = {}, {}, [inputs.codes], len(inputs.codes)
+    for folder in map(Path, cfg.eval.domains):
+        codes_path = folder / "embeddings" / "codes.safetensors"
+        if not folder.is_dir():
             raise ArtifactError(f"eval domain not found: {folder} (eval.domains)")
+        if not codes_path.is_file():
+            raise ArtifactError(f"item codes of eval domain {folder} not found: {codes_path}; run `recgpt tokenize "
+                                f"embed` on it and `recgpt tokenize assign --embeddings {folder / 'embeddings'}`")
         corpus = load_corpus(folder)
+        ids, codes = load_item_codes(codes_path)
         item_ids = corpus.items.sort_values("item_index")["item_id"].tolist()
-        domain_codes = align_codes(item_ids, ids, torch.as_tensor(codes), f"{folder} vs {inputs.codes_path}")
-        tables.append(domain_codes.to(torch.int32))
-        for split in corpus.sequences:  # every user of an eval domain is held out from pretraining
+        tables.append(align_codes(item_ids, ids, torch.as_tensor(codes), str(codes_path)).to(torch.int32))
+        for split in corpus.sequences:  # every user of an eval domain is unseen in pretraining
             table = corpus.sequences[split].data.table
-            shifted = [[i + offset for i in seq] for seq in table.column("items").to_pylist()]
-            sources[f"{Path(folder).name}/{split}"] = SequenceSource(shifted)
-        offset += len(domain_codes)
-        hashes[str(folder)] = corpus.hash
-    del code_row
-    inputs.codes = torch.cat(tables)  # domain items appended after the corpus items
+            groups = table.column("dataset").to_pylist() if "dataset" in table.column_names else None
+            sources[f"{folder.name}/{split}"] = SequenceSource(
+                [[i + offset for i in seq] for seq in table.column("items").to_pylist()], groups)
+        offset += len(item_ids)
+        hashes[str(folder)] = {"corpus": corpus.hash, "codes": sha256_file(codes_path)}
+    inputs.codes = torch.cat(tables)
     return sources, sha256_json({"source": "domains", "domains": hashes})
 
 
@@ -116,7 +122,7 @@ def score_checkpoint(folder: Path, accelerator, inputs, sources: dict, cfg) -> d
                               row_items, by_group=True, progress=True)
         parts = result.pop("groups", {}) or {name: result}
         for group, r in parts.items():
-            key = group if len(sources) == 1 else f"{name}:{group}"
+            key = group if len(sources) == 1 or group == name else f"{name}:{group}"
             groups[key] = r
         totals[0] += result["loss"] * result["tokens"] if result["tokens"] else 0.0
         totals[1] += result["tokens"]

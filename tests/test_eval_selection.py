@@ -149,3 +149,33 @@ def test_two_process_eval_gives_the_one_process_loss(selected, tmp_path):
     one = first["checkpoints"][step.name]
     assert two["tokens"] == one["tokens"] and two["sequences"] == one["sequences"]
     assert two["loss"] == pytest.approx(one["loss"], rel=1e-5)
+
+
+def test_separate_eval_domains_are_scored_per_domain(selected, train_corpus, tiny_tokenizer, tmp_path):
+    """eval.source=domains: a corpus folder whose items were coded with the pretraining tokenizer."""
+    from datasets import load_from_disk
+
+    from recgpt.evaluate import select_checkpoints
+    from recgpt.tokenizer.cli import main as tokenize
+
+    run0, cfg, _ = selected
+    domain = tmp_path / "domain"
+    shutil.copytree(train_corpus, domain, ignore=shutil.ignore_patterns("sequences"))
+    sequences = load_from_disk(str(train_corpus / "sequences"))
+    sequences["train"] = sequences["train"].select(range(16))  # a few users keep the test short
+    sequences.save_to_disk(str(domain / "sequences"))
+    shutil.copytree(Path(tiny_tokenizer).parent / "embeddings", domain / "embeddings",
+                    ignore=shutil.ignore_patterns("codes.safetensors"))
+    assert tokenize(["assign", f"tokenizer.output_dir={tiny_tokenizer}", "--embeddings", str(domain / "embeddings")]) == 0
+    run = tmp_path / "tiny"
+    shutil.copytree(run0, run, ignore=shutil.ignore_patterns("best", "selection.json"))
+    cfg.eval.source, cfg.eval.domains = "domains", [str(domain)]
+    try:
+        selection = select_checkpoints(cfg, ckpt.step_dir(run, RUN_STEPS), export=False)
+    finally:
+        cfg.eval.source, cfg.eval.domains = "heldout_users", []
+    entry = selection["checkpoints"][f"step-{RUN_STEPS:08d}"]
+    assert entry["status"] == "ok" and entry["sequences"] == 16 + 48
+    assert {k.split(":")[0] for k in entry["datasets"]} == {"domain/train", "domain/heldout"}
+    parts = entry["datasets"].values()
+    assert sum(p["loss"] * p["tokens"] for p in parts) / sum(p["tokens"] for p in parts) == pytest.approx(entry["loss"])
