@@ -136,7 +136,13 @@ class Trainer:
         self.step, self.tokens_seen = int(meta["step"]), int(meta["tokens_seen"])
         self.target_tokens_seen = int(meta.get("target_tokens_seen", 0))
         self.last_loss, self.last_heldout = meta.get("loss", math.nan), meta.get("heldout_loss")
-        self.stream.load_state(meta["data_position"])
+        position = dict(meta["data_position"])
+        old_world, world = int(meta.get("world_size", self.accelerator.num_processes)), self.accelerator.num_processes
+        if old_world != world:  # keep the global position in the epoch's plan: rounds of `world` micro-batches
+            position["index"] = position["index"] * old_world // world
+            print0(f"warning: resuming a {old_world}-process run on {world} processes; data continues at "
+                   f"micro-batch {position['index'] * world} of epoch {position['epoch']}")
+        self.stream.load_state(position)
         print0(f"resumed from {folder} (step {self.step}, epoch {self.stream.epoch}, batch {self.stream.index})")
         return folder
 
