@@ -31,9 +31,11 @@ def test_codes_in_range_unique_and_deterministic(fitted_tokenizers, real_embeddi
     assert np.array_equal(tok.encode(real_embeddings.vectors[::-1])[::-1], codes)  # batch order is irrelevant
 
 
-def test_fit_is_seeded_and_deterministic(real_embeddings):
+@pytest.mark.parametrize("kind", ["fsq", "rqvae"])
+def test_fit_is_seeded_and_deterministic(real_embeddings, kind):
     x = real_embeddings.vectors[:400]
-    cfg = TokenizerConfig(kind="fsq", encoder="mlp", epochs=2, batch_size=64, hidden=64)
+    cfg = TokenizerConfig(kind=kind, encoder="mlp", epochs=2, batch_size=64, hidden=64, codebook_size=16,
+                          kmeans_iters=5)
 
     def codes(seed):
         return fit_tokenizer(x, replace(cfg, seed=seed), embed_model="m", progress=False).encode(x)

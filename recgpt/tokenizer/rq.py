@@ -80,7 +80,9 @@ class RQVAE(Standardized):
         residual, total, codes, aux = z, torch.zeros_like(z), [], z.new_zeros(())
         for codebook in self.codebooks:
             idx = nearest(residual.detach(), codebook.detach())
-            q = codebook[idx]
+            # one-hot matmul rather than codebook[idx]: the backward of an indexed gather accumulates in a
+            # thread-dependent order on CPU, which made fits differ from run to run
+            q = F.one_hot(idx, len(codebook)).to(codebook.dtype) @ codebook
             # codebook loss moves q to the residual; commitment loss keeps the encoder near its codes
             aux = aux + F.mse_loss(q, residual.detach()) + self.commitment * F.mse_loss(residual, q.detach())
             codes.append(idx)
