@@ -1,6 +1,5 @@
 """Config of the data stages: importing raw files into prepared datasets and merging them into a corpus."""
 from dataclasses import dataclass, field
-from typing import Optional
 
 from recgpt.config.errors import check
 
@@ -77,7 +76,6 @@ class DataConfig:
     heldout_users: float = 0.02  # seeded share of users held out for eval loss
     horizon: int = 10  # last-N hold-out length for long-horizon splits
     seed: int = 0
-    num_proc: Optional[int] = None
 
     def __post_init__(self):
         check(self.max_items >= 2, "data.max_items", f"must be >= 2, got {self.max_items}")
