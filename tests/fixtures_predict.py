@@ -44,7 +44,7 @@ def predict_tokenizer(real_embeddings):
 def ml100k_catalog(real_embeddings, predict_tokenizer):
     from recgpt.predict.catalog import Catalog, assign_codes
 
-    codes, overflow = assign_codes(predict_tokenizer, real_embeddings.vectors, real_embeddings.item_ids,
+    codes, overflow = assign_codes(predict_tokenizer, real_embeddings.vectors,
                                    real_embeddings.model)
     return Catalog.from_codes(real_embeddings.item_ids, codes, predict_tokenizer.slot_vocab_sizes,
                               stats={"disambiguation_overflow": overflow})

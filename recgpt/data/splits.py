@@ -30,15 +30,18 @@ class ColdWindow(NamedTuple):
     start: int  # window position in the original sequence: items[start : start + len(history) + 1]
 
 
+def _key_int(seed: int, key: str) -> int:
+    """A 64-bit integer determined by (seed, key) only, whatever the processing order."""
+    return int.from_bytes(hashlib.blake2b(f"{seed}\x00{key}".encode(), digest_size=8).digest(), "little")
+
+
 def unit_hash(seed: int, key: str) -> float:
     """A uniform number in [0, 1) determined by (seed, key) only."""
-    digest = hashlib.blake2b(f"{seed}\x00{key}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little") / 2.0 ** 64
+    return _key_int(seed, key) / 2.0 ** 64
 
 
 def key_rng(seed: int, key: str) -> np.random.Generator:
-    digest = hashlib.blake2b(f"{seed}\x00{key}".encode(), digest_size=8).digest()
-    return np.random.default_rng(int.from_bytes(digest, "little"))
+    return np.random.default_rng(_key_int(seed, key))
 
 
 def leave_one_out(items: Sequence[T]) -> LeaveOneOut:

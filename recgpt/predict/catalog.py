@@ -61,19 +61,12 @@ class Catalog:
         return folder
 
 
-def assign_codes(tokenizer, vectors: np.ndarray, item_ids: Sequence[str], embed_model: str) -> tuple[np.ndarray, int]:
+def assign_codes(tokenizer, vectors: np.ndarray, embed_model: str) -> tuple[np.ndarray, int]:
     """Unique code rows from the tokenizer; when its disambiguation slot overflows, the overflow items share
     the tuple of the slot's last code (counted, second value)."""
-    from recgpt.tokenizer import CollisionError
-    from recgpt.tokenizer.collisions import rank_within_tuple
+    from recgpt.tokenizer.collisions import capped_disambiguation
 
-    try:
-        return tokenizer.assign(vectors, embed_model, item_ids), 0
-    except CollisionError:
-        base = tokenizer.encode(vectors, embed_model)
-        rank = rank_within_tuple(base)
-        overflow = int((rank >= tokenizer.dedup_size).sum())
-        return np.concatenate([base, np.minimum(rank, tokenizer.dedup_size - 1)[:, None]], axis=1), overflow
+    return capped_disambiguation(tokenizer.encode(vectors, embed_model), tokenizer.dedup_size)
 
 
 def build_catalog(item_ids: Sequence[str], texts: Sequence[str], tokenizer, embed_cfg,
@@ -86,7 +79,7 @@ def build_catalog(item_ids: Sequence[str], texts: Sequence[str], tokenizer, embe
     if emb.dim != tokenizer.embed_dim:
         raise ValueError(f"the encoder {tokenizer.embed_model!r} gave {emb.dim}-d embeddings but the tokenizer "
                          f"expects {tokenizer.embed_dim}-d")
-    codes, overflow = assign_codes(tokenizer, emb.vectors.astype(np.float32), emb.item_ids, emb.model)
+    codes, overflow = assign_codes(tokenizer, emb.vectors.astype(np.float32), emb.model)
     text_emb = torch.from_numpy(emb.vectors.astype(np.float32)) if keep_text else None
     stats = {"embed_model": emb.model, "empty_text": emb.n_empty_text, "disambiguation_overflow": overflow}
     return Catalog.from_codes(emb.item_ids, codes, tokenizer.slot_vocab_sizes, text_emb, stats)

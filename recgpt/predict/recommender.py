@@ -112,10 +112,13 @@ class Recommender:
         self.use_catalog(build_catalog(item_ids, texts, self._need_tokenizer(), self.embed_cfg, keep_text))
         return self.catalog
 
-    def set_catalog_from_prepared(self, prepared_dir) -> Catalog:
-        from recgpt.data import load_prepared
+    def set_catalog_from_prepared(self, prepared) -> Catalog:
+        """`prepared`: a prepared dataset folder, or one already loaded with recgpt.data.load_prepared."""
+        if not hasattr(prepared, "items"):
+            from recgpt.data import load_prepared
 
-        items = load_prepared(prepared_dir).items
+            prepared = load_prepared(prepared)
+        items = prepared.items
         keep_text = bool(self.model.config.text_dim)
         self.use_catalog(catalog_from_prepared(items, self._need_tokenizer(), self.embed_cfg, keep_text))
         return self.catalog

@@ -69,7 +69,7 @@ def run_predict(cfg) -> Path:
                                       device=p.device, scoring=p.scoring, beam_size=p.beam_size,
                                       batch_size=p.batch_size)
     print0(f"predict: encoding the {len(prepared.items)} items of {prepared.name} with the model's tokenizer")
-    catalog = rec.set_catalog_from_prepared(dataset_dir)
+    catalog = rec.set_catalog_from_prepared(prepared)
     cases = build_test_cases(prepared.interactions, catalog, p.protocol, horizon, p.seed, p.max_users)
     if len(cases) == 0:
         raise ValueError(f"no test case in {dataset_dir} for protocol {p.protocol}: {cases.counts}")

@@ -55,6 +55,15 @@ def resolve_collisions(codes: np.ndarray, dedup_size: int, item_ids: Optional[Se
     return np.concatenate([codes, rank[:, None]], axis=1)
 
 
+def capped_disambiguation(codes: np.ndarray, dedup_size: int) -> tuple[np.ndarray, int]:
+    """Like resolve_collisions, but never raises: items beyond `dedup_size` on one tuple share the slot's last
+    code. Returns the rows and how many items overflowed (for reports and catalogs that must keep every item)."""
+    codes = np.asarray(codes, dtype=np.int64)
+    rank = rank_within_tuple(codes)
+    overflow = int((rank >= dedup_size).sum())
+    return np.concatenate([codes, np.minimum(rank, dedup_size - 1)[:, None]], axis=1), overflow
+
+
 def code_to_items(codes: np.ndarray) -> dict[tuple, list[int]]:
     """The one-to-many map tuple -> row indices (every row appears exactly once)."""
     groups: dict[tuple, list[int]] = defaultdict(list)

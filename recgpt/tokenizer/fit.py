@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from recgpt.tokenizer.base import ItemTokenizer, build_model
 from recgpt.tokenizer.report import build_report, reconstruction_errors
-from recgpt.tokenizer.collisions import rank_within_tuple
+from recgpt.tokenizer.collisions import capped_disambiguation
 
 
 def model_params(cfg) -> dict:
@@ -107,12 +107,11 @@ def fit_tokenizer(embeddings, cfg, embed_model: Optional[str] = None, progress: 
     codes = tok.encode(x)
     # The report is written even when some tuple holds more than dedup_size items (a collapsed fit);
     # assign() then refuses those items with a clear error.
-    rank = rank_within_tuple(codes)
-    assigned = np.concatenate([codes, np.minimum(rank, cfg.dedup_size - 1)[:, None]], axis=1)
+    assigned, overflow = capped_disambiguation(codes, cfg.dedup_size)
     identical = len(np.unique(x.numpy(), axis=0))  # items with equal embeddings collide under any tokenizer
     tok.report = build_report(cfg.kind, len(x), len(held_idx), recon, codes, assigned, tok.slot_vocab_sizes,
                               fit_seconds, {"embed_model": embed_model, "params": params,
-                                            "items_over_dedup_capacity": int((rank >= cfg.dedup_size).sum()),
+                                            "items_over_dedup_capacity": overflow,
                                             "n_unique_embeddings": identical,
                                             "train_loss": history[-1] if history else None})
     return tok
