@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 WANDB_MODE=
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
-.venv/bin/pip install -q -e ".[dev]"
+.venv/bin/pip install -q -c requirements.lock -e ".[dev]"  # the versions the test suite is green with
 recgpt=.venv/bin/recgpt
 config=configs/sample.yaml
 

@@ -3,6 +3,7 @@ items of data.datasets (default: ml-100k, amazon_games, yelp, lastfm, amazon_sci
 embedded with MiniLM, plus embedding throughput of recgpt's cached path vs sentence-transformers' encode.
 
     .venv/bin/python bench/tokenizers.py [--config FILE] [key=value ...] [--throughput-texts 1000]
+    .venv/bin/python bench/tokenizers.py --rqvae-remedies   # RQ-VAE collapse and its remedies, per dataset
 
 Budgets default to BENCH_DEFAULTS below (bf16 encoder, 10 epochs, 20 k-means iterations); FSQ-reshape is
 run twice: on raw embeddings as RecGPT does, and with the per-dimension standardization every other
@@ -36,6 +37,32 @@ VARIANTS = {
 }
 
 
+# RQ-VAE anti-collapse remedies (recgpt.tokenizer.rq), switched off one by one from the default.
+REMEDIES = {
+    "none (k-means init on the untrained encoder)": dict(rq_warmup_epochs=0, dead_code_steps=0, sinkhorn_iters=0),
+    "dead-code restarts only": dict(rq_warmup_epochs=0, sinkhorn_iters=0),
+    "dead-code restarts + Sinkhorn last level": dict(rq_warmup_epochs=0),
+    "autoencoder warm-up only": dict(dead_code_steps=0, sinkhorn_iters=0),
+    "all (default)": dict(),
+}
+
+
+def rqvae_remedies(emb, cfg, sets: list[str]) -> None:
+    """Max items per tuple, collisions and dead codes per level of RQ-VAE fits, per dataset and merged."""
+    print("| items | remedies | max items/tuple | collisions | dead codes per level | relative mse | fit s |")
+    print("|---|---|---|---|---|---|---|")
+    for name in sets:
+        rows = [i for i, item in enumerate(emb.item_ids) if name == "merged" or item.startswith(f"{name}:")]
+        vectors = emb.vectors[rows]
+        for label, overrides in REMEDIES.items():
+            r = fit_tokenizer(vectors, replace(cfg.tokenizer, kind="rqvae", **overrides), embed_model=emb.model,
+                              progress=False).report
+            dead = " ".join(f"{d:.1%}" for d in r["dead_code_share"])
+            print(f"| {name} ({len(rows)}) | {label} | {r['max_items_per_tuple']} | "
+                  f"{r['collisions_before']['collision_rate']:.2%} | {dead} | "
+                  f"{r['reconstruction']['relative_mse']:.3f} | {r['fit_seconds']:.0f} |", flush=True)
+
+
 def merged_items(cfg) -> tuple[list[str], list[str]]:
     ids, texts = [], []
     for name in cfg.data.datasets:
@@ -67,14 +94,19 @@ def throughput(texts: list[str], embed_cfg) -> tuple[float, float]:
 
 
 # Modest budgets on a shared 2-core CPU (~10 min in all); later key=value arguments override them.
-BENCH_DEFAULTS = ["embed.dtype=bfloat16", "tokenizer.epochs=10", "tokenizer.kmeans_iters=20"]
+BENCH_DEFAULTS = ["embed.dtype=bfloat16", "tokenizer.epochs=10", "tokenizer.kmeans_iters=20",
+                  f"embed.cache_dir={ROOT / 'embed_cache'}"]
 
 
 def main(argv) -> int:
     overrides = [a for a in argv if "=" in a and not a.startswith("-")]
     argv = [a for a in argv if a not in overrides] + BENCH_DEFAULTS + overrides
-    cfg, args = config_from_argv(argv, __doc__, lambda p: p.add_argument("--throughput-texts", type=int, default=1000))
-    embed_cfg = replace(cfg.embed, cache_dir=str(ROOT / "embed_cache"))
+    def flags(parser):
+        parser.add_argument("--throughput-texts", type=int, default=1000)
+        parser.add_argument("--rqvae-remedies", action="store_true", help="only the RQ-VAE collapse table")
+
+    cfg, args = config_from_argv(argv, __doc__, flags)
+    embed_cfg = cfg.embed
     emb_dir = ROOT / "embeddings"
     ids, texts = merged_items(cfg)
     if (emb_dir / "item_ids.json").exists() and load_embeddings(emb_dir).item_ids == ids:
@@ -86,6 +118,9 @@ def main(argv) -> int:
         print(f"embedded {len(ids)} items in {time.perf_counter() - start:.0f} s")
     print(f"{len(ids)} items from {', '.join(cfg.data.datasets)}; {emb.n_empty_text} with empty text; "
           f"{emb.model} dim {emb.dim}")
+    if args.rqvae_remedies:
+        rqvae_remedies(emb, cfg, ["ml-100k", "amazon_scientific", "merged"])
+        return 0
 
     rows = []
     for name, overrides in VARIANTS.items():

@@ -79,12 +79,24 @@ def test_report_contents(fitted_tokenizers):
         assert r["n_items"] == 1682 and r["n_heldout"] == 84 and r["reconstruction_on"] == "heldout"
         assert r["collisions_after"]["collision_rate"] == 0.0
         assert 0.0 <= r["collisions_before"]["collision_rate"] < 1.0
+        # no collapse: the largest tuple leaves the disambiguation slot most of its room
+        assert r["max_items_per_tuple"] == r["collisions_before"]["max_items_per_tuple"] <= tok.dedup_size // 4
+        assert r["items_over_dedup_capacity"] == 0
+        assert len(r["dead_code_share"]) == tok.n_codes and all(0 <= d < 1 for d in r["dead_code_share"])
         assert len(r["slots"]) == len(tok.slot_vocab_sizes)
         for slot in r["slots"][:-1]:
             assert 0 < slot["usage"] <= 1 and slot["entropy_bits"] > 0
         assert np.isfinite(r["reconstruction"]["mse"])
         table = format_report(r)
         assert "collision rate before" in table and "| 0 | " in table
+
+
+@pytest.mark.parametrize("name", ["rqvae", "rqkmeans"])
+def test_residual_codebooks_are_used(fitted_tokenizers, name):
+    # 1,682 items over 32 codes a level: a healthy fit uses most codes of every level
+    r = fitted_tokenizers[name].report
+    assert max(r["dead_code_share"]) < 0.25, r["dead_code_share"]
+    assert r["collisions_before"]["collision_rate"] < 0.10
 
 
 def test_learned_encoder_reconstructs_better_than_reshape(fitted_tokenizers):

@@ -8,7 +8,7 @@ import torch
 from recgpt.tokenizer.collisions import (CollisionError, code_to_items, collision_stats, rank_within_tuple,
                                          rank_within_tuple_reference, resolve_collisions)
 from recgpt.tokenizer.fsq import FSQ, FSQAutoencoder
-from recgpt.tokenizer.rq import RQVAE, nearest, residual_encode, rotate_to
+from recgpt.tokenizer.rq import RQVAE, nearest, residual_encode, rotate_to, sinkhorn_assign
 
 
 @pytest.mark.parametrize("levels", [[8, 8, 8, 6, 5], [3, 4], [2, 7, 5]])
@@ -91,6 +91,39 @@ def test_rqvae_gradients_reach_encoder_and_codebooks(rotation):
     ((recon - x).pow(2).mean() + aux).backward()
     assert model.encoder[0].weight.grad.abs().sum() > 0
     assert model.codebooks.grad.abs().sum() > 0
+
+
+def test_sinkhorn_balances_where_nearest_piles_up():
+    torch.manual_seed(0)
+    codebook = torch.randn(8, 4)
+    x = codebook[3] + 0.05 * torch.randn(256, 4)  # every row nearest to code 3
+    assert (nearest(x, codebook) == 3).all()
+    counts = torch.bincount(sinkhorn_assign(torch.cdist(x, codebook).pow(2), iters=50), minlength=8)
+    assert counts.max() <= 2 * 256 // 8 and (counts > 0).all()
+    # on rows spread over the codes, balancing keeps most nearest-code choices
+    y = codebook.repeat(32, 1) + 0.01 * torch.randn(256, 4)
+    agree = (sinkhorn_assign(torch.cdist(y, codebook).pow(2), iters=50) == nearest(y, codebook)).float().mean()
+    assert agree > 0.9
+
+
+def test_dead_codes_restart_at_batch_residuals():
+    torch.manual_seed(0)
+    model = RQVAE(dim=16, n_codes=2, codebook_size=8, latent_dim=4, hidden=16, dead_code_steps=2)
+    with torch.no_grad():
+        model.codebooks[0, 5:] = 1e3  # three codes no latent can reach
+    x = torch.randn(64, 16)
+    for _ in range(4):
+        model(x)
+        model.after_step()
+    assert model.restarts[0] >= 3
+    with torch.no_grad():
+        latents = model.encoder(model.standardize(x))
+    assert model.codebooks[0, 5:].abs().max() < 1e2  # moved to where the latents are
+    assert set(nearest(latents, model.codebooks[0]).tolist()) & {5, 6, 7}  # and chosen again
+    off = RQVAE(dim=16, n_codes=2, codebook_size=8, latent_dim=4, hidden=16, dead_code_steps=0)
+    off(x)
+    off.after_step()
+    assert off.restarts == [0, 0]
 
 
 def test_rank_within_tuple_matches_reference():

@@ -26,6 +26,12 @@ class TokenizerConfig:
     latent_dim: int = 32  # RQ-VAE latent width
     commitment: float = 0.25
     rotation_trick: bool = False  # RQ-VAE: rotation trick instead of the straight-through estimator
+    # RQ-VAE: epochs as a plain autoencoder before k-means initialises the codebooks on the trained latents
+    rq_warmup_epochs: int = 5
+    # RQ-VAE anti-collapse: a code no item of the last N batches chose restarts at a random residual (0 = off)
+    dead_code_steps: int = 50
+    # RQ-VAE: Sinkhorn-Knopp iterations of the balanced last-level assignment during training (0 = nearest code)
+    sinkhorn_iters: int = 20
     kmeans_iters: int = 50
     # optimisation
     epochs: int = 30
@@ -48,6 +54,9 @@ class TokenizerConfig:
         check(self.codebook_size >= 2, "tokenizer.codebook_size", f"must be >= 2, got {self.codebook_size}")
         check(self.latent_dim >= 1, "tokenizer.latent_dim", f"must be >= 1, got {self.latent_dim}")
         check(self.hidden >= 1, "tokenizer.hidden", f"must be >= 1, got {self.hidden}")
+        check(self.rq_warmup_epochs >= 0, "tokenizer.rq_warmup_epochs", f"must be >= 0, got {self.rq_warmup_epochs}")
+        check(self.dead_code_steps >= 0, "tokenizer.dead_code_steps", f"must be >= 0, got {self.dead_code_steps}")
+        check(self.sinkhorn_iters >= 0, "tokenizer.sinkhorn_iters", f"must be >= 0, got {self.sinkhorn_iters}")
         check(self.kmeans_iters >= 1, "tokenizer.kmeans_iters", f"must be >= 1, got {self.kmeans_iters}")
         check(self.epochs >= 0, "tokenizer.epochs", f"must be >= 0, got {self.epochs}")
         check(self.batch_size >= 1, "tokenizer.batch_size", f"must be >= 1, got {self.batch_size}")

@@ -26,7 +26,8 @@ def build_model(kind: str, dim: int, params: dict) -> torch.nn.Module:
         return FSQAutoencoder(dim, params["n_codes"], params["levels"], params["encoder"], params["hidden"])
     if kind == "rqvae":
         return RQVAE(dim, params["n_codes"], params["codebook_size"], params["latent_dim"], params["hidden"],
-                     params["commitment"], params["rotation_trick"])
+                     params["commitment"], params["rotation_trick"], params.get("dead_code_steps", 0),
+                     params.get("sinkhorn_iters", 0), params.get("seed", 0))
     if kind == "rqkmeans":
         return RQKMeans(dim, params["n_codes"], params["codebook_size"])
     raise ArtifactError(f"unknown tokenizer kind {kind!r}")

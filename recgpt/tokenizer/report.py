@@ -34,13 +34,17 @@ def slot_usage(codes: np.ndarray, vocab_sizes: list[int]) -> list[dict]:
 
 def build_report(kind: str, n_items: int, n_heldout: int, recon: dict, codes: np.ndarray,
                  assigned: np.ndarray, vocab_sizes: list[int], fit_seconds: float, extra: dict) -> dict:
+    before, slots = collision_stats(codes), slot_usage(assigned, vocab_sizes)
     return {
         "kind": kind, "n_items": n_items, "n_heldout": n_heldout,
         "reconstruction_on": "heldout" if n_heldout else "train",
         "reconstruction": recon,
-        "collisions_before": collision_stats(codes),
+        "collisions_before": before,
         "collisions_after": collision_stats(assigned),
-        "slots": slot_usage(assigned, vocab_sizes),
+        # the tuple the disambiguation slot must absorb, and per code slot the share of codes no item uses
+        "max_items_per_tuple": before["max_items_per_tuple"],
+        "dead_code_share": [1.0 - s["usage"] for s in slots[:-1]],
+        "slots": slots,
         "fit_seconds": fit_seconds, **extra,
     }
 
@@ -62,6 +66,7 @@ def format_report(report: dict) -> str:
         f"| floor: items whose embedding an earlier item has | "
         f"{report['n_items'] - report.get('n_unique_embeddings', report['n_items'])} |",
         f"| collision rate after | {after['collision_rate']:.4%} |",
+        f"| dead codes per slot | {' '.join(f'{d:.1%}' for d in report.get('dead_code_share', []))} |",
         f"| items over dedup capacity | {report.get('items_over_dedup_capacity', 0)} |",
         f"| fit seconds | {report['fit_seconds']:.1f} |",
         "", "| slot | vocab | used | usage | entropy bits | entropy norm |", "|---|---|---|---|---|---|",

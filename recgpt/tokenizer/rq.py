@@ -3,6 +3,13 @@ commitment loss, optional rotation trick) and RQ-KMeans (residual k-means on the
 
 Level l quantizes the residual left by levels < l to its nearest codebook vector; an item's codes are the
 n_codes nearest-vector indices, each in [0, codebook_size).
+
+An RQ-VAE left to itself collapses: as the encoder moves away from the latents its codebooks were
+initialised on, whole regions of the catalog fall onto a few codes and the rest die (on ml-100k, 83 items
+on one tuple of 32^4). Two remedies keep every code in use during training: dead codes (unused by any
+item of the last `dead_code_steps` batches) restart at random residuals of the current batch, and the last
+level assigns by Sinkhorn-Knopp balancing (LC-Rec, GAMER) so that no code takes more than its share of a
+batch. Encoding is always plain nearest-code, so an item's codes never depend on the batch around it.
 """
 import numpy as np
 import torch
@@ -45,6 +52,17 @@ def residual_encode(x: torch.Tensor, codebooks: torch.Tensor):
     return torch.stack(codes, 1), total
 
 
+def sinkhorn_assign(dist: torch.Tensor, iters: int, eps: float = 0.05) -> torch.Tensor:
+    """Balanced assignment of B rows to K codes: argmax of the entropic transport plan between the rows
+    (mass 1/B each) and the codes (mass 1/K each) under cost `dist` [B, K], computed in log space."""
+    cost = dist / dist.abs().amax().clamp_min(1e-12)  # scale-free temperature
+    log_q = -cost / eps
+    for _ in range(iters):
+        log_q = log_q - torch.logsumexp(log_q, 0, keepdim=True)  # each code holds 1/K of the mass
+        log_q = log_q - torch.logsumexp(log_q, 1, keepdim=True)  # each row holds 1/B
+    return log_q.argmax(-1)
+
+
 def rotate_to(e: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
     """Rotation trick (Fifty et al. 2024): equals q in value; the gradient reaches e through a fixed rotation
     and rescaling that map e onto q, rather than being copied unchanged (straight-through)."""
@@ -58,12 +76,20 @@ def rotate_to(e: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
 
 class RQVAE(Standardized):
     def __init__(self, dim: int, n_codes: int, codebook_size: int, latent_dim: int = 32, hidden: int = 512,
-                 commitment: float = 0.25, rotation_trick: bool = False):
+                 commitment: float = 0.25, rotation_trick: bool = False, dead_code_steps: int = 0,
+                 sinkhorn_iters: int = 0, seed: int = 0):
         super().__init__(dim)
         self.dim, self.n_codes, self.commitment, self.rotation_trick = dim, n_codes, commitment, rotation_trick
+        self.dead_code_steps, self.sinkhorn_iters = dead_code_steps, sinkhorn_iters
         self.encoder = mlp([dim, hidden, hidden, latent_dim])
         self.decoder = mlp([latent_dim, hidden, hidden, dim])
         self.codebooks = nn.Parameter(torch.randn(n_codes, codebook_size, latent_dim) * 0.1)
+        # training-time bookkeeping for dead-code restarts (not saved: a fitted model encodes without it)
+        self.register_buffer("last_used", torch.zeros(n_codes, codebook_size, dtype=torch.long), persistent=False)
+        self.steps, self.restarts = 0, [0] * n_codes
+        self.quantize = True  # False during the autoencoder warm-up: latents go to the decoder unquantized
+        self._generator = torch.Generator().manual_seed(seed)
+        self._residuals: list[torch.Tensor] = []
 
     @property
     def code_vocab(self) -> int:
@@ -77,9 +103,20 @@ class RQVAE(Standardized):
 
     def forward(self, x: torch.Tensor):
         z = self.encoder(self.standardize(x))
+        if not self.quantize:
+            return self.unstandardize(self.decoder(z)), z.new_zeros((len(z), self.n_codes), dtype=torch.long), \
+                z.new_zeros(())
         residual, total, codes, aux = z, torch.zeros_like(z), [], z.new_zeros(())
-        for codebook in self.codebooks:
-            idx = nearest(residual.detach(), codebook.detach())
+        self._residuals = []
+        for level, codebook in enumerate(self.codebooks):
+            if self.training and self.sinkhorn_iters and level == self.n_codes - 1:
+                dist = torch.cdist(residual.detach(), codebook.detach()).pow(2)
+                idx = sinkhorn_assign(dist, self.sinkhorn_iters)
+            else:
+                idx = nearest(residual.detach(), codebook.detach())
+            if self.training:
+                self.last_used[level, idx] = self.steps
+                self._residuals.append(residual.detach())
             # one-hot matmul rather than codebook[idx]: the backward of an indexed gather accumulates in a
             # thread-dependent order on CPU, which made fits differ from run to run
             q = F.one_hot(idx, len(codebook)).to(codebook.dtype) @ codebook
@@ -90,6 +127,23 @@ class RQVAE(Standardized):
             residual = residual - q.detach()
         zq = rotate_to(z, total.detach()) if self.rotation_trick else z + (total - z).detach()
         return self.unstandardize(self.decoder(zq)), torch.stack(codes, 1), aux
+
+    @torch.no_grad()
+    def after_step(self) -> None:
+        """Called by the fit loop after each optimizer step: restart codes that no item of the last
+        `dead_code_steps` batches chose at residuals of the latest batch, drawn with the model's own seeded
+        generator (so a fit stays deterministic)."""
+        self.steps += 1
+        if not self.dead_code_steps or not self._residuals:
+            return
+        for level, residual in enumerate(self._residuals):
+            dead = torch.nonzero(self.steps - self.last_used[level] > self.dead_code_steps).flatten()
+            if len(dead) == 0:
+                continue
+            pick = torch.randint(len(residual), (len(dead),), generator=self._generator)
+            self.codebooks[level, dead] = residual[pick.to(residual.device)]
+            self.last_used[level, dead] = self.steps
+            self.restarts[level] += len(dead)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return residual_encode(self.encoder(self.standardize(x)), self.codebooks)[0]

@@ -65,8 +65,9 @@ def make_trackers(names: list, run_dir: Path) -> list:
     return trackers
 
 
-def peak_flops(device, configured: float, cpu_peak: float) -> float:
-    """Per-device peak FLOP/s for MFU: the configured value, else the device table, else the CPU figure."""
+def peak_flops(device, configured: float) -> Optional[float]:
+    """Per-device peak FLOP/s for MFU: the configured value, else the table of known GPUs, else None (unknown:
+    a CPU's peak depends on its cores, vector units and clocks, and a guessed figure would make MFU meaningless)."""
     if configured > 0:
         return configured
     if getattr(device, "type", str(device)) == "cuda":
@@ -76,16 +77,16 @@ def peak_flops(device, configured: float, cpu_peak: float) -> float:
         for key, flops in PEAK_FLOPS.items():
             if key in name:
                 return flops
-    return cpu_peak
+    return None
 
 
 class Throughput:
     """Tokens/s (all real input tokens and real target tokens), MFU and ETA over the steps since the last
     report. Only time spent in training steps counts: held-out evaluation and saving are left out."""
 
-    def __init__(self, n_params: int, peak: float, world: int, max_steps: int):
+    def __init__(self, n_params: int, peak: Optional[float], world: int, max_steps: int):
         self.flops_per_token = 6 * n_params  # forward + backward of a dense model
-        self.peak_total = peak * world
+        self.peak_total = peak * world if peak else None
         self.max_steps = max_steps
         self._seconds = self._targets = self._tokens = self._steps = 0
         self._all_seconds = self._all_steps = 0
@@ -102,8 +103,9 @@ class Throughput:
         self._all_seconds += self._seconds
         self._all_steps += self._steps
         out = {"tokens_per_s": tokens_s, "target_tokens_per_s": self._targets / dt,
-               "mfu": self.flops_per_token * tokens_s / self.peak_total,
                "eta_s": self._all_seconds / max(self._all_steps, 1) * (self.max_steps - step)}
+        if self.peak_total:  # no key at all where the peak is unknown: trackers take numbers only
+            out["mfu"] = self.flops_per_token * tokens_s / self.peak_total
         self._seconds = self._targets = self._tokens = self._steps = 0
         return out
 

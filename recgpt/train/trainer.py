@@ -111,6 +111,8 @@ class Trainer:
         self.model_config = ItemCodeDecoderConfig.from_recgpt(cfg.model, inputs.slot_vocab_sizes, inputs.text_dim or 0)
         model = NextItemObjective(ItemCodeDecoder(self.model_config))
         self.n_params = sum(p.numel() for p in model.parameters())
+        print0(f"model: {self.n_params:,} parameters ({cfg.model.n_layers} layers x {cfg.model.d_model}, "
+               f"head {cfg.model.head}, attention {cfg.model.attention})")
         optimizer = build_optimizer(model, tcfg)
         scheduler = build_scheduler(optimizer, tcfg)
         self.model, self.optimizer, self.scheduler = acc.prepare(model, optimizer, scheduler)
@@ -151,7 +153,7 @@ class Trainer:
         acc, tcfg = self.accelerator, self.cfg.train
         from tqdm.auto import tqdm
 
-        peak = peak_flops(acc.device, tcfg.peak_flops, tcfg.cpu_peak_flops)
+        peak = peak_flops(acc.device, tcfg.peak_flops)
         meter = Throughput(self.n_params, peak, acc.num_processes, tcfg.max_steps)
         bar = tqdm(total=tcfg.max_steps, initial=self.step, desc="pretrain", disable=not acc.is_main_process)
         self.model.train()
@@ -169,7 +171,7 @@ class Trainer:
                     window.zero_()
                     acc.log(values, step=self.step)
                     bar.set_postfix(loss=f"{values['loss']:.4f}", lr=f"{values['lr']:.2e}",
-                                    tok_s=f"{values['tokens_per_s']:.0f}", mfu=f"{values['mfu']:.2%}")
+                                    tok_s=f"{values['tokens_per_s']:.0f}", mfu=_mfu(values))
                     if acc.is_main_process:
                         bar.write(_log_line(self.step, tcfg.max_steps, values))
                 if self.step % tcfg.eval_every == 0 or self.step == tcfg.max_steps:
@@ -258,10 +260,14 @@ def _flat(tree: dict, prefix: str = "") -> dict:
     return out
 
 
+def _mfu(values: dict) -> str:
+    return f"{values['mfu']:.2%}" if "mfu" in values else "n/a"
+
+
 def _log_line(step: int, max_steps: int, v: dict) -> str:
     eta = int(v["eta_s"])
     return (f"step {step}/{max_steps} loss {v['loss']:.4f} lr {v['lr']:.3e} tokens/s {v['tokens_per_s']:.0f} "
-            f"(targets {v['target_tokens_per_s']:.0f}) mfu {v['mfu']:.2%} eta {eta // 3600}:{eta // 60 % 60:02d}:{eta % 60:02d}")
+            f"(targets {v['target_tokens_per_s']:.0f}) mfu {_mfu(v)} eta {eta // 3600}:{eta // 60 % 60:02d}:{eta % 60:02d}")
 
 
 def pretrain(cfg, inputs: Optional[TrainingInputs] = None) -> dict:
