@@ -12,6 +12,7 @@ Runs, on the bundled real sample (data/sample: it travels with the repository):
 `--cpu` runs every step at tiny sizes (so the GPU run is never its first run); on CPU MFU is n/a.
 """
 import argparse
+import copy
 import json
 import re
 import subprocess
@@ -26,10 +27,13 @@ sys.path[0] = str(REPO)  # the repo, not bench/ (whose modules shadow packages)
 SIZES = {
     "cpu": {"big": ["model.n_layers=2", "model.d_model=64", "model.n_heads=4", "model.d_ff=128"],
             "big_steps": 4, "throughput_steps": 1, "pretrain_steps": 6, "tokens": 2048, "precision": "no",
-            "datasets": "[sample_ml-100k]", "predict_on": "sample_ml-100k", "users": 100},
+            "datasets": "[sample_ml-100k]", "predict_on": "sample_ml-100k", "users": 100,
+            # k-means codes: no tokenizer training, so the CPU run stays short
+            "tokenizer": ["tokenizer.kind=rqkmeans", "tokenizer.codebook_size=64", "tokenizer.kmeans_iters=10"]},
     "gpu": {"big": ["model.n_layers=12", "model.d_model=768", "model.n_heads=12", "model.d_ff=3072"],
             "big_steps": 50, "throughput_steps": 10, "pretrain_steps": 200, "tokens": 65536, "precision": "bf16",
-            "datasets": "[sample_ml-100k,sample_amazon_scientific]", "predict_on": "sample_steam", "users": 1500},
+            "datasets": "[sample_ml-100k,sample_amazon_scientific]", "predict_on": "sample_steam", "users": 1500,
+            "tokenizer": []},
 }
 
 
@@ -56,8 +60,9 @@ def flex_vs_sdpa(cfg, device: str) -> dict:
     batch = {k: v.to(device) for k, v in trainer.stream.next()[0].items()}
     config = ItemCodeDecoderConfig.from_recgpt(cfg.model, trainer.inputs.slot_vocab_sizes, trainer.inputs.text_dim or 0)
     ref = ItemCodeDecoder(config).to(device).eval()
-    config.attention = "flex"
-    fast = ItemCodeDecoder(config).to(device).eval()
+    flex_config = copy.deepcopy(config)  # the model keeps its config: never mutate the reference's
+    flex_config.attention = "flex"
+    fast = ItemCodeDecoder(flex_config).to(device).eval()
     fast.load_state_dict(ref.state_dict())
     with torch.no_grad(), torch.autocast(device_type=device, dtype=torch.bfloat16):
         a = ref.encode(**batch).float()
@@ -84,7 +89,7 @@ def main(argv=None) -> int:
     common = ["--config", "configs/sample.yaml", f"data.datasets={size['datasets']}",
               f"data.prepared_root={out}/prepared", f"data.corpus_dir={out}/corpus", f"tokenizer.output_dir={out}/tokenizer",
               f"run.output_root={out}/ckpt", f"embed.cache_dir={out}/embed_cache",
-              f"embed.device={'cpu' if args.cpu else 'cuda'}", *args.overrides]
+              f"embed.device={'cpu' if args.cpu else 'cuda'}", *size["tokenizer"], *args.overrides]
     train = [f"train.mixed_precision={size['precision']}", f"train.tokens_per_batch={size['tokens']}"]
     results = {"mode": mode, "device": torch.cuda.get_device_name() if mode == "gpu" else "cpu",
                "torch": torch.__version__}

@@ -48,6 +48,8 @@ class TrainConfig:
         check(self.grad_accum >= 1, "train.grad_accum", f"must be >= 1, got {self.grad_accum}")
         check(self.batching in ("pack", "bucket"), "train.batching", f"pack|bucket, got {self.batching!r}")
         check(self.row_items >= 0, "train.row_items", f"must be >= 0, got {self.row_items}")
+        if self.mixed_precision == "False":  # YAML 1.1 reads an unquoted `no` (train.mixed_precision=no) as false
+            self.mixed_precision = "no"
         check(self.mixed_precision in ("no", "bf16", "fp16"), "train.mixed_precision",
               f"no|bf16|fp16, got {self.mixed_precision!r}")
         check(self.eval_every >= 1, "train.eval_every", f"must be >= 1, got {self.eval_every}")
