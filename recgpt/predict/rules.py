@@ -10,7 +10,7 @@ aligned list of behaviour names per user.
 """
 from typing import Optional, Sequence
 
-from recgpt.predict.baselines import item_popularity, popularity
+from recgpt.predict.baselines import item_popularity, popularity, recency
 
 REPEAT_BEHAVIORS = ("cart", "fav")
 
@@ -19,17 +19,9 @@ def repeat_recent(items: Sequence[Sequence[int]], behaviors: Sequence[Sequence[s
                   source: Optional[Sequence[str]] = REPEAT_BEHAVIORS) -> list[list[int]]:
     """Most recent distinct items whose event behaviour is in `source` (all events when None)."""
     wanted = None if source is None else set(source)
-    out = []
-    for user_items, user_behaviors in zip(items, behaviors):
-        seen, recs = set(), []
-        for item, behavior in zip(reversed(list(user_items)), reversed(list(user_behaviors))):
-            if (wanted is None or behavior in wanted) and item not in seen:
-                seen.add(item)
-                recs.append(int(item))
-                if len(recs) == k:
-                    break
-        out.append(recs)
-    return out
+    chosen = [[i for i, b in zip(user_items, user_behaviors) if wanted is None or b in wanted]
+              for user_items, user_behaviors in zip(items, behaviors)]
+    return recency(chosen, k)
 
 
 def purchase_ranking(items: Sequence[Sequence[int]], behaviors: Sequence[Sequence[str]],
