@@ -1,7 +1,7 @@
 """Rule baselines of multi-behaviour recommendation (GAMER) on both multi-behaviour datasets: next purchase
 (leave the last purchase out), the shipped RetailRocket target set, and session-wise next purchase.
 
-python bench/behavior_rules.py [--gap-minutes 30] [--raw-root ../shared/data] [--out outputs/bench/rules]
+python bench/behavior_rules.py [--gap-minutes data.session_gap_minutes] [--raw-root ../shared/data] [--out outputs/bench/rules]
 
 Prints one markdown table per dataset and protocol (HR and NDCG at 1/5/10/20) and writes rules.json.
 History handling: items of the user's own history may be recommended (re-purchase is allowed).
@@ -14,6 +14,7 @@ from pathlib import Path
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from recgpt.config import load_dataset_spec  # noqa: E402
+from recgpt.config.data import DataConfig  # noqa: E402
 from recgpt.data import load_prepared, prepare_dataset  # noqa: E402
 from recgpt.data.sessions import last_session_split  # noqa: E402
 from recgpt.predict.behavior_eval import (evaluate_rules, format_rules_table, next_behavior_cases,  # noqa: E402
@@ -22,7 +23,7 @@ from recgpt.predict.behavior_eval import (evaluate_rules, format_rules_table, ne
 
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("--gap-minutes", type=float, default=30.0)
+    p.add_argument("--gap-minutes", type=float, default=DataConfig().session_gap_minutes)
     p.add_argument("--raw-root", default="../shared/data")
     p.add_argument("--out", default="outputs/bench/rules")
     args = p.parse_args()

@@ -22,6 +22,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from recgpt.config import load_dataset_spec  # noqa: E402
+from recgpt.config.data import DataConfig  # noqa: E402
 from recgpt.config.tokenizer import TokenizerConfig  # noqa: E402
 from recgpt.data import load_prepared, prepare_dataset  # noqa: E402
 from recgpt.data.sessions import session_ids  # noqa: E402
@@ -73,7 +74,7 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--variant", default="cooc+id", choices=["cooc", "cooc+id", "id"])
     p.add_argument("--context", default="session")
-    p.add_argument("--gap-minutes", type=float, default=30.0)
+    p.add_argument("--gap-minutes", type=float, default=DataConfig().session_gap_minutes)
     p.add_argument("--dim", type=int, default=64)
     p.add_argument("--id-dims", type=int, default=16)
     p.add_argument("--id-weight", type=float, default=0.5)
