@@ -136,3 +136,20 @@ def test_corpus_takes_multi_behaviour_datasets_without_item_text(prepared_dir, t
     assert per["retailrocket_mb"]["items"] == 30_113 and per["taobao_userbehavior"]["items"] == 55_368
     items = corpus.items.set_index("dataset")["text"]
     assert (items.loc["retailrocket_mb"] == "").all() and (items.loc["taobao_userbehavior"] != "").all()
+
+
+def test_retailrocket_targets_of_unknown_users_are_counted_and_bad_events_name_their_line(tmp_path):
+    spec = DatasetSpec(name="rr", format="retailrocket", path=".", timestamp_unit="ms",
+                       files={"events": "events.csv", "targets": "test.csv"})
+    events = "timestamp,visitorid,event,itemid,transactionid\n5000,1,transaction,7,\n5000,1,view,7,\n9000,2,view,8,\n"
+    (tmp_path / "events.csv").write_text(events)
+    (tmp_path / "test.csv").write_text("visitorid,itemid\n1,9\n3,8\n")
+    prepared = load_prepared(prepare_dataset(spec, tmp_path, tmp_path / "out"))
+    assert prepared.interactions["behavior"].tolist()[:2] == ["view", "buy"]  # tie: view before buy
+    counts = prepared.manifest["counts"]
+    assert counts["targets_without_user"] == 1 and counts["targets"] == 1 and counts["items_only_in_targets"] == 1
+    assert prepared.targets.to_dict("records") == [{"user_id": "1", "item_id": "9", "behavior": "buy"}]
+    assert "9" in set(prepared.items["item_id"]) and counts["items"] == 3
+    (tmp_path / "events.csv").write_text(events + "9500,2,,8,\n")
+    with pytest.raises(DataFormatError, match=r"events\.csv, line 5: empty 'event'"):
+        prepare_dataset(spec, tmp_path, tmp_path / "out2")
