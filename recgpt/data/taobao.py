@@ -3,7 +3,8 @@ behaviour pv / cart / fav / buy (normalised to view / cart / fav / buy), unix se
 
 - A last line cut off mid-row (a byte-prefix of the original file) is a counted skip
   (`truncated_last_line`): fewer than 5 fields, or no newline after it and a timestamp with fewer digits than
-  the row before. Any other row with the wrong number of fields is an error naming its line.
+  the row before. Any other row with the wrong number of fields is an error naming its line. The user of
+  the cut line is kept with the rows that are complete (their history may continue in the full file).
 - Rows outside the dataset's documented window (2017-11-25 to 2017-12-03, China time) are real events of
   these users (the original file has them too); they are kept, placed by the numeric sort, and counted
   (`rows_before_window`, `rows_after_window`). Drop them downstream if a protocol needs the window only.
