@@ -3,7 +3,7 @@ from dataclasses import dataclass, field
 
 from recgpt.config.errors import check
 
-FORMATS = ("recbole", "lcrec", "steam", "movielens", "amazon", "table")
+FORMATS = ("recbole", "lcrec", "steam", "movielens", "amazon", "table", "taobao", "retailrocket")
 
 
 @dataclass
@@ -43,13 +43,15 @@ class ImportConfig:
 class DatasetSpec:
     """How to import one raw dataset: a YAML under configs/datasets/ holds one of these."""
     name: str = "???"
-    # recbole | lcrec | steam | movielens | amazon | table
+    # recbole | lcrec | steam | movielens | amazon | table | taobao | retailrocket
     format: str = "???"
     # Folder of the raw files, relative paths resolved against data.raw_root.
     path: str = "???"
     # Format-specific file names, e.g. {"inter": "ml-100k.inter", "item": "ml-100k.item"}.
     files: dict[str, str] = field(default_factory=dict)
-    # Column mapping (table/amazon formats): {"user": ..., "item": ..., "timestamp": ..., "item_key": ...}.
+    # Column mapping (table/amazon formats): {"user": ..., "item": ..., "timestamp": ..., "item_key": ...};
+    # table also "behavior" (multi-behaviour logs: the event type column, names normalised as in
+    # recgpt.data.behavior).
     columns: dict[str, str] = field(default_factory=dict)
     timestamp_unit: str = "s"  # s | ms: unit of numeric raw timestamps; prepared timestamps are unix seconds
     text: TextConfig = field(default_factory=TextConfig)
@@ -75,6 +77,9 @@ class DataConfig:
     min_items: int = 2  # shorter sequences carry no next-item target and are counted, then dropped
     heldout_users: float = 0.02  # seeded share of users held out for eval loss
     horizon: int = 10  # last-N hold-out length for long-horizon splits
+    # Session-wise protocols (recgpt.data.sessions): a user's next event starts a new session when it comes
+    # more than this many minutes after the previous one (GAMER's session-wise multi-behaviour setting).
+    session_gap_minutes: float = 30.0
     seed: int = 0
 
     def __post_init__(self):
@@ -82,4 +87,5 @@ class DataConfig:
         check(self.min_items >= 1, "data.min_items", f"must be >= 1, got {self.min_items}")
         check(0.0 <= self.heldout_users < 1.0, "data.heldout_users", f"must be in [0, 1), got {self.heldout_users}")
         check(self.horizon >= 1, "data.horizon", f"must be >= 1, got {self.horizon}")
+        check(self.session_gap_minutes > 0, "data.session_gap_minutes", f"must be > 0, got {self.session_gap_minutes}")
         check(len(set(self.datasets)) == len(self.datasets), "data.datasets", f"repeated names in {self.datasets}")

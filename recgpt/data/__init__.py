@@ -1,6 +1,6 @@
 """Data stages: raw files -> prepared datasets -> merged pretraining corpus, plus the split helpers.
 
-Formats (one module each): recbole, lcrec, steam, movielens, amazon, table. See docs/artifacts.md.
+Formats (one module each): recbole, lcrec, steam, movielens, amazon, table, taobao, retailrocket. See docs/artifacts.md.
 """
 from recgpt.data.errors import DataFormatError
 from recgpt.data.prepare import PreparedDataset, load_prepared, prepare_dataset

@@ -17,11 +17,14 @@ class RawData:
     interactions: user_id (str), item_id (str), timestamp (nullable Int64, in the raw unit).
     items: item_id (str) plus raw fields (str or list of str), one row per item of the item file.
     counts: skips the importer made itself (e.g. metadata lines without an id), named for the manifest.
+    interactions may carry a `behavior` column (canonical names, recgpt.data.behavior); `targets` (user_id,
+    item_id, behavior) is a held-out target set shipped with the data (RetailRocket's test.csv), or None.
     """
     interactions: pd.DataFrame
     items: pd.DataFrame
     sources: list[Path]
     counts: dict = field(default_factory=dict)
+    targets: Optional[pd.DataFrame] = None
 
 
 def resolve_file(folder: Path, name: Optional[str], key: str) -> Path:

@@ -5,7 +5,7 @@ Every row removed here is counted in manifest["counts"]; nothing is dropped sile
 import importlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Union
+from typing import Optional, Union
 
 import numpy as np
 import pandas as pd
@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 
 from recgpt.config import config_to_dict
 from recgpt.config.data import DatasetSpec
+from recgpt.data.behavior import attach_targets, behavior_counts
 from recgpt.data.common import RawData
 from recgpt.data.errors import DataFormatError
 from recgpt.data.text import build_texts
@@ -23,6 +24,7 @@ PathLike = Union[str, Path]
 FILES = ["interactions.parquet", "items.parquet", "manifest.json"]
 INTERACTIONS_SCHEMA = pa.schema([("user_id", pa.string()), ("item_id", pa.string()), ("timestamp", pa.int64()),
                                  ("position", pa.int32())])
+BEHAVIOR_FIELD = pa.field("behavior", pa.string())  # multi-behaviour datasets only (docs/artifacts.md)
 
 
 @dataclass
@@ -32,6 +34,7 @@ class PreparedDataset:
     items: pd.DataFrame
     manifest: dict
     path: Path
+    targets: Optional[pd.DataFrame] = None  # targets.parquet: a held-out target set shipped with the data
 
 
 def read_raw(spec: DatasetSpec, raw_root: PathLike) -> RawData:
@@ -69,7 +72,8 @@ def prepare_frames(raw: RawData, spec: DatasetSpec) -> tuple[pd.DataFrame, pd.Da
     if spec.timestamp_unit == "ms":  # ordered on the raw milliseconds above, stored as seconds
         inter["timestamp"] = inter["timestamp"] // 1000
 
-    duplicate = inter.duplicated(["user_id", "item_id"], keep="first").to_numpy()
+    key = ["user_id", "item_id"] + (["behavior"] if "behavior" in inter.columns else [])  # a view then a buy
+    duplicate = inter.duplicated(key, keep="first").to_numpy()
     counts["duplicate_rows"] = int(duplicate.sum())
     counts["duplicates_dropped"] = 0
     if spec.imports.duplicates == "drop":
@@ -114,6 +118,8 @@ def prepare_frames(raw: RawData, spec: DatasetSpec) -> tuple[pd.DataFrame, pd.Da
     counts["items_no_longer_used"] = int((~keep).sum())  # all of whose interactions were dropped above
     items = items[keep].reset_index(drop=True)
     counts.update(users=int(inter["user_id"].nunique()), items=len(items), interactions=len(inter))
+    if "behavior" in inter.columns:
+        counts["behaviors"] = behavior_counts(inter)
     return inter, items, counts
 
 
@@ -132,19 +138,28 @@ def prepare_dataset(spec: DatasetSpec, raw_root: PathLike, out_dir: PathLike) ->
     """Import `spec` from `<raw_root>/<spec.path>` into `out_dir`; returns out_dir. Raises DataFormatError."""
     raw = read_raw(spec, raw_root)
     inter, items, counts = prepare_frames(raw, spec)
+    targets = None
+    if raw.targets is not None:
+        targets, items = attach_targets(raw.targets, inter, items, counts)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    table = pa.Table.from_pandas(inter[["user_id", "item_id", "timestamp", "position"]], schema=INTERACTIONS_SCHEMA,
-                                 preserve_index=False)
+    columns, schema = ["user_id", "item_id", "timestamp", "position"], INTERACTIONS_SCHEMA
+    if "behavior" in inter.columns:
+        columns, schema = columns + ["behavior"], schema.append(BEHAVIOR_FIELD)
+    table = pa.Table.from_pandas(inter[columns], schema=schema, preserve_index=False)
     pq.write_table(table, out / "interactions.parquet", row_group_size=1 << 17)
     pq.write_table(pa.Table.from_pandas(stringify(items, spec.text.fields), preserve_index=False),
                    out / "items.parquet")
+    if targets is not None:
+        pq.write_table(pa.Table.from_pandas(targets[["user_id", "item_id", "behavior"]].astype(str),
+                                            preserve_index=False), out / "targets.parquet")
     manifest = {
         "kind": "prepared",
         "name": spec.name,
         "format": spec.format,
         "sources": [{"path": str(p), "sha256": sha256_file(p), "bytes": p.stat().st_size} for p in raw.sources],
         "counts": counts,
+        "targets": "targets.parquet" if targets is not None else None,
         "order": ("stable sort on numeric timestamp, ties in file order, rows without timestamp "
                   f"{spec.imports.null_timestamps} in file order; file order where there is no timestamp"),
         "spec": config_to_dict(spec),
@@ -157,9 +172,10 @@ def load_prepared(path: PathLike) -> PreparedDataset:
     """Read a prepared dataset folder (checked whole first)."""
     folder = require_files(path, FILES, "prepared dataset")
     manifest = read_manifest(folder)
+    targets = pd.read_parquet(folder / manifest["targets"]) if manifest.get("targets") else None
     return PreparedDataset(name=manifest.get("name", folder.name), manifest=manifest, path=folder,
                            interactions=pd.read_parquet(folder / "interactions.parquet"),
-                           items=pd.read_parquet(folder / "items.parquet"))
+                           items=pd.read_parquet(folder / "items.parquet"), targets=targets)
 
 
 def is_current(folder: Path, spec: DatasetSpec, raw_root: PathLike) -> bool:

@@ -1,7 +1,8 @@
 """Generic CSV / TSV / Parquet tables with a column mapping in the spec.
 
 Spec: files.inter (+ files.item optional); columns.user, columns.item (required), columns.timestamp
-(optional, numeric in timestamp_unit), columns.item_key (item-file key column, default columns.item).
+(optional, numeric in timestamp_unit), columns.behavior (optional: the event type of a multi-behaviour log,
+normalised by recgpt.data.behavior), columns.item_key (item-file key column, default columns.item).
 `.tsv` files are tab-separated, other text files comma-separated; `.parquet` is read with pyarrow.
 """
 import csv
@@ -11,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from recgpt.config.data import DatasetSpec
+from recgpt.data.behavior import normalize_behaviors
 from recgpt.data.common import RawData, frame, numeric_timestamps, open_text, require_columns, resolve_file
 from recgpt.data.errors import DataFormatError
 
@@ -55,6 +57,8 @@ def read(spec: DatasetSpec, folder: Path) -> RawData:
     needed = {"user": spec.columns["user"], "item": spec.columns["item"]}
     if spec.columns.get("timestamp"):
         needed["timestamp"] = spec.columns["timestamp"]
+    if spec.columns.get("behavior"):
+        needed["behavior"] = spec.columns["behavior"]
     require_columns(inter_path, table.columns, needed)
     if table.empty:
         raise DataFormatError(inter_path, "no rows after the header")
@@ -62,6 +66,8 @@ def read(spec: DatasetSpec, folder: Path) -> RawData:
     if "timestamp" in needed:
         timestamps = numeric_timestamps(table[needed["timestamp"]], inter_path, numbers, where)
     interactions = frame(table[needed["user"]], table[needed["item"]], timestamps)
+    if "behavior" in needed:
+        interactions["behavior"] = normalize_behaviors(table[needed["behavior"]], inter_path, numbers, where)
 
     sources, counts = [inter_path], {}
     items = pd.DataFrame({"item_id": pd.Series([], dtype=object)})
