@@ -124,8 +124,8 @@ def main(argv=None) -> int:
     small = [f"train.max_steps={size['pretrain_steps']}", "run.name=small", "train.resume=false"]
     run([*cli, "pretrain", *common, *train, *small], out / "small.log")
     run([*cli, "eval", *common, "--ckpt", f"{out}/ckpt/small"], out / "eval.log")
-    pred = run([py, "bench/predict_throughput.py", *common, "--dataset", size["predict_on"],
-                f"predict.model_dir={out}/ckpt/small/best", f"predict.max_users={size['users']}"],
+    pred = run([py, "bench/predict_throughput.py", *common, f"predict.model_dir={out}/ckpt/small/best",
+                f"predict.max_users={size['users']}", "--dataset", size["predict_on"]],
                out / "predict_throughput.log")
     results["predict_throughput"] = {name.strip(): {"search_users_s": float(s), "x_ref": float(x)} for name, s, x in
                                      re.findall(r"^(exact|trie beam \d+|reference[^\d]*?\d+/\d+/\d+\))\s+([\d.]+)\s+([\d.]+)",
