@@ -9,7 +9,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from recgpt.config.data import DataConfig, DatasetSpec
 from recgpt.config.embed import EmbedConfig
-from recgpt.config.errors import ConfigError, check
+from recgpt.config.errors import ConfigError, UnknownDataset, check
 from recgpt.config.model import ModelConfig
 from recgpt.config.predict import EvalConfig, PredictConfig
 from recgpt.config.tokenizer import TokenizerConfig
@@ -94,7 +94,7 @@ def load_dataset_spec(name_or_path: Union[str, Path], overrides: Iterable[str] =
     if path.suffix not in (".yaml", ".yml"):
         path = CONFIGS_DIR / "datasets" / f"{name_or_path}.yaml"
     if not path.is_file():
-        raise ConfigError(f"unknown dataset {str(name_or_path)!r}: no {path}; known: {', '.join(known_dataset_specs())}")
+        raise UnknownDataset(f"unknown dataset {str(name_or_path)!r}: no {path}; known: {', '.join(known_dataset_specs())}")
     sources = [OmegaConf.load(path)]
     if overrides:
         sources.append(OmegaConf.from_dotlist(list(overrides)))

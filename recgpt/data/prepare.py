@@ -17,7 +17,8 @@ from recgpt.config.data import DatasetSpec
 from recgpt.data.common import RawData
 from recgpt.data.errors import DataFormatError
 from recgpt.data.text import build_texts
-from recgpt.io import read_manifest, require_files, sha256_file, write_manifest
+from recgpt.io import (ArtifactError, check_replaceable, is_kind, read_manifest, require_files, sha256_file,
+                       staged_folder, write_manifest)
 
 PathLike = Union[str, Path]
 FILES = ["interactions.parquet", "items.parquet", "manifest.json"]
@@ -130,10 +131,17 @@ def stringify(items: pd.DataFrame, fields: list[str]) -> pd.DataFrame:
 
 def prepare_dataset(spec: DatasetSpec, raw_root: PathLike, out_dir: PathLike) -> Path:
     """Import `spec` from `<raw_root>/<spec.path>` into `out_dir`; returns out_dir. Raises DataFormatError."""
+    out = Path(out_dir)
+    check_replaceable(out, "prepared dataset", "data.prepared_root", is_kind("prepared"))  # before any work
     raw = read_raw(spec, raw_root)
     inter, items, counts = prepare_frames(raw, spec)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    with staged_folder(out, "prepared dataset", "data.prepared_root", is_kind("prepared")) as tmp:
+        write_prepared(tmp, raw, spec, inter, items, counts)
+    return out
+
+
+def write_prepared(out: Path, raw: RawData, spec: DatasetSpec, inter: pd.DataFrame, items: pd.DataFrame,
+                   counts: dict) -> None:
     table = pa.Table.from_pandas(inter[["user_id", "item_id", "timestamp", "position"]], schema=INTERACTIONS_SCHEMA,
                                  preserve_index=False)
     pq.write_table(table, out / "interactions.parquet", row_group_size=1 << 17)
@@ -150,7 +158,6 @@ def prepare_dataset(spec: DatasetSpec, raw_root: PathLike, out_dir: PathLike) ->
         "spec": config_to_dict(spec),
     }
     write_manifest(out, manifest)
-    return out
 
 
 def load_prepared(path: PathLike) -> PreparedDataset:
@@ -167,7 +174,9 @@ def is_current(folder: Path, spec: DatasetSpec, raw_root: PathLike) -> bool:
     try:
         manifest = read_manifest(folder)
         require_files(folder, FILES, "prepared dataset")
-    except Exception:
+    except ArtifactError:  # missing or unreadable: prepare again
+        return False
+    if not isinstance(manifest, dict):
         return False
     if manifest.get("spec") != config_to_dict(spec):
         return False

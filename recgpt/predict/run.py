@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 
 from recgpt.config import ConfigError, config_to_dict, known_dataset_specs
-from recgpt.io import manifest_hash, write_manifest
+from recgpt.io import check_replaceable, is_kind, manifest_hash, staged_folder, write_manifest
 from recgpt.logging import print0, warn
 from recgpt.predict import baselines
 from recgpt.predict.metrics import coverage, position_hit_rates, ranking_metrics
@@ -65,6 +65,8 @@ def run_predict(cfg) -> Path:
     model_dir = resolve_model_dir(p.model_dir)
     dataset_dir = resolve_dataset(p.dataset, cfg.data)
     prepared = load_prepared(dataset_dir)
+    out = output_dir(cfg, model_dir, prepared.name)
+    check_replaceable(out, "prediction report", "predict.output_dir", is_kind("predict"))  # before any work
     rec = Recommender.from_pretrained(model_dir, tokenizer_dir=p.tokenizer_dir, embed_cfg=cfg.embed,
                                       device=p.device, scoring=p.scoring, beam_size=p.beam_size,
                                       batch_size=p.batch_size)
@@ -99,11 +101,11 @@ def run_predict(cfg) -> Path:
                     "users_per_s": round(len(cases) / max(model_seconds, 1e-9), 2)},
         "notes": notes, "config": config_to_dict(p),
     }
-    out = output_dir(cfg, model_dir, prepared.name)
-    write_report(out, result, recommendations_frame(cases.user_ids, recs, scores, catalog.item_ids))
-    write_manifest(out, {"stage": "predict", "model_dir": str(model_dir), "dataset_dir": str(dataset_dir),
-                         "dataset_manifest_hash": manifest_hash(dataset_dir), "counts": cases.counts,
-                         "config": config_to_dict(cfg)})
+    with staged_folder(out, "prediction report", "predict.output_dir", is_kind("predict"), carry_over=False) as tmp:
+        write_report(tmp, result, recommendations_frame(cases.user_ids, recs, scores, catalog.item_ids))
+        write_manifest(tmp, {"stage": "predict", "model_dir": str(model_dir), "dataset_dir": str(dataset_dir),
+                             "dataset_manifest_hash": manifest_hash(dataset_dir), "counts": cases.counts,
+                             "config": config_to_dict(cfg)})
     model, recency = methods["model"], methods["recency"]
     print0(f"predict: HR@{ks[-1]} model {model[f'HR@{ks[-1]}']:.4f} vs recency {recency[f'HR@{ks[-1]}']:.4f}; "
            f"report in {out}")
