@@ -87,18 +87,28 @@ def load_eval_sources(cfg, inputs):
 
 def checkpoint_key(folder: Path) -> str:
     """Identity of a checkpoint's content: its meta and its weights file."""
-    return sha256_json({"meta": ckpt.read_meta(folder), "weights": sha256_file(folder / ckpt.EXPORT_WEIGHTS)})
+    weights = folder / ckpt.EXPORT_WEIGHTS
+    if not weights.is_file():
+        raise ArtifactError(f"missing file: {weights}")
+    return sha256_json({"meta": ckpt.read_meta(folder), "weights": sha256_file(weights)})
 
 
 def load_checkpoint_model(folder: Path, meta: dict):
     from recgpt.io import load_safetensors
     from recgpt.model import ItemCodeDecoder, ItemCodeDecoderConfig
 
-    config = ItemCodeDecoderConfig(**{k: v for k, v in meta["model_config"].items()
-                                      if k not in ("model_type", "transformers_version", "architectures")})
+    try:
+        config = ItemCodeDecoderConfig(**{k: v for k, v in dict(meta["model_config"]).items()
+                                          if k not in ("model_type", "transformers_version", "architectures")})
+    except (TypeError, ValueError) as e:
+        raise ArtifactError(f"{folder / ckpt.META}: model_config is not a valid model config: {e}") from None
     model = ItemCodeDecoder(config)
     tensors, _ = load_safetensors(folder / ckpt.EXPORT_WEIGHTS)
-    missing, unexpected = model.load_state_dict(tensors, strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(tensors, strict=False)
+    except RuntimeError as e:  # shape mismatches
+        raise ArtifactError(f"{folder / ckpt.EXPORT_WEIGHTS}: weights do not fit the model of {ckpt.META}: "
+                            f"{str(e).splitlines()[1].strip() if len(str(e).splitlines()) > 1 else e}") from None
     if missing or unexpected:
         raise ArtifactError(f"{folder / ckpt.EXPORT_WEIGHTS}: weights do not fit the model "
                             f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
@@ -188,7 +198,7 @@ def select_checkpoints(cfg, path, inputs=None, export: bool = True) -> dict:
             results[folder.name] = {"status": "ok", "key": key, **scored}
             print0(f"{folder.name}: loss {scored['loss']:.4f} over {scored['tokens']} target tokens "
                    f"({scored['sequences_per_s']:.1f} sequences/s)")
-        except (ArtifactError, OSError, KeyError, ValueError, RuntimeError) as e:
+        except ArtifactError as e:  # a broken, incomplete or foreign checkpoint; a bug in the code is not one
             results[folder.name] = {"status": "skipped", "reason": f"{type(e).__name__}: {e}"}
             if accelerator.is_main_process:
                 warn(f"skipping {folder}: {e}")

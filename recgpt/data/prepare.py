@@ -65,7 +65,10 @@ def order_interactions(inter: pd.DataFrame, null_timestamps: str = "last") -> pd
 def prepare_frames(raw: RawData, spec: DatasetSpec) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """(interactions, items, counts) in the prepared layout; pure, so it is tested on small frames."""
     counts = {"raw_rows": len(raw.interactions), **raw.counts}
-    inter = order_interactions(raw.interactions, spec.imports.null_timestamps)
+    inter = raw.interactions
+    no_id = ((inter["user_id"].str.strip() == "") | (inter["item_id"].str.strip() == "")).to_numpy()
+    counts["rows_without_id_dropped"] = int(no_id.sum())  # an empty user or item id is no id at all
+    inter = order_interactions(inter[~no_id].reset_index(drop=True), spec.imports.null_timestamps)
     counts["null_timestamps"] = int(inter["timestamp"].isna().sum())
     if spec.timestamp_unit == "ms":  # ordered on the raw milliseconds above, stored as seconds
         inter["timestamp"] = inter["timestamp"] // 1000

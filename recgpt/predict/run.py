@@ -86,6 +86,11 @@ def run_predict(cfg) -> Path:
     recs, scores = rec.recommend_rows(cases.histories, min(k_max, catalog.n_items), horizon, p.strategy,
                                       p.allow_history, p.n_samples, p.temperature, p.seed)
     model_seconds = time.time() - t0
+    short = sum(len(r) < min(k_max, catalog.n_items) for r in recs)
+    if short:  # e.g. rra / ra lists hold at most horizon x n_samples distinct items
+        notes.append(f"{short} of {len(recs)} model lists hold fewer than {min(k_max, catalog.n_items)} items "
+                     f"(shortest {min(map(len, recs))}; strategy {p.strategy}): ranks past a list's end count as misses")
+        warn(notes[-1])
     lists = {"model": recs, "recency": baselines.recency(cases.histories, k_max),
              "popularity": baselines.popularity(cases.histories, k_max, p.allow_history)}
     methods, by_position = {}, {}
