@@ -54,6 +54,8 @@ def _build(schema, sources: Iterable, what: str):
         key = getattr(e, "full_key", None) or ""
         message = str(getattr(e, "msg", None) or e).splitlines()[0]
         raise ConfigError(f"{what}: {key + ': ' if key else ''}{message}") from None
+    except ConfigError as e:  # a range check of __post_init__: say which file it came from
+        raise ConfigError(f"{what}: {e}" if what != "config" else str(e)) from None
 
 
 def load_config(path: Optional[Union[str, Path]] = None, overrides: Iterable[str] = ()) -> RecGPTConfig:
