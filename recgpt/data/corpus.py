@@ -22,7 +22,7 @@ from recgpt.config.data import DataConfig
 from recgpt.data.errors import DataFormatError
 from recgpt.data.prepare import is_current, prepare_dataset
 from recgpt.data.splits import is_heldout
-from recgpt.io import is_kind, read_manifest, require_files, sha256_json, staged_folder, write_manifest
+from recgpt.io import ArtifactError, is_kind, read_manifest, require_files, sha256_json, staged_folder, write_manifest
 from recgpt.logging import print0
 
 PathLike = Union[str, Path]
@@ -247,5 +247,10 @@ def load_corpus(path: PathLike) -> Corpus:
 
     folder = require_files(path, ["items.parquet", "sequences", "manifest.json"], "corpus")
     manifest = read_manifest(folder)
-    return Corpus(items=pd.read_parquet(folder / "items.parquet"), sequences=load_from_disk(str(folder / "sequences")),
+    try:
+        sequences = load_from_disk(str(folder / "sequences"))
+    except (OSError, ValueError, IndexError, KeyError) as e:  # what datasets raises for a damaged folder
+        raise ArtifactError(f"{folder / 'sequences'}: not a readable datasets folder ({type(e).__name__}: {e}); "
+                            "rebuild the corpus with `recgpt corpus`") from None
+    return Corpus(items=pd.read_parquet(folder / "items.parquet"), sequences=sequences,
                   manifest=manifest, hash=sha256_json(manifest), path=folder)

@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 from recgpt.config import ConfigError, config_to_dict, known_dataset_specs
+from recgpt.config.errors import check_device
 from recgpt.io import check_replaceable, is_kind, manifest_hash, staged_folder, write_manifest
 from recgpt.logging import print0, warn
 from recgpt.predict import baselines
@@ -62,6 +63,7 @@ def run_predict(cfg) -> Path:
     p, start = cfg.predict, time.time()
     horizon = p.horizon if p.protocol == "horizon" else 1
     check_dataset(p.dataset, cfg.data)  # cheap checks first: a wrong name or path fails at once
+    check_device(p.device, "predict.device")
     model_dir = resolve_model_dir(p.model_dir)
     dataset_dir = resolve_dataset(p.dataset, cfg.data)
     prepared = load_prepared(dataset_dir)

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from recgpt.config import config_from_argv, config_to_dict
+from recgpt.config.errors import check_device
 from recgpt.io import ArtifactError, check_replaceable, is_kind, sha256_file, staged_folder, write_manifest
 from recgpt.logging import print0
 
@@ -60,6 +61,7 @@ def fit_main(argv) -> int:
 
     cfg, _ = config_from_argv(argv, "fit the item tokenizer (docs/artifacts.md: Tokenizer)")
     source, out = embeddings_dir(cfg), Path(cfg.tokenizer.output_dir)
+    check_device(cfg.tokenizer.device, "tokenizer.device")
     check_replaceable(out, "tokenizer", "tokenizer.output_dir", is_kind("tokenizer"))
     emb = load_embeddings(source)
     tok = fit_tokenizer(emb, cfg.tokenizer)

@@ -7,6 +7,8 @@ import shutil
 from pathlib import Path
 from typing import Optional
 
+from safetensors import SafetensorError
+
 from recgpt.io import ArtifactError, load_safetensors, read_json, write_json
 from recgpt.logging import warn
 
@@ -72,14 +74,13 @@ def check_resumable(meta: dict, folder, corpus_hash: str, tokenizer_hash: str, m
 
 
 # What torch / accelerate / safetensors raise for a truncated or corrupt checkpoint file.
-LOAD_ERRORS = (OSError, EOFError, RuntimeError, ValueError, KeyError, pickle.UnpicklingError)
+LOAD_ERRORS = (OSError, EOFError, RuntimeError, ValueError, KeyError, pickle.UnpicklingError, SafetensorError)
 
 
 def unreadable_file(folder) -> Optional[str]:
     """'<file>: <error>' for the first file of a checkpoint folder that cannot be read back, else None.
     Pickles (optimizer, scheduler, RNG states) are read with weights_only=True."""
     from accelerate.utils import load
-    from safetensors import SafetensorError
 
     for path in sorted(p for p in Path(folder).rglob("*") if p.is_file()):
         try:
