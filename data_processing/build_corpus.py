@@ -6,7 +6,8 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from recgpt.errors import run_command  # noqa: E402
 from recgpt.data.cli import corpus_main  # noqa: E402
 
 if __name__ == "__main__":
-    sys.exit(corpus_main(sys.argv[1:]))
+    sys.exit(run_command("corpus", corpus_main, sys.argv[1:]))

@@ -17,8 +17,9 @@ COMMANDS = {
 
 
 def usage() -> str:
-    lines = ["usage: recgpt <command> [--config FILE] [key=value ...]", "", "commands:"]
+    lines = ["usage: recgpt <command> [--config FILE] [key=value ...] [--debug]", "", "commands:"]
     lines += [f"  {name:<10} {help_}" for name, (_, help_) in COMMANDS.items()]
+    lines += ["", "A failed command prints one line; --debug (or RECGPT_DEBUG=1) shows the traceback."]
     return "\n".join(lines)
 
 
@@ -31,8 +32,10 @@ def main(argv=None) -> int:
     if name not in COMMANDS:
         print(f"recgpt: unknown command {name!r}\n\n{usage()}", file=sys.stderr)
         return 2
+    from recgpt.errors import run_command
+
     module, func = COMMANDS[name][0].split(":")
-    return getattr(importlib.import_module(module), func)(rest) or 0
+    return run_command(name, lambda args: getattr(importlib.import_module(module), func)(args), rest)
 
 
 if __name__ == "__main__":

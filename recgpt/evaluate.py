@@ -15,7 +15,7 @@ from typing import Optional
 
 import torch
 
-from recgpt.io import ArtifactError, read_json, sha256_file, sha256_json, write_json
+from recgpt.io import ArtifactError, check_replaceable, read_json, sha256_file, sha256_json, staged_folder, write_json
 from recgpt.logging import print0, warn
 from recgpt.train import checkpoint as ckpt
 
@@ -87,18 +87,28 @@ def load_eval_sources(cfg, inputs):
 
 def checkpoint_key(folder: Path) -> str:
     """Identity of a checkpoint's content: its meta and its weights file."""
-    return sha256_json({"meta": ckpt.read_meta(folder), "weights": sha256_file(folder / ckpt.EXPORT_WEIGHTS)})
+    weights = folder / ckpt.EXPORT_WEIGHTS
+    if not weights.is_file():
+        raise ArtifactError(f"missing file: {weights}")
+    return sha256_json({"meta": ckpt.read_meta(folder), "weights": sha256_file(weights)})
 
 
 def load_checkpoint_model(folder: Path, meta: dict):
     from recgpt.io import load_safetensors
     from recgpt.model import ItemCodeDecoder, ItemCodeDecoderConfig
 
-    config = ItemCodeDecoderConfig(**{k: v for k, v in meta["model_config"].items()
-                                      if k not in ("model_type", "transformers_version", "architectures")})
+    try:
+        config = ItemCodeDecoderConfig(**{k: v for k, v in dict(meta["model_config"]).items()
+                                          if k not in ("model_type", "transformers_version", "architectures")})
+    except (TypeError, ValueError) as e:
+        raise ArtifactError(f"{folder / ckpt.META}: model_config is not a valid model config: {e}") from None
     model = ItemCodeDecoder(config)
     tensors, _ = load_safetensors(folder / ckpt.EXPORT_WEIGHTS)
-    missing, unexpected = model.load_state_dict(tensors, strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(tensors, strict=False)
+    except RuntimeError as e:  # shape mismatches
+        raise ArtifactError(f"{folder / ckpt.EXPORT_WEIGHTS}: weights do not fit the model of {ckpt.META}: "
+                            f"{str(e).splitlines()[1].strip() if len(str(e).splitlines()) > 1 else e}") from None
     if missing or unexpected:
         raise ArtifactError(f"{folder / ckpt.EXPORT_WEIGHTS}: weights do not fit the model "
                             f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
@@ -136,21 +146,24 @@ def score_checkpoint(folder: Path, accelerator, inputs, sources: dict, cfg) -> d
 def export_best(folder: Path, out_dir: Path, inputs, meta: dict) -> Path:
     """HF folder (save_pretrained: safetensors + config.json) + tokenizer/ + codes.safetensors + item_ids.json."""
     model = load_checkpoint_model(folder, meta)
-    tmp = out_dir.with_name(out_dir.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp, safe_serialization=True)
-    if inputs.tokenizer_dir is not None and Path(inputs.tokenizer_dir).is_dir():
-        shutil.copytree(inputs.tokenizer_dir, tmp / "tokenizer")
-    if inputs.codes_path is not None and Path(inputs.codes_path).is_file():
-        shutil.copy2(inputs.codes_path, tmp / "codes.safetensors")
-        ids = Path(inputs.codes_path).with_name("item_ids.json")
-        if ids.is_file():
-            shutil.copy2(ids, tmp / "item_ids.json")
-    write_json(tmp / "source.json", {"checkpoint": str(folder), "step": meta["step"],
-                                     "tokenizer_hash": meta.get("tokenizer_hash"), "corpus_hash": meta.get("corpus_hash")})
-    shutil.rmtree(out_dir, ignore_errors=True)
-    tmp.rename(out_dir)
+    with staged_folder(out_dir, "exported model", "<run>/best", is_export, carry_over=False) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        if inputs.tokenizer_dir is not None and Path(inputs.tokenizer_dir).is_dir():
+            shutil.copytree(inputs.tokenizer_dir, tmp / "tokenizer")
+        if inputs.codes_path is not None and Path(inputs.codes_path).is_file():
+            shutil.copy2(inputs.codes_path, tmp / "codes.safetensors")
+            ids = Path(inputs.codes_path).with_name("item_ids.json")
+            if ids.is_file():
+                shutil.copy2(ids, tmp / "item_ids.json")
+        write_json(tmp / "source.json", {"checkpoint": str(folder), "step": meta["step"],
+                                         "tokenizer_hash": meta.get("tokenizer_hash"),
+                                         "corpus_hash": meta.get("corpus_hash")})
     return out_dir
+
+
+def is_export(folder: Path) -> bool:
+    """An exported model folder: source.json names the checkpoint it came from."""
+    return (folder / "source.json").is_file()
 
 
 def select_checkpoints(cfg, path, inputs=None, export: bool = True) -> dict:
@@ -159,6 +172,8 @@ def select_checkpoints(cfg, path, inputs=None, export: bool = True) -> dict:
     from recgpt.train.trainer import make_accelerator
 
     run_dir, folders, incomplete = resolve_checkpoints(path)
+    if export:  # before any work: never overwrite a best/ that eval did not write
+        check_replaceable(run_dir / "best", "exported model", "<run>/best", is_export)
     accelerator = make_accelerator(cfg)
     inputs = inputs if inputs is not None else load_training_inputs(cfg)
     sources, data_hash = load_eval_sources(cfg, inputs)
@@ -183,7 +198,7 @@ def select_checkpoints(cfg, path, inputs=None, export: bool = True) -> dict:
             results[folder.name] = {"status": "ok", "key": key, **scored}
             print0(f"{folder.name}: loss {scored['loss']:.4f} over {scored['tokens']} target tokens "
                    f"({scored['sequences_per_s']:.1f} sequences/s)")
-        except (ArtifactError, OSError, KeyError, ValueError, RuntimeError) as e:
+        except ArtifactError as e:  # a broken, incomplete or foreign checkpoint; a bug in the code is not one
             results[folder.name] = {"status": "skipped", "reason": f"{type(e).__name__}: {e}"}
             if accelerator.is_main_process:
                 warn(f"skipping {folder}: {e}")

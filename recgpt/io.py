@@ -6,8 +6,10 @@ it was given what it expects. Artifacts are safetensors / parquet / json only: n
 import hashlib
 import json
 import os
+import shutil
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Callable, Iterator, Optional, Union
 
 PathLike = Union[str, Path]
 
@@ -84,3 +86,67 @@ def load_safetensors(path: PathLike) -> tuple[dict, dict]:
             return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
         raise ArtifactError(f"{path}: not a readable safetensors file (corrupt or truncated?): {e}") from None
+
+
+# ---------------------------------------------------------------- safe outputs
+def manifest_kind(folder: PathLike) -> Optional[str]:
+    """The `kind` (or `stage`) a recgpt manifest gives its folder; None for anything else."""
+    path = Path(folder) / "manifest.json"
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return (manifest.get("kind") or manifest.get("stage")) if isinstance(manifest, dict) else None
+
+
+def check_replaceable(folder: PathLike, what: str, key: str, ours: Callable[[Path], bool]) -> None:
+    """Refuse to write over a path recgpt did not write: a file, or a folder that is neither empty nor
+    recognisably a recgpt `what` (`ours(folder)`). Names the path and the config key to change."""
+    folder = Path(folder)
+    if not folder.exists() and not folder.is_symlink():
+        return
+    if not folder.is_dir():
+        raise ArtifactError(f"{folder} ({key}) is a file, not a {what} folder: refusing to overwrite it")
+    if any(folder.iterdir()) and not ours(folder):
+        raise ArtifactError(f"{folder} ({key}) already holds files and is not a recgpt {what} (its manifest.json "
+                            f"does not say so): refusing to overwrite it; choose another {key} or empty it")
+
+
+def is_kind(*kinds: str) -> Callable[[Path], bool]:
+    return lambda folder: manifest_kind(folder) in kinds
+
+
+def swap_in(tmp: Path, out: Path, carry_over: bool = True) -> Path:
+    """Move the finished folder `tmp` to `out`. With `carry_over`, what `out` held that the new build did not
+    write (another stage's output, e.g. `<corpus>/embeddings`) is kept; the rest of the old folder is removed
+    only after the new one is in place."""
+    tmp, out = Path(tmp), Path(out)
+    if out.is_dir():
+        for entry in out.iterdir() if carry_over else ():
+            if not (tmp / entry.name).exists() and not entry.name.endswith(".tmp"):
+                os.replace(entry, tmp / entry.name)
+        old = out.with_name(f".{out.name}.old-{os.getpid()}")
+        os.replace(out, old)
+        os.replace(tmp, out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(tmp, out)
+    return out
+
+
+@contextmanager
+def staged_folder(out: PathLike, what: str, key: str, ours: Callable[[Path], bool],
+                  carry_over: bool = True) -> Iterator[Path]:
+    """Build an output folder in a temporary sibling and swap it in at the end (see swap_in); a failure or a
+    refusal leaves `out` as it was. `carry_over=False` for a folder no other stage writes into."""
+    out = Path(out)
+    check_replaceable(out, what, key, ours)
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        yield tmp
+        swap_in(tmp, out, carry_over)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # after a failure; a success has moved it already

@@ -76,11 +76,15 @@ def ml100k_histories(prepared_dir, ml100k_catalog):
 
 @pytest.fixture(scope="session")
 def exported_model(tmp_path_factory, make_decoder, predict_tokenizer, ml100k_catalog):
-    """ckpt/<run>/best layout: config.json + model.safetensors, tokenizer/, codes.safetensors, item_ids.json."""
+    """ckpt/<run>/best layout: config.json + model.safetensors, tokenizer/, codes.safetensors, item_ids.json,
+    source.json (the hash of the tokenizer + codes it was trained with, as `recgpt eval` writes it)."""
+    from recgpt.io import write_json
     from recgpt.tokenizer import save_item_codes
+    from recgpt.train.inputs import tokenizer_hash
 
     best = tmp_path_factory.mktemp("run") / "best"
     make_decoder("parallel", seed=3).save_pretrained(str(best))
     predict_tokenizer.save(best / "tokenizer")
     save_item_codes(best / "codes.safetensors", ml100k_catalog.item_ids, ml100k_catalog.codes.numpy())
+    write_json(best / "source.json", {"tokenizer_hash": tokenizer_hash(best / "tokenizer", best / "codes.safetensors")})
     return best

@@ -22,11 +22,32 @@ def test_dataset_specs_load(path):
     assert spec.files, f"{path.name}: no files configured"
 
 
+def _leaves(tree: dict, prefix: str = ""):
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            yield from _leaves(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
+
+
 @pytest.mark.parametrize("path", OTHER_YAMLS, ids=lambda p: p.name)
 def test_pipeline_configs_load(path):
+    """Every value the YAML sets reaches the typed config (nothing ignored, nothing renamed), and every dataset it
+    names has a spec."""
+    from recgpt.config import config_to_dict
+
     cfg = load_config(path)
+    loaded = dict(_leaves(config_to_dict(cfg)))
+    written = dict(_leaves(yaml.safe_load(path.read_text())))
+    assert written, f"{path.name} sets nothing"
+    for key, value in written.items():
+        assert key in loaded, f"{path.name}: {key} is not a config key"
+        if isinstance(value, str) and isinstance(loaded[key], float):
+            value = float(value)  # YAML 1.1 reads 3e-3 as text; the typed config as the float it is
+        assert loaded[key] == value, (key, loaded[key], value)
+    assert cfg.data.datasets
     for name in cfg.data.datasets:
-        load_dataset_spec(name)
+        assert load_dataset_spec(name).name == name
 
 
 @pytest.mark.parametrize("path", LAUNCH_FILES, ids=lambda p: p.name)
@@ -68,19 +89,22 @@ def test_make_sample_reproduces_the_committed_sample(tmp_path, data_root):
     assert made and all((committed / p).read_bytes() == (tmp_path / p).read_bytes() for p in made)
 
 
-@pytest.mark.parametrize("override, fragment", [
-    ("format=xml", "format"),
-    ("timestamp_unit=days", "timestamp_unit"),
-    ("imports.null_timestamps=middle", "import.null_timestamps"),
-    ("imports.duplicates=merge", "import.duplicates"),
-    ("text.max_chars=0", "text.max_chars"),
-    ("name=a:b", "name"),
-])
-def test_bad_dataset_spec_values_name_the_key(override, fragment):
+@pytest.mark.parametrize("override", ["format=xml", "timestamp_unit=days", "imports.null_timestamps=middle",
+                                      "imports.duplicates=merge", "text.max_chars=0", "name=a:b",
+                                      "imports.duplicate=drop"])
+def test_bad_dataset_spec_values_name_the_key(override):
+    """The message names the spec file and the key exactly as it is written in the YAML."""
+    import re
+
     from recgpt.config import ConfigError
 
-    with pytest.raises(ConfigError, match=fragment):
+    key, value = override.split("=")
+    with pytest.raises(ConfigError) as error:
         load_dataset_spec("steam", [override])
+    message = str(error.value)
+    assert message.startswith(str(REPO / "configs" / "datasets" / "steam.yaml") + ": "), message
+    assert re.search(rf"(^|[\s:]){re.escape(key)}:", message), message  # the whole key, not a fragment of it
+    assert "\n" not in message
 
 
 def test_repeated_corpus_datasets_rejected():

@@ -5,7 +5,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from recgpt.config import load_dataset_spec
 from recgpt.data import load_prepared
+from recgpt.data.prepare import read_raw
 
 # users, items, interactions as listed in ../shared/data/README.md (duplicates kept, items without text kept)
 README_COUNTS = {
@@ -19,7 +21,7 @@ README_COUNTS = {
 
 
 @pytest.mark.parametrize("name", sorted(README_COUNTS))
-def test_real_dataset_counts_match_readme(name, prepared_dir):
+def test_real_dataset_counts_match_readme(name, prepared_dir, data_root):
     data = load_prepared(prepared_dir(name))
     users, items, interactions = README_COUNTS[name]
     inter = data.interactions
@@ -32,8 +34,21 @@ def test_real_dataset_counts_match_readme(name, prepared_dir):
     assert str(inter["timestamp"].dtype) in ("Int64", "int64") or inter["timestamp"].isna().all()
     expected = inter.groupby("user_id", sort=False).cumcount().to_numpy()
     assert np.array_equal(inter["position"].to_numpy(), expected)
-    first_rows = inter.drop_duplicates("user_id").index.to_numpy()
-    assert np.all(np.diff(first_rows) > 0) and inter["user_id"].is_monotonic_increasing is not None
+    # each user's rows are one block, users in the order they first appear in the raw file
+    changes = int((inter["user_id"].to_numpy()[1:] != inter["user_id"].to_numpy()[:-1]).sum())
+    assert changes + 1 == users
+    raw = read_raw(load_dataset_spec(name), data_root).interactions
+    raw = raw[(raw["user_id"] != "") & (raw["item_id"] != "")]
+    assert list(pd.unique(inter["user_id"])) == list(pd.unique(raw["user_id"]))
+    # within a user: timestamps never decrease, undated rows after the dated ones
+    ts = inter["timestamp"].astype("float64")
+    same_user = (inter["user_id"].to_numpy()[1:] == inter["user_id"].to_numpy()[:-1])
+    prev, cur = ts.to_numpy()[:-1], ts.to_numpy()[1:]
+    assert not (same_user & (cur < prev)).any()
+    undated_before_dated = same_user & np.isnan(prev) & ~np.isnan(cur)
+    dated_before_undated = same_user & ~np.isnan(prev) & np.isnan(cur)
+    last = load_dataset_spec(name).imports.null_timestamps == "last"
+    assert not (undated_before_dated if last else dated_before_undated).any()
     assert set(inter["item_id"]) == set(data.items["item_id"])
     assert data.items["item_id"].is_unique
     assert [s["sha256"] for s in data.manifest["sources"]] and all(len(s["sha256"]) == 64

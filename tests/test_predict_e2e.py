@@ -29,14 +29,19 @@ def test_recommend_item_ids_and_scores(recommender, ml100k_catalog, ml100k_histo
     assert len(out.item_ids) == 5 and all(len(r) == 10 and len(set(r)) == 10 for r in out.item_ids)
     assert all(i in ml100k_catalog.row_of for r in out.item_ids for i in r)
     assert all(s == sorted(s, reverse=True) for s in out.scores)
-    # the same through the trie beam (scores are the same exact log-probs where both found an item)
+    # the same through the trie beam: every item it finds carries that item's exact log-prob (scored over the
+    # whole catalog), and a beam of 30 finds most of the exact top 10
     beam = Recommender.from_pretrained(recommender_path(recommender), scoring="trie", beam_size=30)
     out_beam = beam.recommend(histories, k=10)
-    exact_score = {(u, i): s for u, (r, ss) in enumerate(zip(out.item_ids, out.scores)) for i, s in zip(r, ss)}
+    full = recommender.recommend(histories, k=ml100k_catalog.n_items)
+    exact_score = {(u, i): s for u, (r, ss) in enumerate(zip(full.item_ids, full.scores)) for i, s in zip(r, ss)}
     for u, (r, ss) in enumerate(zip(out_beam.item_ids, out_beam.scores)):
+        assert len(r) == 10
         for i, s in zip(r, ss):
-            if (u, i) in exact_score:
-                assert s == pytest.approx(exact_score[(u, i)], abs=1e-4)
+            assert s == pytest.approx(exact_score[(u, i)], abs=1e-4)
+    shared = [len(set(b) & set(e)) for b, e in zip(out_beam.item_ids, out.item_ids)]
+    assert sum(shared) >= 0.5 * 10 * len(histories), shared
+    assert sum(b[0] == e[0] for b, e in zip(out_beam.item_ids, out.item_ids)) >= len(histories) - 1
     excluded = recommender.recommend(histories, k=10, allow_history=False)
     assert all(not set(r) & set(h) for r, h in zip(excluded.item_ids, histories))
     long = recommender.recommend(histories[:2], k=5, horizon=3, strategy="rra", n_samples=2)

@@ -31,11 +31,11 @@ class ImportConfig:
     null_timestamps: str = "last"
 
     def __post_init__(self):
-        check(self.duplicates in ("keep", "drop"), "import.duplicates", f"keep|drop, got {self.duplicates!r}")
-        check(self.items_without_text in ("keep", "drop"), "import.items_without_text",
+        check(self.duplicates in ("keep", "drop"), "imports.duplicates", f"keep|drop, got {self.duplicates!r}")
+        check(self.items_without_text in ("keep", "drop"), "imports.items_without_text",
               f"keep|drop, got {self.items_without_text!r}")
-        check(self.min_items >= 1, "import.min_items", f"must be >= 1, got {self.min_items}")
-        check(self.null_timestamps in ("first", "last"), "import.null_timestamps",
+        check(self.min_items >= 1, "imports.min_items", f"must be >= 1, got {self.min_items}")
+        check(self.null_timestamps in ("first", "last"), "imports.null_timestamps",
               f"first|last, got {self.null_timestamps!r}")
 
 
@@ -58,8 +58,8 @@ class DatasetSpec:
     imports: ImportConfig = field(default_factory=ImportConfig)
 
     def __post_init__(self):
-        check(self.format in FORMATS, f"datasets.{self.name}.format", f"one of {FORMATS}, got {self.format!r}")
-        check(self.timestamp_unit in ("s", "ms"), f"datasets.{self.name}.timestamp_unit",
+        check(self.format in FORMATS, "format", f"one of {FORMATS}, got {self.format!r}")
+        check(self.timestamp_unit in ("s", "ms"), "timestamp_unit",
               f"s|ms, got {self.timestamp_unit!r}")
         check(bool(self.name) and "/" not in self.name and ":" not in self.name, "name",
               f"a plain name without '/' or ':', got {self.name!r}")

@@ -1,15 +1,16 @@
 """Load the config tree: dataclass defaults <- YAML file <- dotted overrides, validated before any work."""
+import argparse
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Optional, Union
 
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from recgpt.config.data import DataConfig, DatasetSpec
 from recgpt.config.embed import EmbedConfig
-from recgpt.config.errors import ConfigError, check
+from recgpt.config.errors import ConfigError, UnknownDataset, check
 from recgpt.config.model import ModelConfig
 from recgpt.config.predict import EvalConfig, PredictConfig
 from recgpt.config.tokenizer import TokenizerConfig
@@ -53,6 +54,8 @@ def _build(schema, sources: Iterable, what: str):
         key = getattr(e, "full_key", None) or ""
         message = str(getattr(e, "msg", None) or e).splitlines()[0]
         raise ConfigError(f"{what}: {key + ': ' if key else ''}{message}") from None
+    except ConfigError as e:  # a range check of __post_init__: say which file it came from
+        raise ConfigError(f"{what}: {e}" if what != "config" else str(e)) from None
 
 
 def load_config(path: Optional[Union[str, Path]] = None, overrides: Iterable[str] = ()) -> RecGPTConfig:
@@ -62,14 +65,39 @@ def load_config(path: Optional[Union[str, Path]] = None, overrides: Iterable[str
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"config file not found: {path}")
-        sources.append(OmegaConf.load(path))
+        sources.append(load_yaml(path))
     overrides = list(overrides)
-    for item in overrides:
-        if "=" not in item:
-            raise ConfigError(f"override {item!r} is not of the form key=value")
     if overrides:
-        sources.append(OmegaConf.from_dotlist(overrides))
+        sources.append(parse_overrides(overrides))
     return _build(RecGPTConfig, sources, str(path) if path else "config")
+
+
+def load_yaml(path: Path):
+    """A YAML file whose top level is a mapping; errors name the file and line."""
+    import yaml
+
+    try:
+        loaded = OmegaConf.load(path)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f", line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}{where}: not valid YAML: {getattr(e, 'problem', None) or e}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: cannot be read: {e}") from None
+    if not isinstance(loaded, DictConfig):
+        raise ConfigError(f"{path}: the top level must be a mapping of keys (e.g. `train:` / `data:`), "
+                          f"found a {type(loaded).__name__.replace('Config', '').lower()}")
+    return loaded
+
+
+def parse_overrides(overrides: list):
+    for item in overrides:
+        if "=" not in item or item.startswith("="):
+            raise ConfigError(f"override {item!r} is not of the form key=value")
+    try:
+        return OmegaConf.from_dotlist(overrides)
+    except (OmegaConfBaseException, ValueError) as e:
+        raise ConfigError(f"overrides {overrides}: {str(e).splitlines()[0]}") from None
 
 
 def save_config(cfg, path: Union[str, Path]) -> None:
@@ -94,11 +122,18 @@ def load_dataset_spec(name_or_path: Union[str, Path], overrides: Iterable[str] =
     if path.suffix not in (".yaml", ".yml"):
         path = CONFIGS_DIR / "datasets" / f"{name_or_path}.yaml"
     if not path.is_file():
-        raise ConfigError(f"unknown dataset {str(name_or_path)!r}: no {path}; known: {', '.join(known_dataset_specs())}")
-    sources = [OmegaConf.load(path)]
+        raise UnknownDataset(f"unknown dataset {str(name_or_path)!r}: no {path}; known: {', '.join(known_dataset_specs())}")
+    sources = [load_yaml(path)]
     if overrides:
-        sources.append(OmegaConf.from_dotlist(list(overrides)))
+        sources.append(parse_overrides(list(overrides)))
     return _build(DatasetSpec, sources, str(path))
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """A bad command line is a ConfigError (one line), not argparse's usage dump and exit."""
+
+    def error(self, message):
+        raise ConfigError(f"{message} (see --help)")
 
 
 def config_from_argv(argv, description: str = "", extra=None):
@@ -106,12 +141,10 @@ def config_from_argv(argv, description: str = "", extra=None):
 
     Entry points stay thin: they call this and hand the config to a package function.
     """
-    import argparse
-
-    parser = argparse.ArgumentParser(description=description)
+    parser = ArgumentParser(description=description)
     parser.add_argument("--config", default=None, help="YAML holding what differs from the defaults")
     parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.lr=3e-4")
     if extra is not None:
         extra(parser)
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)  # key=value overrides may come before or after the flags
     return load_config(args.config, args.overrides), args

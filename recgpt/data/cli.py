@@ -8,15 +8,21 @@ from recgpt.io import read_manifest
 from recgpt.logging import print0
 
 
+# Rows or users an importer skipped (each counted in the manifest): shown in the summary when not zero.
+SKIP_COUNTS = ("rows_without_id_dropped", "cut_last_rows_dropped", "item_cut_last_rows_dropped", "empty_users_skipped",
+               "short_users_dropped", "items_without_text_dropped")
+
+
 def prepare_main(argv) -> int:
     """Import every dataset of data.datasets from data.raw_root into data.prepared_root/<name>/."""
     cfg, _ = config_from_argv(argv, "import raw datasets into the prepared format (docs/artifacts.md)")
     for name in cfg.data.datasets:
         out = prepare_dataset(load_dataset_spec(name), cfg.data.raw_root, Path(cfg.data.prepared_root) / name)
         counts = read_manifest(out)["counts"]
+        skips = ", ".join(f"{k} {v}" for k, v in counts.items() if v and k in SKIP_COUNTS)
         print0(f"{name}: {counts['users']} users, {counts['items']} items, {counts['interactions']} interactions "
-               f"({counts['items_without_text']} items without text, {counts['duplicate_rows']} duplicate rows) "
-               f"-> {out}")
+               f"({counts['items_without_text']} items without text, {counts['duplicate_rows']} duplicate rows"
+               f"{'; skipped: ' + skips if skips else ''}) -> {out}")
     return 0
 
 

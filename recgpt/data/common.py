@@ -55,6 +55,8 @@ def numbered_lines(path: Path, encoding: str = "utf-8") -> Iterator[tuple[int, s
                 line = f.readline()
             except UnicodeDecodeError as e:
                 raise DataFormatError(path, f"not valid {encoding} text: {e.reason}", number + 1) from None
+            except (EOFError, OSError) as e:  # a truncated or corrupt .gz
+                raise DataFormatError(path, f"cannot be read past line {number}: {e}") from None
             if not line:
                 return
             number += 1
@@ -63,12 +65,43 @@ def numbered_lines(path: Path, encoding: str = "utf-8") -> Iterator[tuple[int, s
                 yield number, line
 
 
+def unterminated(path: Path) -> bool:
+    """True when a plain text file's last line has no line end: the file was most likely cut in its last row.
+    (A cut .gz fails its own end-of-stream check instead.)"""
+    if str(path).endswith(".gz") or Path(path).stat().st_size == 0:
+        return False
+    with open(path, "rb") as f:
+        f.seek(-1, 2)
+        return f.read(1) not in (b"\n", b"\r")
+
+
+def drop_cut_last_row(path: Path, rows: list, counts: dict, key: str) -> list:
+    """Drop the last row of a file cut in it (no line end) and count it in counts[key]; never silently."""
+    if rows and unterminated(path):
+        from recgpt.logging import warn
+
+        warn(f"{path}: the last line has no line end (file cut in its last row?): that row is skipped and "
+             f"counted as {key}")
+        counts[key] = counts.get(key, 0) + 1
+        return rows[:-1]
+    counts.setdefault(key, 0)
+    return rows
+
+
+BOM = "\ufeff"
+
+
 def require_columns(path: Path, present, needed: dict, what: str = "column") -> None:
     """Fail naming the file, the missing columns and the columns that exist."""
     present = list(present)
     missing = [f"{col!r} ({role})" for role, col in needed.items() if col not in present]
     if missing:
-        raise DataFormatError(path, f"missing {what}(s) {', '.join(missing)}; found {present}", 1, "header")
+        hint = (" - the file starts with a UTF-8 byte-order mark (BOM): save it as UTF-8 without BOM"
+                if present and str(present[0]).startswith(BOM) else "")
+        raise DataFormatError(path, f"missing {what}(s) {', '.join(missing)}; found {present}{hint}", 1, "header")
+
+
+MAX_TIMESTAMP = 1e17  # well inside int64 in any unit (ms of year 3 million): beyond it a value is garbage
 
 
 def numeric_timestamps(values: pd.Series, path: Path, lines: Optional[np.ndarray] = None,
@@ -91,13 +124,20 @@ def numeric_timestamps(values: pd.Series, path: Path, lines: Optional[np.ndarray
         i = int(np.flatnonzero(~np.isfinite(parsed.fillna(0).to_numpy(dtype=float)))[0])
         line = int(lines[i]) if lines is not None else i + 1
         raise DataFormatError(path, f"timestamp {values.iloc[i]!r} is not finite", line, where)
+    too_big = np.abs(parsed.fillna(0).to_numpy(dtype=float)) >= MAX_TIMESTAMP
+    if too_big.any():  # it would wrap around int64 (1e30 became INT64_MIN and sorted first)
+        i = int(np.flatnonzero(too_big)[0])
+        line = int(lines[i]) if lines is not None else i + 1
+        raise DataFormatError(path, f"timestamp {values.iloc[i]!r} is out of range (|t| must be < {MAX_TIMESTAMP:.0e}, "
+                                    "even in milliseconds)", line, where)
     return np.floor(parsed).astype("Int64")
 
 
 def frame(users, items, timestamps=None) -> pd.DataFrame:
     """The interactions frame every importer returns (ids as strings, timestamps nullable Int64)."""
-    def as_str(values) -> np.ndarray:
-        return pd.Series(np.asarray(values, dtype=object)).astype(str).to_numpy(dtype=object)
+    def as_str(values) -> np.ndarray:  # a missing id (None / NaN) becomes "", counted and dropped in prepare
+        series = pd.Series(np.asarray(values, dtype=object))
+        return series.astype(str).where(series.notna(), "").to_numpy(dtype=object)
 
     out = pd.DataFrame({"user_id": as_str(users), "item_id": as_str(items)})
     if timestamps is None:

@@ -4,7 +4,6 @@ an HF DatasetDict (train / heldout) saved to disk and memory-mapped on load.
 The build streams: one dataset at a time, interactions read in parquet record batches, sequences written in
 Arrow batches; so memory follows the largest dataset's item table, not the corpus size.
 """
-import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -17,12 +16,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from recgpt.config import ConfigError, config_to_dict, load_dataset_spec
+from recgpt.config import config_to_dict, load_dataset_spec
+from recgpt.config.errors import UnknownDataset
 from recgpt.config.data import DataConfig
 from recgpt.data.errors import DataFormatError
 from recgpt.data.prepare import is_current, prepare_dataset
 from recgpt.data.splits import is_heldout
-from recgpt.io import read_manifest, require_files, sha256_json, write_manifest
+from recgpt.io import ArtifactError, is_kind, read_manifest, require_files, sha256_json, staged_folder, write_manifest
 from recgpt.logging import print0
 
 PathLike = Union[str, Path]
@@ -51,12 +51,13 @@ def sequence_features():
 def prepared_folder(name: str, cfg: DataConfig) -> Path:
     """The prepared folder of `name`, (re)built from its spec when missing or stale.
 
-    A name without a configs/datasets spec may still be used when its prepared folder exists.
+    A name without a configs/datasets spec may still be used when its prepared folder exists; a spec that
+    exists but is wrong is an error, never replaced by a stale prepared folder.
     """
     folder = Path(cfg.prepared_root) / name
     try:
         spec = load_dataset_spec(name)
-    except ConfigError:
+    except UnknownDataset:
         require_files(folder, ["interactions.parquet", "items.parquet", "manifest.json"],
                       f"prepared dataset {name!r} (no configs/datasets/{name}.yaml either)")
         return folder
@@ -190,19 +191,18 @@ def build_corpus(data_cfg: DataConfig, out_dir: Optional[PathLike] = None) -> Pa
     """Merge `data_cfg.datasets` (prepared on demand from data.raw_root) into `data_cfg.corpus_dir`.
 
     Written to a temporary folder beside the target and moved into place at the end, so a reader never sees
-    half a corpus. Returns the corpus folder.
+    half a corpus; only a folder whose manifest says it is a corpus is replaced, and what other stages wrote
+    inside it (`embeddings/`) is kept. Returns the corpus folder.
     """
     out = Path(out_dir or data_cfg.corpus_dir)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    (tmp / "_arrow").mkdir(parents=True)
-    try:
-        return write_corpus(data_cfg, out, tmp)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)  # after a failure; a success has moved it already
+    with staged_folder(out, "corpus", "data.corpus_dir", is_kind("corpus")) as tmp:
+        (tmp / "_arrow").mkdir()
+        write_corpus(data_cfg, out, tmp)
+    print0(f"corpus -> {out}")
+    return out
 
 
-def write_corpus(data_cfg: DataConfig, out: Path, tmp: Path) -> Path:
+def write_corpus(data_cfg: DataConfig, out: Path, tmp: Path) -> None:
     from datasets import Dataset, DatasetDict
 
     start = time.time()
@@ -234,12 +234,11 @@ def write_corpus(data_cfg: DataConfig, out: Path, tmp: Path) -> Path:
                    "short_sequences_dropped": sum(c["short_sequences_dropped"] for c in per_dataset.values())},
         "config": config_to_dict(data_cfg),
     }
+    if totals["train"]["sequences"] == 0:
+        raise DataFormatError(out, f"no training sequence in {', '.join(data_cfg.datasets)} (counts: {per_dataset}); "
+                              "an empty corpus was not written")
     write_manifest(tmp, manifest)
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(tmp, out)
-    print0(f"corpus: {offset} items, {totals} in {time.time() - start:.1f}s -> {out}")
-    return out
+    print0(f"corpus: {offset} items, {totals} in {time.time() - start:.1f}s")
 
 
 def load_corpus(path: PathLike) -> Corpus:
@@ -248,5 +247,10 @@ def load_corpus(path: PathLike) -> Corpus:
 
     folder = require_files(path, ["items.parquet", "sequences", "manifest.json"], "corpus")
     manifest = read_manifest(folder)
-    return Corpus(items=pd.read_parquet(folder / "items.parquet"), sequences=load_from_disk(str(folder / "sequences")),
+    try:
+        sequences = load_from_disk(str(folder / "sequences"))
+    except (OSError, ValueError, IndexError, KeyError) as e:  # what datasets raises for a damaged folder
+        raise ArtifactError(f"{folder / 'sequences'}: not a readable datasets folder ({type(e).__name__}: {e}); "
+                            "rebuild the corpus with `recgpt corpus`") from None
+    return Corpus(items=pd.read_parquet(folder / "items.parquet"), sequences=sequences,
                   manifest=manifest, hash=sha256_json(manifest), path=folder)

@@ -30,10 +30,11 @@ def read(spec: DatasetSpec, folder: Path) -> RawData:
     sequences = load_json_object(inter_path)
     if not sequences:
         raise DataFormatError(inter_path, "no users in the file")
-    users, items = [], []
+    users, items, empty_users = [], [], 0
     for user, seq in sequences.items():
         if not isinstance(seq, list):
             raise DataFormatError(inter_path, f"expected a list of item ids, found {type(seq).__name__}", user, "user")
+        empty_users += not seq
         for item in seq:
             if not isinstance(item, (int, str)) or isinstance(item, bool):
                 raise DataFormatError(inter_path, f"item id {item!r} is not an int or string", user, "user")
@@ -51,4 +52,4 @@ def read(spec: DatasetSpec, folder: Path) -> RawData:
             rows.append({**fields, "item_id": str(item)})
         sources.append(item_path)
     items_table = pd.DataFrame(rows) if rows else pd.DataFrame({"item_id": pd.Series([], dtype=object)})
-    return RawData(interactions, items_table, sources)
+    return RawData(interactions, items_table, sources, {"empty_users_skipped": empty_users})

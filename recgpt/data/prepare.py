@@ -18,7 +18,8 @@ from recgpt.data.behavior import attach_targets, behavior_counts
 from recgpt.data.common import RawData
 from recgpt.data.errors import DataFormatError
 from recgpt.data.text import build_texts
-from recgpt.io import read_manifest, require_files, sha256_file, write_manifest
+from recgpt.io import (ArtifactError, check_replaceable, is_kind, read_manifest, require_files, sha256_file,
+                       staged_folder, write_manifest)
 
 PathLike = Union[str, Path]
 FILES = ["interactions.parquet", "items.parquet", "manifest.json"]
@@ -67,7 +68,10 @@ def order_interactions(inter: pd.DataFrame, null_timestamps: str = "last") -> pd
 def prepare_frames(raw: RawData, spec: DatasetSpec) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """(interactions, items, counts) in the prepared layout; pure, so it is tested on small frames."""
     counts = {"raw_rows": len(raw.interactions), **raw.counts}
-    inter = order_interactions(raw.interactions, spec.imports.null_timestamps)
+    inter = raw.interactions
+    no_id = ((inter["user_id"].str.strip() == "") | (inter["item_id"].str.strip() == "")).to_numpy()
+    counts["rows_without_id_dropped"] = int(no_id.sum())  # an empty user or item id is no id at all
+    inter = order_interactions(inter[~no_id].reset_index(drop=True), spec.imports.null_timestamps)
     counts["null_timestamps"] = int(inter["timestamp"].isna().sum())
     if spec.timestamp_unit == "ms":  # ordered on the raw milliseconds above, stored as seconds
         inter["timestamp"] = inter["timestamp"] // 1000
@@ -136,13 +140,20 @@ def stringify(items: pd.DataFrame, fields: list[str]) -> pd.DataFrame:
 
 def prepare_dataset(spec: DatasetSpec, raw_root: PathLike, out_dir: PathLike) -> Path:
     """Import `spec` from `<raw_root>/<spec.path>` into `out_dir`; returns out_dir. Raises DataFormatError."""
+    out = Path(out_dir)
+    check_replaceable(out, "prepared dataset", "data.prepared_root", is_kind("prepared"))  # before any work
     raw = read_raw(spec, raw_root)
     inter, items, counts = prepare_frames(raw, spec)
     targets = None
     if raw.targets is not None:
         targets, items = attach_targets(raw.targets, inter, items, counts)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    with staged_folder(out, "prepared dataset", "data.prepared_root", is_kind("prepared")) as tmp:
+        write_prepared(tmp, raw, spec, inter, items, counts, targets)
+    return out
+
+
+def write_prepared(out: Path, raw: RawData, spec: DatasetSpec, inter: pd.DataFrame, items: pd.DataFrame,
+                   counts: dict, targets: Optional[pd.DataFrame] = None) -> None:
     columns, schema = ["user_id", "item_id", "timestamp", "position"], INTERACTIONS_SCHEMA
     if "behavior" in inter.columns:
         columns, schema = columns + ["behavior"], schema.append(BEHAVIOR_FIELD)
@@ -165,7 +176,6 @@ def prepare_dataset(spec: DatasetSpec, raw_root: PathLike, out_dir: PathLike) ->
         "spec": config_to_dict(spec),
     }
     write_manifest(out, manifest)
-    return out
 
 
 def load_prepared(path: PathLike) -> PreparedDataset:
@@ -183,7 +193,9 @@ def is_current(folder: Path, spec: DatasetSpec, raw_root: PathLike) -> bool:
     try:
         manifest = read_manifest(folder)
         require_files(folder, FILES, "prepared dataset")
-    except Exception:
+    except ArtifactError:  # missing or unreadable: prepare again
+        return False
+    if not isinstance(manifest, dict):
         return False
     if manifest.get("spec") != config_to_dict(spec):
         return False

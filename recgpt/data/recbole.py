@@ -10,18 +10,19 @@ import numpy as np
 import pandas as pd
 
 from recgpt.config.data import DatasetSpec
-from recgpt.data.common import RawData, frame, numbered_lines, numeric_timestamps, require_columns, resolve_file
+from recgpt.data.common import RawData, drop_cut_last_row, frame, numbered_lines, numeric_timestamps, require_columns, resolve_file
 from recgpt.data.errors import DataFormatError
 
 TYPES = ("token", "token_seq", "float", "float_seq")
 
 
-def read_atomic(path: Path) -> tuple[pd.DataFrame, np.ndarray]:
-    """(all columns as strings, the file line of each row); errors name the file and line."""
-    lines = numbered_lines(path)
-    first = next(lines, None)
-    if first is None:
+def read_atomic(path: Path, counts: dict, key: str) -> tuple[pd.DataFrame, np.ndarray]:
+    """(all columns as strings, the file line of each row); errors name the file and line. A last row cut
+    off (no line end) is skipped and counted in counts[key]."""
+    lines = list(numbered_lines(path))
+    if not lines:
         raise DataFormatError(path, "empty file (no header)")
+    first, lines = lines[0], drop_cut_last_row(path, lines[1:], counts, key)
     header = first[1].split("\t")
     names = []
     for field in header:
@@ -47,7 +48,8 @@ def read_atomic(path: Path) -> tuple[pd.DataFrame, np.ndarray]:
 
 def read(spec: DatasetSpec, folder: Path) -> RawData:
     inter_path = resolve_file(folder, spec.files.get("inter"), "inter")
-    inter, lines = read_atomic(inter_path)
+    counts = {}
+    inter, lines = read_atomic(inter_path, counts, "cut_last_rows_dropped")
     if inter.empty:
         raise DataFormatError(inter_path, "no interaction rows after the header")
     user = spec.columns.get("user", "user_id")
@@ -59,10 +61,9 @@ def read(spec: DatasetSpec, folder: Path) -> RawData:
 
     sources = [inter_path]
     items = pd.DataFrame({"item_id": pd.Series([], dtype=object)})
-    counts = {}
     if spec.files.get("item"):
         item_path = resolve_file(folder, spec.files["item"], "item")
-        table, item_lines = read_atomic(item_path)
+        table, item_lines = read_atomic(item_path, counts, "item_cut_last_rows_dropped")
         item_key = spec.columns.get("item_key", item)
         require_columns(item_path, table.columns, {"item": item_key})
         table = table.rename(columns={item_key: "item_id"})

@@ -2,7 +2,7 @@
 plus `steam_games.json.gz` (one Python dict literal per line, parsed with ast.literal_eval, never eval/pickle).
 
 `posted` is "YYYY-MM-DD", the original "Posted November 5, 2011." or null / a date without a year
-("Posted July 15."): those become null timestamps; import.null_timestamps says where they sort.
+("Posted July 15."): those become null timestamps; imports.null_timestamps says where they sort.
 Timestamps are unix seconds at 00:00 UTC of the day.
 Spec: files.reviews, files.games (optional).
 """

@@ -13,12 +13,14 @@ import pandas as pd
 
 from recgpt.config.data import DatasetSpec
 from recgpt.data.behavior import normalize_behaviors
-from recgpt.data.common import RawData, frame, numeric_timestamps, open_text, require_columns, resolve_file
+from recgpt.data.common import (RawData, drop_cut_last_row, frame, numeric_timestamps, open_text, require_columns,
+                                resolve_file)
 from recgpt.data.errors import DataFormatError
 
 
-def read_table(path: Path) -> tuple[pd.DataFrame, np.ndarray, str]:
-    """(table as strings / raw values, the line or row number of each row, "line" or "row")."""
+def read_table(path: Path, counts: dict, key: str) -> tuple[pd.DataFrame, np.ndarray, str]:
+    """(table as strings / raw values, the line or row number of each row, "line" or "row"). A text file's
+    last row cut off (no line end) is skipped and counted in counts[key]."""
     if path.suffix == ".parquet":
         try:
             table = pd.read_parquet(path)
@@ -32,15 +34,14 @@ def read_table(path: Path) -> tuple[pd.DataFrame, np.ndarray, str]:
             header = next(reader, None)
             if header is None:
                 raise DataFormatError(path, "empty file (no header)")
+            records = drop_cut_last_row(path, [(v, reader.line_num) for v in reader if v], counts, key)
             rows, lines = [], []
-            for values in reader:
-                if not values:
-                    continue  # blank line
+            for values, number in records:
                 if len(values) != len(header):
                     raise DataFormatError(path, f"expected {len(header)} fields {header}, found {len(values)}",
-                                          reader.line_num)
+                                          number)
                 rows.append(values)
-                lines.append(reader.line_num)
+                lines.append(number)
     except csv.Error as e:
         raise DataFormatError(path, f"malformed CSV: {e}", reader.line_num) from None
     except UnicodeDecodeError as e:
@@ -51,7 +52,8 @@ def read_table(path: Path) -> tuple[pd.DataFrame, np.ndarray, str]:
 
 def read(spec: DatasetSpec, folder: Path) -> RawData:
     inter_path = resolve_file(folder, spec.files.get("inter"), "inter")
-    table, numbers, where = read_table(inter_path)
+    counts = {}
+    table, numbers, where = read_table(inter_path, counts, "cut_last_rows_dropped")
     if "user" not in spec.columns or "item" not in spec.columns:
         raise DataFormatError(inter_path, "the spec needs columns.user and columns.item for a table dataset")
     needed = {"user": spec.columns["user"], "item": spec.columns["item"]}
@@ -69,11 +71,11 @@ def read(spec: DatasetSpec, folder: Path) -> RawData:
     if "behavior" in needed:
         interactions["behavior"] = normalize_behaviors(table[needed["behavior"]], inter_path, numbers, where)
 
-    sources, counts = [inter_path], {}
+    sources = [inter_path]
     items = pd.DataFrame({"item_id": pd.Series([], dtype=object)})
     if spec.files.get("item"):
         item_path = resolve_file(folder, spec.files["item"], "item")
-        item_table, _, _ = read_table(item_path)
+        item_table, _, _ = read_table(item_path, counts, "item_cut_last_rows_dropped")
         key = spec.columns.get("item_key", needed["item"])
         require_columns(item_path, item_table.columns, {"item_key": key})
         item_table = item_table.rename(columns={key: "item_id"})

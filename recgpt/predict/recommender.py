@@ -33,6 +33,22 @@ def resolve_model_dir(path) -> Path:
     return path
 
 
+def load_decoder(model_dir: Path):
+    """ItemCodeDecoder.from_pretrained with errors naming the file (missing, corrupt or truncated weights)."""
+    from safetensors import SafetensorError
+
+    from recgpt.model import ItemCodeDecoder
+
+    weights = model_dir / "model.safetensors"
+    if not weights.is_file():
+        raise ArtifactError(f"missing file: {weights} (the model's weights; re-export it with `recgpt eval`)")
+    try:
+        return ItemCodeDecoder.from_pretrained(str(model_dir))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise ArtifactError(f"{weights} (or {model_dir / 'config.json'}) cannot be loaded, corrupt or truncated? "
+                            f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
+
+
 def check_tokenizer(model, tokenizer, model_dir: Optional[Path] = None, tokenizer_dir: Optional[Path] = None) -> None:
     """A model only understands codes from the tokenizer it was trained with: refuse any other."""
     model_sizes = list(model.config.slot_vocab_sizes)
@@ -54,8 +70,11 @@ def check_trained_with(model_dir: Path, tokenizer_dir: Path) -> None:
     from recgpt.train.inputs import tokenizer_hash
 
     source, codes = model_dir / "source.json", model_dir / "codes.safetensors"
-    if not (source.is_file() and codes.is_file() and (tokenizer_dir / "config.json").is_file()):
+    if not (codes.is_file() and (tokenizer_dir / "config.json").is_file()):
         return
+    if not source.is_file():  # without it a swapped tokenizer would be used unchecked
+        raise ArtifactError(f"{source} is missing: the tokenizer at {tokenizer_dir} cannot be checked against the one "
+                            "the model was trained with; export the model with `recgpt eval` (it writes source.json)")
     expected = read_json(source).get("tokenizer_hash")
     if expected and tokenizer_hash(tokenizer_dir, codes) != expected:
         raise ValueError(f"tokenizer mismatch: the model at {model_dir} was trained with tokenizer hash {expected} "
@@ -73,11 +92,10 @@ class Recommender:
 
     @classmethod
     def from_pretrained(cls, path, tokenizer_dir=None, embed_cfg=None, device="cpu", **kwargs) -> "Recommender":
-        from recgpt.model import ItemCodeDecoder
         from recgpt.tokenizer import load_item_codes, load_tokenizer
 
         model_dir = resolve_model_dir(path)
-        model = ItemCodeDecoder.from_pretrained(str(model_dir))
+        model = load_decoder(model_dir)
         tokenizer_dir = Path(tokenizer_dir) if tokenizer_dir else model_dir / "tokenizer"
         tokenizer = load_tokenizer(tokenizer_dir) if (tokenizer_dir / "config.json").is_file() else None
         if tokenizer is not None:
@@ -108,6 +126,11 @@ class Recommender:
                                  self.beam_size, self.device)
 
     def set_catalog(self, item_ids: Sequence[str], texts: Sequence[str]) -> Catalog:
+        if isinstance(item_ids, (str, bytes)) or isinstance(texts, (str, bytes)):
+            raise TypeError("set_catalog(item_ids, texts): give two lists (one id and one text per item), not strings")
+        item_ids, texts = list(item_ids), list(texts)
+        if len(item_ids) != len(texts):
+            raise ValueError(f"set_catalog: {len(item_ids)} item ids but {len(texts)} texts")
         keep_text = bool(self.model.config.text_dim)
         self.use_catalog(build_catalog(item_ids, texts, self._need_tokenizer(), self.embed_cfg, keep_text))
         return self.catalog
@@ -156,6 +179,8 @@ class Recommender:
             raise ValueError(f"k must be >= 1, got {k}")
         if k > self.catalog.n_items:
             raise ValueError(f"k={k} is larger than the catalog ({self.catalog.n_items} items)")
+        if not isinstance(histories, (str, bytes)):  # a generator would be spent by the check below
+            histories = [h if isinstance(h, (str, bytes)) else list(h) for h in histories]
         if isinstance(histories, (str, bytes)) or any(isinstance(h, (str, bytes)) for h in histories):
             raise TypeError("histories must be a list of item-id lists (one list per user)")
         rows, unknown, empty = [], 0, []

@@ -6,7 +6,8 @@ import time
 from pathlib import Path
 
 from recgpt.config import ConfigError, config_to_dict, known_dataset_specs
-from recgpt.io import manifest_hash, write_manifest
+from recgpt.config.errors import check_device
+from recgpt.io import check_replaceable, is_kind, manifest_hash, staged_folder, write_manifest
 from recgpt.logging import print0, warn
 from recgpt.predict import baselines
 from recgpt.predict.metrics import coverage, position_hit_rates, ranking_metrics
@@ -62,9 +63,12 @@ def run_predict(cfg) -> Path:
     p, start = cfg.predict, time.time()
     horizon = p.horizon if p.protocol == "horizon" else 1
     check_dataset(p.dataset, cfg.data)  # cheap checks first: a wrong name or path fails at once
+    check_device(p.device, "predict.device")
     model_dir = resolve_model_dir(p.model_dir)
     dataset_dir = resolve_dataset(p.dataset, cfg.data)
     prepared = load_prepared(dataset_dir)
+    out = output_dir(cfg, model_dir, prepared.name)
+    check_replaceable(out, "prediction report", "predict.output_dir", is_kind("predict"))  # before any work
     rec = Recommender.from_pretrained(model_dir, tokenizer_dir=p.tokenizer_dir, embed_cfg=cfg.embed,
                                       device=p.device, scoring=p.scoring, beam_size=p.beam_size,
                                       batch_size=p.batch_size)
@@ -84,6 +88,11 @@ def run_predict(cfg) -> Path:
     recs, scores = rec.recommend_rows(cases.histories, min(k_max, catalog.n_items), horizon, p.strategy,
                                       p.allow_history, p.n_samples, p.temperature, p.seed)
     model_seconds = time.time() - t0
+    short = sum(len(r) < min(k_max, catalog.n_items) for r in recs)
+    if short:  # e.g. rra / ra lists hold at most horizon x n_samples distinct items
+        notes.append(f"{short} of {len(recs)} model lists hold fewer than {min(k_max, catalog.n_items)} items "
+                     f"(shortest {min(map(len, recs))}; strategy {p.strategy}): ranks past a list's end count as misses")
+        warn(notes[-1])
     lists = {"model": recs, "recency": baselines.recency(cases.histories, k_max),
              "popularity": baselines.popularity(cases.histories, k_max, p.allow_history)}
     methods, by_position = {}, {}
@@ -99,11 +108,11 @@ def run_predict(cfg) -> Path:
                     "users_per_s": round(len(cases) / max(model_seconds, 1e-9), 2)},
         "notes": notes, "config": config_to_dict(p),
     }
-    out = output_dir(cfg, model_dir, prepared.name)
-    write_report(out, result, recommendations_frame(cases.user_ids, recs, scores, catalog.item_ids))
-    write_manifest(out, {"stage": "predict", "model_dir": str(model_dir), "dataset_dir": str(dataset_dir),
-                         "dataset_manifest_hash": manifest_hash(dataset_dir), "counts": cases.counts,
-                         "config": config_to_dict(cfg)})
+    with staged_folder(out, "prediction report", "predict.output_dir", is_kind("predict"), carry_over=False) as tmp:
+        write_report(tmp, result, recommendations_frame(cases.user_ids, recs, scores, catalog.item_ids))
+        write_manifest(tmp, {"stage": "predict", "model_dir": str(model_dir), "dataset_dir": str(dataset_dir),
+                             "dataset_manifest_hash": manifest_hash(dataset_dir), "counts": cases.counts,
+                             "config": config_to_dict(cfg)})
     model, recency = methods["model"], methods["recency"]
     print0(f"predict: HR@{ks[-1]} model {model[f'HR@{ks[-1]}']:.4f} vs recency {recency[f'HR@{ks[-1]}']:.4f}; "
            f"report in {out}")

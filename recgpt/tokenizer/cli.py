@@ -12,7 +12,8 @@ import sys
 from pathlib import Path
 
 from recgpt.config import config_from_argv, config_to_dict
-from recgpt.io import ArtifactError, sha256_file, write_manifest
+from recgpt.config.errors import check_device
+from recgpt.io import ArtifactError, check_replaceable, is_kind, sha256_file, staged_folder, write_manifest
 from recgpt.logging import print0
 
 USAGE = "usage: recgpt tokenize {embed|fit|assign} [--config FILE] [key=value ...]"
@@ -38,9 +39,11 @@ def embed_main(argv) -> int:
                                  lambda p: p.add_argument("--items", help="corpus or prepared dataset folder"))
     source = Path(args.items or cfg.data.corpus_dir)
     out = Path(cfg.embed.output_dir or source / "embeddings")
+    check_replaceable(out, "item embeddings", "embed.output_dir", is_kind("embed"))
     ids, texts = read_items(source)
     emb = embed_items(ids, texts, cfg.embed)
-    emb.save(out)
+    with staged_folder(out, "item embeddings", "embed.output_dir", is_kind("embed")) as tmp:
+        emb.save(tmp)
     print0(f"{len(ids)} items ({emb.n_empty_text} with empty text, embedded as {cfg.embed.placeholder!r}) "
            f"-> {out} [{emb.model}, dim {emb.dim}]")
     return 0
@@ -58,13 +61,17 @@ def fit_main(argv) -> int:
 
     cfg, _ = config_from_argv(argv, "fit the item tokenizer (docs/artifacts.md: Tokenizer)")
     source, out = embeddings_dir(cfg), Path(cfg.tokenizer.output_dir)
+    check_device(cfg.tokenizer.device, "tokenizer.device")
+    check_replaceable(out, "tokenizer", "tokenizer.output_dir", is_kind("tokenizer"))
     emb = load_embeddings(source)
     tok = fit_tokenizer(emb, cfg.tokenizer)
-    tok.save(out)
-    save_item_codes(out / CODES_FILE, emb.item_ids, tok.assign(emb, item_ids=emb.item_ids))
-    write_manifest(out, {"stage": "tokenizer", "embeddings": str(source),
-                         "embeddings_sha256": sha256_file(source / EMBEDDINGS_FILE),
-                         "counts": {"items": len(emb.item_ids)}, "config": config_to_dict(cfg.tokenizer)})
+    codes = tok.assign(emb, item_ids=emb.item_ids)
+    with staged_folder(out, "tokenizer", "tokenizer.output_dir", is_kind("tokenizer")) as tmp:
+        tok.save(tmp)
+        save_item_codes(tmp / CODES_FILE, emb.item_ids, codes)
+        write_manifest(tmp, {"stage": "tokenizer", "embeddings": str(source),
+                             "embeddings_sha256": sha256_file(source / EMBEDDINGS_FILE),
+                             "counts": {"items": len(emb.item_ids)}, "config": config_to_dict(cfg.tokenizer)})
     print0(format_report(tok.report))
     print0(f"tokenizer and item codes -> {out}")
     return 0

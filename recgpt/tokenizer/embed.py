@@ -95,6 +95,9 @@ def embed_texts(texts: list[str], cfg) -> np.ndarray:
     """float16 [len(texts), D]; texts already in the cache (same model and dtype) are not embedded again."""
     from tqdm.auto import tqdm
 
+    from recgpt.config.errors import check_device
+
+    check_device(cfg.device, "embed.device")
     shas = [text_sha(t) for t in texts]
     cache = EmbeddingCache(Path(cfg.cache_dir) / model_cache_key(cfg.model, cfg.dtype), cfg.model)
     todo = {}

@@ -1,12 +1,15 @@
 """Checkpoints: ckpt/<run>/step-NNNNNNNN/ written by `accelerator.save_state` on every rank (collective under
 DeepSpeed), plus the model weights as one safetensors file and `meta.json`, written last by rank 0: a folder
 without `meta.json` is incomplete (a crash mid-save) and is ignored. The newest complete one is resumed."""
+import pickle
 import re
 import shutil
 from pathlib import Path
 from typing import Optional
 
-from recgpt.io import ArtifactError, read_json, write_json
+from safetensors import SafetensorError
+
+from recgpt.io import ArtifactError, load_safetensors, read_json, write_json
 from recgpt.logging import warn
 
 STEP_DIR = re.compile(r"^step-(\d{8})$")
@@ -42,7 +45,54 @@ def latest_checkpoint(run_dir, verbose: bool = True) -> Optional[Path]:
 
 
 def read_meta(folder) -> dict:
-    return read_json(Path(folder) / META)
+    """meta.json of a complete checkpoint, with the keys every reader needs; ArtifactError otherwise."""
+    meta = read_json(Path(folder) / META)
+    missing = [k for k in ("step", "model_config") if not isinstance(meta, dict) or k not in meta]
+    if missing:
+        raise ArtifactError(f"{Path(folder) / META}: missing {', '.join(missing)} (not written by recgpt pretrain?)")
+    return meta
+
+
+# Model keys that do not change the weights' shapes or meaning: a resume may change them.
+RUNTIME_MODEL_KEYS = ("dropout", "attention")
+
+
+def model_config_changes(meta: dict, model_now: dict) -> list[str]:
+    """`model.<key>: <checkpoint> -> <now>` for every model key that differs from the checkpoint's config."""
+    then = (meta.get("config") or {}).get("model") or {}
+    return [f"model.{k}: {then.get(k)!r} -> {model_now.get(k)!r}" for k in sorted(set(then) | set(model_now))
+            if k not in RUNTIME_MODEL_KEYS and then.get(k) != model_now.get(k)]
+
+
+def check_resumable(meta: dict, folder, corpus_hash: str, tokenizer_hash: str, model_now: dict) -> None:
+    """Refuse, before anything is written, to resume a checkpoint on other data or with another model shape."""
+    check_compatible(meta, folder, corpus_hash, tokenizer_hash)
+    changes = model_config_changes(meta, model_now)
+    if changes:
+        raise CheckpointMismatch(f"{folder}: the model config differs from the checkpoint's ({'; '.join(changes)}); "
+                                 "resume with the checkpoint's values or start a new run (run.name)")
+
+
+# What torch / accelerate / safetensors raise for a truncated or corrupt checkpoint file.
+LOAD_ERRORS = (OSError, EOFError, RuntimeError, ValueError, KeyError, pickle.UnpicklingError, SafetensorError)
+
+
+def unreadable_file(folder) -> Optional[str]:
+    """'<file>: <error>' for the first file of a checkpoint folder that cannot be read back, else None.
+    Pickles (optimizer, scheduler, RNG states) are read with weights_only=True."""
+    from accelerate.utils import load
+
+    for path in sorted(p for p in Path(folder).rglob("*") if p.is_file()):
+        try:
+            if path.suffix == ".safetensors":
+                load_safetensors(path)
+            elif path.suffix in (".bin", ".pkl", ".pt"):
+                load(str(path), map_location="cpu", weights_only=True)
+            elif path.suffix == ".json":
+                read_json(path)
+        except (ArtifactError, SafetensorError, *LOAD_ERRORS) as e:
+            return f"{path}: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
+    return None
 
 
 def check_compatible(meta: dict, folder, corpus_hash: str, tokenizer_hash: str) -> None:

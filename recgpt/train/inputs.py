@@ -113,6 +113,8 @@ def load_training_inputs(cfg) -> TrainingInputs:
     if not codes_path.is_file():
         raise ArtifactError(f"item codes not found: {codes_path} (train.codes_path)")
     corpus = load_corpus(corpus_dir)
+    if len(corpus.sequences["train"]) == 0:
+        raise ArtifactError(f"corpus {corpus_dir} (data.corpus_dir) has no training sequence: nothing to pretrain on")
     slot_vocab_sizes = read_slot_vocab_sizes(tokenizer_dir)
     ids, codes = load_item_codes(codes_path)
     codes = torch.as_tensor(np.asarray(codes)).to(torch.int32)

@@ -14,7 +14,8 @@ from typing import Optional
 import torch
 
 from recgpt.config import ConfigError, config_to_dict, save_config
-from recgpt.logging import print0
+from recgpt.io import ArtifactError
+from recgpt.logging import is_main_process, print0, warn
 from recgpt.train import checkpoint as ckpt
 from recgpt.train.heldout import heldout_loss, loss_sums
 from recgpt.train.objective import NextItemObjective
@@ -101,6 +102,8 @@ class Trainer:
         if self.inputs is None:  # first, so that a missing corpus or tokenizer fails before anything starts
             self.inputs = load_training_inputs(cfg)
         inputs = self.inputs
+        # Every check that can refuse the run comes before anything is written to the run folder.
+        candidates = self.resume_candidates() if tcfg.resume else []
         self.accelerator = acc = make_accelerator(cfg, make_trackers(tcfg.trackers, self.run_dir), self.run_dir)
         set_seed(tcfg.seed)
         self.row_items = tcfg.row_items or cfg.model.max_items
@@ -120,21 +123,51 @@ class Trainer:
         self.stream = MicroBatchStream(inputs.train, inputs, tcfg.batching, self.row_items, tcfg.tokens_per_batch,
                                        tcfg.seed, acc.process_index, acc.num_processes)
         self.stream.plan(0)  # fails early when the corpus cannot feed every rank
+        if candidates:
+            self.resume(candidates)
         if acc.is_main_process:
             save_config(cfg, self.run_dir / "config.yaml")
         wandb = {"dir": str(self.run_dir), "mode": os.environ.get("WANDB_MODE", "offline")}  # offline unless asked
         acc.init_trackers(cfg.run.name, config=_flat(config_to_dict(cfg)), init_kwargs={"wandb": wandb})
-        if tcfg.resume:
-            self.resume()
         return self
 
-    def resume(self) -> Optional[Path]:
-        folder = ckpt.latest_checkpoint(self.run_dir, verbose=self.accelerator.is_main_process)
-        if folder is None:
-            return None
-        meta = ckpt.read_meta(folder)
-        ckpt.check_compatible(meta, folder, self.inputs.corpus_hash, self.inputs.tokenizer_hash)
-        self.accelerator.load_state(str(folder))
+    def resume_candidates(self) -> list:
+        """(folder, meta) of the run's complete checkpoints, newest first, each checked against the data and
+        model config given now (a mismatch is refused, never skipped); an unreadable meta.json is warned about."""
+        complete = ckpt.list_checkpoints(self.run_dir)[0]
+        ckpt.latest_checkpoint(self.run_dir, verbose=is_main_process())  # warns about incomplete folders
+        model_now = config_to_dict(self.cfg)["model"]
+        out = []
+        for folder in reversed(complete):
+            try:
+                meta = ckpt.read_meta(folder)
+            except ArtifactError as e:
+                warn(f"cannot resume from {folder}: {e}; trying the next older checkpoint")
+                continue
+            ckpt.check_resumable(meta, folder, self.inputs.corpus_hash, self.inputs.tokenizer_hash, model_now)
+            out.append((folder, meta))
+        if complete and not out:
+            raise ArtifactError(f"{self.run_dir}: none of its {len(complete)} complete checkpoints has a readable "
+                                f"{ckpt.META}; move them away to start afresh, or choose another run.name")
+        return out
+
+    def resume(self, candidates: list) -> Path:
+        """Load the newest loadable checkpoint; a corrupt one is named and the next older one tried."""
+        acc = self.accelerator
+        for folder, meta in candidates:
+            error = None
+            try:  # optimizer, scheduler and RNG pickles are read with weights_only=True
+                acc.load_state(str(folder), load_kwargs={"weights_only": True})
+            except ckpt.LOAD_ERRORS as e:
+                error = ckpt.unreadable_file(folder) or f"{folder}: {type(e).__name__}: {str(e).splitlines()[0]}"
+            failed = acc.reduce(torch.tensor([float(error is not None)], device=acc.device), reduction="sum")
+            if float(failed) == 0:
+                break
+            warn(f"cannot resume from {error or f'{folder}: it failed to load on another process'}; "
+                 "trying the next older checkpoint")
+        else:
+            raise ArtifactError(f"{self.run_dir}: none of its complete checkpoints could be loaded "
+                                f"({', '.join(f.name for f, _ in candidates)}); see the warnings above")
         self.step, self.tokens_seen = int(meta["step"]), int(meta["tokens_seen"])
         self.target_tokens_seen = int(meta.get("target_tokens_seen", 0))
         self.last_loss, self.last_heldout = meta.get("loss", math.nan), meta.get("heldout_loss")
