@@ -29,8 +29,8 @@ def non_empty(table: pd.DataFrame, columns: dict, path: Path, numbers: np.ndarra
             raise DataFormatError(path, f"empty {name!r} ({role})", int(numbers[np.flatnonzero(empty)[0]]))
 
 
-def read_events(path: Path) -> pd.DataFrame:
-    table, numbers, where = read_table(path)
+def read_events(path: Path, counts: dict) -> pd.DataFrame:
+    table, numbers, where = read_table(path, counts, "cut_last_rows_dropped")
     require_columns(path, table.columns, EVENT_COLUMNS)
     if table.empty:
         raise DataFormatError(path, "no rows after the header")
@@ -44,8 +44,8 @@ def read_events(path: Path) -> pd.DataFrame:
     return out.iloc[order].reset_index(drop=True)
 
 
-def read_targets(path: Path) -> pd.DataFrame:
-    table, numbers, _ = read_table(path)
+def read_targets(path: Path, counts: dict) -> pd.DataFrame:
+    table, numbers, _ = read_table(path, counts, "target_cut_last_rows_dropped")
     require_columns(path, table.columns, TARGET_COLUMNS)
     non_empty(table, TARGET_COLUMNS, path, numbers)
     return pd.DataFrame({"user_id": table["visitorid"].str.strip().astype(str),
@@ -54,11 +54,12 @@ def read_targets(path: Path) -> pd.DataFrame:
 
 def read(spec: DatasetSpec, folder: Path) -> RawData:
     events_path = resolve_file(folder, spec.files.get("events"), "events")
-    interactions = read_events(events_path)
+    counts: dict = {}
+    interactions = read_events(events_path, counts)
     sources, targets = [events_path], None
     if spec.files.get("targets"):
         targets_path = resolve_file(folder, spec.files["targets"], "targets")
-        targets = read_targets(targets_path)
+        targets = read_targets(targets_path, counts)
         sources.append(targets_path)
     items = pd.DataFrame({"item_id": pd.Series([], dtype=object)})
-    return RawData(interactions, items, sources, {}, targets)
+    return RawData(interactions, items, sources, counts, targets)
