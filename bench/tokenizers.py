@@ -100,10 +100,14 @@ BENCH_DEFAULTS = ["embed.dtype=bfloat16", "tokenizer.epochs=10", "tokenizer.kmea
 
 def main(argv) -> int:
     overrides = [a for a in argv if "=" in a and not a.startswith("-")]
-    argv = [a for a in argv if a not in overrides] + BENCH_DEFAULTS + overrides
+    # overrides first: a flag taking several values (--rqvae-sets) would swallow what follows it
+    argv = BENCH_DEFAULTS + overrides + [a for a in argv if a not in overrides]
+
     def flags(parser):
         parser.add_argument("--throughput-texts", type=int, default=1000)
         parser.add_argument("--rqvae-remedies", action="store_true", help="only the RQ-VAE collapse table")
+        parser.add_argument("--rqvae-sets", nargs="+", default=["ml-100k", "amazon_scientific", "merged"],
+                            help="datasets of data.datasets (or 'merged') for --rqvae-remedies")
 
     cfg, args = config_from_argv(argv, __doc__, flags)
     embed_cfg = cfg.embed
@@ -119,7 +123,7 @@ def main(argv) -> int:
     print(f"{len(ids)} items from {', '.join(cfg.data.datasets)}; {emb.n_empty_text} with empty text; "
           f"{emb.model} dim {emb.dim}")
     if args.rqvae_remedies:
-        rqvae_remedies(emb, cfg, ["ml-100k", "amazon_scientific", "merged"])
+        rqvae_remedies(emb, cfg, args.rqvae_sets)
         return 0
 
     rows = []
