@@ -7,6 +7,7 @@ from typing import Iterable, Optional, Union
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from recgpt.config.baselines import BaselineConfig
 from recgpt.config.data import DataConfig, DatasetSpec
 from recgpt.config.embed import EmbedConfig
 from recgpt.config.errors import ConfigError, check
@@ -39,6 +40,7 @@ class RecGPTConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     predict: PredictConfig = field(default_factory=PredictConfig)
+    baseline: BaselineConfig = field(default_factory=BaselineConfig)
 
     @property
     def run_dir(self) -> Path:
