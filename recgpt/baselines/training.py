@@ -82,7 +82,7 @@ class TorchBaseline(Baseline):
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(self.net.parameters(), 1.0)
                 opt.step()
-                total, steps = total + float(loss), steps + 1
+                total, steps = total + loss.item(), steps + 1
                 if cfg.max_seconds and time.time() - start > cfg.max_seconds:
                     out_of_time = True
                     break
