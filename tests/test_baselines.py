@@ -8,7 +8,7 @@ from recgpt.config import BaselineConfig
 # Short fits: small models, a few epochs, early stopping on 300 validation users.
 SHORT = dict(patience=2, max_valid_users=300, lr=3e-3, batch_size=64, d_model=32, n_layers=1, max_len=30,
              dropout=0.1, eval_every_epochs=1, threads=1)
-EPOCHS = {"bpr": 40, "sasrec": 3, "gpt2": 5, "bert4rec": 8}
+EPOCHS = {"sasrec": 3, "gpt2": 5, "bert4rec": 8}
 
 
 @pytest.fixture(scope="module")

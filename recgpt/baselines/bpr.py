@@ -1,5 +1,5 @@
 """BPR-MF (Rendle et al. 2009) with the `implicit` library: matrix factorisation trained with the pairwise
-BPR loss on the training user x item matrix. Early stopping on validation NDCG@10 every `eval_every_epochs`
+BPR loss on the training user x item matrix. Early stopping on validation NDCG@10 every `bpr_epochs_per_eval`
 epochs (implicit continues from its current factors when fit is called again).
 
 Known users score with their own factors; a user absent from training (cold start) is folded in as the mean
@@ -29,11 +29,11 @@ class BPRMF(Baseline):
                                shape=(len(split.train), self.n_items))
         matrix.data[:] = 1.0  # repeats count once
         model = BayesianPersonalizedRanking(factors=c.factors, learning_rate=c.bpr_lr, regularization=c.regularization,
-                                            iterations=c.eval_every_epochs, random_state=c.seed, num_threads=c.threads)
+                                            iterations=c.bpr_epochs_per_eval, random_state=c.seed, num_threads=c.threads)
         self.user_index = {u: i for i, u in enumerate(split.train_users)}
         valid = subset(split.valid, c.max_valid_users, c.seed)
         best, bad, log = -1.0, 0, []
-        for epoch in tqdm(range(c.eval_every_epochs, c.epochs + 1, c.eval_every_epochs), desc="bpr", leave=False):
+        for epoch in tqdm(range(c.bpr_epochs_per_eval, c.bpr_epochs + 1, c.bpr_epochs_per_eval), desc="bpr", leave=False):
             model.fit(matrix, show_progress=False)
             self.user_factors = torch.from_numpy(np.array(model.user_factors))
             self.item_factors = torch.from_numpy(np.array(model.item_factors))

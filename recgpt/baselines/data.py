@@ -39,17 +39,18 @@ def _half(seed: int, protocol: str, user: str) -> str:
 
 def split_user(items: list, user: str, protocol: str, horizon: int, cold_fraction: float, seed: int):
     """(train sequence or None, {split: (history, targets)})."""
+    keep = int(splits.train_lengths([len(items)], protocol if protocol != "cold" else "all", horizon)[0])
     if protocol == "loo":
-        if len(items) < 3:
+        if keep == len(items):
             return items, {}
         loo = splits.leave_one_out(items)
-        return items[:-2], {"valid": (loo.valid_history, [loo.valid_target]),
+        return items[:keep], {"valid": (loo.valid_history, [loo.valid_target]),
                             "test": (loo.test_history, [loo.test_target])}
     if protocol == "horizon":
-        if len(items) <= horizon:
+        if keep == len(items):
             return items, {}
         cut = splits.last_n(items, horizon)
-        return cut.history, {_half(seed, protocol, user): (cut.history, cut.targets)}
+        return items[:keep], {_half(seed, protocol, user): (cut.history, cut.targets)}
     if protocol == "cold":
         if len(items) < 2 or not splits.is_heldout(f"cold:{user}", cold_fraction, seed):
             return items, {}

@@ -45,10 +45,12 @@ class BaselineConfig:
     n_heads: int = 2
     dropout: float = 0.2
     mask_prob: float = 0.2  # bert4rec: share of items masked
-    # BPR-MF (implicit)
+    # BPR-MF (implicit): cheap epochs, so validated every bpr_epochs_per_eval of them (less noisy stopping)
     factors: int = 64
-    bpr_lr: float = 0.05
+    bpr_lr: float = 0.01
     regularization: float = 0.01
+    bpr_epochs: int = 400
+    bpr_epochs_per_eval: int = 10
     # item-kNN: neighbours kept per item, items of history used (weighted decay**age)
     knn_neighbors: int = 100
     knn_history: int = 5
@@ -68,7 +70,7 @@ class BaselineConfig:
         check(len(self.temperatures) > 0 and all(t > 0 for t in self.temperatures), "baseline.temperatures",
               f"positive values, got {self.temperatures}")
         for key in ("n_samples", "beam_size", "max_valid_users", "eval_batch", "epochs", "patience",
-                    "eval_every_epochs", "batch_size", "max_len", "d_model", "n_layers", "n_heads", "factors",
+                    "eval_every_epochs", "bpr_epochs", "bpr_epochs_per_eval", "batch_size", "max_len", "d_model", "n_layers", "n_heads", "factors",
                     "knn_neighbors", "knn_history", "threads"):
             check(getattr(self, key) >= 1, f"baseline.{key}", f"must be >= 1, got {getattr(self, key)}")
         check(self.max_test_users is None or self.max_test_users >= 1, "baseline.max_test_users",

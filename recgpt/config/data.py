@@ -75,6 +75,9 @@ class DataConfig:
     min_items: int = 2  # shorter sequences carry no next-item target and are counted, then dropped
     heldout_users: float = 0.02  # seeded share of users held out for eval loss
     horizon: int = 10  # last-N hold-out length for long-horizon splits
+    # In-domain training on one dataset's own training split: all (pretraining), loo (each user's last two
+    # items, the valid and test targets, left out) or horizon (the last data.horizon items left out).
+    train_split: str = "all"
     seed: int = 0
 
     def __post_init__(self):
@@ -82,4 +85,6 @@ class DataConfig:
         check(self.min_items >= 1, "data.min_items", f"must be >= 1, got {self.min_items}")
         check(0.0 <= self.heldout_users < 1.0, "data.heldout_users", f"must be in [0, 1), got {self.heldout_users}")
         check(self.horizon >= 1, "data.horizon", f"must be >= 1, got {self.horizon}")
+        check(self.train_split in ("all", "loo", "horizon"), "data.train_split",
+              f"all|loo|horizon, got {self.train_split!r}")
         check(len(set(self.datasets)) == len(self.datasets), "data.datasets", f"repeated names in {self.datasets}")
