@@ -19,8 +19,10 @@ sys.path[0] = str(Path(__file__).resolve().parents[1])  # the repo root, not ben
 
 from recgpt.config import load_config  # noqa: E402
 
+# recgpt trained in-domain (configs/tiny.yaml sizes) on the LOO training split, and TIGER as its configuration.
+RECGPT_VARIANTS = {"recgpt": [], "tiger": ["tokenizer.kind=rqvae", "model.head=autoregressive"]}
 ROWS = ["popularity", "markov", "itemknn", "bpr", "sasrec", "bert4rec", "gpt2", "tiger", "recgpt", "recgpt_ft"]
-TRAINED = ROWS[:7]  # tiger / recgpt / recgpt_ft: trained by `recgpt pretrain`, not by this script
+TRAINED = ROWS[:7]  # trained by `recgpt baseline`; tiger / recgpt by the recgpt CLI (--recgpt); recgpt_ft not here
 GENERATIVE = ("gpt2", "sasrec", "markov")
 STRATEGIES = ("exact", "greedy", "beam", "sample", "rra", "ra")
 
@@ -41,6 +43,37 @@ def run_one(name, dataset, protocol, args, out: Path) -> dict:
                                     f"baseline.temperatures={temps}", *args.overrides])
     run_baseline(cfg)
     return json.loads((folder / "metrics.json").read_text())
+
+
+def run_recgpt(variant, dataset, args, out: Path) -> dict:
+    """corpus (data.train_split=loo) -> embed -> tokenizer -> pretrain -> eval -> predict LOO, by the CLI."""
+    import subprocess
+    import time
+
+    root = out / f"{dataset}-loo" / variant
+    if (root / "predict" / "metrics.json").is_file() and not args.rerun:
+        return json.loads((root / "result.json").read_text())
+    common = ["--config", "configs/tiny.yaml", f"data.datasets=[{dataset}]", "data.train_split=loo",
+              "data.prepared_root=outputs/prepared", f"data.corpus_dir={root / 'corpus'}", "data.heldout_users=0.05",
+              f"embed.cache_dir={args.embed_cache}", f"embed.output_dir={root / 'corpus' / 'embeddings'}",
+              f"tokenizer.output_dir={root / 'tokenizer'}", f"run.output_root={root / 'ckpt'}", "run.name=run",
+              f"train.max_steps={args.recgpt_steps}", f"train.eval_every={args.recgpt_steps}",
+              f"train.save_every={args.recgpt_steps}", *RECGPT_VARIANTS[variant]]
+    best = root / "ckpt" / "run" / "best"
+    stages = [(["corpus"], []), (["tokenize", "embed"], []), (["tokenize", "fit"], []), (["pretrain"], []),
+              (["eval"], ["--ckpt", str(best.parent)]),
+              (["predict"], ["--dataset", dataset, f"predict.model_dir={best}", f"predict.output_dir={root / 'predict'}",
+                             "predict.allow_history=false", "predict.max_users=null", "predict.ks=[1,5,10,20]"])]
+    seconds = {}
+    for words, extra in stages:
+        start = time.time()
+        subprocess.run([sys.executable, "-m", "recgpt.cli", *words, *common, *extra], check=True)
+        seconds[" ".join(words)] = round(time.time() - start, 1)
+    predicted = json.loads((root / "predict" / "metrics.json").read_text())
+    result = {"methods": {variant: predicted["methods"]["model"]}, "seconds": {"train": seconds["pretrain"]},
+              "stage_seconds": seconds}
+    (root / "result.json").write_text(json.dumps(result, indent=2))
+    return result
 
 
 def cell(value) -> str:
@@ -78,6 +111,10 @@ def main(argv=None) -> int:
     parser.add_argument("--max-seconds", type=float, default=120.0, help="training wall-clock cap per model and split")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--temperatures", type=float, nargs="+", default=[0.7, 1.0])
+    parser.add_argument("--recgpt", nargs="*", default=[], choices=list(RECGPT_VARIANTS),
+                        help="also train recgpt / TIGER in-domain (LOO split) with the recgpt CLI")
+    parser.add_argument("--recgpt-steps", type=int, default=300)
+    parser.add_argument("--embed-cache", default="/work/cache/embed")
     parser.add_argument("--config", default=None)
     parser.add_argument("--out", default="outputs/bench/in_domain")
     parser.add_argument("--rerun", action="store_true", help="retrain models whose report already exists")
@@ -87,6 +124,8 @@ def main(argv=None) -> int:
     tables = []
     for dataset in args.datasets:
         results = {(n, p): run_one(n, dataset, p, args, out) for n in args.models for p in args.protocols}
+        for variant in args.recgpt:
+            results[(variant, "loo")] = run_recgpt(variant, dataset, args, out)
         tables.append(table(dataset, results))
         (out / "in_domain.md").write_text("\n".join(tables))
         print(tables[-1], flush=True)
