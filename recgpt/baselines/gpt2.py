@@ -7,8 +7,7 @@ Tokens: item rows 0..N-1, padding N (right-padded, attention-masked; positions c
 import torch
 from torch import nn
 
-from recgpt.baselines.sasrec import causal_ce, last_positions
-from recgpt.baselines.training import TorchBaseline, pad_right
+from recgpt.baselines.sasrec import CausalBaseline
 
 
 class GPT2ItemNet(nn.Module):
@@ -30,18 +29,6 @@ class GPT2ItemNet(nn.Module):
         return self.gpt.lm_head(hidden)[..., :self.n_items]  # the padding token is never a prediction
 
 
-class GPT2Item(TorchBaseline):
+class GPT2Item(CausalBaseline):
     name = "gpt2"
-    generative = True
-
-    def build(self):
-        c = self.cfg
-        return GPT2ItemNet(self.n_items, c.d_model, c.n_layers, c.n_heads, c.dropout, c.max_len + 1)
-
-    def loss(self, batch):
-        return causal_ce(self.net.hidden(batch), batch, self.net.logits)
-
-    def scores(self, histories, users=None):
-        recent = self.recent(histories, self.cfg.max_len)
-        hidden = self.net.hidden(pad_right(recent))
-        return self.net.logits(hidden[torch.arange(len(recent)), last_positions(recent)])
+    net_class = GPT2ItemNet

@@ -58,13 +58,14 @@ def last_positions(histories) -> torch.Tensor:
     return torch.as_tensor([len(h) - 1 for h in histories], dtype=torch.long)
 
 
-class SASRec(TorchBaseline):
-    name = "sasrec"
+class CausalBaseline(TorchBaseline):
+    """A next-item model whose `net_class(n_items, d, layers, heads, dropout, positions)` has hidden / logits."""
     generative = True
+    net_class = SASRecNet
 
     def build(self):
         c = self.cfg
-        return SASRecNet(self.n_items, c.d_model, c.n_layers, c.n_heads, c.dropout, c.max_len + 1)
+        return self.net_class(self.n_items, c.d_model, c.n_layers, c.n_heads, c.dropout, c.max_len + 1)
 
     def loss(self, batch):
         return causal_ce(self.net.hidden(batch), batch, self.net.logits)
@@ -75,3 +76,7 @@ class SASRec(TorchBaseline):
         recent = self.recent(histories, self.cfg.max_len)
         hidden = self.net.hidden(pad_right(recent))
         return self.net.logits(hidden[torch.arange(len(recent)), last_positions(recent)])
+
+
+class SASRec(CausalBaseline):
+    name = "sasrec"

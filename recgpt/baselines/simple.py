@@ -12,6 +12,17 @@ import torch
 from recgpt.baselines.base import Baseline
 
 
+def sparse_state(matrix, popularity) -> dict:
+    t = matrix.tocoo()
+    return {"rows": torch.from_numpy(t.row.astype(np.int64)), "cols": torch.from_numpy(t.col.astype(np.int64)),
+            "values": torch.from_numpy(t.data), "popularity": popularity}
+
+
+def sparse_from_state(tensors, n_items: int):
+    return sp.csr_matrix((tensors["values"].numpy(), (tensors["rows"].numpy(), tensors["cols"].numpy())),
+                         shape=(n_items, n_items))
+
+
 def _counts(sequences, n_items: int) -> torch.Tensor:
     flat = [i for s in sequences for i in s]
     return torch.bincount(torch.as_tensor(flat, dtype=torch.long), minlength=n_items).float()
@@ -56,13 +67,10 @@ class Markov(Baseline):
         return torch.log(probs)
 
     def state(self):
-        t = self.transitions.tocoo()
-        return {"rows": torch.from_numpy(t.row.astype(np.int64)), "cols": torch.from_numpy(t.col.astype(np.int64)),
-                "values": torch.from_numpy(t.data), "popularity": self.popularity}
+        return sparse_state(self.transitions, self.popularity)
 
     def load_state(self, tensors):
-        self.transitions = sp.csr_matrix((tensors["values"].numpy(), (tensors["rows"].numpy(), tensors["cols"].numpy())),
-                                         shape=(self.n_items, self.n_items))
+        self.transitions = sparse_from_state(tensors, self.n_items)
         self.popularity = tensors["popularity"]
 
 
@@ -106,11 +114,8 @@ class ItemKNN(Baseline):
         return out + 1e-6 * self.popularity / (self.popularity.max() + 1)
 
     def state(self):
-        t = self.similarity.tocoo()
-        return {"rows": torch.from_numpy(t.row.astype(np.int64)), "cols": torch.from_numpy(t.col.astype(np.int64)),
-                "values": torch.from_numpy(t.data), "popularity": self.popularity}
+        return sparse_state(self.similarity, self.popularity)
 
     def load_state(self, tensors):
-        self.similarity = sp.csr_matrix((tensors["values"].numpy(), (tensors["rows"].numpy(), tensors["cols"].numpy())),
-                                        shape=(self.n_items, self.n_items))
+        self.similarity = sparse_from_state(tensors, self.n_items)
         self.popularity = tensors["popularity"]
