@@ -62,3 +62,13 @@ def test_fine_tuning_refuses_a_model_with_another_tokenizer(tmp_path, tiny_train
     save_file(weights, str(other / "tokenizer" / "model.safetensors"))
     with pytest.raises(ConfigError, match="differs from tokenizer.output_dir"):
         Trainer(tiny_train_cfg(f"train.init_from={other}"), tiny_inputs).build()
+
+
+def test_tiger_is_a_configuration():
+    from pathlib import Path
+
+    from recgpt.config import load_config
+
+    cfg = load_config(Path(__file__).resolve().parents[1] / "configs" / "tiger.yaml")
+    assert (cfg.tokenizer.kind, cfg.model.head, cfg.predict.scoring) == ("rqvae", "autoregressive", "trie")
+    assert cfg.data.train_split == "loo" and not cfg.predict.allow_history
