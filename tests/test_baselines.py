@@ -116,3 +116,18 @@ def test_gpt2_generation_never_repeats_an_item(strategy, loo_split):
     recs, _ = recommend_lists(model, loo_split.test.histories[:6], 15, strategy, allow_history=True, beam_size=4,
                               n_samples=3, temperature=5.0, seed=1)
     assert all(len(r) == 15 and len(set(r)) == 15 for r in recs)
+
+
+def test_cli_trains_and_reports_like_predict(tmp_path, prepared_dir, capsys):
+    import json
+
+    from recgpt.baselines.cli import main
+
+    folder = prepared_dir("ml-100k")
+    assert main(["nosuch", "--dataset", str(folder)]) == 2 and "unknown baseline 'nosuch'" in capsys.readouterr().err
+    out = tmp_path / "report"
+    assert main(["markov", "--dataset", str(folder), "--protocol", "cold", f"baseline.output_dir={out}",
+                 "baseline.strategies=[exact,greedy]"]) == 0
+    result = json.loads((out / "metrics.json").read_text())
+    assert {"markov", "markov-greedy", "popularity"} <= set(result["methods"]) and (out / "metrics.md").is_file()
+    assert (out / "recommendations.parquet").is_file() and (out / "model" / "model.safetensors").is_file()
