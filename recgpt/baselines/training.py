@@ -86,7 +86,7 @@ class TorchBaseline(Baseline):
                 if cfg.max_seconds and time.time() - start > cfg.max_seconds:
                     out_of_time = True
                     break
-            if (epoch + 1) % cfg.eval_every_epochs and not out_of_time:
+            if (epoch + 1) % cfg.eval_every_epochs and not out_of_time and epoch + 1 < cfg.epochs:
                 continue
             self.net.eval()
             ndcg = validation_ndcg(self, valid, cfg)
