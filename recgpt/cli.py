@@ -13,6 +13,7 @@ COMMANDS = {
     "pretrain": ("recgpt.train:main", "pretrain the item-code decoder (use accelerate launch for several GPUs)"),
     "eval": ("recgpt.evaluate:main", "score checkpoints by held-out loss and export the best"),
     "predict": ("recgpt.predict.cli:main", "recommend for a downstream dataset and report metrics"),
+    "baseline": ("recgpt.baselines.cli:main", "train and evaluate an in-domain baseline (sasrec, bpr, gpt2, ...)"),
 }
 
 

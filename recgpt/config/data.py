@@ -80,6 +80,9 @@ class DataConfig:
     # Session-wise protocols (recgpt.data.sessions): a user's next event starts a new session when it comes
     # more than this many minutes after the previous one (GAMER's session-wise multi-behaviour setting).
     session_gap_minutes: float = 30.0
+    # In-domain training on one dataset's own training split: all (pretraining), loo (each user's last two
+    # items, the valid and test targets, left out) or horizon (the last data.horizon items left out).
+    train_split: str = "all"
     seed: int = 0
 
     def __post_init__(self):
@@ -88,4 +91,6 @@ class DataConfig:
         check(0.0 <= self.heldout_users < 1.0, "data.heldout_users", f"must be in [0, 1), got {self.heldout_users}")
         check(self.horizon >= 1, "data.horizon", f"must be >= 1, got {self.horizon}")
         check(self.session_gap_minutes > 0, "data.session_gap_minutes", f"must be > 0, got {self.session_gap_minutes}")
+        check(self.train_split in ("all", "loo", "horizon"), "data.train_split",
+              f"all|loo|horizon, got {self.train_split!r}")
         check(len(set(self.datasets)) == len(self.datasets), "data.datasets", f"repeated names in {self.datasets}")

@@ -8,6 +8,7 @@ from typing import Iterable, Optional, Union
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from recgpt.config.baselines import BaselineConfig
 from recgpt.config.data import DataConfig, DatasetSpec
 from recgpt.config.embed import EmbedConfig
 from recgpt.config.errors import ConfigError, UnknownDataset, check
@@ -40,6 +41,7 @@ class RecGPTConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     predict: PredictConfig = field(default_factory=PredictConfig)
+    baseline: BaselineConfig = field(default_factory=BaselineConfig)
 
     @property
     def run_dir(self) -> Path:

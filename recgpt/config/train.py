@@ -34,6 +34,8 @@ class TrainConfig:
     # Inputs (None = the usual places: <tokenizer.output_dir>/codes.safetensors, <corpus_dir>/embeddings).
     codes_path: Optional[str] = None
     text_embeddings_dir: Optional[str] = None
+    # Fine-tuning: start from an exported model (ckpt/<run>/best); training must use its tokenizer.
+    init_from: Optional[str] = None
     seed: int = 0
 
     def __post_init__(self):

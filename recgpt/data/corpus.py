@@ -21,7 +21,7 @@ from recgpt.config.errors import UnknownDataset
 from recgpt.config.data import DataConfig
 from recgpt.data.errors import DataFormatError
 from recgpt.data.prepare import is_current, prepare_dataset
-from recgpt.data.splits import is_heldout
+from recgpt.data.splits import is_heldout, train_lengths
 from recgpt.io import ArtifactError, is_kind, read_manifest, require_files, sha256_json, staged_folder, write_manifest
 from recgpt.logging import print0
 
@@ -106,9 +106,19 @@ def check_positions(path: Path, rows):
     return rows
 
 
+def drop_evaluated_tail(users, local, positions, cfg: DataConfig):
+    """The rows in-domain training may see (data.train_split): each user's evaluated targets left out."""
+    starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]])
+    user_len = np.diff(np.r_[starts, len(users)])
+    keep = positions < np.repeat(train_lengths(user_len, cfg.train_split, cfg.horizon), user_len)
+    return users[keep], local[keep], positions[keep]
+
+
 def add_sequences(name: str, rows, offset: int, cfg: DataConfig, splits: "SplitWriter", counts: dict) -> None:
     """Cut whole users into windows, drop short windows, assign the user's split, write; vectorised per chunk."""
     users, local, positions = rows
+    if cfg.train_split != "all":
+        users, local, positions = drop_evaluated_tail(users, local, positions, cfg)
     new_user = np.r_[True, users[1:] != users[:-1]]
     # Windows are anchored at the user's most recent item: only the oldest window may be short (and dropped).
     user_len = np.diff(np.r_[np.flatnonzero(new_user), len(users)])

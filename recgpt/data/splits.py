@@ -97,3 +97,20 @@ def windows(n: int, max_items: int) -> list[tuple[int, int]]:
         raise ValueError(f"max_items must be >= 1, got {max_items}")
     ends = list(range(n, 0, -max_items))[::-1]
     return [(max(0, end - max_items), end) for end in ends]
+
+
+TRAIN_SPLITS = ("all", "loo", "horizon")
+
+
+def train_lengths(lengths: np.ndarray, split: str, horizon: int = DEFAULT_HORIZON) -> np.ndarray:
+    """How many leading items of each sequence in-domain training may see, so that no evaluated target is seen:
+    loo keeps items[:-2] of users with >= 3 items (valid and test targets out), horizon keeps items[:-horizon]
+    of users with more than `horizon` items; shorter users (never evaluated) and split "all" keep everything."""
+    lengths = np.asarray(lengths)
+    if split == "all":
+        return lengths
+    if split == "loo":
+        return np.where(lengths >= 3, lengths - 2, lengths)
+    if split == "horizon":
+        return np.where(lengths > horizon, lengths - horizon, lengths)
+    raise ValueError(f"unknown training split {split!r}; one of {TRAIN_SPLITS}")

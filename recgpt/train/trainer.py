@@ -106,13 +106,22 @@ class Trainer:
         candidates = self.resume_candidates() if tcfg.resume else []
         self.accelerator = acc = make_accelerator(cfg, make_trackers(tcfg.trackers, self.run_dir), self.run_dir)
         set_seed(tcfg.seed)
-        self.row_items = tcfg.row_items or cfg.model.max_items
-        if self.row_items > cfg.model.max_items:
-            raise ConfigError(f"train.row_items={self.row_items} exceeds model.max_items={cfg.model.max_items}")
+        if tcfg.init_from:  # fine-tuning: the exported model's own architecture and weights
+            from recgpt.train.init import load_foundation
+
+            decoder = load_foundation(tcfg.init_from, inputs)
+            self.model_config = decoder.config
+        else:
+            self.model_config = ItemCodeDecoderConfig.from_recgpt(cfg.model, inputs.slot_vocab_sizes,
+                                                                  inputs.text_dim or 0)
+            decoder = ItemCodeDecoder(self.model_config)
+        max_items = self.model_config.max_items
+        self.row_items = tcfg.row_items or max_items
+        if self.row_items > max_items:
+            raise ConfigError(f"train.row_items={self.row_items} exceeds the model's max_items={max_items}")
         rows = max(1, tcfg.tokens_per_batch // (self.row_items * inputs.n_slots)) if tcfg.batching == "pack" else 1
-        reconcile_deepspeed(acc, tcfg, rows, cfg.model.d_model)
-        self.model_config = ItemCodeDecoderConfig.from_recgpt(cfg.model, inputs.slot_vocab_sizes, inputs.text_dim or 0)
-        model = NextItemObjective(ItemCodeDecoder(self.model_config))
+        reconcile_deepspeed(acc, tcfg, rows, self.model_config.d_model)
+        model = NextItemObjective(decoder)
         self.n_params = sum(p.numel() for p in model.parameters())
         print0(f"model: {self.n_params:,} parameters ({cfg.model.n_layers} layers x {cfg.model.d_model}, "
                f"head {cfg.model.head}, attention {cfg.model.attention})")

@@ -1,0 +1,39 @@
+"""`recgpt baseline NAME --dataset D [--protocol loo|horizon|cold] [--config FILE] [baseline.key=value ...]`."""
+import sys
+
+from recgpt.config import ConfigError, config_from_argv, load_config
+from recgpt.io import ArtifactError
+
+
+def add_flags(parser) -> None:
+    parser.add_argument("--dataset", help="a name under configs/datasets/ or a prepared dataset folder")
+    parser.add_argument("--protocol", help="loo | horizon | cold")
+
+
+def parse(argv):
+    from recgpt.predict.cli import overrides_last
+
+    argv = list(argv)
+    name = argv.pop(0) if argv and "=" not in argv[0] and not argv[0].startswith("-") else None
+    argv = overrides_last(argv)
+    _, args = config_from_argv(argv, "train and evaluate an in-domain baseline", add_flags)
+    flags = [f"baseline.name={name}"] if name else []
+    flags += [f"baseline.dataset={args.dataset}"] if args.dataset else []
+    flags += [f"baseline.protocol={args.protocol}"] if args.protocol else []
+    return load_config(args.config, flags + list(args.overrides))
+
+
+def main(argv=None) -> int:
+    from recgpt.baselines import get_model
+    from recgpt.baselines.run import run_baseline
+
+    try:
+        cfg = parse(sys.argv[1:] if argv is None else argv)
+        get_model(cfg.baseline.name)  # an unknown name fails before any work
+        if not cfg.baseline.dataset:
+            raise ConfigError("baseline.dataset: give a dataset name or a prepared folder (--dataset)")
+        run_baseline(cfg)
+    except (ConfigError, ArtifactError) as e:
+        print(f"recgpt baseline: {e}", file=sys.stderr)
+        return 2
+    return 0

@@ -1,0 +1,83 @@
+"""Config of the in-domain baselines (`recgpt baseline NAME --dataset D`): split, training and evaluation.
+
+One dataclass for every baseline: each model reads the keys it needs (a key a model ignores is harmless).
+"""
+from dataclasses import dataclass, field
+from typing import Optional
+
+from recgpt.config.errors import check
+
+PROTOCOLS = ("loo", "horizon", "cold")
+
+
+@dataclass
+class BaselineConfig:
+    name: str = "sasrec"  # a name of recgpt.baselines.NAMES
+    dataset: Optional[str] = None  # a name under configs/datasets/ or a prepared folder
+    # loo: valid = second-to-last, test = last; horizon: last `horizon` items as an unordered target set,
+    # users split 50/50 into valid / test; cold: `cold_fraction` of users held out of training entirely,
+    # each reduced to one 2-4 item window, split 50/50 into valid / test.
+    protocol: str = "loo"
+    horizon: int = 10
+    cold_fraction: float = 0.2
+    output_dir: Optional[str] = None  # default: outputs/baselines/<dataset>-<protocol>/<name>
+    # Evaluation. Strategies other than exact need a generative model (sasrec, gpt2, bert4rec, markov).
+    strategies: list[str] = field(default_factory=lambda: ["exact"])
+    ks: list[int] = field(default_factory=lambda: [1, 3, 5, 10, 20])
+    allow_history: bool = False  # may a user's own history items be recommended
+    temperatures: list[float] = field(default_factory=lambda: [1.0])  # sample/rra/ra: chosen on validation
+    n_samples: int = 8
+    beam_size: int = 10
+    max_valid_users: int = 1000  # seeded subset used for early stopping and temperature choice
+    max_test_users: Optional[int] = None
+    eval_batch: int = 256
+    # Training (torch models): early stopping on validation NDCG@10.
+    epochs: int = 100
+    patience: int = 3
+    eval_every_epochs: int = 1
+    max_seconds: float = 0.0  # wall-clock cap on training; 0 = none
+    batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    max_len: int = 50  # items of history a sequence model sees
+    d_model: int = 64
+    n_layers: int = 2
+    n_heads: int = 2
+    dropout: float = 0.2
+    mask_prob: float = 0.2  # bert4rec: share of items masked
+    # BPR-MF (implicit): cheap epochs, so validated every bpr_epochs_per_eval of them (less noisy stopping)
+    factors: int = 64
+    bpr_lr: float = 0.05  # 0.01 (implicit's default) takes ~80 epochs to leave chance on sparse amazon_scientific
+    regularization: float = 0.01
+    bpr_epochs: int = 400
+    bpr_epochs_per_eval: int = 10
+    # item-kNN: neighbours kept per item, items of history used (weighted decay**age)
+    knn_neighbors: int = 100
+    knn_history: int = 5
+    knn_decay: float = 0.7
+    threads: int = 1
+    device: str = "cpu"
+    seed: int = 0
+
+    def __post_init__(self):
+        check(self.protocol in PROTOCOLS, "baseline.protocol", f"one of {PROTOCOLS}, got {self.protocol!r}")
+        check(self.horizon >= 1, "baseline.horizon", f"must be >= 1, got {self.horizon}")
+        check(0.0 < self.cold_fraction < 1.0, "baseline.cold_fraction", f"must be in (0, 1), got {self.cold_fraction}")
+        strategies = ("exact", "greedy", "sample", "beam", "rra", "ra")
+        check(len(self.strategies) > 0 and set(self.strategies) <= set(strategies), "baseline.strategies",
+              f"a non-empty list of {strategies}, got {self.strategies}")
+        check(len(self.ks) > 0 and all(k >= 1 for k in self.ks), "baseline.ks", f"positive ints, got {self.ks}")
+        check(len(self.temperatures) > 0 and all(t > 0 for t in self.temperatures), "baseline.temperatures",
+              f"positive values, got {self.temperatures}")
+        for key in ("n_samples", "beam_size", "max_valid_users", "eval_batch", "epochs", "patience",
+                    "eval_every_epochs", "bpr_epochs", "bpr_epochs_per_eval", "batch_size", "max_len", "d_model", "n_layers", "n_heads", "factors",
+                    "knn_neighbors", "knn_history", "threads"):
+            check(getattr(self, key) >= 1, f"baseline.{key}", f"must be >= 1, got {getattr(self, key)}")
+        check(self.max_test_users is None or self.max_test_users >= 1, "baseline.max_test_users",
+              f"must be >= 1, got {self.max_test_users}")
+        check(self.d_model % self.n_heads == 0, "baseline.d_model", f"must be a multiple of n_heads ({self.n_heads})")
+        check(0.0 <= self.dropout < 1.0, "baseline.dropout", f"must be in [0, 1), got {self.dropout}")
+        check(0.0 < self.mask_prob < 1.0, "baseline.mask_prob", f"must be in (0, 1), got {self.mask_prob}")
+        check(self.max_seconds >= 0, "baseline.max_seconds", f"must be >= 0, got {self.max_seconds}")
+        check(self.lr > 0 and self.bpr_lr > 0, "baseline.lr", "learning rates must be > 0")
+        check(0.0 < self.knn_decay <= 1.0, "baseline.knn_decay", f"must be in (0, 1], got {self.knn_decay}")

@@ -1,0 +1,74 @@
+"""In-domain training: a corpus of one dataset's own training split, and fine-tuning from an exported model."""
+import shutil
+from dataclasses import replace
+
+import pytest
+import torch
+
+
+def test_train_split_corpus_never_holds_evaluated_targets(tmp_path, tiny_data_config, prepared_dir):
+    from recgpt.baselines.data import build_split
+    from recgpt.data import build_corpus, load_corpus, load_prepared
+
+    cfg = replace(tiny_data_config, datasets=["ml-100k"], train_split="loo", heldout_users=0.0, max_items=10_000)
+    corpus = load_corpus(build_corpus(cfg, tmp_path / "corpus"))
+    ids = corpus.items["item_id"].str.removeprefix("ml-100k:").tolist()
+    trained = {u.removeprefix("ml-100k:"): [ids[i] for i in items]
+               for u, items in zip(corpus.sequences["train"]["user_id"], corpus.sequences["train"]["items"])}
+    split = build_split(load_prepared(prepared_dir("ml-100k")).interactions, "ml-100k", "loo")
+    expected = {u: [split.item_ids[i] for i in s] for u, s in zip(split.train_users, split.train)}
+    assert trained == expected  # the same training split as every baseline: items[:-2] of each user
+    assert corpus.manifest["counts"]["splits"]["train"]["interactions"] == 100_000 - 2 * 943
+
+
+@pytest.fixture(scope="module")
+def foundation(tmp_path_factory, tiny_inputs, tiny_tokenizer):
+    """An exported model (ckpt/<run>/best layout) trained with the tiny tokenizer."""
+    from recgpt.model import ItemCodeDecoder, ItemCodeDecoderConfig
+
+    best = tmp_path_factory.mktemp("foundation") / "best"
+    torch.manual_seed(7)
+    config = ItemCodeDecoderConfig(slot_vocab_sizes=tiny_inputs.slot_vocab_sizes, n_layers=1, d_model=32, n_heads=2,
+                                   d_ff=64, text_dim=tiny_inputs.text_dim or 0, max_items=64)
+    ItemCodeDecoder(config).save_pretrained(str(best))
+    shutil.copytree(tiny_tokenizer, best / "tokenizer")
+    return best
+
+
+def test_fine_tuning_starts_from_the_exported_weights(tiny_train_cfg, tiny_inputs, foundation):
+    from safetensors.torch import load_file
+
+    from recgpt.train.trainer import Trainer
+
+    trainer = Trainer(tiny_train_cfg(f"train.init_from={foundation}", "train.max_steps=2"), tiny_inputs).build()
+    assert trainer.model_config.d_model == 32 and trainer.row_items == 64  # the exported architecture
+    exported = load_file(str(foundation / "model.safetensors"))
+    state = trainer.accelerator.unwrap_model(trainer.model).decoder.state_dict()
+    assert all(torch.equal(state[k].float(), v.float()) for k, v in exported.items())
+    trainer.train()  # and it trains from there
+
+
+def test_fine_tuning_refuses_a_model_with_another_tokenizer(tmp_path, tiny_train_cfg, tiny_inputs, foundation):
+    from safetensors.torch import load_file, save_file
+
+    from recgpt.config import ConfigError
+    from recgpt.train.trainer import Trainer
+
+    other = tmp_path / "best"
+    shutil.copytree(foundation, other)
+    weights = load_file(str(other / "tokenizer" / "model.safetensors"))
+    name = next(k for k, v in weights.items() if v.is_floating_point())
+    weights[name] = weights[name] + 1e-3  # same shapes and config, different tokenizer
+    save_file(weights, str(other / "tokenizer" / "model.safetensors"))
+    with pytest.raises(ConfigError, match="differs from tokenizer.output_dir"):
+        Trainer(tiny_train_cfg(f"train.init_from={other}"), tiny_inputs).build()
+
+
+def test_tiger_is_a_configuration():
+    from pathlib import Path
+
+    from recgpt.config import load_config
+
+    cfg = load_config(Path(__file__).resolve().parents[1] / "configs" / "tiger.yaml")
+    assert (cfg.tokenizer.kind, cfg.model.head, cfg.predict.scoring) == ("rqvae", "autoregressive", "trie")
+    assert cfg.data.train_split == "loo" and not cfg.predict.allow_history
