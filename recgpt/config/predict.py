@@ -35,6 +35,9 @@ class PredictConfig:
     n_samples: int = 8
     ks: list[int] = field(default_factory=lambda: [1, 3, 5, 10, 20])
     allow_history: bool = True  # may a user's own history items be recommended
+    # content kNN baseline: user vector = weighted mean of the last knn_last items, weight knn_decay^age
+    knn_last: int = 5
+    knn_decay: float = 0.7
     batch_size: int = 256
     max_users: Optional[int] = None  # a seeded subset of the users
     seed: int = 0
@@ -51,4 +54,6 @@ class PredictConfig:
         check(self.beam_size >= 1, "predict.beam_size", f"must be >= 1, got {self.beam_size}")
         check(self.n_samples >= 1, "predict.n_samples", f"must be >= 1, got {self.n_samples}")
         check(self.batch_size >= 1, "predict.batch_size", f"must be >= 1, got {self.batch_size}")
+        check(self.knn_last >= 1, "predict.knn_last", f"must be >= 1, got {self.knn_last}")
+        check(0.0 < self.knn_decay <= 1.0, "predict.knn_decay", f"must be in (0, 1], got {self.knn_decay}")
         check(self.max_users is None or self.max_users >= 1, "predict.max_users", f"must be >= 1, got {self.max_users}")
