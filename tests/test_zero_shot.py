@@ -145,3 +145,27 @@ def test_catalog_from_a_folder_without_interactions(tmp_path, prepared_dir, expo
     assert all(len(r) == 5 for r in rec.recommend(histories, k=5, allow_history=False).item_ids)
     with pytest.raises(FileNotFoundError, match="no interactions"):
         zero_shot_eval(rec, folder, "loo", catalog_set=True)
+
+
+@pytest.mark.slow
+def test_eval_selects_checkpoints_by_zero_shot_ndcg(tiny_run, tiny_train_cfg, tokenizer_cache_dir, tmp_path):
+    """eval.select_by=zero_shot: every checkpoint is scored zero-shot on a held-out source domain (real Steam
+    users of the bundled sample, not in the tiny corpus) and the best NDCG@10 is exported."""
+    from pathlib import Path
+
+    from recgpt.evaluate import select_checkpoints
+    from recgpt.predict.transfer import TransferProbe
+
+    repo = Path(__file__).resolve().parents[1]
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    cfg = tiny_train_cfg("eval.select_by=zero_shot", "eval.zero_shot_domain=sample_steam", "eval.zero_shot_users=150",
+                         f"data.raw_root={repo / 'data' / 'sample'}", f"data.prepared_root={tmp_path / 'prepared'}",
+                         f"embed.cache_dir={tokenizer_cache_dir}")
+    selection = select_checkpoints(cfg, run)
+    scores = {n: r["zero_shot_ndcg@10"] for n, r in selection["checkpoints"].items() if r["status"] == "ok"}
+    assert len(scores) == 2 and selection["select_by"] == "zero_shot"
+    assert scores[selection["best"]] == max(scores.values())
+    probe = TransferProbe(cfg, run / "best" / "tokenizer")
+    assert len(probe.cases) == 150
+    assert probe.ndcg(ItemCodeDecoder.from_pretrained(str(run / "best"))) == pytest.approx(max(scores.values()))

@@ -11,9 +11,19 @@ class EvalConfig:
     source: str = "heldout_users"
     domains: list[str] = field(default_factory=list)
     batch_tokens: int = 16384
+    # loss: the lowest held-out loss wins. zero_shot: the best zero-shot NDCG@10 (leave-one-out, history
+    # excluded) on zero_shot_domain, a held-out *source* domain (a name under configs/datasets/ or a prepared
+    # folder) that is neither pretrained on nor reported; held-out loss is still computed and recorded.
+    select_by: str = "loss"
+    zero_shot_domain: Optional[str] = None
+    zero_shot_users: int = 1000  # seeded users of that domain
 
     def __post_init__(self):
         check(self.source in ("heldout_users", "domains"), "eval.source", f"heldout_users|domains, got {self.source!r}")
+        check(self.select_by in ("loss", "zero_shot"), "eval.select_by", f"loss|zero_shot, got {self.select_by!r}")
+        check(self.select_by == "loss" or bool(self.zero_shot_domain), "eval.zero_shot_domain",
+              "eval.select_by=zero_shot needs a held-out source domain")
+        check(self.zero_shot_users >= 1, "eval.zero_shot_users", f"must be >= 1, got {self.zero_shot_users}")
 
 
 @dataclass

@@ -73,3 +73,27 @@ def ratio_rows(result: dict, k: int = 10, reference: str = "content_knn", n_boot
         rows.append({"method": name, f"HR@{k}": values[f"HR@{k}"], f"NDCG@{k}": values[f"NDCG@{k}"],
                      "ratio": ratio, "lo": lo, "hi": hi})
     return rows
+
+
+class TransferProbe:
+    """Zero-shot NDCG@k of checkpoints on one held-out source domain (checkpoint selection by transfer).
+    The catalog and test cases are built once: they depend on the tokenizer only, not on the checkpoint."""
+
+    def __init__(self, cfg, tokenizer_dir, k: int = 10):
+        from recgpt.predict.catalog import catalog_from_prepared, read_catalog_items
+        from recgpt.predict.protocols import build_test_cases
+        from recgpt.predict.run import resolve_dataset
+        from recgpt.tokenizer import load_tokenizer
+
+        folder = resolve_dataset(cfg.eval.zero_shot_domain, cfg.data)
+        self.catalog = catalog_from_prepared(read_catalog_items(folder), load_tokenizer(tokenizer_dir), cfg.embed)
+        self.cases = build_test_cases(read_interactions(folder), self.catalog, "loo", 1, cfg.predict.seed,
+                                      cfg.eval.zero_shot_users)
+        self.k, self.folder = k, folder
+
+    def ndcg(self, model) -> float:
+        from recgpt.predict.recommender import Recommender
+
+        rec = Recommender(model, catalog=self.catalog)
+        recs, _ = rec.recommend_rows(self.cases.histories, self.k, 1, "exact", allow_history=False)
+        return float(per_user(recs, self.cases.targets, self.k)["NDCG"].mean())
