@@ -9,7 +9,8 @@ interval over users; plus pretraining time and tokens/s.
     python bench/zero_shot.py --domain steam --config configs/cpu.yaml [--fit code,dense,knn,pop]
         [--name VARIANT] [--max-users 2000] [key=value ...]     # dotted overrides select the model variant
 
-Corpus and tokenizer of D are shared by every variant (<out>/<D>/); each variant is a run <out>/<D>/ckpt/<name>.
+Corpus and tokenizer are shared by the variants of one (D, sources) pair (<out>/<D>/<sources>/); each variant
+is a run <out>/<D>/<sources>/ckpt/<name>, its checkpoint chosen by zero-shot NDCG@10 on the fit domain.
 """
 import argparse
 import json
@@ -32,7 +33,7 @@ def stage(argv: list) -> None:
         raise SystemExit(f"zero_shot: `recgpt {' '.join(argv[:2])}` failed with exit code {code}")
 
 
-def pretrain_once(argv: list, run_dir: Path, cfg) -> dict:
+def pretrain_once(run_dir: Path, cfg) -> dict:
     """Pretrain (resuming) and record wall time and tokens/s of the steps run here."""
     stats_path = run_dir / "pretrain_stats.json"
     if stats_path.is_file() and json.loads(stats_path.read_text()).get("max_steps") == cfg.train.max_steps:
@@ -65,6 +66,8 @@ def main() -> int:
     parser.add_argument("--domain", required=True, choices=sorted(FIT_DOMAIN))
     parser.add_argument("--config", default="configs/cpu.yaml")
     parser.add_argument("--fit-domain", help="held-out source domain for the score weights (default: a fixed rotation)")
+    parser.add_argument("--sources", help="pretraining datasets, comma-separated (default: every shared one but "
+                                          "the domain and the fit domain)")
     parser.add_argument("--fit", default="", help="components to weigh on the fit domain: code,dense,knn,pop")
     parser.add_argument("--name", default="default", help="variant name (run folder)")
     parser.add_argument("--out", default="outputs/zero_shot")
@@ -82,10 +85,13 @@ def main() -> int:
     from recgpt.predict.transfer import ratio_rows, zero_shot_eval
 
     held, fit_domain = args.domain, args.fit_domain or FIT_DOMAIN[args.domain]
-    sources = [d for d in SHARED if d not in (held, fit_domain)]
-    root = Path(args.out) / held
+    sources = args.sources.split(",") if args.sources else [d for d in SHARED if d not in (held, fit_domain)]
+    if set(sources) & {held, fit_domain}:
+        raise SystemExit(f"zero_shot: --sources must leave out {held} and the fit domain {fit_domain}")
+    root = Path(args.out) / held / "+".join(sources)
     paths = [f"data.datasets=[{','.join(sources)}]", f"data.corpus_dir={root}/corpus",
-             f"tokenizer.output_dir={root}/tokenizer", f"run.output_root={root}/ckpt", f"run.name={args.name}"]
+             f"tokenizer.output_dir={root}/tokenizer", f"run.output_root={root}/ckpt", f"run.name={args.name}",
+             "eval.select_by=zero_shot", f"eval.zero_shot_domain={fit_domain}"]
     argv = ["--config", args.config, *args.overrides, *paths]
     cfg = load_config(args.config, [*args.overrides, *paths])
     if not (Path(cfg.data.corpus_dir) / "manifest.json").is_file():
@@ -95,7 +101,7 @@ def main() -> int:
     if not (Path(cfg.tokenizer.output_dir) / "codes.safetensors").is_file():
         stage(["tokenize", "fit", *argv])
     run_dir = Path(cfg.run_dir)
-    stats = pretrain_once(argv, run_dir, cfg)
+    stats = pretrain_once(run_dir, cfg)
     stage(["eval", "--ckpt", str(run_dir), *argv])
     rec = Recommender.from_pretrained(run_dir / "best", embed_cfg=cfg.embed)
     fit = {}

@@ -2,6 +2,7 @@
 save_pretrained, weight fitting, bootstrap ratios, and a catalog built without the domain's interactions.
 Real ml-100k items and MiniLM embeddings (session fixtures); random but real decoders."""
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -90,9 +91,10 @@ def test_hybrid_weights_round_trip_and_score_as_stored(tmp_path, ml100k_catalog,
              "knn": baselines.content_knn_scores(histories, catalog_emb)}
     by_hand = sum(w * standardize(parts[c]) for c, w in weights.items()).log_softmax(1)
     assert torch.allclose(got, by_hand, atol=1e-4)
-    # without stored weights the model scores by its code log-probs alone
+    # without stored weights a model with a dense head scores by it alone, one without by its code log-probs
     plain = dense_decoder(ml100k_catalog.slot_vocab_sizes, catalog_emb.shape[1])
-    assert plain.config.scoring_weights() == {"code": 1.0}
+    assert plain.config.scoring_weights() == {"dense": 1.0}
+    assert ItemCodeDecoderConfig(slot_vocab_sizes=[4, 4]).scoring_weights() == {"code": 1.0}
 
 
 def test_standardize_and_combine():
@@ -151,8 +153,6 @@ def test_catalog_from_a_folder_without_interactions(tmp_path, prepared_dir, expo
 def test_eval_selects_checkpoints_by_zero_shot_ndcg(tiny_run, tiny_train_cfg, tokenizer_cache_dir, tmp_path):
     """eval.select_by=zero_shot: every checkpoint is scored zero-shot on a held-out source domain (real Steam
     users of the bundled sample, not in the tiny corpus) and the best NDCG@10 is exported."""
-    from pathlib import Path
-
     from recgpt.evaluate import select_checkpoints
     from recgpt.predict.transfer import TransferProbe
 
@@ -169,3 +169,27 @@ def test_eval_selects_checkpoints_by_zero_shot_ndcg(tiny_run, tiny_train_cfg, to
     probe = TransferProbe(cfg, run / "best" / "tokenizer")
     assert len(probe.cases) == 150
     assert probe.ndcg(ItemCodeDecoder.from_pretrained(str(run / "best"))) == pytest.approx(max(scores.values()))
+
+
+def test_dense_pretraining_on_the_real_tiny_corpus(tiny_train_cfg, tiny_tokenizer):
+    """Text input + per-dataset centering + dense head through the real trainer: inputs centered on each
+    dataset's own mean, a finite loss, and a checkpoint whose model has the dense head."""
+    import json
+    import math
+
+    from recgpt.data import load_corpus
+    from recgpt.train.inputs import load_training_inputs
+    from recgpt.train.trainer import pretrain
+
+    cfg = tiny_train_cfg("model.dense_head=true", "model.use_text=true", "model.center_text=true",
+                         f"train.text_embeddings_dir={tiny_tokenizer.parent / 'embeddings'}", "train.max_steps=6",
+                         "train.eval_every=6", "train.save_every=6")
+    inputs = load_training_inputs(cfg)
+    datasets = load_corpus(cfg.data.corpus_dir).items.sort_values("item_index")["dataset"].to_numpy()
+    for name in set(datasets):
+        rows = torch.as_tensor(np.flatnonzero(datasets == name))
+        assert inputs.text_emb[rows].mean(0).abs().max() < 1e-4
+    summary = pretrain(cfg, inputs)
+    assert math.isfinite(summary["loss"]) and math.isfinite(summary["heldout_loss"])
+    meta = json.loads((next(Path(summary["run_dir"]).glob("step-*")) / "meta.json").read_text())
+    assert meta["model_config"]["dense_dim"] == inputs.text_emb.shape[1] and meta["model_config"]["center_text"]

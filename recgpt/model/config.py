@@ -28,8 +28,8 @@ class ItemCodeDecoderConfig(PretrainedConfig):
       center_text: text embeddings are centered on their own dataset's / catalog's mean before use (label-free).
       score_weights: how prediction scores a catalog, {component: weight} over code (code log-prob), dense
         (dense cosine), knn (content kNN cosine, a fixed prior) and pop (log popularity among the histories
-        being scored); each component is standardized per user before the weighted sum. None: code alone,
-        or dense alone for a model without code loss. Fitted on a held-out source domain (recgpt.predict.hybrid).
+        being scored); each component is standardized per user before the weighted sum. None: the dense head
+        alone when there is one, else the code log-prob. Fitted on a held-out source domain (recgpt.predict.hybrid).
     """
 
     model_type = "recgpt_item_decoder"
@@ -107,7 +107,7 @@ class ItemCodeDecoderConfig(PretrainedConfig):
         """{component: weight} used at prediction (see score_weights)."""
         if self.score_weights:
             return dict(self.score_weights)
-        return {"dense": 1.0} if self.dense_dim > 0 and self.code_loss_weight == 0 else {"code": 1.0}
+        return {"dense": 1.0} if self.dense_dim > 0 else {"code": 1.0}
 
     @property
     def n_slots(self) -> int:

@@ -151,7 +151,7 @@ def _load_text_embeddings(cfg, item_ids: list) -> torch.Tensor:
     if not folder.is_dir():
         raise ArtifactError(f"text embeddings not found: {folder} (train.text_embeddings_dir; model.use_text / model.dense_head)")
     emb = load_embeddings(folder)
-    vectors = torch.as_tensor(np.asarray(emb.embeddings))
+    vectors = torch.as_tensor(np.asarray(emb.vectors, dtype=np.float32))
     return align_codes(item_ids, list(emb.item_ids), vectors, str(folder)).float()
 
 
