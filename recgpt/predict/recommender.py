@@ -87,7 +87,8 @@ class Recommender:
             from recgpt.config import EmbedConfig
             embed_cfg = EmbedConfig()
         rec = cls(model, tokenizer, None, embed_cfg, device=device, **kwargs)
-        if (model_dir / "codes.safetensors").is_file():
+        # the exported codes carry no text embeddings: a text-input model needs a catalog built from texts
+        if (model_dir / "codes.safetensors").is_file() and not model.config.text_dim:
             ids, codes = load_item_codes(model_dir / "codes.safetensors")
             rec.use_catalog(Catalog.from_codes(ids, codes, model.config.slot_vocab_sizes))
         return rec
