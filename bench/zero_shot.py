@@ -51,7 +51,7 @@ def pretrain_once(run_dir: Path, cfg) -> dict:
 
 def format_table(results: dict, stats: dict, fit: dict) -> str:
     lines = [f"pretraining: {stats['seconds']:.0f} s, {stats['tokens_seen']} tokens, {stats['tokens_per_s']:.0f} tokens/s",
-             f"score weights: {fit.get('weights')} (fitted on {fit.get('dataset')}, NDCG@10 {fit.get('ndcg', float('nan')):.4f})"
+             f"score weights: {fit.get('weights')} (fitted on {fit.get('dataset')}, NDCG@10 {fit.get('ndcg')})"
              if fit else "score weights: model default", "",
              "| protocol | method | HR@10 | NDCG@10 | NDCG / content kNN [95% CI] |", "|---|---|---|---|---|"]
     for protocol, rows in results.items():
@@ -65,7 +65,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--domain", required=True, choices=sorted(FIT_DOMAIN))
     parser.add_argument("--config", default="configs/cpu.yaml")
-    parser.add_argument("--fit-domain", help="held-out source domain for the score weights (default: a fixed rotation)")
+    parser.add_argument("--fit-domain", help="held-out source domain(s), comma-separated: the first selects the "
+                                             "checkpoint, all fit the score weights (default: a fixed rotation)")
     parser.add_argument("--sources", help="pretraining datasets, comma-separated (default: every shared one but "
                                           "the domain and the fit domain)")
     parser.add_argument("--fit", default="", help="components to weigh on the fit domain: code,dense,knn,pop")
@@ -84,10 +85,12 @@ def main() -> int:
     from recgpt.predict.hybrid import fit_and_store
     from recgpt.predict.transfer import ratio_rows, zero_shot_eval
 
-    held, fit_domain = args.domain, args.fit_domain or FIT_DOMAIN[args.domain]
-    sources = args.sources.split(",") if args.sources else [d for d in SHARED if d not in (held, fit_domain)]
-    if set(sources) & {held, fit_domain}:
-        raise SystemExit(f"zero_shot: --sources must leave out {held} and the fit domain {fit_domain}")
+    held = args.domain
+    fit_domains = (args.fit_domain or FIT_DOMAIN[held]).split(",")
+    fit_domain = fit_domains[0]  # checkpoint selection; the score weights use all of them
+    sources = args.sources.split(",") if args.sources else [d for d in SHARED if d not in (held, *fit_domains)]
+    if set(sources) & {held, *fit_domains} or held in fit_domains:
+        raise SystemExit(f"zero_shot: --sources and --fit-domain must leave out {held}, --sources the fit domains")
     root = Path(args.out) / held / "+".join(sources)
     paths = [f"data.datasets=[{','.join(sources)}]", f"data.corpus_dir={root}/corpus",
              f"tokenizer.output_dir={root}/tokenizer", f"run.output_root={root}/ckpt", f"run.name={args.name}",
@@ -108,10 +111,10 @@ def main() -> int:
     if args.fit:
         from recgpt.data import load_prepared
 
-        fit = fit_and_store(rec, load_prepared(prepared_folder(fit_domain, cfg.data)), args.fit.split(","),
-                            args.fit_users)
+        fit = fit_and_store(rec, [load_prepared(prepared_folder(d, cfg.data)) for d in fit_domains],
+                            args.fit.split(","), args.fit_users)
         rec.model.save_pretrained(str(run_dir / "best"))  # from_pretrained now scores with the fitted weights
-        print(f"score weights {fit['weights']} on {fit_domain}: NDCG@10 {fit['ndcg']:.4f}; single components "
+        print(f"score weights {fit['weights']} on {fit['dataset']}: NDCG@10 {fit['ndcg']}; single components "
               f"{fit['single_components']}", flush=True)
     folder = prepared_folder(held, cfg.data)  # the first time anything of D is read
     results, raw = {}, {}
@@ -120,11 +123,11 @@ def main() -> int:
         results[protocol] = ratio_rows(result)
         raw[protocol] = {k: v for k, v in result.items() if k != "per_user"}
     table = format_table(results, stats, fit)
-    out = root / "results" / args.name
+    out = root / "results" / (args.name + ("" if fit_domains == [FIT_DOMAIN[held]] else "-fit-" + "+".join(fit_domains)))
     out.mkdir(parents=True, exist_ok=True)
     (out / "zero_shot.md").write_text(f"# zero-shot on {held} (variant {args.name})\n\n{table}")
     (out / "zero_shot.json").write_text(json.dumps({
-        "domain": held, "fit_domain": fit_domain, "sources": sources, "variant": args.name,
+        "domain": held, "fit_domains": fit_domains, "sources": sources, "variant": args.name,
         "overrides": args.overrides, "pretrain": stats, "fit": {k: v for k, v in fit.items() if k != "table"},
         "tables": results, "results": raw}, indent=2))
     print(table)

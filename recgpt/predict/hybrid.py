@@ -3,7 +3,7 @@
 score = sum over components c of w_c * standardize(c), components: code (code log-prob), dense (dense-head
 cosine), knn (content kNN cosine, a fixed prior), pop (log popularity among the histories being scored).
 `fit_score_weights` grid-searches the weight simplex for the best NDCG@K (leave-one-out, history excluded) on
-a domain that is neither pretrained on nor reported, and `fit_and_store` writes the winner into
+a domain that is neither pretrained on nor reported (or several: `fit_and_store`), and `fit_and_store` writes the winner into
 `model.config.score_weights`, so that `save_pretrained` / `from_pretrained` score the same way.
 """
 import itertools
@@ -59,20 +59,31 @@ def component_scores(rec, histories: Sequence[Sequence[int]], names, batch_size:
     return {name: torch.cat(c) for name, c in chunks.items()}
 
 
-def fit_and_store(rec, prepared, names: Sequence[str], max_users: int = 1000, k: int = 10, step: float = 0.1,
-                  seed: int = 0) -> dict:
-    """Fit the weights on a held-out source domain's LOO users (a prepared dataset) and store them in the
-    model config. Returns {"weights", "ndcg", "users", "table"}."""
+def domain_table(rec, prepared, names: Sequence[str], max_users: int, k: int, step: float, seed: int) -> list:
+    """[(weights, NDCG@k)] over the simplex grid on one prepared domain's LOO users."""
     from recgpt.predict.protocols import build_test_cases
 
     rec.set_catalog_from_prepared(prepared)
     cases = build_test_cases(prepared.interactions, rec.catalog, "loo", 1, seed, max_users)
     parts = component_scores(rec, cases.histories, list(names))
-    targets = [t[0] for t in cases.targets]
-    weights, table = fit_score_weights(parts, targets, cases.histories, k, step)
-    rec.model.config.score_weights = weights
+    return fit_score_weights(parts, [t[0] for t in cases.targets], cases.histories, k, step)[1]
+
+
+def fit_and_store(rec, domains, names: Sequence[str], max_users: int = 1000, k: int = 10, step: float = 0.1,
+                  seed: int = 0) -> dict:
+    """Fit the weights on held-out source domains' LOO users (prepared datasets, none of them reported) and
+    store them in the model config. With several domains the criterion is the mean over domains of NDCG@k
+    relative to that domain's best single component, so that no domain dominates by its scale.
+    Returns {"weights", "ndcg" (per domain), "single_components", "table"}."""
+    domains = domains if isinstance(domains, (list, tuple)) else [domains]
+    tables = {d.name: domain_table(rec, d, names, max_users, k, step, seed) for d in domains}
+    grid = [w for w, _ in next(iter(tables.values()))]
+    singles = {d: {n: next(v for w, v in t if math.isclose(w[n], 1.0)) for n in names} for d, t in tables.items()}
+    relative = [sum(t[i][1] / max(max(singles[d].values()), 1e-12) for d, t in tables.items()) / len(tables)
+                for i in range(len(grid))]
+    best = max(range(len(grid)), key=lambda i: (relative[i], -i))
+    rec.model.config.score_weights = grid[best]
     rec.use_catalog(rec.catalog)  # the scorer reads the new weights
-    ndcg = max(v for _, v in table)
-    singles = {name: next(v for w, v in table if math.isclose(w[name], 1.0)) for name in names}
-    return {"weights": weights, "ndcg": ndcg, "single_components": singles, "users": len(cases),
-            "dataset": prepared.name, "table": [{"weights": w, "ndcg": v} for w, v in table]}
+    return {"weights": grid[best], "ndcg": {d: t[best][1] for d, t in tables.items()}, "relative": relative[best],
+            "single_components": singles, "dataset": ",".join(tables),
+            "table": [{"weights": w, "relative": r} for w, r in zip(grid, relative)]}
