@@ -193,3 +193,12 @@ def test_dense_pretraining_on_the_real_tiny_corpus(tiny_train_cfg, tiny_tokenize
     assert math.isfinite(summary["loss"]) and math.isfinite(summary["heldout_loss"])
     meta = json.loads((next(Path(summary["run_dir"]).glob("step-*")) / "meta.json").read_text())
     assert meta["model_config"]["dense_dim"] == inputs.text_emb.shape[1] and meta["model_config"]["center_text"]
+
+
+def test_cpu_recipe_loads():
+    from recgpt.config import load_config
+
+    cfg = load_config(Path(__file__).resolve().parents[1] / "configs" / "cpu.yaml")
+    assert cfg.model.dense_head and cfg.model.use_text and cfg.model.center_text and cfg.model.code_loss_weight == 0
+    config = ItemCodeDecoderConfig.from_recgpt(cfg.model, [15360] * 4 + [64], text_dim=384)
+    assert config.dense_dim == 384 and config.scoring_weights() == {"dense": 1.0}
