@@ -1,6 +1,7 @@
 """Checkpoint selection: score one checkpoint or every complete one of a run by token-weighted held-out loss
-(per eval dataset and overall, gathered over ranks), write selection.json, export the best as an HF folder
-with the tokenizer and item codes it was trained with.
+(per eval dataset and overall, gathered over ranks) and, with eval.select_by=zero_shot, by zero-shot NDCG@10
+on a held-out source domain; write selection.json, export the best as an HF folder with the tokenizer and
+item codes it was trained with.
 
     python launch/eval.py --ckpt ckpt/<run>            (or: accelerate launch launch/eval.py --ckpt ...)
 
@@ -177,6 +178,12 @@ def select_checkpoints(cfg, path, inputs=None, export: bool = True) -> dict:
     accelerator = make_accelerator(cfg)
     inputs = inputs if inputs is not None else load_training_inputs(cfg)
     sources, data_hash = load_eval_sources(cfg, inputs)
+    probe = None
+    if cfg.eval.select_by == "zero_shot":  # also scores every checkpoint zero-shot on a held-out source domain
+        from recgpt.predict.transfer import TransferProbe
+
+        probe = TransferProbe(cfg, inputs.tokenizer_dir)
+        data_hash = sha256_json({"data": data_hash, "zero_shot": str(probe.folder), "users": len(probe.cases)})
     previous = {}
     if (run_dir / SELECTION).is_file():
         try:
@@ -195,6 +202,9 @@ def select_checkpoints(cfg, path, inputs=None, export: bool = True) -> dict:
                 print0(f"{folder.name}: loss {old['loss']:.4f} (unchanged, reused)")
                 continue
             scored = score_checkpoint(folder, accelerator, inputs, sources, cfg)
+            if probe is not None:
+                scored["zero_shot_ndcg@10"] = probe.ndcg(load_checkpoint_model(folder, ckpt.read_meta(folder)))
+                print0(f"{folder.name}: zero-shot NDCG@10 {scored['zero_shot_ndcg@10']:.4f} on {probe.folder.name}")
             results[folder.name] = {"status": "ok", "key": key, **scored}
             print0(f"{folder.name}: loss {scored['loss']:.4f} over {scored['tokens']} target tokens "
                    f"({scored['sequences_per_s']:.1f} sequences/s)")
@@ -203,8 +213,12 @@ def select_checkpoints(cfg, path, inputs=None, export: bool = True) -> dict:
             if accelerator.is_main_process:
                 warn(f"skipping {folder}: {e}")
     scored = {name: r for name, r in results.items() if r["status"] == "ok"}
-    best = min(scored, key=lambda name: scored[name]["loss"]) if scored else None
-    selection = {"run_dir": str(run_dir), "eval_source": cfg.eval.source, "eval_data_hash": data_hash,
+    if probe is not None:  # the best transfer wins; ties go to the lower loss
+        best = min(scored, key=lambda n: (-scored[n]["zero_shot_ndcg@10"], scored[n]["loss"])) if scored else None
+    else:
+        best = min(scored, key=lambda name: scored[name]["loss"]) if scored else None
+    selection = {"run_dir": str(run_dir), "eval_source": cfg.eval.source, "select_by": cfg.eval.select_by,
+                 "eval_data_hash": data_hash,
                  "tokenizer_hash": inputs.tokenizer_hash, "best": best,
                  "best_loss": scored[best]["loss"] if best else None, "checkpoints": dict(sorted(results.items()))}
     if accelerator.is_main_process:

@@ -96,7 +96,7 @@ def test_cli_writes_the_report(exported_model, prepared_dir, embed_config, tmp_p
     out = tmp_path / "loo"
     assert main(["--dataset", str(dataset), *common, f"predict.output_dir={out}"]) == 0
     result = json.loads((out / "metrics.json").read_text())
-    assert set(result["methods"]) == {"model", "recency", "popularity"}
+    assert set(result["methods"]) == {"model", "recency", "popularity", "content_knn"}
     assert result["counts"]["evaluated"] == 60 and result["allow_history"] is True
     assert 0 <= result["methods"]["model"]["HR@10"] <= 1 and "Coverage@10" in result["methods"]["model"]
     recs = pd.read_parquet(out / "recommendations.parquet")

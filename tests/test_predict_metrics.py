@@ -60,3 +60,25 @@ def test_popularity_counts_histories_only():
     assert baselines.item_popularity(histories) == [2, 1, 3]
     assert baselines.popularity(histories, 2) == [[2, 1], [2, 1]]
     assert baselines.popularity(histories, 2, allow_history=False) == [[3], [1]]
+
+
+def test_content_knn_by_hand():
+    import torch
+
+    # unit vectors e0=(1,0), e1=(0,1), e2=(1,1)/sqrt2, e3=(1,-1)/sqrt2; e0 stored 5x longer (cosine ignores it)
+    emb = torch.tensor([[5.0, 0.0], [0.0, 1.0], [1.0, 1.0], [1.0, -1.0]])
+    # history [3, 0, 1], last 2 items: user = (1 * e1 + 0.7 * e0) / 1.7 (item 3 is outside the window)
+    user = torch.tensor([0.7, 1.0]) / 1.7
+    assert torch.allclose(baselines.user_vectors([[3, 0, 1]], emb, last=2, decay=0.7)[0], user)
+    cos = [0.7 / 1.2207, 1 / 1.2207, 1.7 / (2 ** 0.5 * 1.2207), -0.3 / (2 ** 0.5 * 1.2207)]
+    scores = baselines.content_knn_scores([[3, 0, 1]], emb, last=2, decay=0.7)[0]
+    assert scores.tolist() == pytest.approx(cos, abs=1e-4)
+    assert baselines.content_knn([[3, 0, 1]], emb, 4, last=2) == [[2, 1, 0, 3]]
+    # history excluded: only item 2 is left (0, 1 and 3 are the user's own)
+    assert baselines.content_knn([[3, 0, 1]], emb, 4, allow_history=False, last=2) == [[2]]
+    # the whole history (default last 5): u = e1 + 0.7 e0 + 0.49 e3 ~ (1.0465, 0.6535), so e0 now ranks above e1
+    # (cosines 0.974, 0.848, 0.530, 0.225 for items 2, 0, 1, 3)
+    assert baselines.content_knn([[3, 0, 1]], emb, 4) == [[2, 0, 1, 3]]
+    assert baselines.baseline_lists("content_knn", [[1]], 1, item_emb=emb) == [[1]]
+    with pytest.raises(ValueError, match="content_knn needs the catalog's item text embeddings"):
+        baselines.baseline_lists("content_knn", [[1]], 1)

@@ -16,6 +16,13 @@ class ModelConfig:
     max_items: int = 256  # item positions (context length in items)
     attention: str = "sdpa"  # sdpa (reference, explicit mask) | flex (packed, block masks; GPU)
     tie_embeddings: bool = True  # the head's output matrix is the (slot-aware) code embedding
+    # Dense head (recgpt.model.dense): the last item's state predicts the next item's text embedding, trained
+    # with in-batch InfoNCE through a small shared item tower; scores an unseen catalog from its texts alone.
+    dense_head: bool = False
+    dense_temperature: float = 0.05
+    dense_loss_weight: float = 1.0
+    code_loss_weight: float = 1.0  # 0: train the dense head only (no code softmax)
+    center_text: bool = False  # center text embeddings on their own dataset's / catalog's mean (label-free)
 
     def __post_init__(self):
         check(self.n_layers >= 1, "model.n_layers", f"must be >= 1, got {self.n_layers}")
@@ -25,3 +32,8 @@ class ModelConfig:
         check(self.d_ff >= 1, "model.d_ff", f"must be >= 1, got {self.d_ff}")
         check(self.max_items >= 1, "model.max_items", f"must be >= 1, got {self.max_items}")
         check(0.0 <= self.dropout < 1.0, "model.dropout", f"must be in [0, 1), got {self.dropout}")
+        check(self.dense_temperature > 0, "model.dense_temperature", f"must be > 0, got {self.dense_temperature}")
+        check(self.code_loss_weight >= 0 and self.dense_loss_weight >= 0, "model.code_loss_weight",
+              "loss weights must be >= 0")
+        check(self.code_loss_weight > 0 or (self.dense_head and self.dense_loss_weight > 0), "model.code_loss_weight",
+              "0 needs model.dense_head=true with dense_loss_weight > 0 (something must be trained)")

@@ -11,9 +11,19 @@ class EvalConfig:
     source: str = "heldout_users"
     domains: list[str] = field(default_factory=list)
     batch_tokens: int = 16384
+    # loss: the lowest held-out loss wins. zero_shot: the best zero-shot NDCG@10 (leave-one-out, history
+    # excluded) on zero_shot_domain, a held-out *source* domain (a name under configs/datasets/ or a prepared
+    # folder) that is neither pretrained on nor reported; held-out loss is still computed and recorded.
+    select_by: str = "loss"
+    zero_shot_domain: Optional[str] = None
+    zero_shot_users: int = 1000  # seeded users of that domain
 
     def __post_init__(self):
         check(self.source in ("heldout_users", "domains"), "eval.source", f"heldout_users|domains, got {self.source!r}")
+        check(self.select_by in ("loss", "zero_shot"), "eval.select_by", f"loss|zero_shot, got {self.select_by!r}")
+        check(self.select_by == "loss" or bool(self.zero_shot_domain), "eval.zero_shot_domain",
+              "eval.select_by=zero_shot needs a held-out source domain")
+        check(self.zero_shot_users >= 1, "eval.zero_shot_users", f"must be >= 1, got {self.zero_shot_users}")
 
 
 @dataclass
@@ -35,6 +45,9 @@ class PredictConfig:
     n_samples: int = 8
     ks: list[int] = field(default_factory=lambda: [1, 3, 5, 10, 20])
     allow_history: bool = True  # may a user's own history items be recommended
+    # content kNN baseline: user vector = weighted mean of the last knn_last items, weight knn_decay^age
+    knn_last: int = 5
+    knn_decay: float = 0.7
     batch_size: int = 256
     max_users: Optional[int] = None  # a seeded subset of the users
     seed: int = 0
@@ -51,4 +64,6 @@ class PredictConfig:
         check(self.beam_size >= 1, "predict.beam_size", f"must be >= 1, got {self.beam_size}")
         check(self.n_samples >= 1, "predict.n_samples", f"must be >= 1, got {self.n_samples}")
         check(self.batch_size >= 1, "predict.batch_size", f"must be >= 1, got {self.batch_size}")
+        check(self.knn_last >= 1, "predict.knn_last", f"must be >= 1, got {self.knn_last}")
+        check(0.0 < self.knn_decay <= 1.0, "predict.knn_decay", f"must be in (0, 1], got {self.knn_decay}")
         check(self.max_users is None or self.max_users >= 1, "predict.max_users", f"must be >= 1, got {self.max_users}")

@@ -5,6 +5,7 @@ from transformers import PretrainedConfig
 
 HEADS = ("parallel", "autoregressive")
 ATTENTIONS = ("sdpa", "flex")
+SCORE_COMPONENTS = ("code", "dense", "knn", "pop")
 
 
 class ItemCodeDecoderConfig(PretrainedConfig):
@@ -21,6 +22,14 @@ class ItemCodeDecoderConfig(PretrainedConfig):
       tie_word_embeddings: slot k's output matrix in the head (and the autoregressive head's embedding of the
         next item's slot-k code) is slot k's code embedding [slot_vocab_sizes[k], d_model], as GPT-2 ties its LM head.
       initializer_range: std of the normal init of linear and embedding weights.
+      dense_dim: width of the dense head's predicted text embedding (0 = no dense head; recgpt.model.dense).
+      dense_temperature, dense_loss_weight, code_loss_weight: the dense head's InfoNCE temperature; training loss =
+        code_loss_weight * code cross-entropy + dense_loss_weight * InfoNCE (both per target token).
+      center_text: text embeddings are centered on their own dataset's / catalog's mean before use (label-free).
+      score_weights: how prediction scores a catalog, {component: weight} over code (code log-prob), dense
+        (dense cosine), knn (content kNN cosine, a fixed prior) and pop (log popularity among the histories
+        being scored); each component is standardized per user before the weighted sum. None: the dense head
+        alone when there is one, else the code log-prob. Fitted on a held-out source domain (recgpt.predict.hybrid).
     """
 
     model_type = "recgpt_item_decoder"
@@ -39,6 +48,12 @@ class ItemCodeDecoderConfig(PretrainedConfig):
         attention: str = "sdpa",
         tie_word_embeddings: bool = True,
         initializer_range: float = 0.02,
+        dense_dim: int = 0,
+        dense_temperature: float = 0.05,
+        dense_loss_weight: float = 1.0,
+        code_loss_weight: float = 1.0,
+        center_text: bool = False,
+        score_weights: Optional[dict] = None,
         **kwargs,
     ):
         self.slot_vocab_sizes = [int(v) for v in (slot_vocab_sizes if slot_vocab_sizes is not None else [256] * 4)]
@@ -53,6 +68,12 @@ class ItemCodeDecoderConfig(PretrainedConfig):
         self.attention = attention
         self.initializer_range = float(initializer_range)
         self.tie_word_embeddings = bool(tie_word_embeddings)
+        self.dense_dim = int(dense_dim)
+        self.dense_temperature = float(dense_temperature)
+        self.dense_loss_weight = float(dense_loss_weight)
+        self.code_loss_weight = float(code_loss_weight)
+        self.center_text = bool(center_text)
+        self.score_weights = {str(k): float(v) for k, v in score_weights.items()} if score_weights else None
         self._validate_fields()
         super().__init__(**kwargs)
 
@@ -72,6 +93,21 @@ class ItemCodeDecoderConfig(PretrainedConfig):
         need(self.attention in ATTENTIONS, "attention", f"one of {ATTENTIONS}, got {self.attention!r}")
         need(self.text_dim >= 0, "text_dim", f"must be >= 0, got {self.text_dim}")
         need(self.max_items >= 1, "max_items", f"must be >= 1, got {self.max_items}")
+        need(self.dense_dim >= 0, "dense_dim", f"must be >= 0, got {self.dense_dim}")
+        need(self.dense_temperature > 0, "dense_temperature", f"must be > 0, got {self.dense_temperature}")
+        need(self.code_loss_weight >= 0 and self.dense_loss_weight >= 0
+             and (self.code_loss_weight > 0 or (self.dense_dim > 0 and self.dense_loss_weight > 0)),
+             "code_loss_weight", "loss weights must be >= 0 and something must be trained")
+        unknown = set(self.score_weights or {}) - set(SCORE_COMPONENTS)
+        need(not unknown, "score_weights", f"components are {SCORE_COMPONENTS}, got {sorted(unknown)}")
+        need(self.dense_dim > 0 or not (self.score_weights or {}).get("dense"), "score_weights",
+             "a dense weight needs a dense head (dense_dim > 0)")
+
+    def scoring_weights(self) -> dict:
+        """{component: weight} used at prediction (see score_weights)."""
+        if self.score_weights:
+            return dict(self.score_weights)
+        return {"dense": 1.0} if self.dense_dim > 0 else {"code": 1.0}
 
     @property
     def n_slots(self) -> int:
@@ -87,8 +123,8 @@ class ItemCodeDecoderConfig(PretrainedConfig):
 
         `text_dim` is used only when `model_cfg.use_text` is true (otherwise the model takes no text input).
         """
-        if model_cfg.use_text and text_dim <= 0:
-            raise ValueError("model.use_text is true but text_dim is 0: pass the item text embedding width")
+        if (model_cfg.use_text or model_cfg.dense_head) and text_dim <= 0:
+            raise ValueError("model.use_text / model.dense_head need text embeddings: pass their width (text_dim)")
         return cls(
             slot_vocab_sizes=list(slot_vocab_sizes),
             n_layers=model_cfg.n_layers,
@@ -101,4 +137,9 @@ class ItemCodeDecoderConfig(PretrainedConfig):
             max_items=model_cfg.max_items,
             attention=model_cfg.attention,
             tie_word_embeddings=model_cfg.tie_embeddings,
+            dense_dim=text_dim if model_cfg.dense_head else 0,
+            dense_temperature=model_cfg.dense_temperature,
+            dense_loss_weight=model_cfg.dense_loss_weight,
+            code_loss_weight=model_cfg.code_loss_weight,
+            center_text=model_cfg.center_text,
         )

@@ -17,6 +17,7 @@ from transformers.utils import ModelOutput
 
 from recgpt.model.attention import block_causal_mask, flex_block_attention, flex_block_mask, sdpa_attention
 from recgpt.model.config import ItemCodeDecoderConfig
+from recgpt.model.dense import DenseHead
 from recgpt.model.heads import AutoregressiveHead, ParallelHead
 from recgpt.model.loss import shift_targets
 
@@ -96,7 +97,10 @@ class ItemCodeDecoder(PreTrainedModel):
         if config.head == "autoregressive":
             tied.update({f"head.prefix_embedding.{k}.weight": f"code_embedding.{k}.weight" for k in range(config.n_slots)})
         self._tied_weights_keys = tied
+        self.dense_head = DenseHead(config) if config.dense_dim > 0 else None
         self.post_init()
+        if self.dense_head is not None:
+            self.dense_head.zero_tower_output()
 
     # ----------------------------------------------------------------------------------------- backbone
     def _check_inputs(self, codes, item_pos, segment, text_emb) -> None:
@@ -175,6 +179,12 @@ class ItemCodeDecoder(PreTrainedModel):
         if prefix.dim() != 2 or prefix.shape[0] != state.shape[0] or prefix.shape[1] >= self.config.n_slots:
             raise ValueError(f"prefix must be Long[B={state.shape[0]}, k < {self.config.n_slots}], got {tuple(prefix.shape)}")
         return self.head.next_code_logprobs(state, prefix)
+
+    def dense_scores(self, state: torch.Tensor, text_emb: torch.Tensor) -> torch.Tensor:
+        """state Float[B, L, d], catalog text embeddings Float[N, dense_dim] -> Float[B, N] dense-head cosines."""
+        if self.dense_head is None:
+            raise ValueError("this model has no dense head (config.dense_dim = 0)")
+        return self.dense_head.scores(state, text_emb)
 
     def score_items(self, state: torch.Tensor, item_codes: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
         """state Float[B, L, d], item_codes Long[N, L] -> Float[B, N] exact log-prob of each item's code tuple.

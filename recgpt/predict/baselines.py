@@ -1,6 +1,6 @@
 """Baselines reported beside every model run: a model that does not beat them has learned nothing.
 
-Both see only what the model sees (the histories), never a target.
+All see only what the model sees (the histories and, for content kNN, the catalog's item texts), never a target.
 """
 from collections import Counter
 from typing import Optional, Sequence
@@ -43,3 +43,67 @@ def popularity(histories: Sequence[Sequence[int]], k: int, allow_history: bool =
                     break
         out.append(recs)
     return out
+
+
+def normalize_rows(emb) -> "torch.Tensor":
+    """Float[N, D] unit rows (a zero row stays zero)."""
+    import torch
+
+    emb = torch.as_tensor(emb, dtype=torch.float32)
+    return emb / emb.norm(dim=1, keepdim=True).clamp_min(1e-12)
+
+
+def user_vectors(histories: Sequence[Sequence[int]], item_emb, last: int = 5, decay: float = 0.7):
+    """Float[B, D]: recency-weighted mean of each history's last `last` unit item vectors, weight decay^age
+    (age 0 = the most recent item; a repeated item counts once per occurrence)."""
+    import torch
+
+    unit = normalize_rows(item_emb)
+    out = torch.zeros(len(histories), unit.shape[1])
+    for b, history in enumerate(histories):
+        recent = list(history)[-last:][::-1]
+        if not recent:
+            raise ValueError(f"history {b} is empty: content kNN needs at least one item")
+        weights = decay ** torch.arange(len(recent), dtype=torch.float32)
+        out[b] = (weights[:, None] * unit[torch.as_tensor(recent, dtype=torch.long)]).sum(0) / weights.sum()
+    return out
+
+
+def content_knn_scores(histories: Sequence[Sequence[int]], item_emb, last: int = 5, decay: float = 0.7):
+    """Float[B, N]: cosine between each user vector (see user_vectors) and every catalog item."""
+    unit = normalize_rows(item_emb)
+    return normalize_rows(user_vectors(histories, unit, last, decay)) @ unit.t()
+
+
+def content_knn(histories: Sequence[Sequence[int]], item_emb, k: int, allow_history: bool = True,
+                last: int = 5, decay: float = 0.7, batch_size: int = 1024) -> list[list[int]]:
+    """Content kNN: the k catalog items whose text embedding is closest (cosine) to the user's recent items;
+    the user's own items are skipped unless allowed. Needs no training: what a zero-shot model must beat."""
+    from recgpt.predict.scoring import top_k_items
+
+    out = []
+    for start in range(0, len(histories), batch_size):
+        part = histories[start:start + batch_size]
+        scores = content_knn_scores(part, item_emb, last, decay)
+        rows, _ = top_k_items(scores, k, None if allow_history else part)
+        out += [[int(r) for r in row if r >= 0] for row in rows.tolist()]
+    return out
+
+
+BASELINES = ("recency", "popularity", "content_knn")
+
+
+def baseline_lists(method: str, histories: Sequence[Sequence[int]], k: int, allow_history: bool = True,
+                   item_emb=None, knn_last: int = 5, knn_decay: float = 0.7) -> list[list[int]]:
+    """Top-k catalog rows of one baseline. Recency recommends the history itself, so allow_history does not
+    apply to it; popularity counts the given histories; content kNN needs the catalog's item embeddings."""
+    if method == "recency":
+        return recency(histories, k)
+    if method == "popularity":
+        return popularity(histories, k, allow_history)
+    if method == "content_knn":
+        if item_emb is None:
+            raise ValueError("content_knn needs the catalog's item text embeddings (a catalog built from item "
+                             "texts: set_catalog / set_catalog_from_prepared)")
+        return content_knn(histories, item_emb, k, allow_history, knn_last, knn_decay)
+    raise ValueError(f"unknown baseline {method!r}; one of {BASELINES}")

@@ -22,7 +22,8 @@ class Catalog:
     codes: torch.Tensor  # Long [N, L]
     slot_vocab_sizes: list[int]
     trie: CodeTrie
-    text_emb: Optional[torch.Tensor] = None  # Float [N, D] (the model's text input, when it takes one)
+    # Float [N, D] item text embeddings: content kNN, the dense head and the model's text input use them
+    text_emb: Optional[torch.Tensor] = None
     stats: Optional[dict] = None
 
     def __post_init__(self):
@@ -69,8 +70,7 @@ def assign_codes(tokenizer, vectors: np.ndarray, embed_model: str) -> tuple[np.n
     return capped_disambiguation(tokenizer.encode(vectors, embed_model), tokenizer.dedup_size)
 
 
-def build_catalog(item_ids: Sequence[str], texts: Sequence[str], tokenizer, embed_cfg,
-                  keep_text: bool = False) -> Catalog:
+def build_catalog(item_ids: Sequence[str], texts: Sequence[str], tokenizer, embed_cfg) -> Catalog:
     """Embed `texts` with the tokenizer's encoder, encode them, index the codes (see module doc)."""
     from recgpt.tokenizer import embed_items
 
@@ -80,12 +80,26 @@ def build_catalog(item_ids: Sequence[str], texts: Sequence[str], tokenizer, embe
         raise ValueError(f"the encoder {tokenizer.embed_model!r} gave {emb.dim}-d embeddings but the tokenizer "
                          f"expects {tokenizer.embed_dim}-d")
     codes, overflow = assign_codes(tokenizer, emb.vectors.astype(np.float32), emb.model)
-    text_emb = torch.from_numpy(emb.vectors.astype(np.float32)) if keep_text else None
+    text_emb = torch.from_numpy(emb.vectors.astype(np.float32))
     stats = {"embed_model": emb.model, "empty_text": emb.n_empty_text, "disambiguation_overflow": overflow}
     return Catalog.from_codes(emb.item_ids, codes, tokenizer.slot_vocab_sizes, text_emb, stats)
 
 
-def catalog_from_prepared(items, tokenizer, embed_cfg, keep_text: bool = False) -> Catalog:
+def read_catalog_items(folder):
+    """The items table (item_id, text) of a prepared dataset folder; its interactions are not read."""
+    import pandas as pd
+
+    path = Path(folder) / "items.parquet"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no items table (a prepared dataset folder holds items.parquet)")
+    items = pd.read_parquet(path)
+    missing = [c for c in ("item_id", "text") if c not in items.columns]
+    if missing:
+        raise ValueError(f"{path}: lacks column(s) {missing}; got {list(items.columns)}")
+    return items
+
+
+def catalog_from_prepared(items, tokenizer, embed_cfg) -> Catalog:
     """Catalog of a prepared dataset's items table (item_id, text)."""
     return build_catalog(items["item_id"].astype(str).tolist(), items["text"].fillna("").astype(str).tolist(),
-                         tokenizer, embed_cfg, keep_text)
+                         tokenizer, embed_cfg)

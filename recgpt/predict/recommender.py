@@ -105,7 +105,8 @@ class Recommender:
             from recgpt.config import EmbedConfig
             embed_cfg = EmbedConfig()
         rec = cls(model, tokenizer, None, embed_cfg, device=device, **kwargs)
-        if (model_dir / "codes.safetensors").is_file():
+        # the exported codes carry no text embeddings: a text-input model needs a catalog built from texts
+        if (model_dir / "codes.safetensors").is_file() and not model.config.text_dim:
             ids, codes = load_item_codes(model_dir / "codes.safetensors")
             rec.use_catalog(Catalog.from_codes(ids, codes, model.config.slot_vocab_sizes))
         return rec
@@ -120,7 +121,7 @@ class Recommender:
             raise ValueError(f"catalog codes use slot vocab sizes {catalog.slot_vocab_sizes} but the model expects "
                              f"{list(self.model.config.slot_vocab_sizes)}: encode it with the model's tokenizer")
         if self.model.config.text_dim and catalog.text_emb is None:
-            raise ValueError("this model takes item text embeddings: build the catalog with keep_text=True")
+            raise ValueError("this model takes item text embeddings: build the catalog with its text_emb")
         self.catalog = catalog
         self.scorer = ItemScorer(self.model, catalog.codes, catalog.trie, catalog.text_emb, self.scoring,
                                  self.beam_size, self.device)
@@ -131,19 +132,16 @@ class Recommender:
         item_ids, texts = list(item_ids), list(texts)
         if len(item_ids) != len(texts):
             raise ValueError(f"set_catalog: {len(item_ids)} item ids but {len(texts)} texts")
-        keep_text = bool(self.model.config.text_dim)
-        self.use_catalog(build_catalog(item_ids, texts, self._need_tokenizer(), self.embed_cfg, keep_text))
+        self.use_catalog(build_catalog(item_ids, texts, self._need_tokenizer(), self.embed_cfg))
         return self.catalog
 
     def set_catalog_from_prepared(self, prepared) -> Catalog:
-        """`prepared`: a prepared dataset folder, or one already loaded with recgpt.data.load_prepared."""
-        if not hasattr(prepared, "items"):
-            from recgpt.data import load_prepared
+        """`prepared`: a prepared dataset folder (only its items.parquet is read: a catalog needs item texts,
+        never interactions), or one already loaded with recgpt.data.load_prepared."""
+        from recgpt.predict.catalog import read_catalog_items
 
-            prepared = load_prepared(prepared)
-        items = prepared.items
-        keep_text = bool(self.model.config.text_dim)
-        self.use_catalog(catalog_from_prepared(items, self._need_tokenizer(), self.embed_cfg, keep_text))
+        items = prepared.items if hasattr(prepared, "items") else read_catalog_items(prepared)
+        self.use_catalog(catalog_from_prepared(items, self._need_tokenizer(), self.embed_cfg))
         return self.catalog
 
     def recommend_rows(self, histories: Sequence[Sequence[int]], k: int = 10, horizon: int = 1,
@@ -157,6 +155,8 @@ class Recommender:
         if strategy not in STRATEGIES:
             raise ValueError(f"unknown strategy {strategy!r}; one of {STRATEGIES}")
         keys = list(range(len(histories))) if keys is None else list(keys)
+        if "pop" in self.scorer.weights:  # the prior counts every history of this call, not one batch
+            self.scorer.prior.set_histories(histories, self.catalog.n_items)
         steps = horizon if strategy in ("rra", "ra") else k
         # A trie beam narrower than k could not fill the list: widen it to k for this call.
         self.scorer.beam_size = max(self.beam_size, k)
@@ -201,4 +201,23 @@ class Recommender:
             out_ids[i] = [self.catalog.item_ids[r] for r in rec]
             out_scores[i] = list(sc)
         return Recommendations(out_ids, out_scores, unknown, empty)
+
+    def baseline(self, histories: Sequence[Sequence[str]], method: str = "content_knn", k: int = 10,
+                 allow_history: bool = True, knn_last: int = 5, knn_decay: float = 0.7) -> Recommendations:
+        """What a user gets without the model, on the same catalog: `content_knn` (cosine of item text
+        embeddings to a 0.7^age-weighted mean of the last 5 items), `popularity` (over these histories) or
+        `recency`. Unknown items are dropped and counted; a history left empty gets an empty list."""
+        from recgpt.predict.baselines import baseline_lists
+
+        if self.catalog is None:
+            raise ValueError("no catalog: call set_catalog(...) or set_catalog_from_prepared(...) first")
+        rows = [self.catalog.rows(history) for history in histories]
+        live = [i for i, (known, _) in enumerate(rows) if known]
+        lists = baseline_lists(method, [rows[i][0] for i in live], k, allow_history, self.catalog.text_emb,
+                               knn_last, knn_decay)
+        out_ids = [[] for _ in rows]
+        for i, rec in zip(live, lists):
+            out_ids[i] = [self.catalog.item_ids[r] for r in rec]
+        return Recommendations(out_ids, [[] for _ in rows], sum(m for _, m in rows),
+                               [i for i, (known, _) in enumerate(rows) if not known])
 

@@ -1,6 +1,6 @@
 """The predict stage: model + downstream dataset -> test cases -> recommendations -> metrics and report.
 
-build (model, catalog, test cases) -> recommend (model, recency, popularity) -> evaluate -> write_report.
+build (model, catalog, test cases) -> recommend (model, recency, popularity, content kNN) -> evaluate -> write_report.
 """
 import time
 from pathlib import Path
@@ -93,8 +93,10 @@ def run_predict(cfg) -> Path:
         notes.append(f"{short} of {len(recs)} model lists hold fewer than {min(k_max, catalog.n_items)} items "
                      f"(shortest {min(map(len, recs))}; strategy {p.strategy}): ranks past a list's end count as misses")
         warn(notes[-1])
-    lists = {"model": recs, "recency": baselines.recency(cases.histories, k_max),
-             "popularity": baselines.popularity(cases.histories, k_max, p.allow_history)}
+    lists = {"model": recs}
+    for method in baselines.BASELINES:
+        lists[method] = baselines.baseline_lists(method, cases.histories, k_max, p.allow_history, catalog.text_emb,
+                                                 p.knn_last, p.knn_decay)
     methods, by_position = {}, {}
     for name, method_recs in lists.items():
         methods[name], by_position[name] = evaluate(method_recs, cases.targets, catalog.n_items, ks, horizon)
@@ -113,7 +115,7 @@ def run_predict(cfg) -> Path:
         write_manifest(tmp, {"stage": "predict", "model_dir": str(model_dir), "dataset_dir": str(dataset_dir),
                              "dataset_manifest_hash": manifest_hash(dataset_dir), "counts": cases.counts,
                              "config": config_to_dict(cfg)})
-    model, recency = methods["model"], methods["recency"]
-    print0(f"predict: HR@{ks[-1]} model {model[f'HR@{ks[-1]}']:.4f} vs recency {recency[f'HR@{ks[-1]}']:.4f}; "
-           f"report in {out}")
+    key = f"NDCG@{10 if 10 in ks else ks[-1]}"
+    print0(f"predict: {key} " + ", ".join(f"{name} {values[key]:.4f}" for name, values in methods.items())
+           + f"; report in {out}")
     return out

@@ -77,6 +77,45 @@ def reference_item_scores(model, state: torch.Tensor, item_codes: torch.Tensor) 
     return out
 
 
+def standardize(scores: torch.Tensor) -> torch.Tensor:
+    """Per row: (x - mean) / std over the finite entries (-inf stays -inf; a constant row becomes 0)."""
+    finite = torch.isfinite(scores)
+    x = torch.where(finite, scores, torch.zeros_like(scores))
+    count = finite.sum(1, keepdim=True).clamp_min(1)
+    mean = x.sum(1, keepdim=True) / count
+    var = (torch.where(finite, x - mean, torch.zeros_like(x)) ** 2).sum(1, keepdim=True) / count
+    z = (x - mean) / var.sqrt().clamp_min(1e-6)
+    return torch.where(finite, z, torch.full_like(z, NEG_INF))
+
+
+def combine(parts: dict, weights: dict) -> torch.Tensor:
+    """Float[B, N]: sum over components of weight * standardized score (components of weight 0 are skipped)."""
+    total = None
+    for name, weight in weights.items():
+        if weight:
+            term = weight * standardize(parts[name])
+            total = term if total is None else total + term
+    return total if total is not None else torch.zeros_like(next(iter(parts.values())))
+
+
+class HybridPrior:
+    """Label-free popularity prior: item counts over the histories being scored (set by the caller)."""
+
+    def __init__(self):
+        self.counts = None
+
+    def set_histories(self, histories: Sequence[Sequence[int]], n_items: int) -> None:
+        counts = torch.zeros(n_items)
+        for history in histories:
+            counts.index_add_(0, torch.as_tensor(list(history), dtype=torch.long), torch.ones(len(history)))
+        self.counts = counts
+
+    def log_popularity(self, n_items: int, device) -> torch.Tensor:
+        if self.counts is None or len(self.counts) != n_items:
+            raise ValueError("the popularity prior needs the histories being scored: call set_histories first")
+        return torch.log1p(self.counts).to(device)[None]
+
+
 def top_k_items(scores: torch.Tensor, k: int, exclude: Optional[Sequence[Sequence[int]]] = None):
     """(rows Long[B, k'], scores [B, k']) best first, k' = min(k, N); excluded and -inf entries get row -1."""
     if exclude is not None and any(len(rows) for rows in exclude):
@@ -103,9 +142,15 @@ class ItemScorer:
         self.parallel = model_head(model) == "parallel"
         self.flat_index = flat_code_index(self.item_codes, list(trie.slot_vocab_sizes))
         self.trie = trie.to(self.device)
-        use_text = getattr(getattr(model, "config", None), "text_dim", None)
-        self.text_emb = text_emb.to(self.device) if (use_text and text_emb is not None) else None
-        self.max_items = int(getattr(getattr(model, "config", None), "max_items", 256))
+        config = getattr(model, "config", None)
+        if text_emb is not None and getattr(config, "center_text", False):
+            text_emb = text_emb.float() - text_emb.float().mean(0)  # label-free: the catalog's own mean
+        # catalog text embeddings as the dense head, content kNN and (when it takes them) the model see them
+        self.catalog_emb = text_emb.float().to(self.device) if text_emb is not None else None
+        self.text_emb = self.catalog_emb if getattr(config, "text_dim", None) else None
+        self.max_items = int(getattr(config, "max_items", 256))
+        self.weights = config.scoring_weights() if hasattr(config, "scoring_weights") else {"code": 1.0}
+        self.prior = HybridPrior()
 
     @property
     def n_items(self) -> int:
@@ -116,11 +161,39 @@ class ItemScorer:
         inputs = history_inputs(histories, self.item_codes, self.max_items, self.text_emb, self.device)
         return self.model.history_state(**inputs)
 
-    @torch.no_grad()
-    def log_probs(self, histories: Sequence[Sequence[int]]) -> torch.Tensor:
-        state = self.state(histories)
+    def code_scores(self, state: torch.Tensor) -> torch.Tensor:
         if self.mode == "exact" and self.parallel:
             return parallel_item_scores(self.model, state, self.flat_index)
         if self.mode == "exact":
             return self.model.score_items(state, self.item_codes).float()
         return beam_item_scores(self.model, state, self.trie, self.beam_size)
+
+    @torch.no_grad()
+    def log_probs(self, histories: Sequence[Sequence[int]]) -> torch.Tensor:
+        """Next-item log-probs; with hybrid score weights, log_softmax of the weighted standardized components."""
+        state = self.state(histories)
+        if self.weights == {"code": 1.0}:
+            return self.code_scores(state)
+        if self.mode != "exact":
+            raise ValueError(f"hybrid scoring {self.weights} scores the full catalog: use predict.scoring=exact")
+        parts = self.components(histories, state, set(self.weights))
+        return combine(parts, self.weights).log_softmax(dim=1)
+
+    @torch.no_grad()
+    def components(self, histories, state: torch.Tensor, names) -> dict:
+        """{component: Float[B, N] raw scores} for the named components (recgpt.predict.hybrid)."""
+        from recgpt.predict.baselines import content_knn_scores
+
+        if set(names) & {"dense", "knn"} and self.catalog_emb is None:
+            raise ValueError(f"scoring components {sorted(names)} need the catalog's item text embeddings: "
+                             "set a catalog from item texts (set_catalog / set_catalog_from_prepared)")
+        out = {}
+        if "code" in names:
+            out["code"] = self.code_scores(state)
+        if "dense" in names:
+            out["dense"] = self.model.dense_scores(state, self.catalog_emb).float()
+        if "knn" in names:
+            out["knn"] = content_knn_scores(histories, self.catalog_emb.cpu()).to(state.device)
+        if "pop" in names:
+            out["pop"] = self.prior.log_popularity(self.n_items, state.device).expand(len(histories), -1)
+        return out

@@ -124,8 +124,10 @@ def load_training_inputs(cfg) -> TrainingInputs:
         raise ArtifactError(f"{codes_path}: codes of shape {tuple(codes.shape)} do not fit slot_vocab_sizes "
                             f"{slot_vocab_sizes} of {tokenizer_dir / 'config.json'}")
     text_emb = None
-    if cfg.model.use_text:
+    if cfg.model.use_text or cfg.model.dense_head:
         text_emb = _load_text_embeddings(cfg, item_ids)
+        if cfg.model.center_text:
+            text_emb = center_by_group(text_emb, corpus.items.sort_values("item_index")["dataset"].tolist())
     return TrainingInputs(
         train=SequenceSource.from_dataset(corpus.sequences["train"]),
         heldout=SequenceSource.from_dataset(corpus.sequences["heldout"]),
@@ -134,14 +136,24 @@ def load_training_inputs(cfg) -> TrainingInputs:
         tokenizer_dir=tokenizer_dir, codes_path=codes_path, text_emb=text_emb)
 
 
+def center_by_group(emb: torch.Tensor, groups: list) -> torch.Tensor:
+    """Each group's rows (one dataset's items) minus that group's mean: label-free, as a new catalog is centered."""
+    out = emb.clone().float()
+    names = np.asarray(groups, dtype=object)
+    for name in set(groups):
+        rows = torch.as_tensor(np.flatnonzero(names == name))
+        out[rows] -= out[rows].mean(0)
+    return out
+
+
 def _load_text_embeddings(cfg, item_ids: list) -> torch.Tensor:
     from recgpt.tokenizer.embed import load_embeddings
 
     folder = Path(cfg.train.text_embeddings_dir or cfg.embed.output_dir or Path(cfg.data.corpus_dir) / "embeddings")
     if not folder.is_dir():
-        raise ArtifactError(f"text embeddings not found: {folder} (train.text_embeddings_dir; model.use_text=true)")
+        raise ArtifactError(f"text embeddings not found: {folder} (train.text_embeddings_dir; model.use_text / model.dense_head)")
     emb = load_embeddings(folder)
-    vectors = torch.as_tensor(np.asarray(emb.embeddings))
+    vectors = torch.as_tensor(np.asarray(emb.vectors, dtype=np.float32))
     return align_codes(item_ids, list(emb.item_ids), vectors, str(folder)).float()
 
 

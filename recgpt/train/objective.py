@@ -15,22 +15,35 @@ class NextItemObjective(nn.Module):
         super().__init__()
         self.decoder = decoder
         self.fast = fast and decoder.config.head == "parallel"
+        if decoder.config.dense_dim and not self.fast:
+            raise ValueError("the dense head trains with the parallel head's objective (model.head=parallel)")
 
     def forward(self, codes, item_pos, segment, text_emb=None) -> torch.Tensor:
         from recgpt.model import next_item_loss, shift_targets
 
+        cfg = self.decoder.config
+        model_text = text_emb if cfg.text_dim else None  # text_emb may be there for the dense targets only
         if not self.fast:
-            logits = self.decoder(codes=codes, item_pos=item_pos, segment=segment, text_emb=text_emb).logits
+            logits = self.decoder(codes=codes, item_pos=item_pos, segment=segment, text_emb=model_text).logits
             return torch.stack([t.float() for t in next_item_loss(logits, codes, item_pos, segment)])
-        hidden = self.decoder.encode(codes, item_pos, segment, text_emb)  # [B, S, L, d]
+        hidden = self.decoder.encode(codes, item_pos, segment, model_text)  # [B, S, L, d]
         next_codes, target_mask = shift_targets(codes, segment, item_pos)
         features, targets = hidden[target_mask], next_codes[target_mask]  # [N, L, d], [N, L]
         head = self.decoder.head
         loss_sum = hidden.new_zeros((), dtype=torch.float32)
-        for k in range(targets.shape[1]):
-            logits = head.slot_logits(features[:, k], k).float()
-            loss_sum = loss_sum + F.cross_entropy(logits, targets[:, k], reduction="sum")
+        if cfg.code_loss_weight > 0:
+            for k in range(targets.shape[1]):
+                logits = head.slot_logits(features[:, k], k).float()
+                loss_sum = loss_sum + F.cross_entropy(logits, targets[:, k], reduction="sum")
+            loss_sum = loss_sum * cfg.code_loss_weight
         n_tokens = target_mask.sum().float() * codes.shape[-1]
+        if self.decoder.dense_head is not None and cfg.dense_loss_weight > 0 and len(features):
+            if text_emb is None:
+                raise ValueError("the dense head trains on the next items' text embeddings: pass text_emb")
+            next_emb = F.pad(text_emb[:, 1:], (0, 0, 0, 1))[target_mask]  # [N, D]
+            # per target item, counted once per code token so that loss_sum / n_tokens stays a per-token mean
+            dense = self.decoder.dense_head.infonce_sum(features, next_emb)
+            loss_sum = loss_sum + cfg.dense_loss_weight * codes.shape[-1] * dense
         return torch.stack([loss_sum, n_tokens])
 
 

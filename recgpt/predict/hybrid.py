@@ -1,0 +1,89 @@
+"""Hybrid scoring weights, fitted on a held-out *source* domain and stored in the model's config.
+
+score = sum over components c of w_c * standardize(c), components: code (code log-prob), dense (dense-head
+cosine), knn (content kNN cosine, a fixed prior), pop (log popularity among the histories being scored).
+`fit_score_weights` grid-searches the weight simplex for the best NDCG@K (leave-one-out, history excluded) on
+a domain that is neither pretrained on nor reported (or several: `fit_and_store`), and `fit_and_store` writes the winner into
+`model.config.score_weights`, so that `save_pretrained` / `from_pretrained` score the same way.
+"""
+import itertools
+import math
+from typing import Sequence
+
+import torch
+
+from recgpt.predict.scoring import combine, standardize, top_k_items
+
+
+def simplex_grid(names: Sequence[str], step: float) -> list[dict]:
+    """Every weight vector over `names` with entries in multiples of `step` summing to 1."""
+    n = round(1 / step)
+    grid = []
+    for cut in itertools.combinations(range(n + len(names) - 1), len(names) - 1):
+        parts = [b - a - 1 for a, b in zip((-1, *cut), (*cut, n + len(names) - 1))]
+        grid.append({name: round(p * step, 6) for name, p in zip(names, parts)})
+    return grid
+
+
+def ndcg_at_k(scores: torch.Tensor, targets: Sequence[int], histories: Sequence[Sequence[int]], k: int) -> float:
+    """Mean NDCG@k of one target per user, the user's history items excluded."""
+    rows, _ = top_k_items(scores, k, histories)
+    hit = rows == torch.as_tensor(list(targets))[:, None]
+    gains = hit.float() / torch.log2(torch.arange(2, k + 2, dtype=torch.float32))[None, : rows.shape[1]]
+    return float(gains.sum(1).mean())
+
+
+def fit_score_weights(parts: dict, targets: Sequence[int], histories: Sequence[Sequence[int]], k: int = 10,
+                      step: float = 0.1) -> tuple[dict, list]:
+    """(best weights, [(weights, NDCG@k)] for every grid point) over precomputed raw component scores
+    {name: Float[U, N]}; ties go to the earlier grid point."""
+    names = sorted(parts)
+    standardized = {name: standardize(parts[name].float()) for name in names}
+    table = []
+    for weights in simplex_grid(names, step):
+        table.append((weights, ndcg_at_k(combine(standardized, weights), targets, histories, k)))
+    best = max(range(len(table)), key=lambda i: (table[i][1], -i))
+    return table[best][0], table
+
+
+def component_scores(rec, histories: Sequence[Sequence[int]], names, batch_size: int = 256) -> dict:
+    """{name: Float[U, N]} raw component scores of a Recommender on catalog rows."""
+    scorer = rec.scorer
+    if "pop" in names:
+        scorer.prior.set_histories(histories, rec.catalog.n_items)
+    chunks = {name: [] for name in names}
+    for start in range(0, len(histories), batch_size):
+        part = histories[start:start + batch_size]
+        for name, scores in scorer.components(part, scorer.state(part), names).items():
+            chunks[name].append(scores.cpu())
+    return {name: torch.cat(c) for name, c in chunks.items()}
+
+
+def domain_table(rec, prepared, names: Sequence[str], max_users: int, k: int, step: float, seed: int) -> list:
+    """[(weights, NDCG@k)] over the simplex grid on one prepared domain's LOO users."""
+    from recgpt.predict.protocols import build_test_cases
+
+    rec.set_catalog_from_prepared(prepared)
+    cases = build_test_cases(prepared.interactions, rec.catalog, "loo", 1, seed, max_users)
+    parts = component_scores(rec, cases.histories, list(names))
+    return fit_score_weights(parts, [t[0] for t in cases.targets], cases.histories, k, step)[1]
+
+
+def fit_and_store(rec, domains, names: Sequence[str], max_users: int = 1000, k: int = 10, step: float = 0.1,
+                  seed: int = 0) -> dict:
+    """Fit the weights on held-out source domains' LOO users (prepared datasets, none of them reported) and
+    store them in the model config. With several domains the criterion is the mean over domains of NDCG@k
+    relative to that domain's best single component, so that no domain dominates by its scale.
+    Returns {"weights", "ndcg" (per domain), "single_components", "table"}."""
+    domains = domains if isinstance(domains, (list, tuple)) else [domains]
+    tables = {d.name: domain_table(rec, d, names, max_users, k, step, seed) for d in domains}
+    grid = [w for w, _ in next(iter(tables.values()))]
+    singles = {d: {n: next(v for w, v in t if math.isclose(w[n], 1.0)) for n in names} for d, t in tables.items()}
+    relative = [sum(t[i][1] / max(max(singles[d].values()), 1e-12) for d, t in tables.items()) / len(tables)
+                for i in range(len(grid))]
+    best = max(range(len(grid)), key=lambda i: (relative[i], -i))
+    rec.model.config.score_weights = grid[best]
+    rec.use_catalog(rec.catalog)  # the scorer reads the new weights
+    return {"weights": grid[best], "ndcg": {d: t[best][1] for d, t in tables.items()}, "relative": relative[best],
+            "single_components": singles, "dataset": ",".join(tables),
+            "table": [{"weights": w, "relative": r} for w, r in zip(grid, relative)]}

@@ -1,0 +1,99 @@
+"""Zero-shot evaluation on a domain the model never saw, against the baselines, with bootstrap intervals.
+
+`zero_shot_eval(rec, folder, protocol)` builds the catalog from the folder's items.parquet, the test cases
+from its interactions (the only read of them: the histories scored and their targets), and returns HR@K /
+NDCG@K per method with per-user values, so that `bootstrap_ratio` can put a 95% interval on model / content
+kNN by resampling users. History items are excluded from every list (allow_history=False).
+"""
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import pandas as pd
+
+from recgpt.predict import baselines
+from recgpt.predict.metrics import _user_metrics
+
+
+def per_user(recs, targets, k: int) -> dict:
+    """{"HR": Float[U], "NDCG": Float[U]} at k."""
+    values = [_user_metrics(r, set(int(t) for t in tgt), k) for r, tgt in zip(recs, targets)]
+    return {m: np.array([v[m] for v in values]) for m in ("HR", "NDCG")}
+
+
+def bootstrap_ratio(a: np.ndarray, b: np.ndarray, n: int = 1000, seed: int = 0) -> tuple[float, float, float]:
+    """mean(a) / mean(b) and its 95% percentile interval over users resampled with replacement (pairs kept)."""
+    rng = np.random.default_rng(seed)
+    ratio = float(a.mean() / b.mean()) if b.mean() > 0 else float("nan")
+    idx = rng.integers(0, len(a), size=(n, len(a)))
+    num, den = a[idx].mean(1), b[idx].mean(1)
+    ratios = np.where(den > 0, num / np.where(den > 0, den, 1), np.nan)
+    lo, hi = np.nanpercentile(ratios, [2.5, 97.5]) if np.isfinite(ratios).any() else (float("nan"),) * 2
+    return ratio, float(lo), float(hi)
+
+
+def read_interactions(folder) -> pd.DataFrame:
+    path = Path(folder) / "interactions.parquet"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no interactions to evaluate on")
+    return pd.read_parquet(path)
+
+
+def zero_shot_eval(rec, folder, protocol: str = "loo", max_users: Optional[int] = 2000, k: int = 10,
+                   seed: int = 0, catalog_set: bool = False) -> dict:
+    """{"methods": {name: {"HR@k", "NDCG@k"}}, "per_user": {name: {...}}, "users": U} for the model and the
+    baselines recency, popularity, content_knn and content_knn_centered (kNN on catalog-centered embeddings)."""
+    from recgpt.predict.protocols import build_test_cases
+
+    if not catalog_set:
+        rec.set_catalog_from_prepared(folder)
+    catalog = rec.catalog
+    cases = build_test_cases(read_interactions(folder), catalog, protocol, 1, seed, max_users)
+    if len(cases) == 0:
+        raise ValueError(f"{folder}: no test case for protocol {protocol}: {cases.counts}")
+    k_list = min(k, catalog.n_items)
+    recs, _ = rec.recommend_rows(cases.histories, k_list, 1, "exact", allow_history=False, seed=seed)
+    lists = {"model": recs}
+    for method in baselines.BASELINES:
+        lists[method] = baselines.baseline_lists(method, cases.histories, k_list, False, catalog.text_emb)
+    centered = catalog.text_emb - catalog.text_emb.mean(0)
+    lists["content_knn_centered"] = baselines.content_knn(cases.histories, centered, k_list, False)
+    users = {name: per_user(r, cases.targets, k) for name, r in lists.items()}
+    methods = {name: {f"{m}@{k}": float(v.mean()) for m, v in u.items()} for name, u in users.items()}
+    return {"protocol": protocol, "users": len(cases), "counts": cases.counts, "methods": methods, "per_user": users,
+            "catalog_items": catalog.n_items}
+
+
+def ratio_rows(result: dict, k: int = 10, reference: str = "content_knn", n_boot: int = 1000, seed: int = 0) -> list:
+    """Table rows: method, HR@k, NDCG@k, NDCG ratio to the reference and its 95% bootstrap interval."""
+    ref = result["per_user"][reference]["NDCG"]
+    rows = []
+    for name, values in result["methods"].items():
+        ratio, lo, hi = bootstrap_ratio(result["per_user"][name]["NDCG"], ref, n_boot, seed)
+        rows.append({"method": name, f"HR@{k}": values[f"HR@{k}"], f"NDCG@{k}": values[f"NDCG@{k}"],
+                     "ratio": ratio, "lo": lo, "hi": hi})
+    return rows
+
+
+class TransferProbe:
+    """Zero-shot NDCG@k of checkpoints on one held-out source domain (checkpoint selection by transfer).
+    The catalog and test cases are built once: they depend on the tokenizer only, not on the checkpoint."""
+
+    def __init__(self, cfg, tokenizer_dir, k: int = 10):
+        from recgpt.predict.catalog import catalog_from_prepared, read_catalog_items
+        from recgpt.predict.protocols import build_test_cases
+        from recgpt.predict.run import resolve_dataset
+        from recgpt.tokenizer import load_tokenizer
+
+        folder = resolve_dataset(cfg.eval.zero_shot_domain, cfg.data)
+        self.catalog = catalog_from_prepared(read_catalog_items(folder), load_tokenizer(tokenizer_dir), cfg.embed)
+        self.cases = build_test_cases(read_interactions(folder), self.catalog, "loo", 1, cfg.predict.seed,
+                                      cfg.eval.zero_shot_users)
+        self.k, self.folder = k, folder
+
+    def ndcg(self, model) -> float:
+        from recgpt.predict.recommender import Recommender
+
+        rec = Recommender(model, catalog=self.catalog)
+        recs, _ = rec.recommend_rows(self.cases.histories, self.k, 1, "exact", allow_history=False)
+        return float(per_user(recs, self.cases.targets, self.k)["NDCG"].mean())

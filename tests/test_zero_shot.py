@@ -1,0 +1,204 @@
+"""Zero-shot machinery: the dense head against a brute-force loop, hybrid scoring and its weights through
+save_pretrained, weight fitting, bootstrap ratios, and a catalog built without the domain's interactions.
+Real ml-100k items and MiniLM embeddings (session fixtures); random but real decoders."""
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from recgpt.model import ItemCodeDecoder, ItemCodeDecoderConfig
+from recgpt.model.dense import reference_dense_scores
+from recgpt.predict import Recommender, baselines
+from recgpt.predict.hybrid import fit_score_weights, simplex_grid
+from recgpt.predict.scoring import combine, standardize
+from recgpt.predict.transfer import bootstrap_ratio, zero_shot_eval
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def dense_decoder(slot_vocab_sizes, dim, seed=0, **kw):
+    torch.manual_seed(seed)
+    config = ItemCodeDecoderConfig(slot_vocab_sizes=slot_vocab_sizes, n_layers=1, d_model=32, n_heads=4, d_ff=64,
+                                   dropout=0.0, max_items=20, dense_dim=dim, **kw)
+    model = ItemCodeDecoder(config).eval()
+    for p in model.dense_head.tower[-1].parameters():  # a trained tower, not the identity it starts as
+        torch.nn.init.normal_(p, std=0.3)
+    return model
+
+
+@pytest.fixture(scope="module")
+def catalog_emb(real_embeddings):
+    return torch.from_numpy(real_embeddings.vectors.astype(np.float32))
+
+
+def test_dense_scores_equal_brute_force_loop(ml100k_catalog, catalog_emb):
+    model = dense_decoder(ml100k_catalog.slot_vocab_sizes, catalog_emb.shape[1])
+    state = torch.randn(3, ml100k_catalog.codes.shape[1], 32)
+    items = catalog_emb[:40]
+    with torch.no_grad():
+        fast = model.dense_scores(state, items)
+        slow = reference_dense_scores(model.dense_head, state, items)
+    assert fast.shape == (3, 40)
+    assert torch.allclose(fast, slow, atol=1e-5)
+
+
+def test_infonce_counts_an_item_once_and_matches_hand_softmax(ml100k_catalog, catalog_emb):
+    head = dense_decoder(ml100k_catalog.slot_vocab_sizes, catalog_emb.shape[1]).dense_head
+    states = torch.randn(4, ml100k_catalog.codes.shape[1], 32)
+    targets = catalog_emb[[5, 9, 5, 2]]  # item 5 twice: one candidate, never its own negative
+    with torch.no_grad():
+        got = head.infonce_sum(states, targets)
+        cands = catalog_emb[[2, 5, 9]]
+        logits = head.queries(states) @ head.items(cands).t() / head.temperature
+        want = -torch.log_softmax(logits, dim=1)[torch.arange(4), torch.tensor([1, 2, 1, 0])].sum()
+    assert float(got) == pytest.approx(float(want), rel=1e-5)
+
+
+def test_dense_objective_trains_the_head(ml100k_catalog, catalog_emb):
+    from recgpt.train.batching import padded_reference
+    from recgpt.train.objective import NextItemObjective
+
+    model = dense_decoder(ml100k_catalog.slot_vocab_sizes, catalog_emb.shape[1])
+    batch = padded_reference([[1, 2, 3, 4], [7, 8, 9]], ml100k_catalog.codes)
+    batch["text_emb"] = catalog_emb[torch.tensor([[1, 2, 3, 4], [7, 8, 9, 0]])] * (batch["segment"] > 0)[..., None]
+    both = NextItemObjective(model.train())(**batch)
+    model.config.dense_loss_weight = 0.0
+    code_only = NextItemObjective(model)(**batch)
+    assert both[1] == code_only[1] == 5 * ml100k_catalog.codes.shape[1]  # 5 next-item targets x L tokens
+    assert both[0] > code_only[0]
+    model.config.dense_loss_weight = 1.0
+    model.zero_grad()
+    NextItemObjective(model)(**batch)[0].backward()
+    assert model.dense_head.query.weight.grad.abs().sum() > 0
+
+
+def test_hybrid_weights_round_trip_and_score_as_stored(tmp_path, ml100k_catalog, catalog_emb, ml100k_histories):
+    weights = {"code": 0.3, "dense": 0.5, "knn": 0.2}
+    model = dense_decoder(ml100k_catalog.slot_vocab_sizes, catalog_emb.shape[1], score_weights=weights)
+    model.save_pretrained(tmp_path / "m")
+    loaded = ItemCodeDecoder.from_pretrained(str(tmp_path / "m"))
+    assert loaded.config.score_weights == weights and loaded.config.scoring_weights() == weights
+    assert torch.equal(loaded.dense_head.tower[-1].weight, model.dense_head.tower[-1].weight)
+    catalog = ml100k_catalog.__class__.from_codes(ml100k_catalog.item_ids, ml100k_catalog.codes,
+                                                  ml100k_catalog.slot_vocab_sizes, catalog_emb)
+    rec = Recommender(loaded, catalog=catalog)
+    histories = ml100k_histories[:6]
+    got = rec.scorer.log_probs(histories)
+    state = rec.scorer.state(histories)
+    parts = {"code": rec.scorer.code_scores(state), "dense": loaded.dense_scores(state, catalog_emb),
+             "knn": baselines.content_knn_scores(histories, catalog_emb)}
+    by_hand = sum(w * standardize(parts[c]) for c, w in weights.items()).log_softmax(1)
+    assert torch.allclose(got, by_hand, atol=1e-4)
+    # without stored weights a model with a dense head scores by it alone, one without by its code log-probs
+    plain = dense_decoder(ml100k_catalog.slot_vocab_sizes, catalog_emb.shape[1])
+    assert plain.config.scoring_weights() == {"dense": 1.0}
+    assert ItemCodeDecoderConfig(slot_vocab_sizes=[4, 4]).scoring_weights() == {"code": 1.0}
+
+
+def test_standardize_and_combine():
+    x = torch.tensor([[1.0, 2.0, 3.0, float("-inf")], [5.0, 5.0, 5.0, 5.0]])
+    z = standardize(x)
+    assert torch.allclose(z[0, :3], torch.tensor([-1.2247, 0.0, 1.2247]), atol=1e-4) and z[0, 3] == float("-inf")
+    assert torch.equal(z[1], torch.zeros(4))
+    assert torch.allclose(combine({"a": x[:1, :3], "b": -x[:1, :3]}, {"a": 0.5, "b": 0.5}), torch.zeros(1, 3))
+
+
+def test_fit_score_weights_finds_the_informative_component():
+    assert len(simplex_grid(["a", "b", "c"], 0.25)) == 15
+    assert all(abs(sum(w.values()) - 1) < 1e-9 for w in simplex_grid(["a", "b", "c"], 0.1))
+    gen = torch.Generator().manual_seed(0)
+    targets = torch.randint(0, 50, (200,), generator=gen)
+    noise = torch.randn(200, 50, generator=gen)
+    informative = noise.clone()
+    informative[torch.arange(200), targets] += 3.0  # ranks the target high
+    weights, table = fit_score_weights({"good": informative, "noise": torch.randn(200, 50, generator=gen)},
+                                       targets.tolist(), [[] for _ in range(200)], k=10, step=0.25)
+    assert weights["good"] >= 0.75
+    assert max(v for _, v in table) > 2 * min(v for _, v in table)
+
+
+def test_bootstrap_ratio_interval():
+    rng = np.random.default_rng(0)
+    b = rng.random(2000)
+    ratio, lo, hi = bootstrap_ratio(1.5 * b, b)
+    assert ratio == pytest.approx(1.5) and lo == pytest.approx(1.5) and hi == pytest.approx(1.5)
+    a = rng.random(2000)  # independent: the ratio is near 1 and the interval covers it
+    ratio, lo, hi = bootstrap_ratio(a, b)
+    assert lo < ratio < hi and lo < 1.0 < hi
+
+
+def test_catalog_from_a_folder_without_interactions(tmp_path, prepared_dir, exported_model, ml100k_histories,
+                                                     embed_config, ml100k_catalog):
+    """The zero-shot path reads the domain's items only; interactions are the scored histories themselves."""
+    source = prepared_dir("ml-100k")
+    folder = tmp_path / "items_only"
+    folder.mkdir()
+    for name in ("items.parquet", "manifest.json"):
+        shutil.copy2(source / name, folder / name)
+    rec = Recommender.from_pretrained(exported_model, embed_cfg=embed_config)
+    catalog = rec.set_catalog_from_prepared(folder)
+    assert catalog.n_items == 1682 and catalog.text_emb is not None
+    ids = catalog.item_ids
+    histories = [[ids[r] for r in h] for h in ml100k_histories[:4]]
+    out = rec.baseline(histories, "content_knn", k=5, allow_history=False)
+    assert all(len(r) == 5 and not set(r) & set(h) for r, h in zip(out.item_ids, histories))
+    assert all(len(r) == 5 for r in rec.recommend(histories, k=5, allow_history=False).item_ids)
+    with pytest.raises(FileNotFoundError, match="no interactions"):
+        zero_shot_eval(rec, folder, "loo", catalog_set=True)
+
+
+@pytest.mark.slow
+def test_eval_selects_checkpoints_by_zero_shot_ndcg(tiny_run, tiny_train_cfg, tokenizer_cache_dir, tmp_path):
+    """eval.select_by=zero_shot: every checkpoint is scored zero-shot on a held-out source domain (real Steam
+    users of the bundled sample, not in the tiny corpus) and the best NDCG@10 is exported."""
+    from recgpt.evaluate import select_checkpoints
+    from recgpt.predict.transfer import TransferProbe
+
+    repo = Path(__file__).resolve().parents[1]
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    cfg = tiny_train_cfg("eval.select_by=zero_shot", "eval.zero_shot_domain=sample_steam", "eval.zero_shot_users=150",
+                         f"data.raw_root={repo / 'data' / 'sample'}", f"data.prepared_root={tmp_path / 'prepared'}",
+                         f"embed.cache_dir={tokenizer_cache_dir}")
+    selection = select_checkpoints(cfg, run)
+    scores = {n: r["zero_shot_ndcg@10"] for n, r in selection["checkpoints"].items() if r["status"] == "ok"}
+    assert len(scores) == 2 and selection["select_by"] == "zero_shot"
+    assert scores[selection["best"]] == max(scores.values())
+    probe = TransferProbe(cfg, run / "best" / "tokenizer")
+    assert len(probe.cases) == 150
+    assert probe.ndcg(ItemCodeDecoder.from_pretrained(str(run / "best"))) == pytest.approx(max(scores.values()))
+
+
+def test_dense_pretraining_on_the_real_tiny_corpus(tiny_train_cfg, tiny_tokenizer):
+    """Text input + per-dataset centering + dense head through the real trainer: inputs centered on each
+    dataset's own mean, a finite loss, and a checkpoint whose model has the dense head."""
+    import json
+    import math
+
+    from recgpt.data import load_corpus
+    from recgpt.train.inputs import load_training_inputs
+    from recgpt.train.trainer import pretrain
+
+    cfg = tiny_train_cfg("model.dense_head=true", "model.use_text=true", "model.center_text=true",
+                         f"train.text_embeddings_dir={tiny_tokenizer.parent / 'embeddings'}", "train.max_steps=6",
+                         "train.eval_every=6", "train.save_every=6")
+    inputs = load_training_inputs(cfg)
+    datasets = load_corpus(cfg.data.corpus_dir).items.sort_values("item_index")["dataset"].to_numpy()
+    for name in set(datasets):
+        rows = torch.as_tensor(np.flatnonzero(datasets == name))
+        assert inputs.text_emb[rows].mean(0).abs().max() < 1e-4
+    summary = pretrain(cfg, inputs)
+    assert math.isfinite(summary["loss"]) and math.isfinite(summary["heldout_loss"])
+    meta = json.loads((next(Path(summary["run_dir"]).glob("step-*")) / "meta.json").read_text())
+    assert meta["model_config"]["dense_dim"] == inputs.text_emb.shape[1] and meta["model_config"]["center_text"]
+
+
+def test_cpu_recipe_loads():
+    from recgpt.config import load_config
+
+    cfg = load_config(Path(__file__).resolve().parents[1] / "configs" / "cpu.yaml")
+    assert cfg.model.dense_head and cfg.model.use_text and cfg.model.center_text and cfg.model.code_loss_weight == 0
+    config = ItemCodeDecoderConfig.from_recgpt(cfg.model, [15360] * 4 + [64], text_dim=384)
+    assert config.dense_dim == 384 and config.scoring_weights() == {"dense": 1.0}
