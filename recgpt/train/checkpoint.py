@@ -77,6 +77,16 @@ def check_resumable(meta: dict, folder, corpus_hash: str, tokenizer_hash: str, m
 LOAD_ERRORS = (OSError, EOFError, RuntimeError, ValueError, KeyError, pickle.UnpicklingError, SafetensorError)
 
 
+def check_rng_state(folder, rank: int) -> None:
+    """accelerate's load_state skips an unreadable RNG state silently (the run would then continue on other
+    random numbers): read this rank's file first, so that a broken one counts as a broken checkpoint."""
+    from accelerate.utils import load
+
+    path = Path(folder) / f"random_states_{rank}.pkl"
+    if path.is_file():
+        load(str(path), weights_only=True)
+
+
 def unreadable_file(folder) -> Optional[str]:
     """'<file>: <error>' for the first file of a checkpoint folder that cannot be read back, else None.
     Pickles (optimizer, scheduler, RNG states) are read with weights_only=True."""

@@ -166,6 +166,7 @@ class Trainer:
         for folder, meta in candidates:
             error = None
             try:  # optimizer, scheduler and RNG pickles are read with weights_only=True
+                ckpt.check_rng_state(folder, acc.process_index)
                 acc.load_state(str(folder), load_kwargs={"weights_only": True})
             except ckpt.LOAD_ERRORS as e:
                 error = ckpt.unreadable_file(folder) or f"{folder}: {type(e).__name__}: {str(e).splitlines()[0]}"
