@@ -121,7 +121,10 @@ def test_gpt2_generation_never_repeats_an_item(strategy, loo_split):
 def test_cli_trains_and_reports_like_predict(tmp_path, prepared_dir, capsys):
     import json
 
-    from recgpt.baselines.cli import main
+    from recgpt.cli import main as recgpt_main
+
+    def main(argv):
+        return recgpt_main(["baseline", *argv])
 
     folder = prepared_dir("ml-100k")
     assert main(["nosuch", "--dataset", str(folder)]) == 2 and "unknown baseline 'nosuch'" in capsys.readouterr().err

@@ -11,7 +11,11 @@ import torch
 
 from fixtures_predict import fit_small_tokenizer
 from recgpt.predict import Recommender
-from recgpt.predict.cli import main
+from recgpt.cli import main as recgpt_main
+
+
+def main(argv) -> int:
+    return recgpt_main(["predict", *argv])
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.usefixtures("one_thread")

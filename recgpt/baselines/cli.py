@@ -2,7 +2,6 @@
 import sys
 
 from recgpt.config import ConfigError, config_from_argv, load_config
-from recgpt.io import ArtifactError
 
 
 def add_flags(parser) -> None:
@@ -27,13 +26,10 @@ def main(argv=None) -> int:
     from recgpt.baselines import get_model
     from recgpt.baselines.run import run_baseline
 
-    try:
-        cfg = parse(sys.argv[1:] if argv is None else argv)
-        get_model(cfg.baseline.name)  # an unknown name fails before any work
-        if not cfg.baseline.dataset:
-            raise ConfigError("baseline.dataset: give a dataset name or a prepared folder (--dataset)")
-        run_baseline(cfg)
-    except (ConfigError, ArtifactError) as e:
-        print(f"recgpt baseline: {e}", file=sys.stderr)
-        return 2
+    # Errors propagate: `recgpt baseline` prints them as one line (recgpt.errors.run_command).
+    cfg = parse(sys.argv[1:] if argv is None else argv)
+    get_model(cfg.baseline.name)  # an unknown name fails before any work
+    if not cfg.baseline.dataset:
+        raise ConfigError("baseline.dataset: give a dataset name or a prepared folder (--dataset)")
+    run_baseline(cfg)
     return 0

@@ -3,7 +3,6 @@
 import sys
 
 from recgpt.config import ConfigError, config_from_argv, load_config
-from recgpt.io import ArtifactError
 
 
 def add_flags(parser) -> None:
@@ -53,12 +52,8 @@ def parse(argv):
 
 
 def main(argv=None) -> int:
+    """Errors propagate: `recgpt predict` and launch/predict.py print them as one line (recgpt.errors)."""
     from recgpt.predict.run import run_predict
 
-    try:
-        cfg = parse(sys.argv[1:] if argv is None else argv)
-        run_predict(cfg)
-    except (ConfigError, ArtifactError) as e:
-        print(f"recgpt predict: {e}", file=sys.stderr)
-        return 2
+    run_predict(parse(sys.argv[1:] if argv is None else argv))
     return 0
