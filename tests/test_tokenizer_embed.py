@@ -136,3 +136,38 @@ def test_real_items_without_text_steam(prepared_dir, embed_config):
     emb = embed_items(ids, empty["text"].tolist() + full["text"].tolist(), embed_config)
     assert emb.n_empty_text == 4
     assert len(np.unique(emb.vectors, axis=0)) == 8 and (np.abs(emb.vectors).sum(1) > 0).all()
+
+
+def _fill_cache(folder: str, shas: list[str], vectors: np.ndarray, chunk: int, start_together) -> None:
+    from recgpt.tokenizer.cache import EmbeddingCache
+
+    cache = EmbeddingCache(folder, "all-MiniLM-L6-v2")  # opened before the other writer's shards exist
+    start_together.wait()
+    for start in range(0, len(shas), chunk):
+        cache.add(shas[start:start + chunk], vectors[start:start + chunk])
+
+
+def test_concurrent_writers_lose_no_rows(real_items, real_embeddings, tmp_path):
+    """Two processes filling one cache at once: every row of both ends up readable and correct."""
+    import multiprocessing
+
+    from recgpt.tokenizer.cache import EmbeddingCache, text_sha
+
+    shas = [text_sha(text) for text in real_items[1]]
+    vectors = real_embeddings.vectors
+    half = len(shas) // 2
+    spawn = multiprocessing.get_context("spawn")
+    barrier = spawn.Barrier(2)
+    writers = [spawn.Process(target=_fill_cache, args=(str(tmp_path), part_shas, part_vectors, 8, barrier))
+               for part_shas, part_vectors in ((shas[:half], vectors[:half]), (shas[half:], vectors[half:]))]
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join(timeout=300)
+        assert writer.exitcode == 0
+    cache = EmbeddingCache(tmp_path, "all-MiniLM-L6-v2")
+    unique = dict(zip(shas, vectors))  # ml-100k has a few identical texts
+    assert len(cache) == len(unique)
+    assert len(cache.index["shards"]) == len(set(cache.index["shards"])) == len(list(tmp_path.glob("shard-*")))
+    got = cache.get(list(unique))
+    assert np.array_equal(got, np.stack(list(unique.values())))

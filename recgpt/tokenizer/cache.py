@@ -3,7 +3,8 @@
 Layout of one model's cache folder: `index.json` = {"model": ..., "shards": [file, ...],
 "rows": {text_sha: [shard_number, row]}} and `shard-NNNNN.safetensors` (tensor `embeddings` fp16 [n, D]).
 A shard is written before the index that points to it, each atomically, so an interrupted run leaves a
-consistent cache and the next run embeds only what is missing.
+consistent cache and the next run embeds only what is missing. Writers hold `index.lock` (filelock) and re-read
+the index under it, so several processes can fill one cache at once without losing or overwriting shards.
 """
 import hashlib
 import os
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from filelock import FileLock
 from safetensors.torch import save_file
 
 from recgpt.io import ArtifactError, load_safetensors, read_json, write_json
@@ -32,14 +34,17 @@ class EmbeddingCache:
         self.folder = Path(folder)
         self.model_id = model_id
         self.index_path = self.folder / "index.json"
-        if self.index_path.exists():
-            self.index = read_json(self.index_path)
-            if self.index.get("model") != model_id:
-                raise ArtifactError(f"{self.index_path}: cache of model {self.index.get('model')!r}, "
-                                    f"not {model_id!r}")
-        else:
-            self.index = {"model": model_id, "shards": [], "rows": {}}
+        self.index = self._read_index()
         self._shards: dict[int, torch.Tensor] = {}
+
+    def _read_index(self) -> dict:
+        if not self.index_path.exists():
+            return {"model": self.model_id, "shards": [], "rows": {}}
+        index = read_json(self.index_path)
+        if index.get("model") != self.model_id:
+            raise ArtifactError(f"{self.index_path}: cache of model {index.get('model')!r}, "
+                                f"not {self.model_id!r}")
+        return index
 
     def __contains__(self, sha: str) -> bool:
         return sha in self.index["rows"]
@@ -63,9 +68,15 @@ class EmbeddingCache:
         return torch.stack(out).numpy() if out else np.zeros((0, 0), np.float16)
 
     def add(self, shas: list[str], vectors: np.ndarray) -> None:
-        """Write one new shard for these (sha, vector) pairs, then the index."""
+        """Write one new shard for these (sha, vector) pairs, then the index, under the cache's lock."""
         assert len(shas) == len(vectors)
         self.folder.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(self.folder / "index.lock")):
+            # Shards are append-only, so the index on disk extends ours: numbers we hold stay valid.
+            self.index = self._read_index()
+            self._write_shard(shas, vectors)
+
+    def _write_shard(self, shas: list[str], vectors: np.ndarray) -> None:
         number = len(self.index["shards"])
         name = f"shard-{number:05d}.safetensors"
         tensor = torch.from_numpy(np.ascontiguousarray(vectors, dtype=np.float16))
