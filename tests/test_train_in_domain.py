@@ -74,6 +74,7 @@ def test_tiger_is_a_configuration():
     assert cfg.data.train_split == "loo" and not cfg.predict.allow_history
 
 
+@pytest.mark.slow
 def test_exported_model_is_ranked_on_the_baselines_cases(exported_model, prepared_dir, embed_config):
     """The next-10 cases of a recgpt model are the baselines' test half, item for item, and its exact lists
     are those of `Recommender.recommend` on the same histories."""
