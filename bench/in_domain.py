@@ -124,6 +124,19 @@ def rank_next_items(row, best: Path, dataset, args) -> dict:
     return evaluate_exported(row, best, prepared, split, cfg.baseline, cfg.embed)
 
 
+def on_disk(dataset, out: Path) -> dict:
+    """{(row, protocol): result} of every report already under <out>/<dataset>-<protocol>/<row>/."""
+    results = {}
+    for name in ROWS:
+        for protocol in ("loo", "horizon"):
+            folder = out / f"{dataset}-{protocol}" / name
+            for report in (folder / "result.json", folder / "metrics.json"):
+                if report.is_file():
+                    results[(name, protocol)] = json.loads(report.read_text())
+                    break
+    return results
+
+
 def cell(value) -> str:
     return "" if value is None else f"{value:.4f}"
 
@@ -171,16 +184,20 @@ def main(argv=None) -> int:
     parser.add_argument("--config", default=None)
     parser.add_argument("--out", default="outputs/bench/in_domain")
     parser.add_argument("--rerun", action="store_true", help="retrain models whose report already exists")
+    parser.add_argument("--table-only", action="store_true", help="tables of the reports on disk; train nothing")
     parser.add_argument("overrides", nargs="*", help="baseline.key=value for every model")
     args = parser.parse_args(argv)
     out = Path(args.out)
     tables = []
     for dataset in args.datasets:
-        results = {(n, p): run_one(n, dataset, p, args, out) for n in args.models for p in args.protocols}
-        for variant in args.recgpt:
-            for protocol in args.recgpt_protocols:
-                results[(FOUNDATION_VARIANTS.get(variant, variant), protocol)] = \
-                    run_recgpt(variant, dataset, protocol, args, out)
+        if args.table_only:
+            results = on_disk(dataset, out)
+        else:
+            results = {(n, p): run_one(n, dataset, p, args, out) for n in args.models for p in args.protocols}
+            for variant in args.recgpt:
+                for protocol in args.recgpt_protocols:
+                    results[(FOUNDATION_VARIANTS.get(variant, variant), protocol)] = \
+                        run_recgpt(variant, dataset, protocol, args, out)
         tables.append(table(dataset, results))
         (out / "in_domain.md").write_text("\n".join(tables))
         print(tables[-1], flush=True)
