@@ -91,11 +91,16 @@ def run_recgpt(variant, dataset, protocol, args, out: Path) -> dict:
         stages.append((["predict"], ["--dataset", dataset, f"predict.model_dir={best}", "predict.max_users=null",
                                      f"predict.output_dir={root / 'predict'}", "predict.allow_history=false",
                                      "predict.ks=[1,5,10,20]"]))
-    seconds = {}
+    trained = root / "train.json"  # the trained model survives an interrupted ranking
+    seconds = json.loads(trained.read_text()) if trained.is_file() and not args.rerun else {}
     for words, extra in stages:
+        if " ".join(words) in seconds:
+            continue
         start = time.time()
         subprocess.run([sys.executable, "-m", "recgpt.cli", *words, *common, *extra], check=True)
         seconds[" ".join(words)] = round(time.time() - start, 1)
+        if words == ["eval"]:
+            trained.write_text(json.dumps(seconds, indent=2))
     if protocol == "loo":
         result = {"methods": {row: json.loads((root / "predict" / "metrics.json").read_text())["methods"]["model"]}}
     else:
