@@ -78,3 +78,13 @@ def test_bad_arguments():
         recommend_lists(TableScorer(TABLE), [[0]], k=2, strategy="rra", steps=0)
     with pytest.raises(ValueError, match="k must be >= 1"):
         recommend_lists(TableScorer(TABLE), [[0]], k=0)
+
+
+def test_gumbel_noise_equals_the_per_row_reference():
+    from recgpt.predict.horizon import gumbel_noise, gumbel_noise_reference
+
+    for keys, step, n_items, seed in (([0, 1, 2], 0, 7, 0), (range(40, 90, 3), 4, 1682, 11), ([5], 9, 1, 3)):
+        assert torch.equal(gumbel_noise(keys, step, n_items, seed), gumbel_noise_reference(keys, step, n_items, seed))
+    assert torch.equal(gumbel_noise([8], 2, 50, 1)[0], gumbel_noise([3, 8, 4], 2, 50, 1)[1])  # batch-independent
+    noise = gumbel_noise(range(64), 1, 2000, 0).double().flatten()
+    assert abs(noise.mean().item() - 0.5772) < 0.02 and abs(noise.var().item() - torch.pi ** 2 / 6) < 0.05

@@ -72,3 +72,39 @@ def test_tiger_is_a_configuration():
     cfg = load_config(Path(__file__).resolve().parents[1] / "configs" / "tiger.yaml")
     assert (cfg.tokenizer.kind, cfg.model.head, cfg.predict.scoring) == ("rqvae", "autoregressive", "trie")
     assert cfg.data.train_split == "loo" and not cfg.predict.allow_history
+
+
+@pytest.mark.slow
+def test_exported_model_is_ranked_on_the_baselines_cases(exported_model, prepared_dir, embed_config):
+    """The next-10 cases of a recgpt model are the baselines' test half, item for item, and its exact lists
+    are those of `Recommender.recommend` on the same histories."""
+    from dataclasses import replace as replace_split
+
+    from recgpt.baselines.data import build_split
+    from recgpt.baselines.exported import ExportedModel, evaluate_exported, to_catalog_rows
+    from recgpt.config import BaselineConfig
+    from recgpt.data import load_prepared
+    from recgpt.predict.protocols import TestCases
+    from recgpt.predict.recommender import Recommender
+
+    prepared = load_prepared(prepared_dir("ml-100k"))
+    split = build_split(prepared.interactions, "ml-100k", "horizon")
+    rec = Recommender.from_pretrained(exported_model, embed_cfg=embed_config)
+    catalog = rec.set_catalog_from_prepared(prepared)
+    cases = to_catalog_rows(split.test, split.item_ids, catalog)
+    for user in range(0, len(cases), 97):
+        for split_rows, catalog_rows in ((split.test.histories[user], cases.histories[user]),
+                                         (split.test.targets[user], cases.targets[user])):
+            assert [catalog.item_ids[r] for r in catalog_rows] == [split.item_ids[r] for r in split_rows]
+
+    expected = rec.recommend([[split.item_ids[r] for r in h] for h in split.test.histories[:5]], k=10,
+                             allow_history=False)
+    rows, _ = ExportedModel("recgpt", rec).recommend(cases.histories[:5], 10, allow_history=False)
+    assert [[catalog.item_ids[r] for r in row] for row in rows] == [list(ids) for ids in expected.item_ids]
+
+    five = replace_split(split, test=TestCases("horizon", split.test.user_ids[:5], split.test.histories[:5],
+                                               split.test.targets[:5], {}))
+    cfg = BaselineConfig(protocol="horizon", ks=[1, 10], strategies=["exact", "greedy"], max_valid_users=5)
+    result = evaluate_exported("recgpt", exported_model, prepared, five, cfg, embed_config)
+    assert result["counts"]["evaluated"] == 5 and set(result["methods"]) == {"recgpt", "recgpt-greedy"}
+    assert 0.0 <= result["methods"]["recgpt"]["NDCG@10"] <= 1.0 and len(result["by_position"]["recgpt"]["10"]) == 10

@@ -54,7 +54,19 @@ def reciprocal_rank_scores(sequences: torch.Tensor, n_items: int) -> torch.Tenso
 
 def gumbel_noise(keys: Sequence[int], step: int, n_items: int, seed: int) -> torch.Tensor:
     """Float[B, N] Gumbel noise drawn per (seed, key, step): a row's sample never depends on which other rows
-    share its batch, so results do not change with the batch size."""
+    share its batch, so results do not change with the batch size. One generator reseeded per row, uniforms
+    written into one tensor and transformed at once: equal to `gumbel_noise_reference`, bit for bit."""
+    keys = list(keys)
+    u = torch.empty(len(keys), n_items)
+    gen = torch.Generator()
+    for row, key in enumerate(keys):
+        gen.manual_seed((seed * 1_000_003 + int(key)) * 4099 + step)
+        torch.rand(n_items, generator=gen, out=u[row])
+    return u.clamp_(1e-12, 1 - 1e-12).log_().neg_().log_().neg_()
+
+
+def gumbel_noise_reference(keys: Sequence[int], step: int, n_items: int, seed: int) -> torch.Tensor:
+    """The simple form of `gumbel_noise`: a fresh generator and the transform per row."""
     rows = []
     for key in keys:
         gen = torch.Generator().manual_seed((seed * 1_000_003 + int(key)) * 4099 + step)

@@ -1,0 +1,76 @@
+"""An exported recgpt model (ckpt/<run>/best) ranked on a baseline's in-domain split with the baselines' code.
+
+`recgpt predict --horizon N` evaluates every user with more than N items; the baselines' horizon protocol
+evaluates the test half and picks sample / rra / ra temperatures on the validation half. To sit in the same
+table, the model is scored here on exactly those cases: the split's item rows are translated into the
+model's catalog rows (the prepared items encoded with the model's tokenizer), and `rank_cases` /
+`choose_temperature` of recgpt.baselines.run do the rest, so strategies, seeds and metrics are the same.
+"""
+import time
+from pathlib import Path
+
+from recgpt.baselines.data import InDomainSplit, subset
+from recgpt.predict.protocols import TestCases
+
+
+class ExportedModel:
+    """The baseline interface over a Recommender's ItemScorer: catalog rows in, catalog rows out."""
+
+    generative = True
+
+    def __init__(self, name: str, recommender):
+        self.name, self.scorer = name, recommender.scorer
+
+    @property
+    def n_items(self) -> int:
+        return self.scorer.n_items
+
+    def log_probs(self, histories):
+        return self.scorer.log_probs(histories)
+
+    def recommend(self, histories, k, users=None, allow_history=False):
+        from recgpt.predict.horizon import recommend_lists
+
+        return recommend_lists(self.scorer, histories, k, "exact", allow_history=allow_history)
+
+
+def to_catalog_rows(cases: TestCases, split_ids: list, catalog) -> TestCases:
+    """The same cases with split rows replaced by catalog rows; a ValueError naming an item the catalog lacks."""
+    row = dict(zip(map(str, catalog.item_ids), range(catalog.n_items)))
+
+    def rows(items):
+        missing = [split_ids[i] for i in items if split_ids[i] not in row]
+        if missing:
+            raise ValueError(f"item {missing[0]!r} of the split is not in the model's catalog")
+        return [row[split_ids[i]] for i in items]
+
+    return TestCases(cases.protocol, list(cases.user_ids), [rows(h) for h in cases.histories],
+                     [rows(t) for t in cases.targets], dict(cases.counts))
+
+
+def evaluate_exported(name: str, model_dir, prepared, split: InDomainSplit, cfg, embed_cfg) -> dict:
+    """metrics.json-like result of the exported model at `model_dir` on `split` (cfg: a BaselineConfig)."""
+    from recgpt.baselines.run import choose_temperature, rank_cases
+    from recgpt.predict.recommender import Recommender
+    from recgpt.predict.run import evaluate
+
+    rec = Recommender.from_pretrained(Path(model_dir), embed_cfg=embed_cfg, beam_size=cfg.beam_size)
+    catalog = rec.set_catalog_from_prepared(prepared)
+    test = to_catalog_rows(subset(split.test, cfg.max_test_users, cfg.seed), split.item_ids, catalog)
+    valid = to_catalog_rows(subset(split.valid, cfg.max_valid_users, cfg.seed), split.item_ids, catalog)
+    model, horizon = ExportedModel(name, rec), cfg.horizon if split.protocol == "horizon" else 1
+    ks, k = sorted(set(cfg.ks)), max(cfg.ks)
+    methods, by_position, temperatures, seconds = {}, {}, {}, {}
+    for strategy in cfg.strategies:
+        temperature, tried = choose_temperature(model, valid, strategy, cfg)
+        start = time.time()
+        recs, _ = rank_cases(model, test, k, strategy, cfg, temperature)
+        method = name if strategy == "exact" else f"{name}-{strategy}"
+        seconds[method] = round(time.time() - start, 2)
+        methods[method], by_position[method] = evaluate(recs, test.targets, catalog.n_items, ks, horizon)
+        if tried:
+            temperatures[method] = {"chosen": temperature, "valid_ndcg@10": tried}
+    return {"dataset": split.dataset, "protocol": split.protocol, "horizon": horizon, "model_dir": str(model_dir),
+            "counts": {**split.counts, "evaluated": len(test)}, "methods": methods,
+            "by_position": by_position if horizon > 1 else None, "temperatures": temperatures,
+            "seconds": {"rank": seconds}}
