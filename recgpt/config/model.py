@@ -22,6 +22,9 @@ class ModelConfig:
     dense_temperature: float = 0.05
     dense_loss_weight: float = 1.0
     code_loss_weight: float = 1.0  # 0: train the dense head only (no code softmax)
+    # the dense query adds the query item's own unit text embedding to a zero-initialised learned part: the
+    # untrained head is content kNN on the last item, training learns the correction (recgpt.model.dense)
+    dense_query_skip: bool = False
     center_text: bool = False  # center text embeddings on their own dataset's / catalog's mean (label-free)
     # Geometry-aware codes (FSQ tokenizers; recgpt.model.grid): a code's input embedding from its grid
     # coordinates (fsq_grid, + a zero-initialised per-code residual when code_residual), and a head with one

@@ -30,6 +30,8 @@ class ItemCodeDecoderConfig(PretrainedConfig):
       dense_dim: width of the dense head's predicted text embedding (0 = no dense head; recgpt.model.dense).
       dense_temperature, dense_loss_weight, code_loss_weight: the dense head's InfoNCE temperature; training loss =
         code_loss_weight * code cross-entropy + dense_loss_weight * InfoNCE (both per target token).
+      dense_query_skip: the dense query is normalize(unit text of the query item + W . state), W starting at
+        zero: an untrained dense head ranks by cosine to the last item's text and training learns the correction.
       center_text: text embeddings are centered on their own dataset's / catalog's mean before use (label-free).
       score_weights: how prediction scores a catalog, {component: weight} over code (code log-prob), dense
         (dense cosine), knn (content kNN cosine, a fixed prior) and pop (log popularity among the histories
@@ -64,6 +66,7 @@ class ItemCodeDecoderConfig(PretrainedConfig):
         dense_loss_weight: float = 1.0,
         code_loss_weight: float = 1.0,
         center_text: bool = False,
+        dense_query_skip: bool = False,
         score_weights: Optional[dict] = None,
         slot_levels: Optional[Sequence[Sequence[int]]] = None,
         code_embedding: str = "lookup",
@@ -88,6 +91,7 @@ class ItemCodeDecoderConfig(PretrainedConfig):
         self.dense_loss_weight = float(dense_loss_weight)
         self.code_loss_weight = float(code_loss_weight)
         self.center_text = bool(center_text)
+        self.dense_query_skip = bool(dense_query_skip)
         self.score_weights = {str(k): float(v) for k, v in score_weights.items()} if score_weights else None
         self.slot_levels = slot_levels_of(self.slot_vocab_sizes, slot_levels)
         self.code_embedding = code_embedding
@@ -174,6 +178,7 @@ class ItemCodeDecoderConfig(PretrainedConfig):
             dense_loss_weight=model_cfg.dense_loss_weight,
             code_loss_weight=model_cfg.code_loss_weight,
             center_text=model_cfg.center_text,
+            dense_query_skip=model_cfg.dense_query_skip,
             slot_levels=slot_levels,
             code_embedding=model_cfg.code_embedding,
             code_residual=model_cfg.code_residual,

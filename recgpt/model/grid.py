@@ -45,9 +45,11 @@ class GridCodeEmbedding(nn.Module):
 
     @torch.no_grad()
     def reset_derived(self) -> None:
-        """Coordinates (a non-persistent buffer, rebuilt when transformers materializes the model) and the
-        residual's zero start."""
+        """The coordinates: a non-persistent buffer, rebuilt when transformers materializes the model."""
         self.coords.copy_(grid_coordinates(self.levels))
+
+    @torch.no_grad()
+    def zero_residual(self) -> None:
         if self.residual is not None:
             self.residual.weight.zero_()
 

@@ -113,12 +113,15 @@ class ItemCodeDecoder(PreTrainedModel):
         self._tied_weights_keys = tied
         self.dense_head = DenseHead(config) if config.dense_dim > 0 else None
         self.post_init()
+        for embedding in self.code_embedding:  # an unseen code starts as its coordinates' projection alone
+            if isinstance(embedding, GridCodeEmbedding):
+                embedding.zero_residual()
         if self.dense_head is not None:
             self.dense_head.zero_tower_output()
 
     def _init_weights(self, module):
         super()._init_weights(module)
-        if isinstance(module, (GridCodeEmbedding, FactorizedHead)):  # children (the residual) come first
+        if isinstance(module, (GridCodeEmbedding, FactorizedHead)):  # derived, non-persistent buffers
             module.reset_derived()
 
     # ----------------------------------------------------------------------------------------- backbone
@@ -199,11 +202,12 @@ class ItemCodeDecoder(PreTrainedModel):
             raise ValueError(f"prefix must be Long[B={state.shape[0]}, k < {self.config.n_slots}], got {tuple(prefix.shape)}")
         return self.head.next_code_logprobs(state, prefix)
 
-    def dense_scores(self, state: torch.Tensor, text_emb: torch.Tensor) -> torch.Tensor:
-        """state Float[B, L, d], catalog text embeddings Float[N, dense_dim] -> Float[B, N] dense-head cosines."""
+    def dense_scores(self, state: torch.Tensor, text_emb: torch.Tensor, last_text=None) -> torch.Tensor:
+        """state Float[B, L, d], catalog text embeddings Float[N, dense_dim] -> Float[B, N] dense-head cosines.
+        last_text Float[B, dense_dim]: each history's last item's text embedding (needed with dense_query_skip)."""
         if self.dense_head is None:
             raise ValueError("this model has no dense head (config.dense_dim = 0)")
-        return self.dense_head.scores(state, text_emb)
+        return self.dense_head.scores(state, text_emb, last_text)
 
     def score_items(self, state: torch.Tensor, item_codes: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
         """state Float[B, L, d], item_codes Long[N, L] -> Float[B, N] exact log-prob of each item's code tuple.

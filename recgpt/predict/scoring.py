@@ -191,7 +191,8 @@ class ItemScorer:
         if "code" in names:
             out["code"] = self.code_scores(state)
         if "dense" in names:
-            out["dense"] = self.model.dense_scores(state, self.catalog_emb).float()
+            last = self.catalog_emb[torch.as_tensor([h[-1] for h in histories], device=self.catalog_emb.device)]
+            out["dense"] = self.model.dense_scores(state, self.catalog_emb, last).float()
         if "knn" in names:
             out["knn"] = content_knn_scores(histories, self.catalog_emb.cpu()).to(state.device)
         if "pop" in names:

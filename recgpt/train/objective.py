@@ -42,7 +42,7 @@ class NextItemObjective(nn.Module):
                 raise ValueError("the dense head trains on the next items' text embeddings: pass text_emb")
             next_emb = F.pad(text_emb[:, 1:], (0, 0, 0, 1))[target_mask]  # [N, D]
             # per target item, counted once per code token so that loss_sum / n_tokens stays a per-token mean
-            dense = self.decoder.dense_head.infonce_sum(features, next_emb)
+            dense = self.decoder.dense_head.infonce_sum(features, next_emb, text_emb[target_mask])
             loss_sum = loss_sum + cfg.dense_loss_weight * codes.shape[-1] * dense
         return torch.stack([loss_sum, n_tokens])
 
