@@ -141,6 +141,21 @@ def test_fit_score_weights_finds_the_informative_component():
     assert max(v for _, v in table) > 2 * min(v for _, v in table)
 
 
+def test_fit_table_equals_combining_each_grid_point_from_raw_scores():
+    """The fit standardizes and excludes history once; every grid point must score as `combine` + top-k with
+    the history excluded would."""
+    from recgpt.predict.hybrid import ndcg_at_k
+
+    gen = torch.Generator().manual_seed(1)
+    parts = {"a": torch.randn(30, 40, generator=gen) * 5 + 2, "b": torch.randn(30, 40, generator=gen),
+             "c": torch.randn(30, 40, generator=gen) * 0.1}
+    targets = torch.randint(0, 40, (30,), generator=gen).tolist()
+    histories = [[(t + 1) % 40, (t + 7) % 40] if i % 3 else [] for i, t in enumerate(targets)]
+    _, table = fit_score_weights(parts, targets, histories, k=10, step=0.25)
+    for weights, value in table:
+        assert value == pytest.approx(ndcg_at_k(combine(parts, weights), targets, histories, 10), abs=1e-6)
+
+
 def test_bootstrap_ratio_interval():
     rng = np.random.default_rng(0)
     b = rng.random(2000)
