@@ -164,3 +164,22 @@ def test_real_fsq_codes_exact_scores_and_beam(fitted_tokenizers, real_embeddings
     beam = ItemScorer(model, cat.codes, cat.trie, mode="trie", beam_size=cat.n_items).log_probs(histories)
     assert torch.allclose(beam, exact, atol=1e-4)
     assert torch.equal(beam.topk(10).indices, exact.topk(10).indices)
+
+
+def test_pretraining_with_both_switches_on_the_real_tiny_corpus(tiny_train_cfg, tiny_tokenizer):
+    """The real trainer: the tokenizer's FSQ levels reach the saved model config, the factorized objective
+    trains, and the checkpoint reloads with its grid embeddings."""
+    import json
+    from pathlib import Path
+
+    from recgpt.train.trainer import pretrain
+
+    cfg = tiny_train_cfg("model.code_embedding=fsq_grid", "model.code_head=factorized", "train.max_steps=4",
+                         "train.eval_every=4", "train.save_every=4")
+    summary = pretrain(cfg)
+    assert math.isfinite(summary["loss"]) and math.isfinite(summary["heldout_loss"])
+    tok = json.loads((Path(tiny_tokenizer) / "config.json").read_text())
+    meta = json.loads((next(Path(summary["run_dir"]).glob("step-*")) / "meta.json").read_text())
+    levels = tok["params"]["levels"]
+    assert meta["model_config"]["slot_levels"] == [levels] * tok["n_codes"] + [[]]
+    assert (meta["model_config"]["code_embedding"], meta["model_config"]["code_head"]) == ("fsq_grid", "factorized")

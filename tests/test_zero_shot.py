@@ -237,5 +237,6 @@ def test_cpu_recipe_loads():
 
     cfg = load_config(Path(__file__).resolve().parents[1] / "configs" / "cpu.yaml")
     assert cfg.model.dense_head and cfg.model.use_text and cfg.model.center_text and cfg.model.code_loss_weight == 0
+    assert cfg.model.dense_query_skip
     config = ItemCodeDecoderConfig.from_recgpt(cfg.model, [15360] * 4 + [64], text_dim=384)
     assert config.dense_dim == 384 and config.scoring_weights() == {"dense": 1.0}
