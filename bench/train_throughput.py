@@ -6,6 +6,10 @@ recgpt: the Trainer's own train_step (packed rows, segment ids, token budget fro
 Figure of merit: real next-item target tokens per second (padding does no useful work).
 
     python bench/train_throughput.py --config configs/tiny.yaml [--steps 3] [key=value ...]
+    python bench/train_throughput.py --config configs/cpu.yaml --variant "model.code_head=factorized ..." [key=value ...]
+
+--variant compares two recgpt models instead (the config + overrides vs the same plus the variant's
+overrides: same corpus, same token budget), interleaved in one run, and prints their ratio.
 
 Needs the corpus (data.corpus_dir) and tokenizer (tokenizer.output_dir) of the config.
 """
@@ -102,13 +106,35 @@ def measure(steppers: dict, steps: int) -> dict:
     return {name: targets[name] / seconds[name] for name in steppers}
 
 
+def compare_variant(args) -> int:
+    from recgpt.train.inputs import load_training_inputs
+
+    common = [f"run.output_root={args.workdir}", "train.resume=false", "train.trackers=[jsonl]", *args.overrides]
+    base_cfg = load_config(args.config, [*common, "run.name=base"])
+    variant_cfg = load_config(args.config, [*common, *args.variant.split(), "run.name=variant"])
+    torch.manual_seed(0)
+    inputs = load_training_inputs(base_cfg)
+    base_step, n_base = recgpt_stepper(base_cfg, inputs)
+    variant_step, n_variant = recgpt_stepper(variant_cfg, inputs)
+    rates = measure({"base": base_step, "variant": variant_step}, args.steps)
+    print(f"corpus {base_cfg.data.corpus_dir}: {len(inputs.train)} train sequences; torch threads "
+          f"{torch.get_num_threads()}; {base_cfg.train.tokens_per_batch} tokens/micro-batch")
+    print(f"base ({' '.join(args.overrides)}): {n_base / 1e6:.2f}M params, {rates['base']:,.0f} target tokens/s")
+    print(f"variant (+ {args.variant}): {n_variant / 1e6:.2f}M params, {rates['variant']:,.0f} target tokens/s")
+    print(f"ratio variant / base: {rates['variant'] / rates['base']:.2f}x")
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="configs/tiny.yaml")
     parser.add_argument("--steps", type=int, default=3, help="timed steps of each (after one warm-up round)")
     parser.add_argument("--workdir", default="/tmp/recgpt_bench_train")
+    parser.add_argument("--variant", help="space-separated overrides of a second recgpt model to compare against")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args(argv)
+    if args.variant:
+        return compare_variant(args)
     # Same token budget per step as the reference's batch (40 x 1024) unless overridden.
     cfg = load_config(args.config, [f"run.output_root={args.workdir}", "train.resume=false", "train.trackers=[jsonl]",
                                     f"train.tokens_per_batch={BATCH * SEQ_TOKENS}", *args.overrides])

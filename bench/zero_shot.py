@@ -116,10 +116,12 @@ def main() -> int:
         rec.model.save_pretrained(str(run_dir / "best"))  # from_pretrained now scores with the fitted weights
         print(f"score weights {fit['weights']} on {fit['dataset']}: NDCG@10 {fit['ndcg']}; single components "
               f"{fit['single_components']}", flush=True)
+    mcfg = rec.model.config  # rows of the model's own components alone, beside the fitted hybrid
+    alone = [c for c, on in (("code", mcfg.code_loss_weight > 0), ("dense", mcfg.dense_dim > 0)) if on]
     folder = prepared_folder(held, cfg.data)  # the first time anything of D is read
     results, raw = {}, {}
     for i, protocol in enumerate(("loo", "cold")):
-        result = zero_shot_eval(rec, folder, protocol, args.max_users, catalog_set=i > 0)
+        result = zero_shot_eval(rec, folder, protocol, args.max_users, catalog_set=i > 0, alone=alone)
         results[protocol] = ratio_rows(result)
         raw[protocol] = {k: v for k, v in result.items() if k != "per_user"}
     table = format_table(results, stats, fit)

@@ -44,6 +44,28 @@ def test_dense_scores_equal_brute_force_loop(ml100k_catalog, catalog_emb):
     assert torch.allclose(fast, slow, atol=1e-5)
 
 
+def test_query_skip_starts_as_last_item_knn_and_matches_the_loop(ml100k_catalog, catalog_emb):
+    """dense_query_skip: an untrained head (identity tower, zero learned query) ranks by the cosine of each
+    catalog item to the last item's text; once the learned part moves, the batched scores equal the loop."""
+    torch.manual_seed(0)
+    config = ItemCodeDecoderConfig(slot_vocab_sizes=ml100k_catalog.slot_vocab_sizes, n_layers=1, d_model=32,
+                                   n_heads=4, d_ff=64, dropout=0.0, max_items=20, dense_dim=catalog_emb.shape[1],
+                                   dense_query_skip=True)
+    model = ItemCodeDecoder(config).eval()
+    state = torch.randn(3, ml100k_catalog.codes.shape[1], 32)
+    last = catalog_emb[[3, 50, 700]]
+    unit = torch.nn.functional.normalize(catalog_emb, dim=-1)
+    with torch.no_grad():
+        assert torch.allclose(model.dense_scores(state, catalog_emb, last), unit[[3, 50, 700]] @ unit.t(), atol=1e-5)
+        for p in [*model.dense_head.query.parameters(), *model.dense_head.tower[-1].parameters()]:
+            torch.nn.init.normal_(p, std=0.05)
+        fast = model.dense_scores(state, catalog_emb[:40], last)
+        slow = reference_dense_scores(model.dense_head, state, catalog_emb[:40], last)
+    assert torch.allclose(fast, slow, atol=1e-5)
+    with pytest.raises(ValueError, match="own text"):
+        model.dense_scores(state, catalog_emb[:40])
+
+
 def test_infonce_counts_an_item_once_and_matches_hand_softmax(ml100k_catalog, catalog_emb):
     head = dense_decoder(ml100k_catalog.slot_vocab_sizes, catalog_emb.shape[1]).dense_head
     states = torch.randn(4, ml100k_catalog.codes.shape[1], 32)
@@ -117,6 +139,21 @@ def test_fit_score_weights_finds_the_informative_component():
                                        targets.tolist(), [[] for _ in range(200)], k=10, step=0.25)
     assert weights["good"] >= 0.75
     assert max(v for _, v in table) > 2 * min(v for _, v in table)
+
+
+def test_fit_table_equals_combining_each_grid_point_from_raw_scores():
+    """The fit standardizes and excludes history once; every grid point must score as `combine` + top-k with
+    the history excluded would."""
+    from recgpt.predict.hybrid import ndcg_at_k
+
+    gen = torch.Generator().manual_seed(1)
+    parts = {"a": torch.randn(30, 40, generator=gen) * 5 + 2, "b": torch.randn(30, 40, generator=gen),
+             "c": torch.randn(30, 40, generator=gen) * 0.1}
+    targets = torch.randint(0, 40, (30,), generator=gen).tolist()
+    histories = [[(t + 1) % 40, (t + 7) % 40] if i % 3 else [] for i, t in enumerate(targets)]
+    _, table = fit_score_weights(parts, targets, histories, k=10, step=0.25)
+    for weights, value in table:
+        assert value == pytest.approx(ndcg_at_k(combine(parts, weights), targets, histories, 10), abs=1e-6)
 
 
 def test_bootstrap_ratio_interval():
@@ -200,5 +237,6 @@ def test_cpu_recipe_loads():
 
     cfg = load_config(Path(__file__).resolve().parents[1] / "configs" / "cpu.yaml")
     assert cfg.model.dense_head and cfg.model.use_text and cfg.model.center_text and cfg.model.code_loss_weight == 0
+    assert cfg.model.dense_query_skip
     config = ItemCodeDecoderConfig.from_recgpt(cfg.model, [15360] * 4 + [64], text_dim=384)
     assert config.dense_dim == 384 and config.scoring_weights() == {"dense": 1.0}

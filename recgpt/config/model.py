@@ -22,7 +22,16 @@ class ModelConfig:
     dense_temperature: float = 0.05
     dense_loss_weight: float = 1.0
     code_loss_weight: float = 1.0  # 0: train the dense head only (no code softmax)
+    # the dense query adds the query item's own unit text embedding to a zero-initialised learned part: the
+    # untrained head is content kNN on the last item, training learns the correction (recgpt.model.dense)
+    dense_query_skip: bool = False
     center_text: bool = False  # center text embeddings on their own dataset's / catalog's mean (label-free)
+    # Geometry-aware codes (FSQ tokenizers; recgpt.model.grid): a code's input embedding from its grid
+    # coordinates (fsq_grid, + a zero-initialised per-code residual when code_residual), and a head with one
+    # softmax per grid dimension (factorized: 8+8+8+6+5 logits per slot instead of 15,360).
+    code_embedding: str = "lookup"  # lookup | fsq_grid
+    code_residual: bool = True
+    code_head: str = "full"  # full | factorized
 
     def __post_init__(self):
         check(self.n_layers >= 1, "model.n_layers", f"must be >= 1, got {self.n_layers}")
@@ -32,6 +41,11 @@ class ModelConfig:
         check(self.d_ff >= 1, "model.d_ff", f"must be >= 1, got {self.d_ff}")
         check(self.max_items >= 1, "model.max_items", f"must be >= 1, got {self.max_items}")
         check(0.0 <= self.dropout < 1.0, "model.dropout", f"must be in [0, 1), got {self.dropout}")
+        check(self.code_embedding in ("lookup", "fsq_grid"), "model.code_embedding",
+              f"lookup|fsq_grid, got {self.code_embedding!r}")
+        check(self.code_head in ("full", "factorized"), "model.code_head", f"full|factorized, got {self.code_head!r}")
+        check(self.head == "parallel" or (self.code_embedding, self.code_head) == ("lookup", "full"), "model.head",
+              "code_embedding=fsq_grid / code_head=factorized are implemented for head=parallel")
         check(self.dense_temperature > 0, "model.dense_temperature", f"must be > 0, got {self.dense_temperature}")
         check(self.code_loss_weight >= 0 and self.dense_loss_weight >= 0, "model.code_loss_weight",
               "loss weights must be >= 0")

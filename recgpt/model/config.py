@@ -1,11 +1,16 @@
 """`ItemCodeDecoderConfig`: the transformers config of the item-code decoder (saved as config.json)."""
+import math
 from typing import Optional, Sequence
 
 from transformers import PretrainedConfig
 
+from recgpt.model.grid import slot_levels_of
+
 HEADS = ("parallel", "autoregressive")
 ATTENTIONS = ("sdpa", "flex")
 SCORE_COMPONENTS = ("code", "dense", "knn", "pop")
+CODE_EMBEDDINGS = ("lookup", "fsq_grid")
+CODE_HEADS = ("full", "factorized")
 
 
 class ItemCodeDecoderConfig(PretrainedConfig):
@@ -25,11 +30,19 @@ class ItemCodeDecoderConfig(PretrainedConfig):
       dense_dim: width of the dense head's predicted text embedding (0 = no dense head; recgpt.model.dense).
       dense_temperature, dense_loss_weight, code_loss_weight: the dense head's InfoNCE temperature; training loss =
         code_loss_weight * code cross-entropy + dense_loss_weight * InfoNCE (both per target token).
+      dense_query_skip: the dense query is normalize(unit text of the query item + W . state), W starting at
+        zero: an untrained dense head ranks by cosine to the last item's text and training learns the correction.
       center_text: text embeddings are centered on their own dataset's / catalog's mean before use (label-free).
       score_weights: how prediction scores a catalog, {component: weight} over code (code log-prob), dense
         (dense cosine), knn (content kNN cosine, a fixed prior) and pop (log popularity among the histories
         being scored); each component is standardized per user before the weighted sum. None: the dense head
         alone when there is one, else the code log-prob. Fitted on a held-out source domain (recgpt.predict.hybrid).
+      slot_levels: per slot, the FSQ levels of its grid (prod = slot_vocab_sizes[k]) or [] (not a grid); from
+        the tokenizer. Needed by the geometry-aware switches below (recgpt.model.grid).
+      code_embedding: "lookup" (a learned row per code) or "fsq_grid" (grid slots: a learned projection of the
+        code's normalized grid coordinates, plus a zero-initialised per-code residual when code_residual).
+      code_head: "full" (one softmax over each slot's codes) or "factorized" (grid slots: one softmax per grid
+        dimension, sum(levels) logits; parallel head only).
     """
 
     model_type = "recgpt_item_decoder"
@@ -53,7 +66,12 @@ class ItemCodeDecoderConfig(PretrainedConfig):
         dense_loss_weight: float = 1.0,
         code_loss_weight: float = 1.0,
         center_text: bool = False,
+        dense_query_skip: bool = False,
         score_weights: Optional[dict] = None,
+        slot_levels: Optional[Sequence[Sequence[int]]] = None,
+        code_embedding: str = "lookup",
+        code_residual: bool = True,
+        code_head: str = "full",
         **kwargs,
     ):
         self.slot_vocab_sizes = [int(v) for v in (slot_vocab_sizes if slot_vocab_sizes is not None else [256] * 4)]
@@ -73,7 +91,12 @@ class ItemCodeDecoderConfig(PretrainedConfig):
         self.dense_loss_weight = float(dense_loss_weight)
         self.code_loss_weight = float(code_loss_weight)
         self.center_text = bool(center_text)
+        self.dense_query_skip = bool(dense_query_skip)
         self.score_weights = {str(k): float(v) for k, v in score_weights.items()} if score_weights else None
+        self.slot_levels = slot_levels_of(self.slot_vocab_sizes, slot_levels)
+        self.code_embedding = code_embedding
+        self.code_residual = bool(code_residual)
+        self.code_head = code_head
         self._validate_fields()
         super().__init__(**kwargs)
 
@@ -102,6 +125,17 @@ class ItemCodeDecoderConfig(PretrainedConfig):
         need(not unknown, "score_weights", f"components are {SCORE_COMPONENTS}, got {sorted(unknown)}")
         need(self.dense_dim > 0 or not (self.score_weights or {}).get("dense"), "score_weights",
              "a dense weight needs a dense head (dense_dim > 0)")
+        need(len(self.slot_levels) == self.n_slots and all(
+            not lv or (min(lv) >= 2 and math.prod(lv) == size) for lv, size in zip(self.slot_levels, self.slot_vocab_sizes)),
+            "slot_levels", f"one list per slot, [] or FSQ levels whose product is the slot's size "
+                           f"{self.slot_vocab_sizes}, got {self.slot_levels}")
+        need(self.code_embedding in CODE_EMBEDDINGS, "code_embedding", f"one of {CODE_EMBEDDINGS}, got {self.code_embedding!r}")
+        need(self.code_head in CODE_HEADS, "code_head", f"one of {CODE_HEADS}, got {self.code_head!r}")
+        geometric = self.code_embedding != "lookup" or self.code_head != "full"
+        need(not geometric or any(self.slot_levels), "slot_levels",
+             "code_embedding=fsq_grid / code_head=factorized need FSQ grid slots (an FSQ tokenizer's levels)")
+        need(not geometric or self.head == "parallel", "head",
+             "code_embedding=fsq_grid / code_head=factorized are implemented for the parallel head")
 
     def scoring_weights(self) -> dict:
         """{component: weight} used at prediction (see score_weights)."""
@@ -118,10 +152,12 @@ class ItemCodeDecoderConfig(PretrainedConfig):
         return max(self.slot_vocab_sizes)
 
     @classmethod
-    def from_recgpt(cls, model_cfg, slot_vocab_sizes: Sequence[int], text_dim: int = 0) -> "ItemCodeDecoderConfig":
+    def from_recgpt(cls, model_cfg, slot_vocab_sizes: Sequence[int], text_dim: int = 0,
+                    slot_levels: Optional[Sequence[Sequence[int]]] = None) -> "ItemCodeDecoderConfig":
         """Build from the typed `recgpt.config.ModelConfig` plus what the tokenizer and embeddings decide.
 
-        `text_dim` is used only when `model_cfg.use_text` is true (otherwise the model takes no text input).
+        `text_dim` is used only when `model_cfg.use_text` is true (otherwise the model takes no text input);
+        `slot_levels` are the tokenizer's FSQ levels per slot (see `tokenizer_slot_levels`).
         """
         if (model_cfg.use_text or model_cfg.dense_head) and text_dim <= 0:
             raise ValueError("model.use_text / model.dense_head need text embeddings: pass their width (text_dim)")
@@ -142,4 +178,9 @@ class ItemCodeDecoderConfig(PretrainedConfig):
             dense_loss_weight=model_cfg.dense_loss_weight,
             code_loss_weight=model_cfg.code_loss_weight,
             center_text=model_cfg.center_text,
+            dense_query_skip=model_cfg.dense_query_skip,
+            slot_levels=slot_levels,
+            code_embedding=model_cfg.code_embedding,
+            code_residual=model_cfg.code_residual,
+            code_head=model_cfg.code_head,
         )

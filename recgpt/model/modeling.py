@@ -1,7 +1,8 @@
 """`ItemCodeDecoder`: a block-causal transformer over item codes (a transformers PreTrainedModel).
 
 Each stored item s of a row contributes L tokens (its L codes). Token (s, k) embedding =
-slot-aware code embedding (each slot its own code range) + slot embedding + learned item-position embedding
+slot-aware code embedding (each slot its own code range; with code_embedding=fsq_grid an FSQ slot's is a
+projection of the code's grid coordinates, recgpt.model.grid) + slot embedding + learned item-position embedding
 (from item_pos, the item's index within its own user's sequence) [+ Linear(text_dim -> d) of the item's text
 embedding]. Attention is bidirectional inside an item, causal across items, and never crosses users
 (`recgpt.model.attention`). The head turns the states of item s into logits for the L codes of item s+1.
@@ -18,7 +19,8 @@ from transformers.utils import ModelOutput
 from recgpt.model.attention import block_causal_mask, flex_block_attention, flex_block_mask, sdpa_attention
 from recgpt.model.config import ItemCodeDecoderConfig
 from recgpt.model.dense import DenseHead
-from recgpt.model.heads import AutoregressiveHead, ParallelHead
+from recgpt.model.grid import GridCodeEmbedding, TiedGridOutput
+from recgpt.model.heads import AutoregressiveHead, FactorizedHead, ParallelHead
 from recgpt.model.loss import shift_targets
 
 
@@ -83,24 +85,44 @@ class ItemCodeDecoder(PreTrainedModel):
         super().__init__(config)
         d = config.d_model
         # slot-aware: slot k has its own table of V_k codes, so no row is unused
-        self.code_embedding = nn.ModuleList(nn.Embedding(size, d) for size in config.slot_vocab_sizes)
+        grid = [bool(levels) and config.code_embedding == "fsq_grid" for levels in config.slot_levels]
+        self.code_embedding = nn.ModuleList(
+            GridCodeEmbedding(levels, d, config.code_residual) if on_grid else nn.Embedding(size, d)
+            for levels, size, on_grid in zip(config.slot_levels, config.slot_vocab_sizes, grid))
         self.slot_embedding = nn.Embedding(config.n_slots, d)
         self.position_embedding = nn.Embedding(config.max_items, d)
         self.text_projection = nn.Linear(config.text_dim, d) if config.text_dim > 0 else None
         self.embedding_dropout = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList(DecoderBlock(config) for _ in range(config.n_layers))
         self.final_norm = nn.LayerNorm(d)
-        self.head = ParallelHead(config) if config.head == "parallel" else AutoregressiveHead(config)
+        if config.head == "autoregressive":
+            self.head = AutoregressiveHead(config)
+        else:
+            self.head = FactorizedHead(config) if config.code_head == "factorized" else ParallelHead(config)
         # applied when config.tie_word_embeddings: the head's output rows (and the autoregressive head's embedding
-        # of the next item's prefix codes) are the code embedding of the same slot
-        tied = {f"head.out.{k}.weight": f"code_embedding.{k}.weight" for k in range(config.n_slots)}
+        # of the next item's prefix codes) are the code embedding of the same slot; a full head's grid slot
+        # scores every code with its grid embedding; a factorized slot has its own per-dimension logits
+        factorized = [bool(levels) and config.code_head == "factorized" for levels in config.slot_levels]
+        tied = {f"head.out.{k}.weight": f"code_embedding.{k}.weight" for k in range(config.n_slots)
+                if not grid[k] and not factorized[k]}
+        for k in range(config.n_slots):
+            if grid[k] and not factorized[k] and config.tie_word_embeddings:
+                self.head.out[k] = TiedGridOutput(self.code_embedding[k])
         if config.head == "autoregressive":
             tied.update({f"head.prefix_embedding.{k}.weight": f"code_embedding.{k}.weight" for k in range(config.n_slots)})
         self._tied_weights_keys = tied
         self.dense_head = DenseHead(config) if config.dense_dim > 0 else None
         self.post_init()
+        for embedding in self.code_embedding:  # an unseen code starts as its coordinates' projection alone
+            if isinstance(embedding, GridCodeEmbedding):
+                embedding.zero_residual()
         if self.dense_head is not None:
             self.dense_head.zero_tower_output()
+
+    def _init_weights(self, module):
+        super()._init_weights(module)
+        if isinstance(module, (GridCodeEmbedding, FactorizedHead)):  # derived, non-persistent buffers
+            module.reset_derived()
 
     # ----------------------------------------------------------------------------------------- backbone
     def _check_inputs(self, codes, item_pos, segment, text_emb) -> None:
@@ -180,11 +202,12 @@ class ItemCodeDecoder(PreTrainedModel):
             raise ValueError(f"prefix must be Long[B={state.shape[0]}, k < {self.config.n_slots}], got {tuple(prefix.shape)}")
         return self.head.next_code_logprobs(state, prefix)
 
-    def dense_scores(self, state: torch.Tensor, text_emb: torch.Tensor) -> torch.Tensor:
-        """state Float[B, L, d], catalog text embeddings Float[N, dense_dim] -> Float[B, N] dense-head cosines."""
+    def dense_scores(self, state: torch.Tensor, text_emb: torch.Tensor, last_text=None) -> torch.Tensor:
+        """state Float[B, L, d], catalog text embeddings Float[N, dense_dim] -> Float[B, N] dense-head cosines.
+        last_text Float[B, dense_dim]: each history's last item's text embedding (needed with dense_query_skip)."""
         if self.dense_head is None:
             raise ValueError("this model has no dense head (config.dense_dim = 0)")
-        return self.dense_head.scores(state, text_emb)
+        return self.dense_head.scores(state, text_emb, last_text)
 
     def score_items(self, state: torch.Tensor, item_codes: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
         """state Float[B, L, d], item_codes Long[N, L] -> Float[B, N] exact log-prob of each item's code tuple.

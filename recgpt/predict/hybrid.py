@@ -12,7 +12,7 @@ from typing import Sequence
 
 import torch
 
-from recgpt.predict.scoring import combine, standardize, top_k_items
+from recgpt.predict.scoring import NEG_INF, standardize, top_k_items, weighted_sum
 
 
 def simplex_grid(names: Sequence[str], step: float) -> list[dict]:
@@ -38,10 +38,14 @@ def fit_score_weights(parts: dict, targets: Sequence[int], histories: Sequence[S
     """(best weights, [(weights, NDCG@k)] for every grid point) over precomputed raw component scores
     {name: Float[U, N]}; ties go to the earlier grid point."""
     names = sorted(parts)
-    standardized = {name: standardize(parts[name].float()) for name in names}
+    standardized = {name: standardize(parts[name].float()) for name in names}  # once, not per grid point
+    excluded = torch.zeros_like(next(iter(standardized.values())), dtype=torch.bool)
+    for i, rows in enumerate(histories):  # history items excluded once: -inf in every component
+        excluded[i, torch.as_tensor(list(rows), dtype=torch.long)] = True
+    standardized = {name: x.masked_fill(excluded, NEG_INF) for name, x in standardized.items()}
     table = []
     for weights in simplex_grid(names, step):
-        table.append((weights, ndcg_at_k(combine(standardized, weights), targets, histories, k)))
+        table.append((weights, ndcg_at_k(weighted_sum(standardized, weights), targets, None, k)))
     best = max(range(len(table)), key=lambda i: (table[i][1], -i))
     return table[best][0], table
 

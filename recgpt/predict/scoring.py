@@ -90,12 +90,17 @@ def standardize(scores: torch.Tensor) -> torch.Tensor:
 
 def combine(parts: dict, weights: dict) -> torch.Tensor:
     """Float[B, N]: sum over components of weight * standardized score (components of weight 0 are skipped)."""
+    return weighted_sum({name: standardize(parts[name]) for name, w in weights.items() if w}, weights)
+
+
+def weighted_sum(standardized: dict, weights: dict) -> torch.Tensor:
+    """Float[B, N]: sum of weight * already standardized component (weight-0 components are skipped)."""
     total = None
     for name, weight in weights.items():
         if weight:
-            term = weight * standardize(parts[name])
+            term = weight * standardized[name]
             total = term if total is None else total + term
-    return total if total is not None else torch.zeros_like(next(iter(parts.values())))
+    return total if total is not None else torch.zeros_like(next(iter(standardized.values())))
 
 
 class HybridPrior:
@@ -191,7 +196,8 @@ class ItemScorer:
         if "code" in names:
             out["code"] = self.code_scores(state)
         if "dense" in names:
-            out["dense"] = self.model.dense_scores(state, self.catalog_emb).float()
+            last = self.catalog_emb[torch.as_tensor([h[-1] for h in histories], device=self.catalog_emb.device)]
+            out["dense"] = self.model.dense_scores(state, self.catalog_emb, last).float()
         if "knn" in names:
             out["knn"] = content_knn_scores(histories, self.catalog_emb.cpu()).to(state.device)
         if "pop" in names:

@@ -6,7 +6,7 @@ NDCG@K per method with per-user values, so that `bootstrap_ratio` can put a 95% 
 kNN by resampling users. History items are excluded from every list (allow_history=False).
 """
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -40,9 +40,10 @@ def read_interactions(folder) -> pd.DataFrame:
 
 
 def zero_shot_eval(rec, folder, protocol: str = "loo", max_users: Optional[int] = 2000, k: int = 10,
-                   seed: int = 0, catalog_set: bool = False) -> dict:
-    """{"methods": {name: {"HR@k", "NDCG@k"}}, "per_user": {name: {...}}, "users": U} for the model and the
-    baselines recency, popularity, content_knn and content_knn_centered (kNN on catalog-centered embeddings)."""
+                   seed: int = 0, catalog_set: bool = False, alone: Sequence[str] = ()) -> dict:
+    """{"methods": {name: {"HR@k", "NDCG@k"}}, "per_user": {name: {...}}, "users": U} for the model, the model
+    scored by each component of `alone` by itself ("model[code]", "model[dense]") and the baselines recency,
+    popularity, content_knn and content_knn_centered (kNN on catalog-centered embeddings)."""
     from recgpt.predict.protocols import build_test_cases
 
     if not catalog_set:
@@ -54,6 +55,16 @@ def zero_shot_eval(rec, folder, protocol: str = "loo", max_users: Optional[int] 
     k_list = min(k, catalog.n_items)
     recs, _ = rec.recommend_rows(cases.histories, k_list, 1, "exact", allow_history=False, seed=seed)
     lists = {"model": recs}
+    config, stored = rec.model.config, rec.model.config.score_weights
+    try:  # the model's own components without the priors: what the model itself brings
+        for name in alone:
+            config.score_weights = {name: 1.0}
+            rec.use_catalog(catalog)
+            lists[f"model[{name}]"] = rec.recommend_rows(cases.histories, k_list, 1, "exact", allow_history=False,
+                                                         seed=seed)[0]
+    finally:
+        config.score_weights = stored
+        rec.use_catalog(catalog)
     for method in baselines.BASELINES:
         lists[method] = baselines.baseline_lists(method, cases.histories, k_list, False, catalog.text_emb)
     centered = catalog.text_emb - catalog.text_emb.mean(0)

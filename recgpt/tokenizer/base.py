@@ -33,6 +33,15 @@ def build_model(kind: str, dim: int, params: dict) -> torch.nn.Module:
     raise ArtifactError(f"unknown tokenizer kind {kind!r}")
 
 
+def slot_levels_from_config(config: dict) -> list:
+    """Per slot of a tokenizer's config.json: its FSQ grid levels, [] for the disambiguation slot and for
+    tokenizers that are not FSQ (their codes have no grid)."""
+    sizes = config.get("slot_vocab_sizes") or []
+    levels = (config.get("params") or {}).get("levels") if config.get("kind") == "fsq" else None
+    n_codes = int(config.get("n_codes", 0))
+    return [[int(v) for v in levels] if levels and k < n_codes else [] for k in range(len(sizes))]
+
+
 class ItemTokenizer:
     def __init__(self, kind: str, model: torch.nn.Module, params: dict, embed_model: str, embed_dim: int,
                  dedup_size: int, report: Optional[dict] = None):

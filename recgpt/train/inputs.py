@@ -52,6 +52,7 @@ class TrainingInputs:
     tokenizer_dir: Optional[Path] = None
     codes_path: Optional[Path] = None
     text_emb: Optional[torch.Tensor] = None  # [N_items, D] aligned like codes
+    slot_levels: Optional[list] = None  # per slot, the tokenizer's FSQ grid levels ([] = not a grid)
     extra: dict = field(default_factory=dict)
 
     @property
@@ -95,6 +96,14 @@ def read_slot_vocab_sizes(tokenizer_dir: Path) -> list:
     return list(sizes)
 
 
+def read_slot_levels(tokenizer_dir: Path) -> list:
+    """Per slot, the FSQ grid levels from the tokenizer's config.json ([] where a slot is not a grid)."""
+    from recgpt.io import read_json
+    from recgpt.tokenizer.base import slot_levels_from_config
+
+    return slot_levels_from_config(read_json(Path(tokenizer_dir) / "config.json"))
+
+
 def default_codes_path(cfg) -> Path:
     return Path(cfg.train.codes_path) if cfg.train.codes_path else Path(cfg.tokenizer.output_dir) / "codes.safetensors"
 
@@ -133,7 +142,8 @@ def load_training_inputs(cfg) -> TrainingInputs:
         heldout=SequenceSource.from_dataset(corpus.sequences["heldout"]),
         codes=codes, slot_vocab_sizes=slot_vocab_sizes,
         corpus_hash=corpus.hash, tokenizer_hash=tokenizer_hash(tokenizer_dir, codes_path),
-        tokenizer_dir=tokenizer_dir, codes_path=codes_path, text_emb=text_emb)
+        tokenizer_dir=tokenizer_dir, codes_path=codes_path, text_emb=text_emb,
+        slot_levels=read_slot_levels(tokenizer_dir))
 
 
 def center_by_group(emb: torch.Tensor, groups: list) -> torch.Tensor:

@@ -3,7 +3,8 @@
 `NextItemObjective(decoder)(**batch) -> [loss_sum, n_tokens]`. For the parallel head the fast path computes
 each slot's logits only at positions that have a next-item target and only over that slot's own vocabulary
 (the decoder's forward returns [B, S, L, Vmax] logits for every position, -inf padded), then sums the token
-cross-entropies. Reference: `recgpt.model.next_item_loss` on the decoder's full logits; they must agree.
+cross-entropies (a factorized head's FSQ slot: the sum of its per-dimension cross-entropies, never the
+15,360 logits). Reference: `recgpt.model.next_item_loss` on the decoder's full logits; they must agree.
 """
 import torch
 import torch.nn.functional as F
@@ -32,9 +33,8 @@ class NextItemObjective(nn.Module):
         head = self.decoder.head
         loss_sum = hidden.new_zeros((), dtype=torch.float32)
         if cfg.code_loss_weight > 0:
-            for k in range(targets.shape[1]):
-                logits = head.slot_logits(features[:, k], k).float()
-                loss_sum = loss_sum + F.cross_entropy(logits, targets[:, k], reduction="sum")
+            for k in range(targets.shape[1]):  # a factorized slot: one cross-entropy per grid dimension
+                loss_sum = loss_sum + head.slot_loss_sum(features[:, k], k, targets[:, k])
             loss_sum = loss_sum * cfg.code_loss_weight
         n_tokens = target_mask.sum().float() * codes.shape[-1]
         if self.decoder.dense_head is not None and cfg.dense_loss_weight > 0 and len(features):
@@ -42,7 +42,7 @@ class NextItemObjective(nn.Module):
                 raise ValueError("the dense head trains on the next items' text embeddings: pass text_emb")
             next_emb = F.pad(text_emb[:, 1:], (0, 0, 0, 1))[target_mask]  # [N, D]
             # per target item, counted once per code token so that loss_sum / n_tokens stays a per-token mean
-            dense = self.decoder.dense_head.infonce_sum(features, next_emb)
+            dense = self.decoder.dense_head.infonce_sum(features, next_emb, text_emb[target_mask])
             loss_sum = loss_sum + cfg.dense_loss_weight * codes.shape[-1] * dense
         return torch.stack([loss_sum, n_tokens])
 

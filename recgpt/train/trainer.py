@@ -113,7 +113,7 @@ class Trainer:
             self.model_config = decoder.config
         else:
             self.model_config = ItemCodeDecoderConfig.from_recgpt(cfg.model, inputs.slot_vocab_sizes,
-                                                                  inputs.text_dim or 0)
+                                                                  inputs.text_dim or 0, inputs.slot_levels)
             decoder = ItemCodeDecoder(self.model_config)
         max_items = self.model_config.max_items
         self.row_items = tcfg.row_items or max_items
