@@ -123,12 +123,16 @@ def mfgan_table(dataset: str, runs: list) -> str:
     head = ["model", "full HR@10", "full NDCG@10", "100-neg HR@10", "100-neg NDCG@10", "valid NDCG@10"]
     lines = [f"### {dataset}: mfgan vs its generator ({len(runs)} seeds, mean ± sd)", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for method in ("mfgan-generator", "mfgan"):
-        full = [r["methods"][method] for r in runs]
-        sampled = [r["sampled_negatives"]["methods"][method] for r in runs]
-        adv = [r["fit"]["adversarial"] for r in runs]
-        valid = [a["pretrained_valid_ndcg@10" if method.endswith("generator") else "best_valid_ndcg@10"] for a in adv]
-        lines.append("| " + " | ".join([method] + [mean_sd([m[key] for m in ms]) for ms, key in (
+    ablations = [m for m in runs[0]["methods"] if m.startswith("mfgan-") and m != "mfgan-generator"]
+    for method in ["mfgan-generator", "mfgan", *ablations]:
+        present = [r for r in runs if method in r["methods"]]  # ablations may run on some seeds only
+        full = [r["methods"][method] for r in present]
+        sampled = [r["sampled_negatives"]["methods"][method] for r in present]
+        fit = [r["fit"]["adversarial"] if method == "mfgan" else r["fit"]["ablations"].get(method[6:]) for r in present]
+        valid = [r["fit"]["adversarial"]["pretrained_valid_ndcg@10"] for r in present] if method == "mfgan-generator" \
+            else [f["best_valid_ndcg@10"] for f in fit]
+        label = f"{method} ({fit[0]['reward']}{', pg_weight 0' if method == 'mfgan-mle' else ''})" if fit[0] else method
+        lines.append("| " + " | ".join([f"{label}, {len(present)} seeds"] + [mean_sd([m[key] for m in ms]) for ms, key in (
             (full, "HR@10"), (full, "NDCG@10"), (sampled, "HR@10"), (sampled, "NDCG@10"))] + [mean_sd(valid)]) + " |")
     delta = [r["methods"]["mfgan"]["NDCG@10"] - r["methods"]["mfgan-generator"]["NDCG@10"] for r in runs]
     lines.append(f"\nfull-ranking NDCG@10 of mfgan minus its generator per seed: "

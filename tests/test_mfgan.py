@@ -45,7 +45,7 @@ def test_factor_table_maps_every_catalog_item(name, prepared_dir):
     assert torch.equal(table.values[0], torch.arange(split.n_items))
     manifest = table.manifest()
     for name_k in table.names[1:]:
-        assert sum(manifest[name_k]["bins"].values()) == split.n_items and "unknown" in manifest[name_k]["bins"]
+        assert sum(manifest[name_k]["bins"].values()) == split.n_items and "(unknown)" in manifest[name_k]["bins"]
     by_id = split.items.set_index("item_id")
     field = {"steam": "genres", "ml-100k": "release_year", "amazon_scientific": "categories"}[name]
     empty = np.array([by_id[field].get(i, "") in ("", None) for i in split.item_ids])

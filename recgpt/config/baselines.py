@@ -53,8 +53,13 @@ class MFGANConfig:
     n_heads: int = 2
     dropout: float = 0.25
     max_seconds: float = 0.0  # wall-clock cap on the adversarial stage; 0 = none
+    # Also run these from the same pretrained generator, reported as mfgan-<name> (not saved): official, pg,
+    # mle (the same schedule with pg_weight 0: continued MLE only, the control for extra generator steps).
+    ablations: list[str] = field(default_factory=list)
 
     def __post_init__(self):
+        check(set(self.ablations) <= {"official", "pg", "mle"}, "baseline.mfgan.ablations",
+              f"a list of official, pg, mle; got {self.ablations}")
         check(self.reward in REWARDS, "baseline.mfgan.reward", f"one of {REWARDS}, got {self.reward!r}")
         for key in ("samples", "rounds", "fake_top_k", "history", "d_model", "n_layers", "n_heads"):
             check(getattr(self, key) >= 1, f"baseline.mfgan.{key}", f"must be >= 1, got {getattr(self, key)}")

@@ -5,7 +5,7 @@ A factor reads one column of items.parquet (the dataset spec keeps it: `text.fie
               most frequent values keep their own bin, the rest share "other"
   band        a number (Steam's "Free to Play" prices count as 0) in quantile bands over the catalog
   popularity  the item's count in the training split, in quantile bands (test targets never counted)
-Every factor has an explicit "unknown" bin (value 0): no metadata row, an empty field, a value that is not a
+Every factor has an explicit "(unknown)" bin (value 0): no metadata row, an empty field, a value that is not a
 number, or an item never seen in training. The item id itself is always the first factor ("item").
 """
 from collections import Counter
@@ -17,7 +17,7 @@ import torch
 
 from recgpt.config import ConfigError
 
-UNKNOWN, OTHER = "unknown", "other"
+UNKNOWN, OTHER = "(unknown)", "(other)"  # parenthesised: ml-100k has a genre called "unknown"
 
 
 @dataclass
@@ -38,6 +38,7 @@ class FactorTable:
                 out[name] = {"bins": len(self.bins[k])}
             else:
                 out[name] = {"bins": dict(zip(self.bins[k], counts)), "unknown_items": counts[0]}
+                assert len(out[name]["bins"]) == len(self.bins[k]), f"factor {name}: repeated bin labels"
         return out
 
     @classmethod

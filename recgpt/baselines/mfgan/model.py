@@ -14,6 +14,7 @@ Generator update (`baseline.mfgan.reward`), both on training windows only:
 The reward of a sequence is the mean over discriminators of P(real), in [0, 1].
 """
 import copy
+import dataclasses
 import time
 
 import numpy as np
@@ -94,10 +95,12 @@ class MFGAN(SASRec):
         self.factors = FactorTable.from_manifest(meta["factors"], self.discs.table, meta["factor_table"])
 
     def variants(self) -> dict:
-        """{"mfgan-generator": the SASRec+ generator before the adversarial rounds}."""
-        generator = SASRec(self.cfg, self.n_items)
-        generator.load_state(self.pretrained_state)
-        return {f"{self.name}-generator": generator}
+        """{"mfgan-generator": the SASRec+ generator before the adversarial rounds, "mfgan-<ablation>": ...}."""
+        out = {}
+        for name, state in {"generator": self.pretrained_state, **getattr(self, "ablation_states", {})}.items():
+            out[f"{self.name}-{name}"] = SASRec(self.cfg, self.n_items)
+            out[f"{self.name}-{name}"].load_state(state)
+        return out
 
     def fit(self, split):
         cfg, m = self.cfg, self.cfg.mfgan
@@ -105,17 +108,26 @@ class MFGAN(SASRec):
         self.pretrained_state = {k: v.clone() for k, v in self.net.state_dict().items()}
         mle_log = self.fit_log
         self.factors = build_factor_table(m.factors or preset(split.dataset), split.items, split.item_ids, split.train)
-        torch.manual_seed(cfg.seed)
-        self.discs = Discriminators(self.factors.values, self.factors.sizes(), m)
-        log = adversarial_rounds(self, split, mle_log["best_valid_ndcg@10"])
-        self.fit_log = {**mle_log, "adversarial": log}
+        self.ablation_states, ablation_logs = {}, {}
+        for name in m.ablations:  # each from the same pretrained generator, with fresh discriminators
+            self.net.load_state_dict(self.pretrained_state)
+            variant = {"official": {"reward": "official"}, "pg": {"reward": "pg"}, "mle": {"reward": "pg", "pg_weight": 0.0}}
+            ablation_logs[name] = adversarial_rounds(self, split, mle_log["best_valid_ndcg@10"],
+                                                     dataclasses.replace(m, **variant[name]))
+            self.ablation_states[name] = {k: v.clone() for k, v in self.net.state_dict().items()}
+        self.net.load_state_dict(self.pretrained_state)
+        log = adversarial_rounds(self, split, mle_log["best_valid_ndcg@10"], m)
+        self.fit_log = {**mle_log, "adversarial": log, "ablations": ablation_logs}
         return self
 
 
-def adversarial_rounds(model: MFGAN, split, pretrained_ndcg: float) -> dict:
+def adversarial_rounds(model: MFGAN, split, pretrained_ndcg: float, m) -> dict:
+    """Discriminator pretraining then `m.rounds` alternating rounds on model.net; keeps the best round."""
     from recgpt.baselines.data import subset
 
-    cfg, m = model.cfg, model.cfg.mfgan
+    cfg = model.cfg
+    torch.manual_seed(cfg.seed)
+    model.discs = Discriminators(model.factors.values, model.factors.sizes(), m)
     windows = training_windows(split.train, cfg.max_len + 1)
     valid = subset(split.valid, cfg.max_valid_users, cfg.seed)
     rng, gen = np.random.default_rng(cfg.seed + 1), torch.Generator().manual_seed(cfg.seed + 1)
