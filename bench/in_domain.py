@@ -34,13 +34,16 @@ GENERATIVE = ("gpt2", "sasrec", "markov")
 # Chosen on validation NDCG@10: at lr 1e-3 BERT4Rec's masked-item loss plateaus within the CPU budget (best
 # valid NDCG@10 .036 on ml-100k), at 3e-3 it reaches .086 in five epochs.
 MODEL_OVERRIDES = {"bert4rec": ["baseline.lr=3e-3"]}
+# MFGAN (its own table: against its pretrained generator, per seed), also under the papers' 100 sampled negatives.
+ADVERSARIAL = ["mfgan"]
+MODEL_OVERRIDES["mfgan"] = ["baseline.sampled_negatives=100"]
 STRATEGIES = ("exact", "greedy", "beam", "sample", "rra", "ra")
 
 
-def run_one(name, dataset, protocol, args, out: Path) -> dict:
+def run_one(name, dataset, protocol, args, out: Path, seed: int = 0) -> dict:
     from recgpt.baselines.run import run_baseline
 
-    folder = out / f"{dataset}-{protocol}" / name
+    folder = out / f"{dataset}-{protocol}" / (name if seed == 0 else f"{name}-seed{seed}")
     if (folder / "metrics.json").is_file() and not args.rerun:
         return json.loads((folder / "metrics.json").read_text())
     strategies = list(STRATEGIES) if protocol == "horizon" and name in GENERATIVE else ["exact"]
@@ -50,7 +53,8 @@ def run_one(name, dataset, protocol, args, out: Path) -> dict:
                                     f"baseline.protocol={protocol}", f"baseline.output_dir={folder}",
                                     f"baseline.max_seconds={args.max_seconds}", f"baseline.threads={args.threads}",
                                     f"baseline.strategies=[{','.join(strategies)}]", f"baseline.ks={ks}",
-                                    f"baseline.temperatures={temps}", *MODEL_OVERRIDES.get(name, []),
+                                    f"baseline.temperatures={temps}", f"baseline.seed={seed}",
+                                    *MODEL_OVERRIDES.get(name, []),
                                     *args.overrides])
     run_baseline(cfg)
     return json.loads((folder / "metrics.json").read_text())
@@ -171,10 +175,40 @@ def table(dataset: str, results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def mean_sd(values) -> str:
+    import numpy as np
+
+    return f"{np.mean(values):.4f} ± {np.std(values, ddof=1) if len(values) > 1 else 0.0:.4f}"
+
+
+def mfgan_table(dataset: str, runs: list) -> str:
+    """MFGAN against its own pretrained generator (same state before the adversarial rounds), mean ± sd over
+    seeds: full-ranking LOO and the 100-sampled-negatives protocol (history excluded from both)."""
+    head = ["model", "full HR@10", "full NDCG@10", "100-neg HR@10", "100-neg NDCG@10", "valid NDCG@10"]
+    lines = [f"### {dataset}: mfgan vs its generator ({len(runs)} seeds, mean ± sd)", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    ablations = [m for m in runs[0]["methods"] if m.startswith("mfgan-") and m != "mfgan-generator"]
+    for method in ["mfgan-generator", "mfgan", *ablations]:
+        present = [r for r in runs if method in r["methods"]]  # ablations may run on some seeds only
+        full = [r["methods"][method] for r in present]
+        sampled = [r["sampled_negatives"]["methods"][method] for r in present]
+        fit = [r["fit"]["adversarial"] if method == "mfgan" else r["fit"]["ablations"].get(method[6:]) for r in present]
+        valid = [r["fit"]["adversarial"]["pretrained_valid_ndcg@10"] for r in present] if method == "mfgan-generator" \
+            else [f["best_valid_ndcg@10"] for f in fit]
+        label = f"{method} ({fit[0]['reward']}{', pg_weight 0' if method == 'mfgan-mle' else ''})" if fit[0] else method
+        lines.append("| " + " | ".join([f"{label}, {len(present)} seeds"] + [mean_sd([m[key] for m in ms]) for ms, key in (
+            (full, "HR@10"), (full, "NDCG@10"), (sampled, "HR@10"), (sampled, "NDCG@10"))] + [mean_sd(valid)]) + " |")
+    delta = [r["methods"]["mfgan"]["NDCG@10"] - r["methods"]["mfgan-generator"]["NDCG@10"] for r in runs]
+    lines.append(f"\nfull-ranking NDCG@10 of mfgan minus its generator per seed: "
+                 f"{', '.join(f'{d:+.4f}' for d in delta)} (mean {mean_sd(delta)})")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", nargs="+", default=["ml-100k", "amazon_scientific", "yelp", "steam"])
-    parser.add_argument("--models", nargs="+", default=TRAINED, choices=TRAINED)
+    parser.add_argument("--models", nargs="+", default=TRAINED, choices=TRAINED + ADVERSARIAL)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="mfgan: one run per seed (others: the first)")
     parser.add_argument("--protocols", nargs="+", default=["loo", "horizon"], choices=["loo", "horizon", "cold"])
     parser.add_argument("--max-seconds", type=float, default=120.0, help="training wall-clock cap per model and split")
     parser.add_argument("--threads", type=int, default=1)
@@ -201,12 +235,15 @@ def main(argv=None) -> int:
         if args.table_only:
             results = on_disk(dataset, out)
         else:
-            results = {(n, p): run_one(n, dataset, p, args, out) for n in args.models for p in args.protocols}
+            results = {(n, p): run_one(n, dataset, p, args, out, args.seeds[0])
+                       for n in args.models for p in args.protocols}
             for variant in args.recgpt:
                 for protocol in args.recgpt_protocols:
                     results[(FOUNDATION_VARIANTS.get(variant, variant), protocol)] = \
                         run_recgpt(variant, dataset, protocol, args, out)
         tables.append(table(dataset, results))
+        if "mfgan" in args.models:
+            tables.append(mfgan_table(dataset, [run_one("mfgan", dataset, "loo", args, out, s) for s in args.seeds]))
         (out / "in_domain.md").write_text("\n".join(tables))
         print(tables[-1], flush=True)
     return 0

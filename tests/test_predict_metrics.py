@@ -82,3 +82,23 @@ def test_content_knn_by_hand():
     assert baselines.baseline_lists("content_knn", [[1]], 1, item_emb=emb) == [[1]]
     with pytest.raises(ValueError, match="content_knn needs the catalog's item text embeddings"):
         baselines.baseline_lists("content_knn", [[1]], 1)
+
+
+def test_sampled_negatives_by_hand():
+    import numpy as np
+
+    from recgpt.predict.metrics import sampled_negative_metrics
+
+    scores = np.tile(np.arange(200, dtype=float), (3, 1))  # item i scores i
+    histories, targets = [[199, 198], [5], []], [[197], [0], [150]]
+    m = sampled_negative_metrics(scores, histories, targets, 100, [1, 10], seed=0)
+    # sums over the cases: case 0 ranks first (every negative < 197), case 1 last, case 2 ~25th of 101
+    assert m["HR@1"] == 1 and m["NDCG@1"] == 1
+    assert m["HR@10"] == 1 and m["NDCG@10"] == pytest.approx(1.0)
+    again = sampled_negative_metrics(scores, histories, targets, 100, [10], seed=0)
+    assert again["HR@10"] == m["HR@10"]  # the same draws per (seed, case)
+    ties = sampled_negative_metrics(np.zeros((1, 50)), [[]], [[3]], 10, [1, 10])
+    assert ties["HR@10"] == 0  # a tie counts against the target
+    assert sampled_negative_metrics(scores[:1], [list(range(190))], [[195]], 100, [10])["HR@10"] == 1
+    with pytest.raises(ValueError, match="one target"):
+        sampled_negative_metrics(scores[:1], [[]], [[1, 2]], 10, [10])

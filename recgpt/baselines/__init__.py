@@ -13,6 +13,7 @@ NAMES = {
     "sasrec": "recgpt.baselines.sasrec:SASRec",
     "bert4rec": "recgpt.baselines.bert4rec:Bert4Rec",
     "gpt2": "recgpt.baselines.gpt2:GPT2Item",
+    "mfgan": "recgpt.baselines.mfgan.model:MFGAN",
 }
 
 

@@ -10,6 +10,7 @@ Shorter users train on their whole sequence and are never evaluated. Nothing of 
 ever in `train`. Randomness is keyed by (seed, user id), so a user's split never depends on other users.
 """
 from dataclasses import dataclass
+from typing import Optional
 
 import pandas as pd
 
@@ -27,6 +28,7 @@ class InDomainSplit:
     valid: TestCases
     test: TestCases
     counts: dict
+    items: Optional[pd.DataFrame] = None  # the prepared items (item fields for MFGAN's factors), when loaded
 
     @property
     def n_items(self) -> int:
@@ -97,4 +99,6 @@ def load_split(cfg, data_cfg) -> InDomainSplit:
     from recgpt.predict.run import resolve_dataset
 
     prepared = load_prepared(resolve_dataset(cfg.dataset, data_cfg))
-    return build_split(prepared.interactions, prepared.name, cfg.protocol, cfg.horizon, cfg.cold_fraction, cfg.seed)
+    split = build_split(prepared.interactions, prepared.name, cfg.protocol, cfg.horizon, cfg.cold_fraction, cfg.seed)
+    split.items = prepared.items
+    return split

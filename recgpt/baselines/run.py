@@ -16,7 +16,7 @@ from recgpt.io import write_manifest
 from recgpt.logging import print0
 from recgpt.predict import baselines as floors
 from recgpt.predict.horizon import recommend_lists
-from recgpt.predict.metrics import ranking_metrics
+from recgpt.predict.metrics import ranking_metrics, sampled_negative_metrics
 from recgpt.predict.report import recommendations_frame, write_report
 from recgpt.predict.run import evaluate
 
@@ -38,6 +38,20 @@ def rank_cases(model, cases, k: int, strategy: str, cfg, temperature: float = 1.
         recs += rows
         scores += sc
     return recs, scores
+
+
+def sampled_negatives(model, cases, cfg) -> dict:
+    """HR/NDCG@k of each test target among cfg.sampled_negatives random unseen items (same draws per case)."""
+    import torch
+
+    sums = {}
+    for start in range(0, len(cases), cfg.eval_batch):
+        histories, targets = cases.histories[start:start + cfg.eval_batch], cases.targets[start:start + cfg.eval_batch]
+        with torch.no_grad():
+            scores = model.scores(histories, cases.user_ids[start:start + cfg.eval_batch]).float().numpy()
+        part = sampled_negative_metrics(scores, histories, targets, cfg.sampled_negatives, cfg.ks, cfg.seed, start)
+        sums = {k: sums.get(k, 0.0) + v for k, v in part.items()}
+    return {k: v / max(len(cases), 1) for k, v in sums.items()}
 
 
 def choose_temperature(model, valid, strategy: str, cfg) -> tuple[float, dict]:
@@ -83,6 +97,14 @@ def run_baseline(cfg) -> Path:
         if tried:
             temperatures[method] = {"chosen": temperature, "valid_ndcg@10": tried}
         first = first or (recs, scores)
+    variants = model.variants() if hasattr(model, "variants") else {}  # e.g. MFGAN's pretrained generator
+    for method, variant in variants.items():
+        recs, _ = rank_cases(variant, test, k, "exact", b)
+        methods[method], by_position[method] = evaluate(recs, test.targets, split.n_items, ks, horizon)
+    sampled = {}
+    if b.sampled_negatives and horizon == 1:
+        sampled = {"negatives": b.sampled_negatives, "methods": {
+            name: sampled_negatives(m, test, b) for name, m in {b.name: model, **variants}.items()}}
     ranking = floors.item_popularity(split.train)
     pop = floors.popularity(test.histories, k, b.allow_history, ranking)
     methods["popularity"], by_position["popularity"] = evaluate(pop, test.targets, split.n_items, ks, horizon)
@@ -91,7 +113,7 @@ def run_baseline(cfg) -> Path:
         "scoring": "exact", "allow_history": b.allow_history, "ks": ks,
         "counts": {**split.counts, "evaluated": len(test)}, "methods": methods,
         "by_position": by_position if horizon > 1 else None, "temperatures": temperatures,
-        "fit": getattr(model, "fit_log", {}),
+        "fit": getattr(model, "fit_log", {}), "sampled_negatives": sampled,
         "seconds": {"train": round(train_seconds, 2), "rank": seconds, "total": round(time.time() - start, 2)},
         "notes": notes, "config": config_to_dict(b),
     }

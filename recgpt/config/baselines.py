@@ -8,6 +8,65 @@ from typing import Optional
 from recgpt.config.errors import check
 
 PROTOCOLS = ("loo", "horizon", "cold")
+FACTOR_KINDS = ("category", "band", "popularity")
+REWARDS = ("official", "pg")
+
+
+@dataclass
+class FactorConfig:
+    """One item factor of MFGAN (recgpt.baselines.mfgan.factors): a column of the prepared items, binned."""
+    name: str = "???"
+    field: str = ""  # items.parquet column; unused by kind popularity (training-split counts)
+    kind: str = "category"  # category | band (numeric quantile bands) | popularity
+    separator: str = ","  # category: list values in the field are split on this
+    pick: int = 0  # category: which list value (0 first, -1 last, 1 second level of a category path)
+    max_values: int = 50  # category: the most frequent values keep a bin, the rest share "other"
+    bands: int = 5  # band / popularity: quantile bands
+
+    def __post_init__(self):
+        check(self.kind in FACTOR_KINDS, "baseline.mfgan.factors.kind", f"one of {FACTOR_KINDS}, got {self.kind!r}")
+        check(self.kind == "popularity" or bool(self.field), "baseline.mfgan.factors.field",
+              f"factor {self.name!r} of kind {self.kind} needs a field")
+        check(self.bands >= 1 and self.max_values >= 1, "baseline.mfgan.factors", "bands and max_values must be >= 1")
+
+
+@dataclass
+class MFGANConfig:
+    """MFGAN: the generator is SASRec+ trained by the baseline keys above; these drive the adversarial stage."""
+    factors: list[FactorConfig] = field(default_factory=list)  # empty: the dataset's preset (mfgan/factors.py)
+    # official: the generator's cross-entropy weighted by the reward of its own argmax item (RUCAIBox/MFGAN);
+    # pg: cross-entropy + pg_weight * REINFORCE over `samples` sampled next items, mean reward of the other
+    # samples subtracted as baseline.
+    reward: str = "pg"
+    samples: int = 8
+    pg_weight: float = 1.0
+    rounds: int = 3  # alternating rounds; the round with the best validation NDCG@10 is kept
+    generator_steps: int = 50  # generator minibatches per round
+    discriminator_steps: int = 50  # discriminator minibatches per round
+    pretrain_steps: int = 200  # discriminator minibatches before the first round
+    generator_lr: float = 1e-4
+    discriminator_lr: float = 1e-3
+    fake_top_k: int = 10  # a fake's last item: one of the generator's top-k (the true item and history skipped)
+    history: int = 20  # items of history a discriminator reads before the proposed item
+    d_model: int = 32
+    n_layers: int = 1
+    n_heads: int = 2
+    dropout: float = 0.25
+    max_seconds: float = 0.0  # wall-clock cap on the adversarial stage; 0 = none
+    # Also run these from the same pretrained generator, reported as mfgan-<name> (not saved): official, pg,
+    # mle (the same schedule with pg_weight 0: continued MLE only, the control for extra generator steps).
+    ablations: list[str] = field(default_factory=list)
+
+    def __post_init__(self):
+        check(set(self.ablations) <= {"official", "pg", "mle"}, "baseline.mfgan.ablations",
+              f"a list of official, pg, mle; got {self.ablations}")
+        check(self.reward in REWARDS, "baseline.mfgan.reward", f"one of {REWARDS}, got {self.reward!r}")
+        for key in ("samples", "rounds", "fake_top_k", "history", "d_model", "n_layers", "n_heads"):
+            check(getattr(self, key) >= 1, f"baseline.mfgan.{key}", f"must be >= 1, got {getattr(self, key)}")
+        check(self.samples >= 2 or self.reward != "pg", "baseline.mfgan.samples", "pg needs >= 2 samples (baseline)")
+        for key in ("generator_steps", "discriminator_steps", "pretrain_steps", "max_seconds", "pg_weight"):
+            check(getattr(self, key) >= 0, f"baseline.mfgan.{key}", f"must be >= 0, got {getattr(self, key)}")
+        check(self.d_model % self.n_heads == 0, "baseline.mfgan.d_model", "must be a multiple of n_heads")
 
 
 @dataclass
@@ -55,6 +114,10 @@ class BaselineConfig:
     knn_neighbors: int = 100
     knn_history: int = 5
     knn_decay: float = 0.7
+    mfgan: MFGANConfig = field(default_factory=MFGANConfig)
+    # Also report HR/NDCG@k against `sampled_negatives` random unseen items per test user (the protocol of
+    # SASRec / MFGAN papers), beside full ranking; 0 = off.
+    sampled_negatives: int = 0
     threads: int = 1
     device: str = "cpu"
     seed: int = 0
@@ -79,5 +142,6 @@ class BaselineConfig:
         check(0.0 <= self.dropout < 1.0, "baseline.dropout", f"must be in [0, 1), got {self.dropout}")
         check(0.0 < self.mask_prob < 1.0, "baseline.mask_prob", f"must be in (0, 1), got {self.mask_prob}")
         check(self.max_seconds >= 0, "baseline.max_seconds", f"must be >= 0, got {self.max_seconds}")
+        check(self.sampled_negatives >= 0, "baseline.sampled_negatives", f"must be >= 0, got {self.sampled_negatives}")
         check(self.lr > 0 and self.bpr_lr > 0, "baseline.lr", "learning rates must be > 0")
         check(0.0 < self.knn_decay <= 1.0, "baseline.knn_decay", f"must be in (0, 1], got {self.knn_decay}")

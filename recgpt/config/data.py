@@ -55,6 +55,9 @@ class DatasetSpec:
     columns: dict[str, str] = field(default_factory=dict)
     timestamp_unit: str = "s"  # s | ms: unit of numeric raw timestamps; prepared timestamps are unix seconds
     text: TextConfig = field(default_factory=TextConfig)
+    # Raw item fields kept in items.parquet (as text) beside the text fields but not part of the text, e.g. for
+    # item factors (recgpt.baselines.mfgan.factors); a field absent from the item file is simply not kept.
+    item_fields: list[str] = field(default_factory=list)
     imports: ImportConfig = field(default_factory=ImportConfig)
 
     def __post_init__(self):

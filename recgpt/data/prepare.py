@@ -159,7 +159,7 @@ def write_prepared(out: Path, raw: RawData, spec: DatasetSpec, inter: pd.DataFra
         columns, schema = columns + ["behavior"], schema.append(BEHAVIOR_FIELD)
     table = pa.Table.from_pandas(inter[columns], schema=schema, preserve_index=False)
     pq.write_table(table, out / "interactions.parquet", row_group_size=1 << 17)
-    pq.write_table(pa.Table.from_pandas(stringify(items, spec.text.fields), preserve_index=False),
+    pq.write_table(pa.Table.from_pandas(stringify(items, spec.text.fields + spec.item_fields), preserve_index=False),
                    out / "items.parquet")
     if targets is not None:
         pq.write_table(pa.Table.from_pandas(targets[["user_id", "item_id", "behavior"]].astype(str),

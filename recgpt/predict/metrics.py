@@ -65,3 +65,28 @@ def position_hit_rates(recs: Sequence[Sequence[int]], targets: Sequence[Sequence
 
 def coverage(recs: Sequence[Sequence[int]], n_items: int, ks: Sequence[int]) -> dict:
     return {f"Coverage@{k}": len({int(r) for rec in recs for r in list(rec)[:k] if r >= 0}) / n_items for k in ks}
+
+
+def sampled_negative_metrics(scores, histories, targets, n_negatives: int, ks: Sequence[int], seed: int = 0,
+                             offset: int = 0) -> dict:
+    """HR@K / NDCG@K of each single target ranked among `n_negatives` items drawn uniformly without replacement
+    from the catalog rows neither in the history nor the target (the SASRec / MFGAN papers' protocol).
+
+    `scores` Float[B, N] (array-like). Case i draws with rng (seed, offset + i), so every model scored on the
+    same cases meets the same negatives. A negative scored equal to the target counts as ranked above it.
+    Returns sums over the cases (divide by the case count), so batches add up.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    sums = {f"{m}@{k}": 0.0 for k in ks for m in ("HR", "NDCG")}
+    for i, (row, history, target) in enumerate(zip(scores, histories, targets)):
+        if len(target) != 1:
+            raise ValueError(f"case {offset + i}: the sampled-negatives protocol needs one target, got {len(target)}")
+        target = int(target[0])
+        allowed = np.setdiff1d(np.arange(len(row)), np.asarray(list(history) + [target], dtype=np.int64))
+        rng = np.random.default_rng([seed, offset + i])
+        negatives = rng.choice(allowed, size=min(n_negatives, len(allowed)), replace=False)
+        rank = int((row[negatives] >= row[target]).sum())
+        for k in ks:
+            sums[f"HR@{k}"] += float(rank < k)
+            sums[f"NDCG@{k}"] += 1.0 / math.log2(rank + 2) if rank < k else 0.0
+    return sums

@@ -1,0 +1,1 @@
+"""MFGAN: a SASRec+ generator trained against per-factor discriminators (model.py, discriminator.py, factors.py)."""
