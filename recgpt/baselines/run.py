@@ -11,6 +11,7 @@ from tqdm.auto import tqdm
 
 from recgpt.baselines import get_model
 from recgpt.baselines.data import load_split, subset
+from recgpt.baselines.resume import EpochCheckpoint
 from recgpt.config import config_to_dict
 from recgpt.io import write_manifest
 from recgpt.logging import print0
@@ -77,8 +78,10 @@ def run_baseline(cfg) -> Path:
     torch.set_num_threads(b.threads)
     split = load_split(b, cfg.data)
     print0(f"baseline {b.name}: {split.dataset} / {b.protocol}: {split.counts}")
-    start = time.time()
-    model = get_model(b.name)(b, split.n_items).fit(split)
+    start, out = time.time(), output_dir(cfg)
+    model = get_model(b.name)(b, split.n_items)
+    model.resume_dir = out / "resume"  # epoch checkpoints of the torch models: a rerun continues a killed fit
+    model.fit(split)
     train_seconds = time.time() - start
     test, valid = subset(split.test, b.max_test_users, b.seed), subset(split.valid, b.max_valid_users, b.seed)
     horizon = b.horizon if b.protocol == "horizon" else 1
@@ -117,11 +120,11 @@ def run_baseline(cfg) -> Path:
         "seconds": {"train": round(train_seconds, 2), "rank": seconds, "total": round(time.time() - start, 2)},
         "notes": notes, "config": config_to_dict(b),
     }
-    out = output_dir(cfg)
     model.save(out / "model")
     recs, scores = first or ([[] for _ in test.user_ids], [[] for _ in test.user_ids])
     write_report(out, result, recommendations_frame(test.user_ids, recs, scores, split.item_ids))
     write_manifest(out, {"stage": "baseline", "name": b.name, "counts": result["counts"], "config": config_to_dict(cfg)})
+    EpochCheckpoint(model.resume_dir, b).remove()
     summary = ", ".join(f"{m} {v['NDCG@10']:.4f}" for m, v in methods.items() if "NDCG@10" in v)
     print0(f"baseline {b.name}: NDCG@10 {summary}; trained in {train_seconds:.1f}s; report in {out}")
     return out

@@ -1,5 +1,6 @@
 """Shared training of the torch baselines: seeded minibatches of sequence windows, AdamW, early stopping on
-validation NDCG@10 (the best state is kept), an optional wall-clock cap, tqdm progress.
+validation NDCG@10 (the best state is kept), an optional wall-clock cap, tqdm progress, and a checkpoint
+after every validation (recgpt.baselines.resume) when the model has a `resume_dir`.
 
 A model supplies `build() -> nn.Module`, `loss(batch) -> scalar` over a Long[B, T] batch of catalog rows
 right-padded with -1, and `scores(histories)`. Nothing of the test split is used here.
@@ -12,6 +13,7 @@ import torch
 from tqdm.auto import tqdm
 
 from recgpt.baselines.base import Baseline
+from recgpt.baselines.resume import EpochCheckpoint
 from recgpt.data.splits import windows
 from recgpt.predict.metrics import ranking_metrics
 
@@ -71,8 +73,17 @@ class TorchBaseline(Baseline):
         examples = training_windows(split.train, self.window or cfg.max_len + 1)
         valid = subset(split.valid, cfg.max_valid_users, cfg.seed)
         rng = np.random.default_rng(cfg.seed)
-        best, best_state, bad, log, start, steps = -1.0, None, 0, [], time.time(), 0
-        bar = tqdm(range(cfg.epochs), desc=f"{self.name} epochs", leave=False)
+        best, best_state, bad, log, start, steps, first = -1.0, None, 0, [], time.time(), 0, 0
+        stopped = "epochs"
+        checkpoint = EpochCheckpoint(getattr(self, "resume_dir", None), cfg)
+        resumed = checkpoint.load(self.net, opt, rng)
+        if resumed:
+            progress, best_state = resumed
+            best, bad, log, steps, first, stopped = (progress[k] for k in ("best", "bad", "log", "steps", "epoch",
+                                                                          "stopped"))
+            start -= progress["seconds"]
+        bar = tqdm(range(first, cfg.epochs if stopped == "epochs" else first), desc=f"{self.name} epochs",
+                   leave=False)
         for epoch in bar:
             self.net.train()
             order, total, out_of_time = rng.permutation(len(examples)), 0.0, False
@@ -97,10 +108,14 @@ class TorchBaseline(Baseline):
                 best, best_state, bad = ndcg, copy.deepcopy(self.net.state_dict()), 0
             else:
                 bad += 1
-            if bad >= cfg.patience or out_of_time:
+            stopped = "time" if out_of_time else ("patience" if bad >= cfg.patience else "epochs")
+            checkpoint.save(self.net, opt, best_state, rng, {"epoch": epoch + 1, "best": best, "bad": bad, "log": log,
+                                                            "steps": steps, "seconds": time.time() - start,
+                                                            "stopped": stopped})
+            if stopped != "epochs":
                 break
         self.net.load_state_dict(best_state)
         self.net.eval()
         self.fit_log = {"epochs": log, "best_valid_ndcg@10": best, "steps": steps, "examples": len(examples),
-                        "stopped": "time" if out_of_time else ("patience" if bad >= cfg.patience else "epochs")}
+                        "stopped": stopped, "resumed_after_epoch": first or None}
         return self

@@ -1,0 +1,63 @@
+"""Epoch checkpoints of the shared baseline loop on real ml-100k: a fit killed after an epoch and run again
+continues from that epoch and ends in exactly the state of an uninterrupted fit."""
+import pytest
+import torch
+
+from recgpt.baselines import get_model
+from recgpt.config import BaselineConfig
+
+SMALL = dict(name="sasrec", epochs=3, patience=5, max_valid_users=100, lr=3e-3, batch_size=128, d_model=16,
+             n_layers=1, max_len=20, dropout=0.1, threads=1)
+
+
+@pytest.fixture(scope="module")
+def loo_split(prepared_dir):
+    from recgpt.baselines.data import build_split
+    from recgpt.data import load_prepared
+
+    return build_split(load_prepared(prepared_dir("ml-100k")).interactions, "ml-100k", "loo")
+
+
+class Killed(Exception):
+    pass
+
+
+def fit(split, resume_dir, cfg=None):
+    model = get_model("sasrec")(cfg or BaselineConfig(**SMALL), split.n_items)
+    model.resume_dir = resume_dir
+    return model.fit(split)
+
+
+def test_killed_fit_resumes_to_the_uninterrupted_state(loo_split, tmp_path, monkeypatch):
+    import recgpt.baselines.training as training
+
+    torch.set_num_threads(1)
+    whole = fit(loo_split, None)
+    real, calls = training.validation_ndcg, {"n": 0}
+
+    def dies_at_second_validation(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise Killed
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(training, "validation_ndcg", dies_at_second_validation)
+    with pytest.raises(Killed):
+        fit(loo_split, tmp_path / "resume")
+    assert (tmp_path / "resume" / "progress.json").is_file()
+    monkeypatch.setattr(training, "validation_ndcg", real)
+    resumed = fit(loo_split, tmp_path / "resume")
+    assert resumed.fit_log["resumed_after_epoch"] == 1
+    assert [e["epoch"] for e in resumed.fit_log["epochs"]] == [1, 2, 3]
+    assert resumed.fit_log["steps"] == whole.fit_log["steps"]
+    for key, value in whole.net.state_dict().items():
+        assert torch.equal(value, resumed.net.state_dict()[key]), key
+    assert sorted(p.name for p in (tmp_path / "resume").iterdir()) == [
+        "epoch-3.safetensors", "optimizer-3.pt", "progress.json"]
+
+
+def test_checkpoint_of_another_config_is_not_resumed(loo_split, tmp_path, capsys):
+    fit(loo_split, tmp_path / "resume", BaselineConfig(**{**SMALL, "epochs": 1}))
+    other = fit(loo_split, tmp_path / "resume", BaselineConfig(**{**SMALL, "epochs": 1, "lr": 1e-3}))
+    assert other.fit_log["resumed_after_epoch"] is None
+    assert "another training config" in capsys.readouterr().out
