@@ -23,6 +23,10 @@ class ModelConfig:
     dense_loss_weight: float = 1.0
     code_loss_weight: float = 1.0  # 0: train the dense head only (no code softmax)
     center_text: bool = False  # center text embeddings on their own dataset's / catalog's mean (label-free)
+    # Multi-behaviour logs (recgpt.model.behavior): a behaviour embedding added to each event's item tokens;
+    # behavior_target also conditions each prediction on the next event's behaviour (e.g. "next purchase").
+    behavior_input: bool = False
+    behavior_target: bool = False
 
     def __post_init__(self):
         check(self.n_layers >= 1, "model.n_layers", f"must be >= 1, got {self.n_layers}")
@@ -35,5 +39,6 @@ class ModelConfig:
         check(self.dense_temperature > 0, "model.dense_temperature", f"must be > 0, got {self.dense_temperature}")
         check(self.code_loss_weight >= 0 and self.dense_loss_weight >= 0, "model.code_loss_weight",
               "loss weights must be >= 0")
+        check(self.behavior_input or not self.behavior_target, "model.behavior_target", "needs model.behavior_input=true")
         check(self.code_loss_weight > 0 or (self.dense_head and self.dense_loss_weight > 0), "model.code_loss_weight",
               "0 needs model.dense_head=true with dense_loss_weight > 0 (something must be trained)")

@@ -26,6 +26,9 @@ class ItemCodeDecoderConfig(PretrainedConfig):
       dense_temperature, dense_loss_weight, code_loss_weight: the dense head's InfoNCE temperature; training loss =
         code_loss_weight * code cross-entropy + dense_loss_weight * InfoNCE (both per target token).
       center_text: text embeddings are centered on their own dataset's / catalog's mean before use (label-free).
+      n_behaviors, behavior_target: multi-behaviour input (recgpt.model.behavior): 0 = none; else a behaviour
+        embedding (ids 0..n_behaviors-1) added to every token of each event's item, plus, with behavior_target,
+        an embedding of the next event's behaviour at the position that predicts it (target conditioning).
       score_weights: how prediction scores a catalog, {component: weight} over code (code log-prob), dense
         (dense cosine), knn (content kNN cosine, a fixed prior) and pop (log popularity among the histories
         being scored); each component is standardized per user before the weighted sum. None: the dense head
@@ -54,6 +57,8 @@ class ItemCodeDecoderConfig(PretrainedConfig):
         code_loss_weight: float = 1.0,
         center_text: bool = False,
         score_weights: Optional[dict] = None,
+        n_behaviors: int = 0,
+        behavior_target: bool = False,
         **kwargs,
     ):
         self.slot_vocab_sizes = [int(v) for v in (slot_vocab_sizes if slot_vocab_sizes is not None else [256] * 4)]
@@ -74,6 +79,8 @@ class ItemCodeDecoderConfig(PretrainedConfig):
         self.code_loss_weight = float(code_loss_weight)
         self.center_text = bool(center_text)
         self.score_weights = {str(k): float(v) for k, v in score_weights.items()} if score_weights else None
+        self.n_behaviors = int(n_behaviors)
+        self.behavior_target = bool(behavior_target)
         self._validate_fields()
         super().__init__(**kwargs)
 
@@ -98,6 +105,8 @@ class ItemCodeDecoderConfig(PretrainedConfig):
         need(self.code_loss_weight >= 0 and self.dense_loss_weight >= 0
              and (self.code_loss_weight > 0 or (self.dense_dim > 0 and self.dense_loss_weight > 0)),
              "code_loss_weight", "loss weights must be >= 0 and something must be trained")
+        need(self.n_behaviors >= 0 and (self.n_behaviors > 0 or not self.behavior_target), "n_behaviors",
+             f"must be >= 0, and > 0 for behavior_target, got {self.n_behaviors}")
         unknown = set(self.score_weights or {}) - set(SCORE_COMPONENTS)
         need(not unknown, "score_weights", f"components are {SCORE_COMPONENTS}, got {sorted(unknown)}")
         need(self.dense_dim > 0 or not (self.score_weights or {}).get("dense"), "score_weights",
@@ -142,4 +151,12 @@ class ItemCodeDecoderConfig(PretrainedConfig):
             dense_loss_weight=model_cfg.dense_loss_weight,
             code_loss_weight=model_cfg.code_loss_weight,
             center_text=model_cfg.center_text,
+            n_behaviors=behavior_vocab_size() if model_cfg.behavior_input else 0,
+            behavior_target=model_cfg.behavior_target,
         )
+
+
+def behavior_vocab_size() -> int:
+    from recgpt.model.behavior import BEHAVIOR_NAMES
+
+    return len(BEHAVIOR_NAMES)
