@@ -37,8 +37,9 @@ class SequenceSource:
         values = (self.column if column is None else column).take(pa.array(indices, pa.int64())).to_pylist()
         return dict(zip(indices, values))
 
-    def take_behaviors(self, indices) -> dict:
-        return self.take(indices, self.behaviors)
+    def take_behaviors(self, indices) -> Optional[dict]:
+        """Behaviour ids of these sequences; None without a behaviour column (the model reads "none")."""
+        return None if self.behaviors is None else self.take(indices, self.behaviors)
 
     def subset(self, keep: np.ndarray) -> "SequenceSource":
         keep = np.asarray(keep, np.int64)
