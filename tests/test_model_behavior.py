@@ -165,6 +165,20 @@ def test_behaviour_corpus_feeds_the_batches(tmp_path, tiny_data_config, prepared
     batch = collate(rows, source.take([first]), torch.zeros((len(corpus.items), 3), dtype=torch.long),
                     behaviors=source.take_behaviors([first]))
     assert batch["behavior"][0].tolist() == list(train[first]["behaviors"][:n])
+    # the training stream hands them to the objective of a behaviour-input decoder, and they change its loss
+    from recgpt.train.inputs import MicroBatchStream, TrainingInputs
+    from recgpt.train.objective import NextItemObjective
+
+    codes = stand_in_codes(len(corpus.items)).to(torch.int32)
+    inputs = TrainingInputs(train=source, heldout=source, codes=codes, slot_vocab_sizes=[64, 64, 64],
+                            corpus_hash="", tokenizer_hash="", behavior_input=True)
+    batch, _ = MicroBatchStream(source, inputs, "bucket", 32, 2000, seed=0, rank=0, world=1).next()
+    assert batch["behavior"].shape == batch["segment"].shape and (batch["behavior"][batch["segment"] == 0] == 0).all()
+    objective = NextItemObjective(make_model(slot_vocab_sizes=[64, 64, 64], n_behaviors=N_BEHAVIORS, seed=1))
+    with torch.no_grad():
+        objective.decoder.behavior.input.weight.normal_()
+        blind = objective(**{**batch, "behavior": torch.zeros_like(batch["behavior"])})
+        assert not torch.allclose(objective(**batch)[0], blind[0])
     plain = load_corpus(build_corpus(dataclasses.replace(cfg, behaviors=False, corpus_dir=str(tmp_path / "p"))))
     assert "behaviors" not in plain.sequences["train"].column_names
     assert plain.sequences["train"]["items"] == train["items"]
