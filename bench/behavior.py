@@ -20,6 +20,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 sys.path[0] = str(Path(__file__).resolve().parents[1])  # the repo root, not bench/
 
 from bench.in_domain import cell  # noqa: E402
@@ -35,9 +37,11 @@ FEATURES = {"taobao_userbehavior": "category"}
 
 def scored(recs, cases, n_items: int) -> dict:
     from recgpt.predict.metrics import coverage, ranking_metrics
+    from recgpt.predict.transfer import per_user
 
     return {**ranking_metrics(recs, cases.targets, KS), **coverage(recs, n_items, KS), "users": len(cases),
-            "empty_histories": cases.counts.get("empty_histories", 0)}
+            "empty_histories": cases.counts.get("empty_histories", 0),
+            "per_user_ndcg@10": per_user(recs, cases.targets, 10)["NDCG"].tolist()}
 
 
 def rule_results(split) -> dict:
@@ -123,11 +127,36 @@ def run_model(model_name, setting, prepared, split, args, out: Path) -> dict:
 
 
 def table(dataset: str, rows: dict, protocols) -> str:
-    head = ["method"] + [f"{PROTOCOL_NAMES[p]} HR@10 / NDCG@10" for p in protocols] + ["train s"]
+    head = ["method"] + [f"{PROTOCOL_NAMES[p]} HR@10 / NDCG@10" for p in protocols] + ["train s", "epochs / steps"]
     lines = [f"### {dataset}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for name, (by_protocol, seconds) in rows.items():
+    for name, (by_protocol, fit) in rows.items():
         cells = [f"{cell(m['HR@10'])} / {cell(m['NDCG@10'])}" if (m := by_protocol.get(p)) else "-" for p in protocols]
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {'' if seconds is None else f'{seconds:.0f}'} |")
+        cells += [f"{fit['seconds']:.0f}", f"{len(fit['fit']['epochs'])} / {fit['fit']['steps']}"] if fit else ["", ""]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def claim_table(dataset: str, rows: dict, models, settings) -> str:
+    """GAMER's claim, per model: NDCG@10 of each all-events setting / purchases-only, with a 95% bootstrap
+    interval over users (pairs kept), on the purchase protocols."""
+    from recgpt.predict.transfer import bootstrap_ratio
+
+    protocols = [p for p in ("next_buy", "session_buy", "shipped") if any(p in r[0] for r in rows.values())]
+    lines = [f"#### {dataset}: NDCG@10 / purchases-only NDCG@10 (95% bootstrap interval)", "",
+             "| model: setting | " + " | ".join(PROTOCOL_NAMES[p] for p in protocols) + " |",
+             "|---|" + "---|" * len(protocols)]
+    for model in models:
+        base = rows.get(f"{model}: buy", ({}, None))[0]
+        for setting in [s for s in settings if s != "buy"]:
+            mine, cells = rows.get(f"{model}: {setting}", ({}, None))[0], []
+            for p in protocols:
+                a, b = (mine.get(p) or {}).get("per_user_ndcg@10"), (base.get(p) or {}).get("per_user_ndcg@10")
+                if a is None or b is None:
+                    cells.append("-")
+                    continue
+                ratio, lo, hi = bootstrap_ratio(np.asarray(a), np.asarray(b))
+                cells.append(f"{ratio:.2f} [{lo:.2f}, {hi:.2f}]")
+            lines.append(f"| {model}: {setting} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -160,11 +189,12 @@ def main(argv=None) -> int:
         for model_name in args.models:
             for setting in args.settings:
                 result = run_model(model_name, setting, prepared, splits[SETTINGS[setting][0]], args, out)
-                rows[f"{model_name}: {setting}"] = (result["protocols"], result["seconds"])
+                rows[f"{model_name}: {setting}"] = (result["protocols"], result)
                 print(f"{dataset} {model_name} {setting}: {json.dumps({p: round(m['NDCG@10'], 4) for p, m in result['protocols'].items()})}", flush=True)
         counts = {p: len(c) for p, c in splits["all"].tests.items()}
         tables.append(table(dataset, rows, protocols) + f"\nusers per protocol: {counts}; empty purchases-only "
-                      f"histories: {splits['buy'].counts['empty_histories']}\n")
+                      f"histories: {splits['buy'].counts['empty_histories']}\n\n"
+                      + claim_table(dataset, rows, args.models, args.settings))
         (out / "behavior.md").write_text("\n".join(tables))
         print(tables[-1], flush=True)
     return 0
