@@ -86,6 +86,9 @@ class DataConfig:
     # In-domain training on one dataset's own training split: all (pretraining), loo (each user's last two
     # items, the valid and test targets, left out) or horizon (the last data.horizon items left out).
     train_split: str = "all"
+    # Multi-behaviour logs: the corpus keeps each event's behaviour (a `behaviors` column of recgpt.model.behavior
+    # ids, 0 where a dataset has none), read by a model with model.behavior_input=true.
+    behaviors: bool = False
     seed: int = 0
 
     def __post_init__(self):

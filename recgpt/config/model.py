@@ -32,6 +32,10 @@ class ModelConfig:
     code_embedding: str = "lookup"  # lookup | fsq_grid
     code_residual: bool = True
     code_head: str = "full"  # full | factorized
+    # Multi-behaviour logs (recgpt.model.behavior): a behaviour embedding added to each event's item tokens;
+    # behavior_target also conditions each prediction on the next event's behaviour (e.g. "next purchase").
+    behavior_input: bool = False
+    behavior_target: bool = False
 
     def __post_init__(self):
         check(self.n_layers >= 1, "model.n_layers", f"must be >= 1, got {self.n_layers}")
@@ -49,5 +53,6 @@ class ModelConfig:
         check(self.dense_temperature > 0, "model.dense_temperature", f"must be > 0, got {self.dense_temperature}")
         check(self.code_loss_weight >= 0 and self.dense_loss_weight >= 0, "model.code_loss_weight",
               "loss weights must be >= 0")
+        check(self.behavior_input or not self.behavior_target, "model.behavior_target", "needs model.behavior_input=true")
         check(self.code_loss_weight > 0 or (self.dense_head and self.dense_loss_weight > 0), "model.code_loss_weight",
               "0 needs model.dense_head=true with dense_loss_weight > 0 (something must be trained)")

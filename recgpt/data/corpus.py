@@ -41,11 +41,16 @@ class Corpus:
     path: Path
 
 
-def sequence_features():
+def sequence_features(behaviors: bool = False):
+    """Columns of a sequence split; `behaviors` (data.behaviors) adds each event's behaviour id
+    (recgpt.model.behavior ids, int8 lists aligned with `items`; 0 for a dataset without a behaviour column)."""
     from datasets import Features, List, Value
 
-    return Features({"user_id": Value("string"), "dataset": Value("string"), "window": Value("int32"),
-                     "items": List(Value("int32"))})
+    columns = {"user_id": Value("string"), "dataset": Value("string"), "window": Value("int32"),
+               "items": List(Value("int32"))}
+    if behaviors:
+        columns["behaviors"] = List(Value("int8"))
+    return Features(columns)
 
 
 def prepared_folder(name: str, cfg: DataConfig) -> Path:
@@ -67,20 +72,26 @@ def prepared_folder(name: str, cfg: DataConfig) -> Path:
     return folder
 
 
-def complete_users(path: Path, item_ids: pd.Index) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """(user ids, local item indices, positions) row arrays holding whole users only, streamed from the parquet
+def complete_users(path: Path, item_ids: pd.Index, behaviors: bool = False) -> Iterator[tuple[np.ndarray, ...]]:
+    """(user ids, local item indices, positions, behaviour ids) row arrays holding whole users only, streamed from the parquet
     file in record batches; a user cut by a batch boundary is carried into the next chunk.
 
     A user's rows must be contiguous with positions 0, 1, 2, ... (the prepared layout); anything else is an error.
     """
-    carry = None
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=READ_BATCH, columns=["user_id", "item_id", "position"]):
+    from recgpt.model.behavior import behavior_ids
+
+    carry, parquet = None, pq.ParquetFile(path)
+    read_behavior = behaviors and "behavior" in parquet.schema_arrow.names
+    columns = ["user_id", "item_id", "position"] + (["behavior"] if read_behavior else [])
+    for batch in parquet.iter_batches(batch_size=READ_BATCH, columns=columns):
         batch_items = batch.column("item_id").to_numpy(zero_copy_only=False)
         local = item_ids.get_indexer(batch_items)  # one hash table per dataset, not one per batch
         if (local < 0).any():
             raise DataFormatError(path, f"item {batch_items[np.flatnonzero(local < 0)[0]]!r} is not in items.parquet")
         rows = (batch.column("user_id").to_numpy(zero_copy_only=False), local.astype(np.int32),
-                batch.column("position").to_numpy(zero_copy_only=False).astype(np.int64))
+                batch.column("position").to_numpy(zero_copy_only=False).astype(np.int64),
+                behavior_ids(batch.column("behavior").to_pylist()).astype(np.int8) if read_behavior
+                else np.zeros(batch.num_rows, np.int8))
         if carry is not None:
             rows = tuple(np.concatenate([c, r]) for c, r in zip(carry, rows))
         users = rows[0]
@@ -96,7 +107,7 @@ def complete_users(path: Path, item_ids: pd.Index) -> Iterator[tuple[np.ndarray,
 
 
 def check_positions(path: Path, rows):
-    users, _, positions = rows
+    users, positions = rows[0], rows[2]
     new_user = np.r_[True, users[1:] != users[:-1]]
     expected = np.where(new_user, 0, np.r_[0, positions[:-1] + 1])
     bad = np.flatnonzero(positions != expected)
@@ -106,19 +117,20 @@ def check_positions(path: Path, rows):
     return rows
 
 
-def drop_evaluated_tail(users, local, positions, cfg: DataConfig):
+def drop_evaluated_tail(rows, cfg: DataConfig):
     """The rows in-domain training may see (data.train_split): each user's evaluated targets left out."""
+    users, positions = rows[0], rows[2]
     starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]])
     user_len = np.diff(np.r_[starts, len(users)])
     keep = positions < np.repeat(train_lengths(user_len, cfg.train_split, cfg.horizon), user_len)
-    return users[keep], local[keep], positions[keep]
+    return tuple(r[keep] for r in rows)
 
 
 def add_sequences(name: str, rows, offset: int, cfg: DataConfig, splits: "SplitWriter", counts: dict) -> None:
     """Cut whole users into windows, drop short windows, assign the user's split, write; vectorised per chunk."""
-    users, local, positions = rows
     if cfg.train_split != "all":
-        users, local, positions = drop_evaluated_tail(users, local, positions, cfg)
+        rows = drop_evaluated_tail(rows, cfg)
+    users, local, positions, behavior = rows
     new_user = np.r_[True, users[1:] != users[:-1]]
     # Windows are anchored at the user's most recent item: only the oldest window may be short (and dropped).
     user_len = np.diff(np.r_[np.flatnonzero(new_user), len(users)])
@@ -145,12 +157,15 @@ def add_sequences(name: str, rows, offset: int, cfg: DataConfig, splits: "SplitW
         offsets = np.zeros(int(keep.sum()) + 1, dtype=np.int32)
         np.cumsum(lengths[keep], out=offsets[1:])
         values = local[keep[row_segment]] + np.int32(offset)
-        splits.write(split, pa.table({
+        table = {
             "user_id": pa.array(namespaced[user_of_seg[keep]], pa.string()),
             "dataset": pa.array([name] * len(offsets[1:]), pa.string()),
             "window": pa.array(window[starts[keep]], pa.int32()),
             "items": pa.ListArray.from_arrays(pa.array(offsets), pa.array(values, pa.int32())),
-        }))
+        }
+        if cfg.behaviors:
+            table["behaviors"] = pa.ListArray.from_arrays(pa.array(offsets), pa.array(behavior[keep[row_segment]], pa.int8()))
+        splits.write(split, pa.table(table))
         counts[f"{split}_sequences"] += int(keep.sum())
         counts[f"{split}_interactions"] += int(offsets[-1])
 
@@ -158,11 +173,12 @@ def add_sequences(name: str, rows, offset: int, cfg: DataConfig, splits: "SplitW
 class SplitWriter:
     """One Arrow file per split, written table by table."""
 
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, behaviors: bool = False):
         from datasets.arrow_writer import ArrowWriter
 
         self.paths = {s: folder / f"{s}.arrow" for s in SPLITS}
-        self.writers = {s: ArrowWriter(features=sequence_features(), path=str(p)) for s, p in self.paths.items()}
+        features = sequence_features(behaviors)
+        self.writers = {s: ArrowWriter(features=features, path=str(p)) for s, p in self.paths.items()}
 
     def write(self, split: str, table: pa.Table):
         self.writers[split].write_table(table)
@@ -192,7 +208,7 @@ def add_dataset(name: str, folder: Path, offset: int, cfg: DataConfig, items_wri
     counts = {"items": len(item_ids), "users": 0, "users_windowed": 0, "short_sequences_dropped": 0,
               "short_sequence_items_dropped": 0}
     counts.update({f"{s}_{k}": 0 for s in SPLITS for k in ("users", "sequences", "interactions")})
-    for rows in complete_users(folder / "interactions.parquet", item_ids):
+    for rows in complete_users(folder / "interactions.parquet", item_ids, cfg.behaviors):
         add_sequences(name, rows, offset, cfg, splits, counts)
     return counts
 
@@ -217,7 +233,7 @@ def write_corpus(data_cfg: DataConfig, out: Path, tmp: Path) -> None:
 
     start = time.time()
     entries, per_dataset, offset = [], {}, 0
-    splits = SplitWriter(tmp / "_arrow")
+    splits = SplitWriter(tmp / "_arrow", data_cfg.behaviors)
     with pq.ParquetWriter(tmp / "items.parquet", ITEMS_SCHEMA) as items_writer:
         for name in data_cfg.datasets:
             folder = prepared_folder(name, data_cfg)

@@ -33,6 +33,9 @@ class ItemCodeDecoderConfig(PretrainedConfig):
       dense_query_skip: the dense query is normalize(unit text of the query item + W . state), W starting at
         zero: an untrained dense head ranks by cosine to the last item's text and training learns the correction.
       center_text: text embeddings are centered on their own dataset's / catalog's mean before use (label-free).
+      n_behaviors, behavior_target: multi-behaviour input (recgpt.model.behavior): 0 = none; else a behaviour
+        embedding (ids 0..n_behaviors-1) added to every token of each event's item, plus, with behavior_target,
+        an embedding of the next event's behaviour at the position that predicts it (target conditioning).
       score_weights: how prediction scores a catalog, {component: weight} over code (code log-prob), dense
         (dense cosine), knn (content kNN cosine, a fixed prior) and pop (log popularity among the histories
         being scored); each component is standardized per user before the weighted sum. None: the dense head
@@ -72,6 +75,8 @@ class ItemCodeDecoderConfig(PretrainedConfig):
         code_embedding: str = "lookup",
         code_residual: bool = True,
         code_head: str = "full",
+        n_behaviors: int = 0,
+        behavior_target: bool = False,
         **kwargs,
     ):
         self.slot_vocab_sizes = [int(v) for v in (slot_vocab_sizes if slot_vocab_sizes is not None else [256] * 4)]
@@ -97,6 +102,8 @@ class ItemCodeDecoderConfig(PretrainedConfig):
         self.code_embedding = code_embedding
         self.code_residual = bool(code_residual)
         self.code_head = code_head
+        self.n_behaviors = int(n_behaviors)
+        self.behavior_target = bool(behavior_target)
         self._validate_fields()
         super().__init__(**kwargs)
 
@@ -121,6 +128,8 @@ class ItemCodeDecoderConfig(PretrainedConfig):
         need(self.code_loss_weight >= 0 and self.dense_loss_weight >= 0
              and (self.code_loss_weight > 0 or (self.dense_dim > 0 and self.dense_loss_weight > 0)),
              "code_loss_weight", "loss weights must be >= 0 and something must be trained")
+        need(self.n_behaviors >= 0 and (self.n_behaviors > 0 or not self.behavior_target), "n_behaviors",
+             f"must be >= 0, and > 0 for behavior_target, got {self.n_behaviors}")
         unknown = set(self.score_weights or {}) - set(SCORE_COMPONENTS)
         need(not unknown, "score_weights", f"components are {SCORE_COMPONENTS}, got {sorted(unknown)}")
         need(self.dense_dim > 0 or not (self.score_weights or {}).get("dense"), "score_weights",
@@ -183,4 +192,12 @@ class ItemCodeDecoderConfig(PretrainedConfig):
             code_embedding=model_cfg.code_embedding,
             code_residual=model_cfg.code_residual,
             code_head=model_cfg.code_head,
+            n_behaviors=behavior_vocab_size() if model_cfg.behavior_input else 0,
+            behavior_target=model_cfg.behavior_target,
         )
+
+
+def behavior_vocab_size() -> int:
+    from recgpt.model.behavior import BEHAVIOR_NAMES
+
+    return len(BEHAVIOR_NAMES)

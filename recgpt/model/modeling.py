@@ -16,6 +16,7 @@ from transformers import PreTrainedModel
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.utils import ModelOutput
 
+from recgpt.model.behavior import BehaviorEmbedding, next_behaviors
 from recgpt.model.attention import block_causal_mask, flex_block_attention, flex_block_mask, sdpa_attention
 from recgpt.model.config import ItemCodeDecoderConfig
 from recgpt.model.dense import DenseHead
@@ -71,7 +72,8 @@ class ItemCodeDecoder(PreTrainedModel):
     Inputs (batch-first): codes Long[B, S, L] (slot k code of stored item s; any value at padding),
     item_pos Long[B, S] (0-based index of the item within its user's sequence, < max_items),
     segment Long[B, S] (0 = padding, >0 = which user of the row; several users may be packed in one row),
-    text_emb Float[B, S, text_dim] (only when config.text_dim > 0).
+    text_emb Float[B, S, text_dim] (only when config.text_dim > 0),
+    behavior / next_behavior Long[B, S] (only read when config.n_behaviors > 0; recgpt.model.behavior).
     Token (s, k) attends (s', k') iff segment[s] == segment[s'] != 0 and item_pos[s'] <= item_pos[s].
     """
 
@@ -92,6 +94,7 @@ class ItemCodeDecoder(PreTrainedModel):
         self.slot_embedding = nn.Embedding(config.n_slots, d)
         self.position_embedding = nn.Embedding(config.max_items, d)
         self.text_projection = nn.Linear(config.text_dim, d) if config.text_dim > 0 else None
+        self.behavior = BehaviorEmbedding(config) if config.n_behaviors > 0 else None
         self.embedding_dropout = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList(DecoderBlock(config) for _ in range(config.n_layers))
         self.final_norm = nn.LayerNorm(d)
@@ -148,7 +151,7 @@ class ItemCodeDecoder(PreTrainedModel):
             b, s = bad_code.nonzero()[0].tolist()
             raise ValueError(f"codes[{b}, {s}] = {codes[b, s].tolist()} out of range for slot_vocab_sizes {cfg.slot_vocab_sizes}")
 
-    def encode(self, codes, item_pos, segment, text_emb=None) -> torch.Tensor:
+    def encode(self, codes, item_pos, segment, text_emb=None, behavior=None, next_behavior=None) -> torch.Tensor:
         """Backbone: final hidden states Float[B, S, L, d]."""
         self._check_inputs(codes, item_pos, segment, text_emb)
         batch, n_items, n_slots = codes.shape
@@ -160,6 +163,8 @@ class ItemCodeDecoder(PreTrainedModel):
         x = x + self.slot_embedding(slots) + self.position_embedding(positions)[:, :, None]
         if self.text_projection is not None:
             x = x + self.text_projection(text_emb.to(self.text_projection.weight.dtype))[:, :, None]
+        if self.behavior is not None:
+            x = self.behavior(x, behavior, segment, positions, next_behavior)
         x = self.embedding_dropout(x).reshape(batch, n_items * n_slots, -1)
         if self.config.attention == "flex":
             mask = flex_block_mask(item_pos, segment, n_slots)
@@ -169,14 +174,15 @@ class ItemCodeDecoder(PreTrainedModel):
             x = block(x, mask)
         return self.final_norm(x).reshape(batch, n_items, n_slots, -1)
 
-    def forward(self, codes, item_pos, segment, text_emb=None, next_codes=None, return_dict=None, **kwargs):
+    def forward(self, codes, item_pos, segment, text_emb=None, next_codes=None, return_dict=None, behavior=None,
+                next_behavior=None, **kwargs):
         """-> ItemCodeDecoderOutput(hidden [B, S, L, d], logits [B, S, L, Vmax]).
 
         The logits at item s predict the L codes of the next item of the same user. The autoregressive head
         is teacher-forced on `next_codes` Long[B, S, L] (codes of each item's next item); when omitted they are
         taken from the next stored item of the same segment (`shift_targets`), as in training layouts.
         """
-        hidden = self.encode(codes, item_pos, segment, text_emb)
+        hidden = self.encode(codes, item_pos, segment, text_emb, behavior, next_behavior)
         if self.config.head == "autoregressive" and next_codes is None:
             next_codes, _ = shift_targets(codes, segment, item_pos)
         if next_codes is not None:
@@ -186,9 +192,13 @@ class ItemCodeDecoder(PreTrainedModel):
 
     # --------------------------------------------------------------------------------------- prediction
     @torch.no_grad()
-    def history_state(self, codes, item_pos, segment, text_emb=None) -> torch.Tensor:
-        """Float[B, L, d]: hidden states of each row's last item (largest item_pos among segment == 1)."""
-        hidden = self.encode(codes, item_pos, segment, text_emb)
+    def history_state(self, codes, item_pos, segment, text_emb=None, behavior=None, target_behavior=None) -> torch.Tensor:
+        """Float[B, L, d]: hidden states of each row's last item (largest item_pos among segment == 1);
+        `target_behavior` Long[B]: the next event's behaviour to condition on (config.behavior_target)."""
+        next_behavior = None
+        if self.behavior is not None and self.config.behavior_target and behavior is not None:
+            next_behavior = next_behaviors(behavior, segment, item_pos, target_behavior)
+        hidden = self.encode(codes, item_pos, segment, text_emb, behavior, next_behavior)
         key = torch.where(segment == 1, item_pos, torch.full_like(item_pos, -1))
         best, last = key.max(dim=1)
         if (best < 0).any():

@@ -122,19 +122,23 @@ def _plan_bucket(lengths, order, row_items, tokens_per_batch, n_slots, rng, chun
 
 
 def collate(rows: list[list[tuple[int, int, int]]], sequences: dict, codes: torch.Tensor,
-            text_emb: torch.Tensor = None) -> dict:
-    """Rows of (seq, start, len) pieces -> model inputs. `sequences` maps sequence index -> item indices."""
+            text_emb: torch.Tensor = None, behaviors: dict = None) -> dict:
+    """Rows of (seq, start, len) pieces -> model inputs. `sequences` maps sequence index -> item indices;
+    `behaviors` (multi-behaviour corpora) maps it to the aligned behaviour ids (recgpt.model.behavior)."""
     width = max(sum(n for _, _, n in row) for row in rows)
     n_rows = len(rows)
     items = torch.full((n_rows, width), -1, dtype=torch.long)
     item_pos = torch.zeros((n_rows, width), dtype=torch.long)
     segment = torch.zeros((n_rows, width), dtype=torch.long)
+    behavior = torch.zeros((n_rows, width), dtype=torch.long) if behaviors is not None else None
     for r, row in enumerate(rows):
         at = 0
         for k, (s, a, n) in enumerate(row):
             items[r, at:at + n] = torch.as_tensor(np.asarray(sequences[s][a:a + n], dtype=np.int64))
             item_pos[r, at:at + n] = torch.arange(n)
             segment[r, at:at + n] = k + 1
+            if behavior is not None:
+                behavior[r, at:at + n] = torch.as_tensor(np.asarray(behaviors[s][a:a + n], dtype=np.int64))
             at += n
     real = segment > 0
     batch_codes = torch.zeros((n_rows, width, codes.shape[1]), dtype=torch.long)
@@ -144,6 +148,8 @@ def collate(rows: list[list[tuple[int, int, int]]], sequences: dict, codes: torc
         emb = torch.zeros((n_rows, width, text_emb.shape[1]), dtype=torch.float32)
         emb[real] = text_emb[items[real]].float()
         batch["text_emb"] = emb
+    if behavior is not None:
+        batch["behavior"] = behavior
     return batch
 
 

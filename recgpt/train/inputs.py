@@ -16,8 +16,9 @@ from recgpt.train.batching import EpochPlan, collate, plan_epoch
 class SequenceSource:
     """Item-index sequences held in an Arrow list column (memory-mapped when it comes from `datasets`)."""
 
-    def __init__(self, column, groups: Optional[list] = None):
+    def __init__(self, column, groups: Optional[list] = None, behaviors=None):
         self.column = column if isinstance(column, (pa.ChunkedArray, pa.Array)) else pa.array(column, pa.list_(pa.int32()))
+        self.behaviors = behaviors  # aligned behaviour id lists (data.behaviors corpora), else None
         self.lengths = pc.list_value_length(self.column).to_numpy(zero_copy_only=False).astype(np.int64)
         self.groups = groups  # per-sequence dataset name (eval reports losses per dataset)
 
@@ -25,20 +26,26 @@ class SequenceSource:
     def from_dataset(cls, ds, group_column: str = "dataset"):
         table = ds.with_format("arrow")[:] if getattr(ds, "_indices", None) is not None else ds.data.table
         groups = table.column(group_column).to_pylist() if group_column in table.column_names else None
-        return cls(table.column("items"), groups)
+        behaviors = table.column("behaviors") if "behaviors" in table.column_names else None
+        return cls(table.column("items"), groups, behaviors)
 
     def __len__(self) -> int:
         return len(self.lengths)
 
-    def take(self, indices) -> dict:
+    def take(self, indices, column=None) -> dict:
         indices = sorted(set(int(i) for i in indices))
-        values = self.column.take(pa.array(indices, pa.int64())).to_pylist()
+        values = (self.column if column is None else column).take(pa.array(indices, pa.int64())).to_pylist()
         return dict(zip(indices, values))
+
+    def take_behaviors(self, indices) -> Optional[dict]:
+        """Behaviour ids of these sequences; None without a behaviour column (the model reads "none")."""
+        return None if self.behaviors is None else self.take(indices, self.behaviors)
 
     def subset(self, keep: np.ndarray) -> "SequenceSource":
         keep = np.asarray(keep, np.int64)
         groups = [self.groups[i] for i in keep] if self.groups is not None else None
-        return SequenceSource(self.column.take(pa.array(keep)), groups)
+        behaviors = self.behaviors.take(pa.array(keep)) if self.behaviors is not None else None
+        return SequenceSource(self.column.take(pa.array(keep)), groups, behaviors)
 
 
 @dataclass
@@ -54,6 +61,7 @@ class TrainingInputs:
     text_emb: Optional[torch.Tensor] = None  # [N_items, D] aligned like codes
     slot_levels: Optional[list] = None  # per slot, the tokenizer's FSQ grid levels ([] = not a grid)
     extra: dict = field(default_factory=dict)
+    behavior_input: bool = False  # batches carry the corpus's behaviour ids (model.behavior_input)
 
     @property
     def n_slots(self) -> int:
@@ -137,8 +145,12 @@ def load_training_inputs(cfg) -> TrainingInputs:
         text_emb = _load_text_embeddings(cfg, item_ids)
         if cfg.model.center_text:
             text_emb = center_by_group(text_emb, corpus.items.sort_values("item_index")["dataset"].tolist())
+    train = SequenceSource.from_dataset(corpus.sequences["train"])
+    if cfg.model.behavior_input and train.behaviors is None:
+        raise ArtifactError(f"corpus {corpus_dir} (data.corpus_dir) has no behaviour column, which "
+                            "model.behavior_input=true reads; rebuild it with data.behaviors=true")
     return TrainingInputs(
-        train=SequenceSource.from_dataset(corpus.sequences["train"]),
+        train=train, behavior_input=cfg.model.behavior_input,
         heldout=SequenceSource.from_dataset(corpus.sequences["heldout"]),
         codes=codes, slot_vocab_sizes=slot_vocab_sizes,
         corpus_hash=corpus.hash, tokenizer_hash=tokenizer_hash(tokenizer_dir, codes_path),
@@ -205,8 +217,9 @@ class MicroBatchStream:
 
     def batch(self, b: int) -> dict:
         rows = self._plan.batch_pieces(b)
-        seqs = self.source.take(s for row in rows for s, _, _ in row)
-        return collate(rows, seqs, self.inputs.codes, self.inputs.text_emb)
+        wanted = [s for row in rows for s, _, _ in row]
+        behaviors = self.source.take_behaviors(wanted) if self.inputs.behavior_input else None
+        return collate(rows, self.source.take(wanted), self.inputs.codes, self.inputs.text_emb, behaviors)
 
     def next(self) -> tuple[dict, int]:
         """(this rank's next micro-batch, real target tokens of that micro-batch summed over all ranks)."""

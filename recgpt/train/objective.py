@@ -19,15 +19,17 @@ class NextItemObjective(nn.Module):
         if decoder.config.dense_dim and not self.fast:
             raise ValueError("the dense head trains with the parallel head's objective (model.head=parallel)")
 
-    def forward(self, codes, item_pos, segment, text_emb=None) -> torch.Tensor:
+    def forward(self, codes, item_pos, segment, text_emb=None, behavior=None) -> torch.Tensor:
         from recgpt.model import next_item_loss, shift_targets
 
         cfg = self.decoder.config
         model_text = text_emb if cfg.text_dim else None  # text_emb may be there for the dense targets only
+        behavior = behavior if cfg.n_behaviors else None  # a behaviour column is ignored by a model without input
         if not self.fast:
-            logits = self.decoder(codes=codes, item_pos=item_pos, segment=segment, text_emb=model_text).logits
+            logits = self.decoder(codes=codes, item_pos=item_pos, segment=segment, text_emb=model_text,
+                                  behavior=behavior).logits
             return torch.stack([t.float() for t in next_item_loss(logits, codes, item_pos, segment)])
-        hidden = self.decoder.encode(codes, item_pos, segment, model_text)  # [B, S, L, d]
+        hidden = self.decoder.encode(codes, item_pos, segment, model_text, behavior)  # [B, S, L, d]
         next_codes, target_mask = shift_targets(codes, segment, item_pos)
         features, targets = hidden[target_mask], next_codes[target_mask]  # [N, L, d], [N, L]
         head = self.decoder.head
