@@ -53,7 +53,7 @@ def test_killed_fit_resumes_to_the_uninterrupted_state(loo_split, tmp_path, monk
     for key, value in whole.net.state_dict().items():
         assert torch.equal(value, resumed.net.state_dict()[key]), key
     assert sorted(p.name for p in (tmp_path / "resume").iterdir()) == [
-        "epoch-3.safetensors", "optimizer-3.pt", "progress.json"]
+        "optimizers-3.pt", "progress.json", "step-3.safetensors"]
 
 
 def test_checkpoint_of_another_config_is_not_resumed(loo_split, tmp_path, capsys):
@@ -61,3 +61,13 @@ def test_checkpoint_of_another_config_is_not_resumed(loo_split, tmp_path, capsys
     other = fit(loo_split, tmp_path / "resume", BaselineConfig(**{**SMALL, "epochs": 1, "lr": 1e-3}))
     assert other.fit_log["resumed_after_epoch"] is None
     assert "another training config" in capsys.readouterr().out
+
+
+def test_cli_run_leaves_no_checkpoint_behind(tmp_path, prepared_dir):
+    from recgpt.cli import main
+
+    out = tmp_path / "report"
+    overrides = [f"baseline.{k}={v}" for k, v in {**SMALL, "epochs": 1, "max_test_users": 50}.items() if k != "name"]
+    assert main(["baseline", "sasrec", "--dataset", str(prepared_dir("ml-100k")), f"baseline.output_dir={out}",
+                 *overrides]) == 0
+    assert (out / "metrics.json").is_file() and not (out / "resume").exists()

@@ -176,3 +176,51 @@ def test_short_fit_saves_and_loads_identical_scores(reward, prepared_dir, tmp_pa
         assert torch.equal(model.discs.reward(torch.as_tensor([split.train[0][:8]])),
                            loaded.discs.reward(torch.as_tensor([split.train[0][:8]])))
     assert loaded.factors.manifest() == model.factors.manifest()
+
+
+class Killed(Exception):
+    pass
+
+
+@pytest.mark.slow
+def test_killed_adversarial_stage_resumes_to_the_uninterrupted_state(prepared_dir, tmp_path, monkeypatch):
+    """Killed in its second round, a rerun skips the finished MLE and the first round and ends where an
+    uninterrupted fit ends: same generator, discriminators and round log."""
+    import recgpt.baselines.mfgan.model as mfgan_model
+    from recgpt.baselines.mfgan.model import MFGAN
+
+    torch.set_num_threads(1)
+    split = split_of(prepared_dir, "ml-100k", users=200)
+    cfg = small_cfg(rounds=3)
+
+    def fit(resume_dir):
+        model = MFGAN(cfg, split.n_items)
+        model.resume_dir = resume_dir
+        return model.fit(split)
+
+    whole = fit(None)
+    real, calls = mfgan_model.validation_ndcg, {"n": 0}
+
+    def dies_in_round_two(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise Killed
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(mfgan_model, "validation_ndcg", dies_in_round_two)
+    with pytest.raises(Killed):
+        fit(tmp_path / "resume")
+    assert (tmp_path / "resume" / "adversarial-mfgan" / "step-1.safetensors").is_file()
+    rounds_scored = []
+    monkeypatch.setattr(mfgan_model, "validation_ndcg", lambda *a, **k: rounds_scored.append(1) or real(*a, **k))
+    resumed = fit(tmp_path / "resume")
+    assert len(rounds_scored) == 2  # rounds 2 and 3 only: round 1 came from its checkpoint
+    assert resumed.fit_log["resumed_after_epoch"] == 1  # the generator's MLE was not redone
+    assert [r["round"] for r in resumed.fit_log["adversarial"]["rounds"]] == [1, 2, 3]
+    def without_time(log):
+        return [{k: v for k, v in r.items() if k != "seconds"} for r in log["adversarial"]["rounds"]]
+
+    assert without_time(resumed.fit_log) == without_time(whole.fit_log)
+    for mine, theirs in ((resumed.net, whole.net), (resumed.discs, whole.discs)):
+        for key, value in theirs.state_dict().items():
+            assert torch.equal(value, mine.state_dict()[key]), key

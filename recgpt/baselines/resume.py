@@ -1,11 +1,11 @@
-"""Epoch checkpoints of the shared baseline training loop, so a killed `recgpt baseline` run resumes where it
-stopped instead of starting over.
+"""Checkpoints of the baselines' training loops, so a killed `recgpt baseline` run resumes where it stopped
+instead of starting over (the shared epoch loop of recgpt.baselines.training, MFGAN's adversarial rounds).
 
-Folder `<output_dir>/resume/`: `epoch-N.safetensors` (the network, the best state so far as `best.*`, the torch
-RNG), `optimizer-N.pt` (AdamW state: plain tensors, read back with weights_only=True) and `progress.json`
-(written last, so it always names a complete pair: epoch, best score, patience counter, log, seconds used,
-numpy RNG, and a fingerprint of the training config). A checkpoint of another config is ignored with a note.
-The folder is removed once the run's report is written.
+One loop's folder holds its last complete step: `step-N.safetensors` (named state dicts as `<name>.<key>`, the
+torch RNG and any torch.Generator as `rng.<name>`), `optimizers-N.pt` (AdamW states: plain tensors, read back
+with weights_only=True) and `progress.json`, written last so that it always names a complete pair (the loop's
+counters and log, numpy RNG states, and a fingerprint of the training config). A checkpoint of another config
+is ignored with a note. The run's resume folder is removed once its report is written.
 """
 import hashlib
 import json
@@ -20,60 +20,74 @@ from safetensors.torch import load_file, save_file
 from recgpt.io import read_json, write_json
 from recgpt.logging import print0
 
-BEST, RNG = "best.", "torch_rng"
 # Keys that change only how the finished model is evaluated, not how it is trained.
 EVAL_ONLY = {"strategies", "ks", "temperatures", "n_samples", "beam_size", "max_test_users", "eval_batch",
-             "threads", "max_seconds", "output_dir", "sampled_negatives", "allow_history_eval"}
+             "threads", "max_seconds", "output_dir", "sampled_negatives"}
 
 
-def fingerprint(cfg) -> str:
+def fingerprint(*configs) -> str:
     from recgpt.config import config_to_dict
 
-    train = {k: v for k, v in config_to_dict(cfg).items() if k not in EVAL_ONLY}
+    train = [{k: v for k, v in config_to_dict(c).items() if k not in EVAL_ONLY} for c in configs]
     return hashlib.sha256(json.dumps(train, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-class EpochCheckpoint:
-    def __init__(self, folder, cfg):
+class Checkpoint:
+    def __init__(self, folder, *configs):
         self.folder = Path(folder) if folder else None
-        self.key = fingerprint(cfg)
+        self.key = fingerprint(*configs)
 
-    def save(self, net, opt, best_state, np_rng: np.random.Generator, progress: dict) -> None:
+    def save(self, step: int, states: dict, optimizers: dict, rngs: dict, generators: dict, progress: dict):
+        """states {name: state_dict or None}, optimizers {name: torch optimizer}, rngs {name: numpy Generator},
+        generators {name: torch.Generator}; progress: JSON counters of the loop."""
         if self.folder is None:
             return
         self.folder.mkdir(parents=True, exist_ok=True)
-        epoch = progress["epoch"]
-        tensors = {k: v.detach().clone().contiguous() for k, v in net.state_dict().items()}
-        tensors.update({BEST + k: v.detach().clone().contiguous() for k, v in (best_state or {}).items()})
-        tensors[RNG] = torch.get_rng_state()
-        for name, write in ((f"epoch-{epoch}.safetensors", lambda p: save_file(tensors, p)),
-                            (f"optimizer-{epoch}.pt", lambda p: torch.save(opt.state_dict(), p))):
+        tensors = {f"{name}.{k}": v.detach().clone().contiguous()
+                   for name, state in states.items() for k, v in (state or {}).items()}
+        tensors["rng.torch"] = torch.get_rng_state()
+        tensors.update({f"rng.{name}": g.get_state() for name, g in generators.items()})
+        optimizer_states = {name: opt.state_dict() for name, opt in optimizers.items()}
+        for name, write in ((f"step-{step}.safetensors", lambda p: save_file(tensors, p)),
+                            (f"optimizers-{step}.pt", lambda p: torch.save(optimizer_states, p))):
             write(str(self.folder / (name + ".tmp")))
             os.replace(self.folder / (name + ".tmp"), self.folder / name)
-        write_json(self.folder / "progress.json", {**progress, "fingerprint": self.key,
-                                                   "numpy_rng": np_rng.bit_generator.state})
-        for old in self.folder.glob("*-*.*"):  # earlier epochs' pairs
-            if old.stem.split("-")[-1] != str(epoch):
+        write_json(self.folder / "progress.json", {
+            **progress, "step": step, "fingerprint": self.key, "states": sorted(n for n, s in states.items() if s),
+            "numpy_rng": {name: rng.bit_generator.state for name, rng in rngs.items()}})
+        for old in self.folder.glob("*-*.*"):  # earlier steps' pairs
+            if old.name.split("-", 1)[1].split(".")[0] != str(step):
                 old.unlink()
 
-    def load(self, net, opt, np_rng: np.random.Generator):
-        """(progress, best_state) of the last complete epoch, restored into net / opt / RNGs; None if none."""
+    def load(self, optimizers: dict, rngs: dict, generators: dict):
+        """(progress, {name: state_dict}) of the last complete step, with optimizers and RNGs restored in
+        place; None when there is none or it belongs to another config."""
         if self.folder is None or not (self.folder / "progress.json").is_file():
             return None
         progress = read_json(self.folder / "progress.json")
         if progress.get("fingerprint") != self.key:
             print0(f"{self.folder}: checkpoint of another training config; training from the start")
             return None
-        epoch = progress["epoch"]
-        tensors = load_file(str(self.folder / f"epoch-{epoch}.safetensors"))
-        torch.set_rng_state(tensors.pop(RNG))
-        best = {k[len(BEST):]: v for k, v in tensors.items() if k.startswith(BEST)} or None
-        net.load_state_dict({k: v for k, v in tensors.items() if not k.startswith(BEST)})
-        opt.load_state_dict(torch.load(self.folder / f"optimizer-{epoch}.pt", weights_only=True))
-        np_rng.bit_generator.state = progress.pop("numpy_rng")
-        print0(f"{self.folder}: resuming after epoch {epoch}")
-        return progress, best
+        step = progress["step"]
+        tensors = load_file(str(self.folder / f"step-{step}.safetensors"))
+        torch.set_rng_state(tensors.pop("rng.torch"))
+        for name, g in generators.items():
+            g.set_state(tensors.pop(f"rng.{name}"))
+        saved = torch.load(self.folder / f"optimizers-{step}.pt", weights_only=True)
+        for name, opt in optimizers.items():
+            opt.load_state_dict(saved[name])
+        for name, rng in rngs.items():
+            rng.bit_generator.state = progress["numpy_rng"][name]
+        states = {name: {} for name in progress["states"]}
+        for key, value in tensors.items():
+            name, inner = key.split(".", 1)
+            states[name][inner] = value
+        print0(f"{self.folder}: resuming after step {step}")
+        return progress, states
 
-    def remove(self) -> None:
-        if self.folder is not None and (self.folder / "progress.json").is_file():
-            shutil.rmtree(self.folder)
+
+def remove_resume_folder(folder) -> None:
+    """The run's resume folder, once its report is written (only a folder these checkpoints wrote)."""
+    folder = Path(folder)
+    if (folder / "progress.json").is_file():
+        shutil.rmtree(folder)

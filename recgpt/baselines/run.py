@@ -11,7 +11,7 @@ from tqdm.auto import tqdm
 
 from recgpt.baselines import get_model
 from recgpt.baselines.data import load_split, subset
-from recgpt.baselines.resume import EpochCheckpoint
+from recgpt.baselines.resume import remove_resume_folder
 from recgpt.config import config_to_dict
 from recgpt.io import write_manifest
 from recgpt.logging import print0
@@ -124,7 +124,7 @@ def run_baseline(cfg) -> Path:
     recs, scores = first or ([[] for _ in test.user_ids], [[] for _ in test.user_ids])
     write_report(out, result, recommendations_frame(test.user_ids, recs, scores, split.item_ids))
     write_manifest(out, {"stage": "baseline", "name": b.name, "counts": result["counts"], "config": config_to_dict(cfg)})
-    EpochCheckpoint(model.resume_dir, b).remove()
+    remove_resume_folder(model.resume_dir)
     summary = ", ".join(f"{m} {v['NDCG@10']:.4f}" for m, v in methods.items() if "NDCG@10" in v)
     print0(f"baseline {b.name}: NDCG@10 {summary}; trained in {train_seconds:.1f}s; report in {out}")
     return out

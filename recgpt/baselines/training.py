@@ -13,7 +13,7 @@ import torch
 from tqdm.auto import tqdm
 
 from recgpt.baselines.base import Baseline
-from recgpt.baselines.resume import EpochCheckpoint
+from recgpt.baselines.resume import Checkpoint
 from recgpt.data.splits import windows
 from recgpt.predict.metrics import ranking_metrics
 
@@ -75,10 +75,12 @@ class TorchBaseline(Baseline):
         rng = np.random.default_rng(cfg.seed)
         best, best_state, bad, log, start, steps, first = -1.0, None, 0, [], time.time(), 0, 0
         stopped = "epochs"
-        checkpoint = EpochCheckpoint(getattr(self, "resume_dir", None), cfg)
-        resumed = checkpoint.load(self.net, opt, rng)
+        checkpoint = Checkpoint(getattr(self, "resume_dir", None), cfg)
+        resumed = checkpoint.load({"adamw": opt}, {"order": rng}, {})
         if resumed:
-            progress, best_state = resumed
+            progress, states = resumed
+            self.net.load_state_dict(states["net"])
+            best_state = states.get("best")
             best, bad, log, steps, first, stopped = (progress[k] for k in ("best", "bad", "log", "steps", "epoch",
                                                                           "stopped"))
             start -= progress["seconds"]
@@ -109,9 +111,9 @@ class TorchBaseline(Baseline):
             else:
                 bad += 1
             stopped = "time" if out_of_time else ("patience" if bad >= cfg.patience else "epochs")
-            checkpoint.save(self.net, opt, best_state, rng, {"epoch": epoch + 1, "best": best, "bad": bad, "log": log,
-                                                            "steps": steps, "seconds": time.time() - start,
-                                                            "stopped": stopped})
+            checkpoint.save(epoch + 1, {"net": self.net.state_dict(), "best": best_state}, {"adamw": opt},
+                            {"order": rng}, {}, {"epoch": epoch + 1, "best": best, "bad": bad, "log": log,
+                                                 "steps": steps, "seconds": time.time() - start, "stopped": stopped})
             if stopped != "epochs":
                 break
         self.net.load_state_dict(best_state)

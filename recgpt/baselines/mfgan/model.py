@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 
 from recgpt.baselines.mfgan.discriminator import Discriminators, discriminator_loss, fake_sequences, with_last
 from recgpt.baselines.mfgan.factors import FactorTable, build_factor_table, preset
+from recgpt.baselines.resume import Checkpoint
 from recgpt.baselines.sasrec import SASRec, causal_ce
 from recgpt.baselines.training import pad_right, training_windows, validation_ndcg
 
@@ -52,7 +53,8 @@ def official_loss(net, discs, batch):
     proposed = last.detach().masked_fill(history_mask(batch, net.n_items), float("-inf")).argmax(1)
     reward = discs.reward(with_last(histories, proposed.tolist()))
     targets = batch[:, 1:]
-    ce = nn.functional.cross_entropy(net.logits(hidden[:, :-1]).transpose(1, 2), targets.clamp(min=0), reduction="none")
+    ce = nn.functional.cross_entropy(net.logits(hidden[:, :-1]).transpose(1, 2), targets.clamp(min=0),
+                                     reduction="none")
     keep = (targets >= 0).float()
     return ((ce * keep).sum(1) / keep.sum(1) * reward).mean(), reward.mean().item()
 
@@ -113,16 +115,17 @@ class MFGAN(SASRec):
             self.net.load_state_dict(self.pretrained_state)
             variant = {"official": {"reward": "official"}, "pg": {"reward": "pg"}, "mle": {"reward": "pg", "pg_weight": 0.0}}
             ablation_logs[name] = adversarial_rounds(self, split, mle_log["best_valid_ndcg@10"],
-                                                     dataclasses.replace(m, **variant[name]))
+                                                     dataclasses.replace(m, **variant[name]), name)
             self.ablation_states[name] = {k: v.clone() for k, v in self.net.state_dict().items()}
         self.net.load_state_dict(self.pretrained_state)
-        log = adversarial_rounds(self, split, mle_log["best_valid_ndcg@10"], m)
+        log = adversarial_rounds(self, split, mle_log["best_valid_ndcg@10"], m, "mfgan")
         self.fit_log = {**mle_log, "adversarial": log, "ablations": ablation_logs}
         return self
 
 
-def adversarial_rounds(model: MFGAN, split, pretrained_ndcg: float, m) -> dict:
-    """Discriminator pretraining then `m.rounds` alternating rounds on model.net; keeps the best round."""
+def adversarial_rounds(model: MFGAN, split, pretrained_ndcg: float, m, label: str) -> dict:
+    """Discriminator pretraining then `m.rounds` alternating rounds on model.net; keeps the best round.
+    Checkpointed after the pretraining and after every round (`<resume_dir>/adversarial-<label>`)."""
     from recgpt.baselines.data import subset
 
     cfg = model.cfg
@@ -156,9 +159,31 @@ def adversarial_rounds(model: MFGAN, split, pretrained_ndcg: float, m) -> dict:
     def out_of_time() -> bool:
         return bool(m.max_seconds) and time.time() - start > m.max_seconds
 
-    pretrain_loss = train_discriminators(m.pretrain_steps)
-    best, best_state = -1.0, None
-    for r in tqdm(range(m.rounds), desc="mfgan rounds", leave=False):
+    resume_dir = getattr(model, "resume_dir", None)
+    checkpoint = Checkpoint(resume_dir and resume_dir / f"adversarial-{label}", cfg, m)
+    optimizers, rngs, generators = {"generator": g_opt, "discriminators": d_opt}, {"batches": rng}, {"samples": gen}
+
+    def save(done_rounds: int, finished: bool):
+        checkpoint.save(done_rounds, {"net": model.net.state_dict(), "discs": model.discs.state_dict(),
+                                      "best": best_state}, optimizers, rngs, generators,
+                        {"rounds": rounds, "best": best, "pretrain_loss": pretrain_loss, "finished": finished,
+                         "seconds": time.time() - start})
+
+    best, best_state, first, finished = -1.0, None, 0, False
+    resumed = checkpoint.load(optimizers, rngs, generators)
+    if resumed:
+        progress, states = resumed
+        model.net.load_state_dict(states["net"])
+        model.discs.load_state_dict(states["discs"])
+        model.discs.eval()
+        best_state = states.get("best")
+        rounds, best, pretrain_loss, first, finished = (progress[k] for k in ("rounds", "best", "pretrain_loss",
+                                                                              "step", "finished"))
+        start -= progress["seconds"]
+    else:
+        pretrain_loss = train_discriminators(m.pretrain_steps)
+        save(0, m.rounds == 0)
+    for r in tqdm(range(first, m.rounds if not finished else first), desc="mfgan rounds", leave=False):
         model.net.train()
         losses, rewards = [], []
         for _ in range(m.generator_steps):
@@ -181,6 +206,7 @@ def adversarial_rounds(model: MFGAN, split, pretrained_ndcg: float, m) -> dict:
                        "discriminator_loss": d_loss, "seconds": round(time.time() - start, 1)})
         if ndcg > best:
             best, best_state = ndcg, copy.deepcopy(model.net.state_dict())
+        save(r + 1, r + 1 == m.rounds or out_of_time())
         if out_of_time():
             break
     model.net.load_state_dict(best_state)
