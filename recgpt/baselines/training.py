@@ -88,14 +88,14 @@ class TorchBaseline(Baseline):
                    leave=False)
         for epoch in bar:
             self.net.train()
-            order, total, out_of_time = rng.permutation(len(examples)), 0.0, False
+            order, total, batches, out_of_time = rng.permutation(len(examples)), 0.0, 0, False
             for i in range(0, len(order), cfg.batch_size):
                 loss = self.loss(pad_right([examples[j] for j in order[i:i + cfg.batch_size]]))
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(self.net.parameters(), 1.0)
                 opt.step()
-                total, steps = total + loss.item(), steps + 1
+                total, steps, batches = total + loss.item(), steps + 1, batches + 1
                 if cfg.max_seconds and time.time() - start > cfg.max_seconds:
                     out_of_time = True
                     break
@@ -103,7 +103,7 @@ class TorchBaseline(Baseline):
                 continue
             self.net.eval()
             ndcg = validation_ndcg(self, valid, cfg)
-            log.append({"epoch": epoch + 1, "loss": total / max(1, -(-len(order) // cfg.batch_size)),
+            log.append({"epoch": epoch + 1, "loss": total / max(1, batches),  # batches run (a capped epoch: fewer)
                         "valid_ndcg@10": ndcg, "seconds": round(time.time() - start, 1)})
             bar.set_postfix(loss=f"{log[-1]['loss']:.3f}", ndcg=f"{ndcg:.4f}")
             if ndcg > best:
