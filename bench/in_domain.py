@@ -222,7 +222,7 @@ def main(argv=None) -> int:
     parser.add_argument("--recgpt-protocols", nargs="+", default=["loo"], choices=["loo", "horizon"],
                         help="splits the --recgpt models are trained on (next-10 ranked like the baselines)")
     parser.add_argument("--recgpt-strategies", nargs="+", default=list(STRATEGIES), choices=STRATEGIES)
-    parser.add_argument("--embed-cache", default="/work/cache/embed")
+    parser.add_argument("--embed-cache", default="outputs/embed_cache", help="embed.cache_dir (shared MiniLM cache)")
     parser.add_argument("--config", default=None)
     parser.add_argument("--out", default="outputs/bench/in_domain")
     parser.add_argument("--rerun", action="store_true", help="retrain models whose report already exists")
