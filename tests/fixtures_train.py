@@ -71,3 +71,24 @@ def tiny_run(tiny_train_cfg, tiny_inputs) -> Path:
     summary = pretrain(cfg, tiny_inputs)
     assert summary["step"] == RUN_STEPS
     return Path(summary["run_dir"])
+
+
+class Killed(Exception):
+    """Stands in for a kill in the middle of a fit."""
+
+
+@pytest.fixture
+def kill_at_call(monkeypatch):
+    """kill_at_call(module, name, n): `module.name` raises Killed at its n-th call; returns the real function."""
+    def arm(module, name: str, n: int):
+        real, calls = getattr(module, name), {"n": 0}
+
+        def dying(*args, **kwargs):
+            calls["n"] += 1
+            if calls["n"] == n:
+                raise Killed
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(module, name, dying)
+        return real
+    return arm

@@ -5,6 +5,7 @@ import torch
 
 from recgpt.baselines import get_model
 from recgpt.config import BaselineConfig
+from fixtures_train import Killed
 
 SMALL = dict(name="sasrec", epochs=3, patience=5, max_valid_users=100, lr=3e-3, batch_size=128, d_model=16,
              n_layers=1, max_len=20, dropout=0.1, threads=1)
@@ -18,30 +19,18 @@ def loo_split(prepared_dir):
     return build_split(load_prepared(prepared_dir("ml-100k")).interactions, "ml-100k", "loo")
 
 
-class Killed(Exception):
-    pass
-
-
 def fit(split, resume_dir, cfg=None):
     model = get_model("sasrec")(cfg or BaselineConfig(**SMALL), split.n_items)
     model.resume_dir = resume_dir
     return model.fit(split)
 
 
-def test_killed_fit_resumes_to_the_uninterrupted_state(loo_split, tmp_path, monkeypatch):
+def test_killed_fit_resumes_to_the_uninterrupted_state(loo_split, tmp_path, monkeypatch, kill_at_call):
     import recgpt.baselines.training as training
 
     torch.set_num_threads(1)
     whole = fit(loo_split, None)
-    real, calls = training.validation_ndcg, {"n": 0}
-
-    def dies_at_second_validation(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise Killed
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(training, "validation_ndcg", dies_at_second_validation)
+    real = kill_at_call(training, "validation_ndcg", 2)
     with pytest.raises(Killed):
         fit(loo_split, tmp_path / "resume")
     assert (tmp_path / "resume" / "progress.json").is_file()
@@ -71,3 +60,17 @@ def test_cli_run_leaves_no_checkpoint_behind(tmp_path, prepared_dir):
     assert main(["baseline", "sasrec", "--dataset", str(prepared_dir("ml-100k")), f"baseline.output_dir={out}",
                  *overrides]) == 0
     assert (out / "metrics.json").is_file() and not (out / "resume").exists()
+
+
+def test_resume_folder_with_foreign_files_is_left_in_place(tmp_path):
+    from recgpt.baselines.resume import remove_resume_folder
+
+    folder = tmp_path / "resume"
+    folder.mkdir()
+    (folder / "progress.json").write_text('{"fingerprint": "x", "step": 1}')
+    (folder / "notes.txt").write_text("a user's file")
+    remove_resume_folder(folder)
+    assert (folder / "notes.txt").is_file()
+    (folder / "notes.txt").unlink()
+    remove_resume_folder(folder)
+    assert not folder.exists()

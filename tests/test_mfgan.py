@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from recgpt.config import BaselineConfig, MFGANConfig
+from fixtures_train import Killed
 
 SMALL = dict(max_len=20, d_model=32, n_layers=1, dropout=0.1, batch_size=64, max_valid_users=200, threads=1)
 ADV = dict(pretrain_steps=3, rounds=1, generator_steps=3, discriminator_steps=2, samples=4, history=10)
@@ -178,12 +179,9 @@ def test_short_fit_saves_and_loads_identical_scores(reward, prepared_dir, tmp_pa
     assert loaded.factors.manifest() == model.factors.manifest()
 
 
-class Killed(Exception):
-    pass
-
-
 @pytest.mark.slow
-def test_killed_adversarial_stage_resumes_to_the_uninterrupted_state(prepared_dir, tmp_path, monkeypatch):
+def test_killed_adversarial_stage_resumes_to_the_uninterrupted_state(prepared_dir, tmp_path, monkeypatch,
+                                                                   kill_at_call):
     """Killed in its second round, a rerun skips the finished MLE and the first round and ends where an
     uninterrupted fit ends: same generator, discriminators and round log."""
     import recgpt.baselines.mfgan.model as mfgan_model
@@ -199,15 +197,7 @@ def test_killed_adversarial_stage_resumes_to_the_uninterrupted_state(prepared_di
         return model.fit(split)
 
     whole = fit(None)
-    real, calls = mfgan_model.validation_ndcg, {"n": 0}
-
-    def dies_in_round_two(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise Killed
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(mfgan_model, "validation_ndcg", dies_in_round_two)
+    real = kill_at_call(mfgan_model, "validation_ndcg", 2)  # dies in round two
     with pytest.raises(Killed):
         fit(tmp_path / "resume")
     assert (tmp_path / "resume" / "adversarial-mfgan" / "step-1.safetensors").is_file()

@@ -10,6 +10,7 @@ is ignored with a note. The run's resume folder is removed once its report is wr
 import hashlib
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -86,8 +87,20 @@ class Checkpoint:
         return progress, states
 
 
+def written_here(folder: Path) -> bool:
+    """A checkpoint folder of this module: a progress.json with our fingerprint key, and nothing but our files
+    and such folders inside."""
+    progress = folder / "progress.json"
+    if not progress.is_file() or "fingerprint" not in read_json(progress):
+        return False
+    ours = re.compile(r"(step-\d+\.safetensors|optimizers-\d+\.pt)(\.tmp)?|progress\.json(\.tmp)?")
+    return all(written_here(p) if p.is_dir() else bool(ours.fullmatch(p.name)) for p in folder.iterdir())
+
+
 def remove_resume_folder(folder) -> None:
-    """The run's resume folder, once its report is written (only a folder these checkpoints wrote)."""
+    """The run's resume folder, once its report is written; a folder holding anything else is left as it is."""
     folder = Path(folder)
-    if (folder / "progress.json").is_file():
+    if folder.is_dir() and written_here(folder):
         shutil.rmtree(folder)
+    elif folder.exists():
+        print0(f"{folder}: holds files these checkpoints did not write; left in place")
