@@ -27,9 +27,9 @@ RECGPT_VARIANTS = {"recgpt": [], "tiger": ["tokenizer.kind=rqvae", "model.head=a
 # tokenizer, then fine-tuned from DIR's weights at --finetune-lr (finetune) or trained from scratch with the same
 # architecture, tokenizer and steps at the configuration's own lr (scratch, the control).
 FOUNDATION_VARIANTS = {"finetune": "recgpt_ft", "scratch": "recgpt_scratch"}
-ROWS = ["popularity", "markov", "itemknn", "bpr", "sasrec", "bert4rec", "gpt2", "tiger", "recgpt", "recgpt_scratch",
-        "recgpt_ft"]
-TRAINED = ROWS[:7]  # trained by `recgpt baseline`; the others by the recgpt CLI (--recgpt)
+ROWS = ["popularity", "markov", "itemknn", "content_knn", "bpr", "sasrec", "bert4rec", "gpt2", "tiger", "recgpt",
+        "recgpt_scratch", "recgpt_ft"]
+TRAINED = ROWS[:8]  # trained by `recgpt baseline`; the others by the recgpt CLI (--recgpt)
 GENERATIVE = ("gpt2", "sasrec", "markov")
 # Chosen on validation NDCG@10: at lr 1e-3 BERT4Rec's masked-item loss plateaus within the CPU budget (best
 # valid NDCG@10 .036 on ml-100k), at 3e-3 it reaches .086 in five epochs.
@@ -54,7 +54,7 @@ def run_one(name, dataset, protocol, args, out: Path, seed: int = 0) -> dict:
                                     f"baseline.max_seconds={args.max_seconds}", f"baseline.threads={args.threads}",
                                     f"baseline.strategies=[{','.join(strategies)}]", f"baseline.ks={ks}",
                                     f"baseline.temperatures={temps}", f"baseline.seed={seed}",
-                                    *MODEL_OVERRIDES.get(name, []),
+                                    f"embed.cache_dir={args.embed_cache}", *MODEL_OVERRIDES.get(name, []),
                                     *args.overrides])
     run_baseline(cfg)
     return json.loads((folder / "metrics.json").read_text())

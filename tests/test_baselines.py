@@ -134,3 +134,32 @@ def test_cli_trains_and_reports_like_predict(tmp_path, prepared_dir, capsys):
     result = json.loads((out / "metrics.json").read_text())
     assert {"markov", "markov-greedy", "popularity"} <= set(result["methods"]) and (out / "metrics.md").is_file()
     assert (out / "recommendations.parquet").is_file() and (out / "model" / "model.safetensors").is_file()
+
+
+def test_content_knn_scores_as_predicts_content_knn_and_round_trips(loo_split, prepared_dir, embed_config, tmp_path):
+    """The in-domain content kNN (split rows) equals `recgpt predict`'s content kNN (items-table rows) on the same
+    real ml-100k histories, never recommends a history item, and its saved model scores identically."""
+    from dataclasses import replace
+
+    from recgpt.baselines.base import load_baseline
+    from recgpt.baselines.content import ContentKNN
+    from recgpt.data import load_prepared
+    from recgpt.predict.baselines import content_knn_scores
+    from recgpt.tokenizer import embed_items
+
+    items = load_prepared(prepared_dir("ml-100k")).items
+    split = replace(loo_split, items=items)
+    model = ContentKNN(BaselineConfig(name="content_knn"), split.n_items)
+    model.embed_cfg = embed_config
+    model.fit(split)
+    ids = items["item_id"].astype(str).tolist()
+    reference = embed_items(ids, items["text"].fillna("").astype(str).tolist(), embed_config)
+    table_row = {item: i for i, item in enumerate(ids)}
+    to_table = torch.as_tensor([table_row[i] for i in split.item_ids])  # split row -> items-table row
+    histories = split.test.histories[:64]
+    expected = content_knn_scores([to_table[h].tolist() for h in histories], reference.vectors)[:, to_table]
+    scores = model.scores(histories)
+    assert torch.allclose(scores, expected, atol=1e-5)
+    rows, _ = model.recommend(histories, 10)
+    assert all(not set(r) & set(h) for r, h in zip(rows, histories))
+    assert torch.equal(load_baseline(model.save(tmp_path / "knn")).scores(histories), scores)

@@ -9,6 +9,7 @@ NAMES = {
     "popularity": "recgpt.baselines.simple:Popularity",
     "markov": "recgpt.baselines.simple:Markov",
     "itemknn": "recgpt.baselines.simple:ItemKNN",
+    "content_knn": "recgpt.baselines.content:ContentKNN",
     "bpr": "recgpt.baselines.bpr:BPRMF",
     "sasrec": "recgpt.baselines.sasrec:SASRec",
     "bert4rec": "recgpt.baselines.bert4rec:Bert4Rec",
