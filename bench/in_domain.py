@@ -28,7 +28,7 @@ RECGPT_VARIANTS = {"recgpt": [], "tiger": ["tokenizer.kind=rqvae", "model.head=a
 # architecture, tokenizer and steps at the configuration's own lr (scratch, the control).
 FOUNDATION_VARIANTS = {"finetune": "recgpt_ft", "scratch": "recgpt_scratch"}
 ROWS = ["popularity", "markov", "itemknn", "content_knn", "bpr", "sasrec", "bert4rec", "gpt2", "tiger", "recgpt",
-        "recgpt_scratch", "recgpt_ft"]
+        "recgpt_scratch_codeonly", "recgpt_ft_codeonly", "recgpt_scratch", "recgpt_ft"]  # codeonly: configs/foundation.yaml
 TRAINED = ROWS[:8]  # trained by `recgpt baseline`; the others by the recgpt CLI (--recgpt)
 GENERATIVE = ("gpt2", "sasrec", "markov")
 # Chosen on validation NDCG@10: at lr 1e-3 BERT4Rec's masked-item loss plateaus within the CPU budget (best
@@ -81,7 +81,7 @@ def run_recgpt(variant, dataset, protocol, args, out: Path) -> dict:
         if not args.foundation:
             raise SystemExit(f"in_domain: --recgpt {variant} needs --foundation DIR (an exported model)")
         foundation = Path(args.foundation)
-        common = ["--config", "configs/foundation.yaml", *common, f"tokenizer.output_dir={foundation / 'tokenizer'}",
+        common = ["--config", args.foundation_config, *common, f"tokenizer.output_dir={foundation / 'tokenizer'}",
                   f"train.codes_path={embeddings / 'codes.safetensors'}",
                   f"train.warmup_steps={max(1, args.recgpt_steps // 10)}"]
         common += [f"train.init_from={foundation}", f"train.lr={args.finetune_lr}"] if variant == "finetune" else []
@@ -93,7 +93,9 @@ def run_recgpt(variant, dataset, protocol, args, out: Path) -> dict:
     best = root / "ckpt" / "run" / "best"
     stages = [(["corpus"], []), (["tokenize", "embed"], []), codes, (["pretrain"], []),
               (["eval"], ["--ckpt", str(best.parent)])]
-    if protocol == "loo":
+    # a foundation with a dense head: hybrid weights fitted on the split's validation users, then the test users
+    hybrid = variant in FOUNDATION_VARIANTS and json.loads((foundation / "config.json").read_text()).get("dense_dim")
+    if protocol == "loo" and not hybrid:
         stages.append((["predict"], ["--dataset", dataset, f"predict.model_dir={best}", "predict.max_users=null",
                                      f"predict.output_dir={root / 'predict'}", "predict.allow_history=false",
                                      "predict.ks=[1,5,10,20]"]))
@@ -107,32 +109,40 @@ def run_recgpt(variant, dataset, protocol, args, out: Path) -> dict:
         seconds[" ".join(words)] = round(time.time() - start, 1)
         if words == ["eval"]:
             trained.write_text(json.dumps(seconds, indent=2))
-    if protocol == "loo":
+    if protocol == "loo" and hybrid:
+        start = time.time()
+        result = rank_on_split(row, best, dataset, "loo", args)
+        seconds["rank"] = round(time.time() - start, 1)
+    elif protocol == "loo":
         result = {"methods": {row: json.loads((root / "predict" / "metrics.json").read_text())["methods"]["model"]}}
     else:
         start = time.time()
-        result = rank_next_items(row, best, dataset, args)
+        result = rank_on_split(row, best, dataset, "horizon", args)
         seconds["rank"] = round(time.time() - start, 1)
     result.update({"seconds": {"train": seconds["pretrain"]}, "stage_seconds": seconds})
     (root / "result.json").write_text(json.dumps(result, indent=2))
     return result
 
 
-def rank_next_items(row, best: Path, dataset, args) -> dict:
-    """The exported model on the baselines' next-10 split: test half, temperatures chosen on the valid half."""
+def rank_on_split(row, best: Path, dataset, protocol, args) -> dict:
+    """The exported model on the baselines' split. next-10: the test half, temperatures chosen on the valid half;
+    LOO (a dense-head model): hybrid weights fitted on the validation users, then the test users."""
     from recgpt.baselines.data import load_split
     from recgpt.baselines.exported import evaluate_exported
+    from recgpt.baselines.exported_hybrid import evaluate_hybrid_loo
     from recgpt.data import load_prepared
     from recgpt.predict.run import resolve_dataset
 
     strategies = args.recgpt_strategies
     temps = "[" + ",".join(str(t) for t in args.temperatures) + "]"
-    cfg = load_config(args.config, [f"baseline.dataset={dataset}", "baseline.protocol=horizon", "baseline.ks=[1,5,10]",
+    ks = "[1,5,10]" if protocol == "horizon" else "[1,5,10,20]"
+    cfg = load_config(args.config, [f"baseline.dataset={dataset}", f"baseline.protocol={protocol}", f"baseline.ks={ks}",
                                     f"baseline.strategies=[{','.join(strategies)}]", f"baseline.temperatures={temps}",
                                     f"embed.cache_dir={args.embed_cache}", *args.overrides])
     split = load_split(cfg.baseline, cfg.data)
     prepared = load_prepared(resolve_dataset(dataset, cfg.data))
-    return evaluate_exported(row, best, prepared, split, cfg.baseline, cfg.embed)
+    evaluate = evaluate_exported if protocol == "horizon" else evaluate_hybrid_loo
+    return evaluate(row, best, prepared, split, cfg.baseline, cfg.embed)
 
 
 def on_disk(dataset, out: Path) -> dict:
@@ -172,6 +182,9 @@ def table(dataset: str, results: dict) -> str:
         row.append(cell(first))
         row.append(" / ".join(f"{r['seconds']['train']:.0f}" if r else "-" for r in (loo, hor)))
         lines.append("| " + " | ".join(row) + " |")
+        for part, pm in loo["methods"].items() if loo else ():  # a hybrid model's components, scored alone (LOO)
+            if part.startswith(f"{name}["):
+                lines.append(f"| {part} | {cell(pm.get('HR@10'))} | {cell(pm.get('NDCG@10'))} |" + " |" * (len(head) - 3))
     return "\n".join(lines) + "\n"
 
 
@@ -216,6 +229,8 @@ def main(argv=None) -> int:
     parser.add_argument("--recgpt", nargs="*", default=[], choices=[*RECGPT_VARIANTS, *FOUNDATION_VARIANTS],
                         help="also train recgpt / TIGER / fine-tuned recgpt in-domain with the recgpt CLI")
     parser.add_argument("--foundation", help="exported foundation model (ckpt/<run>/best) for finetune / scratch")
+    parser.add_argument("--foundation-config", default="configs/foundation.yaml",
+                        help="config of finetune / scratch (scratch's architecture and lr; finetune keeps the foundation's)")
     # 3e-3 over 1e-3: lower held-out-user loss on both ml-100k and amazon_scientific at 120 / 80 steps
     parser.add_argument("--finetune-lr", type=float, default=3e-3, help="train.lr of finetune")
     parser.add_argument("--recgpt-steps", type=int, default=300)

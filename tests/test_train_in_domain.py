@@ -108,3 +108,53 @@ def test_exported_model_is_ranked_on_the_baselines_cases(exported_model, prepare
     result = evaluate_exported("recgpt", exported_model, prepared, five, cfg, embed_config)
     assert result["counts"]["evaluated"] == 5 and set(result["methods"]) == {"recgpt", "recgpt-greedy"}
     assert 0.0 <= result["methods"]["recgpt"]["NDCG@10"] <= 1.0 and len(result["by_position"]["recgpt"]["10"]) == 10
+
+
+@pytest.fixture(scope="module")
+def dense_export(tmp_path_factory, predict_tokenizer, ml100k_catalog):
+    """An exported model with the item text as input and a dense head (ckpt/<run>/best layout), random weights."""
+    from recgpt.io import write_json
+    from recgpt.model import ItemCodeDecoder, ItemCodeDecoderConfig
+    from recgpt.tokenizer import save_item_codes
+    from recgpt.train.inputs import tokenizer_hash
+
+    best = tmp_path_factory.mktemp("dense") / "best"
+    torch.manual_seed(5)
+    config = ItemCodeDecoderConfig(slot_vocab_sizes=predict_tokenizer.slot_vocab_sizes, n_layers=1, d_model=32,
+                                   n_heads=2, d_ff=64, text_dim=384, dense_dim=384, dense_query_skip=True,
+                                   center_text=True, max_items=50)
+    ItemCodeDecoder(config).eval().save_pretrained(str(best))
+    predict_tokenizer.save(best / "tokenizer")
+    save_item_codes(best / "codes.safetensors", ml100k_catalog.item_ids, ml100k_catalog.codes.numpy())
+    write_json(best / "source.json", {"tokenizer_hash": tokenizer_hash(best / "tokenizer", best / "codes.safetensors")})
+    return best
+
+
+@pytest.mark.slow
+def test_hybrid_weights_are_fitted_on_validation_users_only(dense_export, prepared_dir, embed_config):
+    """Real ml-100k LOO split: the fitted weights (and their validation NDCG) do not change when every test
+    target is replaced; they are the validation argmax (at least each component alone and the priors alone),
+    stored in the model's config.json; the test users are ranked with them and with each component."""
+    import json
+
+    from recgpt.baselines.data import build_split
+    from recgpt.baselines.exported_hybrid import evaluate_hybrid_loo
+    from recgpt.config import BaselineConfig
+    from recgpt.data import load_prepared
+    from recgpt.predict.protocols import TestCases
+
+    prepared = load_prepared(prepared_dir("ml-100k"))
+    split = build_split(prepared.interactions, "ml-100k", "loo")
+    targets = [split.test.targets[(i + 1) % len(split.test)] for i in range(len(split.test))]
+    moved = replace(split, test=TestCases("loo", split.test.user_ids, split.test.histories, targets, {}))
+    cfg = BaselineConfig(max_valid_users=150, max_test_users=150, ks=[10])
+    result = evaluate_hybrid_loo("m", dense_export, prepared, split, cfg, embed_config)
+    other = evaluate_hybrid_loo("m", dense_export, prepared, moved, cfg, embed_config)
+    fit = result["score_fit"]
+    assert fit == other["score_fit"] and result["methods"] != other["methods"]
+    assert set(fit["weights"]) == {"code", "dense", "knn", "pop"} and fit["valid_users"] == 150
+    assert fit["valid_ndcg@10"] >= max(*fit["single"].values(), fit["priors_valid_ndcg@10"])
+    assert fit["priors"]["code"] == fit["priors"]["dense"] == 0
+    assert json.loads((dense_export / "config.json").read_text())["score_weights"] == fit["weights"]
+    assert set(result["methods"]) == {"m", "m[code]", "m[dense]", "m[knn+pop]"}
+    assert result["counts"]["evaluated"] == 150 and 0 <= result["methods"]["m"]["NDCG@10"] <= 1

@@ -1,0 +1,86 @@
+"""An exported recgpt model's hybrid score weights fitted on an in-domain split's *validation* users, then its
+leave-one-out test users ranked with them.
+
+The components (code, dense, knn, pop: recgpt.predict.hybrid; dense only when the model has a dense head) are
+scored on the split's validation cases (history items[:-2], target items[-2]: what `data.train_split=loo`
+never trains on) and the weight simplex is searched there with recgpt.predict.hybrid.fit_score_weights. The
+test cases are built only once the weights are fixed; the winner is stored in the model's config.json, so
+`recgpt predict` scores the same way. The test users are ranked with the fitted weights, with each of the
+model's own components alone and with the best priors-only weights (knn + pop, chosen on validation too), so
+the table shows what the model adds over the text and popularity priors.
+"""
+import json
+from pathlib import Path
+
+from recgpt.baselines.data import InDomainSplit, subset
+from recgpt.baselines.exported import to_catalog_rows
+from recgpt.predict.hybrid import component_scores, fit_score_weights
+from recgpt.predict.scoring import combine, top_k_items
+
+PRIORS = ("knn", "pop")  # label-free, no model weight involved
+
+
+def model_components(config) -> list:
+    return ["code", *(["dense"] if getattr(config, "dense_dim", 0) else []), *PRIORS]
+
+
+def fit_on_valid(rec, valid, names, k: int = 10, step: float = 0.1) -> dict:
+    """{"weights", "valid_ndcg@k", "priors" (the best knn + pop weights), "single" ({component: valid NDCG@k})}."""
+    parts = component_scores(rec, valid.histories, names)
+    weights, table = fit_score_weights(parts, [t[0] for t in valid.targets], valid.histories, k, step)
+    ndcg = {json.dumps(w, sort_keys=True): v for w, v in table}
+    priors = [i for i, (w, _) in enumerate(table) if all(w[n] == 0 for n in names if n not in PRIORS)]
+    best_priors = max(priors, key=lambda i: (table[i][1], -i))
+    single = {n: next(v for w, v in table if w[n] == 1.0) for n in names}
+    return {"weights": weights, f"valid_ndcg@{k}": ndcg[json.dumps(weights, sort_keys=True)],
+            "priors": table[best_priors][0], f"priors_valid_ndcg@{k}": table[best_priors][1], "single": single,
+            "valid_users": len(valid)}
+
+
+def rank_with(rec, histories, weight_sets: dict, k: int, batch_size: int = 256) -> dict:
+    """{method: top-k catalog rows per history} for each {method: weights}, history items excluded; the
+    popularity prior counts the histories being ranked (label-free)."""
+    scorer = rec.scorer
+    scorer.prior.set_histories(histories, rec.catalog.n_items)
+    names = {n for w in weight_sets.values() for n, v in w.items() if v}
+    out = {method: [] for method in weight_sets}
+    for start in range(0, len(histories), batch_size):
+        part = histories[start:start + batch_size]
+        parts = scorer.components(part, scorer.state(part), names)
+        for method, weights in weight_sets.items():
+            rows, _ = top_k_items(combine(parts, weights), k, part)
+            out[method] += [[int(r) for r in row if r >= 0] for row in rows.tolist()]
+    return out
+
+
+def store_weights(model_dir: Path, weights: dict) -> None:
+    from recgpt.io import write_json
+
+    path = Path(model_dir) / "config.json"
+    config = json.loads(path.read_text())
+    write_json(path, {**config, "score_weights": weights})
+
+
+def evaluate_hybrid_loo(name: str, model_dir, prepared, split: InDomainSplit, cfg, embed_cfg) -> dict:
+    """metrics.json-like result of the exported model on the LOO `split` (cfg: a BaselineConfig): methods
+    `name` (fitted weights), `name[code]`, `name[dense]`, `name[knn+pop]`; the fit under "score_fit"."""
+    from recgpt.predict.recommender import Recommender
+    from recgpt.predict.run import evaluate
+
+    if split.protocol != "loo":
+        raise ValueError(f"evaluate_hybrid_loo: a leave-one-out split, got {split.protocol!r}")
+    rec = Recommender.from_pretrained(Path(model_dir), embed_cfg=embed_cfg, scoring="exact")
+    catalog = rec.set_catalog_from_prepared(prepared)
+    names = model_components(rec.model.config)
+    valid = to_catalog_rows(subset(split.valid, cfg.max_valid_users, cfg.seed), split.item_ids, catalog)
+    fit = fit_on_valid(rec, valid, names)
+    store_weights(model_dir, fit["weights"])
+    test = to_catalog_rows(subset(split.test, cfg.max_test_users, cfg.seed), split.item_ids, catalog)
+    weight_sets = {name: fit["weights"], **{f"{name}[{n}]": {n: 1.0} for n in names if n not in PRIORS},
+                   f"{name}[knn+pop]": fit["priors"]}
+    ks = sorted(set(cfg.ks))
+    recs = rank_with(rec, test.histories, weight_sets, max(ks))
+    methods = {method: evaluate(r, test.targets, catalog.n_items, ks, 1)[0] for method, r in recs.items()}
+    return {"dataset": split.dataset, "protocol": "loo", "horizon": 1, "model_dir": str(model_dir),
+            "counts": {**split.counts, "evaluated": len(test)}, "methods": methods, "score_fit": fit,
+            "weight_sets": weight_sets}
