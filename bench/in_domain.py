@@ -10,6 +10,7 @@ LOO HR@10 / NDCG@10, next-10 NDCG@10 / Recall@10 per strategy, hit@10 of the fir
     OMP_NUM_THREADS=1 python bench/in_domain.py --datasets ml-100k amazon_scientific --max-seconds 120 \
         [--models popularity markov ...] [--out outputs/bench/in_domain] [baseline.key=value ...]
         [--recgpt recgpt tiger finetune scratch --foundation ckpt/<run>/best --recgpt-protocols loo horizon]
+        [--foundation-config configs/foundation_dense.yaml]  # a dense-head foundation: LOO by the hybrid score
         [--table-only]    # the tables of the reports already on disk
 """
 import argparse
@@ -25,7 +26,9 @@ from recgpt.config import load_config  # noqa: E402
 RECGPT_VARIANTS = {"recgpt": [], "tiger": ["tokenizer.kind=rqvae", "model.head=autoregressive"]}
 # With --foundation DIR (an exported model, configs/foundation.yaml): the target catalog encoded with DIR's
 # tokenizer, then fine-tuned from DIR's weights at --finetune-lr (finetune) or trained from scratch with the same
-# architecture, tokenizer and steps at the configuration's own lr (scratch, the control).
+# architecture, tokenizer and steps at the configuration's own lr (scratch, the control). A foundation with a
+# dense head (configs/foundation_dense.yaml) is scored on LOO by the hybrid, its weights fitted on the split's
+# validation users (recgpt.baselines.exported_hybrid), its components and the priors alone beside it.
 FOUNDATION_VARIANTS = {"finetune": "recgpt_ft", "scratch": "recgpt_scratch"}
 ROWS = ["popularity", "markov", "itemknn", "content_knn", "bpr", "sasrec", "bert4rec", "gpt2", "tiger", "recgpt",
         "recgpt_scratch_codeonly", "recgpt_ft_codeonly", "recgpt_scratch", "recgpt_ft"]  # codeonly: configs/foundation.yaml
