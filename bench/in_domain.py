@@ -120,19 +120,20 @@ def run_recgpt(variant, dataset, protocol, args, out: Path) -> dict:
         result = {"methods": {row: json.loads((root / "predict" / "metrics.json").read_text())["methods"]["model"]}}
     else:
         start = time.time()
-        result = rank_on_split(row, best, dataset, "horizon", args)
+        result = rank_on_split(row, best, dataset, "horizon", args, bool(hybrid))
         seconds["rank"] = round(time.time() - start, 1)
     result.update({"seconds": {"train": seconds["pretrain"]}, "stage_seconds": seconds})
     (root / "result.json").write_text(json.dumps(result, indent=2))
     return result
 
 
-def rank_on_split(row, best: Path, dataset, protocol, args) -> dict:
-    """The exported model on the baselines' split. next-10: the test half, temperatures chosen on the valid half;
-    LOO (a dense-head model): hybrid weights fitted on the validation users, then the test users."""
+def rank_on_split(row, best: Path, dataset, protocol, args, hybrid=False) -> dict:
+    """The exported model on the baselines' split. next-10: the test half, temperatures chosen on the valid half
+    (a dense-head model: hybrid weights first fitted on the valid half's next items); LOO (a dense-head model):
+    hybrid weights fitted on the validation users, then the test users."""
     from recgpt.baselines.data import load_split
     from recgpt.baselines.exported import evaluate_exported
-    from recgpt.baselines.exported_hybrid import evaluate_hybrid_loo
+    from recgpt.baselines.exported_hybrid import evaluate_hybrid_loo, fit_and_store
     from recgpt.data import load_prepared
     from recgpt.predict.run import resolve_dataset
 
@@ -144,8 +145,10 @@ def rank_on_split(row, best: Path, dataset, protocol, args) -> dict:
                                     f"embed.cache_dir={args.embed_cache}", *args.overrides])
     split = load_split(cfg.baseline, cfg.data)
     prepared = load_prepared(resolve_dataset(dataset, cfg.data))
-    evaluate = evaluate_exported if protocol == "horizon" else evaluate_hybrid_loo
-    return evaluate(row, best, prepared, split, cfg.baseline, cfg.embed)
+    if protocol == "loo":
+        return evaluate_hybrid_loo(row, best, prepared, split, cfg.baseline, cfg.embed)
+    fit = fit_and_store(best, prepared, split, cfg.baseline, cfg.embed)[1] if hybrid else None
+    return {**evaluate_exported(row, best, prepared, split, cfg.baseline, cfg.embed), "score_fit": fit}
 
 
 def on_disk(dataset, out: Path) -> dict:

@@ -48,6 +48,12 @@ def to_catalog_rows(cases: TestCases, split_ids: list, catalog) -> TestCases:
                      [rows(t) for t in cases.targets], dict(cases.counts))
 
 
+def set_prior(rec, histories) -> None:
+    """Hybrid scoring with a popularity prior counts the histories being ranked (label-free)."""
+    if rec.scorer.weights.get("pop"):
+        rec.scorer.prior.set_histories(histories, rec.catalog.n_items)
+
+
 def evaluate_exported(name: str, model_dir, prepared, split: InDomainSplit, cfg, embed_cfg) -> dict:
     """metrics.json-like result of the exported model at `model_dir` on `split` (cfg: a BaselineConfig)."""
     from recgpt.baselines.run import choose_temperature, rank_cases
@@ -62,8 +68,10 @@ def evaluate_exported(name: str, model_dir, prepared, split: InDomainSplit, cfg,
     ks, k = sorted(set(cfg.ks)), max(cfg.ks)
     methods, by_position, temperatures, seconds = {}, {}, {}, {}
     for strategy in cfg.strategies:
+        set_prior(rec, valid.histories)
         temperature, tried = choose_temperature(model, valid, strategy, cfg)
         start = time.time()
+        set_prior(rec, test.histories)
         recs, _ = rank_cases(model, test, k, strategy, cfg, temperature)
         method = name if strategy == "exact" else f"{name}-{strategy}"
         seconds[method] = round(time.time() - start, 2)

@@ -61,20 +61,30 @@ def store_weights(model_dir: Path, weights: dict) -> None:
     write_json(path, {**config, "score_weights": weights})
 
 
+def fit_and_store(model_dir, prepared, split: InDomainSplit, cfg, embed_cfg) -> tuple:
+    """(Recommender on the split's catalog, fit): weights fitted on the split's validation users (next-10: on
+    their first target, the next item) and stored in the export's config.json. No test case is read."""
+    from recgpt.predict.protocols import TestCases
+    from recgpt.predict.recommender import Recommender
+
+    rec = Recommender.from_pretrained(Path(model_dir), embed_cfg=embed_cfg, scoring="exact")
+    catalog = rec.set_catalog_from_prepared(prepared)
+    valid = to_catalog_rows(subset(split.valid, cfg.max_valid_users, cfg.seed), split.item_ids, catalog)
+    first = TestCases(valid.protocol, valid.user_ids, valid.histories, [t[:1] for t in valid.targets], valid.counts)
+    fit = fit_on_valid(rec, first, model_components(rec.model.config))
+    store_weights(model_dir, fit["weights"])
+    return rec, fit
+
+
 def evaluate_hybrid_loo(name: str, model_dir, prepared, split: InDomainSplit, cfg, embed_cfg) -> dict:
     """metrics.json-like result of the exported model on the LOO `split` (cfg: a BaselineConfig): methods
     `name` (fitted weights), `name[code]`, `name[dense]`, `name[knn+pop]`; the fit under "score_fit"."""
-    from recgpt.predict.recommender import Recommender
     from recgpt.predict.run import evaluate
 
     if split.protocol != "loo":
         raise ValueError(f"evaluate_hybrid_loo: a leave-one-out split, got {split.protocol!r}")
-    rec = Recommender.from_pretrained(Path(model_dir), embed_cfg=embed_cfg, scoring="exact")
-    catalog = rec.set_catalog_from_prepared(prepared)
-    names = model_components(rec.model.config)
-    valid = to_catalog_rows(subset(split.valid, cfg.max_valid_users, cfg.seed), split.item_ids, catalog)
-    fit = fit_on_valid(rec, valid, names)
-    store_weights(model_dir, fit["weights"])
+    rec, fit = fit_and_store(model_dir, prepared, split, cfg, embed_cfg)
+    catalog, names = rec.catalog, model_components(rec.model.config)
     test = to_catalog_rows(subset(split.test, cfg.max_test_users, cfg.seed), split.item_ids, catalog)
     weight_sets = {name: fit["weights"], **{f"{name}[{n}]": {n: 1.0} for n in names if n not in PRIORS},
                    f"{name}[knn+pop]": fit["priors"]}
