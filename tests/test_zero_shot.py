@@ -186,6 +186,36 @@ def test_catalog_from_a_folder_without_interactions(tmp_path, prepared_dir, expo
         zero_shot_eval(rec, folder, "loo", catalog_set=True)
 
 
+def test_priors_row_is_the_fit_without_the_model(prepared_dir, exported_model, embed_config):
+    """The `priors` row: the best grid point of the same fit with the model's components at 0, scored on the
+    domain exactly as the hybrid with its model weight forced to 0 and as knn + pop combined by hand."""
+    from recgpt.data import load_prepared
+    from recgpt.predict.hybrid import fit_and_store, ndcg_at_k
+    from recgpt.predict.protocols import build_test_cases
+    from recgpt.predict.transfer import read_interactions
+
+    folder = prepared_dir("ml-100k")
+    rec = Recommender.from_pretrained(exported_model, embed_cfg=embed_config)
+    fit = fit_and_store(rec, load_prepared(folder), ["code", "knn", "pop"], max_users=80, step=0.25)
+    priors = fit["priors"]
+    assert set(priors["weights"]) == {"knn", "pop"} and sum(priors["weights"].values()) == pytest.approx(1.0)
+    model_free = [r["relative"] for r in fit["table"] if r["weights"]["code"] == 0]
+    assert len(model_free) == 5 and priors["relative"] == max(model_free) <= fit["relative"]
+    forced = {**fit["weights"], **priors["weights"], "code": 0.0}
+    result = zero_shot_eval(rec, folder, "loo", 80, weighted={"priors": priors["weights"], "forced": forced})
+    assert rec.model.config.score_weights == fit["weights"]  # the stored hybrid is left as it was
+    cases = build_test_cases(read_interactions(folder), rec.catalog, "loo", 1, 0, 80)
+    parts = {"knn": baselines.content_knn_scores(cases.histories, rec.catalog.text_emb),
+             "pop": torch.zeros(rec.catalog.n_items)}
+    for h in cases.histories:
+        parts["pop"].index_add_(0, torch.as_tensor(h), torch.ones(len(h)))
+    parts["pop"] = torch.log1p(parts["pop"])[None].expand(len(cases.histories), -1)
+    by_hand = ndcg_at_k(combine(parts, priors["weights"]), [t[0] for t in cases.targets], cases.histories, 10)
+    got = result["per_user"]["priors"]["NDCG"]
+    assert np.array_equal(got, result["per_user"]["forced"]["NDCG"])
+    assert got.mean() == pytest.approx(by_hand, abs=1e-6)
+
+
 @pytest.mark.slow
 def test_eval_selects_checkpoints_by_zero_shot_ndcg(tiny_run, tiny_train_cfg, tokenizer_cache_dir, tmp_path):
     """eval.select_by=zero_shot: every checkpoint is scored zero-shot on a held-out source domain (real Steam
