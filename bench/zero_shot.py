@@ -89,6 +89,8 @@ def format_table(results: dict, stats: dict, fit: dict) -> str:
         for r in rows:
             lines.append(f"| {protocol} | {r['method']} | {r['HR@10']:.4f} | {r['NDCG@10']:.4f} | "
                          f"{r['ratio']:.3f} [{r['lo']:.3f}, {r['hi']:.3f}] |")
+    if any(p.endswith(" vs priors") for p in results):
+        lines += ["", "Rows `<protocol> vs priors`: the ratio column is NDCG / priors (the same fit without the model)."]
     return "\n".join(lines) + "\n"
 
 
@@ -161,6 +163,9 @@ def main() -> int:
         result = zero_shot_eval(rec, folder, protocol, args.max_users, catalog_set=i > 0, alone=alone,
                                 weighted=weighted)
         results[protocol] = ratio_rows(result)
+        if "priors" in result["per_user"]:  # what the model adds over the priors, on the same users
+            over = ratio_rows(result, reference="priors")
+            results[protocol + " vs priors"] = [r for r in over if r["method"] in ("model", "model[dense]")]
         raw[protocol] = {k: v for k, v in result.items() if k != "per_user"}
     table = format_table(results, stats, fit)
     out = root / "results" / (args.name + ("" if fit_domains == [FIT_DOMAIN[held]] else "-fit-" + "+".join(fit_domains)))

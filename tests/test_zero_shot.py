@@ -103,6 +103,14 @@ def test_query_pool_starts_as_last_item_knn_and_matches_the_loop(tmp_path, ml100
     model.save_pretrained(tmp_path / "m")
     loaded = ItemCodeDecoder.from_pretrained(str(tmp_path / "m"))
     assert loaded.config.dense_query_pool == 3 and torch.equal(loaded.dense_head.recency, head.recency)
+    # dense_query_state=false: content only, the decoder state does not enter the query
+    head.use_state = False
+    with torch.no_grad():
+        fast = model.dense_scores(state, catalog_emb[:40], recent)
+        assert torch.allclose(fast, reference_dense_scores(head, state, catalog_emb[:40], recent), atol=1e-5)
+        assert torch.allclose(fast, model.dense_scores(torch.randn_like(state), catalog_emb[:40], recent), atol=1e-6)
+    with pytest.raises(ValueError, match="dense_query_state"):
+        ItemCodeDecoderConfig(slot_vocab_sizes=[8], dense_dim=4, dense_query_state=False)
     # training inputs: position t holds its own text, then t-1, t-2 of the same segment, zero before it starts
     emb = torch.randn(1, 5, 4)
     item_pos = torch.tensor([[0, 1, 2, 0, 1]])

@@ -33,6 +33,7 @@ class ModelConfig:
     # [the query item] + a learned recency prior + a learned content attention, both zero-initialised, so
     # the untrained query is still the last item's text (recgpt.model.dense); 0 / 1: the last item only
     dense_query_pool: int = 0
+    dense_query_state: bool = True  # false (needs dense_query_skip): no learned W . state term, content only
     dense_negatives: str = "in_batch"
     dense_catalog_negatives: int = 0
     center_text: bool = False  # center text embeddings on their own dataset's / catalog's mean (label-free)
@@ -64,6 +65,8 @@ class ModelConfig:
               f"in_batch|same_dataset, got {self.dense_negatives!r}")
         check(self.dense_query_pool <= 1 or self.dense_query_skip, "model.dense_query_pool",
               "needs model.dense_query_skip=true")
+        check(self.dense_query_state or self.dense_query_skip, "model.dense_query_state",
+              "false needs model.dense_query_skip=true (the query would be empty)")
         check(self.dense_catalog_negatives >= 0, "model.dense_catalog_negatives",
               f"must be >= 0, got {self.dense_catalog_negatives}")
         check(self.dense_temperature > 0, "model.dense_temperature", f"must be > 0, got {self.dense_temperature}")

@@ -33,6 +33,7 @@ class ItemCodeDecoderConfig(PretrainedConfig):
       dense_query_pool: with dense_query_skip, the skip is a weighted sum of the last dense_query_pool items'
         unit texts (the query item's weight 1 + learned recency prior + learned content attention, both starting
         at 0): an untrained head is still content kNN on the last item.
+      dense_query_state: false drops the learned W . state term: the query is the (pooled) content alone.
       dense_negatives: InfoNCE candidates, in_batch or same_dataset (only the query's own source dataset's).
       dense_query_skip: the dense query is normalize(unit text of the query item + W . state), W starting at
         zero: an untrained dense head ranks by cosine to the last item's text and training learns the correction.
@@ -76,6 +77,7 @@ class ItemCodeDecoderConfig(PretrainedConfig):
         dense_query_skip: bool = False,
         dense_negatives: str = "in_batch",
         dense_query_pool: int = 0,
+        dense_query_state: bool = True,
         score_weights: Optional[dict] = None,
         slot_levels: Optional[Sequence[Sequence[int]]] = None,
         code_embedding: str = "lookup",
@@ -105,6 +107,7 @@ class ItemCodeDecoderConfig(PretrainedConfig):
         self.dense_query_skip = bool(dense_query_skip)
         self.dense_negatives = dense_negatives
         self.dense_query_pool = int(dense_query_pool)
+        self.dense_query_state = bool(dense_query_state)
         self.score_weights = {str(k): float(v) for k, v in score_weights.items()} if score_weights else None
         self.slot_levels = slot_levels_of(self.slot_vocab_sizes, slot_levels)
         self.code_embedding = code_embedding
@@ -132,6 +135,7 @@ class ItemCodeDecoderConfig(PretrainedConfig):
         need(self.text_dim >= 0, "text_dim", f"must be >= 0, got {self.text_dim}")
         need(self.max_items >= 1, "max_items", f"must be >= 1, got {self.max_items}")
         need(self.dense_dim >= 0, "dense_dim", f"must be >= 0, got {self.dense_dim}")
+        need(self.dense_query_state or self.dense_query_skip, "dense_query_state", "false needs dense_query_skip")
         need(self.dense_query_pool <= 1 or self.dense_query_skip, "dense_query_pool", "needs dense_query_skip")
         need(self.dense_negatives in ("in_batch", "same_dataset"), "dense_negatives",
              f"in_batch|same_dataset, got {self.dense_negatives!r}")
@@ -201,6 +205,7 @@ class ItemCodeDecoderConfig(PretrainedConfig):
             dense_query_skip=model_cfg.dense_query_skip,
             dense_negatives=model_cfg.dense_negatives,
             dense_query_pool=model_cfg.dense_query_pool,
+            dense_query_state=model_cfg.dense_query_state,
             slot_levels=slot_levels,
             code_embedding=model_cfg.code_embedding,
             code_residual=model_cfg.code_residual,

@@ -27,6 +27,7 @@ class DenseHead(nn.Module):
         self.query = nn.Linear(d, dim)
         self.query_skip = bool(getattr(config, "dense_query_skip", False))
         self.pool = int(getattr(config, "dense_query_pool", 0) or 0)
+        self.use_state = bool(getattr(config, "dense_query_state", True))
         if self.pool > 1:
             self.recency = nn.Parameter(torch.zeros(self.pool))  # learned recency prior per age
             self.attention = nn.Parameter(torch.zeros(()))  # learned weight of similarity to the query item
@@ -64,6 +65,8 @@ class DenseHead(nn.Module):
         query_pool, the texts of the last items [..., K, D], the item itself first) -> [..., D] unit query
         for its next item."""
         learned = self.query(item_states.mean(dim=-2)).float()
+        if not self.use_state:  # content only: the learned state term is left out
+            learned = torch.zeros_like(learned)
         if self.query_skip:
             if own_text is None:
                 raise ValueError("a dense head with query_skip needs the query item's own text embedding")
@@ -114,7 +117,7 @@ def reference_dense_scores(head: DenseHead, item_states: torch.Tensor, text_emb:
     """Float[B, N], one item at a time: the brute-force loop the batched `scores` is tested against."""
     out = torch.empty(item_states.shape[0], text_emb.shape[0])
     for b in range(item_states.shape[0]):
-        query = head.query(item_states[b].mean(dim=0))
+        query = head.query(item_states[b].mean(dim=0)) * float(head.use_state)
         if head.query_skip and own_text[b].dim() == 1:
             query = query + own_text[b] / own_text[b].norm()
         elif head.query_skip:  # pooled: row 0 the query item, row k the k-th before it, zero rows absent
