@@ -109,6 +109,11 @@ def test_query_pool_starts_as_last_item_knn_and_matches_the_loop(tmp_path, ml100
         fast = model.dense_scores(state, catalog_emb[:40], recent)
         assert torch.allclose(fast, reference_dense_scores(head, state, catalog_emb[:40], recent), atol=1e-5)
         assert torch.allclose(fast, model.dense_scores(torch.randn_like(state), catalog_emb[:40], recent), atol=1e-6)
+    head.use_tower = False  # dense_item_tower=false: items are their unit texts
+    with torch.no_grad():
+        fast = model.dense_scores(state, catalog_emb[:40], recent)
+        assert torch.allclose(fast, reference_dense_scores(head, state, catalog_emb[:40], recent), atol=1e-5)
+        assert torch.allclose(fast, head.queries(state, recent) @ unit[:40].t(), atol=1e-5)
     with pytest.raises(ValueError, match="dense_query_state"):
         ItemCodeDecoderConfig(slot_vocab_sizes=[8], dense_dim=4, dense_query_state=False)
     # training inputs: position t holds its own text, then t-1, t-2 of the same segment, zero before it starts

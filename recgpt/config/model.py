@@ -34,6 +34,7 @@ class ModelConfig:
     # the untrained query is still the last item's text (recgpt.model.dense); 0 / 1: the last item only
     dense_query_pool: int = 0
     dense_query_state: bool = True  # false (needs dense_query_skip): no learned W . state term, content only
+    dense_item_tower: bool = True  # false: catalog items are their unit text embeddings (no learned tower)
     dense_negatives: str = "in_batch"
     dense_catalog_negatives: int = 0
     center_text: bool = False  # center text embeddings on their own dataset's / catalog's mean (label-free)

@@ -34,6 +34,7 @@ class ItemCodeDecoderConfig(PretrainedConfig):
         unit texts (the query item's weight 1 + learned recency prior + learned content attention, both starting
         at 0): an untrained head is still content kNN on the last item.
       dense_query_state: false drops the learned W . state term: the query is the (pooled) content alone.
+      dense_item_tower: false scores catalog items by their unit text embeddings (the tower is left out).
       dense_negatives: InfoNCE candidates, in_batch or same_dataset (only the query's own source dataset's).
       dense_query_skip: the dense query is normalize(unit text of the query item + W . state), W starting at
         zero: an untrained dense head ranks by cosine to the last item's text and training learns the correction.
@@ -78,6 +79,7 @@ class ItemCodeDecoderConfig(PretrainedConfig):
         dense_negatives: str = "in_batch",
         dense_query_pool: int = 0,
         dense_query_state: bool = True,
+        dense_item_tower: bool = True,
         score_weights: Optional[dict] = None,
         slot_levels: Optional[Sequence[Sequence[int]]] = None,
         code_embedding: str = "lookup",
@@ -108,6 +110,7 @@ class ItemCodeDecoderConfig(PretrainedConfig):
         self.dense_negatives = dense_negatives
         self.dense_query_pool = int(dense_query_pool)
         self.dense_query_state = bool(dense_query_state)
+        self.dense_item_tower = bool(dense_item_tower)
         self.score_weights = {str(k): float(v) for k, v in score_weights.items()} if score_weights else None
         self.slot_levels = slot_levels_of(self.slot_vocab_sizes, slot_levels)
         self.code_embedding = code_embedding
@@ -206,6 +209,7 @@ class ItemCodeDecoderConfig(PretrainedConfig):
             dense_negatives=model_cfg.dense_negatives,
             dense_query_pool=model_cfg.dense_query_pool,
             dense_query_state=model_cfg.dense_query_state,
+            dense_item_tower=model_cfg.dense_item_tower,
             slot_levels=slot_levels,
             code_embedding=model_cfg.code_embedding,
             code_residual=model_cfg.code_residual,

@@ -28,6 +28,7 @@ class DenseHead(nn.Module):
         self.query_skip = bool(getattr(config, "dense_query_skip", False))
         self.pool = int(getattr(config, "dense_query_pool", 0) or 0)
         self.use_state = bool(getattr(config, "dense_query_state", True))
+        self.use_tower = bool(getattr(config, "dense_item_tower", True))
         if self.pool > 1:
             self.recency = nn.Parameter(torch.zeros(self.pool))  # learned recency prior per age
             self.attention = nn.Parameter(torch.zeros(()))  # learned weight of similarity to the query item
@@ -76,6 +77,8 @@ class DenseHead(nn.Module):
     def items(self, text_emb: torch.Tensor) -> torch.Tensor:
         """[N, D] text embeddings -> [N, D] unit item vectors through the shared tower."""
         unit = F.normalize(text_emb.float(), dim=-1)
+        if not self.use_tower:  # items stay where the text encoder put them
+            return unit
         return F.normalize(unit + self.tower(unit.to(self.query.weight.dtype)).float(), dim=-1)
 
     def scores(self, item_states: torch.Tensor, text_emb: torch.Tensor, own_text=None, chunk: int = 8192) -> torch.Tensor:
@@ -129,6 +132,6 @@ def reference_dense_scores(head: DenseHead, item_states: torch.Tensor, text_emb:
         query = F.normalize(query, dim=0)
         for n in range(text_emb.shape[0]):
             unit = F.normalize(text_emb[n].float(), dim=0)
-            vector = F.normalize(unit + head.tower(unit), dim=0)
+            vector = F.normalize(unit + head.tower(unit) * float(head.use_tower), dim=0)
             out[b, n] = float((query * vector).sum())
     return out
