@@ -161,6 +161,16 @@ def test_infonce_same_dataset_candidates_and_catalog_negatives_match_a_loop(ml10
             logits = queries[m] @ head.items(catalog_emb[every]).t() / head.temperature
             want_mixed += float(-F.log_softmax(logits, 0)[every.index(item)])
     assert float(got) == pytest.approx(want, rel=1e-5) and float(mixed) == pytest.approx(want_mixed, rel=1e-5)
+    # in_batch=False (dense_negatives=catalog): own target + the sampled items of its dataset, no other target
+    with torch.no_grad():
+        got = head.infonce_sum(states, targets, None, groups, negatives, negative_groups, in_batch=False)
+        want = 0.0
+        extras = {(i, g) for i, g in zip([9, 30, 31, 5], [0, 0, 1, 1])}
+        for m, (item, group) in enumerate(zip([5, 9, 5, 2, 5], groups.tolist())):
+            own = sorted({item} | {i for i, g in extras if g == group})
+            logits = queries[m] @ head.items(catalog_emb[own]).t() / head.temperature
+            want += float(-F.log_softmax(logits, 0)[own.index(item)])
+    assert float(got) == pytest.approx(want, rel=1e-5)
 
 
 def test_dense_objective_trains_the_head(ml100k_catalog, catalog_emb):

@@ -35,7 +35,8 @@ class ItemCodeDecoderConfig(PretrainedConfig):
         at 0): an untrained head is still content kNN on the last item.
       dense_query_state: false drops the learned W . state term: the query is the (pooled) content alone.
       dense_item_tower: false scores catalog items by their unit text embeddings (the tower is left out).
-      dense_negatives: InfoNCE candidates, in_batch or same_dataset (only the query's own source dataset's).
+      dense_negatives: InfoNCE candidates, in_batch, same_dataset (only the query's own source dataset's) or
+        catalog (the query's own target and uniformly sampled items of its dataset only).
       dense_query_skip: the dense query is normalize(unit text of the query item + W . state), W starting at
         zero: an untrained dense head ranks by cosine to the last item's text and training learns the correction.
       center_text: text embeddings are centered on their own dataset's / catalog's mean before use (label-free).
@@ -140,8 +141,8 @@ class ItemCodeDecoderConfig(PretrainedConfig):
         need(self.dense_dim >= 0, "dense_dim", f"must be >= 0, got {self.dense_dim}")
         need(self.dense_query_state or self.dense_query_skip, "dense_query_state", "false needs dense_query_skip")
         need(self.dense_query_pool <= 1 or self.dense_query_skip, "dense_query_pool", "needs dense_query_skip")
-        need(self.dense_negatives in ("in_batch", "same_dataset"), "dense_negatives",
-             f"in_batch|same_dataset, got {self.dense_negatives!r}")
+        need(self.dense_negatives in ("in_batch", "same_dataset", "catalog"), "dense_negatives",
+             f"in_batch|same_dataset|catalog, got {self.dense_negatives!r}")
         need(self.dense_temperature > 0, "dense_temperature", f"must be > 0, got {self.dense_temperature}")
         need(self.code_loss_weight >= 0 and self.dense_loss_weight >= 0
              and (self.code_loss_weight > 0 or (self.dense_dim > 0 and self.dense_loss_weight > 0)),

@@ -87,11 +87,13 @@ class DenseHead(nn.Module):
         return torch.cat([q @ self.items(text_emb[i:i + chunk]).t() for i in range(0, len(text_emb), chunk)], dim=1)
 
     def infonce_sum(self, item_states: torch.Tensor, target_emb: torch.Tensor, own_text=None, target_group=None,
-                    negative_emb=None, negative_group=None) -> torch.Tensor:
+                    negative_emb=None, negative_group=None, in_batch: bool = True) -> torch.Tensor:
         """Summed InfoNCE of M predictions [M, L, d] against their targets' text embeddings [M, D]; the
         candidates are the distinct targets (equal embedding rows are one item, never a negative of itself)
         plus `negative_emb` [K, D] (extra sampled items). With `target_group` (Long[M], the target's source
-        dataset; `negative_group` [K] for the extras) a query's candidates are its own dataset's only."""
+        dataset; `negative_group` [K] for the extras) a query's candidates are its own dataset's only.
+        in_batch=False: a query's candidates are its own target and the extras only (no other targets: the
+        batch's targets follow popularity, uniform extras do not)."""
         emb, group = target_emb.float(), target_group
         if negative_emb is not None:
             emb = torch.cat([emb, negative_emb.float()])
@@ -103,6 +105,11 @@ class DenseHead(nn.Module):
         logits = self.queries(item_states, own_text) @ self.items(candidates[:, : emb.shape[1]]).t() / self.temperature
         if group is not None:
             logits = logits.masked_fill(candidates[None, :, -1].long() != target_group[:, None], float("-inf"))
+        if not in_batch:
+            extra = torch.zeros(len(candidates), dtype=torch.bool, device=logits.device)
+            extra[inverse[len(target_emb):]] = True
+            own = torch.arange(len(candidates), device=logits.device)[None] == label[:, None]
+            logits = logits.masked_fill(~(extra[None] | own), float("-inf"))
         return F.cross_entropy(logits, label, reduction="sum")
 
 

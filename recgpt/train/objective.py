@@ -46,7 +46,7 @@ class NextItemObjective(nn.Module):
             next_emb = F.pad(text_emb[:, 1:], (0, 0, 0, 1))[target_mask]  # [N, D]
             # per target item, counted once per code token so that loss_sum / n_tokens stays a per-token mean
             groups = None
-            if cfg.dense_negatives == "same_dataset":
+            if cfg.dense_negatives in ("same_dataset", "catalog"):
                 if item_group is None:
                     raise ValueError("dense_negatives=same_dataset needs each item's dataset: pass item_group")
                 groups = F.pad(item_group[:, 1:], (0, 1), value=-1)[target_mask]
@@ -55,7 +55,10 @@ class NextItemObjective(nn.Module):
                 from recgpt.model.dense import recent_texts
 
                 own = recent_texts(text_emb, item_pos, cfg.dense_query_pool)[target_mask]
-            dense = self.decoder.dense_head.infonce_sum(features, next_emb, own, groups, negative_emb, negative_group)
+            if cfg.dense_negatives == "catalog" and negative_emb is None:
+                raise ValueError("dense_negatives=catalog needs sampled negatives (model.dense_catalog_negatives > 0)")
+            dense = self.decoder.dense_head.infonce_sum(features, next_emb, own, groups, negative_emb, negative_group,
+                                                        in_batch=cfg.dense_negatives != "catalog")
             loss_sum = loss_sum + cfg.dense_loss_weight * codes.shape[-1] * dense
         return torch.stack([loss_sum, n_tokens])
 
