@@ -78,6 +78,25 @@ def link_pretraining(pretrained: Path, root: Path, name: str, sources: list, exc
     return pretrained / "corpus", pretrained / "tokenizer"
 
 
+def score_held_out(rec, folder, fit: dict, max_users: int) -> tuple[dict, dict]:
+    """(table rows, raw results) per protocol on the held-out domain's folder (the first read of anything of
+    it): the fitted hybrid, the model's own components alone, the priors row and the baselines."""
+    from recgpt.predict.transfer import ratio_rows, zero_shot_eval
+
+    mcfg = rec.model.config
+    alone = [c for c, on in (("code", mcfg.code_loss_weight > 0), ("dense", mcfg.dense_dim > 0)) if on]
+    weighted = {"priors": fit["priors"]["weights"]} if fit.get("priors") else {}
+    results, raw = {}, {}
+    for i, protocol in enumerate(("loo", "cold")):
+        result = zero_shot_eval(rec, folder, protocol, max_users, catalog_set=i > 0, alone=alone, weighted=weighted)
+        results[protocol] = ratio_rows(result)
+        if "priors" in result["per_user"]:  # what the model adds over the priors, on the same users
+            over = ratio_rows(result, reference="priors")
+            results[protocol + " vs priors"] = [r for r in over if r["method"] in ("model", "model[dense]")]
+        raw[protocol] = {k: v for k, v in result.items() if k != "per_user"}
+    return results, raw
+
+
 def format_table(results: dict, stats: dict, fit: dict) -> str:
     lines = [f"pretraining: {stats['seconds']:.0f} s, {stats['tokens_seen']} tokens, {stats['tokens_per_s']:.0f} tokens/s",
              f"score weights: {fit.get('weights')} (fitted on {fit.get('dataset')}, NDCG@10 {fit.get('ndcg')})"
@@ -117,7 +136,6 @@ def main() -> int:
     from recgpt.data.corpus import prepared_folder
     from recgpt.predict import Recommender
     from recgpt.predict.hybrid import fit_and_store
-    from recgpt.predict.transfer import ratio_rows, zero_shot_eval
 
     held = args.domain
     fit_domains = (args.fit_domain or FIT_DOMAIN[held]).split(",")
@@ -154,19 +172,7 @@ def main() -> int:
         rec.model.save_pretrained(str(run_dir / "best"))  # from_pretrained now scores with the fitted weights
         print(f"score weights {fit['weights']} on {fit['dataset']}: NDCG@10 {fit['ndcg']}; single components "
               f"{fit['single_components']}", flush=True)
-    mcfg = rec.model.config  # rows of the model's own components alone, beside the fitted hybrid
-    alone = [c for c, on in (("code", mcfg.code_loss_weight > 0), ("dense", mcfg.dense_dim > 0)) if on]
-    weighted = {"priors": fit["priors"]["weights"]} if fit.get("priors") else {}
-    folder = prepared_folder(held, cfg.data)  # the first time anything of D is read
-    results, raw = {}, {}
-    for i, protocol in enumerate(("loo", "cold")):
-        result = zero_shot_eval(rec, folder, protocol, args.max_users, catalog_set=i > 0, alone=alone,
-                                weighted=weighted)
-        results[protocol] = ratio_rows(result)
-        if "priors" in result["per_user"]:  # what the model adds over the priors, on the same users
-            over = ratio_rows(result, reference="priors")
-            results[protocol + " vs priors"] = [r for r in over if r["method"] in ("model", "model[dense]")]
-        raw[protocol] = {k: v for k, v in result.items() if k != "per_user"}
+    results, raw = score_held_out(rec, prepared_folder(held, cfg.data), fit, args.max_users)
     table = format_table(results, stats, fit)
     out = root / "results" / (args.name + ("" if fit_domains == [FIT_DOMAIN[held]] else "-fit-" + "+".join(fit_domains)))
     out.mkdir(parents=True, exist_ok=True)
