@@ -11,6 +11,10 @@ interval over users; plus pretraining time and tokens/s.
 
 Corpus and tokenizer are shared by the variants of one (D, sources) pair (<out>/<D>/<sources>/); each variant
 is a run <out>/<D>/<sources>/ckpt/<name>, its checkpoint chosen by zero-shot NDCG@10 on the fit domain.
+`--pretrained <out>/<D'>/<sources>` reuses the corpus, tokenizer and pretrained steps of another held-out
+domain's run when its sources leave out D and the fit domains too: the run folder for D then holds links to
+those steps, and only checkpoint selection, the weight fit and the evaluation run for D. The row `priors` is
+the same fit with the model's components (code, dense) at 0: what the label-free priors give without the model.
 """
 import argparse
 import json
@@ -49,15 +53,63 @@ def pretrain_once(run_dir: Path, cfg) -> dict:
     return stats
 
 
+def link_pretraining(pretrained: Path, root: Path, name: str, sources: list, excluded: set) -> tuple:
+    """(corpus dir, tokenizer dir) of an earlier pretraining under `pretrained`; its step folders and stats
+    are linked into root/ckpt/<name> (selection and export write there, never into the shared run)."""
+    import shutil
+
+    from recgpt.train import checkpoint as ckpt
+
+    shared_run = pretrained / "ckpt" / name
+    manifest = pretrained / "corpus" / "manifest.json"
+    if not (shared_run / "pretrain_stats.json").is_file() or not manifest.is_file():
+        raise SystemExit(f"zero_shot: --pretrained {pretrained}: no corpus manifest or finished run {shared_run}")
+    saved = [d["name"] for d in json.loads(manifest.read_text())["datasets"]]
+    if saved != sources or set(saved) & excluded:
+        raise SystemExit(f"zero_shot: --pretrained {pretrained} was not pretrained on exactly --sources "
+                         f"{','.join(sources)} without {', '.join(sorted(excluded))}")
+    run = root / "ckpt" / name
+    run.mkdir(parents=True, exist_ok=True)
+    for step in sorted(shared_run.iterdir()):
+        if ckpt.STEP_DIR.match(step.name) and not (run / step.name).exists():
+            (run / step.name).symlink_to(step.resolve(), target_is_directory=True)
+    for file in ("pretrain_stats.json", "config.yaml"):
+        shutil.copy2(shared_run / file, run / file)
+    return pretrained / "corpus", pretrained / "tokenizer"
+
+
+def score_held_out(rec, folder, fit: dict, max_users: int) -> tuple[dict, dict]:
+    """(table rows, raw results) per protocol on the held-out domain's folder (the first read of anything of
+    it): the fitted hybrid, the model's own components alone, the priors row and the baselines."""
+    from recgpt.predict.transfer import ratio_rows, zero_shot_eval
+
+    mcfg = rec.model.config
+    alone = [c for c, on in (("code", mcfg.code_loss_weight > 0), ("dense", mcfg.dense_dim > 0)) if on]
+    weighted = {"priors": fit["priors"]["weights"]} if fit.get("priors") else {}
+    results, raw = {}, {}
+    for i, protocol in enumerate(("loo", "cold")):
+        result = zero_shot_eval(rec, folder, protocol, max_users, catalog_set=i > 0, alone=alone, weighted=weighted)
+        results[protocol] = ratio_rows(result)
+        if "priors" in result["per_user"]:  # what the model adds over the priors, on the same users
+            over = ratio_rows(result, reference="priors")
+            results[protocol + " vs priors"] = [r for r in over if r["method"] in ("model", "model[dense]")]
+        raw[protocol] = {k: v for k, v in result.items() if k != "per_user"}
+    return results, raw
+
+
 def format_table(results: dict, stats: dict, fit: dict) -> str:
     lines = [f"pretraining: {stats['seconds']:.0f} s, {stats['tokens_seen']} tokens, {stats['tokens_per_s']:.0f} tokens/s",
              f"score weights: {fit.get('weights')} (fitted on {fit.get('dataset')}, NDCG@10 {fit.get('ndcg')})"
-             if fit else "score weights: model default", "",
+             if fit else "score weights: model default",
+             *([f"priors weights: {fit['priors']['weights']} (same fit, model components at 0; NDCG@10 "
+                f"{fit['priors']['ndcg']})"] if fit.get("priors") else []), "",
              "| protocol | method | HR@10 | NDCG@10 | NDCG / content kNN [95% CI] |", "|---|---|---|---|---|"]
     for protocol, rows in results.items():
         for r in rows:
             lines.append(f"| {protocol} | {r['method']} | {r['HR@10']:.4f} | {r['NDCG@10']:.4f} | "
                          f"{r['ratio']:.3f} [{r['lo']:.3f}, {r['hi']:.3f}] |")
+    if any(p.endswith(" vs priors") for p in results):
+        lines += ["", "Rows `<protocol> vs priors`: the ratio column is NDCG / priors (the same fit without the model)."]
     return "\n".join(lines) + "\n"
 
 
@@ -72,6 +124,7 @@ def main() -> int:
     parser.add_argument("--fit", default="", help="components to weigh on the fit domain: code,dense,knn,pop")
     parser.add_argument("--name", default="default", help="variant name (run folder)")
     parser.add_argument("--out", default="outputs/zero_shot")
+    parser.add_argument("--pretrained", help="reuse <out>/<other domain>/<sources> (corpus, tokenizer, run --name)")
     parser.add_argument("--max-users", type=int, default=2000, help="seeded users of D per protocol")
     parser.add_argument("--fit-users", type=int, default=1000)
     parser.add_argument("overrides", nargs="*")
@@ -83,7 +136,6 @@ def main() -> int:
     from recgpt.data.corpus import prepared_folder
     from recgpt.predict import Recommender
     from recgpt.predict.hybrid import fit_and_store
-    from recgpt.predict.transfer import ratio_rows, zero_shot_eval
 
     held = args.domain
     fit_domains = (args.fit_domain or FIT_DOMAIN[held]).split(",")
@@ -92,8 +144,12 @@ def main() -> int:
     if set(sources) & {held, *fit_domains} or held in fit_domains:
         raise SystemExit(f"zero_shot: --sources and --fit-domain must leave out {held}, --sources the fit domains")
     root = Path(args.out) / held / "+".join(sources)
-    paths = [f"data.datasets=[{','.join(sources)}]", f"data.corpus_dir={root}/corpus",
-             f"tokenizer.output_dir={root}/tokenizer", f"run.output_root={root}/ckpt", f"run.name={args.name}",
+    corpus_dir, tokenizer_dir = root / "corpus", root / "tokenizer"
+    if args.pretrained:
+        corpus_dir, tokenizer_dir = link_pretraining(Path(args.pretrained), root, args.name, sources,
+                                                     {held, *fit_domains})
+    paths = [f"data.datasets=[{','.join(sources)}]", f"data.corpus_dir={corpus_dir}",
+             f"tokenizer.output_dir={tokenizer_dir}", f"run.output_root={root}/ckpt", f"run.name={args.name}",
              "eval.select_by=zero_shot", f"eval.zero_shot_domain={fit_domain}"]
     argv = ["--config", args.config, *args.overrides, *paths]
     cfg = load_config(args.config, [*args.overrides, *paths])
@@ -116,21 +172,14 @@ def main() -> int:
         rec.model.save_pretrained(str(run_dir / "best"))  # from_pretrained now scores with the fitted weights
         print(f"score weights {fit['weights']} on {fit['dataset']}: NDCG@10 {fit['ndcg']}; single components "
               f"{fit['single_components']}", flush=True)
-    mcfg = rec.model.config  # rows of the model's own components alone, beside the fitted hybrid
-    alone = [c for c, on in (("code", mcfg.code_loss_weight > 0), ("dense", mcfg.dense_dim > 0)) if on]
-    folder = prepared_folder(held, cfg.data)  # the first time anything of D is read
-    results, raw = {}, {}
-    for i, protocol in enumerate(("loo", "cold")):
-        result = zero_shot_eval(rec, folder, protocol, args.max_users, catalog_set=i > 0, alone=alone)
-        results[protocol] = ratio_rows(result)
-        raw[protocol] = {k: v for k, v in result.items() if k != "per_user"}
+    results, raw = score_held_out(rec, prepared_folder(held, cfg.data), fit, args.max_users)
     table = format_table(results, stats, fit)
     out = root / "results" / (args.name + ("" if fit_domains == [FIT_DOMAIN[held]] else "-fit-" + "+".join(fit_domains)))
     out.mkdir(parents=True, exist_ok=True)
     (out / "zero_shot.md").write_text(f"# zero-shot on {held} (variant {args.name})\n\n{table}")
     (out / "zero_shot.json").write_text(json.dumps({
         "domain": held, "fit_domains": fit_domains, "sources": sources, "variant": args.name,
-        "overrides": args.overrides, "pretrain": stats, "fit": {k: v for k, v in fit.items() if k != "table"},
+        "overrides": args.overrides, "pretrained": args.pretrained, "pretrain": stats, "fit": {k: v for k, v in fit.items() if k != "table"},
         "tables": results, "results": raw}, indent=2))
     print(table)
     return 0

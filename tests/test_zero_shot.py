@@ -66,6 +66,66 @@ def test_query_skip_starts_as_last_item_knn_and_matches_the_loop(ml100k_catalog,
         model.dense_scores(state, catalog_emb[:40])
 
 
+def test_query_pool_starts_as_last_item_knn_and_matches_the_loop(tmp_path, ml100k_catalog, catalog_emb,
+                                                                  ml100k_histories):
+    """dense_query_pool: untrained (zero recency prior and attention) the pooled query is the last item's text;
+    with moved parameters the batched scores equal the loop, the scorer feeds the last K items newest first
+    (zero rows past a short history) and the parameters survive save_pretrained."""
+    from recgpt.model.dense import recent_texts
+
+    torch.manual_seed(0)
+    config = ItemCodeDecoderConfig(slot_vocab_sizes=ml100k_catalog.slot_vocab_sizes, n_layers=1, d_model=32,
+                                   n_heads=4, d_ff=64, dropout=0.0, max_items=20, dense_dim=catalog_emb.shape[1],
+                                   dense_query_skip=True, dense_query_pool=3, score_weights={"dense": 1.0})
+    model = ItemCodeDecoder(config).eval()
+    state = torch.randn(3, ml100k_catalog.codes.shape[1], 32)
+    recent = catalog_emb[torch.tensor([[3, 9, 11], [50, 60, 0], [700, 0, 0]])]
+    recent = recent * torch.tensor([[1, 1, 1], [1, 1, 0], [1, 0, 0.0]])[..., None]  # short histories: zero rows
+    unit = torch.nn.functional.normalize(catalog_emb, dim=-1)
+    with torch.no_grad():
+        assert torch.allclose(model.dense_scores(state, catalog_emb, recent), unit[[3, 50, 700]] @ unit.t(), atol=1e-5)
+        head = model.dense_head
+        for p in [*head.query.parameters(), *head.tower[-1].parameters(), head.recency, head.attention]:
+            torch.nn.init.normal_(p, std=0.3)
+        fast = model.dense_scores(state, catalog_emb[:40], recent)
+        slow = reference_dense_scores(head, state, catalog_emb[:40], recent)
+        assert torch.allclose(fast, slow, atol=1e-5)
+        catalog = ml100k_catalog.__class__.from_codes(ml100k_catalog.item_ids, ml100k_catalog.codes,
+                                                      ml100k_catalog.slot_vocab_sizes, catalog_emb)
+        histories = [ml100k_histories[0][:5], ml100k_histories[1][:2]]
+        rec = Recommender(model, catalog=catalog)
+        got = rec.scorer.components(histories, rec.scorer.state(histories), ["dense"])["dense"]
+        want = torch.zeros(2, 3, catalog_emb.shape[1])
+        for i, h in enumerate(histories):
+            newest = list(h[::-1][:3])
+            want[i, : len(newest)] = catalog_emb[newest]
+        assert torch.allclose(got, model.dense_scores(rec.scorer.state(histories), catalog_emb, want), atol=1e-5)
+    model.save_pretrained(tmp_path / "m")
+    loaded = ItemCodeDecoder.from_pretrained(str(tmp_path / "m"))
+    assert loaded.config.dense_query_pool == 3 and torch.equal(loaded.dense_head.recency, head.recency)
+    # dense_query_state=false: content only, the decoder state does not enter the query
+    head.use_state = False
+    with torch.no_grad():
+        fast = model.dense_scores(state, catalog_emb[:40], recent)
+        assert torch.allclose(fast, reference_dense_scores(head, state, catalog_emb[:40], recent), atol=1e-5)
+        assert torch.allclose(fast, model.dense_scores(torch.randn_like(state), catalog_emb[:40], recent), atol=1e-6)
+    head.use_tower = False  # dense_item_tower=false: items are their unit texts
+    with torch.no_grad():
+        fast = model.dense_scores(state, catalog_emb[:40], recent)
+        assert torch.allclose(fast, reference_dense_scores(head, state, catalog_emb[:40], recent), atol=1e-5)
+        assert torch.allclose(fast, head.queries(state, recent) @ unit[:40].t(), atol=1e-5)
+    with pytest.raises(ValueError, match="dense_query_state"):
+        ItemCodeDecoderConfig(slot_vocab_sizes=[8], dense_dim=4, dense_query_state=False)
+    # training inputs: position t holds its own text, then t-1, t-2 of the same segment, zero before it starts
+    emb = torch.randn(1, 5, 4)
+    item_pos = torch.tensor([[0, 1, 2, 0, 1]])
+    out = recent_texts(emb, item_pos, 3)
+    for t in range(5):
+        for k in range(3):
+            want = emb[0, t - k] if item_pos[0, t] >= k else torch.zeros(4)
+            assert torch.equal(out[0, t, k], want)
+
+
 def test_infonce_counts_an_item_once_and_matches_hand_softmax(ml100k_catalog, catalog_emb):
     head = dense_decoder(ml100k_catalog.slot_vocab_sizes, catalog_emb.shape[1]).dense_head
     states = torch.randn(4, ml100k_catalog.codes.shape[1], 32)
@@ -76,6 +136,41 @@ def test_infonce_counts_an_item_once_and_matches_hand_softmax(ml100k_catalog, ca
         logits = head.queries(states) @ head.items(cands).t() / head.temperature
         want = -torch.log_softmax(logits, dim=1)[torch.arange(4), torch.tensor([1, 2, 1, 0])].sum()
     assert float(got) == pytest.approx(float(want), rel=1e-5)
+
+
+def test_infonce_same_dataset_candidates_and_catalog_negatives_match_a_loop(ml100k_catalog, catalog_emb):
+    """same_dataset: a query's softmax runs over the distinct targets and sampled negatives of its own dataset
+    only; a negative equal to a target is that one candidate; the same text in two datasets is two items."""
+    import torch.nn.functional as F
+
+    head = dense_decoder(ml100k_catalog.slot_vocab_sizes, catalog_emb.shape[1]).dense_head
+    states = torch.randn(5, ml100k_catalog.codes.shape[1], 32)
+    targets, groups = catalog_emb[[5, 9, 5, 2, 5]], torch.tensor([0, 0, 0, 1, 1])
+    negatives, negative_groups = catalog_emb[[9, 30, 31, 5]], torch.tensor([0, 0, 1, 1])
+    with torch.no_grad():
+        got = head.infonce_sum(states, targets, None, groups, negatives, negative_groups)
+        mixed = head.infonce_sum(states, targets, None, None, negatives, None)
+        queries = head.queries(states)
+        want = want_mixed = 0.0
+        pool = {(i, g) for i, g in zip([5, 9, 5, 2, 5, 9, 30, 31, 5], [0, 0, 0, 1, 1, 0, 0, 1, 1])}
+        for m, (item, group) in enumerate(zip([5, 9, 5, 2, 5], groups.tolist())):
+            own = sorted(i for i, g in pool if g == group)  # (5, 9, 30) for dataset 0, (2, 5, 31) for 1
+            logits = queries[m] @ head.items(catalog_emb[own]).t() / head.temperature
+            want += float(-F.log_softmax(logits, 0)[own.index(item)])
+            every = sorted({i for i, _ in pool})  # without groups: every distinct item once
+            logits = queries[m] @ head.items(catalog_emb[every]).t() / head.temperature
+            want_mixed += float(-F.log_softmax(logits, 0)[every.index(item)])
+    assert float(got) == pytest.approx(want, rel=1e-5) and float(mixed) == pytest.approx(want_mixed, rel=1e-5)
+    # in_batch=False (dense_negatives=catalog): own target + the sampled items of its dataset, no other target
+    with torch.no_grad():
+        got = head.infonce_sum(states, targets, None, groups, negatives, negative_groups, in_batch=False)
+        want = 0.0
+        extras = {(i, g) for i, g in zip([9, 30, 31, 5], [0, 0, 1, 1])}
+        for m, (item, group) in enumerate(zip([5, 9, 5, 2, 5], groups.tolist())):
+            own = sorted({item} | {i for i, g in extras if g == group})
+            logits = queries[m] @ head.items(catalog_emb[own]).t() / head.temperature
+            want += float(-F.log_softmax(logits, 0)[own.index(item)])
+    assert float(got) == pytest.approx(want, rel=1e-5)
 
 
 def test_dense_objective_trains_the_head(ml100k_catalog, catalog_emb):
@@ -186,6 +281,36 @@ def test_catalog_from_a_folder_without_interactions(tmp_path, prepared_dir, expo
         zero_shot_eval(rec, folder, "loo", catalog_set=True)
 
 
+def test_priors_row_is_the_fit_without_the_model(prepared_dir, exported_model, embed_config):
+    """The `priors` row: the best grid point of the same fit with the model's components at 0, scored on the
+    domain exactly as the hybrid with its model weight forced to 0 and as knn + pop combined by hand."""
+    from recgpt.data import load_prepared
+    from recgpt.predict.hybrid import fit_and_store, ndcg_at_k
+    from recgpt.predict.protocols import build_test_cases
+    from recgpt.predict.transfer import read_interactions
+
+    folder = prepared_dir("ml-100k")
+    rec = Recommender.from_pretrained(exported_model, embed_cfg=embed_config)
+    fit = fit_and_store(rec, load_prepared(folder), ["code", "knn", "pop"], max_users=80, step=0.25)
+    priors = fit["priors"]
+    assert set(priors["weights"]) == {"knn", "pop"} and sum(priors["weights"].values()) == pytest.approx(1.0)
+    model_free = [r["relative"] for r in fit["table"] if r["weights"]["code"] == 0]
+    assert len(model_free) == 5 and priors["relative"] == max(model_free) <= fit["relative"]
+    forced = {**fit["weights"], **priors["weights"], "code": 0.0}
+    result = zero_shot_eval(rec, folder, "loo", 80, weighted={"priors": priors["weights"], "forced": forced})
+    assert rec.model.config.score_weights == fit["weights"]  # the stored hybrid is left as it was
+    cases = build_test_cases(read_interactions(folder), rec.catalog, "loo", 1, 0, 80)
+    parts = {"knn": baselines.content_knn_scores(cases.histories, rec.catalog.text_emb),
+             "pop": torch.zeros(rec.catalog.n_items)}
+    for h in cases.histories:
+        parts["pop"].index_add_(0, torch.as_tensor(h), torch.ones(len(h)))
+    parts["pop"] = torch.log1p(parts["pop"])[None].expand(len(cases.histories), -1)
+    by_hand = ndcg_at_k(combine(parts, priors["weights"]), [t[0] for t in cases.targets], cases.histories, 10)
+    got = result["per_user"]["priors"]["NDCG"]
+    assert np.array_equal(got, result["per_user"]["forced"]["NDCG"])
+    assert got.mean() == pytest.approx(by_hand, abs=1e-6)
+
+
 @pytest.mark.slow
 def test_eval_selects_checkpoints_by_zero_shot_ndcg(tiny_run, tiny_train_cfg, tokenizer_cache_dir, tmp_path):
     """eval.select_by=zero_shot: every checkpoint is scored zero-shot on a held-out source domain (real Steam
@@ -230,6 +355,30 @@ def test_dense_pretraining_on_the_real_tiny_corpus(tiny_train_cfg, tiny_tokenize
     assert math.isfinite(summary["loss"]) and math.isfinite(summary["heldout_loss"])
     meta = json.loads((next(Path(summary["run_dir"]).glob("step-*")) / "meta.json").read_text())
     assert meta["model_config"]["dense_dim"] == inputs.text_emb.shape[1] and meta["model_config"]["center_text"]
+
+
+def test_save_initial_keeps_the_untrained_state_as_a_selection_candidate(tiny_train_cfg, tiny_tokenizer):
+    """train.save_initial: step 0 is saved before the first update (untrained: the skip query's learned part
+    and the tower's last layer are still zero), beside the trained steps, so zero-shot selection can pick it;
+    the pooled query and the same-dataset objective with catalog negatives train through the real trainer."""
+    import math
+
+    from recgpt.evaluate import load_checkpoint_model
+    from recgpt.train import checkpoint as ckpt
+    from recgpt.train.trainer import pretrain
+
+    cfg = tiny_train_cfg("model.dense_head=true", "model.use_text=true", "model.code_loss_weight=0",
+                         "model.dense_query_skip=true", "model.dense_query_pool=3", "model.dense_negatives=same_dataset",
+                         "model.dense_catalog_negatives=64", f"train.text_embeddings_dir={tiny_tokenizer.parent / 'embeddings'}",
+                         "train.save_initial=true", "train.max_steps=3", "train.eval_every=3", "train.save_every=3")
+    summary = pretrain(cfg)
+    assert math.isfinite(summary["loss"])
+    complete, _ = ckpt.list_checkpoints(summary["run_dir"])
+    assert [p.name for p in complete] == ["step-00000000", "step-00000003"]
+    first, last = (load_checkpoint_model(p, ckpt.read_meta(p)).dense_head for p in complete)
+    assert not first.query.weight.any() and not first.tower[-1].weight.any()
+    assert last.query.weight.abs().sum() > 0 and last.tower[-1].weight.abs().sum() > 0
+    assert not first.recency.any() and last.recency.abs().sum() > 0 and last.attention != 0
 
 
 def test_cpu_recipe_loads():

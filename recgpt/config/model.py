@@ -25,6 +25,19 @@ class ModelConfig:
     # the dense query adds the query item's own unit text embedding to a zero-initialised learned part: the
     # untrained head is content kNN on the last item, training learns the correction (recgpt.model.dense)
     dense_query_skip: bool = False
+    # InfoNCE candidates: in_batch (every distinct target of the micro-batch) or same_dataset (a query's
+    # candidates are the targets of its own source dataset only: cross-domain negatives teach domain identity,
+    # not ranking inside a catalog); dense_catalog_negatives adds that many items drawn uniformly from the
+    # corpus per micro-batch (with same_dataset, each query sees those of its own dataset); catalog: a query's
+    # candidates are its own target and those uniform items of its dataset only (no popularity-sampled targets)
+    # pool the query's text over the user's last dense_query_pool items (needs dense_query_skip): weights =
+    # [the query item] + a learned recency prior + a learned content attention, both zero-initialised, so
+    # the untrained query is still the last item's text (recgpt.model.dense); 0 / 1: the last item only
+    dense_query_pool: int = 0
+    dense_query_state: bool = True  # false (needs dense_query_skip): no learned W . state term, content only
+    dense_item_tower: bool = True  # false: catalog items are their unit text embeddings (no learned tower)
+    dense_negatives: str = "in_batch"
+    dense_catalog_negatives: int = 0
     center_text: bool = False  # center text embeddings on their own dataset's / catalog's mean (label-free)
     # Geometry-aware codes (FSQ tokenizers; recgpt.model.grid): a code's input embedding from its grid
     # coordinates (fsq_grid, + a zero-initialised per-code residual when code_residual), and a head with one
@@ -50,6 +63,16 @@ class ModelConfig:
         check(self.code_head in ("full", "factorized"), "model.code_head", f"full|factorized, got {self.code_head!r}")
         check(self.head == "parallel" or (self.code_embedding, self.code_head) == ("lookup", "full"), "model.head",
               "code_embedding=fsq_grid / code_head=factorized are implemented for head=parallel")
+        check(self.dense_negatives in ("in_batch", "same_dataset", "catalog"), "model.dense_negatives",
+              f"in_batch|same_dataset|catalog, got {self.dense_negatives!r}")
+        check(self.dense_query_pool <= 1 or self.dense_query_skip, "model.dense_query_pool",
+              "needs model.dense_query_skip=true")
+        check(self.dense_query_state or self.dense_query_skip, "model.dense_query_state",
+              "false needs model.dense_query_skip=true (the query would be empty)")
+        check(self.dense_negatives != "catalog" or self.dense_catalog_negatives > 0, "model.dense_negatives",
+              "catalog needs model.dense_catalog_negatives > 0")
+        check(self.dense_catalog_negatives >= 0, "model.dense_catalog_negatives",
+              f"must be >= 0, got {self.dense_catalog_negatives}")
         check(self.dense_temperature > 0, "model.dense_temperature", f"must be > 0, got {self.dense_temperature}")
         check(self.code_loss_weight >= 0 and self.dense_loss_weight >= 0, "model.code_loss_weight",
               "loss weights must be >= 0")

@@ -25,6 +25,9 @@ class TrainConfig:
     eval_max_batches: int = 0  # cap on held-out micro-batches per periodic eval; 0 = the whole split
     save_every: int = 200
     keep_last: int = 3
+    # also save the untrained state as step 0, so checkpoint selection (eval.select_by=zero_shot) can prefer
+    # not training at all when training transfers worse (it counts toward keep_last)
+    save_initial: bool = False
     resume: bool = True  # continue from the newest complete checkpoint of the run, if any
     log_every: int = 10
     trackers: list[str] = field(default_factory=lambda: ["jsonl"])  # jsonl, tensorboard, wandb

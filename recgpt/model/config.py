@@ -30,6 +30,13 @@ class ItemCodeDecoderConfig(PretrainedConfig):
       dense_dim: width of the dense head's predicted text embedding (0 = no dense head; recgpt.model.dense).
       dense_temperature, dense_loss_weight, code_loss_weight: the dense head's InfoNCE temperature; training loss =
         code_loss_weight * code cross-entropy + dense_loss_weight * InfoNCE (both per target token).
+      dense_query_pool: with dense_query_skip, the skip is a weighted sum of the last dense_query_pool items'
+        unit texts (the query item's weight 1 + learned recency prior + learned content attention, both starting
+        at 0): an untrained head is still content kNN on the last item.
+      dense_query_state: false drops the learned W . state term: the query is the (pooled) content alone.
+      dense_item_tower: false scores catalog items by their unit text embeddings (the tower is left out).
+      dense_negatives: InfoNCE candidates, in_batch, same_dataset (only the query's own source dataset's) or
+        catalog (the query's own target and uniformly sampled items of its dataset only).
       dense_query_skip: the dense query is normalize(unit text of the query item + W . state), W starting at
         zero: an untrained dense head ranks by cosine to the last item's text and training learns the correction.
       center_text: text embeddings are centered on their own dataset's / catalog's mean before use (label-free).
@@ -70,6 +77,10 @@ class ItemCodeDecoderConfig(PretrainedConfig):
         code_loss_weight: float = 1.0,
         center_text: bool = False,
         dense_query_skip: bool = False,
+        dense_negatives: str = "in_batch",
+        dense_query_pool: int = 0,
+        dense_query_state: bool = True,
+        dense_item_tower: bool = True,
         score_weights: Optional[dict] = None,
         slot_levels: Optional[Sequence[Sequence[int]]] = None,
         code_embedding: str = "lookup",
@@ -97,6 +108,10 @@ class ItemCodeDecoderConfig(PretrainedConfig):
         self.code_loss_weight = float(code_loss_weight)
         self.center_text = bool(center_text)
         self.dense_query_skip = bool(dense_query_skip)
+        self.dense_negatives = dense_negatives
+        self.dense_query_pool = int(dense_query_pool)
+        self.dense_query_state = bool(dense_query_state)
+        self.dense_item_tower = bool(dense_item_tower)
         self.score_weights = {str(k): float(v) for k, v in score_weights.items()} if score_weights else None
         self.slot_levels = slot_levels_of(self.slot_vocab_sizes, slot_levels)
         self.code_embedding = code_embedding
@@ -124,6 +139,10 @@ class ItemCodeDecoderConfig(PretrainedConfig):
         need(self.text_dim >= 0, "text_dim", f"must be >= 0, got {self.text_dim}")
         need(self.max_items >= 1, "max_items", f"must be >= 1, got {self.max_items}")
         need(self.dense_dim >= 0, "dense_dim", f"must be >= 0, got {self.dense_dim}")
+        need(self.dense_query_state or self.dense_query_skip, "dense_query_state", "false needs dense_query_skip")
+        need(self.dense_query_pool <= 1 or self.dense_query_skip, "dense_query_pool", "needs dense_query_skip")
+        need(self.dense_negatives in ("in_batch", "same_dataset", "catalog"), "dense_negatives",
+             f"in_batch|same_dataset|catalog, got {self.dense_negatives!r}")
         need(self.dense_temperature > 0, "dense_temperature", f"must be > 0, got {self.dense_temperature}")
         need(self.code_loss_weight >= 0 and self.dense_loss_weight >= 0
              and (self.code_loss_weight > 0 or (self.dense_dim > 0 and self.dense_loss_weight > 0)),
@@ -188,6 +207,10 @@ class ItemCodeDecoderConfig(PretrainedConfig):
             code_loss_weight=model_cfg.code_loss_weight,
             center_text=model_cfg.center_text,
             dense_query_skip=model_cfg.dense_query_skip,
+            dense_negatives=model_cfg.dense_negatives,
+            dense_query_pool=model_cfg.dense_query_pool,
+            dense_query_state=model_cfg.dense_query_state,
+            dense_item_tower=model_cfg.dense_item_tower,
             slot_levels=slot_levels,
             code_embedding=model_cfg.code_embedding,
             code_residual=model_cfg.code_residual,

@@ -2,13 +2,17 @@
 
 query(state) = normalize(W . mean over slots of the item's L states)          [B, D]
                (query_skip: normalize(normalize(e_last) + W . mean state), W starting at zero, so an
-               untrained query is the last item's own text embedding: content kNN on the last item)
+               untrained query is the last item's own text embedding: content kNN on the last item;
+               query_pool K: normalize(sum_k a_k normalize(e_k) + W . mean state) over the last K items,
+               a_k = [k = 0] + r_k + c * cos(e_0, e_k), recency prior r and attention scale c starting at
+               zero: still last-item kNN untrained, and the pooled part is content only)
 tower(e)     = normalize(u + MLP(u)), u = normalize(e)  (shared by every item) [N, D]
 score(b, n)  = query_b . tower(e_n) / temperature
 
 The tower's last layer starts at zero, so an untrained tower is the identity on unit text embeddings and
 an item never seen in pretraining is scored through its text alone. Trained with InfoNCE over the distinct
-target items of the micro-batch (sampled softmax: the other targets are the negatives).
+target items of the micro-batch (sampled softmax: the other targets are the negatives), optionally plus
+items drawn uniformly from the catalog, and optionally only those of the query's own source dataset.
 """
 import torch
 import torch.nn.functional as F
@@ -22,6 +26,12 @@ class DenseHead(nn.Module):
         self.temperature = float(config.dense_temperature)
         self.query = nn.Linear(d, dim)
         self.query_skip = bool(getattr(config, "dense_query_skip", False))
+        self.pool = int(getattr(config, "dense_query_pool", 0) or 0)
+        self.use_state = bool(getattr(config, "dense_query_state", True))
+        self.use_tower = bool(getattr(config, "dense_item_tower", True))
+        if self.pool > 1:
+            self.recency = nn.Parameter(torch.zeros(self.pool))  # learned recency prior per age
+            self.attention = nn.Parameter(torch.zeros(()))  # learned weight of similarity to the query item
         self.tower = nn.Sequential(nn.Linear(dim, dim), nn.GELU(), nn.Linear(dim, dim))
 
     def zero_tower_output(self) -> None:
@@ -30,20 +40,45 @@ class DenseHead(nn.Module):
         if self.query_skip:  # the learned part of the query starts at zero beside the skip
             nn.init.zeros_(self.query.weight)
             nn.init.zeros_(self.query.bias)
+        if self.pool > 1:
+            nn.init.zeros_(self.recency)
+            nn.init.zeros_(self.attention)
+
+    def skip_text(self, own_text: torch.Tensor, pooled: bool) -> torch.Tensor:
+        """The content part of the query: the query item's unit text (own_text [..., D]), or with query_pool
+        the weighted sum over own_text [..., K, D] (`pooled`: row 0 the query item, row k the k-th item
+        before it, zero rows none)."""
+        units = F.normalize(own_text.float(), dim=-1)
+        if not pooled:
+            return units
+        if self.pool <= 1:
+            return units[..., 0, :]
+        k = min(units.shape[-2], self.pool)
+        units = units[..., :k, :]
+        similarity = (units * units[..., :1, :]).sum(-1)  # [..., K] cosine to the query item
+        first = torch.zeros(k, device=units.device)
+        first[0] = 1.0
+        weights = first + self.recency[:k].float() + self.attention.float() * similarity
+        return (weights[..., None] * units).sum(-2)
 
     def queries(self, item_states: torch.Tensor, own_text=None) -> torch.Tensor:
-        """[..., L, d] states of an item (and, with query_skip, its own text embedding [..., D]) -> [..., D]
-        unit query for its next item."""
+        """[..., L, d] states of an item (and, with query_skip, its own text embedding [..., D] or, for
+        query_pool, the texts of the last items [..., K, D], the item itself first) -> [..., D] unit query
+        for its next item."""
         learned = self.query(item_states.mean(dim=-2)).float()
+        if not self.use_state:  # content only: the learned state term is left out
+            learned = torch.zeros_like(learned)
         if self.query_skip:
             if own_text is None:
                 raise ValueError("a dense head with query_skip needs the query item's own text embedding")
-            learned = learned + F.normalize(own_text.float(), dim=-1)
+            learned = learned + self.skip_text(own_text, own_text.dim() == item_states.dim())
         return F.normalize(learned, dim=-1)
 
     def items(self, text_emb: torch.Tensor) -> torch.Tensor:
         """[N, D] text embeddings -> [N, D] unit item vectors through the shared tower."""
         unit = F.normalize(text_emb.float(), dim=-1)
+        if not self.use_tower:  # items stay where the text encoder put them
+            return unit
         return F.normalize(unit + self.tower(unit.to(self.query.weight.dtype)).float(), dim=-1)
 
     def scores(self, item_states: torch.Tensor, text_emb: torch.Tensor, own_text=None, chunk: int = 8192) -> torch.Tensor:
@@ -51,12 +86,40 @@ class DenseHead(nn.Module):
         q = self.queries(item_states, own_text)
         return torch.cat([q @ self.items(text_emb[i:i + chunk]).t() for i in range(0, len(text_emb), chunk)], dim=1)
 
-    def infonce_sum(self, item_states: torch.Tensor, target_emb: torch.Tensor, own_text=None) -> torch.Tensor:
+    def infonce_sum(self, item_states: torch.Tensor, target_emb: torch.Tensor, own_text=None, target_group=None,
+                    negative_emb=None, negative_group=None, in_batch: bool = True) -> torch.Tensor:
         """Summed InfoNCE of M predictions [M, L, d] against their targets' text embeddings [M, D]; the
-        candidates are the distinct targets (equal embedding rows are one item, never a negative of itself)."""
-        candidates, label = torch.unique(target_emb.float(), dim=0, return_inverse=True)
-        logits = self.queries(item_states, own_text) @ self.items(candidates).t() / self.temperature
+        candidates are the distinct targets (equal embedding rows are one item, never a negative of itself)
+        plus `negative_emb` [K, D] (extra sampled items). With `target_group` (Long[M], the target's source
+        dataset; `negative_group` [K] for the extras) a query's candidates are its own dataset's only.
+        in_batch=False: a query's candidates are its own target and the extras only (no other targets: the
+        batch's targets follow popularity, uniform extras do not)."""
+        emb, group = target_emb.float(), target_group
+        if negative_emb is not None:
+            emb = torch.cat([emb, negative_emb.float()])
+            if group is not None:
+                group = torch.cat([group, negative_group.to(group)])
+        key = emb if group is None else torch.cat([emb, group[:, None].float()], dim=1)
+        candidates, inverse = torch.unique(key, dim=0, return_inverse=True)
+        label = inverse[: len(target_emb)]
+        logits = self.queries(item_states, own_text) @ self.items(candidates[:, : emb.shape[1]]).t() / self.temperature
+        if group is not None:
+            logits = logits.masked_fill(candidates[None, :, -1].long() != target_group[:, None], float("-inf"))
+        if not in_batch:
+            extra = torch.zeros(len(candidates), dtype=torch.bool, device=logits.device)
+            extra[inverse[len(target_emb):]] = True
+            own = torch.arange(len(candidates), device=logits.device)[None] == label[:, None]
+            logits = logits.masked_fill(~(extra[None] | own), float("-inf"))
         return F.cross_entropy(logits, label, reduction="sum")
+
+
+def recent_texts(text_emb: torch.Tensor, item_pos: torch.Tensor, k: int) -> torch.Tensor:
+    """[B, S, D] item texts of packed rows -> [B, S, k, D]: at each position the item's own text, then the
+    texts of the items before it in the same segment (zero where the segment starts)."""
+    width = text_emb.shape[1]
+    shifted = [text_emb] + [F.pad(text_emb, (0, 0, j, 0))[:, :width] * (item_pos >= j)[..., None].to(text_emb)
+                            for j in range(1, k)]
+    return torch.stack(shifted, dim=2)
 
 
 def reference_dense_scores(head: DenseHead, item_states: torch.Tensor, text_emb: torch.Tensor,
@@ -64,12 +127,18 @@ def reference_dense_scores(head: DenseHead, item_states: torch.Tensor, text_emb:
     """Float[B, N], one item at a time: the brute-force loop the batched `scores` is tested against."""
     out = torch.empty(item_states.shape[0], text_emb.shape[0])
     for b in range(item_states.shape[0]):
-        query = head.query(item_states[b].mean(dim=0))
-        if head.query_skip:
+        query = head.query(item_states[b].mean(dim=0)) * float(head.use_state)
+        if head.query_skip and own_text[b].dim() == 1:
             query = query + own_text[b] / own_text[b].norm()
+        elif head.query_skip:  # pooled: row 0 the query item, row k the k-th before it, zero rows absent
+            first = own_text[b][0] / own_text[b][0].norm()
+            for k, row in enumerate(own_text[b][: max(head.pool, 1)]):
+                if row.norm() > 0 and (k == 0 or head.pool > 1):
+                    unit = row / row.norm()
+                    query = query + (float(k == 0) + head.recency[k] + head.attention * (unit @ first)) * unit
         query = F.normalize(query, dim=0)
         for n in range(text_emb.shape[0]):
             unit = F.normalize(text_emb[n].float(), dim=0)
-            vector = F.normalize(unit + head.tower(unit), dim=0)
+            vector = F.normalize(unit + head.tower(unit) * float(head.use_tower), dim=0)
             out[b, n] = float((query * vector).sum())
     return out

@@ -4,7 +4,9 @@ score = sum over components c of w_c * standardize(c), components: code (code lo
 cosine), knn (content kNN cosine, a fixed prior), pop (log popularity among the histories being scored).
 `fit_score_weights` grid-searches the weight simplex for the best NDCG@K (leave-one-out, history excluded) on
 a domain that is neither pretrained on nor reported (or several: `fit_and_store`), and `fit_and_store` writes the winner into
-`model.config.score_weights`, so that `save_pretrained` / `from_pretrained` score the same way.
+`model.config.score_weights`, so that `save_pretrained` / `from_pretrained` score the same way. It also
+returns the best grid point with the model's own components at 0 (`priors`): the same fit, same users, of
+what a user could combine without the model.
 """
 import itertools
 import math
@@ -13,6 +15,8 @@ from typing import Sequence
 import torch
 
 from recgpt.predict.scoring import NEG_INF, standardize, top_k_items, weighted_sum
+
+MODEL_COMPONENTS = ("code", "dense")  # the others (knn, pop) are label-free priors that need no model
 
 
 def simplex_grid(names: Sequence[str], step: float) -> list[dict]:
@@ -78,7 +82,8 @@ def fit_and_store(rec, domains, names: Sequence[str], max_users: int = 1000, k: 
     """Fit the weights on held-out source domains' LOO users (prepared datasets, none of them reported) and
     store them in the model config. With several domains the criterion is the mean over domains of NDCG@k
     relative to that domain's best single component, so that no domain dominates by its scale.
-    Returns {"weights", "ndcg" (per domain), "single_components", "table"}."""
+    Returns {"weights", "ndcg" (per domain), "single_components", "table", "priors" (the best grid point with
+    every model component at 0, its "ndcg" and "relative"; None without a prior among `names`)}."""
     domains = domains if isinstance(domains, (list, tuple)) else [domains]
     tables = {d.name: domain_table(rec, d, names, max_users, k, step, seed) for d in domains}
     grid = [w for w, _ in next(iter(tables.values()))]
@@ -86,8 +91,14 @@ def fit_and_store(rec, domains, names: Sequence[str], max_users: int = 1000, k: 
     relative = [sum(t[i][1] / max(max(singles[d].values()), 1e-12) for d, t in tables.items()) / len(tables)
                 for i in range(len(grid))]
     best = max(range(len(grid)), key=lambda i: (relative[i], -i))
+    model_free = [i for i, w in enumerate(grid) if not any(w.get(c, 0) > 0 for c in MODEL_COMPONENTS)]
+    priors = None
+    if model_free:
+        p = max(model_free, key=lambda i: (relative[i], -i))
+        priors = {"weights": {n: v for n, v in grid[p].items() if n not in MODEL_COMPONENTS},
+                  "ndcg": {d: t[p][1] for d, t in tables.items()}, "relative": relative[p]}
     rec.model.config.score_weights = grid[best]
     rec.use_catalog(rec.catalog)  # the scorer reads the new weights
     return {"weights": grid[best], "ndcg": {d: t[best][1] for d, t in tables.items()}, "relative": relative[best],
-            "single_components": singles, "dataset": ",".join(tables),
+            "single_components": singles, "dataset": ",".join(tables), "priors": priors,
             "table": [{"weights": w, "relative": r} for w, r in zip(grid, relative)]}

@@ -197,6 +197,13 @@ class ItemScorer:
             out["code"] = self.code_scores(state)
         if "dense" in names:
             last = self.catalog_emb[torch.as_tensor([h[-1] for h in histories], device=self.catalog_emb.device)]
+            pool = getattr(self.model.config, "dense_query_pool", 0)
+            if pool > 1:  # [B, K, D]: the last item, then the ones before it; zero rows where the history ends
+                rows = torch.full((len(histories), pool), -1, dtype=torch.long)
+                for i, h in enumerate(histories):
+                    rows[i, : min(pool, len(h))] = torch.as_tensor(list(h[::-1][:pool]))
+                rows = rows.to(self.catalog_emb.device)
+                last = self.catalog_emb[rows.clamp(min=0)] * (rows >= 0)[..., None]
             out["dense"] = self.model.dense_scores(state, self.catalog_emb, last).float()
         if "knn" in names:
             out["knn"] = content_knn_scores(histories, self.catalog_emb.cpu()).to(state.device)

@@ -40,9 +40,11 @@ def read_interactions(folder) -> pd.DataFrame:
 
 
 def zero_shot_eval(rec, folder, protocol: str = "loo", max_users: Optional[int] = 2000, k: int = 10,
-                   seed: int = 0, catalog_set: bool = False, alone: Sequence[str] = ()) -> dict:
+                   seed: int = 0, catalog_set: bool = False, alone: Sequence[str] = (),
+                   weighted: Optional[dict] = None) -> dict:
     """{"methods": {name: {"HR@k", "NDCG@k"}}, "per_user": {name: {...}}, "users": U} for the model, the model
-    scored by each component of `alone` by itself ("model[code]", "model[dense]") and the baselines recency,
+    scored by each component of `alone` by itself ("model[code]", "model[dense]"), by each {row name: score
+    weights} of `weighted` (e.g. the fitted priors without the model's components), and the baselines recency,
     popularity, content_knn and content_knn_centered (kNN on catalog-centered embeddings)."""
     from recgpt.predict.protocols import build_test_cases
 
@@ -56,12 +58,12 @@ def zero_shot_eval(rec, folder, protocol: str = "loo", max_users: Optional[int] 
     recs, _ = rec.recommend_rows(cases.histories, k_list, 1, "exact", allow_history=False, seed=seed)
     lists = {"model": recs}
     config, stored = rec.model.config, rec.model.config.score_weights
-    try:  # the model's own components without the priors: what the model itself brings
-        for name in alone:
-            config.score_weights = {name: 1.0}
+    rows = {**{f"model[{name}]": {name: 1.0} for name in alone}, **(weighted or {})}
+    try:  # the model's own components without the priors, the priors without the model: what each brings
+        for row, weights in rows.items():
+            config.score_weights = dict(weights)
             rec.use_catalog(catalog)
-            lists[f"model[{name}]"] = rec.recommend_rows(cases.histories, k_list, 1, "exact", allow_history=False,
-                                                         seed=seed)[0]
+            lists[row] = rec.recommend_rows(cases.histories, k_list, 1, "exact", allow_history=False, seed=seed)[0]
     finally:
         config.score_weights = stored
         rec.use_catalog(catalog)

@@ -59,6 +59,8 @@ class TrainingInputs:
     tokenizer_dir: Optional[Path] = None
     codes_path: Optional[Path] = None
     text_emb: Optional[torch.Tensor] = None  # [N_items, D] aligned like codes
+    item_group: Optional[torch.Tensor] = None  # Long[N_items]: index of the item's source dataset
+    catalog_negatives: int = 0  # items drawn uniformly per micro-batch as extra InfoNCE negatives
     slot_levels: Optional[list] = None  # per slot, the tokenizer's FSQ grid levels ([] = not a grid)
     extra: dict = field(default_factory=dict)
     behavior_input: bool = False  # batches carry the corpus's behaviour ids (model.behavior_input)
@@ -140,11 +142,15 @@ def load_training_inputs(cfg) -> TrainingInputs:
     if codes.shape[1] != len(slot_vocab_sizes) or (codes.amax(0) >= torch.tensor(slot_vocab_sizes)).any() or codes.min() < 0:
         raise ArtifactError(f"{codes_path}: codes of shape {tuple(codes.shape)} do not fit slot_vocab_sizes "
                             f"{slot_vocab_sizes} of {tokenizer_dir / 'config.json'}")
-    text_emb = None
+    text_emb, item_group = None, None
     if cfg.model.use_text or cfg.model.dense_head:
         text_emb = _load_text_embeddings(cfg, item_ids)
+        datasets = corpus.items.sort_values("item_index")["dataset"].tolist()
         if cfg.model.center_text:
-            text_emb = center_by_group(text_emb, corpus.items.sort_values("item_index")["dataset"].tolist())
+            text_emb = center_by_group(text_emb, datasets)
+        if cfg.model.dense_head:
+            item_group = torch.as_tensor(np.unique(np.asarray(datasets, dtype=str), return_inverse=True)[1].reshape(-1),
+                                         dtype=torch.long)
     train = SequenceSource.from_dataset(corpus.sequences["train"])
     if cfg.model.behavior_input and train.behaviors is None:
         raise ArtifactError(f"corpus {corpus_dir} (data.corpus_dir) has no behaviour column, which "
@@ -154,7 +160,8 @@ def load_training_inputs(cfg) -> TrainingInputs:
         heldout=SequenceSource.from_dataset(corpus.sequences["heldout"]),
         codes=codes, slot_vocab_sizes=slot_vocab_sizes,
         corpus_hash=corpus.hash, tokenizer_hash=tokenizer_hash(tokenizer_dir, codes_path),
-        tokenizer_dir=tokenizer_dir, codes_path=codes_path, text_emb=text_emb,
+        tokenizer_dir=tokenizer_dir, codes_path=codes_path, text_emb=text_emb, item_group=item_group,
+        catalog_negatives=cfg.model.dense_catalog_negatives if cfg.model.dense_head else 0,
         slot_levels=read_slot_levels(tokenizer_dir))
 
 
@@ -219,7 +226,14 @@ class MicroBatchStream:
         rows = self._plan.batch_pieces(b)
         wanted = [s for row in rows for s, _, _ in row]
         behaviors = self.source.take_behaviors(wanted) if self.inputs.behavior_input else None
-        return collate(rows, self.source.take(wanted), self.inputs.codes, self.inputs.text_emb, behaviors)
+        batch = collate(rows, self.source.take(wanted), self.inputs.codes, self.inputs.text_emb, behaviors,
+                        self.inputs.item_group)
+        if self.inputs.catalog_negatives and self.inputs.text_emb is not None:  # reproducible per (epoch, batch)
+            gen = torch.Generator().manual_seed(int(np.random.SeedSequence([self.seed, self.epoch, b]).generate_state(1)[0]))
+            rows = torch.randint(0, len(self.inputs.text_emb), (self.inputs.catalog_negatives,), generator=gen)
+            batch["negative_emb"] = self.inputs.text_emb[rows].float()
+            batch["negative_group"] = self.inputs.item_group[rows]
+        return batch
 
     def next(self) -> tuple[dict, int]:
         """(this rank's next micro-batch, real target tokens of that micro-batch summed over all ranks)."""

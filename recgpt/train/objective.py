@@ -19,7 +19,8 @@ class NextItemObjective(nn.Module):
         if decoder.config.dense_dim and not self.fast:
             raise ValueError("the dense head trains with the parallel head's objective (model.head=parallel)")
 
-    def forward(self, codes, item_pos, segment, text_emb=None, behavior=None) -> torch.Tensor:
+    def forward(self, codes, item_pos, segment, text_emb=None, behavior=None, item_group=None,
+                negative_emb=None, negative_group=None) -> torch.Tensor:
         from recgpt.model import next_item_loss, shift_targets
 
         cfg = self.decoder.config
@@ -44,7 +45,20 @@ class NextItemObjective(nn.Module):
                 raise ValueError("the dense head trains on the next items' text embeddings: pass text_emb")
             next_emb = F.pad(text_emb[:, 1:], (0, 0, 0, 1))[target_mask]  # [N, D]
             # per target item, counted once per code token so that loss_sum / n_tokens stays a per-token mean
-            dense = self.decoder.dense_head.infonce_sum(features, next_emb, text_emb[target_mask])
+            groups = None
+            if cfg.dense_negatives in ("same_dataset", "catalog"):
+                if item_group is None:
+                    raise ValueError("dense_negatives=same_dataset needs each item's dataset: pass item_group")
+                groups = F.pad(item_group[:, 1:], (0, 1), value=-1)[target_mask]
+            own = text_emb[target_mask]
+            if cfg.dense_query_pool > 1:
+                from recgpt.model.dense import recent_texts
+
+                own = recent_texts(text_emb, item_pos, cfg.dense_query_pool)[target_mask]
+            if cfg.dense_negatives == "catalog" and negative_emb is None:
+                raise ValueError("dense_negatives=catalog needs sampled negatives (model.dense_catalog_negatives > 0)")
+            dense = self.decoder.dense_head.infonce_sum(features, next_emb, own, groups, negative_emb, negative_group,
+                                                        in_batch=cfg.dense_negatives != "catalog")
             loss_sum = loss_sum + cfg.dense_loss_weight * codes.shape[-1] * dense
         return torch.stack([loss_sum, n_tokens])
 

@@ -202,6 +202,8 @@ class Trainer:
         self.model.train()
         window = torch.zeros(2, dtype=torch.float64)
         try:
+            if tcfg.save_initial and self.step == 0 and ckpt.latest_checkpoint(self.run_dir, verbose=False) is None:
+                self.save()
             while self.step < tcfg.max_steps:
                 started = time.perf_counter()
                 loss, sums, tokens, targets = self.train_step()
