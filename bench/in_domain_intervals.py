@@ -1,0 +1,72 @@
+"""Paired bootstrap of bench/in_domain.py's LOO rows: recgpt_ft against SASRec+ and against recgpt_scratch, and
+recgpt_scratch against SASRec+, NDCG@10 per test user with a 95% interval over users resampled in pairs.
+
+The recgpt exports are re-ranked with the hybrid weights stored in their config.json (fitted on validation
+users by bench/in_domain.py); SASRec+'s lists are read from its report. The figures equal the table's.
+
+    python bench/in_domain_intervals.py --out outputs/bench/in_domain --datasets ml-100k amazon_scientific
+"""
+import argparse
+import sys
+from pathlib import Path
+
+sys.path[0] = str(Path(__file__).resolve().parents[1])  # the repo root, not bench/
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import torch  # noqa: E402
+
+from recgpt.baselines.data import load_split  # noqa: E402
+from recgpt.baselines.exported import to_catalog_rows  # noqa: E402
+from recgpt.baselines.exported_hybrid import rank_with  # noqa: E402
+from recgpt.config import load_config  # noqa: E402
+from recgpt.data import load_prepared  # noqa: E402
+from recgpt.predict.recommender import Recommender  # noqa: E402
+from recgpt.predict.run import resolve_dataset  # noqa: E402
+from recgpt.predict.transfer import bootstrap_ratio, per_user  # noqa: E402
+
+PAIRS = (("recgpt_ft", "sasrec"), ("recgpt_ft", "recgpt_scratch"), ("recgpt_scratch", "sasrec"))
+
+
+def per_user_ndcg(root: Path, dataset: str, embed_cache: str) -> dict:
+    """{row: Float[U]} NDCG@10 of every LOO test user, in the split's order."""
+    cfg = load_config(None, [f"baseline.dataset={dataset}", f"embed.cache_dir={embed_cache}"])
+    split = load_split(cfg.baseline, cfg.data)
+    prepared = load_prepared(resolve_dataset(dataset, cfg.data))
+    out, catalog_ids, test = {}, None, None
+    for row in ("recgpt_ft", "recgpt_scratch"):
+        rec = Recommender.from_pretrained(root / row / "ckpt/run/best", embed_cfg=cfg.embed, scoring="exact")
+        catalog = rec.set_catalog_from_prepared(prepared)
+        if catalog_ids is not None and list(catalog.item_ids) != catalog_ids:
+            raise ValueError(f"{root}: {row}'s catalog orders the items differently from recgpt_ft's")
+        catalog_ids = list(catalog.item_ids)
+        test = to_catalog_rows(split.test, split.item_ids, catalog)
+        lists = rank_with(rec, test.histories, {row: dict(rec.model.config.score_weights)}, 10)[row]
+        out[row] = per_user(lists, test.targets, 10)["NDCG"]
+    row_of = {str(item): r for r, item in enumerate(catalog_ids)}
+    sasrec = pd.read_parquet(root / "sasrec/recommendations.parquet").sort_values(["user_id", "rank"])
+    lists = sasrec.groupby(sasrec["user_id"].astype(str))["item_id"].agg(list)
+    rows = [[row_of[str(i)] for i in lists.get(str(u), [])] for u in split.test.user_ids]
+    out["sasrec"] = per_user(rows, test.targets, 10)["NDCG"]
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("outputs/bench/in_domain"), help="bench/in_domain.py --out")
+    parser.add_argument("--datasets", nargs="+", default=["ml-100k", "amazon_scientific"])
+    parser.add_argument("--embed-cache", default="outputs/embed_cache")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    print("| dataset | pair | NDCG@10 | ratio [95% paired CI] | users |\n|---|---|---|---|---|")
+    for dataset in args.datasets:
+        ndcg = per_user_ndcg(args.out / f"{dataset}-loo", dataset, args.embed_cache)
+        for a, b in PAIRS:
+            ratio, lo, hi = bootstrap_ratio(ndcg[a], ndcg[b])
+            print(f"| {dataset} | {a} / {b} | {np.mean(ndcg[a]):.4f} / {np.mean(ndcg[b]):.4f} | "
+                  f"{ratio:.3f} [{lo:.3f}, {hi:.3f}] | {len(ndcg[a])} |", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
