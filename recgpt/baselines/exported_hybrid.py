@@ -14,10 +14,8 @@ from pathlib import Path
 
 from recgpt.baselines.data import InDomainSplit, subset
 from recgpt.baselines.exported import to_catalog_rows
-from recgpt.predict.hybrid import component_scores, fit_score_weights
+from recgpt.predict.hybrid import PRIOR_COMPONENTS as PRIORS, best_model_free, component_scores, fit_score_weights
 from recgpt.predict.scoring import combine, top_k_items
-
-PRIORS = ("knn", "pop")  # label-free, no model weight involved
 
 
 def model_components(config) -> list:
@@ -29,8 +27,7 @@ def fit_on_valid(rec, valid, names, k: int = 10, step: float = 0.1) -> dict:
     parts = component_scores(rec, valid.histories, names)
     weights, table = fit_score_weights(parts, [t[0] for t in valid.targets], valid.histories, k, step)
     ndcg = {json.dumps(w, sort_keys=True): v for w, v in table}
-    priors = [i for i, (w, _) in enumerate(table) if all(w[n] == 0 for n in names if n not in PRIORS)]
-    best_priors = max(priors, key=lambda i: (table[i][1], -i))
+    best_priors = best_model_free([w for w, _ in table], [v for _, v in table])
     single = {n: next(v for w, v in table if w[n] == 1.0) for n in names}
     return {"weights": weights, f"valid_ndcg@{k}": ndcg[json.dumps(weights, sort_keys=True)],
             "priors": table[best_priors][0], f"priors_valid_ndcg@{k}": table[best_priors][1], "single": single,

@@ -16,7 +16,15 @@ import torch
 
 from recgpt.predict.scoring import NEG_INF, standardize, top_k_items, weighted_sum
 
-MODEL_COMPONENTS = ("code", "dense")  # the others (knn, pop) are label-free priors that need no model
+MODEL_COMPONENTS = ("code", "dense")  # the others are label-free priors that need no model
+PRIOR_COMPONENTS = ("knn", "pop")
+
+
+def best_model_free(grid: Sequence[dict], values: Sequence[float]):
+    """Index of the grid point with every model component at 0 and the highest value (ties: the first one);
+    None when the grid has no such point."""
+    free = [i for i, w in enumerate(grid) if not any(w.get(c, 0) > 0 for c in MODEL_COMPONENTS)]
+    return max(free, key=lambda i: (values[i], -i)) if free else None
 
 
 def simplex_grid(names: Sequence[str], step: float) -> list[dict]:
@@ -91,10 +99,8 @@ def fit_and_store(rec, domains, names: Sequence[str], max_users: int = 1000, k: 
     relative = [sum(t[i][1] / max(max(singles[d].values()), 1e-12) for d, t in tables.items()) / len(tables)
                 for i in range(len(grid))]
     best = max(range(len(grid)), key=lambda i: (relative[i], -i))
-    model_free = [i for i, w in enumerate(grid) if not any(w.get(c, 0) > 0 for c in MODEL_COMPONENTS)]
-    priors = None
-    if model_free:
-        p = max(model_free, key=lambda i: (relative[i], -i))
+    p, priors = best_model_free(grid, relative), None
+    if p is not None:
         priors = {"weights": {n: v for n, v in grid[p].items() if n not in MODEL_COMPONENTS},
                   "ndcg": {d: t[p][1] for d, t in tables.items()}, "relative": relative[p]}
     rec.model.config.score_weights = grid[best]
