@@ -2,9 +2,10 @@
 
 For the held-out domain D: the tokenizer is fitted and the model pretrained on the other shared datasets
 except D and a fit domain V (both never touched before prediction); hybrid score weights (--fit) are chosen
-on V's users; then D is scored zero-shot (leave-one-out and cold-start, history excluded) beside content
-kNN, popularity and recency. One table: HR@10, NDCG@10, NDCG ratio to content kNN with a 95% bootstrap
-interval over users; plus pretraining time and tokens/s.
+on V's users by `recgpt eval` (eval.score_fit: stored in the exported model, the fit in best/score_fit.json);
+then D is scored zero-shot (leave-one-out and cold-start, history excluded) beside content kNN, popularity
+and recency. One table: HR@10, NDCG@10, NDCG ratio to content kNN with a 95% bootstrap interval over users;
+plus pretraining time and tokens/s.
 
     python bench/zero_shot.py --domain steam --config configs/cpu.yaml [--fit code,dense,knn,pop]
         [--name VARIANT] [--max-users 2000] [key=value ...]     # dotted overrides select the model variant
@@ -135,7 +136,7 @@ def main() -> int:
     from recgpt.config import load_config
     from recgpt.data.corpus import prepared_folder
     from recgpt.predict import Recommender
-    from recgpt.predict.hybrid import fit_and_store
+    from recgpt.predict.hybrid import SCORE_FIT
 
     held = args.domain
     fit_domains = (args.fit_domain or FIT_DOMAIN[held]).split(",")
@@ -161,17 +162,11 @@ def main() -> int:
         stage(["tokenize", "fit", *argv])
     run_dir = Path(cfg.run_dir)
     stats = pretrain_once(run_dir, cfg)
-    stage(["eval", "--ckpt", str(run_dir), *argv])
+    fitting = [f"eval.score_fit=[{args.fit}]", f"eval.score_fit_domains=[{','.join(fit_domains)}]",
+               f"eval.score_fit_users={args.fit_users}"] if args.fit else []
+    stage(["eval", "--ckpt", str(run_dir), *argv, *fitting])  # exports best/ with the fitted weights in it
+    fit = json.loads((run_dir / "best" / SCORE_FIT).read_text()) if args.fit else {}
     rec = Recommender.from_pretrained(run_dir / "best", embed_cfg=cfg.embed)
-    fit = {}
-    if args.fit:
-        from recgpt.data import load_prepared
-
-        fit = fit_and_store(rec, [load_prepared(prepared_folder(d, cfg.data)) for d in fit_domains],
-                            args.fit.split(","), args.fit_users)
-        rec.model.save_pretrained(str(run_dir / "best"))  # from_pretrained now scores with the fitted weights
-        print(f"score weights {fit['weights']} on {fit['dataset']}: NDCG@10 {fit['ndcg']}; single components "
-              f"{fit['single_components']}", flush=True)
     results, raw = score_held_out(rec, prepared_folder(held, cfg.data), fit, args.max_users)
     table = format_table(results, stats, fit)
     out = root / "results" / (args.name + ("" if fit_domains == [FIT_DOMAIN[held]] else "-fit-" + "+".join(fit_domains)))

@@ -1,7 +1,8 @@
 """Checkpoint selection: score one checkpoint or every complete one of a run by token-weighted held-out loss
 (per eval dataset and overall, gathered over ranks) and, with eval.select_by=zero_shot, by zero-shot NDCG@10
 on a held-out source domain; write selection.json, export the best as an HF folder with the tokenizer and
-item codes it was trained with.
+item codes it was trained with. With eval.score_fit, the hybrid score weights are then fitted on held-out
+source domains and stored in the export (config.json; the fit in score_fit.json), so predict scores with them.
 
     python launch/eval.py --ckpt ckpt/<run>            (or: accelerate launch launch/eval.py --ckpt ...)
 
@@ -144,9 +145,11 @@ def score_checkpoint(folder: Path, accelerator, inputs, sources: dict, cfg) -> d
             "seconds": round(seconds, 3), "sequences_per_s": totals[2] / max(seconds, 1e-9)}
 
 
-def export_best(folder: Path, out_dir: Path, inputs, meta: dict) -> Path:
-    """HF folder (save_pretrained: safetensors + config.json) + tokenizer/ + codes.safetensors + item_ids.json."""
-    model = load_checkpoint_model(folder, meta)
+def export_best(folder: Path, out_dir: Path, inputs, meta: dict, cfg=None, fit_folders=()) -> tuple[Path, dict]:
+    """HF folder (save_pretrained: safetensors + config.json) + tokenizer/ + codes.safetensors + item_ids.json;
+    with `fit_folders` (prepared held-out source domains) the eval.score_fit weights are fitted on the staged
+    export and stored in it (config.json, score_fit.json) before it replaces out_dir. Returns (out_dir, fit)."""
+    model, fit = load_checkpoint_model(folder, meta), {}
     with staged_folder(out_dir, "exported model", "<run>/best", is_export, carry_over=False) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         if inputs.tokenizer_dir is not None and Path(inputs.tokenizer_dir).is_dir():
@@ -159,7 +162,11 @@ def export_best(folder: Path, out_dir: Path, inputs, meta: dict) -> Path:
         write_json(tmp / "source.json", {"checkpoint": str(folder), "step": meta["step"],
                                          "tokenizer_hash": meta.get("tokenizer_hash"),
                                          "corpus_hash": meta.get("corpus_hash")})
-    return out_dir
+        if fit_folders:
+            from recgpt.predict.hybrid import fit_exported
+
+            fit = fit_exported(tmp, cfg, fit_folders)
+    return out_dir, fit
 
 
 def is_export(folder: Path) -> bool:
@@ -175,6 +182,13 @@ def select_checkpoints(cfg, path, inputs=None, export: bool = True) -> dict:
     run_dir, folders, incomplete = resolve_checkpoints(path)
     if export:  # before any work: never overwrite a best/ that eval did not write
         check_replaceable(run_dir / "best", "exported model", "<run>/best", is_export)
+    fit_folders = []
+    if cfg.eval.score_fit and export:
+        from recgpt.predict.hybrid import fit_domain_folders
+
+        fit_folders = fit_domain_folders(cfg)  # checked before any work too
+    elif cfg.eval.score_fit:
+        warn("eval.score_fit: nothing is fitted without an export (--no-export)")
     accelerator = make_accelerator(cfg)
     inputs = inputs if inputs is not None else load_training_inputs(cfg)
     sources, data_hash = load_eval_sources(cfg, inputs)
@@ -223,9 +237,15 @@ def select_checkpoints(cfg, path, inputs=None, export: bool = True) -> dict:
                  "best_loss": scored[best]["loss"] if best else None, "checkpoints": dict(sorted(results.items()))}
     if accelerator.is_main_process:
         if best and export:
-            out = export_best(run_dir / best, run_dir / "best", inputs, ckpt.read_meta(run_dir / best))
+            out, fit = export_best(run_dir / best, run_dir / "best", inputs, ckpt.read_meta(run_dir / best),
+                                   cfg, fit_folders)
             selection["exported"] = str(out)
             print0(f"best: {best} (loss {selection['best_loss']:.4f}) exported to {out}")
+            if fit:
+                from recgpt.predict.hybrid import SCORE_FIT, fit_summary
+
+                selection["score_weights"] = fit["weights"]
+                print0(f"{fit_summary(fit)}; stored in {out / 'config.json'} ({out / SCORE_FIT})")
         write_json(run_dir / SELECTION, selection)
     accelerator.wait_for_everyone()
     return selection

@@ -47,6 +47,15 @@ class RecGPTConfig:
     def run_dir(self) -> Path:
         return Path(self.run.output_root) / self.run.name
 
+    def __post_init__(self):  # checks across sections
+        if self.eval.score_fit:
+            pretrained = set(self.data.datasets)
+            for domain in self.eval.fit_domains:
+                check(domain not in pretrained and Path(domain).name not in pretrained, "eval.score_fit_domains",
+                      f"{domain} is a pretraining dataset (data.datasets), not a held-out source domain")
+            check("dense" not in self.eval.score_fit or self.model.dense_head, "eval.score_fit",
+                  "the dense component needs a model with a dense head (model.dense_head=true)")
+
 
 def _build(schema, sources: Iterable, what: str):
     try:

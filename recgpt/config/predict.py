@@ -17,6 +17,16 @@ class EvalConfig:
     select_by: str = "loss"
     zero_shot_domain: Optional[str] = None
     zero_shot_users: int = 1000  # seeded users of that domain
+    # Hybrid score weights (recgpt.predict.hybrid) fitted after the export on held-out *source* domains (names
+    # like zero_shot_domain; default [zero_shot_domain]) and stored in best/config.json: components to weigh
+    # (code, dense, knn, pop; empty: no fit, the model scores by its default), seeded LOO users per domain.
+    score_fit: list[str] = field(default_factory=list)
+    score_fit_domains: list[str] = field(default_factory=list)
+    score_fit_users: int = 1000
+
+    @property
+    def fit_domains(self) -> list[str]:
+        return list(self.score_fit_domains) or ([self.zero_shot_domain] if self.zero_shot_domain else [])
 
     def __post_init__(self):
         check(self.source in ("heldout_users", "domains"), "eval.source", f"heldout_users|domains, got {self.source!r}")
@@ -24,6 +34,15 @@ class EvalConfig:
         check(self.select_by == "loss" or bool(self.zero_shot_domain), "eval.zero_shot_domain",
               "eval.select_by=zero_shot needs a held-out source domain")
         check(self.zero_shot_users >= 1, "eval.zero_shot_users", f"must be >= 1, got {self.zero_shot_users}")
+        if self.score_fit:
+            from recgpt.model.config import SCORE_COMPONENTS  # lazily: it imports transformers
+
+            unknown = sorted(set(self.score_fit) - set(SCORE_COMPONENTS))
+            check(not unknown, "eval.score_fit", f"components are {', '.join(SCORE_COMPONENTS)}, got {unknown}")
+            check(len(set(self.score_fit)) == len(self.score_fit), "eval.score_fit", f"repeated in {self.score_fit}")
+            check(bool(self.fit_domains), "eval.score_fit_domains",
+                  "eval.score_fit needs held-out source domains (or eval.zero_shot_domain)")
+        check(self.score_fit_users >= 1, "eval.score_fit_users", f"must be >= 1, got {self.score_fit_users}")
 
 
 @dataclass

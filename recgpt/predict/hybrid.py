@@ -108,3 +108,49 @@ def fit_and_store(rec, domains, names: Sequence[str], max_users: int = 1000, k: 
     return {"weights": grid[best], "ndcg": {d: t[best][1] for d, t in tables.items()}, "relative": relative[best],
             "single_components": singles, "dataset": ",".join(tables), "priors": priors,
             "table": [{"weights": w, "relative": r} for w, r in zip(grid, relative)]}
+
+
+SCORE_FIT = "score_fit.json"  # beside an exported model: what fit_and_store returned, without its grid table
+
+
+def fit_domain_folders(cfg) -> list:
+    """The prepared folders of eval.score_fit's held-out source domains (eval.fit_domains), each checked whole:
+    called before anything is written, so that a wrong name or an unprepared folder leaves the export as it was."""
+    from recgpt.data.prepare import FILES
+    from recgpt.io import require_files
+    from recgpt.predict.run import resolve_dataset
+
+    return [require_files(resolve_dataset(name, cfg.data, "eval.score_fit_domains"), FILES,
+                          f"fit domain {name!r} (eval.score_fit_domains)") for name in cfg.eval.fit_domains]
+
+
+def fit_exported(model_dir, cfg, folders) -> dict:
+    """Fit eval.score_fit's weights on the exported model at `model_dir` over the prepared `folders` with
+    eval.score_fit_users LOO users each; save the model there again (the weights in its config.json, so that
+    from_pretrained scores with them) and the fit, without its table, as score_fit.json."""
+    from pathlib import Path
+
+    from recgpt.data import load_prepared
+    from recgpt.io import write_json
+    from recgpt.predict.recommender import Recommender
+
+    rec = Recommender.from_pretrained(model_dir, embed_cfg=cfg.embed, device=cfg.predict.device)
+    fit = fit_and_store(rec, [load_prepared(f) for f in folders], list(cfg.eval.score_fit),
+                        cfg.eval.score_fit_users, seed=cfg.predict.seed)
+    rec.model.save_pretrained(str(model_dir), safe_serialization=True)
+    fit = {key: value for key, value in fit.items() if key != "table"}
+    write_json(Path(model_dir) / SCORE_FIT, fit)
+    return fit
+
+
+def fit_summary(fit: dict) -> str:
+    """One line: the fitted weights, their NDCG@k per fit domain, the best single component and the priors."""
+    def rounded(values: dict) -> dict:
+        return {name: round(v, 4) for name, v in values.items()}
+
+    singles = {d: max(s.items(), key=lambda kv: kv[1]) for d, s in fit["single_components"].items()}
+    line = (f"score weights {fit['weights']} fitted on {fit['dataset']}: NDCG@10 {rounded(fit['ndcg'])}; "
+            f"best single component {', '.join(f'{d} {n} {v:.4f}' for d, (n, v) in singles.items())}")
+    if fit.get("priors"):
+        line += f"; priors {fit['priors']['weights']} NDCG@10 {rounded(fit['priors']['ndcg'])}"
+    return line

@@ -16,10 +16,11 @@ from recgpt.predict.recommender import Recommender, resolve_model_dir
 from recgpt.predict.report import recommendations_frame, write_report
 
 
-def check_dataset(name, data_cfg) -> str:
-    """'folder', 'spec' or 'prepared' for a usable --dataset; a ConfigError listing the known names otherwise."""
+def check_dataset(name, data_cfg, key: str = "predict.dataset") -> str:
+    """'folder', 'spec' or 'prepared' for a usable dataset name; a ConfigError naming `key` and listing the
+    known names otherwise."""
     if name is None:
-        raise ConfigError(f"predict.dataset: give a dataset name ({', '.join(known_dataset_specs())}) "
+        raise ConfigError(f"{key}: give a dataset name ({', '.join(known_dataset_specs())}) "
                           "or a prepared folder")
     if (Path(name) / "interactions.parquet").is_file():
         return "folder"
@@ -27,13 +28,13 @@ def check_dataset(name, data_cfg) -> str:
         return "spec"
     if (Path(data_cfg.prepared_root) / name / "interactions.parquet").is_file():
         return "prepared"
-    raise ConfigError(f"predict.dataset: unknown dataset {name!r} (neither a prepared folder nor a name under "
+    raise ConfigError(f"{key}: unknown dataset {name!r} (neither a prepared folder nor a name under "
                       f"configs/datasets/); known: {', '.join(known_dataset_specs())}")
 
 
-def resolve_dataset(name: str, data_cfg) -> Path:
+def resolve_dataset(name: str, data_cfg, key: str = "predict.dataset") -> Path:
     """A prepared folder, or a name under configs/datasets/ (prepared on demand into data.prepared_root)."""
-    kind = check_dataset(name, data_cfg)
+    kind = check_dataset(name, data_cfg, key)
     if kind == "folder":
         return Path(name)
     if kind == "spec":

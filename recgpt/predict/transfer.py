@@ -98,7 +98,7 @@ class TransferProbe:
         from recgpt.predict.run import resolve_dataset
         from recgpt.tokenizer import load_tokenizer
 
-        folder = resolve_dataset(cfg.eval.zero_shot_domain, cfg.data)
+        folder = resolve_dataset(cfg.eval.zero_shot_domain, cfg.data, "eval.zero_shot_domain")
         self.catalog = catalog_from_prepared(read_catalog_items(folder), load_tokenizer(tokenizer_dir), cfg.embed)
         self.cases = build_test_cases(read_interactions(folder), self.catalog, "loo", 1, cfg.predict.seed,
                                       cfg.eval.zero_shot_users)

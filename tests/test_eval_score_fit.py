@@ -1,0 +1,106 @@
+"""`recgpt eval` with eval.score_fit: hybrid score weights fitted on a held-out source domain (real Steam users of
+the bundled sample, not in the tiny corpus) after the export, stored in best/config.json and score_fit.json, so
+that from_pretrained scores with them; refusals leave the run folder as it was."""
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from recgpt.config import ConfigError, load_config
+
+REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.usefixtures("one_thread")
+COMPONENTS, USERS = ["code", "knn", "pop"], 120
+
+
+@pytest.fixture(scope="module")
+def fit_overrides(tmp_path_factory, tokenizer_cache_dir):
+    """The fit on sample_steam and where it is prepared (data.raw_root: the bundled sample)."""
+    return [f"data.raw_root={REPO / 'data' / 'sample'}", f"data.prepared_root={tmp_path_factory.mktemp('prepared')}",
+            f"embed.cache_dir={tokenizer_cache_dir}", f"eval.score_fit=[{','.join(COMPONENTS)}]",
+            "eval.score_fit_domains=[sample_steam]", f"eval.score_fit_users={USERS}"]
+
+
+@pytest.fixture(scope="module")
+def fitted_run(tiny_run, fit_overrides, tmp_path_factory):
+    """A copy of the session's tiny run after `recgpt eval --ckpt <run>` with the fit; (run, its stdout)."""
+    import contextlib
+    import io
+
+    from recgpt.cli import main
+
+    run = tmp_path_factory.mktemp("score_fit") / "run"
+    shutil.copytree(tiny_run, run)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["eval", "--ckpt", str(run), *fit_overrides]) == 0
+    return run, out.getvalue()
+
+
+def snapshot(folder: Path) -> dict:
+    return {str(p.relative_to(folder)): (p.read_bytes(), p.stat().st_mtime_ns)
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.slow
+def test_eval_fits_stores_and_from_pretrained_scores_with_the_weights(fitted_run, fit_overrides, embed_config):
+    from recgpt.data import load_prepared
+    from recgpt.predict import Recommender
+    from recgpt.predict.hybrid import fit_and_store
+    from recgpt.predict.transfer import zero_shot_eval
+
+    run, stdout = fitted_run
+    best = run / "best"
+    stored = json.loads((best / "config.json").read_text())["score_weights"]
+    saved = json.loads((best / "score_fit.json").read_text())
+    assert "table" not in saved and saved["weights"] == stored and set(stored) == set(COMPONENTS)
+    assert json.loads((run / "selection.json").read_text())["score_weights"] == stored
+    assert sum(1 for line in stdout.splitlines() if line.startswith("score weights")) == 1
+    cfg = load_config(run / "config.yaml", fit_overrides)
+    folder = Path(cfg.data.prepared_root) / "sample_steam"
+    # the same fit on the same model, domain and users, by hand
+    rec = Recommender.from_pretrained(best, embed_cfg=embed_config)
+    assert rec.model.config.scoring_weights() == stored
+    by_hand = fit_and_store(rec, [load_prepared(folder)], COMPONENTS, USERS)
+    assert by_hand["weights"] == stored
+    assert saved["ndcg"] == pytest.approx(by_hand["ndcg"]) and saved["priors"]["weights"] == by_hand["priors"]["weights"]
+    assert set(saved["priors"]["weights"]) == {"knn", "pop"} and saved["priors"]["ndcg"] == pytest.approx(
+        by_hand["priors"]["ndcg"])
+    # from_pretrained scores the fit domain as the fit measured it
+    rec = Recommender.from_pretrained(best, embed_cfg=embed_config)
+    result = zero_shot_eval(rec, folder, "loo", USERS)
+    assert result["users"] == USERS
+    assert result["methods"]["model"]["NDCG@10"] == pytest.approx(saved["ndcg"]["sample_steam"], abs=1e-6)
+
+
+@pytest.mark.slow
+def test_refused_fit_domains_leave_the_run_as_it_was(fitted_run, fit_overrides, tmp_path, capsys):
+    from recgpt.cli import main
+
+    run, _ = fitted_run
+    partial = tmp_path / "partial"  # a prepared folder without its items and manifest
+    partial.mkdir()
+    shutil.copy2(Path(load_config(run / "config.yaml", fit_overrides).data.prepared_root) / "sample_steam" /
+                 "interactions.parquet", partial)
+    before = snapshot(run)
+    capsys.readouterr()
+    for domain, says in [("ml-100k", "pretraining dataset"), ("no_such_domain", "unknown dataset"),
+                         (str(partial), "missing items.parquet")]:
+        assert main(["eval", "--ckpt", str(run), *fit_overrides, f"eval.score_fit_domains=[{domain}]"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "eval.score_fit_domains" in err and domain in err and says in err
+        assert snapshot(run) == before
+
+
+def test_score_fit_config_is_checked():
+    cases = [(["eval.score_fit=[code,bogus]", "eval.zero_shot_domain=steam"], "eval.score_fit: .*bogus"),
+             (["eval.score_fit=[knn]"], "eval.score_fit_domains: .*held-out source"),
+             (["eval.score_fit=[dense]", "eval.zero_shot_domain=steam"], "eval.score_fit: .*dense head"),
+             (["eval.score_fit=[knn]", "eval.score_fit_domains=[yelp]"], "eval.score_fit_domains: yelp is a pretraining"),
+             (["eval.score_fit_users=0"], "eval.score_fit_users")]
+    for overrides, message in cases:
+        with pytest.raises(ConfigError, match=message):
+            load_config(None, ["data.datasets=[ml-100k,yelp]", *overrides])
+    cfg = load_config(None, ["eval.score_fit=[knn,pop]", "eval.zero_shot_domain=steam"])
+    assert cfg.eval.fit_domains == ["steam"] and load_config().eval.score_fit == []
