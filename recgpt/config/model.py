@@ -38,6 +38,11 @@ class ModelConfig:
     dense_item_tower: bool = True  # false: catalog items are their unit text embeddings (no learned tower)
     dense_negatives: str = "in_batch"
     dense_catalog_negatives: int = 0
+    # the dense score adds (b + v . state) * log popularity of the item in its dataset (training: counts over
+    # the training sequences; prediction: over the histories being scored, label-free), b and v starting at 0:
+    # the head learns how much popularity a user's next item follows. Needs dense_negatives=catalog (uniform
+    # candidates; popularity-sampled in-batch candidates would bias the learned scale)
+    dense_popularity: bool = False
     center_text: bool = False  # center text embeddings on their own dataset's / catalog's mean (label-free)
     # Geometry-aware codes (FSQ tokenizers; recgpt.model.grid): a code's input embedding from its grid
     # coordinates (fsq_grid, + a zero-initialised per-code residual when code_residual), and a head with one
@@ -71,6 +76,8 @@ class ModelConfig:
               "false needs model.dense_query_skip=true (the query would be empty)")
         check(self.dense_negatives != "catalog" or self.dense_catalog_negatives > 0, "model.dense_negatives",
               "catalog needs model.dense_catalog_negatives > 0")
+        check(not self.dense_popularity or (self.dense_head and self.dense_negatives == "catalog"),
+              "model.dense_popularity", "needs model.dense_head=true and model.dense_negatives=catalog")
         check(self.dense_catalog_negatives >= 0, "model.dense_catalog_negatives",
               f"must be >= 0, got {self.dense_catalog_negatives}")
         check(self.dense_temperature > 0, "model.dense_temperature", f"must be > 0, got {self.dense_temperature}")

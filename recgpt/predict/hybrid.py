@@ -65,7 +65,7 @@ def fit_score_weights(parts: dict, targets: Sequence[int], histories: Sequence[S
 def component_scores(rec, histories: Sequence[Sequence[int]], names, batch_size: int = 256) -> dict:
     """{name: Float[U, N]} raw component scores of a Recommender on catalog rows."""
     scorer = rec.scorer
-    if "pop" in names:
+    if scorer.needs_popularity(names):
         scorer.prior.set_histories(histories, rec.catalog.n_items)
     chunks = {name: [] for name in names}
     for start in range(0, len(histories), batch_size):
