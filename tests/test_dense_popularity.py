@@ -53,6 +53,25 @@ def test_popularity_scores_equal_the_loop_and_start_at_zero(ml100k_catalog, cata
         head.scores(state, items, own)
 
 
+def test_content_gate_scales_the_cosine_and_matches_the_loop(ml100k_catalog, catalog_emb):
+    """dense_content_gate: (1 + g_b) * cosine + s_b * log popularity, both from the state; untrained, g_b = 0."""
+    sizes, dim = ml100k_catalog.slot_vocab_sizes, catalog_emb.shape[1]
+    state, items = torch.randn(3, ml100k_catalog.codes.shape[1], 32), catalog_emb[:40]
+    own, popularity = catalog_emb[[3, 8, 13]], torch.log1p(torch.arange(40.0) % 7)
+    gated = popularity_decoder(sizes, dim, dense_content_gate=True, dense_query_state=False,
+                               dense_item_tower=False).dense_head
+    with torch.no_grad():
+        fast = gated.scores(state, items, own, popularity)
+        assert torch.allclose(fast, reference_dense_scores(gated, state, items, own, popularity), atol=1e-5)
+        scale = gated.popularity_scale(state.mean(dim=1))
+        cosine = F.normalize(own, dim=-1) @ F.normalize(items, dim=-1).t()  # content only, no tower
+        want = (1 + scale[:, 1:]) * cosine + scale[:, :1] * popularity[None]
+        assert torch.allclose(fast, want, atol=1e-5) and (scale[:, 1] - scale[0, 1]).abs().max() > 1e-3
+    untrained = popularity_decoder(sizes, dim, trained=False, dense_content_gate=True).dense_head
+    with torch.no_grad():
+        assert torch.allclose(untrained.scores(state, items, own, popularity), cosine, atol=1e-5)
+
+
 def test_infonce_with_popularity_matches_a_loop(ml100k_catalog, catalog_emb):
     """Own target + sampled items of its dataset; each candidate's logit adds s_b * its log popularity."""
     head = popularity_decoder(ml100k_catalog.slot_vocab_sizes, catalog_emb.shape[1]).dense_head

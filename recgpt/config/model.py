@@ -43,6 +43,9 @@ class ModelConfig:
     # the head learns how much popularity a user's next item follows. Needs dense_negatives=catalog (uniform
     # candidates; popularity-sampled in-batch candidates would bias the learned scale)
     dense_popularity: bool = False
+    # with dense_popularity: the content cosine is scaled by 1 + c + u . state (starting at 1), so the head
+    # learns per user how much the next item follows content against popularity
+    dense_content_gate: bool = False
     center_text: bool = False  # center text embeddings on their own dataset's / catalog's mean (label-free)
     # Geometry-aware codes (FSQ tokenizers; recgpt.model.grid): a code's input embedding from its grid
     # coordinates (fsq_grid, + a zero-initialised per-code residual when code_residual), and a head with one
@@ -78,6 +81,8 @@ class ModelConfig:
               "catalog needs model.dense_catalog_negatives > 0")
         check(not self.dense_popularity or (self.dense_head and self.dense_negatives == "catalog"),
               "model.dense_popularity", "needs model.dense_head=true and model.dense_negatives=catalog")
+        check(not self.dense_content_gate or self.dense_popularity, "model.dense_content_gate",
+              "needs model.dense_popularity=true")
         check(self.dense_catalog_negatives >= 0, "model.dense_catalog_negatives",
               f"must be >= 0, got {self.dense_catalog_negatives}")
         check(self.dense_temperature > 0, "model.dense_temperature", f"must be > 0, got {self.dense_temperature}")

@@ -8,7 +8,8 @@ query(state) = normalize(W . mean over slots of the item's L states)          [B
                zero: still last-item kNN untrained, and the pooled part is content only)
 tower(e)     = normalize(u + MLP(u)), u = normalize(e)  (shared by every item) [N, D]
 score(b, n)  = (query_b . tower(e_n) + s_b * log popularity_n) / temperature
-               (dense_popularity: s_b = b + v . mean state, b and v starting at zero; else s_b = 0)
+               (dense_popularity: s_b = b + v . mean state, b and v starting at zero; else s_b = 0;
+               dense_content_gate: the cosine is scaled by 1 + g_b, g_b = c + u . mean state starting at zero)
 
 The tower's last layer starts at zero, so an untrained tower is the identity on unit text embeddings and
 an item never seen in pretraining is scored through its text alone. Trained with InfoNCE over the distinct
@@ -39,7 +40,8 @@ class DenseHead(nn.Module):
         self.tower = nn.Sequential(nn.Linear(dim, dim), nn.GELU(), nn.Linear(dim, dim))
         self.popularity = bool(getattr(config, "dense_popularity", False))
         if self.popularity:
-            self.popularity_scale = nn.Linear(d, 1)  # s_b = b + v . mean state
+            self.content_gate = bool(getattr(config, "dense_content_gate", False))
+            self.popularity_scale = nn.Linear(d, 2 if self.content_gate else 1)  # s_b (and g_b) from the state
 
     def zero_tower_output(self) -> None:
         nn.init.zeros_(self.tower[-1].weight)
@@ -88,6 +90,13 @@ class DenseHead(nn.Module):
         """[..., L, d] -> [...] s_b, the weight of the candidates' log popularity in the score."""
         return self.popularity_scale(item_states.mean(dim=-2)).float()[..., 0]
 
+    def with_popularity(self, cosine: torch.Tensor, item_states: torch.Tensor, log_popularity: torch.Tensor):
+        """[B, N] cosines -> (1 + g_b) * cosine + s_b * log_popularity [N] (g_b = 0 without the content gate)."""
+        out = self.popularity_scale(item_states.mean(dim=-2)).float()
+        if self.content_gate:
+            cosine = (1 + out[:, 1:2]) * cosine
+        return cosine + out[:, :1] * log_popularity.float().to(cosine.device)[None]
+
     def items(self, text_emb: torch.Tensor) -> torch.Tensor:
         """[N, D] text embeddings -> [N, D] unit item vectors through the shared tower."""
         unit = F.normalize(text_emb.float(), dim=-1)
@@ -104,7 +113,7 @@ class DenseHead(nn.Module):
         if self.popularity:
             if log_popularity is None:
                 raise ValueError("a dense head with dense_popularity scores with the catalog's log popularity")
-            out = out + self.popularity_weight(item_states)[:, None] * log_popularity.float().to(out.device)[None]
+            out = self.with_popularity(out, item_states, log_popularity)
         return out
 
     def infonce_sum(self, item_states: torch.Tensor, target_emb: torch.Tensor, own_text=None, target_group=None,
@@ -132,7 +141,7 @@ class DenseHead(nn.Module):
         label = inverse[: len(target_emb)]
         logits = self.queries(item_states, own_text) @ self.items(candidates[:, :d]).t()
         if self.popularity:
-            logits = logits + self.popularity_weight(item_states)[:, None] * candidates[None, :, -1]
+            logits = self.with_popularity(logits, item_states, candidates[:, -1])
         logits = logits / self.temperature
         if group is not None:
             logits = logits.masked_fill(candidates[None, :, d].long() != target_group[:, None], float("-inf"))
@@ -173,6 +182,7 @@ def reference_dense_scores(head: DenseHead, item_states: torch.Tensor, text_emb:
             vector = F.normalize(unit + head.tower(unit) * float(head.use_tower), dim=0)
             out[b, n] = float((query * vector).sum())
             if head.popularity:
-                weight = head.popularity_scale.bias[0] + head.popularity_scale.weight[0] @ item_states[b].mean(dim=0)
-                out[b, n] += float(weight * log_popularity[n])
+                scale = head.popularity_scale.bias + head.popularity_scale.weight @ item_states[b].mean(dim=0)
+                gate = float(1 + scale[1]) if head.content_gate else 1.0
+                out[b, n] = gate * out[b, n] + float(scale[0] * log_popularity[n])
     return out
