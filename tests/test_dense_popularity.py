@@ -139,3 +139,23 @@ def test_training_counts_and_the_real_trainer(tiny_train_cfg, tiny_tokenizer):
     assert math.isfinite(summary["loss"]) and head.popularity_scale.bias.abs().sum() > 0
     with pytest.raises((ConfigError, ValueError), match="dense_popularity"):
         tiny_train_cfg(*args, "model.dense_negatives=in_batch")
+
+
+def test_pool_decay_starts_as_the_content_knn_baseline(ml100k_catalog, catalog_emb, ml100k_histories):
+    """dense_pool_decay=0.7: the untrained pooled query is the content kNN baseline's user vector (0.7^age mean
+    of the last 5 items), so through the real scorer the untrained dense head equals content kNN's cosines."""
+    from recgpt.predict.baselines import content_knn_scores
+
+    torch.manual_seed(0)
+    config = ItemCodeDecoderConfig(slot_vocab_sizes=ml100k_catalog.slot_vocab_sizes, n_layers=1, d_model=32,
+                                   n_heads=4, d_ff=64, dropout=0.0, max_items=20, dense_dim=catalog_emb.shape[1],
+                                   dense_query_skip=True, dense_query_pool=5, dense_pool_decay=0.7,
+                                   dense_query_state=False, dense_item_tower=False)
+    model = ItemCodeDecoder(config).eval()
+    assert torch.allclose(model.dense_head.recency, torch.tensor([0.0, 0.7, 0.49, 0.343, 0.2401]))
+    catalog = ml100k_catalog.__class__.from_codes(ml100k_catalog.item_ids, ml100k_catalog.codes,
+                                                  ml100k_catalog.slot_vocab_sizes, catalog_emb)
+    scorer = Recommender(model, catalog=catalog).scorer
+    histories = [list(h[-8:]) for h in ml100k_histories[:10]] + [list(ml100k_histories[10][-2:])]
+    dense = scorer.components(histories, scorer.state(histories), {"dense"})["dense"]
+    assert torch.allclose(dense, content_knn_scores(histories, catalog_emb), atol=1e-5)

@@ -34,6 +34,9 @@ class ModelConfig:
     # [the query item] + a learned recency prior + a learned content attention, both zero-initialised, so
     # the untrained query is still the last item's text (recgpt.model.dense); 0 / 1: the last item only
     dense_query_pool: int = 0
+    # the recency prior's start: decay^age for the items before the query item (0.7: the untrained query is
+    # the content kNN baseline's 0.7^age-weighted mean; 0: the last item alone)
+    dense_pool_decay: float = 0.0
     dense_query_state: bool = True  # false (needs dense_query_skip): no learned W . state term, content only
     dense_item_tower: bool = True  # false: catalog items are their unit text embeddings (no learned tower)
     dense_negatives: str = "in_batch"
@@ -73,6 +76,7 @@ class ModelConfig:
               "code_embedding=fsq_grid / code_head=factorized are implemented for head=parallel")
         check(self.dense_negatives in ("in_batch", "same_dataset", "catalog"), "model.dense_negatives",
               f"in_batch|same_dataset|catalog, got {self.dense_negatives!r}")
+        check(0.0 <= self.dense_pool_decay < 1.0, "model.dense_pool_decay", f"must be in [0, 1), got {self.dense_pool_decay}")
         check(self.dense_query_pool <= 1 or self.dense_query_skip, "model.dense_query_pool",
               "needs model.dense_query_skip=true")
         check(self.dense_query_state or self.dense_query_skip, "model.dense_query_state",

@@ -32,7 +32,8 @@ class ItemCodeDecoderConfig(PretrainedConfig):
         code_loss_weight * code cross-entropy + dense_loss_weight * InfoNCE (both per target token).
       dense_query_pool: with dense_query_skip, the skip is a weighted sum of the last dense_query_pool items'
         unit texts (the query item's weight 1 + learned recency prior + learned content attention, both starting
-        at 0): an untrained head is still content kNN on the last item.
+        at 0): an untrained head is still content kNN on the last item. dense_pool_decay: the recency prior
+        starts at decay^age instead (0.7: the content kNN baseline's user vector).
       dense_query_state: false drops the learned W . state term: the query is the (pooled) content alone.
       dense_item_tower: false scores catalog items by their unit text embeddings (the tower is left out).
       dense_popularity: the dense score adds (b + v . state) * log popularity of the item (b, v starting at 0);
@@ -85,6 +86,7 @@ class ItemCodeDecoderConfig(PretrainedConfig):
         dense_item_tower: bool = True,
         dense_popularity: bool = False,
         dense_content_gate: bool = False,
+        dense_pool_decay: float = 0.0,
         score_weights: Optional[dict] = None,
         slot_levels: Optional[Sequence[Sequence[int]]] = None,
         code_embedding: str = "lookup",
@@ -118,6 +120,7 @@ class ItemCodeDecoderConfig(PretrainedConfig):
         self.dense_item_tower = bool(dense_item_tower)
         self.dense_popularity = bool(dense_popularity)
         self.dense_content_gate = bool(dense_content_gate)
+        self.dense_pool_decay = float(dense_pool_decay)
         self.score_weights = {str(k): float(v) for k, v in score_weights.items()} if score_weights else None
         self.slot_levels = slot_levels_of(self.slot_vocab_sizes, slot_levels)
         self.code_embedding = code_embedding
@@ -221,6 +224,7 @@ class ItemCodeDecoderConfig(PretrainedConfig):
             dense_item_tower=model_cfg.dense_item_tower,
             dense_popularity=model_cfg.dense_popularity,
             dense_content_gate=model_cfg.dense_content_gate,
+            dense_pool_decay=model_cfg.dense_pool_decay,
             slot_levels=slot_levels,
             code_embedding=model_cfg.code_embedding,
             code_residual=model_cfg.code_residual,

@@ -5,7 +5,8 @@ query(state) = normalize(W . mean over slots of the item's L states)          [B
                untrained query is the last item's own text embedding: content kNN on the last item;
                query_pool K: normalize(sum_k a_k normalize(e_k) + W . mean state) over the last K items,
                a_k = [k = 0] + r_k + c * cos(e_0, e_k), recency prior r and attention scale c starting at
-               zero: still last-item kNN untrained, and the pooled part is content only)
+               zero: still last-item kNN untrained, and the pooled part is content only; dense_pool_decay:
+               r_k starts at decay^k, 0.7 being the content kNN baseline's user vector)
 tower(e)     = normalize(u + MLP(u)), u = normalize(e)  (shared by every item) [N, D]
 score(b, n)  = (query_b . tower(e_n) + s_b * log popularity_n) / temperature
                (dense_popularity: s_b = b + v . mean state, b and v starting at zero; else s_b = 0;
@@ -36,6 +37,7 @@ class DenseHead(nn.Module):
         self.use_tower = bool(getattr(config, "dense_item_tower", True))
         if self.pool > 1:
             self.recency = nn.Parameter(torch.zeros(self.pool))  # learned recency prior per age
+            self.pool_decay = float(getattr(config, "dense_pool_decay", 0.0))
             self.attention = nn.Parameter(torch.zeros(()))  # learned weight of similarity to the query item
         self.tower = nn.Sequential(nn.Linear(dim, dim), nn.GELU(), nn.Linear(dim, dim))
         self.popularity = bool(getattr(config, "dense_popularity", False))
@@ -50,7 +52,8 @@ class DenseHead(nn.Module):
             nn.init.zeros_(self.query.weight)
             nn.init.zeros_(self.query.bias)
         if self.pool > 1:
-            nn.init.zeros_(self.recency)
+            with torch.no_grad():  # r_k = decay^k after the query item: untrained, the content kNN user vector
+                self.recency.copy_(torch.tensor([0.0] + [self.pool_decay ** k for k in range(1, self.pool)]))
             nn.init.zeros_(self.attention)
         if self.popularity:  # an untrained head ignores popularity
             nn.init.zeros_(self.popularity_scale.weight)
