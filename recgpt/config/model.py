@@ -34,10 +34,21 @@ class ModelConfig:
     # [the query item] + a learned recency prior + a learned content attention, both zero-initialised, so
     # the untrained query is still the last item's text (recgpt.model.dense); 0 / 1: the last item only
     dense_query_pool: int = 0
+    # the recency prior's start: decay^age for the items before the query item (0.7: the untrained query is
+    # the content kNN baseline's 0.7^age-weighted mean; 0: the last item alone)
+    dense_pool_decay: float = 0.0
     dense_query_state: bool = True  # false (needs dense_query_skip): no learned W . state term, content only
     dense_item_tower: bool = True  # false: catalog items are their unit text embeddings (no learned tower)
     dense_negatives: str = "in_batch"
     dense_catalog_negatives: int = 0
+    # the dense score adds (b + v . state) * log popularity of the item in its dataset (training: counts over
+    # the training sequences; prediction: over the histories being scored, label-free), b and v starting at 0:
+    # the head learns how much popularity a user's next item follows. Needs dense_negatives=catalog (uniform
+    # candidates; popularity-sampled in-batch candidates would bias the learned scale)
+    dense_popularity: bool = False
+    # with dense_popularity: the content cosine is scaled by 1 + c + u . state (starting at 1), so the head
+    # learns per user how much the next item follows content against popularity
+    dense_content_gate: bool = False
     center_text: bool = False  # center text embeddings on their own dataset's / catalog's mean (label-free)
     # Geometry-aware codes (FSQ tokenizers; recgpt.model.grid): a code's input embedding from its grid
     # coordinates (fsq_grid, + a zero-initialised per-code residual when code_residual), and a head with one
@@ -65,12 +76,17 @@ class ModelConfig:
               "code_embedding=fsq_grid / code_head=factorized are implemented for head=parallel")
         check(self.dense_negatives in ("in_batch", "same_dataset", "catalog"), "model.dense_negatives",
               f"in_batch|same_dataset|catalog, got {self.dense_negatives!r}")
+        check(0.0 <= self.dense_pool_decay < 1.0, "model.dense_pool_decay", f"must be in [0, 1), got {self.dense_pool_decay}")
         check(self.dense_query_pool <= 1 or self.dense_query_skip, "model.dense_query_pool",
               "needs model.dense_query_skip=true")
         check(self.dense_query_state or self.dense_query_skip, "model.dense_query_state",
               "false needs model.dense_query_skip=true (the query would be empty)")
         check(self.dense_negatives != "catalog" or self.dense_catalog_negatives > 0, "model.dense_negatives",
               "catalog needs model.dense_catalog_negatives > 0")
+        check(not self.dense_popularity or (self.dense_head and self.dense_negatives == "catalog"),
+              "model.dense_popularity", "needs model.dense_head=true and model.dense_negatives=catalog")
+        check(not self.dense_content_gate or self.dense_popularity, "model.dense_content_gate",
+              "needs model.dense_popularity=true")
         check(self.dense_catalog_negatives >= 0, "model.dense_catalog_negatives",
               f"must be >= 0, got {self.dense_catalog_negatives}")
         check(self.dense_temperature > 0, "model.dense_temperature", f"must be > 0, got {self.dense_temperature}")

@@ -32,9 +32,12 @@ class ItemCodeDecoderConfig(PretrainedConfig):
         code_loss_weight * code cross-entropy + dense_loss_weight * InfoNCE (both per target token).
       dense_query_pool: with dense_query_skip, the skip is a weighted sum of the last dense_query_pool items'
         unit texts (the query item's weight 1 + learned recency prior + learned content attention, both starting
-        at 0): an untrained head is still content kNN on the last item.
+        at 0): an untrained head is still content kNN on the last item. dense_pool_decay: the recency prior
+        starts at decay^age instead (0.7: the content kNN baseline's user vector).
       dense_query_state: false drops the learned W . state term: the query is the (pooled) content alone.
       dense_item_tower: false scores catalog items by their unit text embeddings (the tower is left out).
+      dense_popularity: the dense score adds (b + v . state) * log popularity of the item (b, v starting at 0);
+        dense_content_gate: and scales the cosine by 1 + c + u . state (c, u starting at 0).
       dense_negatives: InfoNCE candidates, in_batch, same_dataset (only the query's own source dataset's) or
         catalog (the query's own target and uniformly sampled items of its dataset only).
       dense_query_skip: the dense query is normalize(unit text of the query item + W . state), W starting at
@@ -81,6 +84,9 @@ class ItemCodeDecoderConfig(PretrainedConfig):
         dense_query_pool: int = 0,
         dense_query_state: bool = True,
         dense_item_tower: bool = True,
+        dense_popularity: bool = False,
+        dense_content_gate: bool = False,
+        dense_pool_decay: float = 0.0,
         score_weights: Optional[dict] = None,
         slot_levels: Optional[Sequence[Sequence[int]]] = None,
         code_embedding: str = "lookup",
@@ -112,6 +118,9 @@ class ItemCodeDecoderConfig(PretrainedConfig):
         self.dense_query_pool = int(dense_query_pool)
         self.dense_query_state = bool(dense_query_state)
         self.dense_item_tower = bool(dense_item_tower)
+        self.dense_popularity = bool(dense_popularity)
+        self.dense_content_gate = bool(dense_content_gate)
+        self.dense_pool_decay = float(dense_pool_decay)
         self.score_weights = {str(k): float(v) for k, v in score_weights.items()} if score_weights else None
         self.slot_levels = slot_levels_of(self.slot_vocab_sizes, slot_levels)
         self.code_embedding = code_embedding
@@ -143,6 +152,8 @@ class ItemCodeDecoderConfig(PretrainedConfig):
         need(self.dense_query_pool <= 1 or self.dense_query_skip, "dense_query_pool", "needs dense_query_skip")
         need(self.dense_negatives in ("in_batch", "same_dataset", "catalog"), "dense_negatives",
              f"in_batch|same_dataset|catalog, got {self.dense_negatives!r}")
+        need(not self.dense_popularity or self.dense_dim > 0, "dense_popularity", "needs a dense head (dense_dim > 0)")
+        need(not self.dense_content_gate or self.dense_popularity, "dense_content_gate", "needs dense_popularity")
         need(self.dense_temperature > 0, "dense_temperature", f"must be > 0, got {self.dense_temperature}")
         need(self.code_loss_weight >= 0 and self.dense_loss_weight >= 0
              and (self.code_loss_weight > 0 or (self.dense_dim > 0 and self.dense_loss_weight > 0)),
@@ -211,6 +222,9 @@ class ItemCodeDecoderConfig(PretrainedConfig):
             dense_query_pool=model_cfg.dense_query_pool,
             dense_query_state=model_cfg.dense_query_state,
             dense_item_tower=model_cfg.dense_item_tower,
+            dense_popularity=model_cfg.dense_popularity,
+            dense_content_gate=model_cfg.dense_content_gate,
+            dense_pool_decay=model_cfg.dense_pool_decay,
             slot_levels=slot_levels,
             code_embedding=model_cfg.code_embedding,
             code_residual=model_cfg.code_residual,

@@ -65,7 +65,7 @@ def fit_score_weights(parts: dict, targets: Sequence[int], histories: Sequence[S
 def component_scores(rec, histories: Sequence[Sequence[int]], names, batch_size: int = 256) -> dict:
     """{name: Float[U, N]} raw component scores of a Recommender on catalog rows."""
     scorer = rec.scorer
-    if "pop" in names:
+    if scorer.needs_popularity(names):
         scorer.prior.set_histories(histories, rec.catalog.n_items)
     chunks = {name: [] for name in names}
     for start in range(0, len(histories), batch_size):
@@ -89,15 +89,18 @@ def fit_and_store(rec, domains, names: Sequence[str], max_users: int = 1000, k: 
                   seed: int = 0) -> dict:
     """Fit the weights on held-out source domains' LOO users (prepared datasets, none of them reported) and
     store them in the model config. With several domains the criterion is the mean over domains of NDCG@k
-    relative to that domain's best single component, so that no domain dominates by its scale.
+    relative to that domain's best single prior (knn or pop alone), so that no domain dominates by its scale.
     Returns {"weights", "ndcg" (per domain), "single_components", "table", "priors" (the best grid point with
     every model component at 0, its "ndcg" and "relative"; None without a prior among `names`)}."""
     domains = domains if isinstance(domains, (list, tuple)) else [domains]
     tables = {d.name: domain_table(rec, d, names, max_users, k, step, seed) for d in domains}
     grid = [w for w, _ in next(iter(tables.values()))]
     singles = {d: {n: next(v for w, v in t if math.isclose(w[n], 1.0)) for n in names} for d, t in tables.items()}
-    relative = [sum(t[i][1] / max(max(singles[d].values()), 1e-12) for d, t in tables.items()) / len(tables)
-                for i in range(len(grid))]
+    # each domain's scale: its best single prior (the best single component without priors), which does not
+    # depend on the model, so that the priors row is the same for every model fitted on the same domains
+    scale_by = [n for n in names if n in PRIOR_COMPONENTS] or list(names)
+    scale = {d: max(max(singles[d][n] for n in scale_by), 1e-12) for d in tables}
+    relative = [sum(t[i][1] / scale[d] for d, t in tables.items()) / len(tables) for i in range(len(grid))]
     best = max(range(len(grid)), key=lambda i: (relative[i], -i))
     p, priors = best_model_free(grid, relative), None
     if p is not None:

@@ -156,6 +156,11 @@ class ItemScorer:
         self.max_items = int(getattr(config, "max_items", 256))
         self.weights = config.scoring_weights() if hasattr(config, "scoring_weights") else {"code": 1.0}
         self.prior = HybridPrior()
+        self.dense_popularity = bool(getattr(config, "dense_popularity", False))
+
+    def needs_popularity(self, names) -> bool:
+        """Whether scoring these components reads the popularity prior (set_histories first)."""
+        return "pop" in names or ("dense" in names and self.dense_popularity)
 
     @property
     def n_items(self) -> int:
@@ -204,7 +209,10 @@ class ItemScorer:
                     rows[i, : min(pool, len(h))] = torch.as_tensor(list(h[::-1][:pool]))
                 rows = rows.to(self.catalog_emb.device)
                 last = self.catalog_emb[rows.clamp(min=0)] * (rows >= 0)[..., None]
-            out["dense"] = self.model.dense_scores(state, self.catalog_emb, last).float()
+            popularity = None
+            if self.dense_popularity:
+                popularity = self.prior.log_popularity(self.n_items, self.catalog_emb.device)[0]
+            out["dense"] = self.model.dense_scores(state, self.catalog_emb, last, popularity).float()
         if "knn" in names:
             out["knn"] = content_knn_scores(histories, self.catalog_emb.cpu()).to(state.device)
         if "pop" in names:

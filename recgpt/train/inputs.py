@@ -61,6 +61,7 @@ class TrainingInputs:
     text_emb: Optional[torch.Tensor] = None  # [N_items, D] aligned like codes
     item_group: Optional[torch.Tensor] = None  # Long[N_items]: index of the item's source dataset
     catalog_negatives: int = 0  # items drawn uniformly per micro-batch as extra InfoNCE negatives
+    item_popularity: Optional[torch.Tensor] = None  # Float[N_items]: log(1 + count in the training sequences)
     slot_levels: Optional[list] = None  # per slot, the tokenizer's FSQ grid levels ([] = not a grid)
     extra: dict = field(default_factory=dict)
     behavior_input: bool = False  # batches carry the corpus's behaviour ids (model.behavior_input)
@@ -162,7 +163,15 @@ def load_training_inputs(cfg) -> TrainingInputs:
         corpus_hash=corpus.hash, tokenizer_hash=tokenizer_hash(tokenizer_dir, codes_path),
         tokenizer_dir=tokenizer_dir, codes_path=codes_path, text_emb=text_emb, item_group=item_group,
         catalog_negatives=cfg.model.dense_catalog_negatives if cfg.model.dense_head else 0,
+        item_popularity=log_popularity(train, len(codes)) if cfg.model.dense_popularity else None,
         slot_levels=read_slot_levels(tokenizer_dir))
+
+
+def log_popularity(source: SequenceSource, n_items: int) -> torch.Tensor:
+    """Float[N_items]: log(1 + occurrences of each item in the sequences), as the prediction-time prior counts
+    the histories being scored; an item's count is its own dataset's (item indices are namespaced)."""
+    flat = pc.list_flatten(source.column).to_numpy(zero_copy_only=False).astype(np.int64)
+    return torch.log1p(torch.as_tensor(np.bincount(flat, minlength=n_items), dtype=torch.float32))
 
 
 def center_by_group(emb: torch.Tensor, groups: list) -> torch.Tensor:
@@ -227,12 +236,14 @@ class MicroBatchStream:
         wanted = [s for row in rows for s, _, _ in row]
         behaviors = self.source.take_behaviors(wanted) if self.inputs.behavior_input else None
         batch = collate(rows, self.source.take(wanted), self.inputs.codes, self.inputs.text_emb, behaviors,
-                        self.inputs.item_group)
+                        self.inputs.item_group, self.inputs.item_popularity)
         if self.inputs.catalog_negatives and self.inputs.text_emb is not None:  # reproducible per (epoch, batch)
             gen = torch.Generator().manual_seed(int(np.random.SeedSequence([self.seed, self.epoch, b]).generate_state(1)[0]))
             rows = torch.randint(0, len(self.inputs.text_emb), (self.inputs.catalog_negatives,), generator=gen)
             batch["negative_emb"] = self.inputs.text_emb[rows].float()
             batch["negative_group"] = self.inputs.item_group[rows]
+            if self.inputs.item_popularity is not None:
+                batch["negative_popularity"] = self.inputs.item_popularity[rows]
         return batch
 
     def next(self) -> tuple[dict, int]:

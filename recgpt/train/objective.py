@@ -20,7 +20,7 @@ class NextItemObjective(nn.Module):
             raise ValueError("the dense head trains with the parallel head's objective (model.head=parallel)")
 
     def forward(self, codes, item_pos, segment, text_emb=None, behavior=None, item_group=None,
-                negative_emb=None, negative_group=None) -> torch.Tensor:
+                negative_emb=None, negative_group=None, item_popularity=None, negative_popularity=None) -> torch.Tensor:
         from recgpt.model import next_item_loss, shift_targets
 
         cfg = self.decoder.config
@@ -57,8 +57,15 @@ class NextItemObjective(nn.Module):
                 own = recent_texts(text_emb, item_pos, cfg.dense_query_pool)[target_mask]
             if cfg.dense_negatives == "catalog" and negative_emb is None:
                 raise ValueError("dense_negatives=catalog needs sampled negatives (model.dense_catalog_negatives > 0)")
+            next_popularity = None
+            if cfg.dense_popularity:
+                if item_popularity is None or negative_popularity is None:
+                    raise ValueError("dense_popularity needs each item's log popularity: pass item_popularity "
+                                     "and negative_popularity")
+                next_popularity = F.pad(item_popularity[:, 1:], (0, 1))[target_mask]
             dense = self.decoder.dense_head.infonce_sum(features, next_emb, own, groups, negative_emb, negative_group,
-                                                        in_batch=cfg.dense_negatives != "catalog")
+                                                        cfg.dense_negatives != "catalog", next_popularity,
+                                                        negative_popularity)
             loss_sum = loss_sum + cfg.dense_loss_weight * codes.shape[-1] * dense
         return torch.stack([loss_sum, n_tokens])
 
