@@ -386,6 +386,9 @@ def test_cpu_recipe_loads():
 
     cfg = load_config(Path(__file__).resolve().parents[1] / "configs" / "cpu.yaml")
     assert cfg.model.dense_head and cfg.model.use_text and cfg.model.center_text and cfg.model.code_loss_weight == 0
-    assert cfg.model.dense_query_skip
+    assert cfg.model.dense_query_skip and cfg.model.dense_query_pool == 5 and not cfg.model.dense_query_state
+    assert cfg.model.dense_popularity and cfg.model.dense_content_gate and cfg.model.dense_negatives == "catalog"
     config = ItemCodeDecoderConfig.from_recgpt(cfg.model, [15360] * 4 + [64], text_dim=384)
     assert config.dense_dim == 384 and config.scoring_weights() == {"dense": 1.0}
+    head = ItemCodeDecoder(config).dense_head  # untrained: popularity ignored, content cosine at scale 1
+    assert not head.popularity_scale.weight.any() and not head.popularity_scale.bias.any()
