@@ -63,6 +63,29 @@ def layout(users: Sequence[UserSeq], rows: Sequence[Sequence[int]], width: int, 
     return codes, item_pos, segment, text, where
 
 
+def dense_decoder(slot_vocab_sizes, dim, seed=0, randomize=("tower",), **kw):
+    """A real 1 x 32 decoder with a dense head over `dim`-wide text embeddings, in eval mode; the named parts
+    of the head (tower: its last layer, query, popularity_scale) moved off their zero start, as if trained."""
+    from recgpt.model import ItemCodeDecoder, ItemCodeDecoderConfig
+
+    torch.manual_seed(seed)
+    config = ItemCodeDecoderConfig(slot_vocab_sizes=slot_vocab_sizes, n_layers=1, d_model=32, n_heads=4, d_ff=64,
+                                   dropout=0.0, max_items=20, dense_dim=dim, **kw)
+    model = ItemCodeDecoder(config).eval()
+    head = model.dense_head
+    parts = {"tower": head.tower[-1], "query": head.query, "popularity_scale": getattr(head, "popularity_scale", None)}
+    for name in randomize:
+        for p in parts[name].parameters():
+            torch.nn.init.normal_(p, std=0.3)
+    return model
+
+
+@pytest.fixture(scope="session")
+def catalog_emb(real_embeddings):
+    """Float[N, D] MiniLM embeddings of the real ml-100k items."""
+    return torch.from_numpy(real_embeddings.vectors.astype(np.float32))
+
+
 @pytest.fixture
 def one_thread():
     """Model tests use tiny matrices: one thread is as fast and does not thrash when the shared cores are busy."""

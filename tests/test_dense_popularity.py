@@ -4,34 +4,21 @@ Real ml-100k items and MiniLM embeddings (session fixtures); the trainer on the 
 import math
 from collections import Counter
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-from recgpt.model import ItemCodeDecoder, ItemCodeDecoderConfig
 from recgpt.model.dense import reference_dense_scores
 from recgpt.predict import Recommender
+from tests.fixtures_model import dense_decoder
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def popularity_decoder(slot_vocab_sizes, dim, trained=True, **kw):
-    torch.manual_seed(0)
-    config = ItemCodeDecoderConfig(slot_vocab_sizes=slot_vocab_sizes, n_layers=1, d_model=32, n_heads=4, d_ff=64,
-                                   dropout=0.0, max_items=20, dense_dim=dim, dense_query_skip=True,
-                                   dense_popularity=True, dense_negatives="catalog", **kw)
-    model = ItemCodeDecoder(config).eval()
-    head = model.dense_head
-    if trained:  # the learned parts moved off their zero start
-        for p in (*head.tower[-1].parameters(), *head.query.parameters(), *head.popularity_scale.parameters()):
-            torch.nn.init.normal_(p, std=0.3)
-    return model
-
-
-@pytest.fixture(scope="module")
-def catalog_emb(real_embeddings):
-    return torch.from_numpy(real_embeddings.vectors.astype(np.float32))
+    randomize = ("tower", "query", "popularity_scale") if trained else ()
+    return dense_decoder(slot_vocab_sizes, dim, randomize=randomize, dense_query_skip=True, dense_popularity=True,
+                         dense_negatives="catalog", **kw)
 
 
 def test_popularity_scores_equal_the_loop_and_start_at_zero(ml100k_catalog, catalog_emb):
@@ -146,12 +133,8 @@ def test_pool_decay_starts_as_the_content_knn_baseline(ml100k_catalog, catalog_e
     of the last 5 items), so through the real scorer the untrained dense head equals content kNN's cosines."""
     from recgpt.predict.baselines import content_knn_scores
 
-    torch.manual_seed(0)
-    config = ItemCodeDecoderConfig(slot_vocab_sizes=ml100k_catalog.slot_vocab_sizes, n_layers=1, d_model=32,
-                                   n_heads=4, d_ff=64, dropout=0.0, max_items=20, dense_dim=catalog_emb.shape[1],
-                                   dense_query_skip=True, dense_query_pool=5, dense_pool_decay=0.7,
-                                   dense_query_state=False, dense_item_tower=False)
-    model = ItemCodeDecoder(config).eval()
+    model = dense_decoder(ml100k_catalog.slot_vocab_sizes, catalog_emb.shape[1], randomize=(), dense_query_skip=True,
+                          dense_query_pool=5, dense_pool_decay=0.7, dense_query_state=False, dense_item_tower=False)
     assert torch.allclose(model.dense_head.recency, torch.tensor([0.0, 0.7, 0.49, 0.343, 0.2401]))
     catalog = ml100k_catalog.__class__.from_codes(ml100k_catalog.item_ids, ml100k_catalog.codes,
                                                   ml100k_catalog.slot_vocab_sizes, catalog_emb)

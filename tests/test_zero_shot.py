@@ -14,23 +14,9 @@ from recgpt.predict import Recommender, baselines
 from recgpt.predict.hybrid import fit_score_weights, simplex_grid
 from recgpt.predict.scoring import combine, standardize
 from recgpt.predict.transfer import bootstrap_ratio, zero_shot_eval
+from tests.fixtures_model import dense_decoder
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def dense_decoder(slot_vocab_sizes, dim, seed=0, **kw):
-    torch.manual_seed(seed)
-    config = ItemCodeDecoderConfig(slot_vocab_sizes=slot_vocab_sizes, n_layers=1, d_model=32, n_heads=4, d_ff=64,
-                                   dropout=0.0, max_items=20, dense_dim=dim, **kw)
-    model = ItemCodeDecoder(config).eval()
-    for p in model.dense_head.tower[-1].parameters():  # a trained tower, not the identity it starts as
-        torch.nn.init.normal_(p, std=0.3)
-    return model
-
-
-@pytest.fixture(scope="module")
-def catalog_emb(real_embeddings):
-    return torch.from_numpy(real_embeddings.vectors.astype(np.float32))
 
 
 def test_dense_scores_equal_brute_force_loop(ml100k_catalog, catalog_emb):
