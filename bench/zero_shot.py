@@ -79,9 +79,22 @@ def link_pretraining(pretrained: Path, root: Path, name: str, sources: list, exc
     return pretrained / "corpus", pretrained / "tokenizer"
 
 
-def score_held_out(rec, folder, fit: dict, max_users: int) -> tuple[dict, dict]:
+def in_domain_lists(root, domain: str) -> dict:
+    """{"sasrec_in_domain": {user id: [item ids]}}: the LOO lists of SASRec+ trained on the domain itself
+    (bench/in_domain.py's report under root), to score on the zero-shot users as the in-domain target."""
+    import pandas as pd
+
+    path = Path(root) / f"{domain}-loo" / "sasrec" / "recommendations.parquet"
+    if not path.is_file():
+        raise SystemExit(f"zero_shot: --in-domain {root}: no {path} (bench/in_domain.py --models sasrec --protocols loo)")
+    recs = pd.read_parquet(path).sort_values(["user_id", "rank"])
+    return {"sasrec_in_domain": recs.groupby(recs["user_id"].astype(str))["item_id"].agg(list).to_dict()}
+
+
+def score_held_out(rec, folder, fit: dict, max_users: int, given=None) -> tuple[dict, dict]:
     """(table rows, raw results) per protocol on the held-out domain's folder (the first read of anything of
-    it): the fitted hybrid, the model's own components alone, the priors row and the baselines."""
+    it): the fitted hybrid, the model's own components alone, the priors row and the baselines; with `given`
+    (in_domain_lists), its rows on the LOO users and every row's ratio to them."""
     from recgpt.predict.transfer import ratio_rows, zero_shot_eval
 
     mcfg = rec.model.config
@@ -89,8 +102,12 @@ def score_held_out(rec, folder, fit: dict, max_users: int) -> tuple[dict, dict]:
     weighted = {"priors": fit["priors"]["weights"]} if fit.get("priors") else {}
     results, raw = {}, {}
     for i, protocol in enumerate(("loo", "cold")):
-        result = zero_shot_eval(rec, folder, protocol, max_users, catalog_set=i > 0, alone=alone, weighted=weighted)
+        result = zero_shot_eval(rec, folder, protocol, max_users, catalog_set=i > 0, alone=alone, weighted=weighted,
+                                given=given if protocol == "loo" else None)
         results[protocol] = ratio_rows(result)
+        for name in result["given_missing"]:  # how far the zero-shot rows are from a model trained on D itself
+            results[f"{protocol} vs {name}"] = [r for r in ratio_rows(result, reference=name)
+                                                if r["method"] in ("model", "model[dense]", "priors", "content_knn")]
         if "priors" in result["per_user"]:  # what the model adds over the priors, on the same users
             over = ratio_rows(result, reference="priors")
             results[protocol + " vs priors"] = [r for r in over if r["method"] in ("model", "model[dense]")]
@@ -111,6 +128,8 @@ def format_table(results: dict, stats: dict, fit: dict) -> str:
                          f"{r['ratio']:.3f} [{r['lo']:.3f}, {r['hi']:.3f}] |")
     if any(p.endswith(" vs priors") for p in results):
         lines += ["", "Rows `<protocol> vs priors`: the ratio column is NDCG / priors (the same fit without the model)."]
+    if any(p.endswith(" vs sasrec_in_domain") for p in results):
+        lines += ["Rows `loo vs sasrec_in_domain`: NDCG / that of SASRec+ trained on the domain itself, same users."]
     return "\n".join(lines) + "\n"
 
 
@@ -128,6 +147,8 @@ def main() -> int:
     parser.add_argument("--pretrained", help="reuse <out>/<other domain>/<sources> (corpus, tokenizer, run --name)")
     parser.add_argument("--max-users", type=int, default=2000, help="seeded users of D per protocol")
     parser.add_argument("--fit-users", type=int, default=1000)
+    parser.add_argument("--in-domain", help="bench/in_domain.py's output folder: score its SASRec+ LOO lists, "
+                                            "trained on the domain itself, on the same users")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args()
     import torch
@@ -167,7 +188,8 @@ def main() -> int:
     stage(["eval", "--ckpt", str(run_dir), *argv, *fitting])  # exports best/ with the fitted weights in it
     fit = json.loads((run_dir / "best" / SCORE_FIT).read_text()) if args.fit else {}
     rec = Recommender.from_pretrained(run_dir / "best", embed_cfg=cfg.embed)
-    results, raw = score_held_out(rec, prepared_folder(held, cfg.data), fit, args.max_users)
+    given = in_domain_lists(args.in_domain, held) if args.in_domain else None
+    results, raw = score_held_out(rec, prepared_folder(held, cfg.data), fit, args.max_users, given)
     table = format_table(results, stats, fit)
     out = root / "results" / (args.name + ("" if fit_domains == [FIT_DOMAIN[held]] else "-fit-" + "+".join(fit_domains)))
     out.mkdir(parents=True, exist_ok=True)

@@ -297,6 +297,25 @@ def test_priors_row_is_the_fit_without_the_model(prepared_dir, exported_model, e
     assert got.mean() == pytest.approx(by_hand, abs=1e-6)
 
 
+def test_given_lists_are_scored_on_the_same_users(prepared_dir, exported_model, embed_config):
+    """`given` rows (lists made elsewhere, by raw item id, e.g. an in-domain SASRec+'s) are scored on the same
+    test users as every other row; a user without a list is a miss and is counted."""
+    from recgpt.predict.protocols import build_test_cases
+    from recgpt.predict.transfer import read_interactions
+
+    folder = prepared_dir("ml-100k")
+    rec = Recommender.from_pretrained(exported_model, embed_cfg=embed_config)
+    rec.set_catalog_from_prepared(folder)
+    cases = build_test_cases(read_interactions(folder), rec.catalog, "loo", 1, 0, 60)
+    knn = baselines.content_knn(cases.histories, rec.catalog.text_emb, 10, False)
+    ids = rec.catalog.item_ids
+    by_user = {str(u): [ids[r] for r in rows] for u, rows in zip(cases.user_ids[1:], knn[1:])}  # first one absent
+    result = zero_shot_eval(rec, folder, "loo", 60, catalog_set=True, given={"elsewhere": by_user})
+    got, want = result["per_user"]["elsewhere"]["NDCG"], result["per_user"]["content_knn"]["NDCG"]
+    assert result["given_missing"] == {"elsewhere": 1} and got[0] == 0 and np.array_equal(got[1:], want[1:])
+    assert want.sum() > 0
+
+
 @pytest.mark.slow
 def test_eval_selects_checkpoints_by_zero_shot_ndcg(tiny_run, tiny_train_cfg, tokenizer_cache_dir, tmp_path):
     """eval.select_by=zero_shot: every checkpoint is scored zero-shot on a held-out source domain (real Steam

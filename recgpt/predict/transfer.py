@@ -41,11 +41,13 @@ def read_interactions(folder) -> pd.DataFrame:
 
 def zero_shot_eval(rec, folder, protocol: str = "loo", max_users: Optional[int] = 2000, k: int = 10,
                    seed: int = 0, catalog_set: bool = False, alone: Sequence[str] = (),
-                   weighted: Optional[dict] = None) -> dict:
+                   weighted: Optional[dict] = None, given: Optional[dict] = None) -> dict:
     """{"methods": {name: {"HR@k", "NDCG@k"}}, "per_user": {name: {...}}, "users": U} for the model, the model
     scored by each component of `alone` by itself ("model[code]", "model[dense]"), by each {row name: score
-    weights} of `weighted` (e.g. the fitted priors without the model's components), and the baselines recency,
-    popularity, content_knn and content_knn_centered (kNN on catalog-centered embeddings)."""
+    weights} of `weighted` (e.g. the fitted priors without the model's components), the baselines recency,
+    popularity, content_knn and content_knn_centered (kNN on catalog-centered embeddings), and each {row name:
+    {user id: [item ids, best first]}} of `given` (lists made elsewhere, e.g. an in-domain model's; a user
+    without a list counts as a miss, "given_missing" counts them)."""
     from recgpt.predict.protocols import build_test_cases
 
     if not catalog_set:
@@ -71,10 +73,15 @@ def zero_shot_eval(rec, folder, protocol: str = "loo", max_users: Optional[int] 
         lists[method] = baselines.baseline_lists(method, cases.histories, k_list, False, catalog.text_emb)
     centered = catalog.text_emb - catalog.text_emb.mean(0)
     lists["content_knn_centered"] = baselines.content_knn(cases.histories, centered, k_list, False)
+    missing = {}
+    for name, by_user in (given or {}).items():
+        row_of = {str(item): row for row, item in enumerate(catalog.item_ids)}
+        lists[name] = [[row_of[str(i)] for i in by_user.get(str(u), [])[:k] if str(i) in row_of] for u in cases.user_ids]
+        missing[name] = sum(str(u) not in by_user for u in cases.user_ids)
     users = {name: per_user(r, cases.targets, k) for name, r in lists.items()}
     methods = {name: {f"{m}@{k}": float(v.mean()) for m, v in u.items()} for name, u in users.items()}
     return {"protocol": protocol, "users": len(cases), "counts": cases.counts, "methods": methods, "per_user": users,
-            "catalog_items": catalog.n_items}
+            "catalog_items": catalog.n_items, "given_missing": missing}
 
 
 def ratio_rows(result: dict, k: int = 10, reference: str = "content_knn", n_boot: int = 1000, seed: int = 0) -> list:
