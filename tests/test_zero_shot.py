@@ -13,7 +13,7 @@ from recgpt.model.dense import reference_dense_scores
 from recgpt.predict import Recommender, baselines
 from recgpt.predict.hybrid import fit_score_weights, simplex_grid
 from recgpt.predict.scoring import combine, standardize
-from recgpt.predict.transfer import bootstrap_ratio, zero_shot_eval
+from recgpt.predict.transfer import bootstrap_ratio, restrict, zero_shot_eval
 from tests.fixtures_model import dense_decoder
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -312,8 +312,11 @@ def test_given_lists_are_scored_on_the_same_users(prepared_dir, exported_model, 
     by_user = {str(u): [ids[r] for r in rows] for u, rows in zip(cases.user_ids[1:], knn[1:])}  # first one absent
     result = zero_shot_eval(rec, folder, "loo", 60, catalog_set=True, given={"elsewhere": by_user})
     got, want = result["per_user"]["elsewhere"]["NDCG"], result["per_user"]["content_knn"]["NDCG"]
-    assert result["given_missing"] == {"elsewhere": 1} and got[0] == 0 and np.array_equal(got[1:], want[1:])
-    assert want.sum() > 0
+    keep = result["given_covered"]["elsewhere"]
+    assert not keep[0] and keep[1:].all() and got[0] == 0 and np.array_equal(got[1:], want[1:]) and want.sum() > 0
+    on_covered = restrict(result, keep)  # every row on the covered users only, means recomputed
+    assert on_covered["users"] == len(keep) - 1
+    assert on_covered["methods"]["elsewhere"]["NDCG@10"] == pytest.approx(float(want[1:].mean()))
 
 
 @pytest.mark.slow

@@ -47,7 +47,7 @@ def zero_shot_eval(rec, folder, protocol: str = "loo", max_users: Optional[int] 
     weights} of `weighted` (e.g. the fitted priors without the model's components), the baselines recency,
     popularity, content_knn and content_knn_centered (kNN on catalog-centered embeddings), and each {row name:
     {user id: [item ids, best first]}} of `given` (lists made elsewhere, e.g. an in-domain model's; a user
-    without a list counts as a miss, "given_missing" counts them)."""
+    without one counts as a miss there, and "given_covered" marks the users that have one: see `restrict`)."""
     from recgpt.predict.protocols import build_test_cases
 
     if not catalog_set:
@@ -73,15 +73,22 @@ def zero_shot_eval(rec, folder, protocol: str = "loo", max_users: Optional[int] 
         lists[method] = baselines.baseline_lists(method, cases.histories, k_list, False, catalog.text_emb)
     centered = catalog.text_emb - catalog.text_emb.mean(0)
     lists["content_knn_centered"] = baselines.content_knn(cases.histories, centered, k_list, False)
-    missing = {}
+    covered = {}
     for name, by_user in (given or {}).items():
         row_of = {str(item): row for row, item in enumerate(catalog.item_ids)}
         lists[name] = [[row_of[str(i)] for i in by_user.get(str(u), [])[:k] if str(i) in row_of] for u in cases.user_ids]
-        missing[name] = sum(str(u) not in by_user for u in cases.user_ids)
+        covered[name] = np.array([str(u) in by_user for u in cases.user_ids])
     users = {name: per_user(r, cases.targets, k) for name, r in lists.items()}
     methods = {name: {f"{m}@{k}": float(v.mean()) for m, v in u.items()} for name, u in users.items()}
     return {"protocol": protocol, "users": len(cases), "counts": cases.counts, "methods": methods, "per_user": users,
-            "catalog_items": catalog.n_items, "given_missing": missing}
+            "catalog_items": catalog.n_items, "given_covered": covered}
+
+
+def restrict(result: dict, keep: np.ndarray, k: int = 10) -> dict:
+    """The result on the users where `keep` (Bool[U]) is true: per-user values and their means."""
+    users = {name: {m: v[keep] for m, v in u.items()} for name, u in result["per_user"].items()}
+    methods = {name: {f"{m}@{k}": float(v.mean()) for m, v in u.items()} for name, u in users.items()}
+    return {**result, "users": int(keep.sum()), "methods": methods, "per_user": users}
 
 
 def ratio_rows(result: dict, k: int = 10, reference: str = "content_knn", n_boot: int = 1000, seed: int = 0) -> list:
