@@ -50,7 +50,7 @@ def to_catalog_rows(cases: TestCases, split_ids: list, catalog) -> TestCases:
 
 def set_prior(rec, histories) -> None:
     """Hybrid scoring with a popularity prior counts the histories being ranked (label-free)."""
-    if rec.scorer.needs_popularity([k for k, v in rec.scorer.weights.items() if v]):
+    if rec.scorer.needs_popularity():
         rec.scorer.prior.set_histories(histories, rec.catalog.n_items)
 
 

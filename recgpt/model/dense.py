@@ -95,10 +95,9 @@ class DenseHead(nn.Module):
 
     def with_popularity(self, cosine: torch.Tensor, item_states: torch.Tensor, log_popularity: torch.Tensor):
         """[B, N] cosines -> (1 + g_b) * cosine + s_b * log_popularity [N] (g_b = 0 without the content gate)."""
-        out = self.popularity_scale(item_states.mean(dim=-2)).float()
-        if self.content_gate:
-            cosine = (1 + out[:, 1:2]) * cosine
-        return cosine + out[:, :1] * log_popularity.float().to(cosine.device)[None]
+        scales = self.popularity_scale(item_states.mean(dim=-2)).float()  # [B, 1]: s_b; [B, 2]: s_b, g_b
+        gate = 1 + scales[:, 1:2] if self.content_gate else 1.0
+        return gate * cosine + scales[:, :1] * log_popularity.float().to(cosine.device)[None]
 
     def items(self, text_emb: torch.Tensor) -> torch.Tensor:
         """[N, D] text embeddings -> [N, D] unit item vectors through the shared tower."""
@@ -170,6 +169,9 @@ def reference_dense_scores(head: DenseHead, item_states: torch.Tensor, text_emb:
     """Float[B, N], one item at a time: the brute-force loop the batched `scores` is tested against."""
     out = torch.empty(item_states.shape[0], text_emb.shape[0])
     for b in range(item_states.shape[0]):
+        if head.popularity:
+            scale = head.popularity_scale.bias + head.popularity_scale.weight @ item_states[b].mean(dim=0)
+            gate = float(1 + scale[1]) if head.content_gate else 1.0
         query = head.query(item_states[b].mean(dim=0)) * float(head.use_state)
         if head.query_skip and own_text[b].dim() == 1:
             query = query + own_text[b] / own_text[b].norm()
@@ -185,7 +187,5 @@ def reference_dense_scores(head: DenseHead, item_states: torch.Tensor, text_emb:
             vector = F.normalize(unit + head.tower(unit) * float(head.use_tower), dim=0)
             out[b, n] = float((query * vector).sum())
             if head.popularity:
-                scale = head.popularity_scale.bias + head.popularity_scale.weight @ item_states[b].mean(dim=0)
-                gate = float(1 + scale[1]) if head.content_gate else 1.0
                 out[b, n] = gate * out[b, n] + float(scale[0] * log_popularity[n])
     return out

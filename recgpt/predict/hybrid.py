@@ -96,8 +96,8 @@ def fit_and_store(rec, domains, names: Sequence[str], max_users: int = 1000, k: 
     tables = {d.name: domain_table(rec, d, names, max_users, k, step, seed) for d in domains}
     grid = [w for w, _ in next(iter(tables.values()))]
     singles = {d: {n: next(v for w, v in t if math.isclose(w[n], 1.0)) for n in names} for d, t in tables.items()}
-    # each domain's scale: its best single prior (the best single component without priors), which does not
-    # depend on the model, so that the priors row is the same for every model fitted on the same domains
+    # each domain's scale: its best single prior (its best single component when no prior is fitted); it
+    # does not depend on the model, so the priors row is the same for every model fitted on these domains
     scale_by = [n for n in names if n in PRIOR_COMPONENTS] or list(names)
     scale = {d: max(max(singles[d][n] for n in scale_by), 1e-12) for d in tables}
     relative = [sum(t[i][1] / scale[d] for d, t in tables.items()) / len(tables) for i in range(len(grid))]

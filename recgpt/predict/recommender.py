@@ -155,7 +155,7 @@ class Recommender:
         if strategy not in STRATEGIES:
             raise ValueError(f"unknown strategy {strategy!r}; one of {STRATEGIES}")
         keys = list(range(len(histories))) if keys is None else list(keys)
-        if self.scorer.needs_popularity(self.scorer.weights):  # the prior counts every history of this call, not one batch
+        if self.scorer.needs_popularity():  # the prior counts every history of this call, not one batch
             self.scorer.prior.set_histories(histories, self.catalog.n_items)
         steps = horizon if strategy in ("rra", "ra") else k
         # A trie beam narrower than k could not fill the list: widen it to k for this call.

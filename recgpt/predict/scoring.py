@@ -158,8 +158,10 @@ class ItemScorer:
         self.prior = HybridPrior()
         self.dense_popularity = bool(getattr(config, "dense_popularity", False))
 
-    def needs_popularity(self, names) -> bool:
-        """Whether scoring these components reads the popularity prior (set_histories first)."""
+    def needs_popularity(self, names=None) -> bool:
+        """Whether scoring these components (default: those of nonzero score weight) reads the popularity
+        prior (set_histories first)."""
+        names = [c for c, w in self.weights.items() if w] if names is None else names
         return "pop" in names or ("dense" in names and self.dense_popularity)
 
     @property

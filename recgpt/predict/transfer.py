@@ -73,9 +73,8 @@ def zero_shot_eval(rec, folder, protocol: str = "loo", max_users: Optional[int] 
         lists[method] = baselines.baseline_lists(method, cases.histories, k_list, False, catalog.text_emb)
     centered = catalog.text_emb - catalog.text_emb.mean(0)
     lists["content_knn_centered"] = baselines.content_knn(cases.histories, centered, k_list, False)
-    covered = {}
+    covered, row_of = {}, {str(item): row for row, item in enumerate(catalog.item_ids)} if given else {}
     for name, by_user in (given or {}).items():
-        row_of = {str(item): row for row, item in enumerate(catalog.item_ids)}
         lists[name] = [[row_of[str(i)] for i in by_user.get(str(u), [])[:k] if str(i) in row_of] for u in cases.user_ids]
         covered[name] = np.array([str(u) in by_user for u in cases.user_ids])
     users = {name: per_user(r, cases.targets, k) for name, r in lists.items()}

@@ -48,7 +48,7 @@ class NextItemObjective(nn.Module):
             groups = None
             if cfg.dense_negatives in ("same_dataset", "catalog"):
                 if item_group is None:
-                    raise ValueError("dense_negatives=same_dataset needs each item's dataset: pass item_group")
+                    raise ValueError(f"dense_negatives={cfg.dense_negatives} needs each item's dataset: pass item_group")
                 groups = F.pad(item_group[:, 1:], (0, 1), value=-1)[target_mask]
             own = text_emb[target_mask]
             if cfg.dense_query_pool > 1:
