@@ -23,7 +23,7 @@ sys.path[0] = str(Path(__file__).resolve().parents[1])  # the repo root, not ben
 from recgpt.config import load_config  # noqa: E402
 
 # recgpt trained in-domain (configs/tiny.yaml sizes) on the LOO training split, and TIGER as its configuration.
-RECGPT_VARIANTS = {"recgpt": [], "tiger": ["tokenizer.kind=rqvae", "model.head=autoregressive"]}
+RECGPT_VARIANTS = {"recgpt": [], "tiger": ["tokenizer.kind=rqvae", "model.recipe=tiger"]}
 # With --foundation DIR (an exported model, configs/foundation.yaml): the target catalog encoded with DIR's
 # tokenizer, then fine-tuned from DIR's weights at --finetune-lr (finetune) or trained from scratch with the same
 # architecture, tokenizer and steps at the configuration's own lr (scratch, the control). A foundation with a
@@ -97,7 +97,7 @@ def run_recgpt(variant, dataset, protocol, args, out: Path) -> dict:
     stages = [(["corpus"], []), (["tokenize", "embed"], []), codes, (["pretrain"], []),
               (["eval"], ["--ckpt", str(best.parent)])]
     # a foundation with a dense head: hybrid weights fitted on the split's validation users, then the test users
-    hybrid = variant in FOUNDATION_VARIANTS and json.loads((foundation / "config.json").read_text()).get("dense_dim")
+    hybrid = variant in FOUNDATION_VARIANTS and json.loads((foundation / "config.json").read_text())["model"]["dense"]
     if protocol == "loo" and not hybrid:
         stages.append((["predict"], ["--dataset", dataset, f"predict.model_dir={best}", "predict.max_users=null",
                                      f"predict.output_dir={root / 'predict'}", "predict.allow_history=false",

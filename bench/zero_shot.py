@@ -98,7 +98,7 @@ def score_held_out(rec, folder, fit: dict, max_users: int, given=None) -> tuple[
     from recgpt.predict.transfer import ratio_rows, restrict, zero_shot_eval
 
     mcfg = rec.model.config
-    alone = [c for c, on in (("code", mcfg.code_loss_weight > 0), ("dense", mcfg.dense_dim > 0)) if on]
+    alone = [c for c, on in (("code", mcfg.codes is not None), ("dense", mcfg.dense is not None)) if on]
     weighted = {"priors": fit["priors"]["weights"]} if fit.get("priors") else {}
     results, raw = {}, {}
     for i, protocol in enumerate(("loo", "cold")):

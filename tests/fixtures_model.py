@@ -14,12 +14,17 @@ MODEL_SLOTS = [16, 12, 10, 7]  # distinct sizes so slot offsets and -inf padding
 MODEL_TEXT_DIM = 6
 
 
-def model_config(head: str = "parallel", text_dim: int = 0, attention: str = "sdpa", **kw):
+def model_config(head: str = "parallel", text_dim: int = 0, attention: str = "sdpa", slot_vocab_sizes=MODEL_SLOTS,
+                 tied: bool = True, behavior=None, **backbone):
+    """A code model (recipe `code`, or `code_text` with text_dim > 0, uncentered) of the given head; `behavior`:
+    None or {"target": bool}; other keys are backbone overrides."""
     from recgpt.model import ItemCodeDecoderConfig
 
-    base = dict(slot_vocab_sizes=MODEL_SLOTS, n_layers=2, d_model=32, n_heads=4, d_ff=64, dropout=0.0, max_items=64)
-    base.update(kw)
-    return ItemCodeDecoderConfig(head=head, text_dim=text_dim, attention=attention, **base)
+    base = dict(n_layers=2, d_model=32, n_heads=4, d_ff=64, dropout=0.0, max_items=64, attention=attention)
+    base.update(backbone)
+    return ItemCodeDecoderConfig.from_recipe(
+        "code_text" if text_dim else "code", slot_vocab_sizes, embed_dim=text_dim, center_text=False,
+        codes={"head": head, "tie_embeddings": tied}, behavior=behavior, **base)
 
 
 def make_model(head: str = "parallel", text_dim: int = 0, attention: str = "sdpa", seed: int = 0, **kw):
@@ -63,17 +68,29 @@ def layout(users: Sequence[UserSeq], rows: Sequence[Sequence[int]], width: int, 
     return codes, item_pos, segment, text, where
 
 
-def dense_decoder(slot_vocab_sizes, dim, seed=0, randomize=("tower",), **kw):
-    """A real 1 x 32 decoder with a dense head over `dim`-wide text embeddings, in eval mode; the named parts
-    of the head (tower: its last layer, query, popularity_scale) moved off their zero start, as if trained."""
+DENSE_STATE = {"query": "state", "pool": 1, "item_tower": True, "negatives": "in_batch", "catalog_negatives": 0,
+               "popularity": "none"}  # a dense head whose query is a projection of the state alone
+
+
+def dense_decoder(slot_vocab_sizes, dim, seed=0, randomize=("tower",), dense=None, codes=(), score_weights=None,
+                  **backbone):
+    """A real 1 x 32 decoder with a dense head over `dim`-wide text embeddings (no text input, uncentered; `dense`
+    overrides DENSE_STATE) and a lookup code head (codes=None: none), in eval mode; the named parts of the head
+    (tower: its last layer, query, popularity_scale) moved off their zero start, as if trained."""
     from recgpt.model import ItemCodeDecoder, ItemCodeDecoderConfig
 
     torch.manual_seed(seed)
-    config = ItemCodeDecoderConfig(slot_vocab_sizes=slot_vocab_sizes, n_layers=1, d_model=32, n_heads=4, d_ff=64,
-                                   dropout=0.0, max_items=20, dense_dim=dim, **kw)
+    base = dict(n_layers=1, d_model=32, n_heads=4, d_ff=64, dropout=0.0, max_items=20, text_input=False,
+                center_text=False)
+    base.update(backbone)
+    config = ItemCodeDecoderConfig.from_recipe(
+        "hybrid", slot_vocab_sizes, embed_dim=dim, score_weights=score_weights,
+        dense={**DENSE_STATE, **(dense or {})}, codes=None if codes is None else {"embedding": "lookup", **dict(codes)},
+        **base)
     model = ItemCodeDecoder(config).eval()
     head = model.dense_head
-    parts = {"tower": head.tower[-1], "query": head.query, "popularity_scale": getattr(head, "popularity_scale", None)}
+    parts = {"tower": head.tower[-1] if head.tower is not None else None, "query": head.query,
+             "popularity_scale": getattr(head, "popularity_scale", None)}
     for name in randomize:
         for p in parts[name].parameters():
             torch.nn.init.normal_(p, std=0.3)

@@ -56,8 +56,9 @@ def make_decoder(predict_tokenizer):
 
     def make(head: str = "parallel", seed: int = 0, max_items: int = 20):
         torch.manual_seed(seed)
-        config = ItemCodeDecoderConfig(slot_vocab_sizes=predict_tokenizer.slot_vocab_sizes, n_layers=2, d_model=32,
-                                       n_heads=4, d_ff=64, dropout=0.0, head=head, max_items=max_items)
+        config = ItemCodeDecoderConfig.from_recipe("code", predict_tokenizer.slot_vocab_sizes, n_layers=2, d_model=32,
+                                                   n_heads=4, d_ff=64, dropout=0.0, max_items=max_items,
+                                                   codes={"head": head})
         return ItemCodeDecoder(config).eval()
 
     return make

@@ -19,7 +19,7 @@ def test_overrides_take_precedence_over_yaml(tmp_path):
     ("bogus.lr=1", "bogus"),
     ("train.lr=abc", "train.lr"),
     ("train.lr=-1", "train.lr"),
-    ("model.head=sideways", "model.head"),
+    ("model.codes.head=sideways", "model.codes.head"),
     ("model.n_heads=5", "model.d_model"),
     ("data.heldout_users=1.5", "data.heldout_users"),
 ])

@@ -1,6 +1,7 @@
-"""model.dense_popularity: the dense score's learned popularity term, against a brute-force loop and a hand
-softmax, its training counts against the corpus, and its prediction-time prior counting the histories scored.
-Real ml-100k items and MiniLM embeddings (session fixtures); the trainer on the real tiny corpus."""
+"""model.dense.popularity: the dense score's learned popularity term, against a brute-force loop and a hand
+softmax, its training counts against the corpus, and the catalog's own popularity at prediction (one user scored
+alone gets what it gets in a batch). Real ml-100k items and MiniLM embeddings (session fixtures); the trainer on the
+real tiny corpus."""
 import math
 from collections import Counter
 
@@ -15,10 +16,11 @@ from tests.fixtures_model import dense_decoder
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def popularity_decoder(slot_vocab_sizes, dim, trained=True, **kw):
-    randomize = ("tower", "query", "popularity_scale") if trained else ()
-    return dense_decoder(slot_vocab_sizes, dim, randomize=randomize, dense_query_skip=True, dense_popularity=True,
-                         dense_negatives="catalog", **kw)
+def popularity_decoder(slot_vocab_sizes, dim, trained=True, **dense):
+    spec = {"query": "content_state", "negatives": "catalog", "catalog_negatives": 64, "popularity": "scale", **dense}
+    randomize = [p for p in ("tower", "query", "popularity_scale")
+                 if trained and (p != "tower" or spec.get("item_tower", True)) and (p != "query" or spec["query"] != "content")]
+    return dense_decoder(slot_vocab_sizes, dim, randomize=randomize, dense=spec)
 
 
 def test_popularity_scores_equal_the_loop_and_start_at_zero(ml100k_catalog, catalog_emb):
@@ -36,17 +38,16 @@ def test_popularity_scores_equal_the_loop_and_start_at_zero(ml100k_catalog, cata
     with torch.no_grad():  # an untrained head ignores popularity: last-item kNN as without the switch
         cosine = F.normalize(own, dim=-1) @ F.normalize(items, dim=-1).t()
         assert torch.allclose(untrained.scores(state, items, own, popularity), cosine, atol=1e-5)
-    with pytest.raises(ValueError, match="log popularity"):
-        head.scores(state, items, own)
+    with torch.no_grad():  # a catalog without an interaction log: scored without the popularity term
+        assert torch.allclose(head.scores(state, items, own), plain, atol=1e-5)
 
 
 def test_content_gate_scales_the_cosine_and_matches_the_loop(ml100k_catalog, catalog_emb):
-    """dense_content_gate: (1 + g_b) * cosine + s_b * log popularity, both from the state; untrained, g_b = 0."""
+    """popularity=gated: (1 + g_b) * cosine + s_b * log popularity, both from the state; untrained, g_b = 0."""
     sizes, dim = ml100k_catalog.slot_vocab_sizes, catalog_emb.shape[1]
     state, items = torch.randn(3, ml100k_catalog.codes.shape[1], 32), catalog_emb[:40]
     own, popularity = catalog_emb[[3, 8, 13]], torch.log1p(torch.arange(40.0) % 7)
-    gated = popularity_decoder(sizes, dim, dense_content_gate=True, dense_query_state=False,
-                               dense_item_tower=False).dense_head
+    gated = popularity_decoder(sizes, dim, popularity="gated", query="content", item_tower=False).dense_head
     with torch.no_grad():
         fast = gated.scores(state, items, own, popularity)
         assert torch.allclose(fast, reference_dense_scores(gated, state, items, own, popularity), atol=1e-5)
@@ -54,7 +55,7 @@ def test_content_gate_scales_the_cosine_and_matches_the_loop(ml100k_catalog, cat
         cosine = F.normalize(own, dim=-1) @ F.normalize(items, dim=-1).t()  # content only, no tower
         want = (1 + scale[:, 1:]) * cosine + scale[:, :1] * popularity[None]
         assert torch.allclose(fast, want, atol=1e-5) and (scale[:, 1] - scale[0, 1]).abs().max() > 1e-3
-    untrained = popularity_decoder(sizes, dim, trained=False, dense_content_gate=True).dense_head
+    untrained = popularity_decoder(sizes, dim, trained=False, popularity="gated").dense_head
     with torch.no_grad():
         assert torch.allclose(untrained.scores(state, items, own, popularity), cosine, atol=1e-5)
 
@@ -82,24 +83,40 @@ def test_infonce_with_popularity_matches_a_loop(ml100k_catalog, catalog_emb):
                          negative_groups, False)
 
 
-def test_prediction_counts_the_histories_scored(ml100k_catalog, catalog_emb, ml100k_histories):
-    """The recommender sets the popularity prior from the histories of the call, label-free, and the dense
-    component equals the head's scores with log(1 + count over those histories)."""
-    model = popularity_decoder(ml100k_catalog.slot_vocab_sizes, catalog_emb.shape[1])
+def test_prediction_reads_the_catalog_popularity_and_one_user_alone_equals_a_batch(ml100k_catalog, catalog_emb,
+                                                                                     prepared_dir):
+    """The dense component equals the head's scores with log(1 + the catalog's own counts); a user scored alone
+    gets exactly the list (and the scores) it gets inside a batch of 500 other users."""
+    model = popularity_decoder(ml100k_catalog.slot_vocab_sizes, catalog_emb.shape[1], popularity="gated",
+                               query="content", item_tower=False, pool=5)
+    counts = torch.arange(ml100k_catalog.n_items) % 13
     catalog = ml100k_catalog.__class__.from_codes(ml100k_catalog.item_ids, ml100k_catalog.codes,
-                                                  ml100k_catalog.slot_vocab_sizes, catalog_emb)
+                                                  ml100k_catalog.slot_vocab_sizes, catalog_emb, popularity=counts)
     rec = Recommender(model, catalog=catalog)
-    histories = [list(h[-6:]) for h in ml100k_histories[:12]]
-    recs, _ = rec.recommend_rows(histories, 10, 1, "exact", allow_history=False)
-    counts = Counter(i for h in histories for i in h)
-    want_pop = torch.log1p(torch.tensor([float(counts[i]) for i in range(catalog.n_items)]))
-    assert torch.allclose(rec.scorer.prior.log_popularity(catalog.n_items, "cpu")[0], want_pop)
+    from recgpt.data import load_prepared
+    from recgpt.predict.protocols import build_test_cases
+
+    inter = load_prepared(prepared_dir("ml-100k")).interactions
+    histories = [h[-12:] for h in build_test_cases(inter, catalog, "loo", max_users=500, seed=2).histories]
+    assert len(histories) == 500
     scorer = rec.scorer
-    dense = scorer.components(histories, scorer.state(histories), {"dense"})["dense"]
-    last = scorer.catalog_emb[torch.tensor([h[-1] for h in histories])]
-    want = model.dense_scores(scorer.state(histories), scorer.catalog_emb, last, want_pop)
+    part = histories[:7]
+    dense = scorer.components(part, scorer.state(part), {"dense"})["dense"]
+    recent = torch.stack([torch.stack([catalog_emb[h[-1 - k]] if k < len(h) else torch.zeros(catalog_emb.shape[1])
+                                       for k in range(5)]) for h in part])
+    want = model.dense_scores(scorer.state(part), scorer.catalog_emb, recent, torch.log1p(counts.float()))
     assert torch.allclose(dense, want, atol=1e-5)
-    assert all(not set(r) & set(h) for r, h in zip(recs, histories))
+    batch, batch_scores = rec.recommend_rows(histories, 10, 1, "exact", allow_history=False)
+    for i in (0, 137, 499):
+        alone, alone_scores = rec.recommend_rows([histories[i]], 10, 1, "exact", allow_history=False)
+        assert alone[0] == batch[i]
+        assert torch.allclose(torch.tensor(alone_scores[0]), torch.tensor(batch_scores[i]), atol=1e-5)
+    assert all(not set(r) & set(h) for r, h in zip(batch, histories))
+    # a catalog without an interaction log: the same head scores without its popularity term, and says so
+    bare = Recommender(model, catalog=catalog.with_popularity(None))
+    assert bare.scorer.without_popularity and not rec.scorer.without_popularity
+    plain = bare.scorer.components(part, bare.scorer.state(part), {"dense"})["dense"]
+    assert torch.allclose(plain, model.dense_scores(scorer.state(part), scorer.catalog_emb, recent), atol=1e-5)
 
 
 def test_training_counts_and_the_real_trainer(tiny_train_cfg, tiny_tokenizer):
@@ -111,8 +128,7 @@ def test_training_counts_and_the_real_trainer(tiny_train_cfg, tiny_tokenizer):
     from recgpt.train.inputs import load_training_inputs
     from recgpt.train.trainer import pretrain
 
-    args = ["model.dense_head=true", "model.use_text=true", "model.code_loss_weight=0", "model.dense_query_skip=true",
-            "model.dense_negatives=catalog", "model.dense_catalog_negatives=64", "model.dense_popularity=true",
+    args = ["model.recipe=zero_shot", "model.dense.catalog_negatives=64", "model.dense.popularity=scale",
             f"train.text_embeddings_dir={tiny_tokenizer.parent / 'embeddings'}", "train.max_steps=3",
             "train.eval_every=3", "train.save_every=3"]
     cfg = tiny_train_cfg(*args)
@@ -124,21 +140,5 @@ def test_training_counts_and_the_real_trainer(tiny_train_cfg, tiny_tokenizer):
     complete, _ = ckpt.list_checkpoints(summary["run_dir"])
     head = load_checkpoint_model(complete[-1], ckpt.read_meta(complete[-1])).dense_head
     assert math.isfinite(summary["loss"]) and head.popularity_scale.bias.abs().sum() > 0
-    with pytest.raises((ConfigError, ValueError), match="dense_popularity"):
-        tiny_train_cfg(*args, "model.dense_negatives=in_batch")
-
-
-def test_pool_decay_starts_as_the_content_knn_baseline(ml100k_catalog, catalog_emb, ml100k_histories):
-    """dense_pool_decay=0.7: the untrained pooled query is the content kNN baseline's user vector (0.7^age mean
-    of the last 5 items), so through the real scorer the untrained dense head equals content kNN's cosines."""
-    from recgpt.predict.baselines import content_knn_scores
-
-    model = dense_decoder(ml100k_catalog.slot_vocab_sizes, catalog_emb.shape[1], randomize=(), dense_query_skip=True,
-                          dense_query_pool=5, dense_pool_decay=0.7, dense_query_state=False, dense_item_tower=False)
-    assert torch.allclose(model.dense_head.recency, torch.tensor([0.0, 0.7, 0.49, 0.343, 0.2401]))
-    catalog = ml100k_catalog.__class__.from_codes(ml100k_catalog.item_ids, ml100k_catalog.codes,
-                                                  ml100k_catalog.slot_vocab_sizes, catalog_emb)
-    scorer = Recommender(model, catalog=catalog).scorer
-    histories = [list(h[-8:]) for h in ml100k_histories[:10]] + [list(ml100k_histories[10][-2:])]
-    dense = scorer.components(histories, scorer.state(histories), {"dense"})["dense"]
-    assert torch.allclose(dense, content_knn_scores(histories, catalog_emb), atol=1e-5)
+    with pytest.raises((ConfigError, ValueError), match="model.dense.popularity"):
+        tiny_train_cfg(*args, "model.dense.negatives=in_batch")

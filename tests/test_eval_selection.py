@@ -36,8 +36,8 @@ def test_token_weighted_loss_equals_a_hand_computation(tiny_inputs):
     torch.manual_seed(0)
     seqs = [tiny_inputs.heldout.take([i])[i] for i in range(5)]
     seqs = [s[:n] for s, n in zip(seqs, [2, 9, 4, 13, 3])]  # unequal lengths, one with a single target
-    model = ItemCodeDecoder(ItemCodeDecoderConfig(slot_vocab_sizes=tiny_inputs.slot_vocab_sizes, n_layers=1,
-                                                  d_model=32, n_heads=4, d_ff=64, dropout=0.0, max_items=50)).eval()
+    model = ItemCodeDecoder(ItemCodeDecoderConfig.from_recipe(
+        "code", tiny_inputs.slot_vocab_sizes, n_layers=1, d_model=32, n_heads=4, d_ff=64, dropout=0.0, max_items=50)).eval()
     from recgpt.train.objective import NextItemObjective
 
     got = heldout_loss(NextItemObjective(model), _SingleProcess(), SequenceSource(seqs), tiny_inputs, "pack", 2 * 16 * 5, 16)  # 2 rows of 16 items

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 @pytest.mark.parametrize("head,text_dim,tied", [("parallel", 0, True), ("autoregressive", 6, False),
                                                 ("autoregressive", 0, True)])
 def test_save_and_from_pretrained_give_identical_logits(ml100k_users, tmp_path, head, text_dim, tied):
-    model = make_model(head, text_dim=text_dim, seed=3, tie_word_embeddings=tied)
+    model = make_model(head, text_dim=text_dim, seed=3, tied=tied)
     assert all(o.weight is e.weight for o, e in zip(model.head.out, model.code_embedding)) == tied
     if head == "autoregressive":
         assert all(p.weight is e.weight for p, e in zip(model.head.prefix_embedding, model.code_embedding)) == tied
@@ -22,7 +22,7 @@ def test_save_and_from_pretrained_give_identical_logits(ml100k_users, tmp_path, 
     model.save_pretrained(tmp_path)
     assert (tmp_path / "model.safetensors").is_file() and (tmp_path / "config.json").is_file()
     for loaded in (ItemCodeDecoder.from_pretrained(tmp_path), AutoModel.from_pretrained(tmp_path)):
-        assert isinstance(loaded, ItemCodeDecoder) and loaded.config.head == head
+        assert isinstance(loaded, ItemCodeDecoder) and loaded.config.codes.head == head
         assert loaded.config.slot_vocab_sizes == MODEL_SLOTS and loaded.config.text_dim == text_dim
         assert all(o.weight is e.weight for o, e in zip(loaded.head.out, loaded.code_embedding)) == tied
         if head == "autoregressive":
@@ -33,16 +33,17 @@ def test_save_and_from_pretrained_give_identical_logits(ml100k_users, tmp_path, 
 
 
 def test_from_recgpt_takes_the_typed_config():
-    cfg = load_config("configs/tiny.yaml", ["model.head=autoregressive", "model.use_text=true", "model.tie_embeddings=false"])
+    cfg = load_config("configs/tiny.yaml", ["model.codes.head=autoregressive", "model.text_input=true",
+                                            "model.codes.tie_embeddings=false"])
     dec = ItemCodeDecoderConfig.from_recgpt(cfg.model, [256, 256, 256, 8], text_dim=384)
     assert dec.tie_word_embeddings is False
     assert (dec.n_layers, dec.d_model, dec.n_heads, dec.d_ff, dec.max_items) == (2, 64, 4, 128, 50)
-    assert dec.head == "autoregressive" and dec.text_dim == 384 and dec.slot_vocab_sizes == [256, 256, 256, 8]
+    assert dec.codes.head == "autoregressive" and dec.text_dim == 384 and dec.slot_vocab_sizes == [256, 256, 256, 8]
     assert ItemCodeDecoderConfig.from_recgpt(load_config("configs/tiny.yaml").model, [8, 8], text_dim=384).text_dim == 0
     with pytest.raises(ValueError, match="text_dim"):
         ItemCodeDecoderConfig.from_recgpt(cfg.model, [8, 8], text_dim=0)
-    with pytest.raises(ValueError, match="ItemCodeDecoderConfig.head"):
-        ItemCodeDecoderConfig(slot_vocab_sizes=[4], head="beam")
+    with pytest.raises(ValueError, match="model.codes.head"):
+        ItemCodeDecoderConfig.from_recipe("code", [4], codes={"head": "beam"})
 
 
 def test_bad_inputs_raise_clear_errors(ml100k_users):
@@ -100,7 +101,7 @@ def expected_parameters(cfg: ItemCodeDecoderConfig) -> int:
     layer = (d * 3 * d + 3 * d) + (d * d + d) + (d * ff + ff) + (ff * d + d) + 2 * 2 * d
     embeddings = codes * d + cfg.n_slots * d + cfg.max_items * d + (cfg.text_dim * d + d if cfg.text_dim else 0)
     head = 0 if cfg.tie_word_embeddings else codes * d
-    if cfg.head == "autoregressive":
+    if cfg.codes.head == "autoregressive":
         head += (0 if cfg.tie_word_embeddings else codes * d) + (d * ff + ff) + (ff * d + d) + 2 * 2 * d
     return embeddings + cfg.n_layers * layer + 2 * d + head
 
@@ -109,8 +110,9 @@ def expected_parameters(cfg: ItemCodeDecoderConfig) -> int:
                                        ("autoregressive", False)])
 def test_parameter_count_has_no_unused_code_rows(head, tied):
     # RecGPT's shape: 3 layers, 768 wide, FSQ [8,8,8,6,5] -> 15,360 codes per slot, 4 slots, 768-d text input
-    cfg = ItemCodeDecoderConfig(slot_vocab_sizes=[15360] * 4, n_layers=3, d_model=768, n_heads=12, d_ff=3072,
-                                text_dim=768, max_items=256, head=head, tie_word_embeddings=tied)
+    cfg = ItemCodeDecoderConfig.from_recipe("code_text", [15360] * 4, embed_dim=768, n_layers=3, d_model=768,
+                                            n_heads=12, d_ff=3072, max_items=256,
+                                            codes={"head": head, "tie_embeddings": tied})
     with torch.device("meta"):
         model = ItemCodeDecoder(cfg)
     total = sum(p.numel() for p in model.parameters())  # a tied matrix counts once
@@ -118,7 +120,8 @@ def test_parameter_count_has_no_unused_code_rows(head, tied):
     assert [e.num_embeddings for e in model.code_embedding] == [15360] * 4  # each slot's own codes, nothing else
     assert [o.out_features for o in model.head.out] == [15360] * 4
     # a smaller tokenizer costs rows only for the codes it has
-    small = ItemCodeDecoderConfig(slot_vocab_sizes=[256, 256, 256, 8], n_layers=3, d_model=768, n_heads=12, d_ff=3072)
+    small = ItemCodeDecoderConfig.from_recipe("code", [256, 256, 256, 8], n_layers=3, d_model=768, n_heads=12,
+                                              d_ff=3072)
     with torch.device("meta"):
         assert sum(p.numel() for p in ItemCodeDecoder(small).parameters()) == expected_parameters(small)
 

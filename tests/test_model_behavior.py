@@ -108,8 +108,8 @@ def test_switch_off_leaves_the_code_model_unchanged(ml100k_users):
     from tests.fixtures_model import layout
 
     before = make_model(seed=3)
-    off = make_model(seed=3, n_behaviors=0)
-    on = make_model(seed=3, n_behaviors=N_BEHAVIORS, behavior_target=True)
+    off = make_model(seed=3, behavior=None)
+    on = make_model(seed=3, behavior={"target": True})
     assert not any("behavior" in k for k in off.state_dict())
     assert all(torch.equal(v, off.state_dict()[k]) for k, v in before.state_dict().items())
     users = ml100k_users[:4]
@@ -174,7 +174,7 @@ def test_behaviour_corpus_feeds_the_batches(tmp_path, tiny_data_config, prepared
                             corpus_hash="", tokenizer_hash="", behavior_input=True)
     batch, _ = MicroBatchStream(source, inputs, "bucket", 32, 2000, seed=0, rank=0, world=1).next()
     assert batch["behavior"].shape == batch["segment"].shape and (batch["behavior"][batch["segment"] == 0] == 0).all()
-    objective = NextItemObjective(make_model(slot_vocab_sizes=[64, 64, 64], n_behaviors=N_BEHAVIORS, seed=1))
+    objective = NextItemObjective(make_model(slot_vocab_sizes=[64, 64, 64], behavior={"target": False}, seed=1))
     with torch.no_grad():
         objective.decoder.behavior.input.weight.normal_()
         blind = objective(**{**batch, "behavior": torch.zeros_like(batch["behavior"])})

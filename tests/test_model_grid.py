@@ -1,5 +1,5 @@
-"""Geometry-aware item codes (recgpt.model.grid): FSQ grid code embeddings (model.code_embedding=fsq_grid) and
-the factorized head (model.code_head=factorized), against hand computations on a small grid and on a real
+"""Geometry-aware item codes (recgpt.model.grid): FSQ grid code embeddings (model.codes.embedding=fsq_grid) and
+the factorized head (model.codes.output=factorized), against hand computations on a small grid and on a real
 FSQ tokenizer's ml-100k codes."""
 import math
 
@@ -17,9 +17,9 @@ SWITCHES = [("lookup", "factorized"), ("fsq_grid", "full"), ("fsq_grid", "factor
 
 def small_decoder(code_embedding="lookup", code_head="full", seed=0, **kw):
     torch.manual_seed(seed)
-    config = ItemCodeDecoderConfig(slot_vocab_sizes=[24, 24, 5], slot_levels=[LEVELS, LEVELS, []], n_layers=1,
-                                   d_model=16, n_heads=2, d_ff=32, dropout=0.0, code_embedding=code_embedding,
-                                   code_head=code_head, **kw)
+    config = ItemCodeDecoderConfig.from_recipe("code", [24, 24, 5], slot_levels=[LEVELS, LEVELS, []], n_layers=1,
+                                               d_model=16, n_heads=2, d_ff=32, dropout=0.0,
+                                               codes={"embedding": code_embedding, "output": code_head, **kw})
     return ItemCodeDecoder(config).eval()
 
 
@@ -110,14 +110,14 @@ def test_grid_embedding_is_the_projection_of_the_coordinates_and_unseen_codes_ke
 
 @pytest.mark.parametrize("code_embedding,code_head", SWITCHES)
 def test_switches_round_trip_save_pretrained(code_embedding, code_head, tmp_path):
-    model = small_decoder(code_embedding, code_head, seed=2, code_residual=code_embedding == "fsq_grid")
+    model = small_decoder(code_embedding, code_head, seed=2)
     with torch.no_grad():  # a non-zero residual, so that it must be saved
         for p in model.parameters():
             p.add_(0.01 * torch.randn_like(p))
     model.save_pretrained(tmp_path)
     loaded = ItemCodeDecoder.from_pretrained(tmp_path).eval()
     cfg = loaded.config
-    assert (cfg.code_embedding, cfg.code_head, cfg.slot_levels) == (code_embedding, code_head, [LEVELS, LEVELS, []])
+    assert (cfg.codes.embedding, cfg.codes.output, cfg.slot_levels) == (code_embedding, code_head, [LEVELS, LEVELS, []])
     codes, item_pos, segment = small_batch(seed=3)
     state, state_loaded = model.history_state(codes, item_pos, segment), loaded.history_state(codes, item_pos, segment)
     assert torch.allclose(state, state_loaded, atol=1e-6)
@@ -127,12 +127,12 @@ def test_switches_round_trip_save_pretrained(code_embedding, code_head, tmp_path
 
 def test_switches_need_an_fsq_grid_and_the_parallel_head():
     with pytest.raises(ValueError, match="slot_levels"):
-        ItemCodeDecoderConfig(slot_vocab_sizes=[24, 5], slot_levels=[[4, 3, 3], []])  # 36 != 24
+        ItemCodeDecoderConfig.from_recipe("code", [24, 5], slot_levels=[[4, 3, 3], []])  # 36 != 24
     with pytest.raises(ValueError, match="FSQ grid slots"):
-        ItemCodeDecoderConfig(slot_vocab_sizes=[32, 5], code_head="factorized")  # an RQ tokenizer's codes
+        ItemCodeDecoderConfig.from_recipe("code", [32, 5], codes={"output": "factorized"})  # an RQ tokenizer's codes
     with pytest.raises(ValueError, match="parallel"):
-        ItemCodeDecoderConfig(slot_vocab_sizes=[24, 5], slot_levels=[LEVELS, []], code_embedding="fsq_grid",
-                              head="autoregressive")
+        ItemCodeDecoderConfig.from_recipe("code", [24, 5], slot_levels=[LEVELS, []],
+                                          codes={"embedding": "fsq_grid", "head": "autoregressive"})
 
 
 def test_real_fsq_codes_exact_scores_and_beam(fitted_tokenizers, real_embeddings, prepared_dir):
@@ -152,9 +152,9 @@ def test_real_fsq_codes_exact_scores_and_beam(fitted_tokenizers, real_embeddings
     histories = build_test_cases(load_prepared(prepared_dir("ml-100k")).interactions, cat, "loo", max_users=6,
                                  seed=1).histories
     torch.manual_seed(0)
-    config = ItemCodeDecoderConfig(slot_vocab_sizes=tok.slot_vocab_sizes, slot_levels=levels, n_layers=1, d_model=32,
-                                   n_heads=4, d_ff=64, dropout=0.0, max_items=20, code_embedding="fsq_grid",
-                                   code_head="factorized")
+    config = ItemCodeDecoderConfig.from_recipe("code", tok.slot_vocab_sizes, slot_levels=levels, n_layers=1,
+                                               d_model=32, n_heads=4, d_ff=64, dropout=0.0, max_items=20,
+                                               codes={"embedding": "fsq_grid", "output": "factorized"})
     model = ItemCodeDecoder(config).eval()
     exact_scorer = ItemScorer(model, cat.codes, cat.trie, mode="exact")
     exact = exact_scorer.log_probs(histories)
@@ -174,7 +174,7 @@ def test_pretraining_with_both_switches_on_the_real_tiny_corpus(tiny_train_cfg, 
 
     from recgpt.train.trainer import pretrain
 
-    cfg = tiny_train_cfg("model.code_embedding=fsq_grid", "model.code_head=factorized", "train.max_steps=4",
+    cfg = tiny_train_cfg("model.codes.embedding=fsq_grid", "model.codes.output=factorized", "train.max_steps=4",
                          "train.eval_every=4", "train.save_every=4")
     summary = pretrain(cfg)
     assert math.isfinite(summary["loss"]) and math.isfinite(summary["heldout_loss"])
@@ -182,4 +182,5 @@ def test_pretraining_with_both_switches_on_the_real_tiny_corpus(tiny_train_cfg, 
     meta = json.loads((next(Path(summary["run_dir"]).glob("step-*")) / "meta.json").read_text())
     levels = tok["params"]["levels"]
     assert meta["model_config"]["slot_levels"] == [levels] * tok["n_codes"] + [[]]
-    assert (meta["model_config"]["code_embedding"], meta["model_config"]["code_head"]) == ("fsq_grid", "factorized")
+    codes = meta["model_config"]["model"]["codes"]
+    assert (codes["embedding"], codes["output"]) == ("fsq_grid", "factorized")

@@ -71,8 +71,8 @@ def test_packed_batch_gives_the_loss_of_the_padded_reference(ml100k_sequences):
     packed = collate(rows, dict(enumerate(seqs)), codes)
     padded = padded_reference(seqs, codes)
     assert packed["codes"].shape[1] == 50 and padded["codes"].shape[1] == 30  # as wide as needed, no wider
-    model = ItemCodeDecoder(ItemCodeDecoderConfig(slot_vocab_sizes=[16] * N_SLOTS, n_layers=2, d_model=32,
-                                                  n_heads=4, d_ff=64, dropout=0.0, max_items=64)).eval()
+    model = ItemCodeDecoder(ItemCodeDecoderConfig.from_recipe(
+        "code", [16] * N_SLOTS, n_layers=2, d_model=32, n_heads=4, d_ff=64, dropout=0.0, max_items=64)).eval()
     with torch.no_grad():
         sums = [next_item_loss(model(**b).logits, b["codes"], b["item_pos"], b["segment"]) for b in (packed, padded)]
     assert int(sums[0][1]) == int(sums[1][1]) == sum(len(s) - 1 for s in seqs) * N_SLOTS
@@ -116,8 +116,8 @@ def test_training_objective_matches_the_reference_loss_and_gradients(ml100k_sequ
     codes = torch.stack([torch.randint(0, v, (1682,)) for v in sizes], 1).to(torch.int32)
     seqs = [s[:n] for s, n in zip(ml100k_sequences[:5], [5, 17, 2, 9, 30])]
     batch = collate([[(0, 0, 5), (1, 0, 17), (2, 0, 2)], [(3, 0, 9), (4, 0, 30)]], dict(enumerate(seqs)), codes)
-    model = ItemCodeDecoder(ItemCodeDecoderConfig(slot_vocab_sizes=sizes, n_layers=1, d_model=32, n_heads=4,
-                                                  d_ff=64, dropout=0.0, max_items=64, head=head))
+    model = ItemCodeDecoder(ItemCodeDecoderConfig.from_recipe(
+        "code", sizes, n_layers=1, d_model=32, n_heads=4, d_ff=64, dropout=0.0, max_items=64, codes={"head": head}))
     fast = NextItemObjective(model)(**batch)
     fast[0].backward()
     fast_grads = [p.grad.clone() for p in model.parameters()]

@@ -1,5 +1,7 @@
-"""Several processes on CPU over gloo: DDP and DeepSpeed ZeRO-2 through `accelerate launch launch/pretrain.py`,
-each compared after its last step with one process on the same global batch (grad_accum = processes)."""
+"""Several processes on CPU over gloo: every recipe a shipped config uses trains under DDP and DeepSpeed ZeRO-2
+through `accelerate launch launch/pretrain.py`, each compared after its last step with one process on the same
+global batch (grad_accum = processes). The recipes run on the tiny real corpus at a small width: what breaks
+distributed training (a built part without a gradient) does not depend on the width."""
 import json
 import math
 import os
@@ -18,6 +20,33 @@ REPO = Path(__file__).resolve().parents[1]
 ACCELERATE = str(Path(sys.executable).with_name("accelerate"))
 STEPS = ["train.max_steps=4", "train.save_every=2", "train.eval_every=4", "train.log_every=2",
          "train.tokens_per_batch=500"]
+SMALL = ["model.n_layers=1", "model.d_model=32", "model.n_heads=4", "model.d_ff=64", "model.dropout=0.0"]
+CONFIGS = sorted(p for p in (REPO / "configs").glob("*.yaml"))
+
+
+def recipe_of(config: Path) -> tuple:
+    """(recipe name, the config's own model overrides as dotted keys) of a shipped config (sizes left out)."""
+    import yaml
+
+    model = (yaml.safe_load(config.read_text()) or {}).get("model") or {}
+    sizes = {"n_layers", "d_model", "n_heads", "d_ff", "dropout", "max_items"}
+
+    def dotted(prefix, value):
+        if isinstance(value, dict):
+            return [x for k, v in value.items() for x in dotted(f"{prefix}.{k}", v)]
+        return [f"{prefix}={'null' if value is None else value}"]
+
+    keys = [x for k, v in model.items() if k not in sizes | {"recipe"} for x in dotted(f"model.{k}", v)]
+    return model.get("recipe", "zero_shot"), keys
+
+
+# one case per distinct model section of the shipped configs (cpu, sample and pretrain share zero_shot's)
+MODELS = sorted({recipe_of(c)[0]: recipe_of(c) for c in CONFIGS}.values())
+
+
+def test_every_shipped_config_model_is_covered():
+    covered = {recipe_of(c) for c in CONFIGS}
+    assert {m for m in MODELS} == covered and {"zero_shot", "code"} <= {r for r, _ in MODELS}
 
 
 def launch(launch_args: list, overrides: list, env_extra: dict = None) -> subprocess.CompletedProcess:
@@ -38,13 +67,30 @@ def _check_run(run_dir: Path, proc) -> dict:
     return meta
 
 
-def _same_as_one_process(run_dir: Path, tiny_train_cfg, tiny_inputs, tmp_path) -> None:
-    """2 processes x 1 micro-batch each = 1 process x 2 accumulated micro-batches: the same global batches in
-    the same order, the same token-weighted loss, so the same loss and weights (within float reduction order)."""
+def model_overrides(model: tuple, tiny_tokenizer) -> list:
+    recipe, keys = model
+    return [f"model.recipe={recipe}", *SMALL, *keys, f"train.text_embeddings_dir={tiny_tokenizer.parent / 'embeddings'}"]
+
+
+_ONE = {}
+
+
+def one_process(tiny_train_cfg, tiny_inputs, tmp_path_factory, extra: list) -> Path:
+    """1 process x 2 accumulated micro-batches, trained once per model section."""
     from recgpt.train.trainer import pretrain
 
-    pretrain(tiny_train_cfg(*STEPS, "train.grad_accum=2", output_root=tmp_path / "one"), tiny_inputs)
-    one, two = ckpt.step_dir(tmp_path / "one" / "tiny", 4), ckpt.step_dir(run_dir, 4)
+    key = tuple(extra)
+    if key not in _ONE:
+        root = tmp_path_factory.mktemp("one")
+        pretrain(tiny_train_cfg(*STEPS, *extra, "train.grad_accum=2", output_root=root))
+        _ONE[key] = ckpt.step_dir(root / "tiny", 4)
+    return _ONE[key]
+
+
+def _same_as_one_process(run_dir: Path, one: Path) -> None:
+    """2 processes x 1 micro-batch each = 1 process x 2 accumulated micro-batches: the same global batches in
+    the same order, the same token-weighted loss, so the same loss and weights (within float reduction order)."""
+    two = ckpt.step_dir(run_dir, 4)
     meta_one, meta_two = ckpt.read_meta(one), ckpt.read_meta(two)
     assert meta_two["tokens_seen"] == meta_one["tokens_seen"]
     assert meta_two["loss"] == pytest.approx(meta_one["loss"], rel=1e-4)
@@ -60,22 +106,26 @@ def _same_as_one_process(run_dir: Path, tiny_train_cfg, tiny_inputs, tmp_path) -
 
 @pytest.mark.slow
 @pytest.mark.distributed
-def test_ddp_two_processes_over_gloo(tiny_train_cfg, tiny_inputs, tmp_path):
-    proc = launch(["--multi_gpu", "--num_processes", "2"], [*tiny_train_cfg.overrides(tmp_path), *STEPS],
+@pytest.mark.parametrize("model", MODELS, ids=lambda m: m[0])
+def test_ddp_two_processes_over_gloo(model, tiny_train_cfg, tiny_inputs, tiny_tokenizer, tmp_path, tmp_path_factory):
+    extra = model_overrides(model, tiny_tokenizer)
+    proc = launch(["--multi_gpu", "--num_processes", "2"], [*tiny_train_cfg.overrides(tmp_path), *STEPS, *extra],
                   {"ACCELERATE_USE_CPU": "1"})
     _check_run(tmp_path / "tiny", proc)
     assert "resumed" not in proc.stdout
-    _same_as_one_process(tmp_path / "tiny", tiny_train_cfg, tiny_inputs, tmp_path)
+    _same_as_one_process(tmp_path / "tiny", one_process(tiny_train_cfg, tiny_inputs, tmp_path_factory, extra))
 
 
 @pytest.mark.slow
 @pytest.mark.distributed
-def test_deepspeed_zero2_two_processes(tiny_train_cfg, tiny_inputs, tmp_path):
+@pytest.mark.parametrize("model", MODELS, ids=lambda m: m[0])
+def test_deepspeed_zero2_two_processes(model, tiny_train_cfg, tiny_inputs, tiny_tokenizer, tmp_path, tmp_path_factory):
+    extra = model_overrides(model, tiny_tokenizer)
     proc = launch(["--config_file", str(REPO / "launch" / "accelerate" / "zero2.yaml"), "--num_processes", "2"],
-                  [*tiny_train_cfg.overrides(tmp_path), *STEPS])
+                  [*tiny_train_cfg.overrides(tmp_path), *STEPS, *extra])
     meta = _check_run(tmp_path / "tiny", proc)
     last = ckpt.step_dir(tmp_path / "tiny", 4)
     assert (last / "pytorch_model").is_dir()  # DeepSpeed's own sharded state, written by save_state
     assert (last / ckpt.EXPORT_WEIGHTS).is_file()  # plus full weights for eval and export
-    assert meta["step"] == 4
-    _same_as_one_process(tmp_path / "tiny", tiny_train_cfg, tiny_inputs, tmp_path)
+    assert meta["step"] == 4 and "Setting accelerator to CPU" not in proc.stderr + proc.stdout
+    _same_as_one_process(tmp_path / "tiny", one_process(tiny_train_cfg, tiny_inputs, tmp_path_factory, extra))

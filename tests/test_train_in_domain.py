@@ -28,8 +28,10 @@ def foundation(tmp_path_factory, tiny_inputs, tiny_tokenizer):
 
     best = tmp_path_factory.mktemp("foundation") / "best"
     torch.manual_seed(7)
-    config = ItemCodeDecoderConfig(slot_vocab_sizes=tiny_inputs.slot_vocab_sizes, n_layers=1, d_model=32, n_heads=2,
-                                   d_ff=64, text_dim=tiny_inputs.text_dim or 0, max_items=64)
+    config = ItemCodeDecoderConfig.from_recipe("code_text" if tiny_inputs.text_dim else "code",
+                                               tiny_inputs.slot_vocab_sizes, embed_dim=tiny_inputs.text_dim or 0,
+                                               n_layers=1, d_model=32, n_heads=2, d_ff=64, max_items=64,
+                                               center_text=False)
     ItemCodeDecoder(config).save_pretrained(str(best))
     shutil.copytree(tiny_tokenizer, best / "tokenizer")
     return best
@@ -70,7 +72,7 @@ def test_tiger_is_a_configuration():
     from recgpt.config import load_config
 
     cfg = load_config(Path(__file__).resolve().parents[1] / "configs" / "tiger.yaml")
-    assert (cfg.tokenizer.kind, cfg.model.head, cfg.predict.scoring) == ("rqvae", "autoregressive", "trie")
+    assert (cfg.tokenizer.kind, cfg.model.codes.head, cfg.predict.scoring) == ("rqvae", "autoregressive", "trie")
     assert cfg.data.train_split == "loo" and not cfg.predict.allow_history
 
 
@@ -120,9 +122,9 @@ def dense_export(tmp_path_factory, predict_tokenizer, ml100k_catalog):
 
     best = tmp_path_factory.mktemp("dense") / "best"
     torch.manual_seed(5)
-    config = ItemCodeDecoderConfig(slot_vocab_sizes=predict_tokenizer.slot_vocab_sizes, n_layers=1, d_model=32,
-                                   n_heads=2, d_ff=64, text_dim=384, dense_dim=384, dense_query_skip=True,
-                                   center_text=True, max_items=50)
+    config = ItemCodeDecoderConfig.from_recipe("hybrid", predict_tokenizer.slot_vocab_sizes, embed_dim=384,
+                                               n_layers=1, d_model=32, n_heads=2, d_ff=64, max_items=50,
+                                               codes={"embedding": "lookup"})
     ItemCodeDecoder(config).eval().save_pretrained(str(best))
     predict_tokenizer.save(best / "tokenizer")
     save_item_codes(best / "codes.safetensors", ml100k_catalog.item_ids, ml100k_catalog.codes.numpy())

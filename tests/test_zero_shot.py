@@ -12,6 +12,7 @@ from recgpt.model import ItemCodeDecoder, ItemCodeDecoderConfig
 from recgpt.model.dense import reference_dense_scores
 from recgpt.predict import Recommender, baselines
 from recgpt.predict.hybrid import fit_score_weights, simplex_grid
+from recgpt.predict.protocols import popularity_before_targets
 from recgpt.predict.scoring import combine, standardize
 from recgpt.predict.transfer import bootstrap_ratio, restrict, zero_shot_eval
 from tests.fixtures_model import dense_decoder
@@ -31,13 +32,10 @@ def test_dense_scores_equal_brute_force_loop(ml100k_catalog, catalog_emb):
 
 
 def test_query_skip_starts_as_last_item_knn_and_matches_the_loop(ml100k_catalog, catalog_emb):
-    """dense_query_skip: an untrained head (identity tower, zero learned query) ranks by the cosine of each
-    catalog item to the last item's text; once the learned part moves, the batched scores equal the loop."""
-    torch.manual_seed(0)
-    config = ItemCodeDecoderConfig(slot_vocab_sizes=ml100k_catalog.slot_vocab_sizes, n_layers=1, d_model=32,
-                                   n_heads=4, d_ff=64, dropout=0.0, max_items=20, dense_dim=catalog_emb.shape[1],
-                                   dense_query_skip=True)
-    model = ItemCodeDecoder(config).eval()
+    """dense.query=content_state: an untrained head (identity tower, zero learned query) ranks by the cosine of
+    each catalog item to the last item's text; once the learned part moves, the batched scores equal the loop."""
+    model = dense_decoder(ml100k_catalog.slot_vocab_sizes, catalog_emb.shape[1], randomize=(),
+                          dense={"query": "content_state"})
     state = torch.randn(3, ml100k_catalog.codes.shape[1], 32)
     last = catalog_emb[[3, 50, 700]]
     unit = torch.nn.functional.normalize(catalog_emb, dim=-1)
@@ -54,16 +52,13 @@ def test_query_skip_starts_as_last_item_knn_and_matches_the_loop(ml100k_catalog,
 
 def test_query_pool_starts_as_last_item_knn_and_matches_the_loop(tmp_path, ml100k_catalog, catalog_emb,
                                                                   ml100k_histories):
-    """dense_query_pool: untrained (zero recency prior and attention) the pooled query is the last item's text;
+    """dense.pool: untrained (zero recency prior and attention) the pooled query is the last item's text;
     with moved parameters the batched scores equal the loop, the scorer feeds the last K items newest first
     (zero rows past a short history) and the parameters survive save_pretrained."""
     from recgpt.model.dense import recent_texts
 
-    torch.manual_seed(0)
-    config = ItemCodeDecoderConfig(slot_vocab_sizes=ml100k_catalog.slot_vocab_sizes, n_layers=1, d_model=32,
-                                   n_heads=4, d_ff=64, dropout=0.0, max_items=20, dense_dim=catalog_emb.shape[1],
-                                   dense_query_skip=True, dense_query_pool=3, score_weights={"dense": 1.0})
-    model = ItemCodeDecoder(config).eval()
+    model = dense_decoder(ml100k_catalog.slot_vocab_sizes, catalog_emb.shape[1], randomize=(),
+                          dense={"query": "content_state", "pool": 3}, score_weights={"dense": 1.0})
     state = torch.randn(3, ml100k_catalog.codes.shape[1], 32)
     recent = catalog_emb[torch.tensor([[3, 9, 11], [50, 60, 0], [700, 0, 0]])]
     recent = recent * torch.tensor([[1, 1, 1], [1, 1, 0], [1, 0, 0.0]])[..., None]  # short histories: zero rows
@@ -88,20 +83,22 @@ def test_query_pool_starts_as_last_item_knn_and_matches_the_loop(tmp_path, ml100
         assert torch.allclose(got, model.dense_scores(rec.scorer.state(histories), catalog_emb, want), atol=1e-5)
     model.save_pretrained(tmp_path / "m")
     loaded = ItemCodeDecoder.from_pretrained(str(tmp_path / "m"))
-    assert loaded.config.dense_query_pool == 3 and torch.equal(loaded.dense_head.recency, head.recency)
-    # dense_query_state=false: content only, the decoder state does not enter the query
-    head.use_state = False
+    assert loaded.config.dense.pool == 3 and torch.equal(loaded.dense_head.recency, head.recency)
+    # query=content, no tower: the decoder state does not enter the query, items are their unit texts, and the
+    # parts that are off are not built at all
+    content = dense_decoder(ml100k_catalog.slot_vocab_sizes, catalog_emb.shape[1], randomize=(),
+                            dense={"query": "content", "pool": 3, "item_tower": False})
+    head = content.dense_head
+    assert head.query is None and head.tower is None
     with torch.no_grad():
-        fast = model.dense_scores(state, catalog_emb[:40], recent)
+        for p in (head.recency, head.attention):
+            torch.nn.init.normal_(p, std=0.3)
+        fast = content.dense_scores(state, catalog_emb[:40], recent)
         assert torch.allclose(fast, reference_dense_scores(head, state, catalog_emb[:40], recent), atol=1e-5)
-        assert torch.allclose(fast, model.dense_scores(torch.randn_like(state), catalog_emb[:40], recent), atol=1e-6)
-    head.use_tower = False  # dense_item_tower=false: items are their unit texts
-    with torch.no_grad():
-        fast = model.dense_scores(state, catalog_emb[:40], recent)
-        assert torch.allclose(fast, reference_dense_scores(head, state, catalog_emb[:40], recent), atol=1e-5)
+        assert torch.allclose(fast, content.dense_scores(torch.randn_like(state), catalog_emb[:40], recent), atol=1e-6)
         assert torch.allclose(fast, head.queries(state, recent) @ unit[:40].t(), atol=1e-5)
-    with pytest.raises(ValueError, match="dense_query_state"):
-        ItemCodeDecoderConfig(slot_vocab_sizes=[8], dense_dim=4, dense_query_state=False)
+    with pytest.raises(ValueError, match="transformer unused"):
+        ItemCodeDecoderConfig.from_recipe("zero_shot", [8], embed_dim=4, dense={"popularity": "none"})
     # training inputs: position t holds its own text, then t-1, t-2 of the same segment, zero before it starts
     emb = torch.randn(1, 5, 4)
     item_pos = torch.tensor([[0, 1, 2, 0, 1]])
@@ -167,11 +164,10 @@ def test_dense_objective_trains_the_head(ml100k_catalog, catalog_emb):
     batch = padded_reference([[1, 2, 3, 4], [7, 8, 9]], ml100k_catalog.codes)
     batch["text_emb"] = catalog_emb[torch.tensor([[1, 2, 3, 4], [7, 8, 9, 0]])] * (batch["segment"] > 0)[..., None]
     both = NextItemObjective(model.train())(**batch)
-    model.config.dense_loss_weight = 0.0
-    code_only = NextItemObjective(model)(**batch)
+    code_only = NextItemObjective(dense_decoder(ml100k_catalog.slot_vocab_sizes, catalog_emb.shape[1],
+                                                dense={"loss_weight": 1e-12}).train())(**batch)
     assert both[1] == code_only[1] == 5 * ml100k_catalog.codes.shape[1]  # 5 next-item targets x L tokens
     assert both[0] > code_only[0]
-    model.config.dense_loss_weight = 1.0
     model.zero_grad()
     NextItemObjective(model)(**batch)[0].backward()
     assert model.dense_head.query.weight.grad.abs().sum() > 0
@@ -197,7 +193,7 @@ def test_hybrid_weights_round_trip_and_score_as_stored(tmp_path, ml100k_catalog,
     # without stored weights a model with a dense head scores by it alone, one without by its code log-probs
     plain = dense_decoder(ml100k_catalog.slot_vocab_sizes, catalog_emb.shape[1])
     assert plain.config.scoring_weights() == {"dense": 1.0}
-    assert ItemCodeDecoderConfig(slot_vocab_sizes=[4, 4]).scoring_weights() == {"code": 1.0}
+    assert ItemCodeDecoderConfig.from_recipe("code", [4, 4]).scoring_weights() == {"code": 1.0}
 
 
 def test_standardize_and_combine():
@@ -286,11 +282,14 @@ def test_priors_row_is_the_fit_without_the_model(prepared_dir, exported_model, e
     result = zero_shot_eval(rec, folder, "loo", 80, weighted={"priors": priors["weights"], "forced": forced})
     assert rec.model.config.score_weights == fit["weights"]  # the stored hybrid is left as it was
     cases = build_test_cases(read_interactions(folder), rec.catalog, "loo", 1, 0, 80)
+    # pop: the catalog's own log before each user's target (every user of the domain), never a target
+    before = popularity_before_targets(read_interactions(folder), rec.catalog, "loo", 1, 0)
+    targets = torch.zeros(rec.catalog.n_items)
+    targets.index_add_(0, torch.tensor([t[0] for t in cases.targets]), torch.ones(len(cases)))
+    everything = popularity_before_targets(read_interactions(folder), rec.catalog, "horizon", 10 ** 9, 0)
+    assert (torch.as_tensor(everything) - torch.as_tensor(before) >= targets).all()  # targets never counted
     parts = {"knn": baselines.content_knn_scores(cases.histories, rec.catalog.text_emb),
-             "pop": torch.zeros(rec.catalog.n_items)}
-    for h in cases.histories:
-        parts["pop"].index_add_(0, torch.as_tensor(h), torch.ones(len(h)))
-    parts["pop"] = torch.log1p(parts["pop"])[None].expand(len(cases.histories), -1)
+             "pop": torch.log1p(torch.as_tensor(before).float())[None].expand(len(cases.histories), -1)}
     by_hand = ndcg_at_k(combine(parts, priors["weights"]), [t[0] for t in cases.targets], cases.histories, 10)
     got = result["per_user"]["priors"]["NDCG"]
     assert np.array_equal(got, result["per_user"]["forced"]["NDCG"])
@@ -351,7 +350,7 @@ def test_dense_pretraining_on_the_real_tiny_corpus(tiny_train_cfg, tiny_tokenize
     from recgpt.train.inputs import load_training_inputs
     from recgpt.train.trainer import pretrain
 
-    cfg = tiny_train_cfg("model.dense_head=true", "model.use_text=true", "model.center_text=true",
+    cfg = tiny_train_cfg("model.recipe=hybrid", "model.codes.embedding=lookup",
                          f"train.text_embeddings_dir={tiny_tokenizer.parent / 'embeddings'}", "train.max_steps=6",
                          "train.eval_every=6", "train.save_every=6")
     inputs = load_training_inputs(cfg)
@@ -362,7 +361,9 @@ def test_dense_pretraining_on_the_real_tiny_corpus(tiny_train_cfg, tiny_tokenize
     summary = pretrain(cfg, inputs)
     assert math.isfinite(summary["loss"]) and math.isfinite(summary["heldout_loss"])
     meta = json.loads((next(Path(summary["run_dir"]).glob("step-*")) / "meta.json").read_text())
-    assert meta["model_config"]["dense_dim"] == inputs.text_emb.shape[1] and meta["model_config"]["center_text"]
+    saved = meta["model_config"]
+    assert saved["embed_dim"] == inputs.text_emb.shape[1] and saved["model"]["center_text"]
+    assert saved["model"]["dense"]["query"] == "content_state" and saved["model"]["codes"]["head"] == "parallel"
 
 
 def test_save_initial_keeps_the_untrained_state_as_a_selection_candidate(tiny_train_cfg, tiny_tokenizer):
@@ -375,9 +376,9 @@ def test_save_initial_keeps_the_untrained_state_as_a_selection_candidate(tiny_tr
     from recgpt.train import checkpoint as ckpt
     from recgpt.train.trainer import pretrain
 
-    cfg = tiny_train_cfg("model.dense_head=true", "model.use_text=true", "model.code_loss_weight=0",
-                         "model.dense_query_skip=true", "model.dense_query_pool=3", "model.dense_negatives=same_dataset",
-                         "model.dense_catalog_negatives=64", f"train.text_embeddings_dir={tiny_tokenizer.parent / 'embeddings'}",
+    cfg = tiny_train_cfg("model.recipe=zero_shot", "model.dense.query=content_state", "model.dense.pool=3",
+                         "model.dense.negatives=same_dataset", "model.dense.popularity=none", "model.dense.item_tower=true",
+                         "model.dense.catalog_negatives=64", f"train.text_embeddings_dir={tiny_tokenizer.parent / 'embeddings'}",
                          "train.save_initial=true", "train.max_steps=3", "train.eval_every=3", "train.save_every=3")
     summary = pretrain(cfg)
     assert math.isfinite(summary["loss"])
@@ -393,10 +394,13 @@ def test_cpu_recipe_loads():
     from recgpt.config import load_config
 
     cfg = load_config(Path(__file__).resolve().parents[1] / "configs" / "cpu.yaml")
-    assert cfg.model.dense_head and cfg.model.use_text and cfg.model.center_text and cfg.model.code_loss_weight == 0
-    assert cfg.model.dense_query_skip and cfg.model.dense_query_pool == 5 and not cfg.model.dense_query_state
-    assert cfg.model.dense_popularity and cfg.model.dense_content_gate and cfg.model.dense_negatives == "catalog"
+    m = cfg.model
+    assert m.recipe == "zero_shot" and m.codes is None and m.text_input and m.center_text
+    assert (m.dense.query, m.dense.pool, m.dense.item_tower) == ("content", 5, False)
+    assert (m.dense.popularity, m.dense.negatives, m.dense.catalog_negatives) == ("gated", "catalog", 1024)
     config = ItemCodeDecoderConfig.from_recgpt(cfg.model, [15360] * 4 + [64], text_dim=384)
     assert config.dense_dim == 384 and config.scoring_weights() == {"dense": 1.0}
-    head = ItemCodeDecoder(config).dense_head  # untrained: popularity ignored, content cosine at scale 1
+    model = ItemCodeDecoder(config)
+    head = model.dense_head  # untrained: popularity ignored, content cosine at scale 1
     assert not head.popularity_scale.weight.any() and not head.popularity_scale.bias.any()
+    assert model.head is None and head.query is None and head.tower is None  # parts that are off are not built

@@ -11,6 +11,7 @@ from typing import Optional, Sequence
 import torch
 from safetensors.torch import load_file, save_file
 
+from recgpt.config.predict import ContentKnnConfig
 from recgpt.io import ArtifactError, write_json
 from recgpt.predict.horizon import NEG_INF, _mask, _ranked
 
@@ -18,6 +19,7 @@ STATE_FILE, META_FILE = "model.safetensors", "baseline.json"
 
 
 class Baseline:
+    knn = ContentKnnConfig()  # how a user's last items are weighted (content / item kNN); run_baseline sets it
     name = "baseline"
     generative = False  # True: log_probs is a next-item distribution the horizon strategies may roll out
 

@@ -96,10 +96,10 @@ class BehaviorCodeModel(BehaviorInput, TorchBaseline):
         from recgpt.model import ItemCodeDecoder, ItemCodeDecoderConfig
 
         c = self.cfg
-        config = ItemCodeDecoderConfig(slot_vocab_sizes=self.slot_vocab_sizes, n_layers=c.n_layers, d_model=c.d_model,
-                                       n_heads=c.n_heads, d_ff=4 * c.d_model, dropout=c.dropout, max_items=c.max_len + 1,
-                                       n_behaviors=N_BEHAVIORS if self.behavior_input else 0,
-                                       behavior_target=self.behavior_target)
+        config = ItemCodeDecoderConfig.from_recipe(
+            "code", self.slot_vocab_sizes, n_layers=c.n_layers, d_model=c.d_model, n_heads=c.n_heads,
+            d_ff=4 * c.d_model, dropout=c.dropout, max_items=c.max_len + 1,
+            behavior={"target": self.behavior_target} if self.behavior_input else None)
         return ItemCodeDecoder(config)
 
     def _inputs(self, events: torch.Tensor) -> dict:

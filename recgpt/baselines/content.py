@@ -2,7 +2,7 @@
 
 The split's items are embedded with the text encoder (recgpt.tokenizer.embed_items: the embedding cache of
 `embed.cache_dir` is read first), and a history scores every item by the cosine between its text vector and
-the recency-weighted mean of the last `knn_history` items' vectors (weight `knn_decay`**age): the same
+the recency-weighted mean of the last `predict.knn.last` items' vectors (weight `predict.knn.decay`**age): the same
 scorer as `recgpt predict`'s content_knn baseline (recgpt.predict.baselines.content_knn_scores).
 """
 import torch
@@ -33,7 +33,7 @@ class ContentKNN(Baseline):
     def scores(self, histories, users=None):
         from recgpt.predict.baselines import content_knn_scores
 
-        return content_knn_scores(histories, self.embeddings, self.cfg.knn_history, self.cfg.knn_decay)
+        return content_knn_scores(histories, self.embeddings, self.knn.last, self.knn.decay)
 
     def state(self):
         return {"embeddings": self.embeddings}

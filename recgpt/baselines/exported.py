@@ -48,10 +48,12 @@ def to_catalog_rows(cases: TestCases, split_ids: list, catalog) -> TestCases:
                      [rows(t) for t in cases.targets], dict(cases.counts))
 
 
-def set_prior(rec, histories) -> None:
-    """Hybrid scoring with a popularity prior counts the histories being ranked (label-free)."""
-    if rec.scorer.needs_popularity():
-        rec.scorer.prior.set_histories(histories, rec.catalog.n_items)
+def split_popularity(split: InDomainSplit, catalog):
+    """The catalog's popularity in an in-domain evaluation: counts over the split's training sequences (never a
+    validation or test target)."""
+    from recgpt.data.popularity import counts_of_ids
+
+    return counts_of_ids(catalog.item_ids, [split.item_ids[i] for sequence in split.train for i in sequence])
 
 
 def evaluate_exported(name: str, model_dir, prepared, split: InDomainSplit, cfg, embed_cfg) -> dict:
@@ -61,17 +63,17 @@ def evaluate_exported(name: str, model_dir, prepared, split: InDomainSplit, cfg,
     from recgpt.predict.run import evaluate
 
     rec = Recommender.from_pretrained(Path(model_dir), embed_cfg=embed_cfg, beam_size=cfg.beam_size)
-    catalog = rec.set_catalog_from_prepared(prepared)
+    catalog = rec.set_catalog_from_prepared(prepared, popularity=None)
+    rec.set_popularity(split_popularity(split, catalog))
+    catalog = rec.catalog
     test = to_catalog_rows(subset(split.test, cfg.max_test_users, cfg.seed), split.item_ids, catalog)
     valid = to_catalog_rows(subset(split.valid, cfg.max_valid_users, cfg.seed), split.item_ids, catalog)
     model, horizon = ExportedModel(name, rec), cfg.horizon if split.protocol == "horizon" else 1
     ks, k = sorted(set(cfg.ks)), max(cfg.ks)
     methods, by_position, temperatures, seconds = {}, {}, {}, {}
     for strategy in cfg.strategies:
-        set_prior(rec, valid.histories)
         temperature, tried = choose_temperature(model, valid, strategy, cfg)
         start = time.time()
-        set_prior(rec, test.histories)
         recs, _ = rank_cases(model, test, k, strategy, cfg, temperature)
         method = name if strategy == "exact" else f"{name}-{strategy}"
         seconds[method] = round(time.time() - start, 2)

@@ -13,13 +13,13 @@ import json
 from pathlib import Path
 
 from recgpt.baselines.data import InDomainSplit, subset
-from recgpt.baselines.exported import to_catalog_rows
+from recgpt.baselines.exported import split_popularity, to_catalog_rows
 from recgpt.predict.hybrid import PRIOR_COMPONENTS as PRIORS, best_model_free, component_scores, fit_score_weights
 from recgpt.predict.scoring import combine, top_k_items
 
 
 def model_components(config) -> list:
-    return ["code", *(["dense"] if getattr(config, "dense_dim", 0) else []), *PRIORS]
+    return [*(["code"] if config.codes is not None else []), *(["dense"] if config.dense is not None else []), *PRIORS]
 
 
 def fit_on_valid(rec, valid, names, k: int = 10, step: float = 0.1) -> dict:
@@ -36,9 +36,8 @@ def fit_on_valid(rec, valid, names, k: int = 10, step: float = 0.1) -> dict:
 
 def rank_with(rec, histories, weight_sets: dict, k: int, batch_size: int = 256) -> dict:
     """{method: top-k catalog rows per history} for each {method: weights}, history items excluded; the
-    popularity prior counts the histories being ranked (label-free)."""
+    popularity is the catalog's (the split's training counts)."""
     scorer = rec.scorer
-    scorer.prior.set_histories(histories, rec.catalog.n_items)
     names = {n for w in weight_sets.values() for n, v in w.items() if v}
     out = {method: [] for method in weight_sets}
     for start in range(0, len(histories), batch_size):
@@ -65,7 +64,9 @@ def fit_and_store(model_dir, prepared, split: InDomainSplit, cfg, embed_cfg) -> 
     from recgpt.predict.recommender import Recommender
 
     rec = Recommender.from_pretrained(Path(model_dir), embed_cfg=embed_cfg, scoring="exact")
-    catalog = rec.set_catalog_from_prepared(prepared)
+    catalog = rec.set_catalog_from_prepared(prepared, popularity=None)
+    rec.set_popularity(split_popularity(split, catalog))
+    catalog = rec.catalog
     valid = to_catalog_rows(subset(split.valid, cfg.max_valid_users, cfg.seed), split.item_ids, catalog)
     first = TestCases(valid.protocol, valid.user_ids, valid.histories, [t[:1] for t in valid.targets], valid.counts)
     fit = fit_on_valid(rec, first, model_components(rec.model.config))

@@ -82,6 +82,7 @@ def run_baseline(cfg) -> Path:
     model = get_model(b.name)(b, split.n_items)
     model.resume_dir = out / "resume"  # epoch checkpoints of the torch models: a rerun continues a killed fit
     model.embed_cfg = cfg.embed  # item text embeddings (content_knn), through the embedding cache
+    model.knn = cfg.predict.knn  # the user's last items, weighted as content kNN weights them
     model.fit(split)
     train_seconds = time.time() - start
     test, valid = subset(split.test, b.max_test_users, b.seed), subset(split.valid, b.max_valid_users, b.seed)

@@ -3,7 +3,7 @@
   popularity  training interaction counts
   markov      P(next | last item) from training transition counts, add-one smoothed towards popularity
   itemknn     cosine co-occurrence of items in training users, the `knn_neighbors` strongest per item kept;
-              score = sum over the last `knn_history` items of decay**age * similarity
+              score = sum over the last `predict.knn.last` items of decay**age * similarity
 """
 import numpy as np
 import scipy.sparse as sp
@@ -24,8 +24,9 @@ def sparse_from_state(tensors, n_items: int):
 
 
 def _counts(sequences, n_items: int) -> torch.Tensor:
-    flat = [i for s in sequences for i in s]
-    return torch.bincount(torch.as_tensor(flat, dtype=torch.long), minlength=n_items).float()
+    from recgpt.data.popularity import item_counts
+
+    return torch.as_tensor(item_counts(sequences, n_items)).float()
 
 
 class Popularity(Baseline):
@@ -104,7 +105,7 @@ class ItemKNN(Baseline):
         return sp.csr_matrix((np.asarray(vals, dtype=np.float32), (rows, cols)), shape=sim.shape)
 
     def scores(self, histories, users=None):
-        n_last, decay = self.cfg.knn_history, self.cfg.knn_decay
+        n_last, decay = self.knn.last, self.knn.decay
         weights = np.zeros((len(histories), self.n_items), dtype=np.float32)
         for b, h in enumerate(histories):
             for age, item in enumerate(reversed(list(h)[-n_last:])):

@@ -110,10 +110,8 @@ class BaselineConfig:
     regularization: float = 0.01
     bpr_epochs: int = 400
     bpr_epochs_per_eval: int = 10
-    # item-kNN: neighbours kept per item, items of history used (weighted decay**age)
+    # item-kNN: neighbours kept per item (the user's last items are weighted as predict.knn says)
     knn_neighbors: int = 100
-    knn_history: int = 5
-    knn_decay: float = 0.7
     mfgan: MFGANConfig = field(default_factory=MFGANConfig)
     # Also report HR/NDCG@k against `sampled_negatives` random unseen items per test user (the protocol of
     # SASRec / MFGAN papers), beside full ranking; 0 = off.
@@ -134,7 +132,7 @@ class BaselineConfig:
               f"positive values, got {self.temperatures}")
         for key in ("n_samples", "beam_size", "max_valid_users", "eval_batch", "epochs", "patience",
                     "eval_every_epochs", "bpr_epochs", "bpr_epochs_per_eval", "batch_size", "max_len", "d_model", "n_layers", "n_heads", "factors",
-                    "knn_neighbors", "knn_history", "threads"):
+                    "knn_neighbors", "threads"):
             check(getattr(self, key) >= 1, f"baseline.{key}", f"must be >= 1, got {getattr(self, key)}")
         check(self.max_test_users is None or self.max_test_users >= 1, "baseline.max_test_users",
               f"must be >= 1, got {self.max_test_users}")
@@ -144,4 +142,3 @@ class BaselineConfig:
         check(self.max_seconds >= 0, "baseline.max_seconds", f"must be >= 0, got {self.max_seconds}")
         check(self.sampled_negatives >= 0, "baseline.sampled_negatives", f"must be >= 0, got {self.sampled_negatives}")
         check(self.lr > 0 and self.bpr_lr > 0, "baseline.lr", "learning rates must be > 0")
-        check(0.0 < self.knn_decay <= 1.0, "baseline.knn_decay", f"must be in (0, 1], got {self.knn_decay}")

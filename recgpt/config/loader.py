@@ -53,8 +53,10 @@ class RecGPTConfig:
             for domain in self.eval.fit_domains:
                 check(domain not in pretrained and Path(domain).name not in pretrained, "eval.score_fit_domains",
                       f"{domain} is a pretraining dataset (data.datasets), not a held-out source domain")
-            check("dense" not in self.eval.score_fit or self.model.dense_head, "eval.score_fit",
-                  "the dense component needs a model with a dense head (model.dense_head=true)")
+            check("dense" not in self.eval.score_fit or self.model.dense is not None, "eval.score_fit",
+                  "the dense component needs a model with a dense head (model.dense)")
+            check("code" not in self.eval.score_fit or self.model.codes is not None, "eval.score_fit",
+                  "the code component needs a model with a code head (model.codes)")
 
 
 def _build(schema, sources: Iterable, what: str):
@@ -80,7 +82,22 @@ def load_config(path: Optional[Union[str, Path]] = None, overrides: Iterable[str
     overrides = list(overrides)
     if overrides:
         sources.append(parse_overrides(overrides))
+    sources.insert(0, recipe_source(sources))
     return _build(RecGPTConfig, sources, str(path) if path else "config")
+
+
+def recipe_source(sources: list):
+    """The `model:` keys of the recipe the sources name (the last `model.recipe` wins; default zero_shot), to be
+    merged under them: a config names a recipe and overrides it key by key."""
+    from recgpt.config.recipes import RECIPES, recipe_model
+
+    name = ModelConfig.recipe
+    for source in sources:
+        model = source.get("model") if isinstance(source, DictConfig) else None
+        if isinstance(model, DictConfig) and "recipe" in model:
+            name = model["recipe"]
+    check(isinstance(name, str) and name in RECIPES, "model.recipe", f"one of {sorted(RECIPES)}, got {name!r}")
+    return OmegaConf.create({"model": recipe_model(name)})
 
 
 def load_yaml(path: Path):

@@ -46,6 +46,20 @@ class EvalConfig:
 
 
 @dataclass
+class ContentKnnConfig:
+    """Content kNN (what a user can do without recgpt): the user vector is the mean of the last `last` items'
+    unit text embeddings weighted decay^age (age 0 = the most recent); items are ranked by cosine to it. The one
+    definition read by the report's content-kNN row, the `knn` score component and `recgpt baseline`."""
+
+    last: int = 5
+    decay: float = 0.7
+
+    def __post_init__(self):
+        check(self.last >= 1, "predict.knn.last", f"must be >= 1, got {self.last}")
+        check(0.0 < self.decay <= 1.0, "predict.knn.decay", f"must be in (0, 1], got {self.decay}")
+
+
+@dataclass
 class PredictConfig:
     # A name under configs/datasets/ (prepared on demand into data.prepared_root) or a prepared folder.
     dataset: Optional[str] = None
@@ -64,9 +78,7 @@ class PredictConfig:
     n_samples: int = 8
     ks: list[int] = field(default_factory=lambda: [1, 3, 5, 10, 20])
     allow_history: bool = True  # may a user's own history items be recommended
-    # content kNN baseline: user vector = weighted mean of the last knn_last items, weight knn_decay^age
-    knn_last: int = 5
-    knn_decay: float = 0.7
+    knn: ContentKnnConfig = field(default_factory=ContentKnnConfig)  # content kNN: the row and the `knn` component
     batch_size: int = 256
     max_users: Optional[int] = None  # a seeded subset of the users
     seed: int = 0
@@ -83,6 +95,4 @@ class PredictConfig:
         check(self.beam_size >= 1, "predict.beam_size", f"must be >= 1, got {self.beam_size}")
         check(self.n_samples >= 1, "predict.n_samples", f"must be >= 1, got {self.n_samples}")
         check(self.batch_size >= 1, "predict.batch_size", f"must be >= 1, got {self.batch_size}")
-        check(self.knn_last >= 1, "predict.knn_last", f"must be >= 1, got {self.knn_last}")
-        check(0.0 < self.knn_decay <= 1.0, "predict.knn_decay", f"must be in (0, 1], got {self.knn_decay}")
         check(self.max_users is None or self.max_users >= 1, "predict.max_users", f"must be >= 1, got {self.max_users}")

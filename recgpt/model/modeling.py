@@ -86,10 +86,11 @@ class ItemCodeDecoder(PreTrainedModel):
     def __init__(self, config: ItemCodeDecoderConfig):
         super().__init__(config)
         d = config.d_model
+        codes = config.codes
         # slot-aware: slot k has its own table of V_k codes, so no row is unused
-        grid = [bool(levels) and config.code_embedding == "fsq_grid" for levels in config.slot_levels]
+        grid = [bool(levels) and codes is not None and codes.embedding == "fsq_grid" for levels in config.slot_levels]
         self.code_embedding = nn.ModuleList(
-            GridCodeEmbedding(levels, d, config.code_residual) if on_grid else nn.Embedding(size, d)
+            GridCodeEmbedding(levels, d, True) if on_grid else nn.Embedding(size, d)
             for levels, size, on_grid in zip(config.slot_levels, config.slot_vocab_sizes, grid))
         self.slot_embedding = nn.Embedding(config.n_slots, d)
         self.position_embedding = nn.Embedding(config.max_items, d)
@@ -98,29 +99,32 @@ class ItemCodeDecoder(PreTrainedModel):
         self.embedding_dropout = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList(DecoderBlock(config) for _ in range(config.n_layers))
         self.final_norm = nn.LayerNorm(d)
-        if config.head == "autoregressive":
-            self.head = AutoregressiveHead(config)
-        else:
-            self.head = FactorizedHead(config) if config.code_head == "factorized" else ParallelHead(config)
-        # applied when config.tie_word_embeddings: the head's output rows (and the autoregressive head's embedding
-        # of the next item's prefix codes) are the code embedding of the same slot; a full head's grid slot
-        # scores every code with its grid embedding; a factorized slot has its own per-dimension logits
-        factorized = [bool(levels) and config.code_head == "factorized" for levels in config.slot_levels]
-        tied = {f"head.out.{k}.weight": f"code_embedding.{k}.weight" for k in range(config.n_slots)
-                if not grid[k] and not factorized[k]}
-        for k in range(config.n_slots):
-            if grid[k] and not factorized[k] and config.tie_word_embeddings:
-                self.head.out[k] = TiedGridOutput(self.code_embedding[k])
-        if config.head == "autoregressive":
-            tied.update({f"head.prefix_embedding.{k}.weight": f"code_embedding.{k}.weight" for k in range(config.n_slots)})
-        self._tied_weights_keys = tied
-        self.dense_head = DenseHead(config) if config.dense_dim > 0 else None
+        self.head, tied = None, {}
+        if codes is not None:  # the generative path: built only when the config has a code head
+            if codes.head == "autoregressive":
+                self.head = AutoregressiveHead(config)
+            else:
+                self.head = FactorizedHead(config) if codes.output == "factorized" else ParallelHead(config)
+            # applied when codes.tie_embeddings: the head's output rows (and the autoregressive head's embedding of
+            # the next item's prefix codes) are the code embedding of the same slot; a full head's grid slot scores
+            # every code with its grid embedding; a factorized slot has its own per-dimension logits
+            factorized = [bool(levels) and codes.output == "factorized" for levels in config.slot_levels]
+            tied = {f"head.out.{k}.weight": f"code_embedding.{k}.weight" for k in range(config.n_slots)
+                    if not grid[k] and not factorized[k]}
+            for k in range(config.n_slots):
+                if grid[k] and not factorized[k] and codes.tie_embeddings:
+                    self.head.out[k] = TiedGridOutput(self.code_embedding[k])
+            if codes.head == "autoregressive":
+                tied.update({f"head.prefix_embedding.{k}.weight": f"code_embedding.{k}.weight"
+                             for k in range(config.n_slots)})
+        self._tied_weights_keys = tied if config.tie_word_embeddings else {}
+        self.dense_head = DenseHead(config) if config.dense is not None else None
         self.post_init()
         for embedding in self.code_embedding:  # an unseen code starts as its coordinates' projection alone
             if isinstance(embedding, GridCodeEmbedding):
                 embedding.zero_residual()
         if self.dense_head is not None:
-            self.dense_head.zero_tower_output()
+            self.dense_head.zero_learned_parts()
 
     def _init_weights(self, module):
         super()._init_weights(module)
@@ -183,7 +187,9 @@ class ItemCodeDecoder(PreTrainedModel):
         taken from the next stored item of the same segment (`shift_targets`), as in training layouts.
         """
         hidden = self.encode(codes, item_pos, segment, text_emb, behavior, next_behavior)
-        if self.config.head == "autoregressive" and next_codes is None:
+        if self.head is None:  # a dense-only model: the dense head reads the hidden states (recgpt.train.objective)
+            return ItemCodeDecoderOutput(hidden=hidden, logits=None)
+        if self.config.codes.head == "autoregressive" and next_codes is None:
             next_codes, _ = shift_targets(codes, segment, item_pos)
         if next_codes is not None:
             next_codes = next_codes.clamp(min=0)  # rows without a target may hold any value
@@ -208,6 +214,7 @@ class ItemCodeDecoder(PreTrainedModel):
     def next_code_logprobs(self, state: torch.Tensor, prefix: torch.Tensor) -> torch.Tensor:
         """state Float[B, L, d], prefix Long[B, k] (codes of slots 0..k-1 of the next item) -> Float[B, V_k]
         log-probs of slot k. The parallel head ignores the prefix (its distribution factorizes over slots)."""
+        self._need_codes()
         if prefix.dim() != 2 or prefix.shape[0] != state.shape[0] or prefix.shape[1] >= self.config.n_slots:
             raise ValueError(f"prefix must be Long[B={state.shape[0]}, k < {self.config.n_slots}], got {tuple(prefix.shape)}")
         return self.head.next_code_logprobs(state, prefix)
@@ -218,10 +225,16 @@ class ItemCodeDecoder(PreTrainedModel):
         last_text Float[B, dense_dim]: each history's last item's text embedding (needed with dense_query_skip);
         log_popularity Float[N]: the catalog items' log popularity (needed with dense_popularity)."""
         if self.dense_head is None:
-            raise ValueError("this model has no dense head (config.dense_dim = 0)")
+            raise ValueError("this model has no dense head (model.dense is null)")
         return self.dense_head.scores(state, text_emb, last_text, log_popularity)
 
     def score_items(self, state: torch.Tensor, item_codes: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
         """state Float[B, L, d], item_codes Long[N, L] -> Float[B, N] exact log-prob of each item's code tuple.
         Parallel: a sum of per-slot gathers. Autoregressive: teacher-forced, `chunk` distinct prefixes at a time."""
+        self._need_codes()
         return self.head.score_items(state, item_codes, chunk=chunk)
+
+    def _need_codes(self) -> None:
+        if self.head is None:
+            raise ValueError(f"this model has no code head (model.codes is null, recipe {self.config.recipe!r}): "
+                             "it scores with its dense head (score_weights without 'code')")

@@ -2,8 +2,11 @@
 
 All see only what the model sees (the histories and, for content kNN, the catalog's item texts), never a target.
 """
-from collections import Counter
 from typing import Optional, Sequence
+
+from recgpt.config.predict import ContentKnnConfig
+
+KNN = ContentKnnConfig()  # the defaults, when no config is given
 
 
 def recency(histories: Sequence[Sequence[int]], k: int) -> list[list[int]]:
@@ -21,10 +24,13 @@ def recency(histories: Sequence[Sequence[int]], k: int) -> list[list[int]]:
     return out
 
 
-def item_popularity(histories: Sequence[Sequence[int]]) -> list[int]:
+def item_popularity(histories: Sequence[Sequence[int]], n_items: Optional[int] = None) -> list[int]:
     """Items by interaction count over the histories, most popular first (ties: smaller row first)."""
-    counts = Counter(int(i) for history in histories for i in history)
-    return [item for item, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
+    from recgpt.data.popularity import item_counts, ranking
+
+    histories = [list(map(int, h)) for h in histories]
+    n = n_items if n_items is not None else 1 + max((max(h) for h in histories if h), default=-1)
+    return ranking(item_counts(histories, n))
 
 
 def popularity(histories: Sequence[Sequence[int]], k: int, allow_history: bool = True,
@@ -53,7 +59,7 @@ def normalize_rows(emb) -> "torch.Tensor":
     return emb / emb.norm(dim=1, keepdim=True).clamp_min(1e-12)
 
 
-def user_vectors(histories: Sequence[Sequence[int]], item_emb, last: int = 5, decay: float = 0.7):
+def user_vectors(histories: Sequence[Sequence[int]], item_emb, last: int = KNN.last, decay: float = KNN.decay):
     """Float[B, D]: recency-weighted mean of each history's last `last` unit item vectors, weight decay^age
     (age 0 = the most recent item; a repeated item counts once per occurrence)."""
     import torch
@@ -69,14 +75,14 @@ def user_vectors(histories: Sequence[Sequence[int]], item_emb, last: int = 5, de
     return out
 
 
-def content_knn_scores(histories: Sequence[Sequence[int]], item_emb, last: int = 5, decay: float = 0.7):
+def content_knn_scores(histories: Sequence[Sequence[int]], item_emb, last: int = KNN.last, decay: float = KNN.decay):
     """Float[B, N]: cosine between each user vector (see user_vectors) and every catalog item."""
     unit = normalize_rows(item_emb)
     return normalize_rows(user_vectors(histories, unit, last, decay)) @ unit.t()
 
 
 def content_knn(histories: Sequence[Sequence[int]], item_emb, k: int, allow_history: bool = True,
-                last: int = 5, decay: float = 0.7, batch_size: int = 1024) -> list[list[int]]:
+                last: int = KNN.last, decay: float = KNN.decay, batch_size: int = 1024) -> list[list[int]]:
     """Content kNN: the k catalog items whose text embedding is closest (cosine) to the user's recent items;
     the user's own items are skipped unless allowed. Needs no training: what a zero-shot model must beat."""
     from recgpt.predict.scoring import top_k_items
@@ -94,16 +100,18 @@ BASELINES = ("recency", "popularity", "content_knn")
 
 
 def baseline_lists(method: str, histories: Sequence[Sequence[int]], k: int, allow_history: bool = True,
-                   item_emb=None, knn_last: int = 5, knn_decay: float = 0.7) -> list[list[int]]:
+                   item_emb=None, knn: Optional[ContentKnnConfig] = None,
+                   ranking: Optional[list[int]] = None) -> list[list[int]]:
     """Top-k catalog rows of one baseline. Recency recommends the history itself, so allow_history does not
     apply to it; popularity counts the given histories; content kNN needs the catalog's item embeddings."""
     if method == "recency":
         return recency(histories, k)
     if method == "popularity":
-        return popularity(histories, k, allow_history)
+        return popularity(histories, k, allow_history, ranking)
     if method == "content_knn":
         if item_emb is None:
             raise ValueError("content_knn needs the catalog's item text embeddings (a catalog built from item "
                              "texts: set_catalog / set_catalog_from_prepared)")
-        return content_knn(histories, item_emb, k, allow_history, knn_last, knn_decay)
+        knn = knn or KNN
+        return content_knn(histories, item_emb, k, allow_history, knn.last, knn.decay)
     raise ValueError(f"unknown baseline {method!r}; one of {BASELINES}")

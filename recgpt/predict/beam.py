@@ -15,7 +15,10 @@ from recgpt.predict.trie import CodeTrie
 
 
 def model_head(model) -> str:
-    return getattr(getattr(model, "config", None), "head", "parallel")
+    """The code head's kind (parallel or autoregressive); a model without a code head scores exactly."""
+    config = getattr(model, "config", None)
+    codes = getattr(config, "codes", None)
+    return codes.head if codes is not None else getattr(config, "head", "parallel")
 
 
 @torch.no_grad()

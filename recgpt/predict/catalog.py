@@ -25,9 +25,22 @@ class Catalog:
     # Float [N, D] item text embeddings: content kNN, the dense head and the model's text input use them
     text_emb: Optional[torch.Tensor] = None
     stats: Optional[dict] = None
+    # Int64 [N] counts of each item in the catalog's own interaction log (recgpt.data.popularity); None: no log,
+    # so the popularity terms of the score are left out
+    popularity: Optional[np.ndarray] = None
 
     def __post_init__(self):
+        from recgpt.data.popularity import check_counts
+
         self.row_of = {item_id: row for row, item_id in enumerate(self.item_ids)}
+        self.popularity = check_counts(self.popularity, len(self.item_ids), "catalog popularity")
+
+    def with_popularity(self, popularity) -> "Catalog":
+        """The same catalog with other popularity counts: Int[N] aligned with item_ids, a {item_id: count}
+        mapping (items not in it count 0), or None (no interaction log)."""
+        if isinstance(popularity, dict):
+            popularity = [int(popularity.get(i, 0)) for i in self.item_ids]
+        return replace(self, popularity=None if popularity is None else np.asarray(popularity))
 
     @property
     def n_items(self) -> int:
@@ -35,7 +48,8 @@ class Catalog:
 
     @classmethod
     def from_codes(cls, item_ids: Sequence[str], codes, slot_vocab_sizes: Sequence[int],
-                   text_emb: Optional[torch.Tensor] = None, stats: Optional[dict] = None) -> "Catalog":
+                   text_emb: Optional[torch.Tensor] = None, stats: Optional[dict] = None,
+                   popularity=None) -> "Catalog":
         item_ids = [str(i) for i in item_ids]
         codes = torch.as_tensor(np.asarray(codes), dtype=torch.long)
         if len(item_ids) != codes.shape[0]:
@@ -46,7 +60,7 @@ class Catalog:
         stats = dict(stats or {})
         stats.update({"items": len(item_ids), "unique_code_tuples": trie.n_leaves,
                       "items_sharing_a_tuple": len(item_ids) - trie.n_leaves})
-        return cls(item_ids, codes, list(slot_vocab_sizes), trie, text_emb, stats)
+        return cls(item_ids, codes, list(slot_vocab_sizes), trie, text_emb, stats, popularity)
 
     def rows(self, item_ids: Sequence[str]) -> tuple[list[int], int]:
         """Catalog rows of the known ids (order kept) and how many ids were not in the catalog."""
@@ -83,6 +97,19 @@ def build_catalog(item_ids: Sequence[str], texts: Sequence[str], tokenizer, embe
     text_emb = torch.from_numpy(emb.vectors.astype(np.float32))
     stats = {"embed_model": emb.model, "empty_text": emb.n_empty_text, "disambiguation_overflow": overflow}
     return Catalog.from_codes(emb.item_ids, codes, tokenizer.slot_vocab_sizes, text_emb, stats)
+
+
+def read_log_popularity(folder, item_ids: Sequence[str]) -> Optional[np.ndarray]:
+    """Counts of the catalog's items in a prepared dataset folder's interactions.parquet (None when the folder
+    has none: a catalog without a log)."""
+    import pandas as pd
+
+    from recgpt.data.popularity import counts_of_ids
+
+    path = Path(folder) / "interactions.parquet"
+    if not path.is_file():
+        return None
+    return counts_of_ids(item_ids, pd.read_parquet(path, columns=["item_id"])["item_id"])
 
 
 def read_catalog_items(folder):

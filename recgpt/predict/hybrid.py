@@ -65,8 +65,6 @@ def fit_score_weights(parts: dict, targets: Sequence[int], histories: Sequence[S
 def component_scores(rec, histories: Sequence[Sequence[int]], names, batch_size: int = 256) -> dict:
     """{name: Float[U, N]} raw component scores of a Recommender on catalog rows."""
     scorer = rec.scorer
-    if scorer.needs_popularity(names):
-        scorer.prior.set_histories(histories, rec.catalog.n_items)
     chunks = {name: [] for name in names}
     for start in range(0, len(histories), batch_size):
         part = histories[start:start + batch_size]
@@ -77,9 +75,10 @@ def component_scores(rec, histories: Sequence[Sequence[int]], names, batch_size:
 
 def domain_table(rec, prepared, names: Sequence[str], max_users: int, k: int, step: float, seed: int) -> list:
     """[(weights, NDCG@k)] over the simplex grid on one prepared domain's LOO users."""
-    from recgpt.predict.protocols import build_test_cases
+    from recgpt.predict.protocols import build_test_cases, popularity_before_targets
 
-    rec.set_catalog_from_prepared(prepared)
+    catalog = rec.set_catalog_from_prepared(prepared, popularity=None)
+    rec.set_popularity(popularity_before_targets(prepared.interactions, catalog, "loo", 1, seed))
     cases = build_test_cases(prepared.interactions, rec.catalog, "loo", 1, seed, max_users)
     parts = component_scores(rec, cases.histories, list(names))
     return fit_score_weights(parts, [t[0] for t in cases.targets], cases.histories, k, step)[1]

@@ -97,3 +97,23 @@ def build_test_cases(interactions: pd.DataFrame, catalog, protocol: str, horizon
                       [t for _, _, _, t in picked], counts)
     counts["evaluated"] = len(cases)
     return cases
+
+
+def popularity_before_targets(interactions: pd.DataFrame, catalog, protocol: str, horizon: int = 1,
+                              seed: int = 0):
+    """Int64[N] counts of the catalog's items over the dataset's log before each user's targets under the
+    protocol (every user's, evaluated or not; a user too short to have a target counts whole): the catalog's
+    popularity in evaluation, which never counts a target and does not depend on which users are scored."""
+    from recgpt.data.popularity import counts_of_ids
+
+    before = []
+    for user, items in user_sequences(interactions).items():
+        if protocol == "cold" and len(items) >= 2:
+            window = splits.cold_window(items, user, seed)
+            cut = window.start + len(window.history)  # the target's position
+        elif protocol in ("loo", "cold", "horizon") and split_user(items, user, protocol, horizon, seed) is not None:
+            cut = len(items) - (horizon if protocol == "horizon" else 1)
+        else:
+            cut = len(items)
+        before.extend(items[:cut])
+    return counts_of_ids(catalog.item_ids, before)

@@ -2,8 +2,10 @@
 
 `path` is an exported model folder (`ckpt/<run>/best`: config.json + model.safetensors + tokenizer/ +
 codes.safetensors + item_ids.json) or a run folder holding `best/`. The catalog defaults to the exported
-item codes; `set_catalog(item_ids, texts)` or `set_catalog_from_prepared(dir)` switch to a downstream
-dataset's items, encoded by the model's own tokenizer (zero-shot).
+item codes; `set_catalog(item_ids, texts, popularity=...)` or `set_catalog_from_prepared(dir)` switch to a
+downstream dataset's items, encoded by the model's own tokenizer (zero-shot). Popularity belongs to the catalog:
+counts of its items in its own interaction log (a prepared folder's interactions.parquet, or given), so a user's
+list never depends on the other users of the call.
 """
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +23,10 @@ class Recommendations:
     scores: list[list[float]]
     unknown_history_items: int = 0  # history items not in the catalog (dropped)
     empty_histories: list[int] = field(default_factory=list)  # histories with no known item (empty lists)
+    notes: list[str] = field(default_factory=list)  # what the caller should know about how these were scored
+
+NO_LOG_NOTE = ("the catalog has no interaction log (no popularity given): scored without the model's popularity "
+               "term; pass popularity= to set_catalog or use a prepared folder with interactions.parquet")
 
 
 def resolve_model_dir(path) -> Path:
@@ -83,8 +89,9 @@ def check_trained_with(model_dir: Path, tokenizer_dir: Path) -> None:
 
 class Recommender:
     def __init__(self, model, tokenizer=None, catalog: Optional[Catalog] = None, embed_cfg=None,
-                 scoring: str = "auto", beam_size: int = 20, device="cpu", batch_size: int = 256):
+                 scoring: str = "auto", beam_size: int = 20, device="cpu", batch_size: int = 256, knn=None):
         self.model, self.tokenizer, self.embed_cfg = model.eval().to(device), tokenizer, embed_cfg
+        self.knn = knn  # content-kNN settings (recgpt.config.predict.ContentKnnConfig; None: the defaults)
         self.scoring, self.beam_size, self.device, self.batch_size = scoring, beam_size, device, batch_size
         self.catalog, self.scorer = None, None
         if catalog is not None:
@@ -124,24 +131,41 @@ class Recommender:
             raise ValueError("this model takes item text embeddings: build the catalog with its text_emb")
         self.catalog = catalog
         self.scorer = ItemScorer(self.model, catalog.codes, catalog.trie, catalog.text_emb, self.scoring,
-                                 self.beam_size, self.device)
+                                 self.beam_size, self.device, catalog.popularity, self.knn)
 
-    def set_catalog(self, item_ids: Sequence[str], texts: Sequence[str]) -> Catalog:
+    def set_popularity(self, popularity) -> None:
+        """Replace the catalog's popularity: Int[N] counts aligned with its item ids, {item_id: count}, or None."""
+        if self.catalog is None:
+            raise ValueError("no catalog: call set_catalog(...) or set_catalog_from_prepared(...) first")
+        self.use_catalog(self.catalog.with_popularity(popularity))
+
+    def set_catalog(self, item_ids: Sequence[str], texts: Sequence[str], popularity=None) -> Catalog:
+        """The catalog of a new domain from its item ids and texts; `popularity`: each item's count in the
+        domain's interaction log (a list aligned with item_ids or {item_id: count}; None: no log)."""
         if isinstance(item_ids, (str, bytes)) or isinstance(texts, (str, bytes)):
             raise TypeError("set_catalog(item_ids, texts): give two lists (one id and one text per item), not strings")
         item_ids, texts = list(item_ids), list(texts)
         if len(item_ids) != len(texts):
             raise ValueError(f"set_catalog: {len(item_ids)} item ids but {len(texts)} texts")
-        self.use_catalog(build_catalog(item_ids, texts, self._need_tokenizer(), self.embed_cfg))
+        catalog = build_catalog(item_ids, texts, self._need_tokenizer(), self.embed_cfg)
+        self.use_catalog(catalog.with_popularity(popularity))
         return self.catalog
 
-    def set_catalog_from_prepared(self, prepared) -> Catalog:
-        """`prepared`: a prepared dataset folder (only its items.parquet is read: a catalog needs item texts,
-        never interactions), or one already loaded with recgpt.data.load_prepared."""
-        from recgpt.predict.catalog import read_catalog_items
+    def set_catalog_from_prepared(self, prepared, popularity="log") -> Catalog:
+        """`prepared`: a prepared dataset folder, or one already loaded with recgpt.data.load_prepared. Item
+        texts come from items.parquet; popularity="log" counts the items in its interactions.parquet (none there:
+        no popularity), or give counts / None as in set_catalog (evaluation passes the log before its targets)."""
+        from recgpt.data.popularity import counts_of_ids
+        from recgpt.predict.catalog import read_catalog_items, read_log_popularity
 
         items = prepared.items if hasattr(prepared, "items") else read_catalog_items(prepared)
-        self.use_catalog(catalog_from_prepared(items, self._need_tokenizer(), self.embed_cfg))
+        catalog = catalog_from_prepared(items, self._need_tokenizer(), self.embed_cfg)
+        if isinstance(popularity, str) and popularity == "log":
+            if hasattr(prepared, "interactions"):
+                popularity = counts_of_ids(catalog.item_ids, prepared.interactions["item_id"])
+            else:
+                popularity = read_log_popularity(prepared, catalog.item_ids)
+        self.use_catalog(catalog.with_popularity(popularity))
         return self.catalog
 
     def recommend_rows(self, histories: Sequence[Sequence[int]], k: int = 10, horizon: int = 1,
@@ -155,8 +179,6 @@ class Recommender:
         if strategy not in STRATEGIES:
             raise ValueError(f"unknown strategy {strategy!r}; one of {STRATEGIES}")
         keys = list(range(len(histories))) if keys is None else list(keys)
-        if self.scorer.needs_popularity():  # the prior counts every history of this call, not one batch
-            self.scorer.prior.set_histories(histories, self.catalog.n_items)
         steps = horizon if strategy in ("rra", "ra") else k
         # A trie beam narrower than k could not fill the list: widen it to k for this call.
         self.scorer.beam_size = max(self.beam_size, k)
@@ -200,24 +222,30 @@ class Recommender:
         for i, rec, sc in zip(live, recs, scores):
             out_ids[i] = [self.catalog.item_ids[r] for r in rec]
             out_scores[i] = list(sc)
-        return Recommendations(out_ids, out_scores, unknown, empty)
+        notes = [NO_LOG_NOTE] if self.scorer.without_popularity else []
+        return Recommendations(out_ids, out_scores, unknown, empty, notes)
 
     def baseline(self, histories: Sequence[Sequence[str]], method: str = "content_knn", k: int = 10,
-                 allow_history: bool = True, knn_last: int = 5, knn_decay: float = 0.7) -> Recommendations:
+                 allow_history: bool = True) -> Recommendations:
         """What a user gets without the model, on the same catalog: `content_knn` (cosine of item text
-        embeddings to a 0.7^age-weighted mean of the last 5 items), `popularity` (over these histories) or
-        `recency`. Unknown items are dropped and counted; a history left empty gets an empty list."""
+        embeddings to a decay^age-weighted mean of the last items, as self.knn says), `popularity` (the catalog's
+        counts; without a log, counted over these histories, with a note) or `recency`. Unknown items are
+        dropped and counted; a history left empty gets an empty list."""
+        from recgpt.data.popularity import ranking
         from recgpt.predict.baselines import baseline_lists
 
         if self.catalog is None:
             raise ValueError("no catalog: call set_catalog(...) or set_catalog_from_prepared(...) first")
         rows = [self.catalog.rows(history) for history in histories]
         live = [i for i, (known, _) in enumerate(rows) if known]
+        counts, notes = self.catalog.popularity, []
+        if method == "popularity" and counts is None:
+            notes.append("the catalog has no interaction log: popularity counted over the histories of this call")
         lists = baseline_lists(method, [rows[i][0] for i in live], k, allow_history, self.catalog.text_emb,
-                               knn_last, knn_decay)
+                               self.knn, ranking(counts) if counts is not None else None)
         out_ids = [[] for _ in rows]
         for i, rec in zip(live, lists):
             out_ids[i] = [self.catalog.item_ids[r] for r in rec]
         return Recommendations(out_ids, [[] for _ in rows], sum(m for _, m in rows),
-                               [i for i, (known, _) in enumerate(rows) if not known])
+                               [i for i, (known, _) in enumerate(rows) if not known], notes)
 

@@ -11,7 +11,8 @@ from recgpt.io import check_replaceable, is_kind, manifest_hash, staged_folder, 
 from recgpt.logging import print0, warn
 from recgpt.predict import baselines
 from recgpt.predict.metrics import coverage, position_hit_rates, ranking_metrics
-from recgpt.predict.protocols import build_test_cases
+from recgpt.data.popularity import ranking
+from recgpt.predict.protocols import build_test_cases, popularity_before_targets
 from recgpt.predict.recommender import Recommender, resolve_model_dir
 from recgpt.predict.report import recommendations_frame, write_report
 
@@ -74,7 +75,10 @@ def run_predict(cfg) -> Path:
                                       device=p.device, scoring=p.scoring, beam_size=p.beam_size,
                                       batch_size=p.batch_size)
     print0(f"predict: encoding the {len(prepared.items)} items of {prepared.name} with the model's tokenizer")
-    catalog = rec.set_catalog_from_prepared(prepared)
+    catalog = rec.set_catalog_from_prepared(prepared, popularity=None)
+    # the catalog's popularity: its log before each user's targets (never a target, whoever is scored)
+    rec.set_popularity(popularity_before_targets(prepared.interactions, catalog, p.protocol, horizon, p.seed))
+    catalog = rec.catalog
     cases = build_test_cases(prepared.interactions, catalog, p.protocol, horizon, p.seed, p.max_users)
     if len(cases) == 0:
         raise ValueError(f"no test case in {dataset_dir} for protocol {p.protocol}: {cases.counts}")
@@ -96,8 +100,8 @@ def run_predict(cfg) -> Path:
         warn(notes[-1])
     lists = {"model": recs}
     for method in baselines.BASELINES:
-        lists[method] = baselines.baseline_lists(method, cases.histories, k_max, p.allow_history, catalog.text_emb,
-                                                 p.knn_last, p.knn_decay)
+        lists[method] = baselines.baseline_lists(method, cases.histories, k_max, p.allow_history, catalog.text_emb, p.knn,
+                                                 ranking(catalog.popularity))
     methods, by_position = {}, {}
     for name, method_recs in lists.items():
         methods[name], by_position[name] = evaluate(method_recs, cases.targets, catalog.n_items, ks, horizon)

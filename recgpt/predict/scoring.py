@@ -103,24 +103,6 @@ def weighted_sum(standardized: dict, weights: dict) -> torch.Tensor:
     return total if total is not None else torch.zeros_like(next(iter(standardized.values())))
 
 
-class HybridPrior:
-    """Label-free popularity prior: item counts over the histories being scored (set by the caller)."""
-
-    def __init__(self):
-        self.counts = None
-
-    def set_histories(self, histories: Sequence[Sequence[int]], n_items: int) -> None:
-        counts = torch.zeros(n_items)
-        for history in histories:
-            counts.index_add_(0, torch.as_tensor(list(history), dtype=torch.long), torch.ones(len(history)))
-        self.counts = counts
-
-    def log_popularity(self, n_items: int, device) -> torch.Tensor:
-        if self.counts is None or len(self.counts) != n_items:
-            raise ValueError("the popularity prior needs the histories being scored: call set_histories first")
-        return torch.log1p(self.counts).to(device)[None]
-
-
 def top_k_items(scores: torch.Tensor, k: int, exclude: Optional[Sequence[Sequence[int]]] = None):
     """(rows Long[B, k'], scores [B, k']) best first, k' = min(k, N); excluded and -inf entries get row -1."""
     if exclude is not None and any(len(rows) for rows in exclude):
@@ -137,7 +119,12 @@ class ItemScorer:
     """A model and a catalog (codes [N, L], trie, optional text embeddings) -> next-item log-probs."""
 
     def __init__(self, model, item_codes: torch.Tensor, trie: CodeTrie, text_emb: Optional[torch.Tensor] = None,
-                 mode: str = "auto", beam_size: int = 20, device="cpu"):
+                 mode: str = "auto", beam_size: int = 20, device="cpu", popularity=None, knn=None):
+        """`popularity`: Int[N] counts of the catalog's items in its own interaction log (None: no log; the
+        popularity terms are then left out); `knn`: the content-kNN settings of the `knn` component."""
+        from recgpt.config.predict import ContentKnnConfig
+        from recgpt.data.popularity import check_counts, log_popularity
+
         if mode == "auto":
             mode = "exact" if model_head(model) == "parallel" else "trie"
         if mode not in ("exact", "trie"):
@@ -155,14 +142,19 @@ class ItemScorer:
         self.text_emb = self.catalog_emb if getattr(config, "text_dim", None) else None
         self.max_items = int(getattr(config, "max_items", 256))
         self.weights = config.scoring_weights() if hasattr(config, "scoring_weights") else {"code": 1.0}
-        self.prior = HybridPrior()
-        self.dense_popularity = bool(getattr(config, "dense_popularity", False))
+        counts = check_counts(popularity, self.item_codes.shape[0], "catalog popularity")
+        self.log_popularity = log_popularity(counts).to(self.device) if counts is not None else None
+        self.knn = knn or ContentKnnConfig()
+        if self.log_popularity is None and self.weights.get("pop"):  # no log: the pop component cannot be scored
+            rest = {c: w for c, w in self.weights.items() if c != "pop" and w}
+            self.weights = rest or ({"dense": 1.0} if getattr(config, "dense", None) is not None else {"code": 1.0})
 
-    def needs_popularity(self, names=None) -> bool:
-        """Whether scoring these components (default: those of nonzero score weight) reads the popularity
-        prior (set_histories first)."""
-        names = [c for c, w in self.weights.items() if w] if names is None else names
-        return "pop" in names or ("dense" in names and self.dense_popularity)
+    @property
+    def without_popularity(self) -> bool:
+        """True when the model's score has a popularity term but the catalog has no interaction log."""
+        dense = getattr(getattr(self.model, "config", None), "dense", None)
+        uses = dense is not None and dense.popularity != "none" and bool(self.weights.get("dense"))
+        return self.log_popularity is None and uses
 
     @property
     def n_items(self) -> int:
@@ -202,21 +194,22 @@ class ItemScorer:
         out = {}
         if "code" in names:
             out["code"] = self.code_scores(state)
+        if "pop" in names and self.log_popularity is None:
+            raise ValueError("the pop component needs the catalog's popularity (its interaction log): pass "
+                             "popularity= to set_catalog, or a prepared folder with interactions.parquet")
         if "dense" in names:
             last = self.catalog_emb[torch.as_tensor([h[-1] for h in histories], device=self.catalog_emb.device)]
-            pool = getattr(self.model.config, "dense_query_pool", 0)
+            pool = self.model.config.dense.pool
             if pool > 1:  # [B, K, D]: the last item, then the ones before it; zero rows where the history ends
                 rows = torch.full((len(histories), pool), -1, dtype=torch.long)
                 for i, h in enumerate(histories):
                     rows[i, : min(pool, len(h))] = torch.as_tensor(list(h[::-1][:pool]))
                 rows = rows.to(self.catalog_emb.device)
                 last = self.catalog_emb[rows.clamp(min=0)] * (rows >= 0)[..., None]
-            popularity = None
-            if self.dense_popularity:
-                popularity = self.prior.log_popularity(self.n_items, self.catalog_emb.device)[0]
-            out["dense"] = self.model.dense_scores(state, self.catalog_emb, last, popularity).float()
+            out["dense"] = self.model.dense_scores(state, self.catalog_emb, last, self.log_popularity).float()
         if "knn" in names:
-            out["knn"] = content_knn_scores(histories, self.catalog_emb.cpu()).to(state.device)
+            out["knn"] = content_knn_scores(histories, self.catalog_emb.cpu(), self.knn.last,
+                                            self.knn.decay).to(state.device)
         if "pop" in names:
-            out["pop"] = self.prior.log_popularity(self.n_items, state.device).expand(len(histories), -1)
+            out["pop"] = self.log_popularity.to(state.device)[None].expand(len(histories), -1)
         return out

@@ -48,12 +48,15 @@ def zero_shot_eval(rec, folder, protocol: str = "loo", max_users: Optional[int] 
     popularity, content_knn and content_knn_centered (kNN on catalog-centered embeddings), and each {row name:
     {user id: [item ids, best first]}} of `given` (lists made elsewhere, e.g. an in-domain model's; a user
     without one counts as a miss there, and "given_covered" marks the users that have one: see `restrict`)."""
-    from recgpt.predict.protocols import build_test_cases
+    from recgpt.data.popularity import ranking
+    from recgpt.predict.protocols import build_test_cases, popularity_before_targets
 
     if not catalog_set:
-        rec.set_catalog_from_prepared(folder)
+        rec.set_catalog_from_prepared(folder, popularity=None)
+    interactions = read_interactions(folder)
+    rec.set_popularity(popularity_before_targets(interactions, rec.catalog, protocol, 1, seed))
     catalog = rec.catalog
-    cases = build_test_cases(read_interactions(folder), catalog, protocol, 1, seed, max_users)
+    cases = build_test_cases(interactions, catalog, protocol, 1, seed, max_users)
     if len(cases) == 0:
         raise ValueError(f"{folder}: no test case for protocol {protocol}: {cases.counts}")
     k_list = min(k, catalog.n_items)
@@ -70,7 +73,8 @@ def zero_shot_eval(rec, folder, protocol: str = "loo", max_users: Optional[int] 
         config.score_weights = stored
         rec.use_catalog(catalog)
     for method in baselines.BASELINES:
-        lists[method] = baselines.baseline_lists(method, cases.histories, k_list, False, catalog.text_emb)
+        lists[method] = baselines.baseline_lists(method, cases.histories, k_list, False, catalog.text_emb, rec.knn,
+                                                 ranking(catalog.popularity))
     centered = catalog.text_emb - catalog.text_emb.mean(0)
     lists["content_knn_centered"] = baselines.content_knn(cases.histories, centered, k_list, False)
     covered, row_of = {}, {str(item): row for row, item in enumerate(catalog.item_ids)} if given else {}
@@ -107,19 +111,22 @@ class TransferProbe:
 
     def __init__(self, cfg, tokenizer_dir, k: int = 10):
         from recgpt.predict.catalog import catalog_from_prepared, read_catalog_items
-        from recgpt.predict.protocols import build_test_cases
+        from recgpt.predict.protocols import build_test_cases, popularity_before_targets
         from recgpt.predict.run import resolve_dataset
         from recgpt.tokenizer import load_tokenizer
 
         folder = resolve_dataset(cfg.eval.zero_shot_domain, cfg.data, "eval.zero_shot_domain")
-        self.catalog = catalog_from_prepared(read_catalog_items(folder), load_tokenizer(tokenizer_dir), cfg.embed)
-        self.cases = build_test_cases(read_interactions(folder), self.catalog, "loo", 1, cfg.predict.seed,
-                                      cfg.eval.zero_shot_users)
+        catalog = catalog_from_prepared(read_catalog_items(folder), load_tokenizer(tokenizer_dir), cfg.embed)
+        interactions = read_interactions(folder)
+        self.catalog = catalog.with_popularity(
+            popularity_before_targets(interactions, catalog, "loo", 1, cfg.predict.seed))
+        self.cases = build_test_cases(interactions, self.catalog, "loo", 1, cfg.predict.seed, cfg.eval.zero_shot_users)
+        self.knn = cfg.predict.knn
         self.k, self.folder = k, folder
 
     def ndcg(self, model) -> float:
         from recgpt.predict.recommender import Recommender
 
-        rec = Recommender(model, catalog=self.catalog)
+        rec = Recommender(model, catalog=self.catalog, knn=self.knn)
         recs, _ = rec.recommend_rows(self.cases.histories, self.k, 1, "exact", allow_history=False)
         return float(per_user(recs, self.cases.targets, self.k)["NDCG"].mean())

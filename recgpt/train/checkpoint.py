@@ -129,14 +129,14 @@ def save_checkpoint(accelerator, model, run_dir, step: int, meta: dict, keep_las
         from recgpt.train.objective import decoder_state_dict
 
         tensors = {k: v.detach().cpu().contiguous() for k, v in decoder_state_dict(state).items()}
-        save_file(_untie(tensors), str(folder / EXPORT_WEIGHTS), metadata={"step": str(step)})
+        save_file(untie(tensors), str(folder / EXPORT_WEIGHTS), metadata={"step": str(step)})
         write_json(folder / META, {"step": step, **meta})  # last: marks the folder complete
         prune(run_dir, keep_last)
     accelerator.wait_for_everyone()
     return folder
 
 
-def _untie(tensors: dict) -> dict:
+def untie(tensors: dict) -> dict:
     """safetensors refuses shared storage: clone tensors that alias an earlier one."""
     seen, out = set(), {}
     for k, v in tensors.items():

@@ -144,34 +144,37 @@ def load_training_inputs(cfg) -> TrainingInputs:
         raise ArtifactError(f"{codes_path}: codes of shape {tuple(codes.shape)} do not fit slot_vocab_sizes "
                             f"{slot_vocab_sizes} of {tokenizer_dir / 'config.json'}")
     text_emb, item_group = None, None
-    if cfg.model.use_text or cfg.model.dense_head:
+    dense = cfg.model.dense
+    if cfg.model.needs_text:
         text_emb = _load_text_embeddings(cfg, item_ids)
         datasets = corpus.items.sort_values("item_index")["dataset"].tolist()
         if cfg.model.center_text:
             text_emb = center_by_group(text_emb, datasets)
-        if cfg.model.dense_head:
+        if dense is not None:
             item_group = torch.as_tensor(np.unique(np.asarray(datasets, dtype=str), return_inverse=True)[1].reshape(-1),
                                          dtype=torch.long)
     train = SequenceSource.from_dataset(corpus.sequences["train"])
-    if cfg.model.behavior_input and train.behaviors is None:
+    behavior_input = cfg.model.behavior is not None
+    if behavior_input and train.behaviors is None:
         raise ArtifactError(f"corpus {corpus_dir} (data.corpus_dir) has no behaviour column, which "
-                            "model.behavior_input=true reads; rebuild it with data.behaviors=true")
+                            "model.behavior reads; rebuild it with data.behaviors=true")
     return TrainingInputs(
-        train=train, behavior_input=cfg.model.behavior_input,
+        train=train, behavior_input=behavior_input,
         heldout=SequenceSource.from_dataset(corpus.sequences["heldout"]),
         codes=codes, slot_vocab_sizes=slot_vocab_sizes,
         corpus_hash=corpus.hash, tokenizer_hash=tokenizer_hash(tokenizer_dir, codes_path),
         tokenizer_dir=tokenizer_dir, codes_path=codes_path, text_emb=text_emb, item_group=item_group,
-        catalog_negatives=cfg.model.dense_catalog_negatives if cfg.model.dense_head else 0,
-        item_popularity=log_popularity(train, len(codes)) if cfg.model.dense_popularity else None,
+        catalog_negatives=dense.catalog_negatives if dense is not None else 0,
+        item_popularity=log_popularity(train, len(codes)) if dense is not None and dense.popularity != "none" else None,
         slot_levels=read_slot_levels(tokenizer_dir))
 
 
 def log_popularity(source: SequenceSource, n_items: int) -> torch.Tensor:
-    """Float[N_items]: log(1 + occurrences of each item in the sequences), as the prediction-time prior counts
-    the histories being scored; an item's count is its own dataset's (item indices are namespaced)."""
-    flat = pc.list_flatten(source.column).to_numpy(zero_copy_only=False).astype(np.int64)
-    return torch.log1p(torch.as_tensor(np.bincount(flat, minlength=n_items), dtype=torch.float32))
+    """Float[N_items]: log(1 + occurrences of each item in the training sequences); an item's count is its own
+    dataset's (item indices are namespaced), as a catalog's popularity is counted over its own log."""
+    from recgpt.data.popularity import item_counts, log_popularity as log1p_counts
+
+    return log1p_counts(item_counts(source.column, n_items))
 
 
 def center_by_group(emb: torch.Tensor, groups: list) -> torch.Tensor:
@@ -189,7 +192,7 @@ def _load_text_embeddings(cfg, item_ids: list) -> torch.Tensor:
 
     folder = Path(cfg.train.text_embeddings_dir or cfg.embed.output_dir or Path(cfg.data.corpus_dir) / "embeddings")
     if not folder.is_dir():
-        raise ArtifactError(f"text embeddings not found: {folder} (train.text_embeddings_dir; model.use_text / model.dense_head)")
+        raise ArtifactError(f"text embeddings not found: {folder} (train.text_embeddings_dir; model.text_input / model.dense)")
     emb = load_embeddings(folder)
     vectors = torch.as_tensor(np.asarray(emb.vectors, dtype=np.float32))
     return align_codes(item_ids, list(emb.item_ids), vectors, str(folder)).float()

@@ -48,9 +48,20 @@ def make_accelerator(cfg, log_with=None, project_dir=None):
         raise ConfigError(f"accelerate launch sets gradient_accumulation_steps={env_accum} but train.grad_accum="
                           f"{cfg.train.grad_accum}: drop it from the launch command / accelerate config")
     # mixed_precision given here wins over `accelerate launch --mixed_precision`: the recgpt config decides.
-    return Accelerator(mixed_precision=cfg.train.mixed_precision, gradient_accumulation_steps=cfg.train.grad_accum,
-                       log_with=log_with, project_dir=project_dir, kwargs_handlers=handlers,
-                       step_scheduler_with_optimizer=False)  # we step the schedule once per optimizer step
+    accelerator = Accelerator(mixed_precision=cfg.train.mixed_precision, gradient_accumulation_steps=cfg.train.grad_accum,
+                              log_with=log_with, project_dir=project_dir, kwargs_handlers=handlers,
+                              step_scheduler_with_optimizer=False)  # we step the schedule once per optimizer step
+    accelerator.register_save_state_pre_hook(untie_saved_weights)
+    return accelerator
+
+
+def untie_saved_weights(models, weights, output_dir) -> None:
+    """save_state hook: a tied matrix (a code head's output = its code embedding) is written under both of its
+    names, so safetensors saves without dropping one (and accelerate's warning) and load_state stays strict."""
+    from recgpt.train.checkpoint import untie
+
+    for i, state in enumerate(weights):
+        weights[i] = untie(state)
 
 
 def reconcile_deepspeed(accelerator, train_cfg, micro_batch_rows: int, d_model: int) -> None:
@@ -123,8 +134,11 @@ class Trainer:
         reconcile_deepspeed(acc, tcfg, rows, self.model_config.d_model)
         model = NextItemObjective(decoder)
         self.n_params = sum(p.numel() for p in model.parameters())
-        print0(f"model: {self.n_params:,} parameters ({cfg.model.n_layers} layers x {cfg.model.d_model}, "
-               f"head {cfg.model.head}, attention {cfg.model.attention})")
+        mc = self.model_config
+        parts = [p for p, on in (("codes " + (mc.codes.head if mc.codes else ""), mc.codes is not None),
+                                 ("dense", mc.dense is not None), ("text input", mc.text_dim > 0)) if on]
+        print0(f"model: {self.n_params:,} parameters (recipe {mc.recipe}: {mc.n_layers} layers x {mc.d_model}, "
+               f"{', '.join(parts)}; attention {mc.attention})")
         optimizer = build_optimizer(model, tcfg)
         scheduler = build_scheduler(optimizer, tcfg)
         self.model, self.optimizer, self.scheduler = acc.prepare(model, optimizer, scheduler)

@@ -16,6 +16,7 @@ import pandas as pd
 import torch
 
 from recgpt.config import ConfigError
+from recgpt.data.popularity import item_counts
 
 UNKNOWN, OTHER = "(unknown)", "(other)"  # parenthesised: ml-100k has a genre called "unknown"
 
@@ -92,7 +93,7 @@ def build_factor_table(factors, items: pd.DataFrame, item_ids, train, where: str
     names, columns, bins = ["item"], [list(range(n))], [[str(i) for i in range(n)]]
     for f in factors:
         if f.kind == "popularity":
-            counts = np.bincount(np.fromiter((i for s in train for i in s), dtype=np.int64), minlength=n)
+            counts = item_counts(train, n)
             rows, labels = band_bins(np.where(counts > 0, np.log1p(counts), np.nan), f.bands)
             labels = [UNKNOWN] + [f"log-count {label}" for label in labels[1:]]
         else:
