@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The whole recgpt pipeline on the bundled real sample (data/sample), on CPU, in a few minutes:
-# import -> corpus -> embed -> tokenizer -> short pretraining -> checkpoint selection -> prediction.
+# The whole recgpt pipeline on the bundled real sample (data/sample), on CPU, in a few minutes, with the
+# recommended recipe (zero_shot): import -> corpus -> embed -> tokenizer -> short pretraining -> checkpoint
+# selection -> zero-shot prediction on steam (never seen in pretraining), beside content kNN, popularity and recency.
 # Usage: ./run.sh [key=value ...]   (dotted overrides apply to every stage, e.g. train.max_steps=100)
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -23,7 +24,7 @@ $recgpt eval --config "$config" --ckpt "$run_dir" "$@"
 for dataset in steam; do
   $recgpt predict --config "$config" --dataset "$dataset" "$@"
   $recgpt predict --config "$config" --dataset "$dataset" --cold "$@"
-  $recgpt predict --config "$config" --dataset "$dataset" --horizon 10 --strategy rra "$@"
+  $recgpt predict --config "$config" --dataset "$dataset" --horizon 3 --strategy rra "$@"
 done
 echo
 echo "metrics tables:"

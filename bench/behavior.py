@@ -52,7 +52,7 @@ def rule_results(split) -> dict:
     """{rule: {protocol: metrics}} of recgpt.predict.rules (histories of every behaviour; popularity of the
     purchases in the histories being scored, as bench/behavior_rules.py)."""
     from recgpt.baselines.behavior import unpack
-    from recgpt.model.behavior import BEHAVIOR_NAMES
+    from recgpt.data.behavior import BEHAVIOR_NAMES
     from recgpt.predict import rules
 
     out, k = {}, max(KS)

@@ -27,7 +27,8 @@ from recgpt.predict.metrics import ranking_metrics  # noqa: E402
 from recgpt.predict.protocols import build_test_cases  # noqa: E402
 from recgpt.predict.recommender import Recommender  # noqa: E402
 from recgpt.predict.run import resolve_dataset  # noqa: E402
-from recgpt.predict.scoring import parallel_item_scores, top_k_items  # noqa: E402
+from recgpt.predict.ranking import top_k_items  # noqa: E402
+from recgpt.predict.scoring import parallel_item_scores  # noqa: E402
 from recgpt.predict.trie import python_trie  # noqa: E402
 
 

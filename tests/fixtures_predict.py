@@ -81,7 +81,7 @@ def exported_model(tmp_path_factory, make_decoder, predict_tokenizer, ml100k_cat
     source.json (the hash of the tokenizer + codes it was trained with, as `recgpt eval` writes it)."""
     from recgpt.io import write_json
     from recgpt.tokenizer import save_item_codes
-    from recgpt.train.inputs import tokenizer_hash
+    from recgpt.tokenizer.base import tokenizer_hash
 
     best = tmp_path_factory.mktemp("run") / "best"
     make_decoder("parallel", seed=3).save_pretrained(str(best))

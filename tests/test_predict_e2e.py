@@ -153,7 +153,7 @@ def test_the_recorded_tokenizer_hash_is_checked(exported_model, tmp_path):
     import shutil
 
     from recgpt.io import write_json
-    from recgpt.train.inputs import tokenizer_hash
+    from recgpt.tokenizer.base import tokenizer_hash
 
     best = tmp_path / "best"
     shutil.copytree(exported_model, best)

@@ -118,7 +118,7 @@ def dense_export(tmp_path_factory, predict_tokenizer, ml100k_catalog):
     from recgpt.io import write_json
     from recgpt.model import ItemCodeDecoder, ItemCodeDecoderConfig
     from recgpt.tokenizer import save_item_codes
-    from recgpt.train.inputs import tokenizer_hash
+    from recgpt.tokenizer.base import tokenizer_hash
 
     best = tmp_path_factory.mktemp("dense") / "best"
     torch.manual_seed(5)

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from recgpt.data.sessions import with_sessions
-from recgpt.model.behavior import BEHAVIOR_ID, BEHAVIOR_NAMES, behavior_ids
+from recgpt.data.behavior import BEHAVIOR_ID, BEHAVIOR_NAMES, behavior_ids
 from recgpt.predict.protocols import TestCases
 
 N_BEHAVIORS = len(BEHAVIOR_NAMES)

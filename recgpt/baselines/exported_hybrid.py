@@ -15,7 +15,8 @@ from pathlib import Path
 from recgpt.baselines.data import InDomainSplit, subset
 from recgpt.baselines.exported import split_popularity, to_catalog_rows
 from recgpt.predict.hybrid import PRIOR_COMPONENTS as PRIORS, best_model_free, component_scores, fit_score_weights
-from recgpt.predict.scoring import combine, top_k_items
+from recgpt.predict.ranking import top_k_items
+from recgpt.predict.scoring import combine
 
 
 def model_components(config) -> list:

@@ -4,6 +4,9 @@ from typing import Optional
 
 from recgpt.config.errors import check
 
+# components of a hybrid score: code log-prob, dense head, content kNN (a fixed prior), the catalog's popularity
+SCORE_COMPONENTS = ("code", "dense", "knn", "pop")
+
 
 @dataclass
 class EvalConfig:
@@ -35,8 +38,6 @@ class EvalConfig:
               "eval.select_by=zero_shot needs a held-out source domain")
         check(self.zero_shot_users >= 1, "eval.zero_shot_users", f"must be >= 1, got {self.zero_shot_users}")
         if self.score_fit:
-            from recgpt.model.config import SCORE_COMPONENTS  # lazily: it imports transformers
-
             unknown = sorted(set(self.score_fit) - set(SCORE_COMPONENTS))
             check(not unknown, "eval.score_fit", f"components are {', '.join(SCORE_COMPONENTS)}, got {unknown}")
             check(len(set(self.score_fit)) == len(self.score_fit), "eval.score_fit", f"repeated in {self.score_fit}")
@@ -81,6 +82,9 @@ class PredictConfig:
     knn: ContentKnnConfig = field(default_factory=ContentKnnConfig)  # content kNN: the row and the `knn` component
     batch_size: int = 256
     max_users: Optional[int] = None  # a seeded subset of the users
+    # refuse a report on fewer evaluable users than this (or than max_users when that is smaller): a handful of
+    # users gives no figure (a horizon protocol on short sequences can leave a few of thousands)
+    min_users: int = 50
     seed: int = 0
     device: str = "cpu"
 
@@ -96,3 +100,4 @@ class PredictConfig:
         check(self.n_samples >= 1, "predict.n_samples", f"must be >= 1, got {self.n_samples}")
         check(self.batch_size >= 1, "predict.batch_size", f"must be >= 1, got {self.batch_size}")
         check(self.max_users is None or self.max_users >= 1, "predict.max_users", f"must be >= 1, got {self.max_users}")
+        check(self.min_users >= 1, "predict.min_users", f"must be >= 1, got {self.min_users}")

@@ -15,6 +15,13 @@ from recgpt.data.errors import DataFormatError
 
 # Canonical names in increasing strength of preference (GAMER's behaviour levels: click < cart < buy).
 CANONICAL = ("view", "fav", "cart", "buy")
+BEHAVIOR_NAMES = ("none", *CANONICAL)  # ids a model reads: 0 = none; then view, fav, cart, buy
+BEHAVIOR_ID = {name: i for i, name in enumerate(BEHAVIOR_NAMES)}
+
+
+def behavior_ids(names) -> np.ndarray:
+    """int64 ids of behaviour names; names outside BEHAVIOR_NAMES (and None) are 0 = none."""
+    return np.asarray([BEHAVIOR_ID.get(n, 0) if isinstance(n, str) else 0 for n in names], dtype=np.int64)
 RANK = {name: level for level, name in enumerate(CANONICAL)}
 ALIASES = {"pv": "view", "click": "view", "view": "view", "fav": "fav", "favorite": "fav", "favourite": "fav",
            "collect": "fav", "cart": "cart", "addtocart": "cart", "add_to_cart": "cart", "buy": "buy",

@@ -17,7 +17,8 @@ def prepare_main(argv) -> int:
     """Import every dataset of data.datasets from data.raw_root into data.prepared_root/<name>/."""
     cfg, _ = config_from_argv(argv, "import raw datasets into the prepared format (docs/artifacts.md)")
     for name in cfg.data.datasets:
-        out = prepare_dataset(load_dataset_spec(name), cfg.data.raw_root, Path(cfg.data.prepared_root) / name)
+        spec = load_dataset_spec(name)  # a name under configs/datasets/ or a spec's path: filed under spec.name
+        out = prepare_dataset(spec, cfg.data.raw_root, Path(cfg.data.prepared_root) / spec.name)
         counts = read_manifest(out)["counts"]
         skips = ", ".join(f"{k} {v}" for k, v in counts.items() if v and k in SKIP_COUNTS)
         print0(f"{name}: {counts['users']} users, {counts['items']} items, {counts['interactions']} interactions "

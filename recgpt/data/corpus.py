@@ -62,6 +62,7 @@ def prepared_folder(name: str, cfg: DataConfig) -> Path:
     folder = Path(cfg.prepared_root) / name
     try:
         spec = load_dataset_spec(name)
+        folder = Path(cfg.prepared_root) / spec.name  # a spec given by path: its own name, not the path
     except UnknownDataset:
         require_files(folder, ["interactions.parquet", "items.parquet", "manifest.json"],
                       f"prepared dataset {name!r} (no configs/datasets/{name}.yaml either)")
@@ -78,7 +79,7 @@ def complete_users(path: Path, item_ids: pd.Index, behaviors: bool = False) -> I
 
     A user's rows must be contiguous with positions 0, 1, 2, ... (the prepared layout); anything else is an error.
     """
-    from recgpt.model.behavior import behavior_ids
+    from recgpt.data.behavior import behavior_ids
 
     carry, parquet = None, pq.ParquetFile(path)
     read_behavior = behaviors and "behavior" in parquet.schema_arrow.names
@@ -235,8 +236,9 @@ def write_corpus(data_cfg: DataConfig, out: Path, tmp: Path) -> None:
     entries, per_dataset, offset = [], {}, 0
     splits = SplitWriter(tmp / "_arrow", data_cfg.behaviors)
     with pq.ParquetWriter(tmp / "items.parquet", ITEMS_SCHEMA) as items_writer:
-        for name in data_cfg.datasets:
-            folder = prepared_folder(name, data_cfg)
+        for entry in data_cfg.datasets:
+            folder = prepared_folder(entry, data_cfg)
+            name = folder.name  # the spec's name, also for a spec given by path (the item id namespace)
             counts = add_dataset(name, folder, offset, data_cfg, items_writer, splits)
             entries.append({"name": name, "prepared_dir": str(folder), "manifest_sha256": sha256_json(read_manifest(folder)),
                             "item_offset": offset, "items": counts["items"]})

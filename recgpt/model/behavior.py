@@ -15,15 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from recgpt.data.behavior import CANONICAL
-
-BEHAVIOR_NAMES = ("none", *CANONICAL)  # id 0 = none; then view, fav, cart, buy
-BEHAVIOR_ID = {name: i for i, name in enumerate(BEHAVIOR_NAMES)}
-
-
-def behavior_ids(names: Sequence[str]) -> np.ndarray:
-    """int64 ids of behaviour names; names outside BEHAVIOR_NAMES (and None) are 0 = none."""
-    return np.asarray([BEHAVIOR_ID.get(n, 0) if isinstance(n, str) else 0 for n in names], dtype=np.int64)
+from recgpt.data.behavior import BEHAVIOR_ID, BEHAVIOR_NAMES, behavior_ids  # noqa: F401 (the ids the model reads)
 
 
 def next_behaviors(behavior: torch.Tensor, segment: torch.Tensor, item_pos: torch.Tensor,

@@ -21,9 +21,8 @@ from typing import Optional, Sequence
 
 from transformers import PretrainedConfig
 
+from recgpt.config.predict import SCORE_COMPONENTS
 from recgpt.model.grid import slot_levels_of
-
-SCORE_COMPONENTS = ("code", "dense", "knn", "pop")
 LEGACY_KEYS = ("dense_dim", "code_loss_weight", "dense_query_skip", "use_text", "head", "code_embedding")
 
 
@@ -144,7 +143,7 @@ class ItemCodeDecoderConfig(PretrainedConfig):
     def n_behaviors(self) -> int:
         if self.behavior is None:
             return 0
-        from recgpt.model.behavior import BEHAVIOR_NAMES
+        from recgpt.data.behavior import BEHAVIOR_NAMES
 
         return len(BEHAVIOR_NAMES)
 

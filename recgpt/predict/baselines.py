@@ -85,7 +85,7 @@ def content_knn(histories: Sequence[Sequence[int]], item_emb, k: int, allow_hist
                 last: int = KNN.last, decay: float = KNN.decay, batch_size: int = 1024) -> list[list[int]]:
     """Content kNN: the k catalog items whose text embedding is closest (cosine) to the user's recent items;
     the user's own items are skipped unless allowed. Needs no training: what a zero-shot model must beat."""
-    from recgpt.predict.scoring import top_k_items
+    from recgpt.predict.ranking import top_k_items
 
     out = []
     for start in range(0, len(histories), batch_size):

@@ -15,8 +15,9 @@ from typing import Optional, Sequence
 
 import torch
 
+from recgpt.predict.ranking import NEG_INF
+
 STRATEGIES = ("exact", "greedy", "sample", "beam", "rra", "ra")
-NEG_INF = float("-inf")
 
 
 def _mask(n_items: int, rows: Sequence[Sequence[int]], device) -> torch.Tensor:

@@ -14,7 +14,8 @@ from typing import Sequence
 
 import torch
 
-from recgpt.predict.scoring import NEG_INF, standardize, top_k_items, weighted_sum
+from recgpt.predict.ranking import NEG_INF, top_k_items
+from recgpt.predict.scoring import standardize, weighted_sum
 
 MODEL_COMPONENTS = ("code", "dense")  # the others are label-free priors that need no model
 PRIOR_COMPONENTS = ("knn", "pop")

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from recgpt.io import ArtifactError, sha256_file
+from recgpt.model.files import resolve_model_dir
 from recgpt.predict.catalog import Catalog, build_catalog, catalog_from_prepared
 from recgpt.predict.horizon import STRATEGIES, recommend_lists
 from recgpt.predict.scoring import ItemScorer
@@ -27,16 +28,6 @@ class Recommendations:
 
 NO_LOG_NOTE = ("the catalog has no interaction log (no popularity given): scored without the model's popularity "
                "term; pass popularity= to set_catalog or use a prepared folder with interactions.parquet")
-
-
-def resolve_model_dir(path) -> Path:
-    path = Path(path)
-    if (path / "best" / "config.json").is_file() and not (path / "config.json").is_file():
-        path = path / "best"
-    if not (path / "config.json").is_file():
-        raise ArtifactError(f"no model at {path}: expected config.json + model.safetensors "
-                            "(an exported ckpt/<run>/best folder or a run folder holding best/)")
-    return path
 
 
 def load_decoder(model_dir: Path):
@@ -73,7 +64,7 @@ def check_trained_with(model_dir: Path, tokenizer_dir: Path) -> None:
     """An export records the hash of the tokenizer + item codes the model was trained with (source.json):
     the tokenizer about to encode the catalog must hash the same."""
     from recgpt.io import read_json
-    from recgpt.train.inputs import tokenizer_hash
+    from recgpt.tokenizer.base import tokenizer_hash
 
     source, codes = model_dir / "source.json", model_dir / "codes.safetensors"
     if not (codes.is_file() and (tokenizer_dir / "config.json").is_file()):

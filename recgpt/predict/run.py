@@ -13,7 +13,8 @@ from recgpt.predict import baselines
 from recgpt.predict.metrics import coverage, position_hit_rates, ranking_metrics
 from recgpt.data.popularity import ranking
 from recgpt.predict.protocols import build_test_cases, popularity_before_targets
-from recgpt.predict.recommender import Recommender, resolve_model_dir
+from recgpt.model.files import resolve_model_dir
+from recgpt.predict.recommender import Recommender
 from recgpt.predict.report import recommendations_frame, write_report
 
 
@@ -80,8 +81,12 @@ def run_predict(cfg) -> Path:
     rec.set_popularity(popularity_before_targets(prepared.interactions, catalog, p.protocol, horizon, p.seed))
     catalog = rec.catalog
     cases = build_test_cases(prepared.interactions, catalog, p.protocol, horizon, p.seed, p.max_users)
-    if len(cases) == 0:
-        raise ValueError(f"no test case in {dataset_dir} for protocol {p.protocol}: {cases.counts}")
+    enough = min(p.min_users, p.max_users or p.min_users)
+    if len(cases) < enough:
+        what = f"protocol {p.protocol}" + (f" (the last {horizon} items held out)" if p.protocol == "horizon" else "")
+        raise ConfigError(f"{dataset_dir}: {what} leaves {len(cases)} evaluable users of {cases.counts['users']} "
+                          f"({cases.counts['too_short']} too short), under predict.min_users={p.min_users}: no "
+                          "figure from so few; use a shorter predict.horizon, another dataset, or lower predict.min_users")
     k_max, notes = max(p.ks), []
     ks = sorted(set(p.ks))
     if k_max > catalog.n_items:

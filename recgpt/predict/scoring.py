@@ -13,9 +13,9 @@ import torch
 import torch.nn.functional as F
 
 from recgpt.predict.beam import beam_item_scores, model_head
+from recgpt.predict.ranking import NEG_INF
 from recgpt.predict.trie import CodeTrie
 
-NEG_INF = float("-inf")
 
 
 def history_inputs(histories: Sequence[Sequence[int]], item_codes: torch.Tensor, max_items: int,
@@ -101,18 +101,6 @@ def weighted_sum(standardized: dict, weights: dict) -> torch.Tensor:
             term = weight * standardized[name]
             total = term if total is None else total + term
     return total if total is not None else torch.zeros_like(next(iter(standardized.values())))
-
-
-def top_k_items(scores: torch.Tensor, k: int, exclude: Optional[Sequence[Sequence[int]]] = None):
-    """(rows Long[B, k'], scores [B, k']) best first, k' = min(k, N); excluded and -inf entries get row -1."""
-    if exclude is not None and any(len(rows) for rows in exclude):
-        scores = scores.clone()
-        for i, rows in enumerate(exclude):
-            if len(rows):
-                scores[i, torch.as_tensor(list(rows), dtype=torch.long, device=scores.device)] = NEG_INF
-    vals, idx = scores.topk(min(k, scores.shape[1]), dim=1)
-    idx = torch.where(torch.isfinite(vals), idx, torch.full_like(idx, -1))
-    return idx, vals
 
 
 class ItemScorer:

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from safetensors.torch import save_file
 
-from recgpt.io import ArtifactError, load_safetensors, read_json, require_files, write_json
+from recgpt.io import ArtifactError, load_safetensors, read_json, require_files, sha256_file, sha256_json, write_json
 from recgpt.tokenizer.collisions import resolve_collisions
 from recgpt.tokenizer.fsq import FSQAutoencoder
 from recgpt.tokenizer.rq import RQKMeans, RQVAE
@@ -154,3 +154,12 @@ def load_item_codes(path) -> tuple[list[str], np.ndarray]:
     if codes.ndim != 2 or codes.shape[0] != len(ids):
         raise ArtifactError(f"{path}: codes of shape {tuple(codes.shape)} but {len(ids)} ids in {IDS_FILE}")
     return [str(i) for i in ids], codes.numpy()
+
+
+def tokenizer_hash(tokenizer_dir: Path, codes_path: Path) -> str:
+    """Identity of a tokenizer + its item codes: checkpoints trained with other codes are refused."""
+    parts = {"codes": sha256_file(codes_path)}
+    for name in ("config.json", "model.safetensors"):
+        if (Path(tokenizer_dir) / name).is_file():
+            parts[name] = sha256_file(Path(tokenizer_dir) / name)
+    return sha256_json(parts)

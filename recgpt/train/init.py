@@ -19,7 +19,7 @@ def tokenizer_files_hash(folder: Path) -> dict:
 def load_foundation(init_from: str, inputs):
     """The ItemCodeDecoder at `init_from`; a ConfigError when its tokenizer or text input differs from training's."""
     from recgpt.model import ItemCodeDecoder
-    from recgpt.predict.recommender import resolve_model_dir
+    from recgpt.model.files import resolve_model_dir
 
     model_dir = resolve_model_dir(init_from)
     bundled = model_dir / "tokenizer"

@@ -9,7 +9,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import torch
 
-from recgpt.io import ArtifactError, sha256_file, sha256_json
+from recgpt.io import ArtifactError
+from recgpt.tokenizer.base import tokenizer_hash
 from recgpt.train.batching import EpochPlan, collate, plan_epoch
 
 
@@ -73,15 +74,6 @@ class TrainingInputs:
     @property
     def text_dim(self) -> Optional[int]:
         return None if self.text_emb is None else int(self.text_emb.shape[1])
-
-
-def tokenizer_hash(tokenizer_dir: Path, codes_path: Path) -> str:
-    """Identity of a tokenizer + its item codes: checkpoints trained with other codes are refused."""
-    parts = {"codes": sha256_file(codes_path)}
-    for name in ("config.json", "model.safetensors"):
-        if (Path(tokenizer_dir) / name).is_file():
-            parts[name] = sha256_file(Path(tokenizer_dir) / name)
-    return sha256_json(parts)
 
 
 def align_codes(corpus_item_ids: list, code_ids: list, codes: torch.Tensor, where: str) -> torch.Tensor:
