@@ -74,6 +74,12 @@ def write_table(name: str, markdown: str, argv: Optional[Sequence[str]] = None) 
 
 def write_index(root: Path) -> Path:
     """<root>/index.md: one line per table file (its name, command and commit), rebuilt from the files."""
+    index = root / INDEX
+    _replace(index, index_text(root))
+    return index
+
+
+def index_text(root: Path) -> str:
     lines = [MARK, "# Benchmark tables", "", "Written by the bench scripts through `bench/report.py`; "
              "older measurements, moved from the README, are in [../benchmarks.md](../benchmarks.md).", ""]
     for path in sorted(p for p in root.rglob("*.md") if p.name != INDEX):
@@ -85,9 +91,7 @@ def write_index(root: Path) -> Path:
         rel = path.relative_to(root).as_posix()
         lines.append(f"- [{rel[:-3]}]({rel}): `{command.group(1) if command else '?'}` "
                      f"at {sha.group(1)[:12] if sha else '?'}")
-    index = root / INDEX
-    _replace(index, "\n".join(lines) + "\n")
-    return index
+    return "\n".join(lines) + "\n"
 
 
 def _replace(path: Path, text: str) -> None:
