@@ -10,7 +10,8 @@ from recgpt.config.baselines import PROTOCOLS
 from recgpt.config.predict import SCORINGS, SELECT_BY, STRATEGIES
 from recgpt.config.tokenizer import KINDS
 
-SUBCOMMANDS = [[name] for name in COMMANDS if name != "tokenize"] + [["tokenize", s] for s in ("embed", "fit", "assign")]
+SUBCOMMANDS = ([[name] for name in COMMANDS if name != "tokenize"]
+               + [["tokenize", sub] for sub in ("embed", "fit", "assign")])
 
 
 def help_text(argv, capsys, monkeypatch) -> str:

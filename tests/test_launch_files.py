@@ -78,7 +78,8 @@ def test_multi_node_configs_exist_for_ddp_zero2_and_zero3():
 def test_hostfile_parses_with_deepspeeds_parser_and_matches_the_pdsh_config():
     runner = pytest.importorskip("deepspeed.launcher.runner")
     hosts = runner._parse_hostfile(HOSTFILE.read_text().splitlines())
-    users = [p for p in ACCELERATE_YAMLS if "deepspeed_hostfile" in yaml.safe_load(p.read_text()).get("deepspeed_config", {})]
+    users = [p for p in ACCELERATE_YAMLS
+             if "deepspeed_hostfile" in yaml.safe_load(p.read_text()).get("deepspeed_config", {})]
     assert users
     for path in users:
         cfg = yaml.safe_load(path.read_text())
@@ -105,8 +106,9 @@ def test_two_nodes_on_localhost_train_as_one_run(name, tiny_train_cfg, tmp_path)
         env["ACCELERATE_USE_CPU"] = "1"
     port = free_port()
     steps = ["train.max_steps=2", "train.save_every=2", "train.eval_every=2", "train.log_every=1"]
+    accelerate = str(Path(sys.executable).with_name("accelerate"))
     procs = [subprocess.Popen(
-        [str(Path(sys.executable).with_name("accelerate")), "launch", "--config_file", str(LAUNCH / "accelerate" / name),
+        [accelerate, "launch", "--config_file", str(LAUNCH / "accelerate" / name),
          "--num_processes", "2", "--machine_rank", str(rank), "--main_process_ip", "127.0.0.1",
          "--main_process_port", str(port), str(LAUNCH / "pretrain.py"), "--config", str(REPO / "configs" / "tiny.yaml"),
          *tiny_train_cfg.overrides(tmp_path), *steps],
