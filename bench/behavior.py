@@ -211,6 +211,9 @@ def main(argv=None) -> int:
                       + claim_table(dataset, rows, args.models, args.settings, splits["buy"]))
         (out / "behavior.md").write_text("\n".join(tables))
         print(tables[-1], flush=True)
+    from bench.report import write_table
+
+    write_table(f"{out.name}/{'+'.join(args.datasets)}", "\n".join(tables))
     return 0
 
 

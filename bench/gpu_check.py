@@ -131,10 +131,14 @@ def main(argv=None) -> int:
                                      re.findall(r"^(exact|trie beam \d+|reference[^\d]*?\d+/\d+/\d+\))\s+([\d.]+)\s+([\d.]+)",
                                                 pred, re.M)}
     (out / "gpu_check.json").write_text(json.dumps(results, indent=2))
-    print("\n| check | figure |\n|---|---|")
-    for key, value in results.items():
-        print(f"| {key} | {json.dumps(value) if isinstance(value, dict) else value} |")
+    table = "| check | figure |\n|---|---|\n" + "\n".join(
+        f"| {key} | {json.dumps(value) if isinstance(value, dict) else value} |" for key, value in results.items())
+    print("\n" + table)
     print(f"\nwritten: {out / 'gpu_check.json'}")
+    if mode == "gpu":
+        from bench.report import write_table
+
+        write_table("gpu_check", table)
     return 0
 
 

@@ -267,6 +267,9 @@ def main(argv=None) -> int:
             tables.append(mfgan_table(dataset, [run_one("mfgan", dataset, "loo", args, out, s) for s in args.seeds]))
         (out / "in_domain.md").write_text("\n".join(tables))
         print(tables[-1], flush=True)
+    from bench.report import write_table
+
+    write_table(f"{out.name}/{'+'.join(args.datasets)}", "\n".join(tables))
     return 0
 
 

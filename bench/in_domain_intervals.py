@@ -58,13 +58,18 @@ def main() -> int:
     parser.add_argument("--embed-cache", default="outputs/embed_cache")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    print("| dataset | pair | NDCG@10 | ratio [95% paired CI] | users |\n|---|---|---|---|---|")
+    lines = ["| dataset | pair | NDCG@10 | ratio [95% paired CI] | users |", "|---|---|---|---|---|"]
+    print("\n".join(lines))
     for dataset in args.datasets:
         ndcg = per_user_ndcg(args.out / f"{dataset}-loo", dataset, args.embed_cache)
         for a, b in PAIRS:
             ratio, lo, hi = bootstrap_ratio(ndcg[a], ndcg[b])
-            print(f"| {dataset} | {a} / {b} | {np.mean(ndcg[a]):.4f} / {np.mean(ndcg[b]):.4f} | "
-                  f"{ratio:.3f} [{lo:.3f}, {hi:.3f}] | {len(ndcg[a])} |", flush=True)
+            lines.append(f"| {dataset} | {a} / {b} | {np.mean(ndcg[a]):.4f} / {np.mean(ndcg[b]):.4f} | "
+                         f"{ratio:.3f} [{lo:.3f}, {hi:.3f}] | {len(ndcg[a])} |")
+            print(lines[-1], flush=True)
+    from bench.report import write_table
+
+    write_table(f"in_domain_intervals/{'+'.join(args.datasets)}", "\n".join(lines))
     return 0
 
 

@@ -55,16 +55,22 @@ def main() -> int:
     parser.add_argument("--models", nargs="+", default=["markov", "sasrec", "gpt2"])
     args = parser.parse_args()
     torch.set_num_threads(1)
-    print("| dataset | model | strategy | temperature | next-10 NDCG@10 | / greedy [95% paired CI] | users |")
-    print("|---|---|---|---|---|---|---|")
+    lines = ["| dataset | model | strategy | temperature | next-10 NDCG@10 | / greedy [95% paired CI] | users |",
+             "|---|---|---|---|---|---|---|"]
+    print("\n".join(lines))
     for dataset in args.datasets:
         for name in args.models:
             folder = args.out / f"{dataset}-horizon" / name
             if not (folder / "model").is_dir():
-                print(f"| {dataset} | {name} | no saved model under {folder} | | | | |")
+                lines.append(f"| {dataset} | {name} | no saved model under {folder} | | | | |")
+                print(lines[-1])
                 continue
             for row in strategy_rows(folder, dataset, name):
+                lines.append(row)
                 print(row, flush=True)
+    from bench.report import write_table
+
+    write_table(f"strategy_intervals/{args.out.name}", "\n".join(lines))
     return 0
 
 

@@ -49,8 +49,9 @@ REMEDIES = {
 
 def rqvae_remedies(emb, cfg, sets: list[str]) -> None:
     """Max items per tuple, collisions and dead codes per level of RQ-VAE fits, per dataset and merged."""
-    print("| items | remedies | max items/tuple | collisions | dead codes per level | relative mse | fit s |")
-    print("|---|---|---|---|---|---|---|")
+    lines = ["| items | remedies | max items/tuple | collisions | dead codes per level | relative mse | fit s |",
+             "|---|---|---|---|---|---|---|"]
+    print("\n".join(lines))
     for name in sets:
         rows = [i for i, item in enumerate(emb.item_ids) if name == "merged" or item.startswith(f"{name}:")]
         vectors = emb.vectors[rows]
@@ -58,9 +59,18 @@ def rqvae_remedies(emb, cfg, sets: list[str]) -> None:
             r = fit_tokenizer(vectors, replace(cfg.tokenizer, kind="rqvae", **overrides), embed_model=emb.model,
                               progress=False).report
             dead = " ".join(f"{d:.1%}" for d in r["dead_code_share"])
-            print(f"| {name} ({len(rows)}) | {label} | {r['max_items_per_tuple']} | "
-                  f"{r['collisions_before']['collision_rate']:.2%} | {dead} | "
-                  f"{r['reconstruction']['relative_mse']:.3f} | {r['fit_seconds']:.0f} |", flush=True)
+            lines.append(f"| {name} ({len(rows)}) | {label} | {r['max_items_per_tuple']} | "
+                         f"{r['collisions_before']['collision_rate']:.2%} | {dead} | "
+                         f"{r['reconstruction']['relative_mse']:.3f} | {r['fit_seconds']:.0f} |")
+            print(lines[-1], flush=True)
+    publish("tokenizers-rqvae-remedies", "\n".join(lines))
+
+
+def publish(name: str, table: str) -> None:
+    sys.path.append(str(Path(__file__).resolve().parents[1]))  # bench.report, with bench/ itself kept off the path
+    from bench.report import write_table
+
+    write_table(name, table)
 
 
 def merged_items(cfg) -> tuple[list[str], list[str]]:
@@ -139,9 +149,10 @@ def main(argv) -> int:
     print(f"\nheld-out reconstruction on {tok.report['n_heldout']} items; epochs={cfg.tokenizer.epochs}, "
           f"default tokenizer.encoder={type(cfg.tokenizer)().encoder}; {floor} items ({floor / len(ids):.3%}) have "
           f"an embedding identical to an earlier item's: no tokenizer can give them distinct codes")
-    print("| tokenizer | mse | relative mse | cosine | collisions before | max items/tuple | slot usage | fit s |")
-    print("|---|---|---|---|---|---|---|---|")
+    rows = ["| tokenizer | mse | relative mse | cosine | collisions before | max items/tuple | slot usage | fit s |",
+            "|---|---|---|---|---|---|---|---|", *rows]
     print("\n".join(rows))
+    publish("tokenizers", "\n".join(rows))
 
     sample = [t for t in texts if t.strip()][:: max(1, len(texts) // args.throughput_texts)][: args.throughput_texts]
     ours, ref = throughput(sample, embed_cfg)

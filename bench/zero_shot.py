@@ -202,6 +202,9 @@ def main() -> int:
         "overrides": args.overrides, "pretrained": args.pretrained, "pretrain": stats, "fit": {k: v for k, v in fit.items() if k != "table"},
         "tables": results, "results": raw}, indent=2))
     print(table)
+    from bench.report import write_table
+
+    write_table(f"zero_shot/{held}-{out.name}", f"# zero-shot on {held} (variant {args.name})\n\n{table}")
     return 0
 
 

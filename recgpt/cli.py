@@ -36,6 +36,7 @@ def main(argv=None) -> int:
     from recgpt.errors import run_command
 
     module, func = COMMANDS[name][0].split(":")
+    sys.argv[0] = f"recgpt {name}"  # argparse's usage line: `recgpt predict ...`, not `cli.py ...`
     return run_command(name, lambda args: getattr(importlib.import_module(module), func)(args), rest)
 
 

@@ -253,13 +253,15 @@ def select_checkpoints(cfg, path, inputs=None, export: bool = True) -> dict:
 
 def main(argv=None) -> int:
     from recgpt.config import ConfigError, config_from_argv
+    from recgpt.config.predict import SELECT_BY
 
     def flags(parser):
         parser.add_argument("--ckpt", required=True, help="a step-NNNNNNNN folder or a run folder (every complete checkpoint)")
         parser.add_argument("--no-export", action="store_true", help="score only; do not write <run>/best/")
 
     try:
-        _, args = config_from_argv(sys.argv[1:] if argv is None else argv, "score checkpoints, export the best", flags)
+        _, args = config_from_argv(sys.argv[1:] if argv is None else argv, "score checkpoints, export the best; "
+                                   f"eval.select_by is one of {', '.join(SELECT_BY)}", flags)
         cfg = eval_config(args.ckpt, args.config, args.overrides)
         selection = select_checkpoints(cfg, args.ckpt, export=not args.no_export)
     except (ConfigError, ArtifactError) as e:

@@ -27,7 +27,9 @@ def test_accelerate_yaml_parses_and_points_at_a_shipped_deepspeed_json(path):
     if cfg["distributed_type"] == "DEEPSPEED":
         ds_file = Path(cfg["deepspeed_config"]["deepspeed_config_file"])
         assert (LAUNCH.parent / ds_file).is_file()
-    assert {p.stem for p in (LAUNCH / "accelerate").glob("*.yaml")} == {"single", "ddp", "zero1", "zero2", "zero3"}
+    assert {p.stem for p in (LAUNCH / "accelerate").glob("*.yaml")} == {
+        "single", "ddp", "zero1", "zero2", "zero3", "multinode_ddp", "multinode_zero2", "multinode_zero3",
+        "multinode_zero2_pdsh"}
 
 
 def test_full_size_pretrain_config_loads_with_the_recgpt_model_shape():

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from recgpt.config.errors import check
+from recgpt.config.predict import STRATEGIES
 
 PROTOCOLS = ("loo", "horizon", "cold")
 FACTOR_KINDS = ("category", "band", "popularity")
@@ -124,9 +125,8 @@ class BaselineConfig:
         check(self.protocol in PROTOCOLS, "baseline.protocol", f"one of {PROTOCOLS}, got {self.protocol!r}")
         check(self.horizon >= 1, "baseline.horizon", f"must be >= 1, got {self.horizon}")
         check(0.0 < self.cold_fraction < 1.0, "baseline.cold_fraction", f"must be in (0, 1), got {self.cold_fraction}")
-        strategies = ("exact", "greedy", "sample", "beam", "rra", "ra")
-        check(len(self.strategies) > 0 and set(self.strategies) <= set(strategies), "baseline.strategies",
-              f"a non-empty list of {strategies}, got {self.strategies}")
+        check(len(self.strategies) > 0 and set(self.strategies) <= set(STRATEGIES), "baseline.strategies",
+              f"a non-empty list of {STRATEGIES}, got {self.strategies}")
         check(len(self.ks) > 0 and all(k >= 1 for k in self.ks), "baseline.ks", f"positive ints, got {self.ks}")
         check(len(self.temperatures) > 0 and all(t > 0 for t in self.temperatures), "baseline.temperatures",
               f"positive values, got {self.temperatures}")

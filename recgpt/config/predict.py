@@ -6,6 +6,9 @@ from recgpt.config.errors import check
 
 # components of a hybrid score: code log-prob, dense head, content kNN (a fixed prior), the catalog's popularity
 SCORE_COMPONENTS = ("code", "dense", "knn", "pop")
+STRATEGIES = ("exact", "greedy", "sample", "beam", "rra", "ra")  # recgpt.predict.horizon; listed by --help
+SCORINGS = ("auto", "exact", "trie")
+SELECT_BY = ("loss", "zero_shot")  # eval.select_by
 
 
 @dataclass
@@ -33,7 +36,7 @@ class EvalConfig:
 
     def __post_init__(self):
         check(self.source in ("heldout_users", "domains"), "eval.source", f"heldout_users|domains, got {self.source!r}")
-        check(self.select_by in ("loss", "zero_shot"), "eval.select_by", f"loss|zero_shot, got {self.select_by!r}")
+        check(self.select_by in SELECT_BY, "eval.select_by", f"{'|'.join(SELECT_BY)}, got {self.select_by!r}")
         check(self.select_by == "loss" or bool(self.zero_shot_domain), "eval.zero_shot_domain",
               "eval.select_by=zero_shot needs a held-out source domain")
         check(self.zero_shot_users >= 1, "eval.zero_shot_users", f"must be >= 1, got {self.zero_shot_users}")
@@ -91,9 +94,8 @@ class PredictConfig:
     def __post_init__(self):
         check(self.protocol in ("loo", "cold", "horizon"), "predict.protocol", f"loo|cold|horizon, got {self.protocol!r}")
         check(self.horizon >= 1, "predict.horizon", f"must be >= 1, got {self.horizon}")
-        strategies = ("exact", "beam", "greedy", "sample", "rra", "ra")
-        check(self.strategy in strategies, "predict.strategy", f"one of {strategies}, got {self.strategy!r}")
-        check(self.scoring in ("auto", "exact", "trie"), "predict.scoring", f"auto|exact|trie, got {self.scoring!r}")
+        check(self.strategy in STRATEGIES, "predict.strategy", f"one of {STRATEGIES}, got {self.strategy!r}")
+        check(self.scoring in SCORINGS, "predict.scoring", f"{'|'.join(SCORINGS)}, got {self.scoring!r}")
         check(len(self.ks) > 0 and all(k >= 1 for k in self.ks), "predict.ks", f"positive ints, got {self.ks}")
         check(self.temperature > 0, "predict.temperature", f"must be > 0, got {self.temperature}")
         check(self.beam_size >= 1, "predict.beam_size", f"must be >= 1, got {self.beam_size}")

@@ -4,6 +4,8 @@ from typing import Optional
 
 from recgpt.config.errors import check
 
+KINDS = ("fsq", "rqvae", "rqkmeans")  # listed by `recgpt tokenize fit --help`
+
 
 @dataclass
 class TokenizerConfig:
@@ -44,7 +46,7 @@ class TokenizerConfig:
     device: str = "cpu"
 
     def __post_init__(self):
-        check(self.kind in ("fsq", "rqvae", "rqkmeans"), "tokenizer.kind", f"fsq|rqvae|rqkmeans, got {self.kind!r}")
+        check(self.kind in KINDS, "tokenizer.kind", f"{'|'.join(KINDS)}, got {self.kind!r}")
         check(self.encoder in ("reshape", "mlp"), "tokenizer.encoder", f"reshape|mlp, got {self.encoder!r}")
         check(self.loss in ("mse", "cosine"), "tokenizer.loss", f"mse|cosine, got {self.loss!r}")
         check(self.n_codes >= 1, "tokenizer.n_codes", f"must be >= 1, got {self.n_codes}")

@@ -3,13 +3,17 @@
 import sys
 
 from recgpt.config import ConfigError, config_from_argv, load_config
+from recgpt.config.predict import SCORINGS, STRATEGIES
+
+DESCRIPTION = ("recommend for a downstream dataset and report metrics (the model beside content kNN, popularity and "
+               f"recency); predict.scoring is one of {', '.join(SCORINGS)}")
 
 
 def add_flags(parser) -> None:
     parser.add_argument("--dataset", help="a name under configs/datasets/ or a prepared dataset folder")
     parser.add_argument("--cold", action="store_true", help="RecGPT cold start: one random 2-4 item window per user")
     parser.add_argument("--horizon", type=int, help="hold out the last N items as the target set")
-    parser.add_argument("--strategy", help="exact | greedy | sample | beam | rra | ra")
+    parser.add_argument("--strategy", help=f"one of {', '.join(STRATEGIES)} (default exact)")
 
 
 def flag_overrides(args) -> list[str]:
@@ -46,7 +50,7 @@ def overrides_last(argv) -> list[str]:
 
 def parse(argv):
     argv = overrides_last(list(argv))
-    _, args = config_from_argv(argv, "recommend for a downstream dataset and report metrics", add_flags)
+    _, args = config_from_argv(argv, DESCRIPTION, add_flags)
     # Flags first, dotted overrides last: an explicit predict.key=value wins over its shorthand.
     return load_config(args.config, flag_overrides(args) + list(args.overrides))
 

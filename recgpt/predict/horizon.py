@@ -15,9 +15,8 @@ from typing import Optional, Sequence
 
 import torch
 
+from recgpt.config.predict import STRATEGIES  # noqa: F401 (the strategies below)
 from recgpt.predict.ranking import NEG_INF
-
-STRATEGIES = ("exact", "greedy", "sample", "beam", "rra", "ra")
 
 
 def _mask(n_items: int, rows: Sequence[Sequence[int]], device) -> torch.Tensor:

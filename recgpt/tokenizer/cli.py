@@ -59,7 +59,10 @@ def fit_main(argv) -> int:
     from recgpt.tokenizer.fit import fit_tokenizer
     from recgpt.tokenizer.report import format_report
 
-    cfg, _ = config_from_argv(argv, "fit the item tokenizer (docs/artifacts.md: Tokenizer)")
+    from recgpt.config.tokenizer import KINDS
+
+    cfg, _ = config_from_argv(argv, f"fit the item tokenizer (docs/artifacts.md: Tokenizer); tokenizer.kind is one "
+                                    f"of {', '.join(KINDS)}")
     source, out = embeddings_dir(cfg), Path(cfg.tokenizer.output_dir)
     check_device(cfg.tokenizer.device, "tokenizer.device")
     check_replaceable(out, "tokenizer", "tokenizer.output_dir", is_kind("tokenizer"))
@@ -100,6 +103,8 @@ def main(argv) -> int:
         print0(USAGE, file=sys.stderr)
         return 0 if argv and argv[0] in ("-h", "--help") else 2
     try:
+        if sys.argv[0] == "recgpt tokenize":  # set by recgpt.cli: usage lines name the subcommand
+            sys.argv[0] = f"recgpt tokenize {argv[0]}"
         return commands[argv[0]](argv[1:])
     except (ArtifactError, ValueError) as e:  # bad input: one clear line, no traceback
         print0(f"recgpt tokenize {argv[0]}: {e}", file=sys.stderr)
