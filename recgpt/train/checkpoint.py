@@ -136,11 +136,16 @@ def save_checkpoint(accelerator, model, run_dir, step: int, meta: dict, keep_las
     return folder
 
 
+def storage_key(tensor) -> tuple:
+    """Equal for two names of one tied tensor (same storage, offset and shape)."""
+    return tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape)
+
+
 def untie(tensors: dict) -> dict:
     """safetensors refuses shared storage: clone tensors that alias an earlier one."""
     seen, out = set(), {}
     for k, v in tensors.items():
-        ptr = (v.untyped_storage().data_ptr(), v.storage_offset(), tuple(v.shape))
+        ptr = storage_key(v)
         out[k] = v.clone() if ptr in seen else v
         seen.add(ptr)
     return out

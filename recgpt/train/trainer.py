@@ -51,17 +51,22 @@ def make_accelerator(cfg, log_with=None, project_dir=None):
     accelerator = Accelerator(mixed_precision=cfg.train.mixed_precision, gradient_accumulation_steps=cfg.train.grad_accum,
                               log_with=log_with, project_dir=project_dir, kwargs_handlers=handlers,
                               step_scheduler_with_optimizer=False)  # we step the schedule once per optimizer step
-    accelerator.register_save_state_pre_hook(untie_saved_weights)
+    accelerator.register_save_state_pre_hook(drop_tied_aliases)
     return accelerator
 
 
-def untie_saved_weights(models, weights, output_dir) -> None:
-    """save_state hook: a tied matrix (a code head's output = its code embedding) is written under both of its
-    names, so safetensors saves without dropping one (and accelerate's warning) and load_state stays strict."""
-    from recgpt.train.checkpoint import untie
+def drop_tied_aliases(models, weights, output_dir) -> None:
+    """save_state hook: a tied matrix (a code head's output = its code embedding) is saved once, under its first
+    name, as accelerate would after warning that it "removed shared tensors"; load_state restores the tie."""
+    from recgpt.train.checkpoint import storage_key
 
-    for i, state in enumerate(weights):
-        weights[i] = untie(state)
+    for state in weights:
+        seen = set()
+        for name in list(state):
+            key = storage_key(state[name])
+            if key in seen:
+                del state[name]
+            seen.add(key)
 
 
 def reconcile_deepspeed(accelerator, train_cfg, micro_batch_rows: int, d_model: int) -> None:
