@@ -37,7 +37,7 @@ def recipe_of(config: Path) -> tuple:
         return [f"{prefix}={'null' if value is None else value}"]
 
     keys = [x for k, v in model.items() if k not in sizes | {"recipe"} for x in dotted(f"model.{k}", v)]
-    return model.get("recipe", "zero_shot"), keys
+    return model.get("recipe", "zero_shot"), tuple(keys)
 
 
 # one case per distinct model section of the shipped configs (cpu, sample and pretrain share zero_shot's)
