@@ -62,6 +62,8 @@ class ModelConfig:
     behavior_target: bool = False
 
     def __post_init__(self):
+        check(self.n_heads >= 1, "model.n_heads", f"must be >= 1, got {self.n_heads}")  # first: d_model % n_heads
+        check(self.d_model >= 1, "model.d_model", f"must be >= 1, got {self.d_model}")
         check(self.n_layers >= 1, "model.n_layers", f"must be >= 1, got {self.n_layers}")
         check(self.d_model % self.n_heads == 0, "model.d_model", f"{self.d_model} not divisible by n_heads={self.n_heads}")
         check(self.head in ("parallel", "autoregressive"), "model.head", f"parallel|autoregressive, got {self.head!r}")

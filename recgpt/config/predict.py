@@ -74,14 +74,13 @@ class PredictConfig:
 
     def __post_init__(self):
         check(self.protocol in ("loo", "cold", "horizon"), "predict.protocol", f"loo|cold|horizon, got {self.protocol!r}")
-        check(self.horizon >= 1, "predict.horizon", f"must be >= 1, got {self.horizon}")
-        strategies = ("exact", "beam", "greedy", "sample", "rra", "ra")
-        check(self.strategy in strategies, "predict.strategy", f"one of {strategies}, got {self.strategy!r}")
+        from recgpt.predict.args import check_recommend_args  # the one check the Python API makes too
+
+        check(len(self.ks) > 0, "predict.ks", "give at least one K")
+        check_recommend_args("predict.", ks=self.ks, horizon=self.horizon, strategy=self.strategy,
+                             n_samples=self.n_samples, temperature=self.temperature, beam_size=self.beam_size,
+                             allow_history=self.allow_history, seed=self.seed)
         check(self.scoring in ("auto", "exact", "trie"), "predict.scoring", f"auto|exact|trie, got {self.scoring!r}")
-        check(len(self.ks) > 0 and all(k >= 1 for k in self.ks), "predict.ks", f"positive ints, got {self.ks}")
-        check(self.temperature > 0, "predict.temperature", f"must be > 0, got {self.temperature}")
-        check(self.beam_size >= 1, "predict.beam_size", f"must be >= 1, got {self.beam_size}")
-        check(self.n_samples >= 1, "predict.n_samples", f"must be >= 1, got {self.n_samples}")
         check(self.batch_size >= 1, "predict.batch_size", f"must be >= 1, got {self.batch_size}")
         check(self.knn_last >= 1, "predict.knn_last", f"must be >= 1, got {self.knn_last}")
         check(0.0 < self.knn_decay <= 1.0, "predict.knn_decay", f"must be in (0, 1], got {self.knn_decay}")

@@ -5,6 +5,8 @@ All see only what the model sees (the histories and, for content kNN, the catalo
 from collections import Counter
 from typing import Optional, Sequence
 
+from recgpt.predict.args import BASELINES
+
 
 def recency(histories: Sequence[Sequence[int]], k: int) -> list[list[int]]:
     """The user's most recent distinct items, most recent first."""
@@ -90,7 +92,6 @@ def content_knn(histories: Sequence[Sequence[int]], item_emb, k: int, allow_hist
     return out
 
 
-BASELINES = ("recency", "popularity", "content_knn")
 
 
 def baseline_lists(method: str, histories: Sequence[Sequence[int]], k: int, allow_history: bool = True,

@@ -15,7 +15,8 @@ from typing import Optional, Sequence
 
 import torch
 
-STRATEGIES = ("exact", "greedy", "sample", "beam", "rra", "ra")
+from recgpt.predict.args import STRATEGIES
+
 NEG_INF = float("-inf")
 
 

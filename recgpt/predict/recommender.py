@@ -5,13 +5,15 @@ codes.safetensors + item_ids.json) or a run folder holding `best/`. The catalog 
 item codes; `set_catalog(item_ids, texts)` or `set_catalog_from_prepared(dir)` switch to a downstream
 dataset's items, encoded by the model's own tokenizer (zero-shot).
 """
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence
 
 from recgpt.io import ArtifactError, sha256_file
+from recgpt.predict.args import check_baseline_args, check_recommend_args, short_lists_note
 from recgpt.predict.catalog import Catalog, build_catalog, catalog_from_prepared
-from recgpt.predict.horizon import STRATEGIES, recommend_lists
+from recgpt.predict.horizon import recommend_lists
 from recgpt.predict.scoring import ItemScorer
 
 
@@ -21,6 +23,7 @@ class Recommendations:
     scores: list[list[float]]
     unknown_history_items: int = 0  # history items not in the catalog (dropped)
     empty_histories: list[int] = field(default_factory=list)  # histories with no known item (empty lists)
+    notes: list[str] = field(default_factory=list)  # e.g. lists shorter than k (rra / ra), as the CLI reports
 
 
 def resolve_model_dir(path) -> Path:
@@ -43,10 +46,34 @@ def load_decoder(model_dir: Path):
     if not weights.is_file():
         raise ArtifactError(f"missing file: {weights} (the model's weights; re-export it with `recgpt eval`)")
     try:
-        return ItemCodeDecoder.from_pretrained(str(model_dir))
+        with quiet_transformers():  # its load report would print a table; the mismatch is our one line below
+            model, info = ItemCodeDecoder.from_pretrained(str(model_dir), output_loading_info=True)
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
         raise ArtifactError(f"{weights} (or {model_dir / 'config.json'}) cannot be loaded, corrupt or truncated? "
                             f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
+    problems = [f"{len(keys)} {kind.replace('_', ' ')} ({key_list(keys)})" for kind, keys in info.items()
+                if kind.endswith("_keys") and keys]
+    if problems:  # e.g. a config.json edited to more layers: the extra ones would be random weights
+        raise ArtifactError(f"{weights} does not match {model_dir / 'config.json'}: {'; '.join(problems)}; "
+                            "the weights and the config must come from the same export (`recgpt eval`)")
+    return model
+
+
+def key_list(keys, shown: int = 4) -> str:
+    names = sorted(str(k[0] if isinstance(k, tuple) else k) for k in keys)
+    return ", ".join(names[:shown]) + (f", ... {len(names) - shown} more" if len(names) > shown else "")
+
+
+@contextmanager
+def quiet_transformers():
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
 
 
 def check_tokenizer(model, tokenizer, model_dir: Optional[Path] = None, tokenizer_dir: Optional[Path] = None) -> None:
@@ -148,12 +175,10 @@ class Recommender:
                        strategy: str = "exact", allow_history: bool = True, n_samples: int = 8,
                        temperature: float = 1.0, seed: int = 0, keys: Optional[Sequence[int]] = None):
         """Catalog rows in, catalog rows out (batched); every history must be non-empty."""
+        check_recommend_args(k=k, horizon=horizon, strategy=strategy, n_samples=n_samples, temperature=temperature,
+                             allow_history=allow_history, seed=seed)
         if self.scorer is None:
             raise ValueError("no catalog: call set_catalog(...) or set_catalog_from_prepared(...) first")
-        if horizon < 1:
-            raise ValueError(f"horizon must be >= 1, got {horizon}")
-        if strategy not in STRATEGIES:
-            raise ValueError(f"unknown strategy {strategy!r}; one of {STRATEGIES}")
         keys = list(range(len(histories))) if keys is None else list(keys)
         if self.scorer.needs_popularity():  # the prior counts every history of this call, not one batch
             self.scorer.prior.set_histories(histories, self.catalog.n_items)
@@ -173,10 +198,10 @@ class Recommender:
                   allow_history: bool = True, on_empty: str = "error", **kwargs) -> Recommendations:
         """Top-k item ids and scores per history (item ids, oldest first). Unknown items are dropped and
         counted; a history left empty raises (on_empty="error") or gets an empty list ("skip")."""
+        check_recommend_args(k=k, horizon=horizon, strategy=strategy, on_empty=on_empty, allow_history=allow_history,
+                             **kwargs)
         if self.scorer is None:
             raise ValueError("no catalog: call set_catalog(...) or set_catalog_from_prepared(...) first")
-        if k < 1:
-            raise ValueError(f"k must be >= 1, got {k}")
         if k > self.catalog.n_items:
             raise ValueError(f"k={k} is larger than the catalog ({self.catalog.n_items} items)")
         if not isinstance(histories, (str, bytes)):  # a generator would be spent by the check below
@@ -200,7 +225,8 @@ class Recommender:
         for i, rec, sc in zip(live, recs, scores):
             out_ids[i] = [self.catalog.item_ids[r] for r in rec]
             out_scores[i] = list(sc)
-        return Recommendations(out_ids, out_scores, unknown, empty)
+        note = short_lists_note(recs, k, strategy)
+        return Recommendations(out_ids, out_scores, unknown, empty, [note] if note else [])
 
     def baseline(self, histories: Sequence[Sequence[str]], method: str = "content_knn", k: int = 10,
                  allow_history: bool = True, knn_last: int = 5, knn_decay: float = 0.7) -> Recommendations:
@@ -209,6 +235,7 @@ class Recommender:
         `recency`. Unknown items are dropped and counted; a history left empty gets an empty list."""
         from recgpt.predict.baselines import baseline_lists
 
+        check_baseline_args(method, k, allow_history, knn_last, knn_decay)
         if self.catalog is None:
             raise ValueError("no catalog: call set_catalog(...) or set_catalog_from_prepared(...) first")
         rows = [self.catalog.rows(history) for history in histories]

@@ -101,6 +101,6 @@ def main(argv) -> int:
         return 0 if argv and argv[0] in ("-h", "--help") else 2
     try:
         return commands[argv[0]](argv[1:])
-    except (ArtifactError, ValueError) as e:  # bad input: one clear line, no traceback
+    except (ArtifactError, ValueError) as e:  # bad input: one clear line, no traceback, exit 2 (1 is for bugs)
         print0(f"recgpt tokenize {argv[0]}: {e}", file=sys.stderr)
-        return 1
+        return 2
