@@ -149,7 +149,7 @@ def staged_folder(out: PathLike, what: str, key: str, ours: Callable[[Path], boo
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
-        with writing(tmp):  # a full disk names the folder being written
+        with writing(out):  # a full disk names the folder being written
             yield tmp
             swap_in(tmp, out, carry_over)
     finally:
