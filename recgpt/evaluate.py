@@ -122,7 +122,10 @@ def check_same_run(folder: Path, meta: dict, cfg) -> None:
     exporting it as this run's best would pass another model off as this one."""
     from recgpt.config import config_to_dict
 
-    changes = ckpt.model_config_changes(meta, config_to_dict(cfg.model))
+    then, now = (meta.get("config") or {}).get("model") or {}, config_to_dict(cfg.model)
+    shared = set(then) & set(now)  # a key added to the config since is no sign of another run
+    changes = ckpt.model_config_changes({"config": {"model": {k: then[k] for k in shared}}},
+                                        {k: now[k] for k in shared})
     if changes:
         raise ckpt.CheckpointMismatch(f"{folder}: not a checkpoint of this run: its {ckpt.META} has another model "
                                       f"config than the run's ({'; '.join(changes)}); copied in from another run?")

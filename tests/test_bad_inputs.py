@@ -70,8 +70,8 @@ class Context:
         lines = (self.fixture("data_root") / "retailrocket_mb" / "events.csv").read_text().splitlines(keepends=True)
         (raw / "events.csv").write_text("".join(edit(lines[:INTER_ROWS + 1])), encoding="utf-8")
         spec = (REPO / "configs" / "datasets" / "retailrocket_mb.yaml").read_text()
-        self.write_spec(spec.replace("name: retailrocket_mb", "name: bad").replace("path: retailrocket_mb", "path: bad")
-                        .replace("files: {events: events.csv, targets: test.csv}", "files: {events: events.csv}"))
+        spec = spec.replace("name: retailrocket_mb", "name: bad").replace("path: retailrocket_mb", "path: bad")
+        self.write_spec(spec.replace("files: {events: events.csv, targets: test.csv}", "files: {events: events.csv}"))
         return self.data_args()
 
     def raw_lcrec(self, extra_users: dict) -> list:

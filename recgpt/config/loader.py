@@ -172,8 +172,8 @@ def load_dataset_spec(name_or_path: Union[str, Path], overrides: Iterable[str] =
     spec = _build(DatasetSpec, sources, str(path))
     if spec.name != path.stem:  # the prepared folder and its report are filed under spec.name
         raise ConfigError(f"{path}: name: {spec.name!r} differs from the file name {path.stem!r}; a dataset is "
-                          f"prepared and reported under its name, so this spec would replace the report of {spec.name!r}: "
-                          "make the two equal")
+                          f"prepared and reported under its name, so this spec would replace the report of "
+                          f"{spec.name!r}: make the two equal")
     return spec
 
 

@@ -92,8 +92,6 @@ def content_knn(histories: Sequence[Sequence[int]], item_emb, k: int, allow_hist
     return out
 
 
-
-
 def baseline_lists(method: str, histories: Sequence[Sequence[int]], k: int, allow_history: bool = True,
                    item_emb=None, knn_last: int = 5, knn_decay: float = 0.7) -> list[list[int]]:
     """Top-k catalog rows of one baseline. Recency recommends the history itself, so allow_history does not
