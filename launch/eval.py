@@ -4,7 +4,8 @@
     python launch/eval.py --ckpt ckpt/<run>/step-00001000   # one checkpoint
     accelerate launch --num_processes 4 launch/eval.py --ckpt ckpt/<run> eval.batch_tokens=65536
 
-The run's saved config.yaml is used unless --config is given; dotted overrides come last.
+The run's saved config.yaml is used unless --config is given; dotted overrides come last. `recgpt launch` takes
+accelerate launch's options and keeps a refusal to its one line (exit 2), without accelerate's traceback.
 """
 import sys
 from pathlib import Path

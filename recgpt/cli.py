@@ -14,6 +14,7 @@ COMMANDS = {
     "eval": ("recgpt.evaluate:main", "score checkpoints by held-out loss and export the best"),
     "predict": ("recgpt.predict.cli:main", "recommend for a downstream dataset and report metrics"),
     "baseline": ("recgpt.baselines.cli:main", "train and evaluate an in-domain baseline (sasrec, bpr, gpt2, ...)"),
+    "launch": ("recgpt.launcher:main", "accelerate launch (same options) whose failures are one line, not a traceback"),
 }
 
 

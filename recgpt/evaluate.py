@@ -117,6 +117,20 @@ def load_checkpoint_model(folder: Path, meta: dict):
     return model.eval()
 
 
+def check_same_run(folder: Path, meta: dict, cfg) -> None:
+    """A checkpoint copied in from another run (another width, depth, head...) is not this run's: scoring and
+    exporting it as this run's best would pass another model off as this one."""
+    from recgpt.config import config_to_dict
+
+    then, now = (meta.get("config") or {}).get("model") or {}, config_to_dict(cfg.model)
+    shared = set(then) & set(now)  # a key added to the config since is no sign of another run
+    changes = ckpt.model_config_changes({"config": {"model": {k: then[k] for k in shared}}},
+                                        {k: now[k] for k in shared})
+    if changes:
+        raise ckpt.CheckpointMismatch(f"{folder}: not a checkpoint of this run: its {ckpt.META} has another model "
+                                      f"config than the run's ({'; '.join(changes)}); copied in from another run?")
+
+
 def score_checkpoint(folder: Path, accelerator, inputs, sources: dict, cfg) -> dict:
     """Token-weighted loss per eval dataset and overall; raises ArtifactError for a bad checkpoint."""
     from recgpt.train.heldout import heldout_loss
@@ -159,9 +173,12 @@ def export_best(folder: Path, out_dir: Path, inputs, meta: dict, cfg=None, fit_f
             ids = Path(inputs.codes_path).with_name("item_ids.json")
             if ids.is_file():
                 shutil.copy2(ids, tmp / "item_ids.json")
+        data = (meta.get("config") or {}).get("data") or {}
         write_json(tmp / "source.json", {"checkpoint": str(folder), "step": meta["step"],
                                          "tokenizer_hash": meta.get("tokenizer_hash"),
-                                         "corpus_hash": meta.get("corpus_hash")})
+                                         "corpus_hash": meta.get("corpus_hash"),
+                                         # predict notes when it is asked to score one of these (not zero-shot)
+                                         "pretrained_on": data.get("datasets"), "train_split": data.get("train_split")})
         if fit_folders:
             from recgpt.predict.hybrid import fit_exported
 
@@ -210,6 +227,7 @@ def select_checkpoints(cfg, path, inputs=None, export: bool = True) -> dict:
     for folder in folders:
         try:
             key = checkpoint_key(folder)
+            check_same_run(folder, ckpt.read_meta(folder), cfg)
             old = previous.get(folder.name, {})
             if old.get("status") == "ok" and old.get("key") == key:
                 results[folder.name] = old
@@ -267,4 +285,8 @@ def main(argv=None) -> int:
     except (ConfigError, ArtifactError) as e:
         print(f"error: {e}", file=sys.stderr, flush=True)
         return 2
-    return 0 if selection["best"] else 1
+    if not selection["best"]:  # every checkpoint was skipped (each named above): bad input, not a bug
+        print(f"error: no checkpoint at {args.ckpt} could be scored (see the warnings above)", file=sys.stderr,
+              flush=True)
+        return 2
+    return 0

@@ -11,6 +11,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional, Union
 
+from recgpt.errors import writing
+
 PathLike = Union[str, Path]
 
 
@@ -35,7 +37,8 @@ def write_json(path: PathLike, obj: Any) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
+    with writing(tmp):
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
     os.replace(tmp, path)
 
 
@@ -146,7 +149,8 @@ def staged_folder(out: PathLike, what: str, key: str, ours: Callable[[Path], boo
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
-        yield tmp
-        swap_in(tmp, out, carry_over)
+        with writing(out):  # a full disk names the folder being written
+            yield tmp
+            swap_in(tmp, out, carry_over)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)  # after a failure; a success has moved it already

@@ -5,6 +5,7 @@ and the session's tiny run) and returns the command line; `expected` is either a
 line must match (exit non-zero, no traceback) or Skip(counter, n): the command succeeds and the manifest counts
 the skipped rows. Where a command is refused, the folder it would have written is checked byte-identical.
 """
+import errno
 import hashlib
 import json
 import os
@@ -44,12 +45,13 @@ class Context:
         self.request, self.tmp, self.monkeypatch = request, tmp_path, monkeypatch
         self.guarded = None  # a folder that must come out byte-identical
         self.manifest = None  # where a Skip case finds its counts
+        self.absent = []  # outputs a failed command must not leave behind
 
     def fixture(self, name):
         return self.request.getfixturevalue(name)
 
     # ---- raw data: a real subset with one defect, under a dataset spec named "bad"
-    def raw_ml100k(self, edit=lambda lines: lines, spec_extra: str = "") -> list:
+    def raw_ml100k(self, edit=lambda lines: lines, spec_extra: str = "", spec_edit=lambda text: text) -> list:
         data = self.fixture("data_root")
         raw = self.tmp / "raw" / "bad"
         raw.mkdir(parents=True)
@@ -57,7 +59,19 @@ class Context:
         (raw / "ml-100k.inter").write_text("".join(edit(lines)), encoding="utf-8")
         shutil.copy(data / "ml-100k" / "ml-100k.item", raw / "ml-100k.item")
         spec = (REPO / "configs" / "datasets" / "ml-100k.yaml").read_text()
-        self.write_spec(spec.replace("name: ml-100k", "name: bad").replace("path: ml-100k", "path: bad") + spec_extra)
+        self.write_spec(spec_edit(spec.replace("name: ml-100k", "name: bad").replace("path: ml-100k", "path: bad"))
+                        + spec_extra)
+        return self.data_args()
+
+    def raw_retailrocket(self, edit=lambda lines: lines) -> list:
+        """The first INTER_ROWS real RetailRocket events (a comma-separated table, read by the csv module)."""
+        raw = self.tmp / "raw" / "bad"
+        raw.mkdir(parents=True)
+        lines = (self.fixture("data_root") / "retailrocket_mb" / "events.csv").read_text().splitlines(keepends=True)
+        (raw / "events.csv").write_text("".join(edit(lines[:INTER_ROWS + 1])), encoding="utf-8")
+        spec = (REPO / "configs" / "datasets" / "retailrocket_mb.yaml").read_text()
+        spec = spec.replace("name: retailrocket_mb", "name: bad").replace("path: retailrocket_mb", "path: bad")
+        self.write_spec(spec.replace("files: {events: events.csv, targets: test.csv}", "files: {events: events.csv}"))
         return self.data_args()
 
     def raw_lcrec(self, extra_users: dict) -> list:
@@ -176,7 +190,9 @@ def corpus_over_raw_folder(ctx):
 
 
 def empty_corpus(ctx):
-    return ["corpus", *ctx.raw_ml100k(), "data.min_items=1000"]  # every sequence is shorter
+    args = ctx.raw_ml100k()
+    ctx.guarded, ctx.absent = ctx.tmp / "raw", [ctx.tmp / "corpus"]  # the dataset is prepared, then refused
+    return ["corpus", *args, "data.min_items=1000"]  # every sequence is shorter
 
 
 def overrides_after_flags(ctx):
@@ -270,6 +286,89 @@ def predict_over_user_folder(ctx):
     return [*ctx.predict_args(ctx.best()), f"predict.output_dir={ctx.user_folder()}"]
 
 
+def bad_byte_on_line_6(ctx):
+    args = ctx.raw_ml100k()
+    path = ctx.tmp / "raw" / "bad" / "ml-100k.inter"
+    lines = path.read_bytes().split(b"\n")
+    lines[5] = lines[5].replace(b"\t", b"\t\xff", 1)  # a latin-1 byte in a utf-8 file, early in the first block
+    path.write_bytes(b"\n".join(lines))
+    return ["prepare", *args]
+
+
+def unclosed_quote_on_line_30(ctx):
+    def edit(lines):
+        lines[29] = lines[29].replace(",view,", ',view,"', 1)
+        return lines
+    return ["prepare", *ctx.raw_retailrocket(edit)]
+
+
+def symlink_loop(ctx):
+    args = ctx.raw_ml100k()
+    inter = ctx.tmp / "raw" / "bad" / "ml-100k.inter"
+    inter.unlink()
+    inter.symlink_to("loop")
+    (inter.parent / "loop").symlink_to(inter.name)
+    return ["prepare", *args]
+
+
+def spec_files_as_list(ctx):
+    return ["prepare", *ctx.raw_ml100k(spec_edit=lambda text: text.replace(
+        "files: {inter: ml-100k.inter, item: ml-100k.item}", "files: [ml-100k.inter, ml-100k.item]"))]
+
+
+def spec_name_not_file_name(ctx):
+    return ["prepare", *ctx.raw_ml100k(spec_edit=lambda text: text.replace("name: bad", "name: ml-100k"))]
+
+
+def seconds_and_milliseconds(ctx):
+    def edit(lines):
+        for i in (6, 10):  # file lines 7 and 11
+            user, item, rating, stamp = lines[i].rstrip("\n").split("\t")
+            lines[i] = "\t".join([user, item, rating, stamp + "000"]) + "\n"
+        return lines
+    return ["prepare", *ctx.raw_ml100k(edit)]
+
+
+def fault_in_prepare(error):
+    """`recgpt prepare` of good data on a machine that fails with `error` while writing parquet files."""
+    def setup(ctx):
+        import pyarrow.parquet as pq
+
+        def fail(*args, **kwargs):
+            raise error(ctx) if callable(error) else error
+        args = ctx.raw_ml100k()
+        ctx.monkeypatch.setattr(pq, "write_table", fail)
+        ctx.guarded, ctx.absent = ctx.tmp / "raw", [ctx.tmp / "prep" / "bad"]  # inputs kept, no output left
+        return ["prepare", *args]
+    return setup
+
+
+def cross_device(ctx):
+    args = ctx.raw_ml100k()
+    real = os.replace
+
+    def replace(src, dst, *a, **kw):
+        if Path(src).name.startswith(".bad.tmp-"):  # the staged folder moving into place across file systems
+            raise OSError(errno.EXDEV, "Invalid cross-device link", str(src), None, str(dst))
+        return real(src, dst, *a, **kw)
+    ctx.monkeypatch.setattr(os, "replace", replace)
+    ctx.guarded, ctx.absent = ctx.tmp / "raw", [ctx.tmp / "prep" / "bad"]
+    return ["prepare", *args]
+
+
+def pretrain_args(ctx, *extra):
+    return ["pretrain", "--config", str(TINY), f"run.output_root={ctx.tmp / 'ckpt'}", *extra]
+
+
+def predict_tampered_config(layers: int):
+    def setup(ctx):
+        best = ctx.best()
+        config = json.loads((best / "config.json").read_text())
+        (best / "config.json").write_text(json.dumps({**config, "n_layers": config["n_layers"] + layers}))
+        return ctx.predict_args(best)
+    return setup
+
+
 NO_CUDA = pytest.mark.skipif(torch.cuda.is_available(), reason="the case is a machine without CUDA")
 CASES = [
     ("yaml_top_level_list", list_yaml, r"list\.yaml: the top level must be a mapping of keys"),
@@ -298,6 +397,27 @@ CASES = [
     ("predict_missing_weights", predict_missing_weights, r"missing file: .*best/model\.safetensors"),
     ("predict_without_source_json", predict_tokenizer_without_source, r"best/source\.json is missing: the tokenizer"),
     ("predict_over_user_folder", predict_over_user_folder, r"mine \(predict\.output_dir\) already holds files and is not a recgpt prediction report"),
+    # the real line, the key, the cause; nothing run that should not run
+    ("bad_byte_on_line_6", bad_byte_on_line_6, r"ml-100k\.inter, line 6: not valid utf-8 text: .*b'\\xff'"),
+    ("unclosed_quote_on_line_30", unclosed_quote_on_line_30, r"events\.csv, line 30: malformed CSV .*read to line 401; a quote left open"),
+    ("symlink_loop", symlink_loop, r"bad/ml-100k\.inter: a symlink loop \(files\.inter\)"),
+    ("spec_files_as_list", spec_files_as_list, r"bad\.yaml: files: expected a mapping \(key: value\), found a list"),
+    ("spec_name_not_file_name", spec_name_not_file_name, r"bad\.yaml: name: 'ml-100k' differs from the file name 'bad'"),
+    ("seconds_and_milliseconds", seconds_and_milliseconds, r"ml-100k\.inter, line 7: timestamp '\d+000': 2 of 400 timestamps .*milliseconds"),
+    ("disk_full", fault_in_prepare(OSError(errno.ENOSPC, "No space left on device")),
+     r"prep/bad: No space left on device \[ENOSPC\]; free space"),
+    ("read_only", fault_in_prepare(lambda ctx: OSError(errno.EROFS, "Read-only file system", str(ctx.tmp / "prep"))),
+     r"prep: Read-only file system \[EROFS\]"),
+    ("cross_device", cross_device, r"prep/\.bad\.tmp-\d+ -> \S*prep/bad: Invalid cross-device link \[EXDEV\]"),
+    ("run_name_dotdot", lambda ctx: pretrain_args(ctx, "run.name=.."), r"run\.name: a plain folder name .*got '\.\.'"),
+    ("n_heads_zero", lambda ctx: pretrain_args(ctx, "model.n_heads=0"), r"model\.n_heads: must be >= 1, got 0"),
+    ("predict_config_two_more_layers", predict_tampered_config(+2),
+     r"best/model\.safetensors does not match \S*best/config\.json: \d+ missing keys \(blocks\.2\."),
+    ("predict_config_one_layer_less", predict_tampered_config(-1),
+     r"best/model\.safetensors does not match \S*best/config\.json: \d+ unexpected keys \(blocks\.1\."),
+    ("predict_temperature_nan", lambda ctx: ctx.predict_args(ctx.best(), "predict.temperature=nan"),
+     r"predict\.temperature: must be a finite number > 0, got nan"),
+    ("predict_k_zero", lambda ctx: ctx.predict_args(ctx.best(), "predict.ks=[0,10]"), r"predict\.ks: must be >= 1"),
 ]
 
 
@@ -306,6 +426,8 @@ def test_bad_input(case, setup, expected, request, tmp_path, monkeypatch, capsys
     ctx = Context(request, tmp_path, monkeypatch)
     argv = setup(ctx)
     capsys.readouterr()
+    if ctx.guarded is None and not isinstance(expected, Skip) and not expected.startswith("resumed:"):
+        ctx.guarded = ctx.tmp  # a refusal changes nothing at all
     before = snapshot(ctx.guarded) if ctx.guarded else None
     rc = main(argv)
     out, err = capsys.readouterr()
@@ -321,11 +443,14 @@ def test_bad_input(case, setup, expected, request, tmp_path, monkeypatch, capsys
         assert f"resumed from {ctx.step(int(step))}" in out
     else:  # refused: one line naming what is wrong
         lines = [line for line in err.splitlines() if line.strip() and not line.startswith("warning:")]
-        assert rc != 0 and len(lines) >= 1, err
+        assert rc == 2 and len(lines) >= 1, err  # 2: bad input or a fault of the machine; 1 is for bugs
         assert lines[-1].startswith(f"recgpt {argv[0]}") or lines[-1].startswith("error: "), lines[-1]
         assert re.search(expected, lines[-1]), lines[-1]
     if before is not None:
         assert snapshot(ctx.guarded) == before, "the command changed a folder it should have left alone"
+    if not isinstance(expected, Skip) and not expected.startswith("resumed:"):
+        assert not [p for p in ctx.tmp.rglob("*") if ".tmp-" in p.name], "a refused command left a temporary"
+        assert not [p for p in ctx.absent if p.exists()], "a failed command left a half-written output"
 
 
 def test_corpus_rebuild_keeps_what_other_stages_wrote(data_root, tmp_path, monkeypatch, request):

@@ -8,7 +8,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "recgpt"
 # lowest first; a name is a subpackage of recgpt or a top-level module
 LAYERS = [{"config"}, {"io", "logging"}, {"data"}, {"tokenizer"}, {"model"}, {"train"}, {"predict"},
-          {"baselines"}, {"evaluate"}, {"errors", "cli"}]
+          {"baselines"}, {"evaluate"}, {"errors", "cli", "launcher"}]
 LEVEL = {name: i for i, layer in enumerate(LAYERS) for name in layer}
 
 

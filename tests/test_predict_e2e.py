@@ -67,7 +67,7 @@ def test_unknown_and_empty_histories(recommender, ml100k_catalog):
         recommender.recommend([[]], k=3)
     with pytest.raises(ValueError, match="larger than the catalog"):
         recommender.recommend([[ids[0]]], k=ml100k_catalog.n_items + 1)
-    with pytest.raises(ValueError, match="horizon must be >= 1"):
+    with pytest.raises(ValueError, match="horizon: must be >= 1"):
         recommender.recommend([[ids[0]]], k=3, horizon=0)
     with pytest.raises(TypeError, match="list of item-id lists"):
         recommender.recommend([ids[0], ids[1]], k=3)

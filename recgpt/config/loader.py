@@ -28,7 +28,9 @@ class RunConfig:
     seed: int = 0
 
     def __post_init__(self):
-        check(bool(self.name) and "/" not in self.name, "run.name", f"a plain folder name, got {self.name!r}")
+        plain = bool(self.name) and self.name not in (".", "..") and not set(self.name) & {"/", "\\", "\0"}
+        check(plain, "run.name", f"a plain folder name (no '/', '\\', '.' or '..': the run lives in "
+                                 f"run.output_root/<name>), got {self.name!r}")
 
 
 @dataclass
@@ -67,8 +69,38 @@ def _build(schema, sources: Iterable, what: str):
         key = getattr(e, "full_key", None) or ""
         message = str(getattr(e, "msg", None) or e).splitlines()[0]
         raise ConfigError(f"{what}: {key + ': ' if key else ''}{message}") from None
+    except TypeError as e:  # OmegaConf's "Cannot merge incompatible container types" names no key: find it
+        key, expected, found = _container_mismatch(OmegaConf.to_container(OmegaConf.structured(schema)), sources)
+        if key is None:
+            raise
+        raise ConfigError(f"{what}: {key}: expected a {expected}, found a {found} ({e})") from None
     except ConfigError as e:  # a range check of __post_init__: say which file it came from
         raise ConfigError(f"{what}: {e}" if what != "config" else str(e)) from None
+
+
+def _container_mismatch(schema: dict, sources) -> tuple:
+    """(dotted key, expected, found) of the first value that is a list where the schema has a mapping (e.g.
+    `files: [a.inter, a.item]` for `files: {inter: a.inter, item: a.item}`) or the other way round."""
+    kinds = {dict: "mapping (key: value)", list: "list"}
+
+    def walk(want, got, prefix):
+        for key, value in got.items():
+            have = want.get(key) if isinstance(want, dict) else None
+            for kind, name in kinds.items():
+                other = list if kind is dict else dict
+                if isinstance(have, kind) and isinstance(value, other):
+                    return f"{prefix}{key}", name, kinds[other]
+            if isinstance(have, dict) and isinstance(value, dict):
+                found = walk(have, value, f"{prefix}{key}.")
+                if found[0]:
+                    return found
+        return None, None, None
+
+    for source in sources:
+        found = walk(schema, OmegaConf.to_container(source) if not isinstance(source, dict) else source, "")
+        if found[0]:
+            return found
+    return None, None, None
 
 
 def load_config(path: Optional[Union[str, Path]] = None, overrides: Iterable[str] = ()) -> RecGPTConfig:
@@ -154,7 +186,12 @@ def load_dataset_spec(name_or_path: Union[str, Path], overrides: Iterable[str] =
     sources = [load_yaml(path)]
     if overrides:
         sources.append(parse_overrides(list(overrides)))
-    return _build(DatasetSpec, sources, str(path))
+    spec = _build(DatasetSpec, sources, str(path))
+    if spec.name != path.stem:  # the prepared folder and its report are filed under spec.name
+        raise ConfigError(f"{path}: name: {spec.name!r} differs from the file name {path.stem!r}; a dataset is "
+                          f"prepared and reported under its name, so this spec would replace the report of "
+                          f"{spec.name!r}: make the two equal")
+    return spec
 
 
 class ArgumentParser(argparse.ArgumentParser):

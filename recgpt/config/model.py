@@ -124,8 +124,9 @@ class ModelConfig:
     def __post_init__(self):
         from recgpt.config.recipes import RECIPES
 
+        check(self.n_heads >= 1, "model.n_heads", f"must be >= 1, got {self.n_heads}")  # first: d_model % n_heads
+        check(self.d_model >= 1, "model.d_model", f"must be >= 1, got {self.d_model}")
         check(self.recipe in RECIPES, "model.recipe", f"one of {sorted(RECIPES)}, got {self.recipe!r}")
-        check(self.n_heads >= 1, "model.n_heads", f"must be >= 1, got {self.n_heads}")
         check(self.n_layers >= 1, "model.n_layers", f"must be >= 1, got {self.n_layers}")
         check(self.d_model >= 1 and self.d_model % self.n_heads == 0, "model.d_model",
               f"{self.d_model} must be a positive multiple of n_heads={self.n_heads}")

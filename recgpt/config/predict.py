@@ -6,7 +6,7 @@ from recgpt.config.errors import check
 
 # components of a hybrid score: code log-prob, dense head, content kNN (a fixed prior), the catalog's popularity
 SCORE_COMPONENTS = ("code", "dense", "knn", "pop")
-STRATEGIES = ("exact", "greedy", "sample", "beam", "rra", "ra")  # recgpt.predict.horizon; listed by --help
+from recgpt.config.args import STRATEGIES  # noqa: F401 (listed by --help)
 SCORINGS = ("auto", "exact", "trie")
 SELECT_BY = ("loss", "zero_shot")  # eval.select_by
 
@@ -93,13 +93,13 @@ class PredictConfig:
 
     def __post_init__(self):
         check(self.protocol in ("loo", "cold", "horizon"), "predict.protocol", f"loo|cold|horizon, got {self.protocol!r}")
-        check(self.horizon >= 1, "predict.horizon", f"must be >= 1, got {self.horizon}")
-        check(self.strategy in STRATEGIES, "predict.strategy", f"one of {STRATEGIES}, got {self.strategy!r}")
+        from recgpt.config.args import check_recommend_args  # the one check the Python API makes too
+
+        check(len(self.ks) > 0, "predict.ks", "give at least one K")
+        check_recommend_args("predict.", ks=self.ks, horizon=self.horizon, strategy=self.strategy,
+                             n_samples=self.n_samples, temperature=self.temperature, beam_size=self.beam_size,
+                             allow_history=self.allow_history, seed=self.seed)
         check(self.scoring in SCORINGS, "predict.scoring", f"{'|'.join(SCORINGS)}, got {self.scoring!r}")
-        check(len(self.ks) > 0 and all(k >= 1 for k in self.ks), "predict.ks", f"positive ints, got {self.ks}")
-        check(self.temperature > 0, "predict.temperature", f"must be > 0, got {self.temperature}")
-        check(self.beam_size >= 1, "predict.beam_size", f"must be >= 1, got {self.beam_size}")
-        check(self.n_samples >= 1, "predict.n_samples", f"must be >= 1, got {self.n_samples}")
         check(self.batch_size >= 1, "predict.batch_size", f"must be >= 1, got {self.batch_size}")
         check(self.max_users is None or self.max_users >= 1, "predict.max_users", f"must be >= 1, got {self.max_users}")
         check(self.min_users >= 1, "predict.min_users", f"must be >= 1, got {self.min_users}")

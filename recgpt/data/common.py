@@ -1,4 +1,6 @@
 """Helpers shared by the importers: the raw-data container, checked file access and timestamp parsing."""
+import codecs
+import errno
 import gzip
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,10 +35,19 @@ def resolve_file(folder: Path, name: Optional[str], key: str) -> Path:
         raise DataFormatError(folder, f"no file configured for files.{key}")
     path = Path(folder) / name
     if not path.is_file():
-        raise DataFormatError(path, f"missing file (files.{key})")
+        raise DataFormatError(path, f"{'a symlink loop' if symlink_loop(path) else 'missing file'} (files.{key})")
     if path.stat().st_size == 0:
         raise DataFormatError(path, "empty file")
     return path
+
+
+def symlink_loop(path: Path) -> bool:
+    """True when `path` is a symlink that never reaches a file or folder (is_file() / is_dir() say only False)."""
+    try:
+        Path(path).stat()
+    except OSError as e:
+        return e.errno == errno.ELOOP
+    return False
 
 
 def open_text(path: Path, encoding: str = "utf-8"):
@@ -53,8 +64,8 @@ def numbered_lines(path: Path, encoding: str = "utf-8") -> Iterator[tuple[int, s
         while True:
             try:
                 line = f.readline()
-            except UnicodeDecodeError as e:
-                raise DataFormatError(path, f"not valid {encoding} text: {e.reason}", number + 1) from None
+            except UnicodeDecodeError as e:  # text is decoded in blocks: the failing block may start lines earlier
+                raise undecodable(path, encoding, e) from None
             except (EOFError, OSError) as e:  # a truncated or corrupt .gz
                 raise DataFormatError(path, f"cannot be read past line {number}: {e}") from None
             if not line:
@@ -63,6 +74,21 @@ def numbered_lines(path: Path, encoding: str = "utf-8") -> Iterator[tuple[int, s
             line = line.rstrip("\r\n")
             if line.strip():
                 yield number, line
+
+
+def undecodable(path: Path, encoding: str, error: UnicodeDecodeError) -> DataFormatError:
+    """The error naming the line of the first byte that does not decode (re-read line by line: a text
+    reader decodes whole blocks, so the line it was at says nothing)."""
+    decoder = codecs.getincrementaldecoder(encoding)("strict")
+    opener = gzip.open if str(path).endswith(".gz") else open
+    with opener(path, "rb") as f:
+        for number, raw in enumerate(f, 1):
+            try:
+                decoder.decode(raw)
+            except UnicodeDecodeError as e:
+                return DataFormatError(path, f"not valid {encoding} text: {e.reason} (byte {raw[e.start:e.end]!r} "
+                                             f"at byte {e.start + 1} of the line)", number)
+    return DataFormatError(path, f"not valid {encoding} text: {error.reason}")
 
 
 def unterminated(path: Path) -> bool:
@@ -130,7 +156,32 @@ def numeric_timestamps(values: pd.Series, path: Path, lines: Optional[np.ndarray
         line = int(lines[i]) if lines is not None else i + 1
         raise DataFormatError(path, f"timestamp {values.iloc[i]!r} is out of range (|t| must be < {MAX_TIMESTAMP:.0e}, "
                                     "even in milliseconds)", line, where)
+    check_one_unit(parsed.to_numpy(dtype=float, na_value=np.nan), values, path, lines, where)
     return np.floor(parsed).astype("Int64")
+
+
+EPOCH_LIKE = 1e8  # 1973 in seconds: smaller values are counters or offsets, whose range says nothing of the unit
+UNIT_JUMP = 1000.0  # seconds -> milliseconds: a real log spans decades, never a factor of 1000 in epoch time
+
+
+def check_one_unit(parsed: np.ndarray, values: pd.Series, path: Path, lines: Optional[np.ndarray],
+                   where: str) -> None:
+    """Refuse epoch timestamps that span >= 3 orders of magnitude (seconds mixed with milliseconds): each
+    would be ordered by its number and land decades away. Names the first row of the smaller group."""
+    epoch = np.flatnonzero(parsed >= EPOCH_LIKE)  # NaN compares False
+    if len(epoch) < 2:
+        return
+    low, high = parsed[epoch].min(), parsed[epoch].max()
+    if high < UNIT_JUMP * low:
+        return
+    big = parsed[epoch] >= np.sqrt(low * high)  # split at the geometric middle of the jump
+    odd, rest = (epoch[big], epoch[~big]) if big.sum() <= (~big).sum() else (epoch[~big], epoch[big])
+    i = int(odd[0])
+    line = int(lines[i]) if lines is not None else i + 1
+    raise DataFormatError(path, f"timestamp {values.iloc[i]!r}: {len(odd)} of {len(epoch)} timestamps are near "
+                                f"{parsed[i]:.1e} and {len(rest)} near {parsed[rest[0]]:.1e}, {high / low:.0e}x apart "
+                                "(seconds mixed with milliseconds?): rows in two units would be misordered; convert "
+                                "them to one unit (timestamp_unit)", line, where)
 
 
 def frame(users, items, timestamps=None) -> pd.DataFrame:

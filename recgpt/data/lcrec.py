@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from recgpt.config.data import DatasetSpec
-from recgpt.data.common import RawData, frame, resolve_file
+from recgpt.data.common import RawData, frame, resolve_file, undecodable
 from recgpt.data.errors import DataFormatError
 
 
@@ -19,7 +19,7 @@ def load_json_object(path: Path) -> dict:
     except json.JSONDecodeError as e:
         raise DataFormatError(path, f"not valid JSON (column {e.colno}): {e.msg}", e.lineno) from None
     except UnicodeDecodeError as e:
-        raise DataFormatError(path, f"not valid utf-8 text: {e.reason}") from None
+        raise undecodable(path, "utf-8", e) from None
     if not isinstance(data, dict):
         raise DataFormatError(path, f"expected a JSON object at the top level, found {type(data).__name__}", 1)
     return data

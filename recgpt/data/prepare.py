@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 from recgpt.config import config_to_dict
 from recgpt.config.data import DatasetSpec
 from recgpt.data.behavior import attach_targets, behavior_counts
-from recgpt.data.common import RawData
+from recgpt.data.common import RawData, symlink_loop
 from recgpt.data.errors import DataFormatError
 from recgpt.data.text import build_texts
 from recgpt.io import (ArtifactError, check_replaceable, is_kind, read_manifest, require_files, sha256_file,
@@ -42,7 +42,8 @@ def read_raw(spec: DatasetSpec, raw_root: PathLike) -> RawData:
     """Run the importer of `spec.format` on `<raw_root>/<spec.path>` (an absolute spec.path wins)."""
     folder = Path(raw_root) / spec.path
     if not folder.is_dir():
-        raise DataFormatError(folder, f"raw folder of dataset {spec.name!r} not found (raw_root={raw_root})")
+        why = "is a symlink loop" if symlink_loop(folder) else "not found"
+        raise DataFormatError(folder, f"raw folder of dataset {spec.name!r} {why} (raw_root={raw_root})")
     return importlib.import_module(f"recgpt.data.{spec.format}").read(spec, folder)
 
 

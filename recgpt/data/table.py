@@ -14,7 +14,7 @@ import pandas as pd
 from recgpt.config.data import DatasetSpec
 from recgpt.data.behavior import normalize_behaviors
 from recgpt.data.common import (RawData, drop_cut_last_row, frame, numeric_timestamps, open_text, require_columns,
-                                resolve_file)
+                                resolve_file, undecodable)
 from recgpt.data.errors import DataFormatError
 
 
@@ -28,24 +28,33 @@ def read_table(path: Path, counts: dict, key: str) -> tuple[pd.DataFrame, np.nda
         except Exception as e:  # pyarrow raises several types for a corrupt file
             raise DataFormatError(path, f"not a readable parquet file: {e}") from None
     sep = "\t" if path.suffix == ".tsv" else ","
+    start = 1
     try:
         with open_text(path) as f:
-            reader = csv.reader(f, delimiter=sep)
+            reader = csv.reader(f, delimiter=sep, strict=True)  # strict: a quote left open is an error, not rows lost
             header = next(reader, None)
             if header is None:
                 raise DataFormatError(path, "empty file (no header)")
-            records = drop_cut_last_row(path, [(v, reader.line_num) for v in reader if v], counts, key)
+            records, start = [], reader.line_num + 1
+            for values in reader:  # a record starts on the line after the previous one ended
+                if values:
+                    records.append((values, start, reader.line_num))
+                start = reader.line_num + 1
+            records = drop_cut_last_row(path, records, counts, key)
             rows, lines = [], []
-            for values, number in records:
-                if len(values) != len(header):
-                    raise DataFormatError(path, f"expected {len(header)} fields {header}, found {len(values)}",
-                                          number)
+            for values, number, end in records:
+                if len(values) != len(header):  # named at the line it starts on, not where the reader stopped
+                    spans = f" (a quoted field opened here runs to line {end}: unclosed quote?)" if end > number else ""
+                    raise DataFormatError(path, f"expected {len(header)} fields {header}, found {len(values)}"
+                                                f"{spans}", number)
                 rows.append(values)
                 lines.append(number)
-    except csv.Error as e:
-        raise DataFormatError(path, f"malformed CSV: {e}", reader.line_num) from None
+    except csv.Error as e:  # named at the line where the record starts (an unclosed quote: where it opens)
+        raise DataFormatError(path, f"malformed CSV in the record starting here: {e} (read to line "
+                                    f"{reader.line_num}{'; a quote left open?' if reader.line_num > start else ''})",
+                              start) from None
     except UnicodeDecodeError as e:
-        raise DataFormatError(path, f"not valid utf-8 text: {e.reason}") from None
+        raise undecodable(path, "utf-8", e) from None
     table = pd.DataFrame(rows, columns=header, dtype=object) if rows else pd.DataFrame(columns=header)
     return table, np.asarray(lines, dtype=np.int64), "line"
 

@@ -4,6 +4,7 @@ All see only what the model sees (the histories and, for content kNN, the catalo
 """
 from typing import Optional, Sequence
 
+from recgpt.config.args import BASELINES  # noqa: F401 (the baselines below)
 from recgpt.config.predict import ContentKnnConfig
 
 KNN = ContentKnnConfig()  # the defaults, when no config is given
@@ -94,9 +95,6 @@ def content_knn(histories: Sequence[Sequence[int]], item_emb, k: int, allow_hist
         rows, _ = top_k_items(scores, k, None if allow_history else part)
         out += [[int(r) for r in row if r >= 0] for row in rows.tolist()]
     return out
-
-
-BASELINES = ("recency", "popularity", "content_knn")
 
 
 def baseline_lists(method: str, histories: Sequence[Sequence[int]], k: int, allow_history: bool = True,

@@ -15,7 +15,7 @@ from typing import Optional, Sequence
 
 import torch
 
-from recgpt.config.predict import STRATEGIES  # noqa: F401 (the strategies below)
+from recgpt.config.args import STRATEGIES  # noqa: F401 (the strategies below)
 from recgpt.predict.ranking import NEG_INF
 
 

@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from recgpt.io import ArtifactError, sha256_file
-from recgpt.model.files import resolve_model_dir
+from recgpt.config.args import check_baseline_args, check_recommend_args, short_lists_note
+from recgpt.model.files import load_decoder, resolve_model_dir
 from recgpt.predict.catalog import Catalog, build_catalog, catalog_from_prepared
-from recgpt.predict.horizon import STRATEGIES, recommend_lists
+from recgpt.predict.horizon import recommend_lists
 from recgpt.predict.scoring import ItemScorer
 
 
@@ -24,26 +25,10 @@ class Recommendations:
     scores: list[list[float]]
     unknown_history_items: int = 0  # history items not in the catalog (dropped)
     empty_histories: list[int] = field(default_factory=list)  # histories with no known item (empty lists)
-    notes: list[str] = field(default_factory=list)  # what the caller should know about how these were scored
+    notes: list[str] = field(default_factory=list)  # how these were scored: no popularity log, short lists
 
 NO_LOG_NOTE = ("the catalog has no interaction log (no popularity given): scored without the model's popularity "
                "term; pass popularity= to set_catalog or use a prepared folder with interactions.parquet")
-
-
-def load_decoder(model_dir: Path):
-    """ItemCodeDecoder.from_pretrained with errors naming the file (missing, corrupt or truncated weights)."""
-    from safetensors import SafetensorError
-
-    from recgpt.model import ItemCodeDecoder
-
-    weights = model_dir / "model.safetensors"
-    if not weights.is_file():
-        raise ArtifactError(f"missing file: {weights} (the model's weights; re-export it with `recgpt eval`)")
-    try:
-        return ItemCodeDecoder.from_pretrained(str(model_dir))
-    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
-        raise ArtifactError(f"{weights} (or {model_dir / 'config.json'}) cannot be loaded, corrupt or truncated? "
-                            f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
 
 
 def check_tokenizer(model, tokenizer, model_dir: Optional[Path] = None, tokenizer_dir: Optional[Path] = None) -> None:
@@ -163,12 +148,10 @@ class Recommender:
                        strategy: str = "exact", allow_history: bool = True, n_samples: int = 8,
                        temperature: float = 1.0, seed: int = 0, keys: Optional[Sequence[int]] = None):
         """Catalog rows in, catalog rows out (batched); every history must be non-empty."""
+        check_recommend_args(k=k, horizon=horizon, strategy=strategy, n_samples=n_samples, temperature=temperature,
+                             allow_history=allow_history, seed=seed)
         if self.scorer is None:
             raise ValueError("no catalog: call set_catalog(...) or set_catalog_from_prepared(...) first")
-        if horizon < 1:
-            raise ValueError(f"horizon must be >= 1, got {horizon}")
-        if strategy not in STRATEGIES:
-            raise ValueError(f"unknown strategy {strategy!r}; one of {STRATEGIES}")
         keys = list(range(len(histories))) if keys is None else list(keys)
         steps = horizon if strategy in ("rra", "ra") else k
         # A trie beam narrower than k could not fill the list: widen it to k for this call.
@@ -186,10 +169,10 @@ class Recommender:
                   allow_history: bool = True, on_empty: str = "error", **kwargs) -> Recommendations:
         """Top-k item ids and scores per history (item ids, oldest first). Unknown items are dropped and
         counted; a history left empty raises (on_empty="error") or gets an empty list ("skip")."""
+        check_recommend_args(k=k, horizon=horizon, strategy=strategy, on_empty=on_empty, allow_history=allow_history,
+                             **kwargs)
         if self.scorer is None:
             raise ValueError("no catalog: call set_catalog(...) or set_catalog_from_prepared(...) first")
-        if k < 1:
-            raise ValueError(f"k must be >= 1, got {k}")
         if k > self.catalog.n_items:
             raise ValueError(f"k={k} is larger than the catalog ({self.catalog.n_items} items)")
         if not isinstance(histories, (str, bytes)):  # a generator would be spent by the check below
@@ -214,7 +197,8 @@ class Recommender:
             out_ids[i] = [self.catalog.item_ids[r] for r in rec]
             out_scores[i] = list(sc)
         notes = [NO_LOG_NOTE] if self.scorer.without_popularity else []
-        return Recommendations(out_ids, out_scores, unknown, empty, notes)
+        note = short_lists_note(recs, k, strategy)
+        return Recommendations(out_ids, out_scores, unknown, empty, notes + ([note] if note else []))
 
     def baseline(self, histories: Sequence[Sequence[str]], method: str = "content_knn", k: int = 10,
                  allow_history: bool = True) -> Recommendations:
@@ -225,6 +209,7 @@ class Recommender:
         from recgpt.data.popularity import ranking
         from recgpt.predict.baselines import baseline_lists
 
+        check_baseline_args(method, k, allow_history)
         if self.catalog is None:
             raise ValueError("no catalog: call set_catalog(...) or set_catalog_from_prepared(...) first")
         rows = [self.catalog.rows(history) for history in histories]

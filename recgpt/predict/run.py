@@ -10,6 +10,7 @@ from recgpt.config.errors import check_device
 from recgpt.io import check_replaceable, is_kind, manifest_hash, staged_folder, write_manifest
 from recgpt.logging import print0, warn
 from recgpt.predict import baselines
+from recgpt.config.args import short_lists_note
 from recgpt.predict.metrics import coverage, position_hit_rates, ranking_metrics
 from recgpt.data.popularity import ranking
 from recgpt.predict.protocols import build_test_cases, popularity_before_targets
@@ -53,6 +54,22 @@ def output_dir(cfg, model_dir: Path, dataset: str) -> Path:
     return run_dir / "predict" / f"{dataset}-{cfg.predict.protocol}"
 
 
+def pretraining_note(model_dir: Path, dataset: str):
+    """A note when `dataset` is one the model was pretrained on (source.json, written by `recgpt eval`): its
+    targets were (part of) the training data, so the report is not a zero-shot one."""
+    from recgpt.io import read_json
+
+    source = model_dir / "source.json"
+    info = read_json(source) if source.is_file() else {}
+    if dataset not in (info.get("pretrained_on") or []):
+        return None
+    split = info.get("train_split") or "all"
+    seen = ("its test targets were training data" if split == "all" else
+            f"it was trained on its {split} training split, so the histories were training data")
+    return (f"{dataset} is one of the datasets the model was pretrained on ({source}: pretrained_on): {seen}; "
+            "this is not a zero-shot result")
+
+
 def evaluate(recs, targets, n_items: int, ks, horizon: int) -> tuple[dict, dict]:
     metrics = {**ranking_metrics(recs, targets, ks), **coverage(recs, n_items, ks)}
     by_position = {str(k): v for k, v in position_hit_rates(recs, targets, ks).items()} if horizon > 1 else None
@@ -88,6 +105,10 @@ def run_predict(cfg) -> Path:
                           f"({cases.counts['too_short']} too short), under predict.min_users={p.min_users}: no "
                           "figure from so few; use a shorter predict.horizon, another dataset, or lower predict.min_users")
     k_max, notes = max(p.ks), []
+    seen = pretraining_note(model_dir, prepared.name)
+    if seen:
+        notes.append(seen)
+        warn(seen)
     ks = sorted(set(p.ks))
     if k_max > catalog.n_items:
         notes.append(f"K up to {k_max} exceeds the catalog ({catalog.n_items} items): lists hold at most "
@@ -98,11 +119,10 @@ def run_predict(cfg) -> Path:
     recs, scores = rec.recommend_rows(cases.histories, min(k_max, catalog.n_items), horizon, p.strategy,
                                       p.allow_history, p.n_samples, p.temperature, p.seed)
     model_seconds = time.time() - t0
-    short = sum(len(r) < min(k_max, catalog.n_items) for r in recs)
-    if short:  # e.g. rra / ra lists hold at most horizon x n_samples distinct items
-        notes.append(f"{short} of {len(recs)} model lists hold fewer than {min(k_max, catalog.n_items)} items "
-                     f"(shortest {min(map(len, recs))}; strategy {p.strategy}): ranks past a list's end count as misses")
-        warn(notes[-1])
+    short = short_lists_note(recs, min(k_max, catalog.n_items), p.strategy)  # e.g. rra / ra: horizon x n_samples
+    if short:
+        notes.append(short)
+        warn(short)
     lists = {"model": recs}
     for method in baselines.BASELINES:
         lists[method] = baselines.baseline_lists(method, cases.histories, k_max, p.allow_history, catalog.text_emb, p.knn,

@@ -106,6 +106,6 @@ def main(argv) -> int:
         if sys.argv[0] == "recgpt tokenize":  # set by recgpt.cli: usage lines name the subcommand
             sys.argv[0] = f"recgpt tokenize {argv[0]}"
         return commands[argv[0]](argv[1:])
-    except (ArtifactError, ValueError) as e:  # bad input: one clear line, no traceback
+    except (ArtifactError, ValueError) as e:  # bad input: one clear line, no traceback, exit 2 (1 is for bugs)
         print0(f"recgpt tokenize {argv[0]}: {e}", file=sys.stderr)
-        return 1
+        return 2

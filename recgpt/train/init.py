@@ -18,8 +18,7 @@ def tokenizer_files_hash(folder: Path) -> dict:
 
 def load_foundation(init_from: str, inputs):
     """The ItemCodeDecoder at `init_from`; a ConfigError when its tokenizer or text input differs from training's."""
-    from recgpt.model import ItemCodeDecoder
-    from recgpt.model.files import resolve_model_dir
+    from recgpt.model.files import load_decoder, resolve_model_dir
 
     model_dir = resolve_model_dir(init_from)
     bundled = model_dir / "tokenizer"
@@ -30,7 +29,7 @@ def load_foundation(init_from: str, inputs):
         raise ConfigError(f"train.init_from: the model at {model_dir} was trained with the tokenizer at {bundled}, "
                           f"which differs from tokenizer.output_dir={given}; encode the target catalog with the "
                           f"model's tokenizer (recgpt tokenize assign tokenizer.output_dir={bundled} --embeddings ...)")
-    model = ItemCodeDecoder.from_pretrained(str(model_dir))
+    model = load_decoder(model_dir)  # strict: weights that do not match its config.json are refused
     if list(model.config.slot_vocab_sizes) != list(inputs.slot_vocab_sizes):
         raise ConfigError(f"train.init_from: the model at {model_dir} has slot vocab sizes "
                           f"{list(model.config.slot_vocab_sizes)}, the training codes {list(inputs.slot_vocab_sizes)}")

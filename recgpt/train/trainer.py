@@ -14,6 +14,7 @@ from typing import Optional
 import torch
 
 from recgpt.config import ConfigError, config_to_dict, save_config
+from recgpt.errors import writing
 from recgpt.io import ArtifactError
 from recgpt.logging import is_main_process, print0, warn
 from recgpt.train import checkpoint as ckpt
@@ -309,7 +310,9 @@ class Trainer:
                 "tokenizer_dir": str(self.inputs.tokenizer_dir) if self.inputs.tokenizer_dir else None,
                 "codes_path": str(self.inputs.codes_path) if self.inputs.codes_path else None,
                 "model_config": self.model_config.to_dict(), "config": config_to_dict(self.cfg)}
-        return ckpt.save_checkpoint(self.accelerator, self.model, self.run_dir, self.step, meta, self.cfg.train.keep_last)
+        with writing(self.run_dir):  # a full disk names the run folder
+            return ckpt.save_checkpoint(self.accelerator, self.model, self.run_dir, self.step, meta,
+                                        self.cfg.train.keep_last)
 
 
 def _flat(tree: dict, prefix: str = "") -> dict:
