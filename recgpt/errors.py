@@ -7,7 +7,6 @@ cross-device moves), naming the path; 1 only for a bug.
 import errno
 import os
 import sys
-from contextlib import contextmanager
 from typing import Callable, Optional
 
 DEBUG_FLAG = "--debug"
@@ -42,18 +41,6 @@ ENVIRONMENT_HINTS = {
     errno.EXDEV: "the two paths are on different file systems (a symlinked folder?): keep them on one",
     errno.ELOOP: "a symlink loop: fix the link",
 }
-
-
-@contextmanager
-def writing(path):
-    """An OSError raised while writing under `path` that names no file (a full disk fails in write(), which
-    knows no name) is given `path`, so that the one line says where."""
-    try:
-        yield
-    except OSError as e:
-        if not e.filename:
-            e.filename = str(path)
-        raise
 
 
 def oserror_line(error: OSError) -> Optional[str]:

@@ -11,8 +11,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional, Union
 
-from recgpt.errors import writing
-
 PathLike = Union[str, Path]
 
 
@@ -154,3 +152,15 @@ def staged_folder(out: PathLike, what: str, key: str, ours: Callable[[Path], boo
             swap_in(tmp, out, carry_over)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)  # after a failure; a success has moved it already
+
+
+@contextmanager
+def writing(path):
+    """An OSError raised while writing under `path` that names no file (a full disk fails in write(), which
+    knows no name) is given `path`, so that the one line says where."""
+    try:
+        yield
+    except OSError as e:
+        if not e.filename:
+            e.filename = str(path)
+        raise

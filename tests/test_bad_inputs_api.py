@@ -103,7 +103,8 @@ def test_an_export_whose_config_does_not_match_its_weights_is_refused(exported_m
 
 
 def test_machine_faults_exit_2_with_the_path_and_bugs_exit_1(tmp_path, capsys):
-    from recgpt.errors import run_command, writing
+    from recgpt.errors import run_command
+    from recgpt.io import writing
 
     def full_disk(argv):
         with writing(tmp_path / "out"):

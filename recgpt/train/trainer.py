@@ -14,7 +14,7 @@ from typing import Optional
 import torch
 
 from recgpt.config import ConfigError, config_to_dict, save_config
-from recgpt.errors import writing
+from recgpt.io import writing
 from recgpt.io import ArtifactError
 from recgpt.logging import is_main_process, print0, warn
 from recgpt.train import checkpoint as ckpt
