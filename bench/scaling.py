@@ -11,6 +11,13 @@ the first stopped and prints the same tables.
 
     python bench/scaling.py --config configs/cpu.yaml [--steps 400 | --tokens 819200] [--mixes mix01,mix03]
         [--targets steam] [--name VARIANT] [--plan plan.json] [--fit dense,knn,pop] [key=value ...]
+    # a second model size on the largest mixes (its own run folders and cached results):
+    python bench/scaling.py --name d256 --mixes mix12-amazon_scientific+amazon14_beauty,mix11-steam+yelp \
+        model.d_model=256 model.d_ff=512
+
+The budget is the same for every mix (steps, or tokens per mix): the curve changes the data, not the compute.
+A wall-clock cap is not offered, as the steps it allowed would follow the load of the machine; the table
+states each pretraining's steps, tokens and seconds.
 
 Outputs: <out>/mixes/<mix>/mix.json (what the mix holds, leaves out and why), <out>/mixes/<mix>/ckpt/<name>
 (the pretraining), <out>/mixes/<mix>/targets/<target> (selection and export for one target), <out>/results/
@@ -142,13 +149,16 @@ def main(argv=None) -> int:
     from recgpt.data.mixes import Plan, plan_mixes
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
-    plan = Plan.from_json(args.plan) if args.plan else Plan()
-    mixes = plan_mixes(plan)
+    try:
+        plan = Plan.from_json(args.plan) if args.plan else Plan()
+        mixes = plan_mixes(plan)
+    except (OSError, ValueError, TypeError, KeyError) as e:  # exit 2 with one line naming the plan
+        parser.error(f"--plan {args.plan or '(default)'}: {e}")
     names, targets = (set(v.split(",")) if v else None for v in (args.mixes, args.targets))
     unknown = (names or set()) - {m.name for m in mixes} | (targets or set()) - set(plan.targets)
     if unknown:
-        raise SystemExit(f"scaling: unknown mix or target {sorted(unknown)}; mixes: {[m.name for m in mixes]}, "
-                         f"targets: {list(plan.targets)}")
+        parser.error(f"unknown mix or target {sorted(unknown)}; mixes: {[m.name for m in mixes]}, "
+                     f"targets: {list(plan.targets)}")
     records = []
     for mix in mixes:
         served = [t for t in mix.serves if targets is None or t in targets]

@@ -72,7 +72,8 @@ def tables(records: list) -> str:
                          f"{ndcg_interval(r, protocol, 'priors')} | {ndcg_interval(r, protocol, 'content_knn')} | "
                          f"{ratio_text(row_of(r, protocol + ' vs priors'))} | {ratio_text(row_of(r, protocol))} |")
     lines += ["", "## Does the curve rise? Largest mix / smallest mix (the model's NDCG@10, same users)", "",
-              "| target | protocol | variant | smallest | largest | ratio [95% CI] | users |", "|---|---|---|---|---|---|---|"]
+              "| target | protocol | variant | smallest | largest | ratio [95% CI] | users |",
+              "|---|---|---|---|---|---|---|"]
     groups = {}
     for r in records:
         groups.setdefault((r["target"], r["variant"]), []).append(r)
@@ -115,7 +116,7 @@ def plot_curve(records: list, path) -> None:
         for row, protocol in enumerate(PROTOCOLS):
             ax = axes[row][col]
             for variant in sorted({r["variant"] for r in mine}):
-                points = [(r["interactions"], *bootstrap_mean(np.asarray(r["results"][protocol]["ndcg_per_user"]["model"])))
+                points = [(r["interactions"], *bootstrap_mean(r["results"][protocol]["ndcg_per_user"]["model"]))
                           for r in mine if r["variant"] == variant]
                 x, y, lo, hi = (np.array(v) for v in zip(*points))
                 ax.errorbar(x, y, yerr=[y - lo, hi - y], marker="o", capsize=3, label=f"model ({variant})")

@@ -130,7 +130,7 @@ def plan_mixes(plan: Plan) -> list[Mix]:
             continue
         datasets = tuple(plan.shared_order) + rest  # the shared domains first: nested, in the same order
         mixes.append(Mix(f"mix{len(datasets):02d}-{'+'.join(group)}", datasets, tuple(group)))
-    return mixes
+    return sorted(mixes, key=lambda m: (len(m.datasets), m.name))
 
 
 def mix_manifest(plan: Plan, mix: Mix, interactions: dict) -> dict:
