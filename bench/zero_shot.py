@@ -38,6 +38,16 @@ def stage(argv: list) -> None:
         raise SystemExit(f"zero_shot: `recgpt {' '.join(argv[:2])}` failed with exit code {code}")
 
 
+def build_inputs(argv: list, cfg) -> None:
+    """Corpus, item embeddings (through embed.cache_dir) and the tokenizer fitted on them, each once."""
+    if not (Path(cfg.data.corpus_dir) / "manifest.json").is_file():
+        stage(["corpus", *argv])
+    if not (Path(cfg.data.corpus_dir) / "embeddings").is_dir():
+        stage(["tokenize", "embed", *argv])
+    if not (Path(cfg.tokenizer.output_dir) / "codes.safetensors").is_file():
+        stage(["tokenize", "fit", *argv])
+
+
 def pretrain_once(run_dir: Path, cfg) -> dict:
     """Pretrain (resuming) and record wall time and tokens/s of the steps run here."""
     stats_path = run_dir / "pretrain_stats.json"
@@ -91,10 +101,11 @@ def in_domain_lists(root, domain: str) -> dict:
     return {"sasrec_in_domain": recs.groupby(recs["user_id"].astype(str))["item_id"].agg(list).to_dict()}
 
 
-def score_held_out(rec, folder, fit: dict, max_users: int, given=None) -> tuple[dict, dict]:
+def score_held_out(rec, folder, fit: dict, max_users: int, given=None, per_user=()) -> tuple[dict, dict]:
     """(table rows, raw results) per protocol on the held-out domain's folder (the first read of anything of
     it): the fitted hybrid, the model's own components alone, the priors row and the baselines; with `given`
-    (in_domain_lists), its rows on the LOO users and every row's ratio to them."""
+    (in_domain_lists), its rows on the LOO users and every row's ratio to them; the raw results keep the
+    per-user NDCG@10 of the methods named in `per_user` (ndcg_per_user, in the order of user_ids)."""
     from recgpt.predict.transfer import ratio_rows, restrict, zero_shot_eval
 
     mcfg = rec.model.config
@@ -113,7 +124,10 @@ def score_held_out(rec, folder, fit: dict, max_users: int, given=None) -> tuple[
         if "priors" in result["per_user"]:  # what the model adds over the priors, on the same users
             over = ratio_rows(result, reference="priors")
             results[protocol + " vs priors"] = [r for r in over if r["method"] in ("model", "model[dense]")]
-        raw[protocol] = {k: v for k, v in result.items() if k != "per_user"}
+        raw[protocol] = {k: v for k, v in result.items() if k not in ("per_user", "user_ids")}
+        if per_user:
+            raw[protocol].update(user_ids=result["user_ids"], ndcg_per_user={
+                m: [round(float(v), 6) for v in result["per_user"][m]["NDCG"]] for m in per_user if m in result["per_user"]})
     return results, raw
 
 
@@ -178,12 +192,7 @@ def main() -> int:
              "eval.select_by=zero_shot", f"eval.zero_shot_domain={fit_domain}"]
     argv = ["--config", args.config, *args.overrides, *paths]
     cfg = load_config(args.config, [*args.overrides, *paths])
-    if not (Path(cfg.data.corpus_dir) / "manifest.json").is_file():
-        stage(["corpus", *argv])
-    if not (Path(cfg.data.corpus_dir) / "embeddings").is_dir():
-        stage(["tokenize", "embed", *argv])
-    if not (Path(cfg.tokenizer.output_dir) / "codes.safetensors").is_file():
-        stage(["tokenize", "fit", *argv])
+    build_inputs(argv, cfg)
     run_dir = Path(cfg.run_dir)
     stats = pretrain_once(run_dir, cfg)
     fitting = [f"eval.score_fit=[{args.fit}]", f"eval.score_fit_domains=[{','.join(fit_domains)}]",

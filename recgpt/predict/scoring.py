@@ -168,7 +168,7 @@ class ItemScorer:
             return self.code_scores(state)
         if self.mode != "exact":
             raise ValueError(f"hybrid scoring {self.weights} scores the full catalog: use predict.scoring=exact")
-        parts = self.components(histories, state, set(self.weights))
+        parts = self.components(histories, state, {c for c, w in self.weights.items() if w})
         return combine(parts, self.weights).log_softmax(dim=1)
 
     @torch.no_grad()

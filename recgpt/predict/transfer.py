@@ -32,6 +32,14 @@ def bootstrap_ratio(a: np.ndarray, b: np.ndarray, n: int = 1000, seed: int = 0) 
     return ratio, float(lo), float(hi)
 
 
+def bootstrap_mean(a: np.ndarray, n: int = 1000, seed: int = 0) -> tuple[float, float, float]:
+    """mean(a) and its 95% percentile interval over users resampled with replacement."""
+    a = np.asarray(a, dtype=float)
+    means = a[np.random.default_rng(seed).integers(0, len(a), size=(n, len(a)))].mean(1)
+    lo, hi = np.percentile(means, [2.5, 97.5])
+    return float(a.mean()), float(lo), float(hi)
+
+
 def read_interactions(folder) -> pd.DataFrame:
     path = Path(folder) / "interactions.parquet"
     if not path.is_file():
@@ -84,7 +92,7 @@ def zero_shot_eval(rec, folder, protocol: str = "loo", max_users: Optional[int] 
     users = {name: per_user(r, cases.targets, k) for name, r in lists.items()}
     methods = {name: {f"{m}@{k}": float(v.mean()) for m, v in u.items()} for name, u in users.items()}
     return {"protocol": protocol, "users": len(cases), "counts": cases.counts, "methods": methods, "per_user": users,
-            "catalog_items": catalog.n_items, "given_covered": covered}
+            "catalog_items": catalog.n_items, "given_covered": covered, "user_ids": [str(u) for u in cases.user_ids]}
 
 
 def restrict(result: dict, keep: np.ndarray, k: int = 10) -> dict:

@@ -1,0 +1,175 @@
+"""Zero-shot quality as a function of the pretraining data: nested mixes x held-out targets.
+
+For each mix of recgpt.data.mixes (nested, growing in size and variety; none holds a target it is reported on,
+the target's fit domains or a near-duplicate of either): prepare, build the corpus, embed the item texts
+(through embed.cache_dir: each text once for every mix), fit the tokenizer on the mix only and pretrain once
+for the same budget. Then, for every target the mix leaves out: select the checkpoint and fit the score weights
+on the target's fit domains (held-out *source* domains), and score the target zero-shot (LOO and cold,
+history excluded) beside content kNN and the priors (kNN + popularity, the same fit without the model), with
+95% bootstrap intervals over users. Each (mix, target) result is cached as json: a second call resumes where
+the first stopped and prints the same tables.
+
+    python bench/scaling.py --config configs/cpu.yaml [--steps 400 | --tokens 819200] [--mixes mix01,mix03]
+        [--targets steam] [--name VARIANT] [--plan plan.json] [--fit dense,knn,pop] [key=value ...]
+    # a second model size on the largest mixes (its own run folders and cached results):
+    python bench/scaling.py --name d256 --mixes mix12-amazon_scientific+amazon14_beauty,mix11-steam+yelp \
+        model.d_model=256 model.d_ff=512
+
+The budget is the same for every mix (steps, or tokens per mix): the curve changes the data, not the compute.
+A wall-clock cap is not offered, as the steps it allowed would follow the load of the machine; the table
+states each pretraining's steps, tokens and seconds.
+
+Outputs: <out>/mixes/<mix>/mix.json (what the mix holds, leaves out and why), <out>/mixes/<mix>/ckpt/<name>
+(the pretraining), <out>/mixes/<mix>/targets/<target> (selection and export for one target), <out>/results/
+<name>/<mix>/<target>.json; the tables go to --report (with the command and the git commit) and the curve
+(NDCG@10 against pretraining interactions per target) to --png.
+"""
+import argparse
+import json
+import math
+import os
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]  # first on the path, and not bench/ (whose modules shadow packages)
+sys.path = [str(REPO)] + [p for p in sys.path if Path(p or ".").resolve() != REPO / "bench"]
+
+from bench.zero_shot import build_inputs, link_pretraining, pretrain_once, score_held_out, stage  # noqa: E402
+
+PER_USER = ("model", "priors", "content_knn", "popularity")  # methods whose per-user NDCG@10 the cache keeps
+
+
+def mix_paths(args, mix, root: Path) -> list:
+    return [f"data.datasets=[{','.join(mix.datasets)}]", f"data.prepared_root={args.out}/prepared",
+            f"data.corpus_dir={root}/corpus", f"tokenizer.output_dir={root}/tokenizer",
+            f"run.output_root={root}/ckpt", f"run.name={args.name}"]
+
+
+def budget(args, cfg) -> list:
+    """train.max_steps from --steps or --tokens (tokens per optimizer step: tokens_per_batch x grad_accum)."""
+    if args.tokens:
+        return [f"train.max_steps={math.ceil(args.tokens / (cfg.train.tokens_per_batch * cfg.train.grad_accum))}"]
+    return [f"train.max_steps={args.steps}"] if args.steps else []
+
+
+def pretrain_mix(args, plan, mix) -> Path:
+    """The mix's manifest, corpus, embeddings, tokenizer and pretraining (each resumed or skipped when done)."""
+    from recgpt.config import load_config
+    from recgpt.data.corpus import prepared_folder
+    from recgpt.data.mixes import mix_manifest, write_mix_manifest
+    from recgpt.io import read_manifest
+
+    root = Path(args.out) / "mixes" / mix.name
+    overrides = [*args.overrides, *mix_paths(args, mix, root)]
+    cfg = load_config(args.config, overrides)
+    counts = {d: read_manifest(prepared_folder(d, cfg.data))["counts"]["interactions"] for d in mix.datasets}
+    write_mix_manifest(root, mix_manifest(plan, mix, counts))
+    overrides += budget(args, cfg)
+    cfg = load_config(args.config, overrides)
+    build_inputs(["--config", args.config, *overrides], cfg)
+    pretrain_once(Path(cfg.run_dir), cfg)
+    return root
+
+
+def score_target(args, plan, mix, mix_root: Path, target: str) -> dict:
+    """Checkpoint and score weights chosen on the target's fit domains, then the target scored zero-shot."""
+    from recgpt.config import load_config
+    from recgpt.data.corpus import prepared_folder
+    from recgpt.data.mixes import excluded
+    from recgpt.predict import Recommender
+    from recgpt.predict.hybrid import SCORE_FIT
+
+    fit_domains = list(plan.fit_domains[target])
+    root = mix_root / "targets" / target
+    corpus_dir, tokenizer_dir = link_pretraining(mix_root, root, args.name, list(mix.datasets),
+                                                 set(excluded(plan, target)))
+    paths = [*mix_paths(args, mix, mix_root)[:2], f"data.corpus_dir={corpus_dir}",
+             f"tokenizer.output_dir={tokenizer_dir}", f"run.output_root={root}/ckpt", f"run.name={args.name}",
+             "eval.select_by=zero_shot", f"eval.zero_shot_domain={fit_domains[0]}"]
+    fitting = [f"eval.score_fit=[{args.fit}]", f"eval.score_fit_domains=[{','.join(fit_domains)}]",
+               f"eval.score_fit_users={args.fit_users}"] if args.fit else []
+    cfg = load_config(args.config, [*args.overrides, *paths])
+    argv = ["--config", args.config, *args.overrides, *paths]
+    run_dir = Path(cfg.run_dir)
+    stage(["eval", "--ckpt", str(run_dir), *argv, *fitting])
+    fit = json.loads((run_dir / "best" / SCORE_FIT).read_text()) if args.fit else {}
+    rec = Recommender.from_pretrained(run_dir / "best", embed_cfg=cfg.embed)
+    tables, raw = score_held_out(rec, prepared_folder(target, cfg.data), fit, args.max_users, per_user=PER_USER)
+    manifest = json.loads((mix_root / "mix.json").read_text())
+    return {"mix": mix.name, "target": target, "variant": args.name, "datasets": list(mix.datasets),
+            "interactions": manifest["interactions"], "fit_domains": fit_domains,
+            "pretrain": json.loads((run_dir / "pretrain_stats.json").read_text()),
+            "best": json.loads((run_dir / "selection.json").read_text())["best"],
+            "fit": {k: v for k, v in fit.items() if k != "table"}, "tables": tables, "results": raw}
+
+
+def settings(args) -> dict:
+    """What a cached result depends on: a result made with other settings is never reused silently."""
+    return {"config": args.config, "overrides": args.overrides, "steps": args.steps, "tokens": args.tokens,
+            "fit": args.fit, "max_users": args.max_users, "fit_users": args.fit_users}
+
+
+def cached_result(args, plan, mix, mix_root, target) -> dict:
+    path = Path(args.out) / "results" / args.name / mix.name / f"{target}.json"
+    if path.is_file():
+        record = json.loads(path.read_text())
+        if record.get("settings") != settings(args) or record.get("datasets") != list(mix.datasets):
+            raise SystemExit(f"scaling: {path} was made with other settings {record.get('settings')}: use another "
+                             "--name or --out, or remove that file")
+        return record
+    record = {**score_target(args, plan, mix, mix_root, target), "settings": settings(args)}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(record, indent=1))
+    tmp.replace(path)
+    return record
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--config", default="configs/cpu.yaml")
+    parser.add_argument("--plan", help="json with recgpt.data.mixes.Plan fields (default: the shared-data plan)")
+    parser.add_argument("--mixes", help="comma-separated mix names (default: all of the plan)")
+    parser.add_argument("--targets", help="comma-separated targets (default: all of the plan)")
+    parser.add_argument("--steps", type=int, help="pretraining steps per mix (default: the config's)")
+    parser.add_argument("--tokens", type=int, help="pretraining tokens per mix (sets the steps)")
+    parser.add_argument("--fit", default="dense,knn,pop", help="score components weighed on the fit domains")
+    parser.add_argument("--name", default="default", help="model variant (run folder)")
+    parser.add_argument("--out", default="outputs/scaling")
+    parser.add_argument("--max-users", type=int, default=2000, help="seeded users of the target per protocol")
+    parser.add_argument("--fit-users", type=int, default=1000)
+    parser.add_argument("--report", default="docs/benchmarks/scaling.md")
+    parser.add_argument("--png", default="docs/benchmarks/scaling.png")
+    parser.add_argument("overrides", nargs="*")
+    args = parser.parse_args(argv)
+    import torch
+
+    from bench.scaling_report import plot_curve, write_report
+    from recgpt.data.mixes import Plan, plan_mixes
+
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    try:
+        plan = Plan.from_json(args.plan) if args.plan else Plan()
+        mixes = plan_mixes(plan)
+    except (OSError, ValueError, TypeError, KeyError) as e:  # exit 2 with one line naming the plan
+        parser.error(f"--plan {args.plan or '(default)'}: {e}")
+    names, targets = (set(v.split(",")) if v else None for v in (args.mixes, args.targets))
+    unknown = (names or set()) - {m.name for m in mixes} | (targets or set()) - set(plan.targets)
+    if unknown:
+        parser.error(f"unknown mix or target {sorted(unknown)}; mixes: {[m.name for m in mixes]}, "
+                     f"targets: {list(plan.targets)}")
+    records = []
+    for mix in mixes:
+        served = [t for t in mix.serves if targets is None or t in targets]
+        if (names is None or mix.name in names) and served:
+            mix_root = pretrain_mix(args, plan, mix)
+            records += [cached_result(args, plan, mix, mix_root, t) for t in served]
+    text = write_report(records, args.report, ["bench/scaling.py", *argv])
+    plot_curve(records, args.png)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

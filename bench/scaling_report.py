@@ -1,0 +1,137 @@
+"""Tables and curve of bench/scaling.py, made from its cached (mix, target) results only."""
+import shlex
+import subprocess
+from pathlib import Path
+
+import numpy as np
+
+PROTOCOLS = ("loo", "cold")
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "describe", "--always", "--dirty", "--abbrev=12"], capture_output=True,
+                             text=True, cwd=Path(__file__).resolve().parents[1], check=True)
+        return out.stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def ordered(records: list) -> list:
+    return sorted(records, key=lambda r: (r["target"], r["interactions"], r["mix"], r["variant"]))
+
+
+def row_of(record: dict, table: str, method: str = "model"):
+    return next((r for r in record["tables"].get(table, []) if r["method"] == method), None)
+
+
+def ndcg_interval(record: dict, protocol: str, method: str = "model") -> str:
+    from recgpt.predict.transfer import bootstrap_mean
+
+    values = record["results"][protocol]["ndcg_per_user"].get(method)
+    if not values:
+        return "n/a"
+    mean, lo, hi = bootstrap_mean(np.asarray(values))
+    return f"{mean:.4f} [{lo:.4f}, {hi:.4f}]"
+
+
+def ratio_text(row) -> str:
+    return f"{row['ratio']:.3f} [{row['lo']:.3f}, {row['hi']:.3f}]" if row else "n/a"
+
+
+def paired(small: dict, large: dict, protocol: str) -> tuple:
+    """(NDCG@10 of the model, larger mix / smaller mix) on the users both scored, with a 95% interval."""
+    from recgpt.predict.transfer import bootstrap_ratio
+
+    a, b = (r["results"][protocol] for r in (large, small))
+    where = {u: i for i, u in enumerate(b["user_ids"])}
+    common = [(i, where[u]) for i, u in enumerate(a["user_ids"]) if u in where]
+    x = np.asarray(a["ndcg_per_user"]["model"])[[i for i, _ in common]]
+    y = np.asarray(b["ndcg_per_user"]["model"])[[j for _, j in common]]
+    return (*bootstrap_ratio(x, y), len(common))
+
+
+def tables(records: list) -> str:
+    records = ordered(records)
+    lines = ["## Pretraining", "", "| mix | variant | domains | interactions | steps | tokens | seconds | tokens/s |",
+             "|---|---|---|---|---|---|---|---|"]
+    seen = set()
+    for r in sorted(records, key=lambda r: (r["interactions"], r["mix"], r["variant"])):
+        if (r["mix"], r["variant"]) not in seen:
+            seen.add((r["mix"], r["variant"]))
+            p = r["pretrain"]
+            lines.append(f"| {r['mix']} | {r['variant']} | {len(r['datasets'])} | {r['interactions']:,} | "
+                         f"{p['max_steps']} | {p['tokens_seen']:,} | {p['seconds']:.0f} | {p['tokens_per_s']:.0f} |")
+    lines += ["", "## Zero-shot on the held-out targets (NDCG@10, 95% bootstrap intervals over users)", "",
+              "| target | protocol | mix | variant | interactions | checkpoint | fit on | model | priors | content kNN "
+              "| model / priors | model / content kNN |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for protocol in PROTOCOLS:
+        for r in records:
+            lines.append(f"| {r['target']} | {protocol} | {r['mix']} | {r['variant']} | {r['interactions']:,} | "
+                         f"{r['best']} | {'+'.join(r['fit_domains'])} | {ndcg_interval(r, protocol)} | "
+                         f"{ndcg_interval(r, protocol, 'priors')} | {ndcg_interval(r, protocol, 'content_knn')} | "
+                         f"{ratio_text(row_of(r, protocol + ' vs priors'))} | {ratio_text(row_of(r, protocol))} |")
+    lines += ["", "## Does the curve rise? Largest mix / smallest mix (the model's NDCG@10, same users)", "",
+              "| target | protocol | variant | smallest | largest | ratio [95% CI] | users |",
+              "|---|---|---|---|---|---|---|"]
+    groups = {}
+    for r in records:
+        groups.setdefault((r["target"], r["variant"]), []).append(r)
+    for (target, variant), group in sorted(groups.items()):
+        if len(group) < 2:
+            continue
+        small, large = group[0], group[-1]
+        for protocol in PROTOCOLS:
+            ratio, lo, hi, users = paired(small, large, protocol)
+            lines.append(f"| {target} | {protocol} | {variant} | {small['mix']} | {large['mix']} | "
+                         f"{ratio:.3f} [{lo:.3f}, {hi:.3f}] | {users} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_report(records: list, path, argv: list) -> str:
+    text = (f"# Zero-shot quality against the pretraining data (bench/scaling.py)\n\n"
+            f"Command: `python {' '.join(shlex.quote(a) for a in argv)}`  \ncommit: {git_commit()}\n\n"
+            "Mixes, what each leaves out and why: recgpt/data/mixes.py and `<out>/mixes/<mix>/mix.json`. Checkpoint "
+            "and score weights are chosen on the fit domains only; priors = content kNN + popularity, the same fit "
+            "with the model's components at 0.\n\n" + tables(records))
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(text)
+    return text
+
+
+def plot_curve(records: list, path) -> None:
+    """NDCG@10 against pretraining interactions, one panel per target and protocol; content kNN and priors as
+    horizontal lines (their mean over the mixes: they do not depend on the pretraining)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from recgpt.predict.transfer import bootstrap_mean
+
+    targets = sorted({r["target"] for r in records})
+    fig, axes = plt.subplots(len(PROTOCOLS), len(targets), figsize=(4 * len(targets), 6.5), squeeze=False)
+    for col, target in enumerate(targets):
+        mine = ordered([r for r in records if r["target"] == target])
+        for row, protocol in enumerate(PROTOCOLS):
+            ax = axes[row][col]
+            for variant in sorted({r["variant"] for r in mine}):
+                points = [(r["interactions"], *bootstrap_mean(r["results"][protocol]["ndcg_per_user"]["model"]))
+                          for r in mine if r["variant"] == variant]
+                x, y, lo, hi = (np.array(v) for v in zip(*points))
+                ax.errorbar(x, y, yerr=[y - lo, hi - y], marker="o", capsize=3, label=f"model ({variant})")
+            for method, style in (("content_knn", "--"), ("priors", ":")):
+                values = [np.mean(r["results"][protocol]["ndcg_per_user"][method]) for r in mine
+                          if method in r["results"][protocol]["ndcg_per_user"]]
+                if values:
+                    ax.axhline(float(np.mean(values)), linestyle=style, color="gray" if method == "priors" else "black",
+                               label={"content_knn": "content kNN"}.get(method, method))
+            ax.set_xscale("log")
+            ax.set_title(f"{target} ({protocol})")
+            ax.set_xlabel("pretraining interactions")
+            ax.set_ylabel("NDCG@10")
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -1,0 +1,77 @@
+"""bench/scaling.py end to end at a tiny budget on the bundled sample, and its resumption.
+
+The run is real (prepare, corpus, embed, tokenizer, pretraining, selection and score fit on the fit domain,
+zero-shot scoring) except the text encoder: a fixed vector per text (from its hash) stands in for MiniLM, whose
+CPU pass over the sample's long Amazon descriptions alone takes minutes. Its cache is the test's own.
+"""
+import hashlib
+import json
+
+import numpy as np
+import pytest
+
+from bench import scaling
+from bench.scaling_report import tables
+
+PLAN = {"domains": ["sample_ml-100k", "sample_amazon_scientific", "sample_steam"],
+        "fit_domains": {"sample_steam": ["sample_amazon_scientific"]}, "near": {}, "related_kept": {},
+        "shared_order": ["sample_ml-100k"], "sizes": [1]}
+
+
+def hashed_vectors(encoder, texts, batch_size):
+    seeds = [int(hashlib.sha256(t.encode()).hexdigest()[:8], 16) for t in texts]
+    vectors = np.stack([np.random.default_rng(s).standard_normal(64) for s in seeds]).astype(np.float32)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+@pytest.mark.slow
+def test_resumed_scaling_bench_gives_the_same_table(tmp_path, monkeypatch):
+    from recgpt.tokenizer import embed
+
+    monkeypatch.setattr(embed, "load_encoder", lambda *args: None)
+    monkeypatch.setattr(embed, "encode", hashed_vectors)
+    (tmp_path / "plan.json").write_text(json.dumps(PLAN))
+    out = tmp_path / "out"
+    argv = ["--plan", str(tmp_path / "plan.json"), "--out", str(out), "--steps", "6", "--max-users", "150",
+            "--fit-users", "100", "--report", str(tmp_path / "scaling.md"), "--png", str(tmp_path / "scaling.png"),
+            "data.raw_root=data/sample", "train.eval_every=3", "train.save_every=3", "tokenizer.epochs=2",
+            "eval.zero_shot_users=100", f"embed.cache_dir={tmp_path / 'cache'}"]
+    assert scaling.main(argv) == 0
+    first = (tmp_path / "scaling.md").read_text()
+    result = out / "results" / "default" / "mix01" / "sample_steam.json"
+    record = json.loads(result.read_text())
+    assert record["best"] in ("step-00000003", "step-00000006")
+    assert record["fit_domains"] == ["sample_amazon_scientific"]
+    assert "sample_steam" not in record["datasets"] and "sample_amazon_scientific" not in record["datasets"]
+    assert "| sample_steam | loo | mix01 | default |" in first and (tmp_path / "scaling.png").stat().st_size > 0
+    manifest = json.loads((out / "mixes" / "mix01" / "mix.json").read_text())
+    assert manifest["datasets"] == ["sample_ml-100k"] and manifest["interactions"] == record["interactions"] > 0
+
+    stats = out / "mixes" / "mix01" / "ckpt" / "default" / "pretrain_stats.json"
+    made = stats.stat().st_mtime_ns
+    assert scaling.main(argv) == 0  # everything cached: nothing runs again
+    assert (tmp_path / "scaling.md").read_text() == first and stats.stat().st_mtime_ns == made
+    result.unlink()  # stopped after the pretraining: selection, fit and scoring run again
+    assert scaling.main(argv) == 0
+    assert (tmp_path / "scaling.md").read_text() == first and stats.stat().st_mtime_ns == made
+    assert json.loads(result.read_text())["tables"] == record["tables"]
+
+    with pytest.raises(SystemExit, match="other settings"):  # a cached result is never mixed with other settings
+        scaling.main([*argv, "--max-users", "100"])
+
+
+def test_curve_table_pairs_users_of_the_two_mixes():
+    """largest / smallest on the users both scored: the same per-user values give 1.0 whatever their order."""
+    values = np.random.default_rng(0).random(50)
+    ids = [f"u{i}" for i in range(50)]
+
+    def record(mix, interactions, order):
+        per_user = {"model": values[order].tolist(), "priors": values[order].tolist(),
+                    "content_knn": values[order].tolist()}
+        protocol = {"user_ids": [ids[i] for i in order], "ndcg_per_user": per_user}
+        return {"mix": mix, "target": "t", "variant": "v", "interactions": interactions, "datasets": [mix],
+                "best": "step-1", "fit_domains": ["f"], "tables": {}, "results": {"loo": protocol, "cold": protocol},
+                "pretrain": {"max_steps": 1, "tokens_seen": 1, "seconds": 1.0, "tokens_per_s": 1.0}}
+
+    text = tables([record("big", 100, np.arange(50)[::-1]), record("small", 10, np.arange(50))])
+    assert "| t | loo | v | small | big | 1.000 [1.000, 1.000] | 50 |" in text
