@@ -93,7 +93,7 @@ def score_target(args, plan, mix, mix_root: Path, target: str) -> dict:
     run_dir = Path(cfg.run_dir)
     stage(["eval", "--ckpt", str(run_dir), *argv, *fitting])
     fit = json.loads((run_dir / "best" / SCORE_FIT).read_text()) if args.fit else {}
-    rec = Recommender.from_pretrained(run_dir / "best", embed_cfg=cfg.embed)
+    rec = Recommender.from_pretrained(run_dir / "best", embed_cfg=cfg.embed, knn=cfg.predict.knn)
     tables, raw = score_held_out(rec, prepared_folder(target, cfg.data), fit, args.max_users, per_user=PER_USER)
     manifest = json.loads((mix_root / "mix.json").read_text())
     return {"mix": mix.name, "target": target, "variant": args.name, "datasets": list(mix.datasets),

@@ -199,7 +199,7 @@ def main() -> int:
                f"eval.score_fit_users={args.fit_users}"] if args.fit else []
     stage(["eval", "--ckpt", str(run_dir), *argv, *fitting])  # exports best/ with the fitted weights in it
     fit = json.loads((run_dir / "best" / SCORE_FIT).read_text()) if args.fit else {}
-    rec = Recommender.from_pretrained(run_dir / "best", embed_cfg=cfg.embed)
+    rec = Recommender.from_pretrained(run_dir / "best", embed_cfg=cfg.embed, knn=cfg.predict.knn)
     given = in_domain_lists(args.in_domain, held) if args.in_domain else None
     results, raw = score_held_out(rec, prepared_folder(held, cfg.data), fit, args.max_users, given)
     table = format_table(results, stats, fit)

@@ -137,7 +137,7 @@ def fit_exported(model_dir, cfg, folders) -> dict:
     from recgpt.io import write_json
     from recgpt.predict.recommender import Recommender
 
-    rec = Recommender.from_pretrained(model_dir, embed_cfg=cfg.embed, device=cfg.predict.device)
+    rec = Recommender.from_pretrained(model_dir, embed_cfg=cfg.embed, device=cfg.predict.device, knn=cfg.predict.knn)
     fit = fit_and_store(rec, [load_prepared(f) for f in folders], list(cfg.eval.score_fit),
                         cfg.eval.score_fit_users, seed=cfg.predict.seed)
     rec.model.save_pretrained(str(model_dir), safe_serialization=True)

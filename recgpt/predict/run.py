@@ -89,7 +89,7 @@ def run_predict(cfg) -> Path:
     prepared = load_prepared(dataset_dir)
     out = output_dir(cfg, model_dir, prepared.name)
     check_replaceable(out, "prediction report", "predict.output_dir", is_kind("predict"))  # before any work
-    rec = Recommender.from_pretrained(model_dir, tokenizer_dir=p.tokenizer_dir, embed_cfg=cfg.embed,
+    rec = Recommender.from_pretrained(model_dir, tokenizer_dir=p.tokenizer_dir, embed_cfg=cfg.embed, knn=p.knn,
                                       device=p.device, scoring=p.scoring, beam_size=p.beam_size,
                                       batch_size=p.batch_size)
     print0(f"predict: encoding the {len(prepared.items)} items of {prepared.name} with the model's tokenizer")

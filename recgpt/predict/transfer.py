@@ -84,7 +84,8 @@ def zero_shot_eval(rec, folder, protocol: str = "loo", max_users: Optional[int] 
         lists[method] = baselines.baseline_lists(method, cases.histories, k_list, False, catalog.text_emb, rec.knn,
                                                  ranking(catalog.popularity))
     centered = catalog.text_emb - catalog.text_emb.mean(0)
-    lists["content_knn_centered"] = baselines.content_knn(cases.histories, centered, k_list, False)
+    knn = rec.knn or baselines.KNN
+    lists["content_knn_centered"] = baselines.content_knn(cases.histories, centered, k_list, False, knn.last, knn.decay)
     covered, row_of = {}, {str(item): row for row, item in enumerate(catalog.item_ids)} if given else {}
     for name, by_user in (given or {}).items():
         lists[name] = [[row_of[str(i)] for i in by_user.get(str(u), [])[:k] if str(i) in row_of] for u in cases.user_ids]
