@@ -24,7 +24,7 @@ $recgpt eval --config "$config" --ckpt "$run_dir" "$@"
 for dataset in steam; do
   $recgpt predict --config "$config" --dataset "$dataset" "$@"
   $recgpt predict --config "$config" --dataset "$dataset" --cold "$@"
-  $recgpt predict --config "$config" --dataset "$dataset" --horizon 3 --strategy rra "$@"
+  $recgpt predict --config "$config" --dataset "$dataset" --horizon 5 --strategy rra "$@"
 done
 echo
 echo "metrics tables:"
