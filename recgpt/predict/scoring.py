@@ -133,16 +133,18 @@ class ItemScorer:
         counts = check_counts(popularity, self.item_codes.shape[0], "catalog popularity")
         self.log_popularity = log_popularity(counts).to(self.device) if counts is not None else None
         self.knn = knn or ContentKnnConfig()
-        if self.log_popularity is None and self.weights.get("pop"):  # no log: the pop component cannot be scored
+        self.pop_dropped = self.log_popularity is None and bool(self.weights.get("pop"))
+        if self.pop_dropped:  # no log: the pop component cannot be scored
             rest = {c: w for c, w in self.weights.items() if c != "pop" and w}
             self.weights = rest or ({"dense": 1.0} if getattr(config, "dense", None) is not None else {"code": 1.0})
 
     @property
     def without_popularity(self) -> bool:
-        """True when the model's score has a popularity term but the catalog has no interaction log."""
+        """True when the model's score has a popularity term (the dense head's, or a `pop` weight) but the catalog
+        has no interaction log, so it is scored without it."""
         dense = getattr(getattr(self.model, "config", None), "dense", None)
         uses = dense is not None and dense.popularity != "none" and bool(self.weights.get("dense"))
-        return self.log_popularity is None and uses
+        return self.log_popularity is None and (uses or self.pop_dropped)
 
     @property
     def n_items(self) -> int:
