@@ -133,14 +133,15 @@ def _inside(path: Path, folder: Path) -> bool:
 
 
 def check_not_input(out: PathLike, inputs, key: str) -> None:
-    """Refuse an output folder that is, holds, or lies inside one of the command's inputs (files or folders)."""
-    real = Path(os.path.realpath(out))
+    """Refuse an output folder that is, holds, or lies inside one of the command's inputs (files or folders),
+    as written or through symlinks."""
     for given in inputs:
-        source = Path(os.path.realpath(given))
-        if _inside(real, source) or _inside(source, real):
-            raise ArtifactError(f"{out} ({key}) {'is' if real == source else 'holds' if _inside(source, real) else 'lies inside'}"
-                                f" {given}, an input of this command: refusing to write into its own inputs; "
-                                f"choose another {key}")
+        for resolve in (os.path.abspath, os.path.realpath):
+            target, source = Path(resolve(out)), Path(resolve(given))
+            if _inside(target, source) or _inside(source, target):
+                how = "is" if target == source else "holds" if _inside(source, target) else "lies inside"
+                raise ArtifactError(f"{out} ({key}) {how} {given}, an input of this command: refusing to write into "
+                                    f"its own inputs; choose another {key}")
 
 
 def check_replaceable(folder: PathLike, what: str, key: str, ours: Callable[[Path], bool], inputs=()) -> None:
@@ -297,3 +298,13 @@ def claim_folder(out: PathLike, what: str, key: str, inputs=()) -> Iterator[Path
         if not (real / MARKER).is_file():
             write_json(real / MARKER, {"kind": what})
         yield real
+
+
+def claim_until_exit(out: PathLike, what: str = "bench output", key: str = "--out") -> Path:
+    """claim_folder for the rest of a script's process (the bench scripts' --out folders)."""
+    import atexit
+
+    held = claim_folder(out, what, key)
+    real = held.__enter__()
+    atexit.register(held.__exit__, None, None, None)
+    return real
