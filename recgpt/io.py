@@ -132,13 +132,13 @@ def _inside(path: Path, folder: Path) -> bool:
     return path == folder or folder in path.parents
 
 
-def check_not_input(out: PathLike, inputs, key: str) -> None:
-    """Refuse an output folder that is, holds, or lies inside one of the command's inputs (files or folders),
-    as written or through symlinks."""
+def check_not_input(out: PathLike, inputs, key: str, inside: bool = True) -> None:
+    """Refuse an output folder that is, holds, or (with `inside`) lies inside one of the command's inputs (files
+    or folders), as written or through symlinks."""
     for given in inputs:
         for resolve in (os.path.abspath, os.path.realpath):
             target, source = Path(resolve(out)), Path(resolve(given))
-            if _inside(target, source) or _inside(source, target):
+            if (inside and _inside(target, source)) or _inside(source, target):
                 how = "is" if target == source else "holds" if _inside(source, target) else "lies inside"
                 raise ArtifactError(f"{out} ({key}) {how} {given}, an input of this command: refusing to write into "
                                     f"its own inputs; choose another {key}")
@@ -149,15 +149,15 @@ def check_replaceable(folder: PathLike, what: str, key: str, ours: Callable[[Pat
     recognisably a recgpt `what` (`ours(folder)`), or one of the command's `inputs`. Names the path and the config
     key to change. Reads only: a refused folder is left byte-identical."""
     folder = Path(folder)
+    check_not_input(folder, inputs, key, inside=False)
+    if folder.exists() or folder.is_symlink():
+        real = output_target(folder, key)
+        if not real.is_dir():
+            raise ArtifactError(f"{folder} ({key}) is a file, not a {what} folder: refusing to overwrite it")
+        if any(real.iterdir()) and not ours(real):
+            raise ArtifactError(f"{folder} ({key}) already holds files and is not a recgpt {what} (its manifest.json "
+                                f"does not say so): refusing to overwrite it; choose another {key} or empty it")
     check_not_input(folder, inputs, key)
-    if not folder.exists() and not folder.is_symlink():
-        return
-    real = output_target(folder, key)
-    if not real.is_dir():
-        raise ArtifactError(f"{folder} ({key}) is a file, not a {what} folder: refusing to overwrite it")
-    if any(real.iterdir()) and not ours(real):
-        raise ArtifactError(f"{folder} ({key}) already holds files and is not a recgpt {what} (its manifest.json "
-                            f"does not say so): refusing to overwrite it; choose another {key} or empty it")
 
 
 def pid_alive(pid: int) -> bool:

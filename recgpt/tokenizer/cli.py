@@ -39,8 +39,8 @@ def embed_main(argv) -> int:
                                  lambda p: p.add_argument("--items", help="corpus or prepared dataset folder"))
     source = Path(args.items or cfg.data.corpus_dir)
     out = Path(cfg.embed.output_dir or source / "embeddings")
+    ids, texts = read_items(source)  # a missing source is named before anything is created
     with guarded_output(out, "item embeddings", "embed.output_dir", is_kind("embed"), [source / "items.parquet"]):
-        ids, texts = read_items(source)
         emb = embed_items(ids, texts, cfg.embed)
         with staged_folder(out, "item embeddings", "embed.output_dir", is_kind("embed")) as tmp:
             emb.save(tmp)
