@@ -75,8 +75,8 @@ def predict_held(cfg, held: ExitStack) -> Path:
     dataset_dir = resolve_dataset(p.dataset, cfg.data)
     prepared = load_prepared(dataset_dir)
     out = output_dir(cfg, model_dir, prepared.name)
-    held.enter_context(guarded_output(out, "prediction report", "predict.output_dir", is_kind("predict"),
-                                      inputs=[model_dir, dataset_dir]))  # before any work
+    inputs = [model_dir / "model.safetensors", model_dir / "config.json", dataset_dir]  # a report may sit in model_dir
+    held.enter_context(guarded_output(out, "prediction report", "predict.output_dir", is_kind("predict"), inputs))
     rec = Recommender.from_pretrained(model_dir, tokenizer_dir=p.tokenizer_dir, embed_cfg=cfg.embed,
                                       device=p.device, scoring=p.scoring, beam_size=p.beam_size,
                                       batch_size=p.batch_size)
@@ -119,7 +119,7 @@ def predict_held(cfg, held: ExitStack) -> Path:
         "notes": notes, "config": config_to_dict(p),
     }
     with staged_folder(out, "prediction report", "predict.output_dir", is_kind("predict"), carry_over=False,
-                       inputs=[model_dir, dataset_dir]) as tmp:
+                       inputs=inputs) as tmp:
         write_report(tmp, result, recommendations_frame(cases.user_ids, recs, scores, catalog.item_ids))
         write_manifest(tmp, {"stage": "predict", "model_dir": str(model_dir), "dataset_dir": str(dataset_dir),
                              "dataset_manifest_hash": manifest_hash(dataset_dir), "counts": cases.counts,
