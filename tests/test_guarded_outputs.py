@@ -233,6 +233,17 @@ def test_stale_temporaries_of_dead_processes_are_cleaned(tmp_path):
     assert (out / "manifest.json").is_file() and not old.exists()
 
 
+def test_corpus_cleans_a_killed_prepare_s_temporary(request, tmp_path, monkeypatch):
+    ctx = Context(request, tmp_path, monkeypatch)
+    args = ctx.raw_ml100k()
+    assert main(["prepare", *args]) == 0
+    stale = tmp_path / "prep" / f".bad.tmp-{dead_pid()}"
+    (stale / "sequences").mkdir(parents=True)
+    before = snapshot(tmp_path / "prep" / "bad")
+    assert main(["corpus", *args]) == 0  # the prepared folder is current: re-used as it is
+    assert not stale.exists() and snapshot(tmp_path / "prep" / "bad") == before
+
+
 def test_symlinked_output_folder_stays_a_link(request, tmp_path, monkeypatch):
     ctx = Context(request, tmp_path, monkeypatch)
     args = ctx.raw_ml100k()
