@@ -170,7 +170,7 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-_HELD: dict = {}  # lock file -> [FileLock, depth]: a process may re-enter the lock it holds
+_HELD: dict = {}  # (lock file, pid) -> [FileLock, depth]: a process may re-enter the lock it holds (not a fork)
 
 
 @contextmanager
@@ -183,12 +183,12 @@ def output_lock(folder: PathLike, key: str) -> Iterator[Path]:
     folder.parent.mkdir(parents=True, exist_ok=True)
     path = folder.parent / f".{folder.name}{LOCK_SUFFIX}"
     name = os.path.realpath(path)
-    if name in _HELD:
-        _HELD[name][1] += 1
+    if (name, os.getpid()) in _HELD:
+        _HELD[name, os.getpid()][1] += 1
         try:
             yield path
         finally:
-            _HELD[name][1] -= 1
+            _HELD[name, os.getpid()][1] -= 1
         return
     lock = FileLock(name, timeout=0)
     try:
@@ -201,7 +201,7 @@ def output_lock(folder: PathLike, key: str) -> Iterator[Path]:
         who = f"pid {holder}" if holder.isdigit() else "pid unknown"
         raise OutputLocked(f"{folder} ({key}) is being written by another recgpt process ({who}, lock {path}): "
                            f"wait for it to finish or choose another {key}") from None
-    _HELD[name] = [lock, 1]
+    _HELD[name, os.getpid()] = [lock, 1]
     try:
         fd = os.open(name, os.O_WRONLY | getattr(os, "O_NOFOLLOW", 0))
         try:
@@ -211,7 +211,7 @@ def output_lock(folder: PathLike, key: str) -> Iterator[Path]:
             os.close(fd)
         yield path
     finally:
-        del _HELD[name]
+        del _HELD[name, os.getpid()]
         lock.release()
 
 
