@@ -4,24 +4,20 @@ payload (unpickling it creates a marker file) or tampers with meta.json in a cop
 payload never runs, the tampered checkpoint is named in one warning line and left byte-identical, and resume falls
 back to the older checkpoint."""
 import json
-import os
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-from fixtures_train import RUN_STEPS, SAVE_EVERY, TINY
+from fixtures_train import RUN_STEPS, SAVE_EVERY, TINY, ZERO2_STEPS, launch
 from recgpt.cli import main
 from recgpt.io import sha256_file
 from recgpt.train import checkpoint as ckpt
 from test_bad_inputs import snapshot
 
 REPO = Path(__file__).resolve().parents[1]
-ACCELERATE = str(Path(sys.executable).with_name("accelerate"))
 
 
 class Payload:
@@ -156,33 +152,35 @@ def test_weights_only_loads_refuses_a_payload_asked_for_with_weights_only_false(
 
 @pytest.mark.slow
 @pytest.mark.distributed
-def test_deepspeed_resume_refuses_planted_payloads(tiny_train_cfg, tmp_path):
-    """A 2-process ZeRO-2 run saves steps 1-3. Step 3's model states get a payload (hash differs: refused by the
-    hash check), step 2's too with meta.json rewritten to match (refused by weights_only loading inside DeepSpeed's
-    engine); resume warns about both, resumes from step 1, and the payload never runs."""
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    steps = ["train.save_every=1", "train.eval_every=100", "train.log_every=1", "train.keep_last=3",
-             "train.tokens_per_batch=500"]
+def test_deepspeed_files_are_hashed_and_checked(zero2_run, tmp_path):
+    """A ZeRO-2 checkpoint records DeepSpeed's own files; a payload planted in its model states is refused by the
+    hash check, before DeepSpeed could open it."""
+    run = tmp_path / "tiny"
+    shutil.copytree(zero2_run[0], run)
+    folder, states = ckpt.step_dir(run, 4), "pytorch_model/mp_rank_00_model_states.pt"
+    meta = ckpt.read_meta(folder)
+    assert states in meta["files"] and "pytorch_model/zero_pp_rank_1_mp_rank_00_optim_states.pt" in meta["files"]
+    assert ckpt.verify_files(folder, meta) is None
+    plant(folder / states, tmp_path / "PAYLOAD_RAN", rehash=False)
+    assert re.search(r"mp_rank_00_model_states\.pt: sha256 differs", ckpt.verify_files(folder, meta))
 
-    def launch(max_steps: int) -> subprocess.CompletedProcess:
-        cmd = [ACCELERATE, "launch", "--config_file", str(REPO / "launch" / "accelerate" / "zero2.yaml"),
-               "--num_processes", "2", str(REPO / "launch" / "pretrain.py"), "--config", str(TINY),
-               *tiny_train_cfg.overrides(tmp_path), *steps, f"train.max_steps={max_steps}"]
-        return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=400, cwd=REPO)
 
-    first = launch(3)
-    assert first.returncode == 0, first.stderr[-3000:]
+@pytest.mark.slow
+@pytest.mark.distributed
+def test_deepspeed_resume_refuses_a_planted_payload(zero2_run, tiny_train_cfg, tmp_path):
+    """The session's 2-process ZeRO-2 run (checkpoints at steps 2 and 4): step 4's model states get a payload and
+    meta.json is rewritten to match, so only weights_only loading inside DeepSpeed's engine stands between the
+    payload and a resume. Resume names the file, falls back to step 2, and the payload never runs."""
+    shutil.copytree(zero2_run[0], tmp_path / "tiny")
     run, marker = tmp_path / "tiny", tmp_path / "PAYLOAD_RAN"
-    ds_states = "pytorch_model/mp_rank_00_model_states.pt"
-    assert ds_states in ckpt.read_meta(ckpt.step_dir(run, 3))["files"]
-    plant(ckpt.step_dir(run, 3) / ds_states, marker, rehash=False)
-    plant(ckpt.step_dir(run, 2) / ds_states, marker, rehash=True)
-    second = launch(4)
-    assert second.returncode == 0, second.stderr[-3000:]
+    plant(ckpt.step_dir(run, 4) / "pytorch_model" / "mp_rank_00_model_states.pt", marker, rehash=True)
+    before = snapshot(ckpt.step_dir(run, 4))
+    proc = launch(["--config_file", str(REPO / "launch" / "accelerate" / "zero2.yaml"), "--num_processes", "2"],
+                  [*tiny_train_cfg.overrides(tmp_path), *ZERO2_STEPS, "train.max_steps=5", "train.save_every=5"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
     assert not marker.exists(), "the planted payload ran"
-    warnings = [line for line in second.stderr.splitlines() if "cannot resume from" in line]
-    assert any(re.search(r"step-00000003/pytorch_model/mp_rank_00_model_states\.pt: sha256 differs", w)
-               for w in warnings), second.stderr[-3000:]
-    assert any(re.search(r"step-00000002.*(Unsupported global|Weights only)", w) for w in warnings), warnings
-    assert f"resumed from {ckpt.step_dir(run, 1)}" in second.stdout
-    assert ckpt.read_meta(ckpt.step_dir(run, 4))["step"] == 4
+    warnings = [line for line in proc.stderr.splitlines() if "cannot resume from" in line]
+    assert warnings and all(re.search(r"step-00000004/pytorch_model/mp_rank_00_model_states\.pt: "
+                                      r"(Weights only|.*Unsupported global)", w) for w in warnings), warnings
+    assert f"resumed from {ckpt.step_dir(run, 2)}" in proc.stdout
+    assert ckpt.read_meta(ckpt.step_dir(run, 5))["step"] == 5 and snapshot(ckpt.step_dir(run, 4)) == before

@@ -2,28 +2,14 @@
 each compared after its last step with one process on the same global batch (grad_accum = processes)."""
 import json
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from fixtures_train import TINY
+from fixtures_train import ZERO2_STEPS as STEPS, launch
 from recgpt.train import checkpoint as ckpt
-
-REPO = Path(__file__).resolve().parents[1]
-ACCELERATE = str(Path(sys.executable).with_name("accelerate"))
-STEPS = ["train.max_steps=4", "train.save_every=2", "train.eval_every=4", "train.log_every=2",
-         "train.tokens_per_batch=500"]
-
-
-def launch(launch_args: list, overrides: list, env_extra: dict = None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", **(env_extra or {})}
-    cmd = [ACCELERATE, "launch", *launch_args, str(REPO / "launch" / "pretrain.py"), "--config", str(TINY), *overrides]
-    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=400, cwd=REPO)
 
 
 def _check_run(run_dir: Path, proc) -> dict:
@@ -70,12 +56,11 @@ def test_ddp_two_processes_over_gloo(tiny_train_cfg, tiny_inputs, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.distributed
-def test_deepspeed_zero2_two_processes(tiny_train_cfg, tiny_inputs, tmp_path):
-    proc = launch(["--config_file", str(REPO / "launch" / "accelerate" / "zero2.yaml"), "--num_processes", "2"],
-                  [*tiny_train_cfg.overrides(tmp_path), *STEPS])
-    meta = _check_run(tmp_path / "tiny", proc)
-    last = ckpt.step_dir(tmp_path / "tiny", 4)
+def test_deepspeed_zero2_two_processes(zero2_run, tiny_train_cfg, tiny_inputs, tmp_path):
+    run_dir, proc = zero2_run
+    meta = _check_run(run_dir, proc)
+    last = ckpt.step_dir(run_dir, 4)
     assert (last / "pytorch_model").is_dir()  # DeepSpeed's own sharded state, written by save_state
     assert (last / ckpt.EXPORT_WEIGHTS).is_file()  # plus full weights for eval and export
     assert meta["step"] == 4
-    _same_as_one_process(tmp_path / "tiny", tiny_train_cfg, tiny_inputs, tmp_path)
+    _same_as_one_process(run_dir, tiny_train_cfg, tiny_inputs, tmp_path)
