@@ -318,9 +318,9 @@ def is_run_folder(folder: Path) -> bool:
         return True
     if any(ckpt.STEP_DIR.match(p.name) and not ckpt.foreign_entries(p) for p in folder.iterdir()):
         return True
-    try:
-        import yaml
+    import yaml
 
+    try:
         saved = yaml.safe_load((folder / "config.yaml").read_text())
         return isinstance(saved, dict) and {"run", "train", "model"} <= set(saved)
     except (OSError, ValueError, yaml.YAMLError):
