@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path[0] = str(Path(__file__).resolve().parents[1])  # the repo root, not bench/
+from recgpt.io import claim_until_exit  # noqa: E402
 
 from bench.in_domain import cell  # noqa: E402
 
@@ -193,6 +194,7 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(args.threads)
     out, tables = Path(args.out), []
+    claim_until_exit(out)  # a folder of this bench's (or a new one), one run at a time
     for dataset in args.datasets:
         prepared = load_prepared(prepare_dataset(load_dataset_spec(dataset), args.raw_root, out / "prepared" / dataset))
         splits = {name: build_behavior_split(prepared, name, args.gap_minutes) for name in ("all", "buy")}

@@ -19,6 +19,7 @@ from recgpt.data import load_prepared, prepare_dataset  # noqa: E402
 from recgpt.data.sessions import last_session_split  # noqa: E402
 from recgpt.predict.behavior_eval import (evaluate_rules, format_rules_table, next_behavior_cases,  # noqa: E402
                                           shipped_target_cases)
+from recgpt.io import claim_until_exit  # noqa: E402
 
 
 def main() -> None:
@@ -27,6 +28,7 @@ def main() -> None:
     p.add_argument("--raw-root", default="../shared/data")
     p.add_argument("--out", default="outputs/bench/rules")
     args = p.parse_args()
+    claim_until_exit(args.out)  # a folder of this bench's (or a new one), one run at a time
     results = {}
     for name in ("taobao_userbehavior", "retailrocket_mb"):
         prepared = load_prepared(prepare_dataset(load_dataset_spec(name), args.raw_root, f"{args.out}/{name}"))

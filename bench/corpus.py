@@ -85,10 +85,12 @@ def main(argv=None) -> int:
         return 0
     from recgpt.config import config_from_argv, load_dataset_spec
     from recgpt.data import prepare_dataset
+    from recgpt.io import claim_until_exit
 
     cfg, args = config_from_argv(argv, __doc__.splitlines()[0],
                                  extra=lambda p: p.add_argument("--workdir", default=None))
     work = Path(args.workdir or tempfile.mkdtemp(prefix="recgpt-bench-corpus-"))
+    claim_until_exit(work, key="--workdir")  # a folder of this bench's (or a new one), one run at a time
     results = {}
     for scale in (1, 10):
         root = work / f"prepared_x{scale}"

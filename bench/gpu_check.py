@@ -22,6 +22,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path[0] = str(REPO)  # the repo, not bench/ (whose modules shadow packages)
+from recgpt.io import claim_until_exit  # noqa: E402
 
 # (model and budget overrides) for --cpu and for the device
 SIZES = {
@@ -84,7 +85,7 @@ def main(argv=None) -> int:
     if mode == "gpu" and not torch.cuda.is_available():
         raise SystemExit("gpu_check: no CUDA device; use --cpu for the tiny CPU run")
     size, out = SIZES[mode], (REPO / args.out).resolve()
-    out.mkdir(parents=True, exist_ok=True)
+    claim_until_exit(out)  # a folder of this bench's (or a new one), one run at a time
     py, cli = sys.executable, [sys.executable, "-m", "recgpt.cli"]
     common = ["--config", "configs/sample.yaml", f"data.datasets={size['datasets']}",
               f"data.prepared_root={out}/prepared", f"data.corpus_dir={out}/corpus", f"tokenizer.output_dir={out}/tokenizer",

@@ -30,6 +30,7 @@ from recgpt.predict.behavior_eval import next_behavior_cases  # noqa: E402
 from recgpt.tokenizer.cooccurrence import cooccurrence_embeddings, hashed_id_vectors  # noqa: E402
 from recgpt.tokenizer.embed import Embeddings  # noqa: E402
 from recgpt.tokenizer.fit import fit_tokenizer  # noqa: E402
+from recgpt.io import claim_until_exit  # noqa: E402
 
 
 def training_rows(prepared) -> pd.DataFrame:
@@ -84,6 +85,7 @@ def main() -> None:
     p.add_argument("--raw-root", default="../shared/data")
     p.add_argument("--out", default="outputs/bench/id_only")
     args = p.parse_args()
+    claim_until_exit(args.out)  # a folder of this bench's (or a new one), one run at a time
     summary = {}
     for name, feature in (("taobao_userbehavior", "category"), ("retailrocket_mb", None)):
         prepared = load_prepared(prepare_dataset(load_dataset_spec(name), args.raw_root, f"{args.out}/{name}"))

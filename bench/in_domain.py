@@ -21,6 +21,7 @@ from pathlib import Path
 sys.path[0] = str(Path(__file__).resolve().parents[1])  # the repo root, not bench/
 
 from recgpt.config import load_config  # noqa: E402
+from recgpt.io import claim_until_exit  # noqa: E402
 
 # recgpt trained in-domain (configs/tiny.yaml sizes) on the LOO training split, and TIGER as its configuration.
 RECGPT_VARIANTS = {"recgpt": [], "tiger": ["tokenizer.kind=rqvae", "model.recipe=tiger"]}
@@ -251,6 +252,8 @@ def main(argv=None) -> int:
     parser.add_argument("overrides", nargs="*", help="baseline.key=value for every model")
     args = parser.parse_args(argv)
     out = Path(args.out)
+    if not args.table_only:
+        claim_until_exit(out)  # a folder of this bench's (or a new one), one run at a time
     tables = []
     for dataset in args.datasets:
         if args.table_only:

@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 sys.path[0] = str(Path(__file__).resolve().parents[1])  # the repo, not bench/ (whose modules shadow packages)
+from recgpt.io import claim_until_exit  # noqa: E402
 
 SHARED = ["ml-100k", "amazon_games", "yelp", "lastfm", "amazon_scientific", "steam"]
 FIT_DOMAIN = {"amazon_scientific": "steam", "steam": "yelp", "yelp": "amazon_scientific"}
@@ -182,6 +183,7 @@ def main() -> int:
     sources = args.sources.split(",") if args.sources else [d for d in SHARED if d not in (held, *fit_domains)]
     if set(sources) & {held, *fit_domains} or held in fit_domains:
         raise SystemExit(f"zero_shot: --sources and --fit-domain must leave out {held}, --sources the fit domains")
+    claim_until_exit(args.out)  # a folder of this bench's (or a new one), one run at a time
     root = Path(args.out) / held / "+".join(sources)
     corpus_dir, tokenizer_dir = root / "corpus", root / "tokenizer"
     if args.pretrained:

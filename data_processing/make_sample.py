@@ -9,6 +9,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from recgpt.config import config_from_argv  # noqa: E402
 from recgpt.data.sample import write_sample  # noqa: E402
+from recgpt.errors import run_command  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -20,4 +21,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command("make_sample", main, sys.argv[1:]))

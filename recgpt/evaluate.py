@@ -12,12 +12,13 @@ of a checkpoint whose meta and weights are unchanged are reused from an earlier 
 import shutil
 import sys
 import time
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Optional
 
 import torch
 
-from recgpt.io import ArtifactError, check_replaceable, read_json, sha256_file, sha256_json, staged_folder, write_json
+from recgpt.io import ArtifactError, guarded_output, read_json, sha256_file, sha256_json, staged_folder, write_json
 from recgpt.logging import print0, warn
 from recgpt.train import checkpoint as ckpt
 
@@ -193,12 +194,17 @@ def is_export(folder: Path) -> bool:
 
 def select_checkpoints(cfg, path, inputs=None, export: bool = True) -> dict:
     """Score checkpoints at `path` (step folder or run folder), write selection.json, export the best."""
+    with ExitStack() as held:  # <run>/best, held from the first check to the export
+        return select_held(cfg, path, inputs, export, held)
+
+
+def select_held(cfg, path, inputs, export: bool, held: ExitStack) -> dict:
     from recgpt.train.inputs import load_training_inputs
     from recgpt.train.trainer import make_accelerator
 
     run_dir, folders, incomplete = resolve_checkpoints(path)
     if export:  # before any work: never overwrite a best/ that eval did not write
-        check_replaceable(run_dir / "best", "exported model", "<run>/best", is_export)
+        held.enter_context(guarded_output(run_dir / "best", "exported model", "<run>/best", is_export))
     fit_folders = []
     if cfg.eval.score_fit and export:
         from recgpt.predict.hybrid import fit_domain_folders

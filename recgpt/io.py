@@ -6,6 +6,7 @@ it was given what it expects. Artifacts are safetensors / parquet / json only: n
 import hashlib
 import json
 import os
+import re
 import shutil
 from contextlib import contextmanager
 from pathlib import Path
@@ -36,7 +37,9 @@ def write_json(path: PathLike, obj: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
     with writing(tmp):
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0), 0o666)  # not via a link
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
     os.replace(tmp, path)
 
 
@@ -89,10 +92,20 @@ def load_safetensors(path: PathLike) -> tuple[dict, dict]:
         raise ArtifactError(f"{path}: not a readable safetensors file (corrupt or truncated?): {e}") from None
 
 
-# ---------------------------------------------------------------- safe outputs
-def manifest_kind(folder: PathLike) -> Optional[str]:
+# ---------------------------------------------------------------- guarded outputs
+# Every command that writes goes through here: `guarded_output` (refusals before anything is written, one writer
+# per folder, stale temporaries of dead processes cleaned) and `staged_folder` (build beside, swap in).
+LOCK_SUFFIX = ".lock"
+TEMPORARY = re.compile(r"^\.(?P<name>.+)\.(?P<kind>tmp|old)-(?P<pid>\d+)$")
+
+
+class OutputLocked(ArtifactError):
+    """Another process holds the lock of an output folder (one writer per folder)."""
+
+
+def manifest_kind(folder: PathLike, name: str = "manifest.json") -> Optional[str]:
     """The `kind` (or `stage`) a recgpt manifest gives its folder; None for anything else."""
-    path = Path(folder) / "manifest.json"
+    path = Path(folder) / name
     try:
         manifest = json.loads(path.read_text())
     except (OSError, ValueError):
@@ -100,21 +113,142 @@ def manifest_kind(folder: PathLike) -> Optional[str]:
     return (manifest.get("kind") or manifest.get("stage")) if isinstance(manifest, dict) else None
 
 
-def check_replaceable(folder: PathLike, what: str, key: str, ours: Callable[[Path], bool]) -> None:
-    """Refuse to write over a path recgpt did not write: a file, or a folder that is neither empty nor
-    recognisably a recgpt `what` (`ours(folder)`). Names the path and the config key to change."""
-    folder = Path(folder)
-    if not folder.exists() and not folder.is_symlink():
-        return
-    if not folder.is_dir():
-        raise ArtifactError(f"{folder} ({key}) is a file, not a {what} folder: refusing to overwrite it")
-    if any(folder.iterdir()) and not ours(folder):
-        raise ArtifactError(f"{folder} ({key}) already holds files and is not a recgpt {what} (its manifest.json "
-                            f"does not say so): refusing to overwrite it; choose another {key} or empty it")
-
-
 def is_kind(*kinds: str) -> Callable[[Path], bool]:
     return lambda folder: manifest_kind(folder) in kinds
+
+
+def output_target(out: PathLike, key: str = "output") -> Path:
+    """The folder to write: `out` itself, or for a symlinked output folder the folder it points to (rebuilt in
+    place there, so the link stays a link and the data stays on its filesystem)."""
+    out = Path(out)
+    if not out.is_symlink():
+        return out
+    target = Path(os.path.realpath(out))
+    if not target.is_dir():
+        raise ArtifactError(f"{out} ({key}) is a symlink to {target}, which is not a folder: refusing to write there")
+    return target
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+def check_not_input(out: PathLike, inputs, key: str, inside: bool = True) -> None:
+    """Refuse an output folder that is, holds, or (with `inside`) lies inside one of the command's inputs (files
+    or folders), as written or through symlinks."""
+    for given in inputs:
+        for resolve in (os.path.abspath, os.path.realpath):
+            target, source = Path(resolve(out)), Path(resolve(given))
+            if (inside and _inside(target, source)) or _inside(source, target):
+                how = "is" if target == source else "holds" if _inside(source, target) else "lies inside"
+                raise ArtifactError(f"{out} ({key}) {how} {given}, an input of this command: refusing to write into "
+                                    f"its own inputs; choose another {key}")
+
+
+def check_replaceable(folder: PathLike, what: str, key: str, ours: Callable[[Path], bool], inputs=()) -> None:
+    """Refuse to write over a path recgpt did not write: a file, or a folder that is neither empty nor
+    recognisably a recgpt `what` (`ours(folder)`), or one of the command's `inputs`. Names the path and the config
+    key to change. Reads only: a refused folder is left byte-identical."""
+    folder = Path(folder)
+    check_not_input(folder, inputs, key, inside=False)
+    if folder.exists() or folder.is_symlink():
+        real = output_target(folder, key)
+        if not real.is_dir():
+            raise ArtifactError(f"{folder} ({key}) is a file, not a {what} folder: refusing to overwrite it")
+        if any(real.iterdir()) and not ours(real):
+            raise ArtifactError(f"{folder} ({key}) already holds files and is not a recgpt {what} (its manifest.json "
+                                f"does not say so): refusing to overwrite it; choose another {key} or empty it")
+    check_not_input(folder, inputs, key)
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+_HELD: dict = {}  # (lock file, pid) -> [FileLock, depth]: a process may re-enter the lock it holds (not a fork)
+
+
+@contextmanager
+def output_lock(folder: PathLike, key: str) -> Iterator[Path]:
+    """One writer per output folder: a lock file beside it (`.<name>.lock`, holding the writer's pid). A second
+    process is refused at once with OutputLocked naming the holder's pid; the same process may re-enter."""
+    from filelock import FileLock, Timeout
+
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    path = folder.parent / f".{folder.name}{LOCK_SUFFIX}"
+    name = os.path.realpath(path)
+    if (name, os.getpid()) in _HELD:
+        _HELD[name, os.getpid()][1] += 1
+        try:
+            yield path
+        finally:
+            _HELD[name, os.getpid()][1] -= 1
+        return
+    lock = FileLock(name, timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        try:
+            holder = path.read_text().strip()
+        except OSError:
+            holder = ""
+        who = f"pid {holder}" if holder.isdigit() else "pid unknown"
+        raise OutputLocked(f"{folder} ({key}) is being written by another recgpt process ({who}, lock {path}): "
+                           f"wait for it to finish or choose another {key}") from None
+    _HELD[name, os.getpid()] = [lock, 1]
+    try:
+        fd = os.open(name, os.O_WRONLY | getattr(os, "O_NOFOLLOW", 0))
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+        finally:
+            os.close(fd)
+        yield path
+    finally:
+        del _HELD[name, os.getpid()]
+        lock.release()
+
+
+def clean_stale_temporaries(out: PathLike) -> list[Path]:
+    """Remove `.<name>.tmp-<pid>` / `.<name>.old-<pid>` siblings of `out` left by a process that died (its pid is
+    gone); an `.old-` one is put back as `out` when a swap was killed between its two renames. Call with the lock."""
+    out = Path(out)
+    if not out.parent.is_dir():
+        return []
+    removed = []
+    for entry in sorted(out.parent.iterdir()):
+        match = TEMPORARY.match(entry.name)
+        if not match or match["name"] != out.name or int(match["pid"]) == os.getpid() or pid_alive(int(match["pid"])):
+            continue
+        if match["kind"] == "old" and not out.exists() and not out.is_symlink() and entry.is_dir():
+            os.replace(entry, out)
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+        removed.append(entry)
+    return removed
+
+
+@contextmanager
+def guarded_output(out: PathLike, what: str, key: str, ours: Callable[[Path], bool], inputs=()) -> Iterator[Path]:
+    """Hold the output folder `out` for a command: refuse (before anything is written) a folder recgpt did not
+    write or one of the command's inputs, take its lock (a second writer stops naming the holder's pid), check
+    again under the lock, clean this folder's stale temporaries. Yields the folder to write (see output_target)."""
+    check_replaceable(out, what, key, ours, inputs)
+    real = output_target(out, key)
+    with output_lock(real, key):
+        check_replaceable(out, what, key, ours, inputs)
+        clean_stale_temporaries(real)
+        yield real
 
 
 def swap_in(tmp: Path, out: Path, carry_over: bool = True) -> Path:
@@ -138,20 +272,44 @@ def swap_in(tmp: Path, out: Path, carry_over: bool = True) -> Path:
 
 @contextmanager
 def staged_folder(out: PathLike, what: str, key: str, ours: Callable[[Path], bool],
-                  carry_over: bool = True) -> Iterator[Path]:
-    """Build an output folder in a temporary sibling and swap it in at the end (see swap_in); a failure or a
-    refusal leaves `out` as it was. `carry_over=False` for a folder no other stage writes into."""
-    out = Path(out)
-    check_replaceable(out, what, key, ours)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
-        with writing(out):  # a full disk names the folder being written
-            yield tmp
-            swap_in(tmp, out, carry_over)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)  # after a failure; a success has moved it already
+                  carry_over: bool = True, inputs=()) -> Iterator[Path]:
+    """Build an output folder in a temporary sibling and swap it in at the end (see swap_in), holding the folder
+    (guarded_output); a failure or a refusal leaves `out` as it was. `carry_over=False` for a folder no other
+    stage writes into. A symlinked `out` is rebuilt where it points; the link is kept."""
+    with guarded_output(out, what, key, ours, inputs) as real:
+        tmp = real.with_name(f".{real.name}.tmp-{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        try:
+            with writing(real):  # a full disk names the folder being written
+                yield tmp
+                swap_in(tmp, real, carry_over)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)  # after a failure; a success has moved it already
+
+
+MARKER = ".recgpt-output.json"
+
+
+@contextmanager
+def claim_folder(out: PathLike, what: str, key: str, inputs=()) -> Iterator[Path]:
+    """For a folder written in place (a bench's results): a context holding it (guarded_output) that accepts an
+    empty or new folder, or one this command claimed before (`.recgpt-output.json`, `kind` = what), and marks it."""
+    with guarded_output(out, what, key, lambda folder: manifest_kind(folder, MARKER) == what, inputs) as real:
+        real.mkdir(parents=True, exist_ok=True)
+        if not (real / MARKER).is_file():
+            write_json(real / MARKER, {"kind": what})
+        yield real
+
+
+def claim_until_exit(out: PathLike, what: str = "bench output", key: str = "--out") -> Path:
+    """claim_folder for the rest of a script's process (the bench scripts' --out folders)."""
+    import atexit
+
+    held = claim_folder(out, what, key)
+    real = held.__enter__()
+    atexit.register(held.__exit__, None, None, None)
+    return real
 
 
 @contextmanager

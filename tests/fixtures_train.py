@@ -10,7 +10,10 @@
   its run folder. Copy it before changing anything in it.
 """
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -71,6 +74,28 @@ def tiny_run(tiny_train_cfg, tiny_inputs) -> Path:
     summary = pretrain(cfg, tiny_inputs)
     assert summary["step"] == RUN_STEPS
     return Path(summary["run_dir"])
+
+
+ACCELERATE = str(Path(sys.executable).with_name("accelerate"))
+ZERO2_STEPS = ["train.max_steps=4", "train.save_every=2", "train.eval_every=4", "train.log_every=2",
+               "train.tokens_per_batch=500"]
+
+
+def launch(launch_args: list, overrides: list, env_extra: dict = None) -> subprocess.CompletedProcess:
+    """`accelerate launch [launch_args] launch/pretrain.py --config configs/tiny.yaml [overrides]`."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", **(env_extra or {})}
+    cmd = [ACCELERATE, "launch", *launch_args, str(REPO / "launch" / "pretrain.py"), "--config", str(TINY), *overrides]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=400, cwd=REPO)
+
+
+@pytest.fixture(scope="session")
+def zero2_run(tiny_train_cfg, tmp_path_factory):
+    """(run folder, process) of one 2-process DeepSpeed ZeRO-2 run on CPU (gloo): ZERO2_STEPS, checkpoints at
+    steps 2 and 4. Copy the folder before changing anything in it."""
+    root = tmp_path_factory.mktemp("zero2")
+    proc = launch(["--config_file", str(REPO / "launch" / "accelerate" / "zero2.yaml"), "--num_processes", "2"],
+                  [*tiny_train_cfg.overrides(root), *ZERO2_STEPS])
+    return root / "tiny", proc
 
 
 class Killed(Exception):

@@ -39,7 +39,7 @@ def test_assign_another_dataset(tiny_tokenizer, prepared_dir, tokenizer_cache_di
 
 
 def test_cli_errors_are_one_clear_line(tmp_path, capsys):
-    assert main(["fit", f"tokenizer.embeddings_dir={tmp_path / 'none'}"]) == 2
+    assert main(["fit", f"tokenizer.embeddings_dir={tmp_path / 'none'}"]) == 2  # bad input
     err = capsys.readouterr().err
     assert "recgpt tokenize fit: item embeddings not found" in err and "Traceback" not in err
     assert main(["nonsense"]) == 2

@@ -4,22 +4,15 @@ global batch (grad_accum = processes). The recipes run on the tiny real corpus a
 distributed training (a built part without a gradient) does not depend on the width."""
 import json
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from fixtures_train import TINY
+from fixtures_train import REPO, TINY, ZERO2_STEPS as STEPS, launch
 from recgpt.train import checkpoint as ckpt
 
-REPO = Path(__file__).resolve().parents[1]
-ACCELERATE = str(Path(sys.executable).with_name("accelerate"))
-STEPS = ["train.max_steps=4", "train.save_every=2", "train.eval_every=4", "train.log_every=2",
-         "train.tokens_per_batch=500"]
 SMALL = ["model.n_layers=1", "model.d_model=32", "model.n_heads=4", "model.d_ff=64", "model.dropout=0.0"]
 CONFIGS = sorted(p for p in (REPO / "configs").glob("*.yaml"))
 
@@ -47,12 +40,6 @@ MODELS = sorted({recipe_of(c)[0]: recipe_of(c) for c in CONFIGS}.values())
 def test_every_shipped_config_model_is_covered():
     covered = {recipe_of(c) for c in CONFIGS}
     assert {m for m in MODELS} == covered and {"zero_shot", "code"} <= {r for r, _ in MODELS}
-
-
-def launch(launch_args: list, overrides: list, env_extra: dict = None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", **(env_extra or {})}
-    cmd = [ACCELERATE, "launch", *launch_args, str(REPO / "launch" / "pretrain.py"), "--config", str(TINY), *overrides]
-    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=400, cwd=REPO)
 
 
 def _check_run(run_dir: Path, proc) -> dict:
@@ -119,13 +106,18 @@ def test_ddp_two_processes_over_gloo(model, tiny_train_cfg, tiny_inputs, tiny_to
 @pytest.mark.slow
 @pytest.mark.distributed
 @pytest.mark.parametrize("model", MODELS, ids=lambda m: m[0])
-def test_deepspeed_zero2_two_processes(model, tiny_train_cfg, tiny_inputs, tiny_tokenizer, tmp_path, tmp_path_factory):
-    extra = model_overrides(model, tiny_tokenizer)
-    proc = launch(["--config_file", str(REPO / "launch" / "accelerate" / "zero2.yaml"), "--num_processes", "2"],
-                  [*tiny_train_cfg.overrides(tmp_path), *STEPS, *extra])
-    meta = _check_run(tmp_path / "tiny", proc)
-    last = ckpt.step_dir(tmp_path / "tiny", 4)
+def test_deepspeed_zero2_two_processes(model, zero2_run, tiny_train_cfg, tiny_inputs, tiny_tokenizer, tmp_path,
+                                       tmp_path_factory):
+    if model == recipe_of(TINY):  # tiny.yaml's own model: the session's ZeRO-2 run (fixtures_train.zero2_run)
+        (run_dir, proc), extra = zero2_run, []
+    else:
+        extra = model_overrides(model, tiny_tokenizer)
+        proc = launch(["--config_file", str(REPO / "launch" / "accelerate" / "zero2.yaml"), "--num_processes", "2"],
+                      [*tiny_train_cfg.overrides(tmp_path), *STEPS, *extra])
+        run_dir = tmp_path / "tiny"
+    meta = _check_run(run_dir, proc)
+    last = ckpt.step_dir(run_dir, 4)
     assert (last / "pytorch_model").is_dir()  # DeepSpeed's own sharded state, written by save_state
     assert (last / ckpt.EXPORT_WEIGHTS).is_file()  # plus full weights for eval and export
-    assert meta["step"] == 4 and "Setting accelerator to CPU" not in proc.stderr + proc.stdout
-    _same_as_one_process(tmp_path / "tiny", one_process(tiny_train_cfg, tiny_inputs, tmp_path_factory, extra))
+    assert meta["step"] == 4
+    _same_as_one_process(run_dir, one_process(tiny_train_cfg, tiny_inputs, tmp_path_factory, extra))

@@ -111,6 +111,7 @@ def test_resume_in_a_new_process_equals_a_straight_run(tiny_train_cfg, tiny_inpu
         first.train_step()
     first.save()
     first.accelerator.end_training()
+    first.release()  # the run folder's lock, as the end of this process would
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     cmd = [sys.executable, str(REPO / "launch" / "pretrain.py"), "--config", str(TINY),
            *tiny_train_cfg.overrides(tmp_path / "b"), *common]

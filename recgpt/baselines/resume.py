@@ -18,9 +18,10 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from recgpt.io import read_json, write_json
+from recgpt.io import ArtifactError, read_json, write_json
 from recgpt.logging import print0
 
+OWN_FILE = re.compile(r"step-(?P<weights>\d+)\.safetensors|optimizers-(?P<optimizers>\d+)\.pt")  # a step's pair
 # Keys that change only how the finished model is evaluated, not how it is trained.
 EVAL_ONLY = {"strategies", "ks", "temperatures", "n_samples", "beam_size", "max_test_users", "eval_batch",
              "threads", "max_seconds", "output_dir", "sampled_negatives"}
@@ -51,13 +52,15 @@ class Checkpoint:
         optimizer_states = {name: opt.state_dict() for name, opt in optimizers.items()}
         for name, write in ((f"step-{step}.safetensors", lambda p: save_file(tensors, p)),
                             (f"optimizers-{step}.pt", lambda p: torch.save(optimizer_states, p))):
+            (self.folder / (name + ".tmp")).unlink(missing_ok=True)  # a link there is removed, never written through
             write(str(self.folder / (name + ".tmp")))
             os.replace(self.folder / (name + ".tmp"), self.folder / name)
         write_json(self.folder / "progress.json", {
             **progress, "step": step, "fingerprint": self.key, "states": sorted(n for n, s in states.items() if s),
             "numpy_rng": {name: rng.bit_generator.state for name, rng in rngs.items()}})
-        for old in self.folder.glob("*-*.*"):  # earlier steps' pairs
-            if old.name.split("-", 1)[1].split(".")[0] != str(step):
+        for old in self.folder.iterdir():  # earlier steps' pairs; nothing else (a user's file stays)
+            match = OWN_FILE.fullmatch(old.name)
+            if match and (match["weights"] or match["optimizers"]) != str(step) and old.is_file() and not old.is_symlink():
                 old.unlink()
 
     def load(self, optimizers: dict, rngs: dict, generators: dict):
@@ -89,12 +92,16 @@ class Checkpoint:
 
 def written_here(folder: Path) -> bool:
     """A checkpoint folder of this module: a progress.json with our fingerprint key, and nothing but our files
-    and such folders inside."""
+    and such folders inside (no symlink)."""
     progress = folder / "progress.json"
-    if not progress.is_file() or "fingerprint" not in read_json(progress):
+    try:
+        if folder.is_symlink() or progress.is_symlink() or "fingerprint" not in read_json(progress):
+            return False
+    except (ArtifactError, TypeError):
         return False
     ours = re.compile(r"(step-\d+\.safetensors|optimizers-\d+\.pt)(\.tmp)?|progress\.json(\.tmp)?")
-    return all(written_here(p) if p.is_dir() else bool(ours.fullmatch(p.name)) for p in folder.iterdir())
+    return all(not p.is_symlink() and (written_here(p) if p.is_dir() else bool(ours.fullmatch(p.name)))
+               for p in folder.iterdir())
 
 
 def remove_resume_folder(folder) -> None:

@@ -5,15 +5,16 @@ Strategies other than exact roll out the model's next-item distribution with rec
 temperature of sample / rra / ra is chosen on the validation users, never on the test users.
 """
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
 from recgpt.baselines import get_model
 from recgpt.baselines.data import load_split, subset
-from recgpt.baselines.resume import remove_resume_folder
+from recgpt.baselines.resume import remove_resume_folder, written_here
 from recgpt.config import config_to_dict
-from recgpt.io import write_manifest
+from recgpt.io import guarded_output, manifest_kind, staged_folder, write_manifest
 from recgpt.logging import print0
 from recgpt.predict import baselines as floors
 from recgpt.predict.horizon import recommend_lists
@@ -71,14 +72,33 @@ def output_dir(cfg) -> Path:
     return Path("outputs/baselines") / f"{Path(b.dataset).name}-{b.protocol}" / b.name
 
 
+def is_baseline_folder(folder: Path) -> bool:
+    """A folder `recgpt baseline` wrote: its report (manifest stage baseline) and/or the resume folder of a killed
+    fit, with nothing in `resume/` that the fit's checkpoints did not write."""
+    resume = folder / "resume"
+    if resume.exists() and not written_here(resume):
+        return False
+    return manifest_kind(folder) == "baseline" or {p.name for p in folder.iterdir()} == {"resume"}
+
+
 def run_baseline(cfg) -> Path:
+    """Fit, rank and report; the output folder is held (refused unless a baseline's, locked) from the first
+    check to the report, which is built beside it and swapped in."""
+    with ExitStack() as held:
+        return baseline_held(cfg, held)
+
+
+def baseline_held(cfg, held: ExitStack) -> Path:
     import torch
+    from recgpt.predict.run import resolve_dataset
 
     b = cfg.baseline
     torch.set_num_threads(b.threads)
+    out, source = output_dir(cfg), [resolve_dataset(b.dataset, cfg.data)]
+    held.enter_context(guarded_output(out, "baseline report", "baseline.output_dir", is_baseline_folder, source))
     split = load_split(b, cfg.data)
     print0(f"baseline {b.name}: {split.dataset} / {b.protocol}: {split.counts}")
-    start, out = time.time(), output_dir(cfg)
+    start = time.time()
     model = get_model(b.name)(b, split.n_items)
     model.resume_dir = out / "resume"  # epoch checkpoints of the torch models: a rerun continues a killed fit
     model.embed_cfg = cfg.embed  # item text embeddings (content_knn), through the embedding cache
@@ -122,11 +142,13 @@ def run_baseline(cfg) -> Path:
         "seconds": {"train": round(train_seconds, 2), "rank": seconds, "total": round(time.time() - start, 2)},
         "notes": notes, "config": config_to_dict(b),
     }
-    model.save(out / "model")
     recs, scores = first or ([[] for _ in test.user_ids], [[] for _ in test.user_ids])
-    write_report(out, result, recommendations_frame(test.user_ids, recs, scores, split.item_ids))
-    write_manifest(out, {"stage": "baseline", "name": b.name, "counts": result["counts"], "config": config_to_dict(cfg)})
-    remove_resume_folder(model.resume_dir)
+    with staged_folder(out, "baseline report", "baseline.output_dir", is_baseline_folder, inputs=source) as tmp:
+        model.save(tmp / "model")
+        write_report(tmp, result, recommendations_frame(test.user_ids, recs, scores, split.item_ids))
+        write_manifest(tmp, {"stage": "baseline", "name": b.name, "counts": result["counts"],
+                             "config": config_to_dict(cfg)})
+    remove_resume_folder(model.resume_dir)  # carried over with the rest of the old folder; removed when ours alone
     summary = ", ".join(f"{m} {v['NDCG@10']:.4f}" for m, v in methods.items() if "NDCG@10" in v)
     print0(f"baseline {b.name}: NDCG@10 {summary}; trained in {train_seconds:.1f}s; report in {out}")
     return out

@@ -22,7 +22,8 @@ from recgpt.config.data import DataConfig
 from recgpt.data.errors import DataFormatError
 from recgpt.data.prepare import is_current, prepare_dataset
 from recgpt.data.splits import is_heldout, train_lengths
-from recgpt.io import ArtifactError, is_kind, read_manifest, require_files, sha256_json, staged_folder, write_manifest
+from recgpt.io import (ArtifactError, clean_stale_temporaries, is_kind, output_lock, read_manifest, require_files,
+                       sha256_json, staged_folder, write_manifest)
 from recgpt.logging import print0
 
 PathLike = Union[str, Path]
@@ -70,6 +71,9 @@ def prepared_folder(name: str, cfg: DataConfig) -> Path:
     if not is_current(folder, spec, cfg.raw_root):
         print0(f"preparing {name} from {Path(cfg.raw_root) / spec.path}")
         prepare_dataset(spec, cfg.raw_root, folder)
+    else:  # re-used as it is: what a killed `prepare` of it left beside it goes
+        with output_lock(folder, "data.prepared_root"):
+            clean_stale_temporaries(folder)
     return folder
 
 

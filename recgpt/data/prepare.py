@@ -18,7 +18,7 @@ from recgpt.data.behavior import attach_targets, behavior_counts
 from recgpt.data.common import RawData, symlink_loop
 from recgpt.data.errors import DataFormatError
 from recgpt.data.text import build_texts
-from recgpt.io import (ArtifactError, check_replaceable, is_kind, read_manifest, require_files, sha256_file,
+from recgpt.io import (ArtifactError, guarded_output, is_kind, read_manifest, require_files, sha256_file,
                        staged_folder, write_manifest)
 
 PathLike = Union[str, Path]
@@ -141,15 +141,15 @@ def stringify(items: pd.DataFrame, fields: list[str]) -> pd.DataFrame:
 
 def prepare_dataset(spec: DatasetSpec, raw_root: PathLike, out_dir: PathLike) -> Path:
     """Import `spec` from `<raw_root>/<spec.path>` into `out_dir`; returns out_dir. Raises DataFormatError."""
-    out = Path(out_dir)
-    check_replaceable(out, "prepared dataset", "data.prepared_root", is_kind("prepared"))  # before any work
-    raw = read_raw(spec, raw_root)
-    inter, items, counts = prepare_frames(raw, spec)
-    targets = None
-    if raw.targets is not None:
-        targets, items = attach_targets(raw.targets, inter, items, counts)
-    with staged_folder(out, "prepared dataset", "data.prepared_root", is_kind("prepared")) as tmp:
-        write_prepared(tmp, raw, spec, inter, items, counts, targets)
+    out, source = Path(out_dir), [Path(raw_root) / spec.path]  # never written into: its raw files are the input
+    with guarded_output(out, "prepared dataset", "data.prepared_root", is_kind("prepared"), source):  # before any work
+        raw = read_raw(spec, raw_root)
+        inter, items, counts = prepare_frames(raw, spec)
+        targets = None
+        if raw.targets is not None:
+            targets, items = attach_targets(raw.targets, inter, items, counts)
+        with staged_folder(out, "prepared dataset", "data.prepared_root", is_kind("prepared"), inputs=source) as tmp:
+            write_prepared(tmp, raw, spec, inter, items, counts, targets)
     return out
 
 

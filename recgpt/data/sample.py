@@ -61,10 +61,17 @@ def steam_subset(src: Path, dst: Path, n: int, rng) -> None:
 
 
 def write_sample(raw_root, out, seed: int) -> int:
-    """Writes the sample to `out`; returns its size in bytes."""
+    """Writes the sample to `out` (built beside it and swapped in; only a folder this function wrote, with its
+    manifest.json, is replaced, and never one holding or inside the raw datasets it reads); returns its size in
+    bytes. Other files in `out` (its README) are kept."""
+    from recgpt.io import is_kind, staged_folder, write_manifest
+
     src, out = Path(raw_root), Path(out)
-    rng = np.random.default_rng(seed)
-    recbole_subset(src / "ml-100k", out / "ml-100k", "ml-100k", USERS["ml-100k"], rng)
-    lcrec_subset(src / "amazon_scientific", out / "amazon_scientific", "Scientific", USERS["amazon_scientific"], rng)
-    steam_subset(src / "steam", out / "steam", USERS["steam"], rng)
+    inputs = [src / name for name in USERS]
+    with staged_folder(out, "data sample", "--out", is_kind("sample"), inputs=inputs) as tmp:
+        rng = np.random.default_rng(seed)
+        recbole_subset(src / "ml-100k", tmp / "ml-100k", "ml-100k", USERS["ml-100k"], rng)
+        lcrec_subset(src / "amazon_scientific", tmp / "amazon_scientific", "Scientific", USERS["amazon_scientific"], rng)
+        steam_subset(src / "steam", tmp / "steam", USERS["steam"], rng)
+        write_manifest(tmp, {"kind": "sample", "seed": seed, "users": USERS, "sources": sorted(USERS)})
     return sum(p.stat().st_size for p in out.rglob("*") if p.is_file())

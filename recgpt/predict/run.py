@@ -3,11 +3,12 @@
 build (model, catalog, test cases) -> recommend (model, recency, popularity, content kNN) -> evaluate -> write_report.
 """
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 from recgpt.config import ConfigError, config_to_dict, known_dataset_specs
 from recgpt.config.errors import check_device
-from recgpt.io import check_replaceable, is_kind, manifest_hash, staged_folder, write_manifest
+from recgpt.io import guarded_output, is_kind, manifest_hash, staged_folder, write_manifest
 from recgpt.logging import print0, warn
 from recgpt.predict import baselines
 from recgpt.config.args import short_lists_note
@@ -78,6 +79,11 @@ def evaluate(recs, targets, n_items: int, ks, horizon: int) -> tuple[dict, dict]
 
 def run_predict(cfg) -> Path:
     """Run one prediction (cfg.predict) and write its report; returns the output folder."""
+    with ExitStack() as held:  # the output folder, held from the first check to the report
+        return predict_held(cfg, held)
+
+
+def predict_held(cfg, held: ExitStack) -> Path:
     from recgpt.data import load_prepared
 
     p, start = cfg.predict, time.time()
@@ -88,7 +94,8 @@ def run_predict(cfg) -> Path:
     dataset_dir = resolve_dataset(p.dataset, cfg.data)
     prepared = load_prepared(dataset_dir)
     out = output_dir(cfg, model_dir, prepared.name)
-    check_replaceable(out, "prediction report", "predict.output_dir", is_kind("predict"))  # before any work
+    inputs = [model_dir / "model.safetensors", model_dir / "config.json", dataset_dir]  # a report may sit in model_dir
+    held.enter_context(guarded_output(out, "prediction report", "predict.output_dir", is_kind("predict"), inputs))
     rec = Recommender.from_pretrained(model_dir, tokenizer_dir=p.tokenizer_dir, embed_cfg=cfg.embed, knn=p.knn,
                                       device=p.device, scoring=p.scoring, beam_size=p.beam_size,
                                       batch_size=p.batch_size)
@@ -140,7 +147,8 @@ def run_predict(cfg) -> Path:
                     "users_per_s": round(len(cases) / max(model_seconds, 1e-9), 2)},
         "notes": notes, "config": config_to_dict(p),
     }
-    with staged_folder(out, "prediction report", "predict.output_dir", is_kind("predict"), carry_over=False) as tmp:
+    with staged_folder(out, "prediction report", "predict.output_dir", is_kind("predict"), carry_over=False,
+                       inputs=inputs) as tmp:
         write_report(tmp, result, recommendations_frame(cases.user_ids, recs, scores, catalog.item_ids))
         write_manifest(tmp, {"stage": "predict", "model_dir": str(model_dir), "dataset_dir": str(dataset_dir),
                              "dataset_manifest_hash": manifest_hash(dataset_dir), "counts": cases.counts,

@@ -4,6 +4,7 @@ model.safetensors + report.json; item code tables as codes.safetensors + item_id
 encode(emb) -> int64 [N, n_codes] (codes before collision resolution); assign(emb) -> int64 [N, n_slots]
 with the disambiguation slot appended, every row unique. Slot k's codes lie in [0, slot_vocab_sizes[k]).
 """
+import os
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -140,7 +141,10 @@ def save_item_codes(path, ids: Sequence, codes) -> None:
     if codes.ndim != 2 or codes.shape[0] != len(ids):
         raise ValueError(f"save_item_codes: {len(ids)} ids but codes of shape {tuple(codes.shape)}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_file({"codes": codes}, str(path))
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")  # then renamed: a link at `path` is replaced, not followed
+    tmp.unlink(missing_ok=True)
+    save_file({"codes": codes}, str(tmp))
+    os.replace(tmp, path)
     write_json(path.parent / IDS_FILE, [str(i) for i in ids])
 
 

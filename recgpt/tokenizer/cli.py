@@ -13,7 +13,7 @@ from pathlib import Path
 
 from recgpt.config import config_from_argv, config_to_dict
 from recgpt.config.errors import check_device
-from recgpt.io import ArtifactError, check_replaceable, is_kind, sha256_file, staged_folder, write_manifest
+from recgpt.io import ArtifactError, guarded_output, is_kind, sha256_file, staged_folder, write_manifest
 from recgpt.logging import print0
 
 USAGE = "usage: recgpt tokenize {embed|fit|assign} [--config FILE] [key=value ...]"
@@ -39,11 +39,11 @@ def embed_main(argv) -> int:
                                  lambda p: p.add_argument("--items", help="corpus or prepared dataset folder"))
     source = Path(args.items or cfg.data.corpus_dir)
     out = Path(cfg.embed.output_dir or source / "embeddings")
-    check_replaceable(out, "item embeddings", "embed.output_dir", is_kind("embed"))
-    ids, texts = read_items(source)
-    emb = embed_items(ids, texts, cfg.embed)
-    with staged_folder(out, "item embeddings", "embed.output_dir", is_kind("embed")) as tmp:
-        emb.save(tmp)
+    ids, texts = read_items(source)  # a missing source is named before anything is created
+    with guarded_output(out, "item embeddings", "embed.output_dir", is_kind("embed"), [source / "items.parquet"]):
+        emb = embed_items(ids, texts, cfg.embed)
+        with staged_folder(out, "item embeddings", "embed.output_dir", is_kind("embed")) as tmp:
+            emb.save(tmp)
     print0(f"{len(ids)} items ({emb.n_empty_text} with empty text, embedded as {cfg.embed.placeholder!r}) "
            f"-> {out} [{emb.model}, dim {emb.dim}]")
     return 0
@@ -65,16 +65,16 @@ def fit_main(argv) -> int:
                                     f"of {', '.join(KINDS)}")
     source, out = embeddings_dir(cfg), Path(cfg.tokenizer.output_dir)
     check_device(cfg.tokenizer.device, "tokenizer.device")
-    check_replaceable(out, "tokenizer", "tokenizer.output_dir", is_kind("tokenizer"))
-    emb = load_embeddings(source)
-    tok = fit_tokenizer(emb, cfg.tokenizer)
-    codes = tok.assign(emb, item_ids=emb.item_ids)
-    with staged_folder(out, "tokenizer", "tokenizer.output_dir", is_kind("tokenizer")) as tmp:
-        tok.save(tmp)
-        save_item_codes(tmp / CODES_FILE, emb.item_ids, codes)
-        write_manifest(tmp, {"stage": "tokenizer", "embeddings": str(source),
-                             "embeddings_sha256": sha256_file(source / EMBEDDINGS_FILE),
-                             "counts": {"items": len(emb.item_ids)}, "config": config_to_dict(cfg.tokenizer)})
+    with guarded_output(out, "tokenizer", "tokenizer.output_dir", is_kind("tokenizer"), [source]):
+        emb = load_embeddings(source)
+        tok = fit_tokenizer(emb, cfg.tokenizer)
+        codes = tok.assign(emb, item_ids=emb.item_ids)
+        with staged_folder(out, "tokenizer", "tokenizer.output_dir", is_kind("tokenizer"), inputs=[source]) as tmp:
+            tok.save(tmp)
+            save_item_codes(tmp / CODES_FILE, emb.item_ids, codes)
+            write_manifest(tmp, {"stage": "tokenizer", "embeddings": str(source),
+                                 "embeddings_sha256": sha256_file(source / EMBEDDINGS_FILE),
+                                 "counts": {"items": len(emb.item_ids)}, "config": config_to_dict(cfg.tokenizer)})
     print0(format_report(tok.report))
     print0(f"tokenizer and item codes -> {out}")
     return 0
@@ -87,10 +87,12 @@ def assign_main(argv) -> int:
 
     cfg, args = config_from_argv(argv, "encode another dataset's items with a fitted tokenizer",
                                  lambda p: p.add_argument("--embeddings", required=True, help="embeddings folder"))
-    tok = load_tokenizer(cfg.tokenizer.output_dir)
-    emb = load_embeddings(args.embeddings)
-    codes = tok.encode(emb)
-    save_item_codes(Path(args.embeddings) / CODES_FILE, emb.item_ids, tok.assign(emb, item_ids=emb.item_ids))
+    folder = Path(args.embeddings)  # written into (codes beside the embeddings): an embed folder, not the tokenizer's
+    with guarded_output(folder, "item embeddings", "--embeddings", is_kind("embed"), [cfg.tokenizer.output_dir]):
+        tok = load_tokenizer(cfg.tokenizer.output_dir)
+        emb = load_embeddings(folder)
+        codes = tok.encode(emb)
+        save_item_codes(folder / CODES_FILE, emb.item_ids, tok.assign(emb, item_ids=emb.item_ids))
     stats = collision_stats(codes)
     print0(f"{stats['n_items']} items, collision rate before resolution {stats['collision_rate']:.3%} "
            f"-> {Path(args.embeddings) / CODES_FILE}")

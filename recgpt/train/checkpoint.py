@@ -1,15 +1,21 @@
 """Checkpoints: ckpt/<run>/step-NNNNNNNN/ written by `accelerator.save_state` on every rank (collective under
 DeepSpeed), plus the model weights as one safetensors file and `meta.json`, written last by rank 0: a folder
-without `meta.json` is incomplete (a crash mid-save) and is ignored. The newest complete one is resumed."""
+without `meta.json` is incomplete (a crash mid-save) and is ignored. The newest complete one is resumed.
+
+Integrity: meta.json records the sha256 of every other file of the folder (`files`) and of its own content
+(`meta_sha256`); resume refuses a folder whose bytes differ before anything is unpickled, and unpickles what
+passes with weights_only=True only, DeepSpeed's own files included (weights_only_loads)."""
+import json
 import pickle
 import re
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 from safetensors import SafetensorError
 
-from recgpt.io import ArtifactError, load_safetensors, read_json, write_json
+from recgpt.io import ArtifactError, load_safetensors, read_json, sha256_file, sha256_json, write_json
 from recgpt.logging import warn
 
 STEP_DIR = re.compile(r"^step-(\d{8})$")
@@ -44,13 +50,103 @@ def latest_checkpoint(run_dir, verbose: bool = True) -> Optional[Path]:
     return complete[-1] if complete else None
 
 
-def read_meta(folder) -> dict:
-    """meta.json of a complete checkpoint, with the keys every reader needs; ArtifactError otherwise."""
-    meta = read_json(Path(folder) / META)
-    missing = [k for k in ("step", "model_config") if not isinstance(meta, dict) or k not in meta]
+# meta.json keys and their types; the first two are required of every checkpoint, the rest when present.
+META_TYPES = {"step": int, "model_config": dict, "tokens_seen": int, "target_tokens_seen": int, "config": dict,
+              "data_position": dict, "world_size": int, "files": dict, "meta_sha256": str}
+
+
+RESUME_KEYS = ("step", "model_config", "tokens_seen", "data_position")
+
+
+def read_meta(folder, required=("step", "model_config")) -> dict:
+    """meta.json of a complete checkpoint, with the `required` keys, every known key of the right type;
+    ArtifactError (naming the key) otherwise."""
+    path = Path(folder) / META
+    meta = read_json(path)
+    if not isinstance(meta, dict):
+        raise ArtifactError(f"{path}: not a JSON object (not written by recgpt pretrain?)")
+    missing = [k for k in required if k not in meta]
     if missing:
-        raise ArtifactError(f"{Path(folder) / META}: missing {', '.join(missing)} (not written by recgpt pretrain?)")
+        raise ArtifactError(f"{path}: missing {', '.join(missing)} (not written by recgpt pretrain?)")
+    for key, kind in META_TYPES.items():
+        value = meta.get(key)
+        if key in meta and (not isinstance(value, kind) or (kind is int and isinstance(value, bool))):
+            raise ArtifactError(f"{path}: {key} is {type(value).__name__} {str(value)[:40]!r}, not {kind.__name__}")
+    position = meta.get("data_position", {"epoch": 0, "index": 0})
+    if sorted(position) != ["epoch", "index"] or not all(isinstance(v, int) for v in position.values()):
+        raise ArtifactError(f"{path}: data_position must be {{epoch: int, index: int}}, not {position!r:.80}")
     return meta
+
+
+# ---------------------------------------------------------------- integrity
+def file_hashes(folder) -> dict:
+    """{relative path: sha256} of every file of a checkpoint folder but meta.json."""
+    folder = Path(folder)
+    return {p.relative_to(folder).as_posix(): sha256_file(p)
+            for p in sorted(folder.rglob("*")) if p.is_file() and p.name != META}
+
+
+def meta_digest(meta: dict) -> str:
+    """sha256 of meta.json's content (without `meta_sha256`), as it reads back from the file."""
+    return sha256_json(json.loads(json.dumps({k: v for k, v in meta.items() if k != "meta_sha256"}, default=str)))
+
+
+def verify_files(folder, meta: dict) -> Optional[str]:
+    """'<file>: <what is wrong>' for the first file of a checkpoint whose bytes are not those meta.json recorded
+    (a changed, missing or added file, or an edited meta.json), else None. Reads bytes only: nothing is unpickled."""
+    folder = Path(folder)
+    if "files" not in meta:  # written before hashes were recorded: weights_only loading is the only guard
+        warn(f"{folder / META} records no file hashes (an older checkpoint): its files are not verified")
+        return None
+    if meta.get("meta_sha256") != meta_digest(meta):
+        return f"{folder / META}: its content differs from what was written (meta_sha256)"
+    recorded, found = meta["files"], {p.relative_to(folder).as_posix() for p in folder.rglob("*")
+                                       if p.is_file() and p.name != META}
+    for name in sorted(found - set(recorded)):
+        return f"{folder / name}: not a file of this checkpoint (not recorded in {META})"
+    for name, digest in sorted(recorded.items()):
+        path = folder / name
+        if not path.is_file() or path.is_symlink():
+            return f"{path}: missing (recorded in {META})"
+        if sha256_file(path) != digest:
+            return f"{path}: sha256 differs from the one recorded in {META} (changed after it was saved)"
+    return None
+
+
+def deepspeed_safe_globals() -> list:
+    """The classes DeepSpeed's ZeRO checkpoint files pickle besides tensors and plain containers: allowed by
+    name to weights_only unpickling (data classes and enums; nothing that runs code on load)."""
+    found = []
+    for module, names in (("deepspeed.runtime.fp16.loss_scaler", ("LossScaler", "DynamicLossScaler")),
+                          ("deepspeed.utils.tensor_fragment", ("fragment_address",)),
+                          ("deepspeed.runtime.zero.config", ("ZeroStageEnum",))):
+        try:
+            imported = __import__(module, fromlist=list(names))
+        except ImportError:
+            continue
+        found += [getattr(imported, n) for n in names if hasattr(imported, n)]
+    return found
+
+
+@contextmanager
+def weights_only_loads() -> Iterator[None]:
+    """Inside, every torch.load unpickles with weights_only=True, whatever its caller asked: DeepSpeed's
+    checkpoint engine calls torch.load(..., weights_only=False), and this is how its files are read safely."""
+    import torch
+
+    real = torch.load
+
+    def load(f, *args, **kwargs):
+        kwargs["weights_only"] = True
+        kwargs.pop("pickle_module", None)
+        return real(f, *args, **kwargs)
+
+    torch.load = load
+    try:
+        with torch.serialization.safe_globals(deepspeed_safe_globals()):
+            yield
+    finally:
+        torch.load = real
 
 
 # Model keys that do not change the weights' shapes or meaning: a resume may change them.
@@ -87,6 +183,25 @@ def check_rng_state(folder, rank: int) -> None:
         load(str(path), weights_only=True)
 
 
+def load_state(accelerator, folder, rank: int) -> Optional[str]:
+    """Load a checkpoint into the prepared objects: None, or '<file>: <error>' when it cannot be (its bytes
+    differ from meta.json's record, or a file fails to load). Nothing is unpickled before the bytes are checked,
+    and then only with weights_only=True (DeepSpeed's files included)."""
+    try:
+        error = verify_files(folder, read_meta(folder))
+    except ArtifactError as e:
+        return str(e)
+    if error:
+        return error
+    try:
+        with weights_only_loads():
+            check_rng_state(folder, rank)
+            accelerator.load_state(str(folder), load_kwargs={"weights_only": True})
+    except LOAD_ERRORS as e:
+        return unreadable_file(folder) or f"{folder}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+    return None
+
+
 def unreadable_file(folder) -> Optional[str]:
     """'<file>: <error>' for the first file of a checkpoint folder that cannot be read back, else None.
     Pickles (optimizer, scheduler, RNG states) are read with weights_only=True."""
@@ -97,7 +212,8 @@ def unreadable_file(folder) -> Optional[str]:
             if path.suffix == ".safetensors":
                 load_safetensors(path)
             elif path.suffix in (".bin", ".pkl", ".pt"):
-                load(str(path), map_location="cpu", weights_only=True)
+                with weights_only_loads():
+                    load(str(path), map_location="cpu", weights_only=True)
             elif path.suffix == ".json":
                 read_json(path)
         except (ArtifactError, SafetensorError, *LOAD_ERRORS) as e:
@@ -115,13 +231,45 @@ def check_compatible(meta: dict, folder, corpus_hash: str, tokenizer_hash: str) 
                                      f"{now[:12]}; use the {what} it was trained with or start a new run (run.name)")
 
 
+# What a step folder holds: accelerate's save_state files (DeepSpeed's included), our weights and meta.json.
+CHECKPOINT_ENTRY = re.compile(r"((model|optimizer|scheduler|scaler|sampler|random_states|custom_checkpoint)(_\d+)?"
+                              r"\.(safetensors|bin|pkl|pt)|weights\.safetensors|meta\.json(\.tmp)?|latest|"
+                              r"zero_to_(fp32|torch)\.py|pytorch_model(_\d+)?)")
+
+
+def foreign_entries(folder) -> list[str]:
+    """What a step folder holds that no checkpoint writes (a symlink, or a file of another name); [] for ours."""
+    folder = Path(folder)
+    if folder.is_symlink() or not folder.is_dir():
+        return [folder.name]
+    out = []
+    for entry in sorted(folder.iterdir()):
+        if entry.is_symlink() or not CHECKPOINT_ENTRY.fullmatch(entry.name):
+            out.append(entry.name)
+        elif entry.is_dir() and any(p.is_symlink() or p.is_dir() for p in entry.rglob("*")):
+            out.append(entry.name)
+    return out
+
+
+def check_step_folders(run_dir) -> None:
+    """Refuse (before anything is written) a run folder whose step-NNNNNNNN/ folders hold files no checkpoint
+    writes: the run deletes stale and old step folders, and never a file it did not write."""
+    for folder in sorted(Path(run_dir).glob("step-*")) if Path(run_dir).is_dir() else []:
+        if STEP_DIR.match(folder.name) and foreign_entries(folder):
+            raise ArtifactError(f"{folder} holds files no checkpoint writes ({', '.join(foreign_entries(folder)[:3])}):"
+                                " refusing to train into this run folder; move them away or choose another run.name")
+
+
 def save_checkpoint(accelerator, model, run_dir, step: int, meta: dict, keep_last: int) -> Path:
     """Collective: every rank calls it. Returns the folder."""
     from safetensors.torch import save_file
 
     folder = step_dir(run_dir, step)
-    if accelerator.is_main_process and folder.exists():
-        shutil.rmtree(folder)  # a stale incomplete folder of the same step
+    if accelerator.is_main_process and (folder.exists() or folder.is_symlink()):
+        foreign = foreign_entries(folder)
+        if foreign:
+            raise ArtifactError(f"{folder} holds files no checkpoint writes ({', '.join(foreign[:3])}): not replaced")
+        shutil.rmtree(folder)  # a stale step folder of this run (interrupted, or fallen back over on resume)
     accelerator.wait_for_everyone()
     accelerator.save_state(str(folder), safe_serialization=True)
     state = accelerator.get_state_dict(model)  # gathers ZeRO-3 shards (zero3_save_16bit_model)
@@ -130,7 +278,10 @@ def save_checkpoint(accelerator, model, run_dir, step: int, meta: dict, keep_las
 
         tensors = {k: v.detach().cpu().contiguous() for k, v in decoder_state_dict(state).items()}
         save_file(untie(tensors), str(folder / EXPORT_WEIGHTS), metadata={"step": str(step)})
-        write_json(folder / META, {"step": step, **meta})  # last: marks the folder complete
+    accelerator.wait_for_everyone()  # every rank's files are on disk before they are hashed
+    if accelerator.is_main_process:
+        meta = {"step": step, **meta, "files": file_hashes(folder)}
+        write_json(folder / META, {**meta, "meta_sha256": meta_digest(meta)})  # last: marks the folder complete
         prune(run_dir, keep_last)
     accelerator.wait_for_everyone()
     return folder
@@ -158,6 +309,7 @@ def prune(run_dir, keep_last: int) -> list[Path]:
     if complete:
         newest_kept = complete[-keep_last:][0]
         doomed += [p for p in incomplete if p.name < newest_kept.name]
+    doomed = [p for p in doomed if not foreign_entries(p)]  # never a file no checkpoint writes
     for p in doomed:
         shutil.rmtree(p, ignore_errors=True)
     return doomed

@@ -8,14 +8,14 @@ import importlib
 import math
 import os
 import time
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Optional
 
 import torch
 
 from recgpt.config import ConfigError, config_to_dict, save_config
-from recgpt.io import writing
-from recgpt.io import ArtifactError
+from recgpt.io import ArtifactError, guarded_output, writing
 from recgpt.logging import is_main_process, print0, warn
 from recgpt.train import checkpoint as ckpt
 from recgpt.train.heldout import heldout_loss, loss_sums
@@ -112,14 +112,37 @@ class Trainer:
 
     # ---------------------------------------------------------------- build
     def build(self) -> "Trainer":
-        from accelerate.utils import set_seed
-        from recgpt.model import ItemCodeDecoder, ItemCodeDecoderConfig
-
         cfg, tcfg = self.cfg, self.cfg.train
         if self.inputs is None:  # first, so that a missing corpus or tokenizer fails before anything starts
             self.inputs = load_training_inputs(cfg)
         inputs = self.inputs
         # Every check that can refuse the run comes before anything is written to the run folder.
+        self.hold_run_folder()
+        try:
+            self.build_held(cfg, tcfg, inputs)
+        except BaseException:
+            self.release()
+            raise
+        return self
+
+    def hold_run_folder(self) -> None:
+        """One writer per run folder: the main process holds its lock (a second `recgpt pretrain` on it stops
+        naming this pid) until train() ends; a folder recgpt did not write, or with step folders holding other
+        files, is refused."""
+        self._held = ExitStack()
+        if is_main_process():
+            self._held.enter_context(guarded_output(self.run_dir, "run folder", "run.name", is_run_folder))
+            ckpt.check_step_folders(self.run_dir)
+
+    def release(self) -> None:
+        held = getattr(self, "_held", None)
+        if held is not None:
+            held.close()
+
+    def build_held(self, cfg, tcfg, inputs) -> None:
+        from accelerate.utils import set_seed
+        from recgpt.model import ItemCodeDecoder, ItemCodeDecoderConfig
+
         candidates = self.resume_candidates() if tcfg.resume else []
         self.accelerator = acc = make_accelerator(cfg, make_trackers(tcfg.trackers, self.run_dir), self.run_dir)
         set_seed(tcfg.seed)
@@ -158,7 +181,6 @@ class Trainer:
             save_config(cfg, self.run_dir / "config.yaml")
         wandb = {"dir": str(self.run_dir), "mode": os.environ.get("WANDB_MODE", "offline")}  # offline unless asked
         acc.init_trackers(cfg.run.name, config=_flat(config_to_dict(cfg)), init_kwargs={"wandb": wandb})
-        return self
 
     def resume_candidates(self) -> list:
         """(folder, meta) of the run's complete checkpoints, newest first, each checked against the data and
@@ -169,7 +191,7 @@ class Trainer:
         out = []
         for folder in reversed(complete):
             try:
-                meta = ckpt.read_meta(folder)
+                meta = ckpt.read_meta(folder, required=ckpt.RESUME_KEYS)
             except ArtifactError as e:
                 warn(f"cannot resume from {folder}: {e}; trying the next older checkpoint")
                 continue
@@ -184,12 +206,7 @@ class Trainer:
         """Load the newest loadable checkpoint; a corrupt one is named and the next older one tried."""
         acc = self.accelerator
         for folder, meta in candidates:
-            error = None
-            try:  # optimizer, scheduler and RNG pickles are read with weights_only=True
-                ckpt.check_rng_state(folder, acc.process_index)
-                acc.load_state(str(folder), load_kwargs={"weights_only": True})
-            except ckpt.LOAD_ERRORS as e:
-                error = ckpt.unreadable_file(folder) or f"{folder}: {type(e).__name__}: {str(e).splitlines()[0]}"
+            error = ckpt.load_state(acc, folder, acc.process_index)  # bytes checked first, then weights_only loads
             failed = acc.reduce(torch.tensor([float(error is not None)], device=acc.device), reduction="sum")
             if float(failed) == 0:
                 break
@@ -248,6 +265,7 @@ class Trainer:
             acc.end_training()
             if acc.is_main_process:
                 plot_loss_curves(self.run_dir / "metrics.jsonl", self.run_dir / "loss_curves.png")
+            self.release()
         return {"step": self.step, "loss": self.last_loss, "heldout_loss": self.last_heldout,
                 "tokens_seen": self.tokens_seen, "run_dir": str(self.run_dir)}
 
@@ -313,6 +331,21 @@ class Trainer:
         with writing(self.run_dir):  # a full disk names the run folder
             return ckpt.save_checkpoint(self.accelerator, self.model, self.run_dir, self.step, meta,
                                         self.cfg.train.keep_last)
+
+
+def is_run_folder(folder: Path) -> bool:
+    """A run folder recgpt pretrain wrote: its metrics, tracker config or checkpoints, or its config.yaml."""
+    if any((folder / name).is_file() for name in ("metrics.jsonl", "tracker_config.json")):
+        return True
+    if any(ckpt.STEP_DIR.match(p.name) and not ckpt.foreign_entries(p) for p in folder.iterdir()):
+        return True
+    import yaml
+
+    try:
+        saved = yaml.safe_load((folder / "config.yaml").read_text())
+        return isinstance(saved, dict) and {"run", "train", "model"} <= set(saved)
+    except (OSError, ValueError, yaml.YAMLError):
+        return False
 
 
 def _flat(tree: dict, prefix: str = "") -> dict:
