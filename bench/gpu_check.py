@@ -12,7 +12,7 @@ Runs, on the bundled real sample (data/sample: it travels with the repository):
 `--cpu` runs every step at tiny sizes (so the GPU run is never its first run); on CPU MFU is n/a.
 """
 import argparse
-import copy
+import dataclasses
 import json
 import re
 import subprocess
@@ -61,8 +61,8 @@ def flex_vs_sdpa(cfg, device: str) -> dict:
     batch = {k: v.to(device) for k, v in trainer.stream.next()[0].items()}
     config = ItemCodeDecoderConfig.from_recgpt(cfg.model, trainer.inputs.slot_vocab_sizes, trainer.inputs.text_dim or 0)
     ref = ItemCodeDecoder(config).to(device).eval()
-    flex_config = copy.deepcopy(config)  # the model keeps its config: never mutate the reference's
-    flex_config.attention = "flex"
+    flex_config = ItemCodeDecoderConfig.from_recgpt(dataclasses.replace(cfg.model, attention="flex"),
+                                                    trainer.inputs.slot_vocab_sizes, trainer.inputs.text_dim or 0)
     fast = ItemCodeDecoder(flex_config).to(device).eval()
     fast.load_state_dict(ref.state_dict())
     with torch.no_grad(), torch.autocast(device_type=device, dtype=torch.bfloat16):

@@ -27,7 +27,9 @@ def main(argv=None) -> int:
     from accelerate.commands.launch import launch_command, launch_command_parser
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = launch_command_parser().parse_args(argv)
+    parser = launch_command_parser()
+    parser.prog = "recgpt launch"  # --help and usage errors name this command
+    args = parser.parse_args(argv)
     try:
         launch_command(args)
     except subprocess.CalledProcessError as e:  # the stage printed its own line

@@ -364,7 +364,7 @@ def predict_tampered_config(layers: int):
     def setup(ctx):
         best = ctx.best()
         config = json.loads((best / "config.json").read_text())
-        (best / "config.json").write_text(json.dumps({**config, "n_layers": config["n_layers"] + layers}))
+        (best / "config.json").write_text(json.dumps({**config, "model": {**config["model"], "n_layers": config["model"]["n_layers"] + layers}}))
         return ctx.predict_args(best)
     return setup
 

@@ -65,12 +65,19 @@ def test_recommend_refuses_nonsense(recommender, histories, kwargs, message):
     ({"k": -3}, r"k: must be >= 1 \(a whole number\), got -3"),
     ({"k": 0}, r"k: must be >= 1"),
     ({"method": "random"}, r"method: one of \('recency', 'popularity', 'content_knn'\), got 'random'"),
-    ({"knn_last": 0}, r"knn_last: must be >= 1"),
-    ({"knn_decay": 0.0}, r"knn_decay: must be in \(0, 1\], got 0\.0"),
 ])
 def test_baseline_refuses_nonsense(recommender, histories, kwargs, message):
     with pytest.raises(ValueError, match=message):
         recommender.baseline(histories, **{"method": "recency", "k": 5, **kwargs})
+
+
+@pytest.mark.parametrize("kwargs, message", [({"last": 0}, r"predict.knn.last: must be >= 1"),
+                                             ({"decay": 0.0}, r"predict.knn.decay: must be in \(0, 1\], got 0\.0")])
+def test_content_knn_settings_refuse_nonsense(kwargs, message):
+    from recgpt.config.predict import ContentKnnConfig
+
+    with pytest.raises(ValueError, match=message):
+        ContentKnnConfig(**kwargs)
 
 
 def test_valid_arguments_still_work_and_short_lists_are_noted(recommender, histories):
@@ -95,8 +102,8 @@ def test_an_export_whose_config_does_not_match_its_weights_is_refused(exported_m
     best = tmp_path / "best"
     shutil.copytree(exported_model, best)
     config = json.loads((best / "config.json").read_text())
-    (best / "config.json").write_text(json.dumps({**config, "n_layers": config["n_layers"] + layers}))
-    block = config["n_layers"] if layers > 0 else config["n_layers"] - 1
+    (best / "config.json").write_text(json.dumps({**config, "model": {**config["model"], "n_layers": config["model"]["n_layers"] + layers}}))
+    block = config["model"]["n_layers"] if layers > 0 else config["model"]["n_layers"] - 1
     with pytest.raises(ArtifactError, match=rf"does not match .*config\.json: \d+ {kind} keys \(blocks\.{block}\."):
         Recommender.from_pretrained(best)
     assert "LOAD REPORT" not in capfd.readouterr().err  # our one line, not transformers' table

@@ -25,6 +25,7 @@ def popularity_decoder(slot_vocab_sizes, dim, trained=True, **dense):
 
 def test_popularity_scores_equal_the_loop_and_start_at_zero(ml100k_catalog, catalog_emb):
     sizes, dim = ml100k_catalog.slot_vocab_sizes, catalog_emb.shape[1]
+    torch.manual_seed(1)
     state, items = torch.randn(3, ml100k_catalog.codes.shape[1], 32), catalog_emb[:40]
     own, popularity = catalog_emb[[3, 8, 13]], torch.log1p(torch.arange(40.0) % 7)
     head = popularity_decoder(sizes, dim).dense_head
@@ -33,7 +34,8 @@ def test_popularity_scores_equal_the_loop_and_start_at_zero(ml100k_catalog, cata
         assert torch.allclose(fast, reference_dense_scores(head, state, items, own, popularity), atol=1e-5)
         weight = head.popularity_weight(state)
         plain = fast - weight[:, None] * popularity[None]  # the term is s_b * log popularity, nothing else
-        assert weight.abs().min() > 1e-3 and torch.allclose(plain, head.scores(state, items, own, popularity * 0))
+        assert weight.abs().min() > 1e-3
+        assert torch.allclose(plain, head.scores(state, items, own, popularity * 0), atol=1e-5)
     untrained = popularity_decoder(sizes, dim, trained=False).dense_head
     with torch.no_grad():  # an untrained head ignores popularity: last-item kNN as without the switch
         cosine = F.normalize(own, dim=-1) @ F.normalize(items, dim=-1).t()
@@ -45,6 +47,7 @@ def test_popularity_scores_equal_the_loop_and_start_at_zero(ml100k_catalog, cata
 def test_content_gate_scales_the_cosine_and_matches_the_loop(ml100k_catalog, catalog_emb):
     """popularity=gated: (1 + g_b) * cosine + s_b * log popularity, both from the state; untrained, g_b = 0."""
     sizes, dim = ml100k_catalog.slot_vocab_sizes, catalog_emb.shape[1]
+    torch.manual_seed(1)
     state, items = torch.randn(3, ml100k_catalog.codes.shape[1], 32), catalog_emb[:40]
     own, popularity = catalog_emb[[3, 8, 13]], torch.log1p(torch.arange(40.0) % 7)
     gated = popularity_decoder(sizes, dim, popularity="gated", query="content", item_tower=False).dense_head

@@ -58,13 +58,11 @@ def check_recommend_args(prefix: str = "", k=None, ks=None, horizon=1, strategy:
         raise ConfigError(f"{prefix}seed: must be an int, got {seed!r}")
 
 
-def check_baseline_args(method: str, k, allow_history=True, knn_last=5, knn_decay=0.7, prefix: str = "") -> None:
+def check_baseline_args(method: str, k, allow_history=True, prefix: str = "") -> None:
+    """The content-kNN settings are a ContentKnnConfig (recgpt.config.predict), which checks itself."""
     one_of(method, BASELINES, f"{prefix}method")
     positive_int(k, f"{prefix}k")
     boolean(allow_history, f"{prefix}allow_history")
-    positive_int(knn_last, f"{prefix}knn_last")
-    if isinstance(knn_decay, bool) or not isinstance(knn_decay, Real) or not 0.0 < knn_decay <= 1.0:
-        raise ConfigError(f"{prefix}knn_decay: must be in (0, 1], got {knn_decay!r}")
 
 
 def short_lists_note(lists: Sequence[Sequence], k: int, strategy: str) -> Optional[str]:

@@ -55,10 +55,6 @@ class RecGPTConfig:
             for domain in self.eval.fit_domains:
                 check(domain not in pretrained and Path(domain).name not in pretrained, "eval.score_fit_domains",
                       f"{domain} is a pretraining dataset (data.datasets), not a held-out source domain")
-            check("dense" not in self.eval.score_fit or self.model.dense is not None, "eval.score_fit",
-                  "the dense component needs a model with a dense head (model.dense)")
-            check("code" not in self.eval.score_fit or self.model.codes is not None, "eval.score_fit",
-                  "the code component needs a model with a code head (model.codes)")
 
 
 def _build(schema, sources: Iterable, what: str):

@@ -133,11 +133,17 @@ def fit_exported(model_dir, cfg, folders) -> dict:
     from_pretrained scores with them) and the fit, without its table, as score_fit.json."""
     from pathlib import Path
 
+    from recgpt.config import ConfigError
     from recgpt.data import load_prepared
     from recgpt.io import write_json
     from recgpt.predict.recommender import Recommender
 
     rec = Recommender.from_pretrained(model_dir, embed_cfg=cfg.embed, device=cfg.predict.device, knn=cfg.predict.knn)
+    config = rec.model.config  # the exported model's parts decide, not the config eval was called with
+    for name, part in (("code", config.codes), ("dense", config.dense)):
+        if name in cfg.eval.score_fit and part is None:
+            raise ConfigError(f"eval.score_fit: the {name} component needs a model with a {name} head; the model "
+                              f"at {model_dir} (recipe {config.recipe}) has none")
     fit = fit_and_store(rec, [load_prepared(f) for f in folders], list(cfg.eval.score_fit),
                         cfg.eval.score_fit_users, seed=cfg.predict.seed)
     rec.model.save_pretrained(str(model_dir), safe_serialization=True)
