@@ -112,7 +112,11 @@ def main() -> int:
     note = (f"\n\n{len(histories)} real ml-100k users (history {min(lengths)}-{max(lengths)} items), horizon "
             f"{args.horizon}, randomly initialised 2 x 128 models, {args.threads} CPU thread(s); median of "
             f"{args.repeats} interleaved repeats. Ratio = re-encoding seconds / cached seconds of the whole "
-            "rollout (scoring the catalog each step included).")
+            "rollout (scoring the catalog each step included). rra / ra encode each user's history once for its "
+            "8 samples (the re-encoding path encodes every sample's history every step). The untrained zero_shot "
+            "head scores by content and popularity alone (its state-reading parts start at zero), hence its "
+            "zero score difference; tests/test_predict_kvcache.py checks a zero_shot head whose parts read the "
+            "state.")
     write_table("kv_cache", table + note)
     return 0
 
