@@ -42,10 +42,14 @@ class SelfAttention(nn.Module):
         self.proj = nn.Linear(config.d_model, config.d_model)
         self.use_flex = config.attention == "flex"
 
-    def forward(self, x: torch.Tensor, mask) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask, past=None) -> torch.Tensor:
+        """`past`: this layer's key/value cache (recgpt.model.cache.LayerCache), which keeps k, v and attends."""
         batch, length, width = x.shape
         q, k, v = self.qkv(x).view(batch, length, 3, self.n_heads, width // self.n_heads).permute(2, 0, 3, 1, 4)
-        out = flex_block_attention(q, k, v, mask) if self.use_flex else sdpa_attention(q, k, v, mask)
+        if past is not None:
+            out = past.attend(q, k, v, mask)
+        else:
+            out = flex_block_attention(q, k, v, mask) if self.use_flex else sdpa_attention(q, k, v, mask)
         return self.proj(out.transpose(1, 2).reshape(batch, length, width))
 
 
@@ -61,8 +65,8 @@ class DecoderBlock(GradientCheckpointingLayer):
         self.mlp = nn.Sequential(nn.Linear(config.d_model, config.d_ff), nn.GELU(), nn.Linear(config.d_ff, config.d_model))
         self.dropout = nn.Dropout(config.dropout)
 
-    def forward(self, x: torch.Tensor, mask) -> torch.Tensor:
-        x = x + self.dropout(self.attn(self.attn_norm(x), mask))
+    def forward(self, x: torch.Tensor, mask, past=None) -> torch.Tensor:
+        x = x + self.dropout(self.attn(self.attn_norm(x), mask, past))
         return x + self.dropout(self.mlp(self.mlp_norm(x)))
 
 
@@ -155,8 +159,10 @@ class ItemCodeDecoder(PreTrainedModel):
             b, s = bad_code.nonzero()[0].tolist()
             raise ValueError(f"codes[{b}, {s}] = {codes[b, s].tolist()} out of range for slot_vocab_sizes {cfg.slot_vocab_sizes}")
 
-    def encode(self, codes, item_pos, segment, text_emb=None, behavior=None, next_behavior=None) -> torch.Tensor:
-        """Backbone: final hidden states Float[B, S, L, d]."""
+    def encode(self, codes, item_pos, segment, text_emb=None, behavior=None, next_behavior=None,
+               past=None) -> torch.Tensor:
+        """Backbone: final hidden states Float[B, S, L, d]. With `past` (recgpt.model.cache.KVCache) the items
+        extend the rows' cached items (SDPA over the cached keys and values, which the cache keeps)."""
         self._check_inputs(codes, item_pos, segment, text_emb)
         batch, n_items, n_slots = codes.shape
         real = segment != 0
@@ -170,12 +176,14 @@ class ItemCodeDecoder(PreTrainedModel):
         if self.behavior is not None:
             x = self.behavior(x, behavior, segment, positions, next_behavior)
         x = self.embedding_dropout(x).reshape(batch, n_items * n_slots, -1)
-        if self.config.attention == "flex":
+        if past is not None:
+            mask = past.extend(item_pos, segment, n_slots)
+        elif self.config.attention == "flex":
             mask = flex_block_mask(item_pos, segment, n_slots)
         else:
             mask = block_causal_mask(item_pos, segment, n_slots)
-        for block in self.blocks:
-            x = block(x, mask)
+        for i, block in enumerate(self.blocks):
+            x = block(x, mask, None if past is None else past.layers[i])
         return self.final_norm(x).reshape(batch, n_items, n_slots, -1)
 
     def forward(self, codes, item_pos, segment, text_emb=None, next_codes=None, return_dict=None, behavior=None,
@@ -198,13 +206,15 @@ class ItemCodeDecoder(PreTrainedModel):
 
     # --------------------------------------------------------------------------------------- prediction
     @torch.no_grad()
-    def history_state(self, codes, item_pos, segment, text_emb=None, behavior=None, target_behavior=None) -> torch.Tensor:
+    def history_state(self, codes, item_pos, segment, text_emb=None, behavior=None, target_behavior=None,
+                      past=None) -> torch.Tensor:
         """Float[B, L, d]: hidden states of each row's last item (largest item_pos among segment == 1);
-        `target_behavior` Long[B]: the next event's behaviour to condition on (config.behavior_target)."""
+        `target_behavior` Long[B]: the next event's behaviour to condition on (config.behavior_target);
+        `past`: a KV cache the items extend (recgpt.model.cache: encode histories once, then append items)."""
         next_behavior = None
         if self.behavior is not None and self.config.behavior_target and behavior is not None:
             next_behavior = next_behaviors(behavior, segment, item_pos, target_behavior)
-        hidden = self.encode(codes, item_pos, segment, text_emb, behavior, next_behavior)
+        hidden = self.encode(codes, item_pos, segment, text_emb, behavior, next_behavior, past)
         key = torch.where(segment == 1, item_pos, torch.full_like(item_pos, -1))
         best, last = key.max(dim=1)
         if (best < 0).any():

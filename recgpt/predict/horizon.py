@@ -9,7 +9,8 @@ includes it). No item repeats inside one list; the user's own history is exclude
   rra     n_samples sampled sequences, score(i) = sum over sequences of 1 / rank of i in the sequence
   ra      n_samples sampled sequences, score(i) = sum over steps and sequences of p(i); excluded items are
           removed after the sum (the step distributions are summed unmasked)
-`scorer` is anything with `log_probs(histories) -> Float[B, N]` (-inf = not recommendable) and `n_items`.
+`scorer` is anything with `log_probs(histories) -> Float[B, N]` (-inf = not recommendable) and `n_items`; one
+with `rollout(histories)` grows the histories its own way (ItemScorer: a KV cache, recgpt.predict.rollout).
 """
 from typing import Optional, Sequence
 
@@ -17,6 +18,7 @@ import torch
 
 from recgpt.config.args import STRATEGIES  # noqa: F401 (the strategies below)
 from recgpt.predict.ranking import NEG_INF
+from recgpt.predict.rollout import HistoryRollout
 
 
 def _mask(n_items: int, rows: Sequence[Sequence[int]], device) -> torch.Tensor:
@@ -75,6 +77,11 @@ def gumbel_noise_reference(keys: Sequence[int], step: int, n_items: int, seed: i
     return torch.stack(rows)
 
 
+def start_rollout(scorer, histories) -> HistoryRollout:
+    """The scorer's own rollout (`scorer.rollout`), else one that re-scores the grown histories each step."""
+    return scorer.rollout(histories) if hasattr(scorer, "rollout") else HistoryRollout(scorer, histories)
+
+
 def _rollout(scorer, histories, steps, exclude, temperature, keys, seed, greedy=False, collect_probs=False):
     """Generate `steps` items per history, each appended to the history before the next step. Returns
     (Long[B, T] rows or -1, Float[B, T] log-probs, summed step probabilities Float[B, N] or None)."""
@@ -83,8 +90,11 @@ def _rollout(scorer, histories, steps, exclude, temperature, keys, seed, greedy=
     items = torch.full((batch, steps), -1, dtype=torch.long)
     logps = torch.full((batch, steps), NEG_INF)
     prob_sum = None
+    rollout = start_rollout(scorer, histories)
     for t in range(steps):
-        logp = scorer.log_probs([list(h) + lst for h, lst in zip(histories, lists)]).float().cpu()
+        if t:
+            rollout.advance(range(batch), items[:, t - 1].tolist())
+        logp = rollout.log_probs().float().cpu()
         if collect_probs:
             probs = torch.exp(logp)
             prob_sum = probs if prob_sum is None else prob_sum + probs
@@ -109,24 +119,31 @@ def _item_beam(scorer, histories, steps, exclude, width):
     seqs = [[[]] for _ in range(batch)]  # per user: its beams' item lists
     step_logps = [[[]] for _ in range(batch)]
     cum = [torch.zeros(1) for _ in range(batch)]
-    for _ in range(steps):
+    rollout = start_rollout(scorer, histories)  # its rows: the beams of every user, user by user
+    for t in range(steps):
         flat = [(b, w) for b in range(batch) for w in range(len(seqs[b]))]
-        logp = scorer.log_probs([list(histories[b]) + seqs[b][w] for b, w in flat]).float().cpu()
+        logp = rollout.log_probs().float().cpu()
         logp = logp.masked_fill(_mask(n_items, [list(exclude[b]) + seqs[b][w] for b, w in flat], "cpu"), NEG_INF)
-        start = 0
+        start, parents, chosen = 0, [], []
         for b in range(batch):
             n = len(seqs[b])
             total = cum[b][:, None] + logp[start:start + n]
             start += n
             vals, idx = total.reshape(-1).topk(min(width, total.numel()))
             keep = torch.isfinite(vals)
-            if not keep.any():
+            if not keep.any():  # the user's beams stay as they are
+                parents += range(start - n, start)
+                chosen += [-1] * n
                 continue
             vals, idx = vals[keep], idx[keep]
             beams, items = (idx // n_items).tolist(), (idx % n_items).tolist()
+            parents += [start - n + w for w in beams]
+            chosen += items
             seqs[b] = [seqs[b][w] + [i] for w, i in zip(beams, items)]
             step_logps[b] = [step_logps[b][w] + [float(logp[start - n + w, i])] for w, i in zip(beams, items)]
             cum[b] = vals
+        if t + 1 < steps:
+            rollout.advance(parents, chosen)
     return [s[0] for s in seqs], [s[0] for s in step_logps]
 
 

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 
 from recgpt.predict.beam import beam_item_scores, model_head
 from recgpt.predict.ranking import NEG_INF
+from recgpt.predict.rollout import CachedRollout, HistoryRollout
 from recgpt.predict.trie import CodeTrie
 
 
@@ -133,6 +134,7 @@ class ItemScorer:
         counts = check_counts(popularity, self.item_codes.shape[0], "catalog popularity")
         self.log_popularity = log_popularity(counts).to(self.device) if counts is not None else None
         self.knn = knn or ContentKnnConfig()
+        self.kv_cache = True  # multi-step strategies append to a KV cache; False: re-encode each step (the reference)
         self.pop_dropped = self.log_popularity is None and bool(self.weights.get("pop"))
         if self.pop_dropped:  # no log: the pop component cannot be scored
             rest = {c: w for c, w in self.weights.items() if c != "pop" and w}
@@ -150,10 +152,18 @@ class ItemScorer:
     def n_items(self) -> int:
         return self.item_codes.shape[0]
 
+    def inputs(self, histories: Sequence[Sequence[int]]) -> dict:
+        """The model's inputs for a batch of histories (`history_inputs`)."""
+        return history_inputs(histories, self.item_codes, self.max_items, self.text_emb, self.device)
+
     @torch.no_grad()
     def state(self, histories: Sequence[Sequence[int]]) -> torch.Tensor:
-        inputs = history_inputs(histories, self.item_codes, self.max_items, self.text_emb, self.device)
-        return self.model.history_state(**inputs)
+        return self.model.history_state(**self.inputs(histories))
+
+    def rollout(self, histories: Sequence[Sequence[int]]) -> HistoryRollout:
+        """Histories the horizon strategies grow step by step (recgpt.predict.rollout): KV-cached unless
+        `kv_cache` is False."""
+        return (CachedRollout if self.kv_cache else HistoryRollout)(self, histories)
 
     def code_scores(self, state: torch.Tensor) -> torch.Tensor:
         if self.mode == "exact" and self.parallel:
@@ -165,7 +175,11 @@ class ItemScorer:
     @torch.no_grad()
     def log_probs(self, histories: Sequence[Sequence[int]]) -> torch.Tensor:
         """Next-item log-probs; with hybrid score weights, log_softmax of the weighted standardized components."""
-        state = self.state(histories)
+        return self.scores_of(histories, self.state(histories))
+
+    @torch.no_grad()
+    def scores_of(self, histories: Sequence[Sequence[int]], state: torch.Tensor) -> torch.Tensor:
+        """`log_probs` from the histories' states (Float[B, L, d], e.g. from a KV cache)."""
         if self.weights == {"code": 1.0}:
             return self.code_scores(state)
         if self.mode != "exact":
