@@ -13,6 +13,7 @@ Runs, on the bundled real sample (data/sample: it travels with the repository):
 """
 import argparse
 import dataclasses
+import inspect
 import json
 import re
 import subprocess
@@ -58,7 +59,8 @@ def flex_vs_sdpa(cfg, device: str) -> dict:
     from recgpt.train.trainer import Trainer
 
     trainer = Trainer(cfg).build()
-    batch = {k: v.to(device) for k, v in trainer.stream.next()[0].items()}
+    encode_args = inspect.signature(ItemCodeDecoder.encode).parameters  # the batch also holds the loss's targets
+    batch = {k: v.to(device) for k, v in trainer.stream.next()[0].items() if k in encode_args}
     config = ItemCodeDecoderConfig.from_recgpt(cfg.model, trainer.inputs.slot_vocab_sizes, trainer.inputs.text_dim or 0)
     ref = ItemCodeDecoder(config).to(device).eval()
     flex_config = ItemCodeDecoderConfig.from_recgpt(dataclasses.replace(cfg.model, attention="flex"),
@@ -122,10 +124,11 @@ def main(argv=None) -> int:
     results["big_model"] = {"params": int(params.group(1).replace(",", "")) if params else None, "steps": size["big_steps"],
                             "tokens_per_s": rows[-1]["tokens_per_s"], "mfu": rows[-1].get("mfu", "n/a")}
 
-    small = [f"train.max_steps={size['pretrain_steps']}", "run.name=small", "train.resume=false"]
+    # the code recipe: predict_throughput times the search over item codes (exact, trie beam, RecGPT's reference)
+    small = [f"train.max_steps={size['pretrain_steps']}", "run.name=small", "train.resume=false", "model.recipe=code"]
     run([*cli, "pretrain", *common, *train, *small], out / "small.log")
-    run([*cli, "eval", *common, "--ckpt", f"{out}/ckpt/small"], out / "eval.log")
-    pred = run([py, "bench/predict_throughput.py", *common, f"predict.model_dir={out}/ckpt/small/best",
+    run([*cli, "eval", *common, "model.recipe=code", "--ckpt", f"{out}/ckpt/small"], out / "eval.log")
+    pred = run([py, "bench/predict_throughput.py", *common, "model.recipe=code", f"predict.model_dir={out}/ckpt/small/best",
                 f"predict.max_users={size['users']}", "--dataset", size["predict_on"]],
                out / "predict_throughput.log")
     results["predict_throughput"] = {name.strip(): {"search_users_s": float(s), "x_ref": float(x)} for name, s, x in

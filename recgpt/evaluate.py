@@ -20,6 +20,7 @@ import torch
 
 from recgpt.io import ArtifactError, guarded_output, read_json, sha256_file, sha256_json, staged_folder, write_json
 from recgpt.logging import print0, warn
+from recgpt.model.files import save_model
 from recgpt.train import checkpoint as ckpt
 
 SELECTION = "selection.json"
@@ -166,7 +167,7 @@ def export_best(folder: Path, out_dir: Path, inputs, meta: dict, cfg=None, fit_f
     export and stored in it (config.json, score_fit.json) before it replaces out_dir. Returns (out_dir, fit)."""
     model, fit = load_checkpoint_model(folder, meta), {}
     with staged_folder(out_dir, "exported model", "<run>/best", is_export, carry_over=False) as tmp:
-        model.save_pretrained(tmp, safe_serialization=True)
+        save_model(model, tmp)
         if inputs.tokenizer_dir is not None and Path(inputs.tokenizer_dir).is_dir():
             shutil.copytree(inputs.tokenizer_dir, tmp / "tokenizer")
         if inputs.codes_path is not None and Path(inputs.codes_path).is_file():

@@ -171,30 +171,60 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-_HELD: dict = {}  # (lock file, pid) -> [FileLock, depth]: a process may re-enter the lock it holds (not a fork)
+_HELD: dict = {}  # (lock file, pid) -> depth: a process may re-enter the lock it holds (not a fork)
+
+
+def _make_parents(folder: Path) -> list[Path]:
+    """mkdir -p, returning the folders it created (deepest last) so that a refusal can remove them again."""
+    created, parent = [], folder
+    while not parent.exists():
+        created.append(parent)
+        parent = parent.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    return created[::-1]
+
+
+def _take_lock(name: str) -> Optional[int]:
+    """flock the lock file `name` (created if needed), or None when another process holds it. The holder removes
+    the file when it lets go, so a lock taken on a file that is no longer at `name` is retried on the new one."""
+    import fcntl
+
+    while True:
+        fd = os.open(name, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        held = os.fstat(fd)
+        try:
+            now = os.stat(name, follow_symlinks=False)
+        except FileNotFoundError:
+            now = None
+        if now is not None and (now.st_dev, now.st_ino) == (held.st_dev, held.st_ino):
+            return fd
+        os.close(fd)  # the previous holder removed this file after we opened it
 
 
 @contextmanager
 def output_lock(folder: PathLike, key: str) -> Iterator[Path]:
-    """One writer per output folder: a lock file beside it (`.<name>.lock`, holding the writer's pid). A second
-    process is refused at once with OutputLocked naming the holder's pid; the same process may re-enter."""
-    from filelock import FileLock, Timeout
-
+    """One writer per output folder: a lock file beside it (`.<name>.lock`, holding the writer's pid), removed
+    when the writer lets go (with the parent folders it had to create), so a refused command leaves nothing
+    behind. A second process is refused at once with OutputLocked naming the holder's pid; the same process may
+    re-enter. (filelock leaves its file on POSIX, hence flock here.)"""
     folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
+    created = _make_parents(folder.parent)
     path = folder.parent / f".{folder.name}{LOCK_SUFFIX}"
     name = os.path.realpath(path)
     if (name, os.getpid()) in _HELD:
-        _HELD[name, os.getpid()][1] += 1
+        _HELD[name, os.getpid()] += 1
         try:
             yield path
         finally:
-            _HELD[name, os.getpid()][1] -= 1
+            _HELD[name, os.getpid()] -= 1
         return
-    lock = FileLock(name, timeout=0)
-    try:
-        lock.acquire()
-    except Timeout:
+    fd = _take_lock(name)
+    if fd is None:
         try:
             holder = path.read_text().strip()
         except OSError:
@@ -202,18 +232,23 @@ def output_lock(folder: PathLike, key: str) -> Iterator[Path]:
         who = f"pid {holder}" if holder.isdigit() else "pid unknown"
         raise OutputLocked(f"{folder} ({key}) is being written by another recgpt process ({who}, lock {path}): "
                            f"wait for it to finish or choose another {key}") from None
-    _HELD[name, os.getpid()] = [lock, 1]
+    _HELD[name, os.getpid()] = 1
     try:
-        fd = os.open(name, os.O_WRONLY | getattr(os, "O_NOFOLLOW", 0))
-        try:
-            os.ftruncate(fd, 0)
-            os.write(fd, f"{os.getpid()}\n".encode())
-        finally:
-            os.close(fd)
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
         yield path
     finally:
         del _HELD[name, os.getpid()]
-        lock.release()
+        try:
+            os.unlink(name)  # while still held: a waiter that opened it retries on a fresh file
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+        for parent in reversed(created):  # folders made only to hold the lock, e.g. for a refused first run
+            try:
+                parent.rmdir()
+            except OSError:
+                break
 
 
 def clean_stale_temporaries(out: PathLike) -> list[Path]:

@@ -84,10 +84,12 @@ def test_truncated_last_line_is_a_counted_skip_and_bad_rows_name_their_line(tmp_
 
 
 def test_generic_table_names_a_behaviour_column(tmp_path):
-    (tmp_path / "log.csv").write_text("u,i,t,kind\na,1,5,click\na,2,5,Purchase\nb,1,3,like\na,1,9,pv\n")
+    raw = tmp_path / "raw"  # the inputs; the output is beside them, never inside
+    raw.mkdir()
+    (raw / "log.csv").write_text("u,i,t,kind\na,1,5,click\na,2,5,Purchase\nb,1,3,like\na,1,9,pv\n")
     spec = DatasetSpec(name="log", format="table", path=".", files={"inter": "log.csv"},
                        columns={"user": "u", "item": "i", "timestamp": "t", "behavior": "kind"})
-    prepared = load_prepared(prepare_dataset(spec, tmp_path, tmp_path / "out"))
+    prepared = load_prepared(prepare_dataset(spec, raw, tmp_path / "out"))
     assert prepared.interactions["behavior"].tolist() == ["view", "buy", "view", "like"]
     assert prepared.manifest["counts"]["behaviors"] == {"view": 2, "buy": 1, "like": 1}
     # (user, item, behaviour) repeats only: a view and a later view of item 1 by `a` is one duplicate
@@ -142,14 +144,16 @@ def test_retailrocket_targets_of_unknown_users_are_counted_and_bad_events_name_t
     spec = DatasetSpec(name="rr", format="retailrocket", path=".", timestamp_unit="ms",
                        files={"events": "events.csv", "targets": "test.csv"})
     events = "timestamp,visitorid,event,itemid,transactionid\n5000,1,transaction,7,\n5000,1,view,7,\n9000,2,view,8,\n"
-    (tmp_path / "events.csv").write_text(events)
-    (tmp_path / "test.csv").write_text("visitorid,itemid\n1,9\n3,8\n")
-    prepared = load_prepared(prepare_dataset(spec, tmp_path, tmp_path / "out"))
+    raw = tmp_path / "raw"  # the inputs; the output is beside them, never inside
+    raw.mkdir()
+    (raw / "events.csv").write_text(events)
+    (raw / "test.csv").write_text("visitorid,itemid\n1,9\n3,8\n")
+    prepared = load_prepared(prepare_dataset(spec, raw, tmp_path / "out"))
     assert prepared.interactions["behavior"].tolist()[:2] == ["view", "buy"]  # tie: view before buy
     counts = prepared.manifest["counts"]
     assert counts["targets_without_user"] == 1 and counts["targets"] == 1 and counts["items_only_in_targets"] == 1
     assert prepared.targets.to_dict("records") == [{"user_id": "1", "item_id": "9", "behavior": "buy"}]
     assert "9" in set(prepared.items["item_id"]) and counts["items"] == 3
-    (tmp_path / "events.csv").write_text(events + "9500,2,,8,\n")
+    (raw / "events.csv").write_text(events + "9500,2,,8,\n")
     with pytest.raises(DataFormatError, match=r"events\.csv, line 5: empty 'event'"):
-        prepare_dataset(spec, tmp_path, tmp_path / "out2")
+        prepare_dataset(spec, raw, tmp_path / "out2")

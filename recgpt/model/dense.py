@@ -35,12 +35,19 @@ class DenseHead(nn.Module):
         self.query = nn.Linear(d, dim) if self.use_state else None
         if self.pool > 1:
             self.recency = nn.Parameter(torch.zeros(self.pool))  # learned recency prior per age
-            self.attention = nn.Parameter(torch.zeros(()))  # learned weight of similarity to the query item
+            # learned weight of similarity to the query item; shape (1,): DeepSpeed cannot broadcast a 0-dim parameter
+            self.attention = nn.Parameter(torch.zeros(1))
         self.tower = nn.Sequential(nn.Linear(dim, dim), nn.GELU(), nn.Linear(dim, dim)) if self.use_tower else None
         self.popularity = cfg.popularity != "none"
         self.content_gate = cfg.popularity == "gated"
         if self.popularity:
             self.popularity_scale = nn.Linear(d, 2 if self.content_gate else 1)  # s_b (and g_b) from the state
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        old = state_dict.get(prefix + "attention")
+        if old is not None and old.dim() == 0:  # exported before the parameter had shape (1,)
+            state_dict[prefix + "attention"] = old.reshape(1)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def zero_learned_parts(self) -> None:
         """Untrained, the head is content kNN on the query item: learned parts start at zero."""

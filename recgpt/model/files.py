@@ -49,9 +49,18 @@ def key_list(keys, shown: int = 4) -> str:
 def quiet_transformers():
     from transformers.utils import logging as hf_logging
 
-    level = hf_logging.get_verbosity()
+    level, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
     hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()  # e.g. "Writing model shards" for a one-file save
     try:
         yield
     finally:
         hf_logging.set_verbosity(level)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
+def save_model(model, folder) -> None:
+    """save_pretrained as safetensors + config.json, without transformers' progress bars."""
+    with quiet_transformers():
+        model.save_pretrained(str(folder), safe_serialization=True)

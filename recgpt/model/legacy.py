@@ -11,6 +11,8 @@ import shutil
 import sys
 from pathlib import Path
 
+from recgpt.model.files import save_model
+
 
 def convert_config(flat: dict) -> dict:
     """Flat 0.1 config.json -> ItemCodeDecoderConfig keyword arguments of the current format."""
@@ -73,7 +75,7 @@ def convert(folder, out) -> Path:
             if ".residual" in k:
                 model.get_parameter(k).zero_()
     shutil.copytree(folder, out, ignore=shutil.ignore_patterns("config.json", "model.safetensors"))
-    model.save_pretrained(str(out), safe_serialization=True)
+    save_model(model, out)
     return out
 
 

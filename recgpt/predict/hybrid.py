@@ -14,6 +14,7 @@ from typing import Sequence
 
 import torch
 
+from recgpt.model.files import save_model
 from recgpt.predict.ranking import NEG_INF, top_k_items
 from recgpt.predict.scoring import standardize, weighted_sum
 
@@ -146,7 +147,7 @@ def fit_exported(model_dir, cfg, folders) -> dict:
                               f"at {model_dir} (recipe {config.recipe}) has none")
     fit = fit_and_store(rec, [load_prepared(f) for f in folders], list(cfg.eval.score_fit),
                         cfg.eval.score_fit_users, seed=cfg.predict.seed)
-    rec.model.save_pretrained(str(model_dir), safe_serialization=True)
+    save_model(rec.model, model_dir)
     fit = {key: value for key, value in fit.items() if key != "table"}
     write_json(Path(model_dir) / SCORE_FIT, fit)
     return fit
