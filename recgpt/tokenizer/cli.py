@@ -1,7 +1,8 @@
 """`recgpt tokenize embed|fit|assign`: parse config, call the package functions, print a summary.
 
 - `embed [--items FOLDER]`: embed the items of a corpus (default data.corpus_dir) or of a prepared dataset
-  folder into embed.output_dir (default: <that folder>/embeddings).
+  folder into embed.output_dir (default: <that folder>/embeddings). Several processes share the work:
+  `accelerate launch --num_processes P -m recgpt.cli tokenize embed ...` (one cache, one output folder).
 - `fit`: fit tokenizer.kind on tokenizer.embeddings_dir (default: embed.output_dir, else
   <data.corpus_dir>/embeddings); write the tokenizer folder and the item codes to tokenizer.output_dir and
   print the report table.
@@ -14,7 +15,7 @@ from pathlib import Path
 from recgpt.config import config_from_argv, config_to_dict
 from recgpt.config.errors import check_device
 from recgpt.io import ArtifactError, check_replaceable, is_kind, sha256_file, staged_folder, write_manifest
-from recgpt.logging import print0
+from recgpt.logging import is_main_process, print0
 
 USAGE = "usage: recgpt tokenize {embed|fit|assign} [--config FILE] [key=value ...]"
 
@@ -41,7 +42,9 @@ def embed_main(argv) -> int:
     out = Path(cfg.embed.output_dir or source / "embeddings")
     check_replaceable(out, "item embeddings", "embed.output_dir", is_kind("embed"))
     ids, texts = read_items(source)
-    emb = embed_items(ids, texts, cfg.embed)
+    emb = embed_items(ids, texts, cfg.embed)  # under accelerate launch: every process embeds its share
+    if not is_main_process():
+        return 0  # the main process writes the one output folder
     with staged_folder(out, "item embeddings", "embed.output_dir", is_kind("embed")) as tmp:
         emb.save(tmp)
     print0(f"{len(ids)} items ({emb.n_empty_text} with empty text, embedded as {cfg.embed.placeholder!r}) "
