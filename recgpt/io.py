@@ -88,6 +88,38 @@ def load_safetensors(path: PathLike) -> tuple[dict, dict]:
         raise ArtifactError(f"{path}: not a readable safetensors file (corrupt or truncated?): {e}") from None
 
 
+_NUMPY_DTYPES = {"F16": "float16", "F32": "float32", "BF16": None, "F64": "float64", "I64": "int64", "I32": "int32"}
+
+
+def mmap_safetensors(path: PathLike, name: str):
+    """(one tensor of a safetensors file as a read-only numpy memmap: nothing is read until rows are indexed,
+    the file's metadata); a clear error for a missing, corrupt or truncated file."""
+    import numpy as np
+
+    path = Path(path)
+    if not path.is_file():
+        raise ArtifactError(f"missing file: {path}")
+    try:
+        with open(path, "rb") as f:
+            size = int.from_bytes(f.read(8), "little")
+            header = json.loads(f.read(size)) if 0 < size < (1 << 27) else None
+        entry = header.get(name) if isinstance(header, dict) else None
+        dtype = _NUMPY_DTYPES.get(entry["dtype"]) if isinstance(entry, dict) else None
+        begin, end = entry["data_offsets"]
+        shape = tuple(int(d) for d in entry["shape"])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ArtifactError(f"{path}: not a readable safetensors file (corrupt or truncated?): {e}") from None
+    if dtype is None:
+        raise ArtifactError(f"{path}: no tensor {name!r} of a numpy dtype")
+    itemsize = np.dtype(dtype).itemsize
+    if end - begin != itemsize * int(np.prod(shape)) or 8 + size + end > path.stat().st_size:
+        raise ArtifactError(f"{path}: tensor {name!r} {shape} does not fit the file (corrupt or truncated?)")
+    meta = dict(header.get("__metadata__") or {})
+    if not shape or 0 in shape:
+        return np.zeros(shape, dtype), meta
+    return np.memmap(path, dtype=dtype, mode="r", offset=8 + size + begin, shape=shape), meta
+
+
 # ---------------------------------------------------------------- safe outputs
 def manifest_kind(folder: PathLike) -> Optional[str]:
     """The `kind` (or `stage`) a recgpt manifest gives its folder; None for anything else."""

@@ -66,7 +66,7 @@ def fit_main(argv) -> int:
     source, out = embeddings_dir(cfg), Path(cfg.tokenizer.output_dir)
     check_device(cfg.tokenizer.device, "tokenizer.device")
     check_replaceable(out, "tokenizer", "tokenizer.output_dir", is_kind("tokenizer"))
-    emb = load_embeddings(source)
+    emb = load_embeddings(source, mmap=True)  # streamed from disk in batches
     tok = fit_tokenizer(emb, cfg.tokenizer)
     codes = tok.assign(emb, item_ids=emb.item_ids)
     with staged_folder(out, "tokenizer", "tokenizer.output_dir", is_kind("tokenizer")) as tmp:
@@ -88,7 +88,7 @@ def assign_main(argv) -> int:
     cfg, args = config_from_argv(argv, "encode another dataset's items with a fitted tokenizer",
                                  lambda p: p.add_argument("--embeddings", required=True, help="embeddings folder"))
     tok = load_tokenizer(cfg.tokenizer.output_dir)
-    emb = load_embeddings(args.embeddings)
+    emb = load_embeddings(args.embeddings, mmap=True)
     codes = tok.encode(emb)
     save_item_codes(Path(args.embeddings) / CODES_FILE, emb.item_ids, tok.assign(emb, item_ids=emb.item_ids))
     stats = collision_stats(codes)

@@ -227,18 +227,26 @@ def embed_items(item_ids, texts, cfg) -> Embeddings:
     return Embeddings(item_ids, embed_texts(prepared, cfg), cfg.model, len(empty))
 
 
-def load_embeddings(folder) -> Embeddings:
+def load_embeddings(folder, mmap: bool = False) -> Embeddings:
+    """mmap=True: the vectors stay on disk as a read-only float16 numpy memmap (the tokenizer fit and the
+    code assignment read them in batches); otherwise they are read into memory."""
     import torch
 
+    from recgpt.io import mmap_safetensors
+
     folder = require_files(folder, [EMBEDDINGS_FILE, IDS_FILE], "item embeddings")
-    tensors, meta = load_safetensors(folder / EMBEDDINGS_FILE)
-    if "embeddings" not in tensors:
-        raise ArtifactError(f"{folder / EMBEDDINGS_FILE}: no tensor 'embeddings'")
-    vectors = tensors["embeddings"]
+    if mmap:
+        vectors, meta = mmap_safetensors(folder / EMBEDDINGS_FILE, "embeddings")
+    else:
+        tensors, meta = load_safetensors(folder / EMBEDDINGS_FILE)
+        if "embeddings" not in tensors:
+            raise ArtifactError(f"{folder / EMBEDDINGS_FILE}: no tensor 'embeddings'")
+        vectors = tensors["embeddings"].to(torch.float16).numpy()
     ids = read_json(folder / IDS_FILE)
     if vectors.ndim != 2 or len(ids) != vectors.shape[0]:
         raise ArtifactError(f"{folder}: {len(ids)} item ids but embeddings of shape {tuple(vectors.shape)}")
     if "model" not in meta:
         raise ArtifactError(f"{folder / EMBEDDINGS_FILE}: metadata lacks 'model'")
-    return Embeddings([str(i) for i in ids], vectors.to(torch.float16).numpy(),
-                      meta["model"], int(meta.get("n_empty_text", 0)))
+    if mmap and vectors.dtype != np.float16:
+        raise ArtifactError(f"{folder / EMBEDDINGS_FILE}: embeddings are {vectors.dtype}, not float16")
+    return Embeddings([str(i) for i in ids], vectors, meta["model"], int(meta.get("n_empty_text", 0)))
