@@ -47,7 +47,7 @@ def recon_loss(recon: torch.Tensor, x: torch.Tensor, kind: str) -> torch.Tensor:
     return F.mse_loss(recon, x, reduction="none").sum(-1).mean()  # per item, so the scale is dim-free
 
 
-CHUNK = 65536  # rows per streamed pass over the embeddings
+CHUNK = 16384  # rows per streamed read of the embeddings (25 MB as float32 at D=384)
 
 
 class RowSource:
@@ -129,7 +129,7 @@ def count_unique_rows(source: RowSource, seed: int = 0) -> int:
     mult = np.random.default_rng(seed).integers(1, 2 ** 63, size=dim, dtype=np.uint64) * 2 + 1
     hashes = np.empty(len(source), np.uint64)
     with np.errstate(over="ignore"):
-        for start, x in source.chunks():
+        for start, x in source.chunks(max(1, CHUNK // 4)):  # the 64-bit words take 2x the float32 chunk
             words = x.cpu().numpy().view(np.uint32).astype(np.uint64)
             words ^= words >> np.uint64(7)
             hashes[start:start + len(x)] = (words * mult).sum(1, dtype=np.uint64)
