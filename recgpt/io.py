@@ -120,6 +120,16 @@ def mmap_safetensors(path: PathLike, name: str):
     return np.memmap(path, dtype=dtype, mode="r", offset=8 + size + begin, shape=shape), meta
 
 
+def release_pages(array) -> None:
+    """Drop the pages a numpy memmap has read from this process's resident set: they stay in the page cache
+    (a later read is cheap) but no longer count as the process's memory. No-op for anything else."""
+    import mmap
+
+    handle = getattr(array, "_mmap", None)
+    if isinstance(handle, mmap.mmap) and hasattr(mmap, "MADV_DONTNEED"):
+        handle.madvise(mmap.MADV_DONTNEED)
+
+
 # ---------------------------------------------------------------- safe outputs
 def manifest_kind(folder: PathLike) -> Optional[str]:
     """The `kind` (or `stage`) a recgpt manifest gives its folder; None for anything else."""

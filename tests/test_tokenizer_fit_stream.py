@@ -72,3 +72,26 @@ def test_streamed_statistics_match_the_whole_matrix(real_embeddings, monkeypatch
     expected = fit_mod.reconstruction_errors(x, shrink(x)[0])
     got = fit_mod.streamed_reconstruction(shrink, fit_mod.RowSource(real_embeddings.vectors))
     assert got == pytest.approx(expected, rel=1e-5)
+
+
+def test_mmap_reader_on_a_file_written_in_chunks_and_on_damage(tmp_path):
+    import sys
+    from pathlib import Path
+
+    from recgpt.io import ArtifactError
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+    from scale import write_random_embeddings  # the scale bench writes its vectors chunk by chunk
+
+    write_random_embeddings(tmp_path / "emb", 1000, chunk=300)
+    emb = load_embeddings(tmp_path / "emb", mmap=True)
+    assert emb.vectors.shape == (1000, 384) and len(emb.item_ids) == 1000
+    norms = np.linalg.norm(np.asarray(emb.vectors, dtype=np.float32), axis=1)
+    assert np.allclose(norms, 1, atol=2e-3) and len(np.unique(np.asarray(emb.vectors), axis=0)) == 1000
+    path = tmp_path / "emb" / "embeddings.safetensors"
+    path.write_bytes(path.read_bytes()[:-10])
+    with pytest.raises(ArtifactError, match=r"tensor 'embeddings' \(1000, 384\) does not fit the file"):
+        load_embeddings(tmp_path / "emb", mmap=True)
+    path.write_bytes(b"\xff" * 16)
+    with pytest.raises(ArtifactError, match="not a readable safetensors file"):
+        load_embeddings(tmp_path / "emb", mmap=True)

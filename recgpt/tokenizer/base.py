@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from safetensors.torch import save_file
 
-from recgpt.io import ArtifactError, load_safetensors, read_json, require_files, write_json
+from recgpt.io import ArtifactError, load_safetensors, read_json, release_pages, require_files, write_json
 from recgpt.tokenizer.collisions import resolve_collisions
 from recgpt.tokenizer.fsq import FSQAutoencoder
 from recgpt.tokenizer.rq import RQKMeans, RQVAE
@@ -102,6 +102,7 @@ class ItemTokenizer:
             x = torch.from_numpy(np.asarray(rows[start:start + batch_size], dtype=np.float32))
             check_finite(x, offset=start)
             out[start:start + len(x)] = self.model.encode(x).numpy()
+            release_pages(rows)  # a memmap's pages read so far leave the resident set
         return out
 
     @torch.no_grad()

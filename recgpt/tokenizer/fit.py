@@ -18,6 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from recgpt.io import release_pages
 from recgpt.tokenizer.base import ItemTokenizer, build_model, check_finite
 from recgpt.tokenizer.report import build_report, reconstruction_errors
 from recgpt.tokenizer.collisions import capped_disambiguation
@@ -58,6 +59,7 @@ class RowSource:
         self.data = data.detach().cpu().numpy() if isinstance(data, torch.Tensor) else data
         self.index = None if index is None else np.asarray(index, dtype=np.int64)
         self.device = torch.device(device)
+        self._read = 0  # rows read since the memmap's pages were last released
 
     def __len__(self) -> int:
         return len(self.data) if self.index is None else len(self.index)
@@ -69,7 +71,12 @@ class RowSource:
         return self._tensor(self.data[rows])  # a memmap reads just these rows
 
     def _tensor(self, block) -> torch.Tensor:
-        return torch.from_numpy(np.asarray(block, dtype=np.float32)).to(self.device)
+        out = torch.from_numpy(np.asarray(block, dtype=np.float32)).to(self.device)
+        self._read += len(out)
+        if self._read >= CHUNK:  # file pages read so far leave the resident set: RSS stays flat in N
+            release_pages(self.data)
+            self._read = 0
+        return out
 
     def chunks(self, size: int = 0):
         size = size or CHUNK
