@@ -108,8 +108,14 @@ def child(stage: str, job: dict) -> dict:
         from recgpt.config import load_dataset_spec
         from recgpt.data import prepare_dataset
 
-        sys.path.insert(0, str(Path(__file__).resolve().parent))
-        from corpus import make_scaled  # bench/corpus.py: prepared folders replicated with remapped ids
+        import importlib.util
+
+        # bench/corpus.py's make_scaled: prepared folders replicated with remapped ids (loaded by path: bench/
+        # on sys.path would shadow packages such as `tokenizers`)
+        spec = importlib.util.spec_from_file_location("bench_corpus", Path(__file__).with_name("corpus.py"))
+        bench_corpus = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(bench_corpus)
+        make_scaled = bench_corpus.make_scaled
 
         import pyarrow.parquet as pq
 

@@ -75,13 +75,16 @@ def test_streamed_statistics_match_the_whole_matrix(real_embeddings, monkeypatch
 
 
 def test_mmap_reader_on_a_file_written_in_chunks_and_on_damage(tmp_path):
-    import sys
+    import importlib.util
     from pathlib import Path
 
     from recgpt.io import ArtifactError
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-    from scale import write_random_embeddings  # the scale bench writes its vectors chunk by chunk
+    # the scale bench writes its vectors chunk by chunk (loaded by path: bench/ on sys.path shadows packages)
+    spec = importlib.util.spec_from_file_location("bench_scale", Path(__file__).resolve().parents[1] / "bench" / "scale.py")
+    bench_scale = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench_scale)
+    write_random_embeddings = bench_scale.write_random_embeddings
 
     write_random_embeddings(tmp_path / "emb", 1000, chunk=300)
     emb = load_embeddings(tmp_path / "emb", mmap=True)
