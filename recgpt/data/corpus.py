@@ -24,7 +24,8 @@ from recgpt.config.data import DataConfig
 from recgpt.data.errors import DataFormatError
 from recgpt.data.prepare import is_current, prepare_dataset
 from recgpt.data.splits import is_heldout, train_lengths
-from recgpt.io import ArtifactError, is_kind, read_json, read_manifest, require_files, sha256_json, staged_folder, write_manifest
+from recgpt.io import (ArtifactError, is_kind, read_json, read_manifest, require_files, sha256_json, staged_folder,
+                       write_manifest)
 from recgpt.logging import print0
 
 PathLike = Union[str, Path]
@@ -125,7 +126,7 @@ class ItemLookup:
         return np.where(found, self.order[pos], -1)
 
 
-def complete_users(path: Path, item_ids: "ItemLookup", behaviors: bool = False) -> Iterator[tuple[np.ndarray, ...]]:
+def complete_users(path: Path, item_ids: ItemLookup, behaviors: bool = False) -> Iterator[tuple[np.ndarray, ...]]:
     """(user ids, local item indices, positions, behaviour ids) row arrays holding whole users only, streamed from the parquet
     file in record batches; a user cut by a batch boundary is carried into the next chunk.
 
