@@ -49,6 +49,7 @@ def recon_loss(recon: torch.Tensor, x: torch.Tensor, kind: str) -> torch.Tensor:
 
 
 CHUNK = 16384  # rows per streamed read of the embeddings (25 MB as float32 at D=384)
+GATHER = 1024  # scattered rows read from a memmap between two releases of its pages
 
 
 class RowSource:
@@ -67,12 +68,18 @@ class RowSource:
         """Rows at `positions` (into this source's rows), in that order."""
         positions = np.asarray(positions, dtype=np.int64)
         rows = positions if self.index is None else self.index[positions]
-        return self._tensor(self.data[rows])  # a memmap reads just these rows
+        if len(rows) <= GATHER:
+            return self._tensor(self.data[rows])  # a memmap reads just these rows
+        out = np.empty((len(rows), self.data.shape[1]), np.float32)
+        for start in range(0, len(rows), GATHER):  # scattered rows: a bounded share of the file at a time
+            out[start:start + GATHER] = self.data[rows[start:start + GATHER]]
+            release_pages(self.data)
+        return torch.from_numpy(out).to(self.device)
 
     def _tensor(self, block) -> torch.Tensor:
         out = torch.from_numpy(np.asarray(block, dtype=np.float32)).to(self.device)
-        # The file pages just read leave the resident set (RSS stays flat in N). Every read: a random batch
-        # faults in whole neighbourhoods of pages (fault-around), ~64 KB per row.
+        # The file pages just read leave the resident set (RSS stays flat in N). Every read: each scattered row
+        # faults in its neighbourhood (fault-around, ~64 KB), so GATHER rows map at most ~64 MB.
         release_pages(self.data)
         return out
 
