@@ -92,6 +92,48 @@ def load_safetensors(path: PathLike) -> tuple[dict, dict]:
         raise ArtifactError(f"{path}: not a readable safetensors file (corrupt or truncated?): {e}") from None
 
 
+_NUMPY_DTYPES = {"F16": "float16", "F32": "float32", "BF16": None, "F64": "float64", "I64": "int64", "I32": "int32"}
+
+
+def mmap_safetensors(path: PathLike, name: str):
+    """(one tensor of a safetensors file as a read-only numpy memmap: nothing is read until rows are indexed,
+    the file's metadata); a clear error for a missing, corrupt or truncated file."""
+    import numpy as np
+
+    path = Path(path)
+    if not path.is_file():
+        raise ArtifactError(f"missing file: {path}")
+    try:
+        with open(path, "rb") as f:
+            size = int.from_bytes(f.read(8), "little")
+            header = json.loads(f.read(size)) if 0 < size < (1 << 27) else None
+        entry = header.get(name) if isinstance(header, dict) else None
+        dtype = _NUMPY_DTYPES.get(entry["dtype"]) if isinstance(entry, dict) else None
+        begin, end = entry["data_offsets"]
+        shape = tuple(int(d) for d in entry["shape"])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ArtifactError(f"{path}: not a readable safetensors file (corrupt or truncated?): {e}") from None
+    if dtype is None:
+        raise ArtifactError(f"{path}: no tensor {name!r} of a numpy dtype")
+    itemsize = np.dtype(dtype).itemsize
+    if end - begin != itemsize * int(np.prod(shape)) or 8 + size + end > path.stat().st_size:
+        raise ArtifactError(f"{path}: tensor {name!r} {shape} does not fit the file (corrupt or truncated?)")
+    meta = dict(header.get("__metadata__") or {})
+    if not shape or 0 in shape:
+        return np.zeros(shape, dtype), meta
+    return np.memmap(path, dtype=dtype, mode="r", offset=8 + size + begin, shape=shape), meta
+
+
+def release_pages(array) -> None:
+    """Drop the pages a numpy memmap has read from this process's resident set: they stay in the page cache
+    (a later read is cheap) but no longer count as the process's memory. No-op for anything else."""
+    import mmap
+
+    handle = getattr(array, "_mmap", None)
+    if isinstance(handle, mmap.mmap) and hasattr(mmap, "MADV_DONTNEED"):
+        handle.madvise(mmap.MADV_DONTNEED)
+
+
 # ---------------------------------------------------------------- guarded outputs
 # Every command that writes goes through here: `guarded_output` (refusals before anything is written, one writer
 # per folder, stale temporaries of dead processes cleaned) and `staged_folder` (build beside, swap in).

@@ -145,3 +145,21 @@ def test_prepared_rows_must_be_contiguous_per_user(tmp_path, tiny_data_config, p
     with pytest.raises(Exception, match=rf"interactions.parquet, position {n // 2}: rows of user '{first}' are not contiguous"):
         build_corpus(cfg)
     assert not (tmp_path / "c").exists() and not list(tmp_path.glob(".c.tmp-*"))
+
+
+def test_item_lookup_matches_a_dictionary_on_real_ids(prepared_dir):
+    """The corpus's compact id table (sorted fixed-width bytes) against a plain dict, on real amazon_scientific
+    ids plus ids it must miss: longer than any, a prefix, non-ASCII, empty."""
+    import pyarrow as pa
+
+    from recgpt.data.corpus import ItemLookup, fixed_width
+
+    ids = pd.read_parquet(prepared_dir("amazon_scientific") / "items.parquet")["item_id"].astype(str).tolist()
+    parts = [fixed_width(pa.array(ids[i:i + 1000])) for i in range(0, len(ids), 1000)]
+    lookup = ItemLookup(parts)
+    assert len(lookup) == len(ids) and lookup.duplicate is None
+    row_of = {item: row for row, item in enumerate(ids)}
+    queries = ids[::-7] + [ids[0] + "x" * 40, ids[5][:-1], "é" + ids[3], ""]
+    assert lookup.get_indexer(pa.array(queries)).tolist() == [row_of.get(q, -1) for q in queries]
+    assert ItemLookup([fixed_width(pa.array(["a", "bb", "a"]))]).duplicate == "a"
+    assert ItemLookup([fixed_width(pa.array(["zé", "a"]))]).get_indexer(pa.array(["zé", "z"])).tolist() == [0, -1]

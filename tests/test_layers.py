@@ -3,7 +3,6 @@ also inside a function), so no import cycle can form between the stages."""
 import ast
 from pathlib import Path
 
-import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "recgpt"
 # lowest first; a name is a subpackage of recgpt or a top-level module

@@ -11,7 +11,8 @@ import torch
 from recgpt.baselines.behavior import BUY, N_BEHAVIORS, build_behavior_split, pack, unpack
 from recgpt.baselines.training import pad_right
 from recgpt.data import load_prepared
-from recgpt.model.behavior import BEHAVIOR_ID, behavior_ids, next_behaviors
+from recgpt.data.behavior import BEHAVIOR_ID, behavior_ids
+from recgpt.model.behavior import next_behaviors
 from tests.fixtures_model import make_model
 
 

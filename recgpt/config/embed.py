@@ -13,6 +13,9 @@ class EmbedConfig:
     batch_size: int = 64
     device: str = "cpu"
     dtype: str = "float32"  # float32 | bfloat16 | float16 for the encoder forward pass; output is fp16
+    # torch (sentence-transformers) | onnx (the same model exported to ONNX Runtime, CPU) | onnx-int8 (its
+    # MatMul weights in int8: ~2x torch fp32 on CPU); the onnx backends need `pip install 'recgpt[fast]'`.
+    backend: str = "torch"
     cache_dir: str = "outputs/embed_cache"
     output_dir: Optional[str] = None  # default: <corpus_dir>/embeddings
     # Texts embedded per cache shard: a crash loses at most one shard of work.
@@ -26,6 +29,10 @@ class EmbedConfig:
     def __post_init__(self):
         check(self.batch_size >= 1, "embed.batch_size", f"must be >= 1, got {self.batch_size}")
         check(self.dtype in ("float32", "bfloat16", "float16"), "embed.dtype", f"got {self.dtype!r}")
+        check(self.backend in ("torch", "onnx", "onnx-int8"), "embed.backend",
+              f"torch|onnx|onnx-int8, got {self.backend!r}")
+        check(self.backend == "torch" or self.device == "cpu", "embed.backend",
+              f"{self.backend} runs on the CPU; set embed.device=cpu or embed.backend=torch")
         check(self.shard_size >= 1, "embed.shard_size", f"must be >= 1, got {self.shard_size}")
         check(self.empty_text in ("placeholder", "error"), "embed.empty_text",
               f"placeholder|error, got {self.empty_text!r}")

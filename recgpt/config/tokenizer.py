@@ -35,6 +35,9 @@ class TokenizerConfig:
     # RQ-VAE: Sinkhorn-Knopp iterations of the balanced last-level assignment during training (0 = nearest code)
     sinkhorn_iters: int = 20
     kmeans_iters: int = 50
+    # k-means (RQ-KMeans; the RQ-VAE's codebook initialisation) on a seeded sample of at most this many training
+    # items: at millions of items the float64 copy k-means makes would not fit (15 M x 384 x 8 B = 46 GB)
+    kmeans_max_items: int = 250_000
     # optimisation
     epochs: int = 30
     batch_size: int = 1024
@@ -59,6 +62,7 @@ class TokenizerConfig:
         check(self.rq_warmup_epochs >= 0, "tokenizer.rq_warmup_epochs", f"must be >= 0, got {self.rq_warmup_epochs}")
         check(self.dead_code_steps >= 0, "tokenizer.dead_code_steps", f"must be >= 0, got {self.dead_code_steps}")
         check(self.sinkhorn_iters >= 0, "tokenizer.sinkhorn_iters", f"must be >= 0, got {self.sinkhorn_iters}")
+        check(self.kmeans_max_items >= 2, "tokenizer.kmeans_max_items", f"must be >= 2, got {self.kmeans_max_items}")
         check(self.kmeans_iters >= 1, "tokenizer.kmeans_iters", f"must be >= 1, got {self.kmeans_iters}")
         check(self.epochs >= 0, "tokenizer.epochs", f"must be >= 0, got {self.epochs}")
         check(self.batch_size >= 1, "tokenizer.batch_size", f"must be >= 1, got {self.batch_size}")

@@ -2,8 +2,10 @@
 an HF DatasetDict (train / heldout) saved to disk and memory-mapped on load.
 
 The build streams: one dataset at a time, interactions read in parquet record batches, sequences written in
-Arrow batches; so memory follows the largest dataset's item table, not the corpus size.
+Arrow batches straight into the saved dataset's files; so memory follows the largest dataset's item table
+(fixed-width id bytes, ~20 B per item), not the corpus size.
 """
+import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -22,13 +24,14 @@ from recgpt.config.data import DataConfig
 from recgpt.data.errors import DataFormatError
 from recgpt.data.prepare import is_current, prepare_dataset
 from recgpt.data.splits import is_heldout, train_lengths
-from recgpt.io import (ArtifactError, clean_stale_temporaries, is_kind, output_lock, read_manifest, require_files,
-                       sha256_json, staged_folder, write_manifest)
+from recgpt.io import (ArtifactError, clean_stale_temporaries, is_kind, output_lock, read_json, read_manifest,
+                       require_files, sha256_json, staged_folder, write_manifest)
 from recgpt.logging import print0
 
 PathLike = Union[str, Path]
 SPLITS = ("train", "heldout")
 READ_BATCH = 1 << 14  # interaction rows per parquet record batch: bounds the working set
+SHARD = "data-00000-of-00001.arrow"  # a split saved with num_shards=1
 ITEMS_SCHEMA = pa.schema([("item_index", pa.int32()), ("item_id", pa.string()), ("dataset", pa.string()),
                           ("text", pa.string())])
 
@@ -77,7 +80,57 @@ def prepared_folder(name: str, cfg: DataConfig) -> Path:
     return folder
 
 
-def complete_users(path: Path, item_ids: pd.Index, behaviors: bool = False) -> Iterator[tuple[np.ndarray, ...]]:
+def fixed_width(strings: pa.Array) -> np.ndarray:
+    """A string array as numpy fixed-width bytes ("S<w>", w = the longest value's UTF-8 length), built from
+    Arrow's buffers without a Python object per value."""
+    strings = pc.cast(strings, pa.large_binary())
+    if len(strings) == 0:
+        return np.zeros(0, "S1")
+    if strings.null_count:
+        raise ValueError("item ids must not be null")
+    offsets = np.frombuffer(strings.buffers()[1], np.int64)[strings.offset:strings.offset + len(strings) + 1]
+    data = np.frombuffer(strings.buffers()[2], np.uint8) if strings.buffers()[2] is not None else np.zeros(0, np.uint8)
+    lengths = np.diff(offsets)
+    width = max(1, int(lengths.max()))
+    out = np.zeros((len(strings), width), np.uint8)
+    row = np.repeat(np.arange(len(strings)), lengths)
+    col = np.arange(offsets[-1] - offsets[0]) - np.repeat(offsets[:-1] - offsets[0], lengths)
+    out[row, col] = data[offsets[0]:offsets[-1]]
+    if ((lengths > 0) & (out[np.arange(len(strings)), np.maximum(lengths - 1, 0)] == 0)).any():
+        raise ValueError("item ids must not end with a NUL byte")
+    return out.view(f"S{width}").reshape(-1)
+
+
+class ItemLookup:
+    """Item id -> row of one dataset's items table: binary search over the ids sorted as fixed-width bytes.
+    ~(longest id + 8) bytes per item; a pandas Index of Python strings takes ~100 (it grew with the catalog)."""
+
+    def __init__(self, parts: list):
+        width = max([p.dtype.itemsize for p in parts] + [1])
+        ids = np.concatenate([p.astype(f"S{width}") for p in parts]) if parts else np.zeros(0, "S1")
+        self.order = np.argsort(ids, kind="stable")
+        self.sorted = ids[self.order]
+        dup = np.flatnonzero(self.sorted[1:] == self.sorted[:-1])
+        self.duplicate = self.sorted[dup[0]].decode("utf-8", "replace") if len(dup) else None
+
+    def __len__(self) -> int:
+        return len(self.sorted)
+
+    def get_indexer(self, strings: pa.Array) -> np.ndarray:
+        """Row of each id, -1 for an id not in the table."""
+        keys = fixed_width(strings)
+        if len(self.sorted) == 0:
+            return np.full(len(keys), -1, np.int64)
+        width = self.sorted.dtype.itemsize
+        # an id longer than every known id is missing (cut to the width, it could equal a shorter one)
+        too_long = np.char.str_len(keys) > width if keys.dtype.itemsize > width else np.zeros(len(keys), bool)
+        keys = keys.astype(self.sorted.dtype)
+        pos = np.minimum(np.searchsorted(self.sorted, keys), len(self.sorted) - 1)
+        found = (self.sorted[pos] == keys) & ~too_long
+        return np.where(found, self.order[pos], -1)
+
+
+def complete_users(path: Path, item_ids: ItemLookup, behaviors: bool = False) -> Iterator[tuple[np.ndarray, ...]]:
     """(user ids, local item indices, positions, behaviour ids) row arrays holding whole users only, streamed from the parquet
     file in record batches; a user cut by a batch boundary is carried into the next chunk.
 
@@ -89,10 +142,10 @@ def complete_users(path: Path, item_ids: pd.Index, behaviors: bool = False) -> I
     read_behavior = behaviors and "behavior" in parquet.schema_arrow.names
     columns = ["user_id", "item_id", "position"] + (["behavior"] if read_behavior else [])
     for batch in parquet.iter_batches(batch_size=READ_BATCH, columns=columns):
-        batch_items = batch.column("item_id").to_numpy(zero_copy_only=False)
-        local = item_ids.get_indexer(batch_items)  # one hash table per dataset, not one per batch
+        local = item_ids.get_indexer(batch.column("item_id"))  # one sorted table per dataset, not one per batch
         if (local < 0).any():
-            raise DataFormatError(path, f"item {batch_items[np.flatnonzero(local < 0)[0]]!r} is not in items.parquet")
+            missing = batch.column("item_id")[int(np.flatnonzero(local < 0)[0])].as_py()
+            raise DataFormatError(path, f"item {missing!r} is not in items.parquet")
         rows = (batch.column("user_id").to_numpy(zero_copy_only=False), local.astype(np.int32),
                 batch.column("position").to_numpy(zero_copy_only=False).astype(np.int64),
                 behavior_ids(batch.column("behavior").to_pylist()).astype(np.int8) if read_behavior
@@ -199,17 +252,18 @@ def add_dataset(name: str, folder: Path, offset: int, cfg: DataConfig, items_wri
     ids = []
     for batch in pq.ParquetFile(folder / "items.parquet").iter_batches(batch_size=1 << 15, columns=["item_id", "text"]):
         batch_ids, n = batch.column("item_id").cast(pa.string()), batch.num_rows
-        start = offset + sum(len(i) for i in ids)
+        start = offset + sum(len(i) for i in ids)  # rows written so far
         items_writer.write_table(pa.table({
             "item_index": pa.array(np.arange(start, start + n, dtype=np.int32)),
             "item_id": pc.binary_join_element_wise(pa.scalar(name), batch_ids, ":"),
             "dataset": pa.array([name] * n, pa.string()),
             "text": batch.column("text").cast(pa.string()),
         }, schema=ITEMS_SCHEMA))
-        ids.append(batch_ids.to_numpy(zero_copy_only=False))
-    item_ids = pd.Index(np.concatenate(ids) if ids else np.array([], dtype=object))
-    if not item_ids.is_unique:
-        raise DataFormatError(folder / "items.parquet", f"item {item_ids[item_ids.duplicated()][0]!r} is listed twice")
+        ids.append(fixed_width(batch_ids))
+    item_ids = ItemLookup(ids)
+    del ids
+    if item_ids.duplicate is not None:
+        raise DataFormatError(folder / "items.parquet", f"item {item_ids.duplicate!r} is listed twice")
     counts = {"items": len(item_ids), "users": 0, "users_windowed": 0, "short_sequences_dropped": 0,
               "short_sequence_items_dropped": 0}
     counts.update({f"{s}_{k}": 0 for s in SPLITS for k in ("users", "sequences", "interactions")})
@@ -234,8 +288,6 @@ def build_corpus(data_cfg: DataConfig, out_dir: Optional[PathLike] = None) -> Pa
 
 
 def write_corpus(data_cfg: DataConfig, out: Path, tmp: Path) -> None:
-    from datasets import Dataset, DatasetDict
-
     start = time.time()
     entries, per_dataset, offset = [], {}, 0
     splits = SplitWriter(tmp / "_arrow", data_cfg.behaviors)
@@ -253,12 +305,11 @@ def write_corpus(data_cfg: DataConfig, out: Path, tmp: Path) -> None:
     splits.close()
     if offset >= 2 ** 31:
         raise DataFormatError(out, f"{offset} items do not fit int32 item indices")
-    sequences = DatasetDict({s: Dataset.from_file(str(p)) for s, p in splits.paths.items()})
-    sequences.save_to_disk(str(tmp / "sequences"), num_shards={s: 1 for s in SPLITS})  # 1 shard: an empty split loads
-    del sequences
-    shutil.rmtree(tmp / "_arrow")
     totals = {s: {k: sum(c[f"{s}_{k}"] for c in per_dataset.values()) for k in ("users", "sequences", "interactions")}
               for s in SPLITS}
+    place_splits(splits.paths, tmp / "sequences", sequence_features(data_cfg.behaviors),
+                 {s: totals[s]["sequences"] for s in SPLITS})
+    shutil.rmtree(tmp / "_arrow")
     manifest = {
         "kind": "corpus",
         "datasets": entries,
@@ -271,6 +322,25 @@ def write_corpus(data_cfg: DataConfig, out: Path, tmp: Path) -> None:
                               "an empty corpus was not written")
     write_manifest(tmp, manifest)
     print0(f"corpus: {offset} items, {totals} in {time.time() - start:.1f}s")
+
+
+def place_splits(paths: dict, folder: Path, features, rows: dict) -> None:
+    """The written Arrow files moved into a `DatasetDict.save_to_disk` folder (one shard per split), its
+    metadata files taken from saving the empty splits. save_to_disk would copy them through a memory map, whose
+    pages made the build's peak RSS grow with the corpus. `rows`: sequences per split, checked on the files."""
+    from datasets import Dataset, DatasetDict
+
+    empty = DatasetDict({s: Dataset.from_dict({k: [] for k in features}, features=features) for s in paths})
+    empty.save_to_disk(str(folder), num_shards={s: 1 for s in paths})
+    for split, path in paths.items():
+        state = read_json(folder / split / "state.json")
+        if state.get("_data_files") != [{"filename": SHARD}]:
+            raise ArtifactError(f"{folder / split}: datasets saved {state.get('_data_files')}, not one {SHARD}")
+        with pa.OSFile(str(path)) as source:  # read, not mapped: the batches' headers only
+            reader = pa.ipc.open_stream(source)
+            if reader.schema.names != list(features) or sum(b.num_rows for b in reader) != rows[split]:
+                raise ArtifactError(f"{path}: not the {rows[split]} sequences written ({reader.schema.names})")
+        os.replace(path, folder / split / SHARD)
 
 
 def load_corpus(path: PathLike) -> Corpus:

@@ -9,13 +9,10 @@ It tells item s only the behaviour of event s+1, never its item, so the block-ca
 Behaviour ids: 0 = none (no behaviour column, padding, an unknown next behaviour), then BEHAVIOR_NAMES[1:].
 With n_behaviors = 0 the decoder has no behaviour parameters and its logits are exactly those without them.
 """
-from typing import Optional, Sequence
+from typing import Optional
 
-import numpy as np
 import torch
 from torch import nn
-
-from recgpt.data.behavior import BEHAVIOR_ID, BEHAVIOR_NAMES, behavior_ids  # noqa: F401 (the ids the model reads)
 
 
 def next_behaviors(behavior: torch.Tensor, segment: torch.Tensor, item_pos: torch.Tensor,

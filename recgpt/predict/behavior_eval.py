@@ -13,7 +13,6 @@ user's own items from the popularity list. Metrics are recgpt.predict.metrics ov
 """
 from typing import Sequence
 
-import numpy as np
 import pandas as pd
 
 from recgpt.predict.metrics import coverage, ranking_metrics

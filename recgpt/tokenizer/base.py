@@ -12,7 +12,8 @@ import numpy as np
 import torch
 from safetensors.torch import save_file
 
-from recgpt.io import ArtifactError, load_safetensors, read_json, require_files, sha256_file, sha256_json, write_json
+from recgpt.io import (ArtifactError, load_safetensors, read_json, release_pages, require_files, sha256_file,
+                       sha256_json, write_json)
 from recgpt.tokenizer.collisions import resolve_collisions
 from recgpt.tokenizer.fsq import FSQAutoencoder
 from recgpt.tokenizer.rq import RQKMeans, RQVAE
@@ -71,26 +72,40 @@ class ItemTokenizer:
                 "embed_dim": self.embed_dim, "n_codes": self.n_codes, "code_vocab": self.code_vocab,
                 "dedup_size": self.dedup_size, "slot_vocab_sizes": self.slot_vocab_sizes, "params": self.params}
 
-    def check_embeddings(self, emb, embed_model: Optional[str] = None) -> torch.Tensor:
-        """float32 [N, D] tensor; clear errors for a different encoder, wrong shape or NaN/inf rows.
-        `emb` may be an array, a tensor or an Embeddings (whose model is then checked)."""
+    def embedding_rows(self, emb, embed_model: Optional[str] = None):
+        """The [N, D] rows of `emb` (an array, a memmap, a tensor or an Embeddings, whose model is then checked),
+        not copied: clear errors for a different encoder or a wrong shape. NaN/inf is checked as rows are read."""
         if hasattr(emb, "vectors") and hasattr(emb, "model"):
             embed_model, emb = emb.model, emb.vectors
         if embed_model is not None and embed_model != self.embed_model:
             raise ValueError(f"embeddings come from {embed_model!r} but this tokenizer was fitted on "
                              f"{self.embed_model!r} embeddings: embed the items with embed.model={self.embed_model}")
-        x = emb.float() if isinstance(emb, torch.Tensor) else torch.as_tensor(np.ascontiguousarray(emb)).float()
-        if x.ndim != 2 or x.shape[1] != self.embed_dim:
-            raise ValueError(f"embeddings of shape {tuple(x.shape)}: this tokenizer expects [N, {self.embed_dim}] "
+        if isinstance(emb, torch.Tensor):
+            emb = emb.detach().cpu().numpy()
+        elif not hasattr(emb, "shape"):
+            emb = np.asarray(emb)
+        if len(emb.shape) != 2 or emb.shape[1] != self.embed_dim:
+            raise ValueError(f"embeddings of shape {tuple(emb.shape)}: this tokenizer expects [N, {self.embed_dim}] "
                              f"({self.embed_model})")
+        return emb
+
+    def check_embeddings(self, emb, embed_model: Optional[str] = None) -> torch.Tensor:
+        """float32 [N, D] tensor of all rows (see embedding_rows; every row checked for NaN/inf)."""
+        x = torch.as_tensor(np.ascontiguousarray(self.embedding_rows(emb, embed_model))).float()
         check_finite(x)
         return x
 
     @torch.no_grad()
     def encode(self, emb, embed_model: Optional[str] = None, batch_size: int = 8192) -> np.ndarray:
-        x = self.check_embeddings(emb, embed_model)
-        out = [self.model.encode(x[i:i + batch_size]) for i in range(0, len(x), batch_size)]
-        return torch.cat(out).numpy().astype(np.int64) if out else np.zeros((0, self.n_codes), np.int64)
+        """Codes of every row, read `batch_size` rows at a time (a memmap stays on disk)."""
+        rows = self.embedding_rows(emb, embed_model)
+        out = np.zeros((len(rows), self.n_codes), np.int64)
+        for start in range(0, len(rows), batch_size):
+            x = torch.from_numpy(np.asarray(rows[start:start + batch_size], dtype=np.float32))
+            check_finite(x, offset=start)
+            out[start:start + len(x)] = self.model.encode(x).numpy()
+            release_pages(rows)  # a memmap's pages read so far leave the resident set
+        return out
 
     @torch.no_grad()
     def decode(self, codes) -> np.ndarray:
@@ -111,10 +126,11 @@ class ItemTokenizer:
         return folder
 
 
-def check_finite(x: torch.Tensor, what: str = "embeddings") -> None:
+def check_finite(x: torch.Tensor, what: str = "embeddings", offset: int = 0) -> None:
+    """`offset`: the row number of x's first row (x is a batch of a larger table)."""
     bad = ~torch.isfinite(x).all(-1)
     if bad.any():
-        rows = torch.nonzero(bad).flatten()
+        rows = torch.nonzero(bad).flatten() + offset
         raise ValueError(f"{what}: {len(rows)} row(s) hold NaN or inf, e.g. rows {rows[:5].tolist()}")
 
 

@@ -62,10 +62,18 @@ class EmbeddingCache:
         return self._shards[number]
 
     def get(self, shas: list[str]) -> np.ndarray:
-        """Rows for `shas` (all must be cached), in order, as float16 [len(shas), D]."""
-        rows = [self.index["rows"][s] for s in shas]
-        out = [self._shard(shard)[row] for shard, row in rows]
-        return torch.stack(out).numpy() if out else np.zeros((0, 0), np.float16)
+        """Rows for `shas` (all must be cached), in order, as float16 [len(shas), D]: one gather per shard."""
+        if not shas:
+            return np.zeros((0, 0), np.float16)
+        where = np.array([self.index["rows"][s] for s in shas], dtype=np.int64).reshape(-1, 2)
+        out = None
+        for number in np.unique(where[:, 0]):
+            shard = self._shard(int(number)).numpy()
+            if out is None:
+                out = np.empty((len(shas), shard.shape[1]), np.float16)
+            at = np.flatnonzero(where[:, 0] == number)
+            out[at] = shard[where[at, 1]]
+        return out
 
     def add(self, shas: list[str], vectors: np.ndarray) -> None:
         """Write one new shard for these (sha, vector) pairs, then the index, under the cache's lock."""

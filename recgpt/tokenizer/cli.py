@@ -1,7 +1,8 @@
 """`recgpt tokenize embed|fit|assign`: parse config, call the package functions, print a summary.
 
 - `embed [--items FOLDER]`: embed the items of a corpus (default data.corpus_dir) or of a prepared dataset
-  folder into embed.output_dir (default: <that folder>/embeddings).
+  folder into embed.output_dir (default: <that folder>/embeddings). Several processes share the work:
+  `accelerate launch --num_processes P -m recgpt.cli tokenize embed ...` (one cache, one output folder).
 - `fit`: fit tokenizer.kind on tokenizer.embeddings_dir (default: embed.output_dir, else
   <data.corpus_dir>/embeddings); write the tokenizer folder and the item codes to tokenizer.output_dir and
   print the report table.
@@ -13,8 +14,8 @@ from pathlib import Path
 
 from recgpt.config import config_from_argv, config_to_dict
 from recgpt.config.errors import check_device
-from recgpt.io import ArtifactError, guarded_output, is_kind, sha256_file, staged_folder, write_manifest
-from recgpt.logging import print0
+from recgpt.io import ArtifactError, check_replaceable, guarded_output, is_kind, sha256_file, staged_folder, write_manifest
+from recgpt.logging import is_main_process, print0
 
 USAGE = "usage: recgpt tokenize {embed|fit|assign} [--config FILE] [key=value ...]"
 
@@ -40,8 +41,13 @@ def embed_main(argv) -> int:
     source = Path(args.items or cfg.data.corpus_dir)
     out = Path(cfg.embed.output_dir or source / "embeddings")
     ids, texts = read_items(source)  # a missing source is named before anything is created
-    with guarded_output(out, "item embeddings", "embed.output_dir", is_kind("embed"), [source / "items.parquet"]):
-        emb = embed_items(ids, texts, cfg.embed)
+    inputs = [source / "items.parquet"]
+    check_replaceable(out, "item embeddings", "embed.output_dir", is_kind("embed"), inputs)  # every process
+    if not is_main_process():  # under accelerate launch: every process embeds its share into the cache
+        embed_items(ids, texts, cfg.embed)
+        return 0
+    with guarded_output(out, "item embeddings", "embed.output_dir", is_kind("embed"), inputs):
+        emb = embed_items(ids, texts, cfg.embed)  # the main process writes the one output folder
         with staged_folder(out, "item embeddings", "embed.output_dir", is_kind("embed")) as tmp:
             emb.save(tmp)
     print0(f"{len(ids)} items ({emb.n_empty_text} with empty text, embedded as {cfg.embed.placeholder!r}) "
@@ -66,7 +72,7 @@ def fit_main(argv) -> int:
     source, out = embeddings_dir(cfg), Path(cfg.tokenizer.output_dir)
     check_device(cfg.tokenizer.device, "tokenizer.device")
     with guarded_output(out, "tokenizer", "tokenizer.output_dir", is_kind("tokenizer"), [source]):
-        emb = load_embeddings(source)
+        emb = load_embeddings(source, mmap=True)  # streamed from disk in batches
         tok = fit_tokenizer(emb, cfg.tokenizer)
         codes = tok.assign(emb, item_ids=emb.item_ids)
         with staged_folder(out, "tokenizer", "tokenizer.output_dir", is_kind("tokenizer"), inputs=[source]) as tmp:
@@ -90,7 +96,7 @@ def assign_main(argv) -> int:
     folder = Path(args.embeddings)  # written into (codes beside the embeddings): an embed folder, not the tokenizer's
     with guarded_output(folder, "item embeddings", "--embeddings", is_kind("embed"), [cfg.tokenizer.output_dir]):
         tok = load_tokenizer(cfg.tokenizer.output_dir)
-        emb = load_embeddings(folder)
+        emb = load_embeddings(folder, mmap=True)
         codes = tok.encode(emb)
         save_item_codes(folder / CODES_FILE, emb.item_ids, tok.assign(emb, item_ids=emb.item_ids))
     stats = collision_stats(codes)

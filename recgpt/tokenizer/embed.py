@@ -71,8 +71,11 @@ def resolve_model_path(model: str, cache_dir: str) -> str:
     raise ArtifactError(f"embed.model={model!r}: not {MINILM!r}, {MPNET!r} or a local sentence-transformers folder")
 
 
-def load_encoder(model: str, device: str, dtype: str, cache_dir: str):
-    return _load_encoder(resolve_model_path(model, cache_dir), device, dtype)
+def load_encoder(model: str, device: str, dtype: str, cache_dir: str, backend: str = "torch"):
+    path = resolve_model_path(model, cache_dir)
+    if backend != "torch":
+        return _load_onnx(path, backend, str(Path(cache_dir) / "models" / "onnx" / model_cache_key(model, "fp32")))
+    return _load_encoder(path, device, dtype)
 
 
 @functools.lru_cache(maxsize=2)
@@ -83,42 +86,86 @@ def _load_encoder(path: str, device: str, dtype: str):
     return SentenceTransformer(path, device=device).to(getattr(torch, dtype)).eval()
 
 
+@functools.lru_cache(maxsize=2)
+def _load_onnx(path: str, backend: str, folder: str):
+    from recgpt.tokenizer.onnx_backend import OnnxEncoder
+
+    return OnnxEncoder(path, backend, Path(folder))
+
+
 def encode(encoder, texts: list[str], batch_size: int) -> np.ndarray:
-    """One batched sentence-transformers pass; float32 out whatever the forward dtype."""
+    """One batched encoder pass; float32 out whatever the forward dtype or backend.
+
+    No sorting here: SentenceTransformer.encode (6.x, `_encode_local`) already orders the texts of one call by
+    length, longest first, batches them in that order and restores the caller's order (OnnxEncoder does the
+    same), so each shard's batches pad little without our doing it twice."""
     import torch
 
+    if not hasattr(encoder, "to"):  # OnnxEncoder
+        return encoder.encode(texts, batch_size)
     out = encoder.encode(texts, batch_size=batch_size, convert_to_tensor=True, show_progress_bar=False)
     return out.to(torch.float32).cpu().numpy()
 
 
+def process_share() -> tuple[int, int]:
+    """(rank, world size) under `accelerate launch` / torchrun; (0, 1) in a plain run."""
+    import os
+
+    return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def _barrier() -> None:
+    """Wait for every process of the launch (gloo: works with or without GPUs, the cache is on a shared disk)."""
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group("gloo")
+    dist.barrier()
+
+
+def cache_for(cfg) -> EmbeddingCache:
+    """One cache per (model, forward precision): torch's dtype, or the onnx backend (int8 vectors differ)."""
+    precision = cfg.dtype if getattr(cfg, "backend", "torch") == "torch" else cfg.backend
+    return EmbeddingCache(Path(cfg.cache_dir) / model_cache_key(cfg.model, precision), cfg.model)
+
+
 def embed_texts(texts: list[str], cfg) -> np.ndarray:
-    """float16 [len(texts), D]; texts already in the cache (same model and dtype) are not embedded again."""
+    """float16 [len(texts), D]; texts already in the cache (same model and precision) are not embedded again.
+
+    Each distinct text is encoded once (deduplicated by sha256). Under `accelerate launch --num_processes P`
+    (or torchrun) process r encodes every P-th missing text and writes its own shards into the one cache
+    (filelock); all processes wait for each other, then read every vector back from the cache."""
     from tqdm.auto import tqdm
 
     from recgpt.config.errors import check_device
 
     check_device(cfg.device, "embed.device")
+    rank, world = process_share()
     shas = [text_sha(t) for t in texts]
-    cache = EmbeddingCache(Path(cfg.cache_dir) / model_cache_key(cfg.model, cfg.dtype), cfg.model)
+    cache = cache_for(cfg)
     todo = {}
     for sha, text in zip(shas, texts):
         if sha not in cache and sha not in todo:
             todo[sha] = text
-    if todo:
-        encoder = load_encoder(cfg.model, cfg.device, cfg.dtype, cfg.cache_dir)
-        # Longest first: batches of similar length pad little, and the first batch shows the worst memory.
-        order = sorted(todo, key=lambda s: -len(todo[s]))
-        with tqdm(total=len(order), desc=f"embed {cfg.model}", unit="text") as bar:
-            for start in range(0, len(order), cfg.shard_size):
-                chunk, parts = order[start:start + cfg.shard_size], []
-                step = cfg.batch_size * 8  # a few batches per encode call keeps the bar moving
-                for i in range(0, len(chunk), step):
-                    parts.append(encode(encoder, [todo[s] for s in chunk[i:i + step]], cfg.batch_size))
-                    bar.update(len(parts[-1]))
-                vectors = np.concatenate(parts)
+    mine = list(todo)[rank::world]  # first-occurrence order: every process splits the same list
+    if mine:
+        device = cfg.device
+        if world > 1 and device == "cuda":
+            import os
+
+            device = f"cuda:{os.environ.get('LOCAL_RANK', rank)}"
+        encoder = load_encoder(cfg.model, device, cfg.dtype, cfg.cache_dir, getattr(cfg, "backend", "torch"))
+        with tqdm(total=len(mine), desc=f"embed {cfg.model}", unit="text", disable=rank != 0) as bar:
+            for start in range(0, len(mine), cfg.shard_size):
+                chunk = mine[start:start + cfg.shard_size]
+                vectors = encode(encoder, [todo[s] for s in chunk], cfg.batch_size)
                 if not np.isfinite(vectors).all():
                     raise ArtifactError(f"encoder {cfg.model} returned NaN/inf (dtype {cfg.dtype}?)")
                 cache.add(chunk, vectors)
+                bar.update(len(chunk))
+    if world > 1:
+        _barrier()
+        cache = cache_for(cfg)  # the index now holds every process's shards
     if not texts:
         return np.zeros((0, 0), np.float16)
     return cache.get(shas)
@@ -180,18 +227,26 @@ def embed_items(item_ids, texts, cfg) -> Embeddings:
     return Embeddings(item_ids, embed_texts(prepared, cfg), cfg.model, len(empty))
 
 
-def load_embeddings(folder) -> Embeddings:
+def load_embeddings(folder, mmap: bool = False) -> Embeddings:
+    """mmap=True: the vectors stay on disk as a read-only float16 numpy memmap (the tokenizer fit and the
+    code assignment read them in batches); otherwise they are read into memory."""
     import torch
 
+    from recgpt.io import mmap_safetensors
+
     folder = require_files(folder, [EMBEDDINGS_FILE, IDS_FILE], "item embeddings")
-    tensors, meta = load_safetensors(folder / EMBEDDINGS_FILE)
-    if "embeddings" not in tensors:
-        raise ArtifactError(f"{folder / EMBEDDINGS_FILE}: no tensor 'embeddings'")
-    vectors = tensors["embeddings"]
+    if mmap:
+        vectors, meta = mmap_safetensors(folder / EMBEDDINGS_FILE, "embeddings")
+    else:
+        tensors, meta = load_safetensors(folder / EMBEDDINGS_FILE)
+        if "embeddings" not in tensors:
+            raise ArtifactError(f"{folder / EMBEDDINGS_FILE}: no tensor 'embeddings'")
+        vectors = tensors["embeddings"].to(torch.float16).numpy()
     ids = read_json(folder / IDS_FILE)
     if vectors.ndim != 2 or len(ids) != vectors.shape[0]:
         raise ArtifactError(f"{folder}: {len(ids)} item ids but embeddings of shape {tuple(vectors.shape)}")
     if "model" not in meta:
         raise ArtifactError(f"{folder / EMBEDDINGS_FILE}: metadata lacks 'model'")
-    return Embeddings([str(i) for i in ids], vectors.to(torch.float16).numpy(),
-                      meta["model"], int(meta.get("n_empty_text", 0)))
+    if mmap and vectors.dtype != np.float16:
+        raise ArtifactError(f"{folder / EMBEDDINGS_FILE}: embeddings are {vectors.dtype}, not float16")
+    return Embeddings([str(i) for i in ids], vectors, meta["model"], int(meta.get("n_empty_text", 0)))

@@ -105,7 +105,7 @@ class MFGAN(SASRec):
         return out
 
     def fit(self, split):
-        cfg, m = self.cfg, self.cfg.mfgan
+        m = self.cfg.mfgan
         super().fit(split)  # generator MLE
         self.pretrained_state = {k: v.clone() for k, v in self.net.state_dict().items()}
         mle_log = self.fit_log

@@ -1,0 +1,234 @@
+"""Every stage at growing scale: the real shared domains replicated with remapped user and item ids, each stage
+in a fresh process; wall time, rows/s and peak RSS per stage and scale, and each one's growth.
+
+Domains: the 13 text domains of ../shared/data (ml-100k, amazon_games, yelp, lastfm, amazon_scientific, steam
+and the seven parquet tables amazon14_*, amazon18_electronic, foodcom; ml-1m left out: MovieLens twice).
+A scale is `copies[:items]`: every domain `copies` times over, ids "<id>~<copy>" (users and items), and the
+tokenizer stages on `items` random unit vectors (default: copies x the domains' item count).
+Stages (each a child process; peak RSS is the child's own VmHWM, also os.wait4's ru_maxrss):
+- prepare: `prepare_dataset` of the seven table domains from their replicated raw parquet files (the other six
+  formats are replicated from their prepared folders, untimed);
+- corpus: `build_corpus` of all 13 (interactions/s);
+- fit: `recgpt tokenize fit` (fsq, 1 epoch) on the random vectors, read memory-mapped (items/s);
+- assign: `recgpt tokenize assign`: the catalog's codes with the fitted tokenizer (items/s).
+Each scale's folder is deleted before the next; its disk use is printed first.
+
+    python bench/scale.py --scales 1,10:5000000,30:15000000 [--workdir DIR] [data.raw_root=../shared/data]
+    python bench/scale.py --scales 1,3        # what a shared 2-core machine affords
+"""
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path[0] = str(Path(__file__).resolve().parents[1])  # the repo, not bench/
+
+CORE = ["ml-100k", "amazon_games", "yelp", "lastfm", "amazon_scientific", "steam"]
+TABLES = ["amazon14_beauty", "amazon14_book", "amazon14_clothing", "amazon14_electronic", "amazon14_health",
+          "amazon18_electronic", "foodcom"]
+DIM = 384
+
+
+def scaled(name: str) -> str:
+    """A replicated core domain's corpus name: no configs/datasets spec, so its prepared folder is used as is."""
+    return f"{name}~s"
+
+
+def table_spec(name: str, folder: Path):
+    from recgpt.config.data import DatasetSpec, TextConfig
+
+    return DatasetSpec(name=name, format="table", path=str(folder),
+                       files={"inter": f"{name}.inter.parquet", "item": f"{name}.item.parquet"},
+                       columns={"user": "user_id", "item": "item_id", "timestamp": "timestamp"},
+                       text=TextConfig(fields=["title"]))
+
+
+def remap(table, columns, k: int):
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    for name in columns:
+        i = table.schema.get_field_index(name)
+        table = table.set_column(i, name, pc.binary_join_element_wise(
+            table.column(name).cast(pa.string()), pa.scalar(str(k)), "~"))
+    return table
+
+
+def replicate_raw(src: Path, dst: Path, name: str, copies: int) -> None:
+    """The raw parquet table `copies` times, one copy after another (each user's rows stay together)."""
+    import pyarrow.parquet as pq
+
+    dst.mkdir(parents=True, exist_ok=True)
+    for kind, columns in (("inter", ["user_id", "item_id"]), ("item", ["item_id"])):
+        table = pq.read_table(src / f"{name}.{kind}.parquet")
+        with pq.ParquetWriter(dst / f"{name}.{kind}.parquet", remap(table, columns, 0).schema) as w:
+            for k in range(copies):
+                w.write_table(remap(table, columns, k), row_group_size=1 << 17)
+
+
+def write_random_embeddings(folder: Path, n: int, seed: int = 0, chunk: int = 1 << 18) -> None:
+    """n random unit vectors (fp16) as an embeddings folder, written chunk by chunk (never all in memory)."""
+    import numpy as np
+
+    folder.mkdir(parents=True, exist_ok=True)
+    header = json.dumps({"__metadata__": {"model": "all-MiniLM-L6-v2", "dim": str(DIM), "n_empty_text": "0"},
+                         "embeddings": {"dtype": "F16", "shape": [n, DIM], "data_offsets": [0, n * DIM * 2]}})
+    header += " " * (-len(header) % 8)
+    rng = np.random.default_rng(seed)
+    with open(folder / "embeddings.safetensors", "wb") as f:
+        f.write(len(header).to_bytes(8, "little") + header.encode())
+        for start in range(0, n, chunk):
+            x = rng.standard_normal((min(chunk, n - start), DIM), dtype=np.float32)
+            f.write((x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float16).tobytes())
+    with open(folder / "item_ids.json", "w") as f:
+        json.dump([f"v{i}" for i in range(n)], f)
+    (folder / "manifest.json").write_text(json.dumps({"stage": "embed", "model": "all-MiniLM-L6-v2"}))
+
+
+def status_mb(field: str = "VmHWM") -> float:
+    """A /proc/self/status memory field in MB: VmHWM (peak resident), RssAnon / RssFile (now: heap vs mapped
+    file pages, which the kernel may drop)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def child(stage: str, job: dict) -> dict:
+    """One stage in this (fresh) process; returns rows, seconds and this process's peak RSS."""
+    from recgpt.config.data import DataConfig
+
+    work, raw_root = Path(job["work"]), job["raw_root"]
+    if stage == "setup":  # replicate the inputs (untimed): raw tables, the other formats' prepared folders
+        from recgpt.config import load_dataset_spec
+        from recgpt.data import prepare_dataset
+
+        import importlib.util
+
+        # bench/corpus.py's make_scaled: prepared folders replicated with remapped ids (loaded by path: bench/
+        # on sys.path would shadow packages such as `tokenizers`)
+        spec = importlib.util.spec_from_file_location("bench_corpus", Path(__file__).with_name("corpus.py"))
+        bench_corpus = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(bench_corpus)
+        make_scaled = bench_corpus.make_scaled
+
+        import pyarrow.parquet as pq
+
+        for name in TABLES:
+            replicate_raw(Path(raw_root) / name, work / "raw" / name, name, job["copies"])
+        for name in CORE:
+            base = Path(job["base"]) / name
+            if not (base / "manifest.json").is_file():
+                prepare_dataset(load_dataset_spec(name), raw_root, base)
+            make_scaled(base, work / "prepared" / scaled(name), job["copies"])
+        items = job["items"] or job["copies"] * sum(
+            pq.ParquetFile(p / "items.parquet").metadata.num_rows for p in (Path(job["base"]) / n for n in CORE)) \
+            + job["copies"] * sum(pq.ParquetFile(Path(raw_root) / n / f"{n}.item.parquet").metadata.num_rows
+                                  for n in TABLES)
+        write_random_embeddings(work / "embeddings", items)
+        return {"items": items}
+    began, rows = time.perf_counter(), 0
+    if stage == "prepare":
+        from recgpt.data import prepare_dataset
+        from recgpt.io import read_manifest
+
+        import pandas  # noqa: F401  (imported by every importer: not part of the stage's growth)
+
+        began = time.perf_counter()
+        for name in TABLES:
+            out = prepare_dataset(table_spec(name, work / "raw" / name), raw_root, work / "prepared" / name)
+            rows += read_manifest(out)["counts"]["interactions"]
+    elif stage == "corpus":
+        from recgpt.data.corpus import build_corpus
+        from recgpt.io import read_manifest
+
+        import datasets  # noqa: F401
+
+        began = time.perf_counter()
+        cfg = DataConfig(prepared_root=str(work / "prepared"), corpus_dir=str(work / "corpus"),
+                         datasets=[scaled(n) for n in CORE] + TABLES)
+        splits = read_manifest(build_corpus(cfg))["counts"]["splits"]
+        rows = sum(s["interactions"] for s in splits.values())
+    else:
+        from recgpt.tokenizer.cli import main as tokenize
+
+        import torch  # noqa: F401
+
+        began = time.perf_counter()
+        common = [f"tokenizer.output_dir={work / 'tokenizer'}", f"tokenizer.embeddings_dir={work / 'embeddings'}",
+                  "tokenizer.epochs=1", "tokenizer.batch_size=1024", "tokenizer.dedup_size=1024"]
+        argv = ["fit", *common] if stage == "fit" else ["assign", "--embeddings", str(work / "embeddings"), *common]
+        if tokenize(argv):
+            raise SystemExit(f"scale: tokenize {stage} failed")
+        rows = job["items"]
+    seconds = time.perf_counter() - began
+    return {"rows": rows, "seconds": seconds, "rows_per_s": rows / max(seconds, 1e-9), "peak_rss_mb": status_mb(),
+            "end_anon_mb": status_mb("RssAnon"), "end_file_mb": status_mb("RssFile")}
+
+
+def run_stage(stage: str, job: dict) -> dict:
+    proc = subprocess.Popen([sys.executable, __file__, "--child", stage, json.dumps(job)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    out, err = proc.stdout.read(), proc.stderr.read()
+    if proc.returncode:
+        raise SystemExit(f"scale: stage {stage} failed ({proc.returncode}):\n{err[-3000:]}")
+    result = json.loads(out.strip().splitlines()[-1])
+    result["wait4_maxrss_mb"] = usage.ru_maxrss / 1024
+    return result
+
+
+def disk_gb(folder: Path) -> float:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) / 1e9
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "--child":
+        print(json.dumps(child(argv[1], json.loads(argv[2]))))
+        return 0
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scales", default="1,10:5000000,30:15000000")
+    parser.add_argument("--stages", default="prepare,corpus,fit,assign")
+    parser.add_argument("--workdir", default=None)
+    parser.add_argument("--raw-root", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
+    args = parser.parse_args(argv)
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="recgpt-bench-scale-"))
+    results, stages = {}, args.stages.split(",")
+    for spec in args.scales.split(","):
+        copies, _, items = spec.partition(":")
+        copies = int(copies)
+        folder = work / f"x{copies}"
+        shutil.rmtree(folder, ignore_errors=True)
+        job = {"work": str(folder), "raw_root": args.raw_root, "base": str(work / "base"), "copies": copies,
+               "items": int(items) if items else 0}
+        job["items"] = run_stage("setup", job)["items"]
+        print(f"scale {copies}x, {job['items']:,} item vectors: inputs {disk_gb(folder):.1f} GB", flush=True)
+        for stage in stages:
+            r = results.setdefault(stage, {})[copies] = run_stage(stage, job)
+            print(f"  {stage:8s} {r['rows']:>12,} rows in {r['seconds']:7.1f}s = {r['rows_per_s']:>10,.0f}/s, "
+                  f"peak RSS {r['peak_rss_mb']:7.0f} MB (wait4 {r['wait4_maxrss_mb']:.0f} MB; at the end anon "
+                  f"{r['end_anon_mb']:.0f} MB, file pages {r['end_file_mb']:.0f} MB)", flush=True)
+        print(f"  disk at the end of {copies}x: {disk_gb(folder):.1f} GB (deleted now)", flush=True)
+        shutil.rmtree(folder, ignore_errors=True)
+    first = min(next(iter(results.values())))
+    print("\n| stage | scale | rows | rows x | seconds x | rows/s x | peak RSS MB | RSS x |")
+    print("|---|---|---|---|---|---|---|---|")
+    for stage, by in results.items():
+        a = by[first]
+        for copies, r in by.items():
+            print(f"| {stage} | {copies}x | {r['rows']:,} | {r['rows'] / a['rows']:.2f} | "
+                  f"{r['seconds'] / a['seconds']:.2f} | {r['rows_per_s'] / a['rows_per_s']:.2f} | "
+                  f"{r['peak_rss_mb']:.0f} | {r['peak_rss_mb'] / a['peak_rss_mb']:.2f} |")
+    print(f"work folder {work} (prepared 1x domains kept in base/)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
