@@ -291,3 +291,20 @@ def test_bench_output_folder_is_claimed(tmp_path):
         (out / "rules.json").write_text("{}")
     with claim_folder(tmp_path / "bench", "bench output", "--out"):  # its own folder, claimed before
         pass
+
+
+def test_a_save_killed_mid_write_leaves_only_checkpoint_files(tmp_path):
+    """safetensors writes through a `.tmp` + 6-character temporary: a kill mid-save leaves it in the step folder,
+    which stays the run's own (replaced on resume), while any other file still makes it foreign."""
+    from safetensors.torch import save_file
+
+    from recgpt.train.checkpoint import check_step_folders, foreign_entries
+
+    step = tmp_path / "run" / "step-00000007"
+    step.mkdir(parents=True)
+    save_file({"w": __import__("torch").zeros(2)}, str(step / "weights.safetensors"))
+    (step / ".tmpeyfJJF").write_bytes(b"\0" * 16)  # the name the safetensors writer gives its temporary
+    assert foreign_entries(step) == []
+    check_step_folders(tmp_path / "run")
+    (step / ".tmpnotes.txt").write_text("mine")
+    assert foreign_entries(step) == [".tmpnotes.txt"]

@@ -231,10 +231,11 @@ def check_compatible(meta: dict, folder, corpus_hash: str, tokenizer_hash: str) 
                                      f"{now[:12]}; use the {what} it was trained with or start a new run (run.name)")
 
 
-# What a step folder holds: accelerate's save_state files (DeepSpeed's included), our weights and meta.json.
+# What a step folder holds: accelerate's save_state files (DeepSpeed's included), our weights and meta.json, and
+# the temporary safetensors writes through (`.tmp` + 6 characters, renamed into place; left by a kill mid-save).
 CHECKPOINT_ENTRY = re.compile(r"((model|optimizer|scheduler|scaler|sampler|random_states|custom_checkpoint)(_\d+)?"
                               r"\.(safetensors|bin|pkl|pt)|weights\.safetensors|meta\.json(\.tmp)?|latest|"
-                              r"zero_to_(fp32|torch)\.py|pytorch_model(_\d+)?)")
+                              r"zero_to_(fp32|torch)\.py|pytorch_model(_\d+)?|\.tmp[A-Za-z0-9]{6})")
 
 
 def foreign_entries(folder) -> list[str]:
