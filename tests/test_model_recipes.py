@@ -81,6 +81,7 @@ def test_an_export_of_the_flat_format_is_refused_and_converts_exactly(tmp_path):
     (old / "config.json").write_text(json.dumps(flat))
     weights = load_file(str(old / "model.safetensors"))  # 0.1 built the parts that were off: they come along
     weights.update({"dense_head.query.weight": torch.zeros(6, 16), "head.out.0.weight": torch.zeros(8, 16)})
+    weights["dense_head.attention"] = weights["dense_head.attention"].reshape(())  # 0.1 saved it 0-dim
     save_file(weights, str(old / "model.safetensors"))
     (old / "item_ids.json").write_text("[]")
     with pytest.raises(ValueError, match="recgpt.model.legacy"):

@@ -43,12 +43,6 @@ class DenseHead(nn.Module):
         if self.popularity:
             self.popularity_scale = nn.Linear(d, 2 if self.content_gate else 1)  # s_b (and g_b) from the state
 
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        old = state_dict.get(prefix + "attention")
-        if old is not None and old.dim() == 0:  # exported before the parameter had shape (1,)
-            state_dict[prefix + "attention"] = old.reshape(1)
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
-
     def zero_learned_parts(self) -> None:
         """Untrained, the head is content kNN on the query item: learned parts start at zero."""
         if self.tower is not None:

@@ -58,8 +58,9 @@ def convert(folder, out) -> Path:
     if "model" in flat:
         raise ValueError(f"{folder / 'config.json'} is already of the current format")
     model = ItemCodeDecoder(ItemCodeDecoderConfig(**convert_config(flat)))
-    weights = load_file(str(folder / "model.safetensors"))
     own = model.state_dict()
+    weights = {k: v.reshape(own[k].shape) if k in own and v.dim() == 0 and own[k].numel() == 1 else v
+               for k, v in load_file(str(folder / "model.safetensors")).items()}  # 0.1's 0-dim pool attention
     unused = [k for k in weights if k not in own]
     never_scored = ("head.", "dense_head.query.", "dense_head.tower.")
     if any(not k.startswith(never_scored) for k in unused):
