@@ -96,6 +96,42 @@ def zero_shot_eval(rec, folder, protocol: str = "loo", max_users: Optional[int] 
             "catalog_items": catalog.n_items, "given_covered": covered, "user_ids": [str(u) for u in cases.user_ids]}
 
 
+class ItemRows:
+    """What test cases need of a catalog (its item ids and their rows) for a bare list of item ids."""
+
+    def __init__(self, item_ids: Sequence[str]):
+        self.item_ids = [str(i) for i in item_ids]
+        self.row_of = {item: row for row, item in enumerate(self.item_ids)}
+
+    def rows(self, item_ids: Sequence[str]) -> tuple[list[int], int]:
+        rows = [self.row_of[i] for i in map(str, item_ids) if i in self.row_of]
+        return rows, len(item_ids) - len(rows)
+
+
+def baselines_eval(folder, item_ids: Sequence[str], vectors: dict, protocol: str = "loo",
+                   max_users: Optional[int] = 2000, knn=None, k: int = 10, seed: int = 0) -> dict:
+    """The label-free rows without a model: content kNN over each {name: float [N, D] item vectors aligned with
+    item_ids} of `vectors` (e.g. plain and aligned text embeddings) and popularity (the dataset's log before
+    each target), on the same seeded users as zero_shot_eval, history excluded. Same result layout."""
+    from recgpt.data.popularity import ranking
+    from recgpt.predict.protocols import build_test_cases, popularity_before_targets
+
+    interactions = read_interactions(folder)
+    catalog = ItemRows(item_ids)
+    cases = build_test_cases(interactions, catalog, protocol, 1, seed, max_users)
+    if len(cases) == 0:
+        raise ValueError(f"{folder}: no test case for protocol {protocol}: {cases.counts}")
+    knn = knn or baselines.KNN
+    counts = popularity_before_targets(interactions, catalog, protocol, 1, seed)
+    lists = {"popularity": baselines.popularity(cases.histories, k, False, ranking(counts))}
+    for name, emb in vectors.items():
+        lists[name] = baselines.content_knn(cases.histories, emb, k, False, knn.last, knn.decay)
+    users = {name: per_user(r, cases.targets, k) for name, r in lists.items()}
+    methods = {name: {f"{m}@{k}": float(v.mean()) for m, v in u.items()} for name, u in users.items()}
+    return {"protocol": protocol, "users": len(cases), "counts": cases.counts, "methods": methods, "per_user": users,
+            "catalog_items": len(catalog.item_ids), "user_ids": [str(u) for u in cases.user_ids]}
+
+
 def restrict(result: dict, keep: np.ndarray, k: int = 10) -> dict:
     """The result on the users where `keep` (Bool[U]) is true: per-user values and their means."""
     users = {name: {m: v[keep] for m, v in u.items()} for name, u in result["per_user"].items()}
