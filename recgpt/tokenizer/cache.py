@@ -1,10 +1,20 @@
-"""Embedding cache keyed by (model, sha256 of text): safetensors shards plus a JSON index, never pickles.
+"""Embedding cache keyed by (model, sha256 of text): safetensors shards that carry their own keys, never pickles.
 
-Layout of one model's cache folder: `index.json` = {"model": ..., "shards": [file, ...],
-"rows": {text_sha: [shard_number, row]}} and `shard-NNNNN.safetensors` (tensor `embeddings` fp16 [n, D]).
+Layout of one model's cache folder (format 2): `index.json` = {"model": ..., "format": 2, "shards": [file, ...]}
+and `shard-NNNNN.safetensors` with tensors `embeddings` fp16 [n, D] and `shas` uint8 [n, 32] (the raw sha256
+digests of the n texts, row for row). Adding a shard rewrites only the short list of shards.
 A shard is written before the index that points to it, each atomically, so an interrupted run leaves a
 consistent cache and the next run embeds only what is missing. Writers hold `index.lock` (filelock) and re-read
 the index under it, so several processes can fill one cache at once without losing or overwriting shards.
+
+In memory a cache holds no per-text objects: the first 8 bytes of every digest as a sorted uint64 array with
+int32 shard and row arrays (16 bytes a text), built from the shards' `shas` tensors alone (the embeddings are
+not read). A prefix hit is confirmed against the full digest read back from its shard, so two texts sharing a
+prefix are never confused. A text stored twice (two independent runs embedding it at once) counts once.
+
+Format 1 (index.json with "rows": {text_sha: [shard, row]}, shards without `shas`) is converted when opened,
+under the lock: each shard is rewritten with its keys (rows no key points to get the all-zero digest, which no
+lookup returns), then the index; an interrupted conversion leaves a format-1 cache that is converted again.
 """
 import hashlib
 import os
@@ -16,7 +26,10 @@ import torch
 from filelock import FileLock
 from safetensors.torch import save_file
 
-from recgpt.io import ArtifactError, load_safetensors, read_json, write_json
+from recgpt.io import ArtifactError, read_json, write_json
+
+FORMAT = 2
+KEYS, VECTORS = "shas", "embeddings"
 
 
 def text_sha(text: str) -> str:
@@ -29,70 +42,220 @@ def model_cache_key(model_id: str, dtype: str) -> str:
     return f"{readable}-{dtype}-{hashlib.sha256(f'{model_id}|{dtype}'.encode()).hexdigest()[:12]}"
 
 
+def digests(shas: list[str]) -> np.ndarray:
+    """Hex sha256 strings -> uint8 [n, 32] raw digests (one bytes.fromhex for all of them)."""
+    joined = "".join(shas)
+    try:
+        raw = bytes.fromhex(joined)
+    except ValueError:
+        raw = b""
+    if len(raw) != 32 * len(shas) or len(joined) != 64 * len(shas):
+        bad = next((s for s in shas if len(s) != 64), shas[0] if shas else "")
+        raise ValueError(f"not a hex sha256 digest: {bad!r}")
+    return np.frombuffer(raw, np.uint8).reshape(len(shas), 32)
+
+
+def _prefix(keys: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(keys[:, :8]).view(np.uint64).ravel()
+
+
+def _read(path: Path, name: str) -> np.ndarray:
+    """One tensor of a shard (the others are not read), as numpy; ArtifactError names the file. The `shas`
+    tensor is checked to be uint8 [n, 32] with n the row count of `embeddings` (read from the header)."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            names = set(f.keys())
+            for need in (name, VECTORS):
+                if need not in names:
+                    raise ArtifactError(f"{path}: no tensor {need!r} (cache shard is corrupt or not recgpt's)")
+            tensor = f.get_tensor(name).numpy()
+            rows = f.get_slice(VECTORS).get_shape()[0]
+    except ArtifactError:
+        raise
+    except (SafetensorError, OSError, ValueError, RuntimeError, TypeError) as e:
+        raise ArtifactError(f"{path}: not a readable safetensors file (corrupt or truncated?): {e}") from None
+    if name == KEYS and (tensor.dtype != np.uint8 or tensor.shape != (rows, 32)):
+        raise ArtifactError(f"{path}: tensor {KEYS!r} is {tensor.dtype} {tuple(tensor.shape)}, not uint8 "
+                            f"[{rows}, 32] (one digest per row of {VECTORS!r})")
+    return tensor
+
+
 class EmbeddingCache:
     def __init__(self, folder, model_id: str):
         self.folder = Path(folder)
         self.model_id = model_id
         self.index_path = self.folder / "index.json"
+        self._lock = FileLock(str(self.folder / "index.lock"))
+        self._reset()
         self.index = self._read_index()
-        self._shards: dict[int, torch.Tensor] = {}
 
-    def _read_index(self) -> dict:
+    def _reset(self) -> None:
+        self._prefix = np.zeros(0, np.uint64)  # sorted; _shard/_row alongside
+        self._shard = np.zeros(0, np.int32)
+        self._row = np.zeros(0, np.int32)
+        self._folded = 0  # shards 0.._folded-1 are in the arrays
+        self._fresh: dict[int, np.ndarray] = {}  # keys of shards written here, not folded yet
+
+    def _read_index(self, locked: bool = False) -> dict:
         if not self.index_path.exists():
-            return {"model": self.model_id, "shards": [], "rows": {}}
+            return {"model": self.model_id, "format": FORMAT, "shards": []}
         index = read_json(self.index_path)
-        if index.get("model") != self.model_id:
-            raise ArtifactError(f"{self.index_path}: cache of model {index.get('model')!r}, "
-                                f"not {self.model_id!r}")
+        if not isinstance(index, dict) or index.get("model") != self.model_id:
+            found = index.get("model") if isinstance(index, dict) else None
+            raise ArtifactError(f"{self.index_path}: cache of model {found!r}, not {self.model_id!r}")
+        if not isinstance(index.get("shards"), list) or not all(isinstance(s, str) for s in index["shards"]):
+            raise ArtifactError(f"{self.index_path}: 'shards' is not a list of file names")
+        if "rows" in index:  # format 1: convert under the lock (another process may be converting it)
+            if not locked:
+                with self._lock:
+                    return self._read_index(locked=True)
+            return self._convert(index)
+        if index.get("format") != FORMAT:
+            raise ArtifactError(f"{self.index_path}: cache format {index.get('format')!r}, this recgpt reads "
+                                f"{FORMAT} (and converts 1)")
         return index
 
+    def _convert(self, index: dict) -> dict:
+        """Format 1 -> 2: every shard rewritten with its `shas` (atomically), then the index."""
+        rows = index["rows"]
+        if not isinstance(rows, dict):
+            raise ArtifactError(f"{self.index_path}: 'rows' is not an object of text sha -> [shard, row]")
+        try:
+            keys = digests(list(rows))
+            where = np.array(list(rows.values()), dtype=np.int64).reshape(len(rows), 2)
+        except (ValueError, TypeError) as e:
+            raise ArtifactError(f"{self.index_path}: 'rows' holds a bad entry ({e})") from None
+        for number, name in enumerate(index["shards"]):
+            path = self.folder / name
+            vectors = _read(path, VECTORS)
+            at = np.flatnonzero(where[:, 0] == number)
+            if len(at) and (where[at, 1].min() < 0 or where[at, 1].max() >= len(vectors)):
+                raise ArtifactError(f"{self.index_path}: a row of {name} beyond its {len(vectors)} vectors")
+            shard_keys = np.zeros((len(vectors), 32), np.uint8)
+            shard_keys[where[at, 1]] = keys[at]
+            self._save(path, vectors, shard_keys)
+        if len(where) and (where[:, 0].min() < 0 or where[:, 0].max() >= len(index["shards"])):
+            raise ArtifactError(f"{self.index_path}: a row points past the {len(index['shards'])} shards")
+        index = {"model": self.model_id, "format": FORMAT, "shards": index["shards"]}
+        write_json(self.index_path, index)
+        return index
+
+    def _save(self, path: Path, vectors: np.ndarray, keys: np.ndarray) -> None:
+        tmp = path.with_name(path.name + ".tmp")
+        tensors = {VECTORS: torch.from_numpy(np.ascontiguousarray(vectors, dtype=np.float16)),
+                   KEYS: torch.from_numpy(np.array(keys, dtype=np.uint8))}  # keys: a writable copy
+        save_file(tensors, str(tmp), metadata={"model": self.model_id})
+        os.replace(tmp, path)
+
+    # ---- lookup -------------------------------------------------------------------------------------------
+    def _fold(self) -> None:
+        """Bring the sorted arrays up to every shard the index lists (read their `shas`, merge, drop repeats)."""
+        shards = self.index["shards"]
+        if self._folded >= len(shards):
+            return
+        parts = []
+        for number in range(self._folded, len(shards)):
+            keys = self._fresh.pop(number, None)
+            if keys is None:
+                keys = _read(self.folder / shards[number], KEYS)
+            rows = np.flatnonzero(keys.any(axis=1)).astype(np.int32)  # all-zero: a row no key pointed to
+            parts.append((_prefix(keys[rows]), np.full(len(rows), number, np.int32), rows))
+        prefix, shard, row = (np.concatenate(p) for p in zip(*parts))
+        order = np.argsort(prefix, kind="stable")
+        prefix, shard, row = prefix[order], shard[order], row[order]
+        at = np.searchsorted(self._prefix, prefix, side="right")  # older entries first among equal prefixes
+        self._prefix = np.insert(self._prefix, at, prefix)
+        self._shard, self._row = np.insert(self._shard, at, shard), np.insert(self._row, at, row)
+        self._folded = len(shards)
+        self._drop_repeats()
+
+    def _drop_repeats(self) -> None:
+        """The same digest stored twice: keep its first entry. Only runs of equal prefixes are compared."""
+        same = np.flatnonzero(self._prefix[1:] == self._prefix[:-1])
+        if not len(same):
+            return
+        members = np.unique(np.concatenate([same, same + 1]))
+        full = self._keys_at(members)
+        _, first = np.unique(full.view(np.dtype((np.void, 32))).ravel(), return_index=True)
+        drop = np.setdiff1d(members, members[first])
+        if len(drop):
+            keep = np.ones(len(self._prefix), bool)
+            keep[drop] = False
+            self._prefix, self._shard, self._row = self._prefix[keep], self._shard[keep], self._row[keep]
+
+    def _keys_at(self, positions: np.ndarray) -> np.ndarray:
+        """Full digests of lookup entries, read from their shards (one read of `shas` per shard)."""
+        out = np.empty((len(positions), 32), np.uint8)
+        shard = self._shard[positions]
+        for number in np.unique(shard):
+            at = np.flatnonzero(shard == number)
+            keys = _read(self.folder / self.index["shards"][int(number)], KEYS)
+            out[at] = keys[self._row[positions[at]]]
+        return out
+
+    def _locate(self, keys: np.ndarray) -> np.ndarray:
+        """Lookup position of each digest, -1 where not cached (prefix search, then full-digest compare)."""
+        self._fold()
+        found = np.full(len(keys), -1, np.int64)
+        if not len(keys) or not len(self._prefix):
+            return found
+        prefix = _prefix(keys)
+        lo = np.searchsorted(self._prefix, prefix, side="left")
+        count = np.searchsorted(self._prefix, prefix, side="right") - lo
+        query = np.repeat(np.arange(len(keys)), count)  # one candidate per (text, entry of equal prefix)
+        if not len(query):
+            return found
+        starts = np.cumsum(count) - count
+        position = lo[query] + np.arange(len(query)) - starts[query]
+        match = (self._keys_at(position) == keys[query]).all(axis=1)
+        found[query[match]] = position[match]
+        return found
+
+    def missing(self, shas: list[str]) -> np.ndarray:
+        """Indices (int64, ascending) of the `shas` not in the cache: one vectorised lookup for all of them."""
+        return np.flatnonzero(self._locate(digests(shas)) < 0)
+
     def __contains__(self, sha: str) -> bool:
-        return sha in self.index["rows"]
+        return not len(self.missing([sha]))
 
     def __len__(self) -> int:
-        return len(self.index["rows"])
-
-    def _shard(self, number: int) -> torch.Tensor:
-        if number not in self._shards:
-            path = self.folder / self.index["shards"][number]
-            tensors, _ = load_safetensors(path)
-            if "embeddings" not in tensors:
-                raise ArtifactError(f"{path}: no tensor 'embeddings' (cache shard is corrupt)")
-            self._shards[number] = tensors["embeddings"]
-        return self._shards[number]
+        self._fold()
+        return len(self._prefix)
 
     def get(self, shas: list[str]) -> np.ndarray:
         """Rows for `shas` (all must be cached), in order, as float16 [len(shas), D]: one gather per shard."""
         if not shas:
             return np.zeros((0, 0), np.float16)
-        where = np.array([self.index["rows"][s] for s in shas], dtype=np.int64).reshape(-1, 2)
+        found = self._locate(digests(shas))
+        if (found < 0).any():
+            raise KeyError(f"text sha {shas[int(np.flatnonzero(found < 0)[0])]} is not in the cache {self.folder}")
+        shard, row = self._shard[found], self._row[found]
         out = None
-        for number in np.unique(where[:, 0]):
-            shard = self._shard(int(number)).numpy()
+        for number in np.unique(shard):
+            vectors = _read(self.folder / self.index["shards"][int(number)], VECTORS)
             if out is None:
-                out = np.empty((len(shas), shard.shape[1]), np.float16)
-            at = np.flatnonzero(where[:, 0] == number)
-            out[at] = shard[where[at, 1]]
+                out = np.empty((len(shas), vectors.shape[1]), np.float16)
+            at = np.flatnonzero(shard == number)
+            out[at] = vectors[row[at]]
         return out
 
+    # ---- writing ------------------------------------------------------------------------------------------
     def add(self, shas: list[str], vectors: np.ndarray) -> None:
         """Write one new shard for these (sha, vector) pairs, then the index, under the cache's lock."""
         assert len(shas) == len(vectors)
+        keys = digests(shas)
         self.folder.mkdir(parents=True, exist_ok=True)
-        with FileLock(str(self.folder / "index.lock")):
-            # Shards are append-only, so the index on disk extends ours: numbers we hold stay valid.
-            self.index = self._read_index()
-            self._write_shard(shas, vectors)
-
-    def _write_shard(self, shas: list[str], vectors: np.ndarray) -> None:
-        number = len(self.index["shards"])
-        name = f"shard-{number:05d}.safetensors"
-        tensor = torch.from_numpy(np.ascontiguousarray(vectors, dtype=np.float16))
-        tmp = self.folder / (name + ".tmp")
-        save_file({"embeddings": tensor}, str(tmp), metadata={"model": self.model_id})
-        os.replace(tmp, self.folder / name)
-        self.index["shards"].append(name)
-        self._shards[number] = tensor
-        for row, sha in enumerate(shas):
-            self.index["rows"][sha] = [number, row]
-        write_json(self.index_path, self.index)
+        with self._lock:
+            # Shards are append-only, so the index on disk extends ours: the numbers we hold stay valid.
+            index = self._read_index(locked=True)
+            if index["shards"][:self._folded] != self.index["shards"][:self._folded]:
+                self._reset()  # the folder was emptied and refilled under us: build the lookup afresh
+            self.index = index
+            number = len(index["shards"])
+            name = f"shard-{number:05d}.safetensors"
+            self._save(self.folder / name, vectors, keys)
+            index["shards"].append(name)
+            self._fresh[number] = keys
+            write_json(self.index_path, index)

@@ -143,10 +143,9 @@ def embed_texts(texts: list[str], cfg) -> np.ndarray:
     rank, world = process_share()
     shas = [text_sha(t) for t in texts]
     cache = cache_for(cfg)
-    todo = {}
-    for sha, text in zip(shas, texts):
-        if sha not in cache and sha not in todo:
-            todo[sha] = text
+    todo = {}  # missing texts, each once
+    for i in cache.missing(shas).tolist():
+        todo.setdefault(shas[i], texts[i])
     mine = list(todo)[rank::world]  # first-occurrence order: every process splits the same list
     if mine:
         device = cfg.device
