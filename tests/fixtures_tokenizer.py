@@ -7,7 +7,9 @@
   with small budgets (seconds).
 - `tiny_tokenizer`: a tokenizer folder (config.json, model.safetensors, report.json, codes.safetensors,
   item_ids.json) for the tiny corpus of configs/tiny.yaml, made through `recgpt tokenize embed` and `fit`.
+- `stored_keys(cache_dir)`: a helper, not a fixture: the text shas an embedding cache's shards hold.
 """
+import json
 from pathlib import Path
 
 import pytest
@@ -19,6 +21,15 @@ SMALL_FITS = {
     "rqvae": dict(kind="rqvae", epochs=6, batch_size=128, hidden=256, codebook_size=32, kmeans_iters=20),
     "rqkmeans": dict(kind="rqkmeans", codebook_size=32, kmeans_iters=20),
 }
+
+
+def stored_keys(cache_dir) -> list[str]:
+    """Every text sha held by the shards of the one cache under `cache_dir`, sorted (repeats kept)."""
+    from safetensors.torch import load_file
+
+    index = next(Path(cache_dir).glob("*/index.json"))
+    shards = json.loads(index.read_text())["shards"]
+    return sorted(bytes(k).hex() for s in shards for k in load_file(index.parent / s)["shas"].numpy())
 
 
 @pytest.fixture(scope="session")
