@@ -15,6 +15,7 @@ Each scale's folder is deleted before the next; its disk use is printed first.
 
     python bench/scale.py --scales 1,10:5000000,30:15000000 [--workdir DIR] [data.raw_root=../shared/data]
     python bench/scale.py --scales 1,3        # what a shared 2-core machine affords
+    python bench/scale.py --cache-keys 1e6,3e6  # the embedding cache's key lookup alone (cache_keys)
 """
 import argparse
 import json
@@ -99,10 +100,45 @@ def status_mb(field: str = "VmHWM") -> float:
     return float("nan")
 
 
+def cache_keys(job: dict, setup: bool) -> dict:
+    """The embedding cache's key lookup at n texts: setup writes n random digests (and fp16 vectors of dim 8)
+    as shards of 4,096 (untimed); the timed child opens the cache, builds its lookup (len) and asks missing()
+    for the n stored digests shuffled plus n/2 absent ones."""
+    import numpy as np
+
+    from recgpt.tokenizer.cache import EmbeddingCache
+
+    n, folder, rng = job["keys"], Path(job["work"]) / "cache", np.random.default_rng(0)
+    shas = [rng.bytes(32).hex() for _ in range(n)]
+    if setup:
+        cache = EmbeddingCache(folder, "bench")
+        for start in range(0, n, 4096):
+            part = shas[start:start + 4096]
+            cache.add(part, rng.standard_normal((len(part), 8)).astype(np.float16))
+        return {"keys": n}
+    query = [shas[i] for i in rng.permutation(n)] + [rng.bytes(32).hex() for _ in range(n // 2)]
+    base = status_mb("VmRSS")
+    began = time.perf_counter()
+    cache = EmbeddingCache(folder, "bench")
+    if len(cache) != n:
+        raise SystemExit(f"scale: cache holds {len(cache)} keys, not {n}")
+    built = time.perf_counter()
+    missing = cache.missing(query)
+    seconds = time.perf_counter() - built
+    if not np.array_equal(missing, np.arange(n, len(query))):
+        raise SystemExit("scale: missing() disagrees with what was stored")
+    return {"rows": n, "seconds": time.perf_counter() - began, "build_s": built - began, "missing_s": seconds,
+            "rows_per_s": len(query) / max(seconds, 1e-9), "base_rss_mb": base,
+            "lookup_mb": sum(a.nbytes for a in (cache._prefix, cache._shard, cache._row)) / 2**20, "peak_rss_mb": status_mb(),
+            "end_anon_mb": status_mb("RssAnon"), "end_file_mb": status_mb("RssFile")}
+
+
 def child(stage: str, job: dict) -> dict:
     """One stage in this (fresh) process; returns rows, seconds and this process's peak RSS."""
     from recgpt.config.data import DataConfig
 
+    if stage.startswith("cache"):
+        return cache_keys(job, stage == "cache-setup")
     work, raw_root = Path(job["work"]), job["raw_root"]
     if stage == "setup":  # replicate the inputs (untimed): raw tables, the other formats' prepared folders
         from recgpt.config import load_dataset_spec
@@ -198,8 +234,11 @@ def main(argv=None) -> int:
     parser.add_argument("--stages", default="prepare,corpus,fit,assign")
     parser.add_argument("--workdir", default=None)
     parser.add_argument("--raw-root", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
+    parser.add_argument("--cache-keys", default=None, help="only the embedding cache's lookup at these key counts")
     args = parser.parse_args(argv)
     work = Path(args.workdir or tempfile.mkdtemp(prefix="recgpt-bench-scale-"))
+    if args.cache_keys:
+        return cache_main(work, [int(float(n)) for n in args.cache_keys.split(",")])
     results, stages = {}, args.stages.split(",")
     for spec in args.scales.split(","):
         copies, _, items = spec.partition(":")
@@ -227,6 +266,21 @@ def main(argv=None) -> int:
                   f"{r['seconds'] / a['seconds']:.2f} | {r['rows_per_s'] / a['rows_per_s']:.2f} | "
                   f"{r['peak_rss_mb']:.0f} | {r['peak_rss_mb'] / a['peak_rss_mb']:.2f} |")
     print(f"work folder {work} (prepared 1x domains kept in base/)")
+    return 0
+
+
+def cache_main(work: Path, counts: list[int]) -> int:
+    for n in counts:
+        job = {"work": str(work / f"keys{n}"), "keys": n}
+        shutil.rmtree(job["work"], ignore_errors=True)
+        run_stage("cache-setup", job)
+        r = run_stage("cache", job)
+        grown = r["peak_rss_mb"] - r["base_rss_mb"]
+        print(f"cache {n:,} keys ({disk_gb(Path(job['work'])):.2f} GB): build {r['build_s']:.2f}s, missing() of "
+              f"{n + n // 2:,} shas {r['missing_s']:.2f}s; per million keys {r['seconds'] / n * 1e6:.2f}s and "
+              f"{grown / n * 1e6:.0f} MB peak RSS over the {r['base_rss_mb']:.0f} MB before "
+              f"(peak {r['peak_rss_mb']:.0f} MB; the lookup's arrays {r['lookup_mb']:.0f} MB)", flush=True)
+        shutil.rmtree(job["work"], ignore_errors=True)
     return 0
 
 

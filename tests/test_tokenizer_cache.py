@@ -101,6 +101,19 @@ def test_digests_sharing_a_prefix_are_told_apart(tmp_path):
     assert np.array_equal(reopened.get([twin, third, first]),
                           np.concatenate([vectors_for(2, 2)[::-1], vectors_for(1, 1)]))
 
+    # many at once: a tenth of 3,000 stored keys share their prefix with another, stored or asked for
+    rng = np.random.default_rng(3)
+    keys = [rng.bytes(32).hex() for _ in range(4000)]
+    keys[1::10] = [k[:16] + rng.bytes(24).hex() for k in keys[0::10]]  # stored twins (and 100 unstored ones)
+    keys[3005::10] = [k[:16] + rng.bytes(24).hex() for k in keys[0:1000:10]]  # unstored twins of stored keys
+    stored, asked = keys[:3000], keys[::-1]  # the last 1,000 are not stored
+    big = EmbeddingCache(tmp_path / "big", MODEL)
+    for start in range(0, 3000, 700):
+        big.add(stored[start:start + 700], vectors_for(len(stored[start:start + 700]), start))
+    held = set(stored)
+    assert big.missing(asked).tolist() == [i for i, k in enumerate(asked) if k not in held]
+    assert len(EmbeddingCache(tmp_path / "big", MODEL)) == 3000
+
 
 def write_format_1(folder, shas, vectors, shard_size):
     """A cache as recgpt wrote it before shards held keys: index.json with every text's [shard, row]."""

@@ -11,6 +11,9 @@ In memory a cache holds no per-text objects: the first 8 bytes of every digest a
 int32 shard and row arrays (16 bytes a text), built from the shards' `shas` tensors alone (the embeddings are
 not read). A prefix hit is confirmed against the full digest read back from its shard, so two texts sharing a
 prefix are never confused. A text stored twice (two independent runs embedding it at once) counts once.
+`missing(shas)` answers for all texts at once (sorted-needle binary search, then one read of `shas` per shard
+touched); shards added after the lookup was built are merged into it at the next question, not at each `add`.
+`get` reads each shard it needs once per call (nothing is kept: at 15 M texts the shards are gigabytes).
 
 Format 1 (index.json with "rows": {text_sha: [shard, row]}, shards without `shas`) is converted when opened,
 under the lock: each shard is rewritten with its keys (rows no key points to get the all-zero digest, which no
@@ -42,17 +45,29 @@ def model_cache_key(model_id: str, dtype: str) -> str:
     return f"{readable}-{dtype}-{hashlib.sha256(f'{model_id}|{dtype}'.encode()).hexdigest()[:12]}"
 
 
-def digests(shas: list[str]) -> np.ndarray:
-    """Hex sha256 strings -> uint8 [n, 32] raw digests (one bytes.fromhex for all of them)."""
-    joined = "".join(shas)
-    try:
-        raw = bytes.fromhex(joined)
-    except ValueError:
-        raw = b""
-    if len(raw) != 32 * len(shas) or len(joined) != 64 * len(shas):
-        bad = next((s for s in shas if len(s) != 64), shas[0] if shas else "")
-        raise ValueError(f"not a hex sha256 digest: {bad!r}")
-    return np.frombuffer(raw, np.uint8).reshape(len(shas), 32)
+def digests(shas: list[str], chunk: int = 1 << 16) -> np.ndarray:
+    """Hex sha256 strings -> uint8 [n, 32] raw digests (one bytes.fromhex per chunk of them)."""
+    out = np.empty((len(shas), 32), np.uint8)
+    for start in range(0, len(shas), chunk):
+        part = shas[start:start + chunk]
+        joined = "".join(part)
+        try:
+            raw = bytes.fromhex(joined)
+        except ValueError:
+            raw = b""
+        if len(raw) != 32 * len(part) or len(joined) != 64 * len(part):
+            bad = next((s for s in part if len(s) != 64 or not all(c in "0123456789abcdefABCDEF" for c in s)),
+                       part[0])
+            raise ValueError(f"not a hex sha256 digest: {bad!r}")
+        out[start:start + len(part)] = np.frombuffer(raw, np.uint8).reshape(len(part), 32)
+    return out
+
+
+def _by_shard(shard: np.ndarray):
+    """(shard number, the indices of `shard` holding it) per distinct number: one sort, not a scan per shard."""
+    order = np.argsort(shard, kind="stable")
+    numbers, starts = np.unique(shard[order], return_index=True)
+    return zip(numbers.tolist(), np.split(order, starts[1:]))
 
 
 def _prefix(keys: np.ndarray) -> np.ndarray:
@@ -185,14 +200,13 @@ class EmbeddingCache:
             keep[drop] = False
             self._prefix, self._shard, self._row = self._prefix[keep], self._shard[keep], self._row[keep]
 
-    def _keys_at(self, positions: np.ndarray) -> np.ndarray:
-        """Full digests of lookup entries, read from their shards (one read of `shas` per shard)."""
-        out = np.empty((len(positions), 32), np.uint8)
-        shard = self._shard[positions]
-        for number in np.unique(shard):
-            at = np.flatnonzero(shard == number)
-            keys = _read(self.folder / self.index["shards"][int(number)], KEYS)
-            out[at] = keys[self._row[positions[at]]]
+    def _keys_at(self, positions: np.ndarray, wanted: np.ndarray = None) -> np.ndarray:
+        """Full digests of lookup entries, read from their shards (one read of `shas` per shard); with `wanted`
+        ([len(positions), 32]): whether each entry's digest is the wanted one (compared shard by shard)."""
+        out = np.empty((len(positions), 32), np.uint8) if wanted is None else np.empty(len(positions), bool)
+        for number, at in _by_shard(self._shard[positions]):
+            keys = _read(self.folder / self.index["shards"][number], KEYS)[self._row[positions[at]]]
+            out[at] = keys if wanted is None else (keys == wanted[at]).all(axis=1)
         return out
 
     def _locate(self, keys: np.ndarray) -> np.ndarray:
@@ -201,15 +215,21 @@ class EmbeddingCache:
         found = np.full(len(keys), -1, np.int64)
         if not len(keys) or not len(self._prefix):
             return found
-        prefix = _prefix(keys)
-        lo = np.searchsorted(self._prefix, prefix, side="left")
-        count = np.searchsorted(self._prefix, prefix, side="right") - lo
-        query = np.repeat(np.arange(len(keys)), count)  # one candidate per (text, entry of equal prefix)
-        if not len(query):
-            return found
-        starts = np.cumsum(count) - count
-        position = lo[query] + np.arange(len(query)) - starts[query]
-        match = (self._keys_at(position) == keys[query]).all(axis=1)
+        prefix, n = _prefix(keys), len(self._prefix)
+        order = np.argsort(prefix)  # sorted needles: a binary search walks memory in order (several x faster)
+        lo = np.empty(len(keys), np.int64)
+        lo[order] = np.searchsorted(self._prefix, prefix[order], side="left")
+        query = np.flatnonzero(self._prefix[np.minimum(lo, n - 1)] == prefix)
+        position = lo[query]
+        more = query[self._prefix[np.minimum(position + 1, n - 1)] == prefix[query]]
+        more = more[lo[more] + 1 < n]
+        if len(more):  # rare: several entries share the prefix, one candidate per (text, entry)
+            count = np.ones(len(keys), np.int64)
+            count[more] = np.searchsorted(self._prefix, prefix[more], side="right") - lo[more]
+            count[np.setdiff1d(np.arange(len(keys)), query)] = 0
+            query = np.repeat(np.arange(len(keys)), count)
+            position = lo[query] + np.arange(len(query)) - (np.cumsum(count) - count)[query]
+        match = self._keys_at(position, keys[query])
         found[query[match]] = position[match]
         return found
 
@@ -233,11 +253,10 @@ class EmbeddingCache:
             raise KeyError(f"text sha {shas[int(np.flatnonzero(found < 0)[0])]} is not in the cache {self.folder}")
         shard, row = self._shard[found], self._row[found]
         out = None
-        for number in np.unique(shard):
-            vectors = _read(self.folder / self.index["shards"][int(number)], VECTORS)
+        for number, at in _by_shard(shard):
+            vectors = _read(self.folder / self.index["shards"][number], VECTORS)
             if out is None:
                 out = np.empty((len(shas), vectors.shape[1]), np.float16)
-            at = np.flatnonzero(shard == number)
             out[at] = vectors[row[at]]
         return out
 
