@@ -124,12 +124,13 @@ def cache_keys(job: dict, setup: bool) -> dict:
         raise SystemExit(f"scale: cache holds {len(cache)} keys, not {n}")
     built = time.perf_counter()
     missing = cache.missing(query)
-    seconds = time.perf_counter() - built
+    done = time.perf_counter()
     if not np.array_equal(missing, np.arange(n, len(query))):
         raise SystemExit("scale: missing() disagrees with what was stored")
-    return {"rows": n, "seconds": time.perf_counter() - began, "build_s": built - began, "missing_s": seconds,
-            "rows_per_s": len(query) / max(seconds, 1e-9), "base_rss_mb": base,
-            "lookup_mb": sum(a.nbytes for a in (cache._prefix, cache._shard, cache._row)) / 2**20, "peak_rss_mb": status_mb(),
+    lookup_mb = sum(a.nbytes for a in (cache._prefix, cache._shard, cache._row)) / 2**20
+    return {"rows": n, "seconds": done - began, "build_s": built - began, "missing_s": done - built,
+            "rows_per_s": len(query) / max(done - built, 1e-9), "base_rss_mb": base, "lookup_mb": lookup_mb,
+            "peak_rss_mb": status_mb(),
             "end_anon_mb": status_mb("RssAnon"), "end_file_mb": status_mb("RssFile")}
 
 
