@@ -36,7 +36,7 @@ sys.path = [str(REPO)] + [p for p in sys.path if Path(p or ".").resolve() != REP
 
 from bench.zero_shot import build_inputs, link_pretraining, pretrain_once, score_held_out, stage  # noqa: E402
 
-PER_USER = ("model", "priors", "content_knn", "popularity")  # methods whose per-user NDCG@10 the cache keeps
+PER_USER = ("model", "model[dense]", "priors", "content_knn", "popularity")  # methods whose per-user NDCG@10 the cache keeps
 
 
 def mix_paths(args, mix, root: Path) -> list:
@@ -146,14 +146,13 @@ def main(argv=None) -> int:
     import torch
 
     from bench.scaling_report import plot_curve, write_report
-    from recgpt.data.mixes import Plan, plan_mixes
+    from recgpt.data.mixes import load_plan
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     try:
-        plan = Plan.from_json(args.plan) if args.plan else Plan()
-        mixes = plan_mixes(plan)
-    except (OSError, ValueError, TypeError, KeyError) as e:  # exit 2 with one line naming the plan
-        parser.error(f"--plan {args.plan or '(default)'}: {e}")
+        plan, mixes = load_plan(args.plan)
+    except ValueError as e:  # exit 2 with one line naming the plan
+        parser.error(str(e))
     names, targets = (set(v.split(",")) if v else None for v in (args.mixes, args.targets))
     unknown = (names or set()) - {m.name for m in mixes} | (targets or set()) - set(plan.targets)
     if unknown:

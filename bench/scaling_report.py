@@ -35,19 +35,30 @@ def ndcg_interval(record: dict, protocol: str, method: str = "model") -> str:
     return f"{mean:.4f} [{lo:.4f}, {hi:.4f}]"
 
 
+def dense_text(record: dict, protocol: str) -> str:
+    """NDCG@10 of the dense head alone: with its interval where the result kept its per-user values."""
+    if "model[dense]" in record["results"][protocol].get("ndcg_per_user", {}):
+        return ndcg_interval(record, protocol, "model[dense]")
+    row = row_of(record, protocol, "model[dense]")
+    return f"{row['NDCG@10']:.4f}" if row else "n/a"
+
+
 def ratio_text(row) -> str:
     return f"{row['ratio']:.3f} [{row['lo']:.3f}, {row['hi']:.3f}]" if row else "n/a"
 
 
-def paired(small: dict, large: dict, protocol: str) -> tuple:
-    """(NDCG@10 of the model, larger mix / smaller mix) on the users both scored, with a 95% interval."""
+def paired(small: dict, large: dict, protocol: str, method: str = "model") -> tuple:
+    """(NDCG@10 of `method`, larger mix / smaller mix) on the users both scored, with a 95% interval; None when
+    a result did not keep that method's per-user values."""
     from recgpt.predict.transfer import bootstrap_ratio
 
     a, b = (r["results"][protocol] for r in (large, small))
+    if method not in a["ndcg_per_user"] or method not in b["ndcg_per_user"]:
+        return None
     where = {u: i for i, u in enumerate(b["user_ids"])}
     common = [(i, where[u]) for i, u in enumerate(a["user_ids"]) if u in where]
-    x = np.asarray(a["ndcg_per_user"]["model"])[[i for i, _ in common]]
-    y = np.asarray(b["ndcg_per_user"]["model"])[[j for _, j in common]]
+    x = np.asarray(a["ndcg_per_user"][method])[[i for i, _ in common]]
+    y = np.asarray(b["ndcg_per_user"][method])[[j for _, j in common]]
     return (*bootstrap_ratio(x, y), len(common))
 
 
@@ -63,17 +74,21 @@ def tables(records: list) -> str:
             lines.append(f"| {r['mix']} | {r['variant']} | {len(r['datasets'])} | {r['interactions']:,} | "
                          f"{p['max_steps']} | {p['tokens_seen']:,} | {p['seconds']:.0f} | {p['tokens_per_s']:.0f} |")
     lines += ["", "## Zero-shot on the held-out targets (NDCG@10, 95% bootstrap intervals over users)", "",
+              "model: the score weights fitted on the fit domains; dense alone: the dense head by itself, which is "
+              "also how an exported model scores without a fit.", "",
               "| target | protocol | mix | variant | interactions | checkpoint | fit on | model | priors | content kNN "
-              "| model / priors | model / content kNN |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+              "| model / priors | model / content kNN | dense alone | dense alone / priors |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for protocol in PROTOCOLS:
         for r in records:
             lines.append(f"| {r['target']} | {protocol} | {r['mix']} | {r['variant']} | {r['interactions']:,} | "
                          f"{r['best']} | {'+'.join(r['fit_domains'])} | {ndcg_interval(r, protocol)} | "
                          f"{ndcg_interval(r, protocol, 'priors')} | {ndcg_interval(r, protocol, 'content_knn')} | "
-                         f"{ratio_text(row_of(r, protocol + ' vs priors'))} | {ratio_text(row_of(r, protocol))} |")
-    lines += ["", "## Does the curve rise? Largest mix / smallest mix (the model's NDCG@10, same users)", "",
-              "| target | protocol | variant | smallest | largest | ratio [95% CI] | users |",
-              "|---|---|---|---|---|---|---|"]
+                         f"{ratio_text(row_of(r, protocol + ' vs priors'))} | {ratio_text(row_of(r, protocol))} | "
+                         f"{dense_text(r, protocol)} | {ratio_text(row_of(r, protocol + ' vs priors', 'model[dense]'))} |")
+    lines += ["", "## Does the curve rise? Largest mix / smallest mix (NDCG@10, same users)", "",
+              "| target | protocol | variant | method | smallest | largest | ratio [95% CI] | users |",
+              "|---|---|---|---|---|---|---|---|"]
     groups = {}
     for r in records:
         groups.setdefault((r["target"], r["variant"]), []).append(r)
@@ -82,9 +97,12 @@ def tables(records: list) -> str:
             continue
         small, large = group[0], group[-1]
         for protocol in PROTOCOLS:
-            ratio, lo, hi, users = paired(small, large, protocol)
-            lines.append(f"| {target} | {protocol} | {variant} | {small['mix']} | {large['mix']} | "
-                         f"{ratio:.3f} [{lo:.3f}, {hi:.3f}] | {users} |")
+            for method in ("model", "model[dense]"):
+                result = paired(small, large, protocol, method)
+                if result is not None:
+                    ratio, lo, hi, users = result
+                    lines.append(f"| {target} | {protocol} | {variant} | {method} | {small['mix']} | {large['mix']} | "
+                                 f"{ratio:.3f} [{lo:.3f}, {hi:.3f}] | {users} |")
     return "\n".join(lines) + "\n"
 
 

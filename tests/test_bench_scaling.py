@@ -67,11 +67,12 @@ def test_curve_table_pairs_users_of_the_two_mixes():
 
     def record(mix, interactions, order):
         per_user = {"model": values[order].tolist(), "priors": values[order].tolist(),
-                    "content_knn": values[order].tolist()}
+                    "content_knn": values[order].tolist(), "model[dense]": values[order].tolist()}
         protocol = {"user_ids": [ids[i] for i in order], "ndcg_per_user": per_user}
         return {"mix": mix, "target": "t", "variant": "v", "interactions": interactions, "datasets": [mix],
                 "best": "step-1", "fit_domains": ["f"], "tables": {}, "results": {"loo": protocol, "cold": protocol},
                 "pretrain": {"max_steps": 1, "tokens_seen": 1, "seconds": 1.0, "tokens_per_s": 1.0}}
 
     text = tables([record("big", 100, np.arange(50)[::-1]), record("small", 10, np.arange(50))])
-    assert "| t | loo | v | small | big | 1.000 [1.000, 1.000] | 50 |" in text
+    assert "| t | loo | v | model | small | big | 1.000 [1.000, 1.000] | 50 |" in text
+    assert "| t | cold | v | model[dense] | small | big | 1.000 [1.000, 1.000] | 50 |" in text

@@ -133,6 +133,15 @@ def plan_mixes(plan: Plan) -> list[Mix]:
     return sorted(mixes, key=lambda m: (len(m.datasets), m.name))
 
 
+def load_plan(path=None) -> tuple[Plan, list[Mix]]:
+    """The plan of a json file (None: the shared-data plan) and its mixes; ValueError naming the file."""
+    try:
+        plan = Plan.from_json(path) if path else Plan()
+        return plan, plan_mixes(plan)
+    except (OSError, ValueError, TypeError, KeyError) as e:
+        raise ValueError(f"--plan {path or '(default)'}: {e}") from e
+
+
 def mix_manifest(plan: Plan, mix: Mix, interactions: dict) -> dict:
     """What a mix holds, what it leaves out and why, and its interactions ({dataset: prepared count})."""
     why_not = {}
