@@ -7,6 +7,7 @@ import hashlib
 from typing import NamedTuple, Sequence, TypeVar
 
 import numpy as np
+import pandas as pd
 
 T = TypeVar("T")
 DEFAULT_HORIZON = 10  # AIRI long-horizon protocol (arXiv 2409.17730): the next 10 items are the targets
@@ -114,3 +115,15 @@ def train_lengths(lengths: np.ndarray, split: str, horizon: int = DEFAULT_HORIZO
     if split == "horizon":
         return np.where(lengths > horizon, lengths - horizon, lengths)
     raise ValueError(f"unknown training split {split!r}; one of {TRAIN_SPLITS}")
+
+
+def user_sequences(interactions: pd.DataFrame) -> pd.Series:
+    """user_id -> item ids in order (by position), users in order of first appearance."""
+    missing = [c for c in ("user_id", "item_id", "position") if c not in interactions.columns]
+    if missing:
+        raise ValueError(f"interactions lack column(s) {missing}; got {list(interactions.columns)}")
+    frame = interactions.sort_values(["position"], kind="stable")
+    order = pd.unique(interactions["user_id"].astype(str))
+    seqs = frame.assign(item_id=frame["item_id"].astype(str), user_id=frame["user_id"].astype(str)) \
+        .groupby("user_id", sort=False)["item_id"].agg(list)
+    return seqs.reindex(order)

@@ -13,6 +13,7 @@ from typing import Optional
 import pandas as pd
 
 from recgpt.data import splits
+from recgpt.data.splits import user_sequences
 
 
 @dataclass
@@ -25,18 +26,6 @@ class TestCases:
 
     def __len__(self) -> int:
         return len(self.user_ids)
-
-
-def user_sequences(interactions: pd.DataFrame) -> pd.Series:
-    """user_id -> item ids in order (by position), users in order of first appearance."""
-    missing = [c for c in ("user_id", "item_id", "position") if c not in interactions.columns]
-    if missing:
-        raise ValueError(f"interactions lack column(s) {missing}; got {list(interactions.columns)}")
-    frame = interactions.sort_values(["position"], kind="stable")
-    order = pd.unique(interactions["user_id"].astype(str))
-    seqs = frame.assign(item_id=frame["item_id"].astype(str), user_id=frame["user_id"].astype(str)) \
-        .groupby("user_id", sort=False)["item_id"].agg(list)
-    return seqs.reindex(order)
 
 
 def split_user(items: list, user_id: str, protocol: str, horizon: int, seed: int) -> Optional[tuple[list, list]]:

@@ -119,7 +119,7 @@ def load_domain(folder) -> Domain:
     """A prepared dataset folder with its embeddings (`recgpt tokenize embed --items FOLDER`) as a Domain."""
     import pandas as pd
 
-    from recgpt.predict.protocols import user_sequences
+    from recgpt.data.splits import user_sequences
     from recgpt.tokenizer.embed import load_embeddings
 
     folder = Path(folder)
