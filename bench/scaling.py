@@ -36,7 +36,8 @@ sys.path = [str(REPO)] + [p for p in sys.path if Path(p or ".").resolve() != REP
 
 from bench.zero_shot import build_inputs, link_pretraining, pretrain_once, score_held_out, stage  # noqa: E402
 
-PER_USER = ("model", "model[dense]", "priors", "content_knn", "popularity")  # methods whose per-user NDCG@10 the cache keeps
+# methods whose per-user NDCG@10 the cache keeps (the code rows only with a code head: LIGER's, bench/zero_shot.py)
+PER_USER = ("model", "model[dense]", "model[code]", "model[beam]", "model[liger]", "priors", "content_knn", "popularity")
 
 
 def mix_paths(args, mix, root: Path) -> list:

@@ -62,6 +62,27 @@ def paired(small: dict, large: dict, protocol: str, method: str = "model") -> tu
     return (*bootstrap_ratio(x, y), len(common))
 
 
+CODE_ROWS = ("model[code]", "model[beam]", "model[liger]", "model[dense]", "model")
+
+
+def code_rows(records: list) -> list:
+    """Lines of the code-head table (models with codes and a dense head only): codes alone, the trie beam's
+    items re-ranked, LIGER (the beam plus every item unseen in pretraining, re-ranked), dense alone, fitted."""
+    with_codes = [r for r in records if "model[code]" in r["results"]["loo"].get("ndcg_per_user", {})]
+    if not with_codes:
+        return []
+    lines = ["", "## The generative path: code head alone, trie beam re-ranked, LIGER (NDCG@10, 95% CI)", "",
+             "beam: the trie beam's 20 items re-ranked by the score without codes; liger: the beam plus every item "
+             "unseen in pretraining (on a held-out target: every item), re-ranked the same way.", "",
+             "| target | protocol | mix | variant | " + " | ".join(CODE_ROWS) + " |",
+             "|---|---|---|---|" + "---|" * len(CODE_ROWS)]
+    for r in with_codes:
+        for protocol in PROTOCOLS:
+            cells = " | ".join(ndcg_interval(r, protocol, m) for m in CODE_ROWS)
+            lines.append(f"| {r['target']} | {protocol} | {r['mix']} | {r['variant']} | {cells} |")
+    return lines
+
+
 def tables(records: list) -> str:
     records = ordered(records)
     lines = ["## Pretraining", "", "| mix | variant | domains | interactions | steps | tokens | seconds | tokens/s |",
@@ -86,6 +107,7 @@ def tables(records: list) -> str:
                          f"{ndcg_interval(r, protocol, 'priors')} | {ndcg_interval(r, protocol, 'content_knn')} | "
                          f"{ratio_text(row_of(r, protocol + ' vs priors'))} | {ratio_text(row_of(r, protocol))} | "
                          f"{dense_text(r, protocol)} | {ratio_text(row_of(r, protocol + ' vs priors', 'model[dense]'))} |")
+    lines += code_rows(records)
     lines += ["", "## Does the curve rise? Largest mix / smallest mix (NDCG@10, same users)", "",
               "| target | protocol | variant | method | smallest | largest | ratio [95% CI] | users |",
               "|---|---|---|---|---|---|---|---|"]

@@ -102,6 +102,9 @@ def in_domain_lists(root, domain: str) -> dict:
     return {"sasrec_in_domain": recs.groupby(recs["user_id"].astype(str))["item_id"].agg(list).to_dict()}
 
 
+MODEL_ROWS = ("model", "model[dense]", "model[code]", "model[liger]", "model[beam]")  # the model's rows
+
+
 def score_held_out(rec, folder, fit: dict, max_users: int, given=None, per_user=()) -> tuple[dict, dict]:
     """(table rows, raw results) per protocol on the held-out domain's folder (the first read of anything of
     it): the fitted hybrid, the model's own components alone, the priors row and the baselines; with `given`
@@ -112,10 +115,11 @@ def score_held_out(rec, folder, fit: dict, max_users: int, given=None, per_user=
     mcfg = rec.model.config
     alone = [c for c, on in (("code", mcfg.codes is not None), ("dense", mcfg.dense is not None)) if on]
     weighted = {"priors": fit["priors"]["weights"]} if fit.get("priors") else {}
+    liger = len(alone) == 2 and rec.pretrained_items is not None  # both heads: LIGER's rows too
     results, raw = {}, {}
     for i, protocol in enumerate(("loo", "cold")):
         result = zero_shot_eval(rec, folder, protocol, max_users, catalog_set=i > 0, alone=alone, weighted=weighted,
-                                given=given if protocol == "loo" else None)
+                                given=given if protocol == "loo" else None, liger=liger)
         covered = result["given_covered"]
         results[protocol] = [r for r in ratio_rows(result) if r["method"] not in covered]
         for name, keep in covered.items():  # how far the zero-shot rows are from a model trained on D itself,
@@ -124,7 +128,7 @@ def score_held_out(rec, folder, fit: dict, max_users: int, given=None, per_user=
                 r for r in rows if r["method"] in ("model", "model[dense]", "priors", "content_knn", name)]
         if "priors" in result["per_user"]:  # what the model adds over the priors, on the same users
             over = ratio_rows(result, reference="priors")
-            results[protocol + " vs priors"] = [r for r in over if r["method"] in ("model", "model[dense]")]
+            results[protocol + " vs priors"] = [r for r in over if r["method"] in MODEL_ROWS]
         raw[protocol] = {k: v for k, v in result.items() if k not in ("per_user", "user_ids")}
         if per_user:
             raw[protocol].update(user_ids=result["user_ids"], ndcg_per_user={

@@ -59,6 +59,17 @@ def test_resumed_scaling_bench_gives_the_same_table(tmp_path, monkeypatch):
     with pytest.raises(SystemExit, match="other settings"):  # a cached result is never mixed with other settings
         scaling.main([*argv, "--max-users", "100"])
 
+    # a variant with a code head beside the dense one: its LIGER rows (every item of the target is unseen)
+    codes = ["--name", "codes", "--fit", "code,dense,knn,pop", *argv,
+             "model.codes={head: parallel, embedding: fsq_grid, output: full}"]
+    assert scaling.main(codes) == 0
+    report = (tmp_path / "scaling.md").read_text()
+    assert "## The generative path" in report and "| sample_steam | loo | mix01 | codes |" in report
+    raw = json.loads((out / "results" / "codes" / "mix01" / "sample_steam.json").read_text())["results"]["loo"]
+    per_user = raw["ndcg_per_user"]
+    assert {"model[code]", "model[beam]", "model[liger]"} <= set(per_user)
+    assert len(per_user["model[liger]"]) == len(per_user["model[beam]"]) == len(raw["user_ids"])
+
 
 def test_curve_table_pairs_users_of_the_two_mixes():
     """largest / smallest on the users both scored: the same per-user values give 1.0 whatever their order."""

@@ -7,7 +7,7 @@ from recgpt.config.errors import check
 # components of a hybrid score: code log-prob, dense head, content kNN (a fixed prior), the catalog's popularity
 SCORE_COMPONENTS = ("code", "dense", "knn", "pop")
 from recgpt.config.args import STRATEGIES  # noqa: F401 (listed by --help)
-SCORINGS = ("auto", "exact", "trie")
+SCORINGS = ("auto", "exact", "trie", "liger")
 SELECT_BY = ("loss", "zero_shot")  # eval.select_by
 
 
@@ -75,7 +75,9 @@ class PredictConfig:
     # exact: one-step top-K; greedy | sample | beam (item-level) | rra | ra: multi-step generation
     strategy: str = "exact"
     # How each step scores the catalog: exact (full catalog, one gather for the parallel head), trie
-    # (constrained beam search over codes), auto (exact for the parallel head, trie for the autoregressive one).
+    # (constrained beam search over codes), auto (exact for the parallel head, trie for the autoregressive one),
+    # liger (a code + dense model: the trie beam's items plus every item it never saw in pretraining, re-ranked
+    # by its score without the code component).
     scoring: str = "auto"
     beam_size: int = 20
     temperature: float = 1.0

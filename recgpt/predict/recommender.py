@@ -65,9 +65,15 @@ def check_trained_with(model_dir: Path, tokenizer_dir: Path) -> None:
 
 class Recommender:
     def __init__(self, model, tokenizer=None, catalog: Optional[Catalog] = None, embed_cfg=None,
-                 scoring: str = "auto", beam_size: int = 20, device="cpu", batch_size: int = 256, knn=None):
+                 scoring: str = "auto", beam_size: int = 20, device="cpu", batch_size: int = 256, knn=None,
+                 pretrained_items: Optional[Sequence[str]] = None):
+        """`pretrained_items`: the namespaced ids ("<dataset>:<item id>") of the items the model was pretrained
+        on (from_pretrained reads them from item_ids.json); scoring="liger" adds every other catalog item to the
+        trie beam's candidates."""
         self.model, self.tokenizer, self.embed_cfg = model.eval().to(device), tokenizer, embed_cfg
         self.knn = knn  # content-kNN settings (recgpt.config.predict.ContentKnnConfig; None: the defaults)
+        self.pretrained_items = None if pretrained_items is None else frozenset(map(str, pretrained_items))
+        self.namespace = None  # the catalog's dataset name, which prefixes its ids in the pretraining corpus
         self.scoring, self.beam_size, self.device, self.batch_size = scoring, beam_size, device, batch_size
         self.catalog, self.scorer = None, None
         if catalog is not None:
@@ -87,6 +93,10 @@ class Recommender:
         if embed_cfg is None:
             from recgpt.config import EmbedConfig
             embed_cfg = EmbedConfig()
+        ids_file = model_dir / "item_ids.json"
+        if ids_file.is_file() and "pretrained_items" not in kwargs:
+            from recgpt.io import read_json
+            kwargs["pretrained_items"] = read_json(ids_file)
         rec = cls(model, tokenizer, None, embed_cfg, device=device, **kwargs)
         # the exported codes carry no text embeddings: a text-input model needs a catalog built from texts
         if (model_dir / "codes.safetensors").is_file() and not model.config.text_dim:
@@ -107,7 +117,16 @@ class Recommender:
             raise ValueError("this model takes item text embeddings: build the catalog with its text_emb")
         self.catalog = catalog
         self.scorer = ItemScorer(self.model, catalog.codes, catalog.trie, catalog.text_emb, self.scoring,
-                                 self.beam_size, self.device, catalog.popularity, self.knn)
+                                 self.beam_size, self.device, catalog.popularity, self.knn, self.unseen(catalog))
+
+    def unseen(self, catalog: Catalog):
+        """Bool[N]: the catalog items absent from pretraining (by their id, or "<namespace>:<id>"); None when
+        the model does not say what it was pretrained on."""
+        if self.pretrained_items is None:
+            return None
+        seen = self.pretrained_items
+        prefix = f"{self.namespace}:" if self.namespace else None
+        return [not (str(i) in seen or (prefix is not None and prefix + str(i) in seen)) for i in catalog.item_ids]
 
     def set_popularity(self, popularity) -> None:
         """Replace the catalog's popularity: Int[N] counts aligned with its item ids, {item_id: count}, or None."""
@@ -115,15 +134,18 @@ class Recommender:
             raise ValueError("no catalog: call set_catalog(...) or set_catalog_from_prepared(...) first")
         self.use_catalog(self.catalog.with_popularity(popularity))
 
-    def set_catalog(self, item_ids: Sequence[str], texts: Sequence[str], popularity=None) -> Catalog:
+    def set_catalog(self, item_ids: Sequence[str], texts: Sequence[str], popularity=None,
+                    namespace: Optional[str] = None) -> Catalog:
         """The catalog of a new domain from its item ids and texts; `popularity`: each item's count in the
-        domain's interaction log (a list aligned with item_ids or {item_id: count}; None: no log)."""
+        domain's interaction log (a list aligned with item_ids or {item_id: count}; None: no log); `namespace`:
+        the dataset name its ids had in the pretraining corpus, if any (which items the model has seen)."""
         if isinstance(item_ids, (str, bytes)) or isinstance(texts, (str, bytes)):
             raise TypeError("set_catalog(item_ids, texts): give two lists (one id and one text per item), not strings")
         item_ids, texts = list(item_ids), list(texts)
         if len(item_ids) != len(texts):
             raise ValueError(f"set_catalog: {len(item_ids)} item ids but {len(texts)} texts")
         catalog = build_catalog(item_ids, texts, self._need_tokenizer(), self.embed_cfg)
+        self.namespace = namespace
         self.use_catalog(catalog.with_popularity(popularity))
         return self.catalog
 
@@ -136,6 +158,7 @@ class Recommender:
 
         items = prepared.items if hasattr(prepared, "items") else read_catalog_items(prepared)
         catalog = catalog_from_prepared(items, self._need_tokenizer(), self.embed_cfg)
+        self.namespace = Path(getattr(prepared, "path", prepared)).name  # its ids' prefix in a corpus (folder name)
         if isinstance(popularity, str) and popularity == "log":
             if hasattr(prepared, "interactions"):
                 popularity = counts_of_ids(catalog.item_ids, prepared.interactions["item_id"])

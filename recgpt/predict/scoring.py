@@ -1,7 +1,9 @@
 """From histories (catalog rows) to next-item log-probs over the whole catalog.
 
 `ItemScorer.log_probs(histories) -> Float[B, N]` is the one interface the protocols and horizon strategies
-use: exact full-catalog scoring or the trie-constrained beam (`-inf` outside the beam's items). For the
+use: exact full-catalog scoring, the trie-constrained beam (`-inf` outside the beam's items), or liger (LIGER's
+hybrid: the beam's items plus every catalog item the model never saw in pretraining, re-ranked by the model's
+other score components; `-inf` outside those candidates). For the
 parallel head the exact path is one fused gather-and-sum: the L slot distributions are concatenated to
 [sum V_k, B] and read at the catalog's precomputed [N, L] code index (embedding_bag); the autoregressive head
 uses `model.score_items` (teacher-forced over distinct prefixes). `reference_item_scores` scores items one by
@@ -108,16 +110,17 @@ class ItemScorer:
     """A model and a catalog (codes [N, L], trie, optional text embeddings) -> next-item log-probs."""
 
     def __init__(self, model, item_codes: torch.Tensor, trie: CodeTrie, text_emb: Optional[torch.Tensor] = None,
-                 mode: str = "auto", beam_size: int = 20, device="cpu", popularity=None, knn=None):
+                 mode: str = "auto", beam_size: int = 20, device="cpu", popularity=None, knn=None, unseen=None):
         """`popularity`: Int[N] counts of the catalog's items in its own interaction log (None: no log; the
-        popularity terms are then left out); `knn`: the content-kNN settings of the `knn` component."""
+        popularity terms are then left out); `knn`: the content-kNN settings of the `knn` component; `unseen`:
+        Bool[N], the catalog items the model never saw in pretraining (needed by mode liger)."""
         from recgpt.config.predict import ContentKnnConfig
         from recgpt.data.popularity import check_counts, log_popularity
 
         if mode == "auto":
             mode = "exact" if model_head(model) == "parallel" else "trie"
-        if mode not in ("exact", "trie"):
-            raise ValueError(f"scoring mode must be auto|exact|trie, got {mode!r}")
+        if mode not in ("exact", "trie", "liger"):
+            raise ValueError(f"scoring mode must be auto|exact|trie|liger, got {mode!r}")
         self.model, self.mode, self.beam_size, self.device = model, mode, beam_size, torch.device(device)
         self.item_codes = item_codes.long().to(self.device)
         self.parallel = model_head(model) == "parallel"
@@ -139,6 +142,19 @@ class ItemScorer:
         if self.pop_dropped:  # no log: the pop component cannot be scored
             rest = {c: w for c, w in self.weights.items() if c != "pop" and w}
             self.weights = rest or ({"dense": 1.0} if getattr(config, "dense", None) is not None else {"code": 1.0})
+        self.unseen = None if unseen is None else torch.as_tensor(unseen, dtype=torch.bool).to(self.device)
+        if mode == "liger":
+            self._check_liger(config)
+
+    def _check_liger(self, config) -> None:
+        if getattr(config, "codes", None) is None or getattr(config, "dense", None) is None:
+            raise ValueError("scoring liger proposes candidates with the code head and re-ranks them with the dense "
+                             "head: the model needs both (recipe hybrid)")
+        if self.unseen is None or self.unseen.shape != (self.n_items,):
+            raise ValueError("scoring liger needs which catalog items the model never saw in pretraining (the "
+                             "exported model's item_ids.json; Recommender.from_pretrained reads it)")
+        # the re-ranking score: the model's score weights without the code component (the beam has used it)
+        self.rerank = {c: w for c, w in self.weights.items() if c != "code" and w} or {"dense": 1.0}
 
     @property
     def without_popularity(self) -> bool:
@@ -178,8 +194,18 @@ class ItemScorer:
         return self.scores_of(histories, self.state(histories))
 
     @torch.no_grad()
+    def candidates(self, state: torch.Tensor) -> torch.Tensor:
+        """Bool[B, N], mode liger: the items of the trie beam (beam_size code tuples) and every unseen item."""
+        beam = beam_item_scores(self.model, state, self.trie, self.beam_size)
+        return torch.isfinite(beam) | self.unseen[None]
+
+    @torch.no_grad()
     def scores_of(self, histories: Sequence[Sequence[int]], state: torch.Tensor) -> torch.Tensor:
         """`log_probs` from the histories' states (Float[B, L, d], e.g. from a KV cache)."""
+        if self.mode == "liger":
+            keep = self.candidates(state)
+            parts = self.components(histories, state, set(self.rerank))
+            return combine(parts, self.rerank).masked_fill(~keep, NEG_INF).log_softmax(dim=1)
         if self.weights == {"code": 1.0}:
             return self.code_scores(state)
         if self.mode != "exact":

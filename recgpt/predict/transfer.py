@@ -10,6 +10,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 import pandas as pd
+import torch
 
 from recgpt.predict import baselines
 from recgpt.predict.metrics import _user_metrics
@@ -49,13 +50,14 @@ def read_interactions(folder) -> pd.DataFrame:
 
 def zero_shot_eval(rec, folder, protocol: str = "loo", max_users: Optional[int] = 2000, k: int = 10,
                    seed: int = 0, catalog_set: bool = False, alone: Sequence[str] = (),
-                   weighted: Optional[dict] = None, given: Optional[dict] = None) -> dict:
+                   weighted: Optional[dict] = None, given: Optional[dict] = None, liger: bool = False) -> dict:
     """{"methods": {name: {"HR@k", "NDCG@k"}}, "per_user": {name: {...}}, "users": U} for the model, the model
     scored by each component of `alone` by itself ("model[code]", "model[dense]"), by each {row name: score
     weights} of `weighted` (e.g. the fitted priors without the model's components), the baselines recency,
     popularity, content_knn and content_knn_centered (kNN on catalog-centered embeddings), and each {row name:
     {user id: [item ids, best first]}} of `given` (lists made elsewhere, e.g. an in-domain model's; a user
-    without one counts as a miss there, and "given_covered" marks the users that have one: see `restrict`)."""
+    without one counts as a miss there, and "given_covered" marks the users that have one: see `restrict`);
+    with `liger`, the model's `liger_lists`."""
     from recgpt.data.popularity import ranking
     from recgpt.predict.protocols import build_test_cases, popularity_before_targets
 
@@ -80,6 +82,8 @@ def zero_shot_eval(rec, folder, protocol: str = "loo", max_users: Optional[int] 
     finally:
         config.score_weights = stored
         rec.use_catalog(catalog)
+    if liger:
+        lists.update(liger_lists(rec, cases.histories, k_list, seed))
     for method in baselines.BASELINES:
         lists[method] = baselines.baseline_lists(method, cases.histories, k_list, False, catalog.text_emb, rec.knn,
                                                  ranking(catalog.popularity))
@@ -94,6 +98,24 @@ def zero_shot_eval(rec, folder, protocol: str = "loo", max_users: Optional[int] 
     methods = {name: {f"{m}@{k}": float(v.mean()) for m, v in u.items()} for name, u in users.items()}
     return {"protocol": protocol, "users": len(cases), "counts": cases.counts, "methods": methods, "per_user": users,
             "catalog_items": catalog.n_items, "given_covered": covered, "user_ids": [str(u) for u in cases.user_ids]}
+
+
+def liger_lists(rec, histories, k: int, seed: int = 0) -> dict:
+    """A code + dense model's rows of LIGER's hybrid (predict.scoring=liger) on the catalog set: "model[liger]"
+    (the trie beam's items plus every catalog item unseen in pretraining, re-ranked by the score without codes;
+    on a held-out domain every item is unseen) and "model[beam]" (the beam's items alone, re-ranked: what the
+    code beam retrieves)."""
+    catalog, scoring = rec.catalog, rec.scoring
+    rec.scoring = "liger"
+    try:
+        rec.use_catalog(catalog)
+        out = {"model[liger]": rec.recommend_rows(histories, k, 1, "exact", allow_history=False, seed=seed)[0]}
+        rec.scorer.unseen = torch.zeros_like(rec.scorer.unseen)
+        out["model[beam]"] = rec.recommend_rows(histories, k, 1, "exact", allow_history=False, seed=seed)[0]
+    finally:
+        rec.scoring = scoring
+        rec.use_catalog(catalog)
+    return out
 
 
 class ItemRows:
