@@ -37,7 +37,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]  # first on the path, and not bench/ (whose modules shadow packages)
 sys.path = [str(REPO)] + [p for p in sys.path if Path(p or ".").resolve() != REPO / "bench"]
 
-from bench.zero_shot import build_inputs, link_pretraining, pretrain_once, score_held_out, stage  # noqa: E402
+from bench.zero_shot import build_inputs, link_pretraining, link_run, pretrain_once, score_held_out, stage  # noqa: E402
 
 # methods whose per-user NDCG@10 the cache keeps (the code rows only with a code head: LIGER's, bench/zero_shot.py)
 PER_USER = ("model", "model[dense]", "model[code]", "model[beam]", "model[liger]", "priors", "content_knn", "popularity")
@@ -79,19 +79,9 @@ def pretrain_mix(args, plan, mix) -> Path:
 
 def share_pretraining(runs: Path, source: str, name: str) -> None:
     """Variant `name` scored on variant `source`'s pretraining: its step folders linked, its stats copied."""
-    import shutil
-
-    from recgpt.train import checkpoint as ckpt
-
-    src, dst = runs / source, runs / name
-    if not (src / "pretrain_stats.json").is_file():
-        raise SystemExit(f"scaling: --pretrained-variant {source}: no finished pretraining in {src}")
-    dst.mkdir(parents=True, exist_ok=True)
-    for step in sorted(src.iterdir()):
-        if ckpt.STEP_DIR.match(step.name) and not (dst / step.name).exists():
-            (dst / step.name).symlink_to(step.resolve(), target_is_directory=True)
-    for file in ("pretrain_stats.json", "config.yaml"):
-        shutil.copy2(src / file, dst / file)
+    if not (runs / source / "pretrain_stats.json").is_file():
+        raise SystemExit(f"scaling: --pretrained-variant {source}: no finished pretraining in {runs / source}")
+    link_run(runs / source, runs / name)
 
 
 def score_target(args, plan, mix, mix_root: Path, target: str) -> dict:

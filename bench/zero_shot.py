@@ -68,10 +68,6 @@ def pretrain_once(run_dir: Path, cfg) -> dict:
 def link_pretraining(pretrained: Path, root: Path, name: str, sources: list, excluded: set) -> tuple:
     """(corpus dir, tokenizer dir) of an earlier pretraining under `pretrained`; its step folders and stats
     are linked into root/ckpt/<name> (selection and export write there, never into the shared run)."""
-    import shutil
-
-    from recgpt.train import checkpoint as ckpt
-
     shared_run = pretrained / "ckpt" / name
     manifest = pretrained / "corpus" / "manifest.json"
     if not (shared_run / "pretrain_stats.json").is_file() or not manifest.is_file():
@@ -80,14 +76,22 @@ def link_pretraining(pretrained: Path, root: Path, name: str, sources: list, exc
     if saved != sources or set(saved) & excluded:
         raise SystemExit(f"zero_shot: --pretrained {pretrained} was not pretrained on exactly --sources "
                          f"{','.join(sources)} without {', '.join(sorted(excluded))}")
-    run = root / "ckpt" / name
-    run.mkdir(parents=True, exist_ok=True)
-    for step in sorted(shared_run.iterdir()):
-        if ckpt.STEP_DIR.match(step.name) and not (run / step.name).exists():
-            (run / step.name).symlink_to(step.resolve(), target_is_directory=True)
-    for file in ("pretrain_stats.json", "config.yaml"):
-        shutil.copy2(shared_run / file, run / file)
+    link_run(shared_run, root / "ckpt" / name)
     return pretrained / "corpus", pretrained / "tokenizer"
+
+
+def link_run(src: Path, dst: Path) -> None:
+    """Run folder `dst` made of finished run `src`: its step folders linked, its stats and config copied."""
+    import shutil
+
+    from recgpt.train import checkpoint as ckpt
+
+    dst.mkdir(parents=True, exist_ok=True)
+    for step in sorted(src.iterdir()):
+        if ckpt.STEP_DIR.match(step.name) and not (dst / step.name).exists():
+            (dst / step.name).symlink_to(step.resolve(), target_is_directory=True)
+    for file in ("pretrain_stats.json", "config.yaml"):
+        shutil.copy2(src / file, dst / file)
 
 
 def in_domain_lists(root, domain: str) -> dict:
