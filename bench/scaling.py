@@ -14,9 +14,8 @@ the first stopped and prints the same tables.
     # a second model size on the largest mixes (its own run folders and cached results):
     python bench/scaling.py --name d256 --mixes mix12-amazon_scientific+amazon14_beauty,mix11-steam+yelp \
         model.d_model=256 model.d_ff=512
-    # another score fit on a variant's pretraining (linked, not retrained): the weights also fitted on every
-    # pretraining dataset's held-out users (eval.score_fit_sources)
-    python bench/scaling.py --name s3000src --pretrained-variant s3000 --fit-sources --steps 3000 ...
+    # another selection or score fit on a variant's pretraining (linked, not retrained):
+    python bench/scaling.py --name s3000fit --pretrained-variant s3000 --fit-users 2000 --steps 3000 ...
 
 The budget is the same for every mix (steps, or tokens per mix): the curve changes the data, not the compute.
 A wall-clock cap is not offered, as the steps it allowed would follow the load of the machine; the table
@@ -100,7 +99,7 @@ def score_target(args, plan, mix, mix_root: Path, target: str) -> dict:
              f"tokenizer.output_dir={tokenizer_dir}", f"run.output_root={root}/ckpt", f"run.name={args.name}",
              "eval.select_by=zero_shot", f"eval.zero_shot_domain={fit_domains[0]}"]
     fitting = [f"eval.score_fit=[{args.fit}]", f"eval.score_fit_domains=[{','.join(fit_domains)}]",
-               f"eval.score_fit_users={args.fit_users}", f"eval.score_fit_sources={args.fit_sources}"] if args.fit else []
+               f"eval.score_fit_users={args.fit_users}"] if args.fit else []
     cfg = load_config(args.config, [*args.overrides, *paths])
     argv = ["--config", args.config, *args.overrides, *paths]
     run_dir = Path(cfg.run_dir)
@@ -120,7 +119,6 @@ def settings(args) -> dict:
     """What a cached result depends on: a result made with other settings is never reused silently."""
     return {"config": args.config, "overrides": args.overrides, "steps": args.steps, "tokens": args.tokens,
             "fit": args.fit, "max_users": args.max_users, "fit_users": args.fit_users,
-            **({"fit_sources": True} if args.fit_sources else {}),
             **({"pretrained_variant": args.pretrained_variant} if args.pretrained_variant else {})}
 
 
@@ -154,8 +152,6 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default="outputs/scaling")
     parser.add_argument("--max-users", type=int, default=2000, help="seeded users of the target per protocol")
     parser.add_argument("--fit-users", type=int, default=1000)
-    parser.add_argument("--fit-sources", action="store_true",
-                        help="also fit the score weights on every pretraining dataset's held-out users")
     parser.add_argument("--pretrained-variant", help="score this variant on that variant's pretraining (linked)")
     parser.add_argument("--report", default="docs/benchmarks/scaling.md")
     parser.add_argument("--png", default="docs/benchmarks/scaling.png")

@@ -71,12 +71,12 @@ def test_resumed_scaling_bench_gives_the_same_table(tmp_path, monkeypatch):
     assert len(per_user["model[liger]"]) == len(per_user["model[beam]"]) == len(raw["user_ids"])
 
     # another score fit on the default variant's pretraining: linked, never trained again
-    assert scaling.main(["--name", "src", "--pretrained-variant", "default", "--fit-sources", *argv]) == 0
+    assert scaling.main(["--name", "src", "--pretrained-variant", "default", "--fit-users", "60", *argv]) == 0
     run = out / "mixes" / "mix01" / "ckpt" / "src"
     assert stats.stat().st_mtime_ns == made and (run / "step-00000006").is_symlink()
     assert json.loads((run / "pretrain_stats.json").read_text()) == json.loads(stats.read_text())
     src = json.loads((out / "results" / "src" / "mix01" / "sample_steam.json").read_text())
-    assert src["settings"]["fit_sources"] is True and src["best"] == record["best"]
+    assert src["settings"]["pretrained_variant"] == "default" and src["best"] == record["best"]
     with pytest.raises(SystemExit, match="no finished pretraining"):
         scaling.main(["--name", "other", "--pretrained-variant", "missing", *argv])
 

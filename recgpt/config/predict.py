@@ -29,9 +29,6 @@ class EvalConfig:
     score_fit: list[str] = field(default_factory=list)
     score_fit_domains: list[str] = field(default_factory=list)
     score_fit_users: int = 1000
-    # also fit on every pretraining dataset's held-out users (data.heldout_users of the corpus: their sequences
-    # were never trained on, their items were), each dataset one more domain of the mean
-    score_fit_sources: bool = False
 
     @property
     def fit_domains(self) -> list[str]:

@@ -128,35 +128,6 @@ def fit_domain_folders(cfg) -> list:
                           f"fit domain {name!r} (eval.score_fit_domains)") for name in cfg.eval.fit_domains]
 
 
-def heldout_source_domains(corpus_dir, min_users: int = 50) -> list:
-    """The corpus's pretraining datasets restricted to its held-out users (data.heldout_users: their sequences
-    were never trained on; their items were), as prepared datasets named "<dataset> (held-out users)"; a
-    dataset with fewer than `min_users` of them is left out and named in a warning."""
-    from dataclasses import replace
-
-    from recgpt.data import load_corpus, load_prepared
-    from recgpt.logging import warn
-
-    corpus = load_corpus(corpus_dir)
-    held = {}
-    for user in corpus.sequences["heldout"].unique("user_id"):  # namespaced: "<dataset>:<user id>"
-        dataset, _, local = user.partition(":")
-        held.setdefault(dataset, set()).add(local)
-    out, few = [], []
-    for entry in corpus.manifest["datasets"]:
-        users = held.get(entry["name"], set())
-        if len(users) < min_users:
-            few.append(f"{entry['name']} ({len(users)})")
-            continue
-        prepared = load_prepared(entry["prepared_dir"])
-        inter = prepared.interactions
-        out.append(replace(prepared, name=f"{entry['name']} (held-out users)",
-                           interactions=inter[inter["user_id"].astype(str).isin(users)].reset_index(drop=True)))
-    if few:
-        warn(f"eval.score_fit_sources: fewer than {min_users} held-out users, not fitted on: {', '.join(few)}")
-    return out
-
-
 def fit_exported(model_dir, cfg, folders) -> dict:
     """Fit eval.score_fit's weights on the exported model at `model_dir` over the prepared `folders` with
     eval.score_fit_users LOO users each; save the model there again (the weights in its config.json, so that
@@ -174,10 +145,8 @@ def fit_exported(model_dir, cfg, folders) -> dict:
         if name in cfg.eval.score_fit and part is None:
             raise ConfigError(f"eval.score_fit: the {name} component needs a model with a {name} head; the model "
                               f"at {model_dir} (recipe {config.recipe}) has none")
-    domains = [load_prepared(f) for f in folders]
-    if cfg.eval.score_fit_sources:
-        domains += heldout_source_domains(cfg.data.corpus_dir)
-    fit = fit_and_store(rec, domains, list(cfg.eval.score_fit), cfg.eval.score_fit_users, seed=cfg.predict.seed)
+    fit = fit_and_store(rec, [load_prepared(f) for f in folders], list(cfg.eval.score_fit),
+                        cfg.eval.score_fit_users, seed=cfg.predict.seed)
     save_model(rec.model, model_dir)
     fit = {key: value for key, value in fit.items() if key != "table"}
     write_json(Path(model_dir) / SCORE_FIT, fit)
