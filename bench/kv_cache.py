@@ -3,7 +3,7 @@
 Real ml-100k users (time order), each cut to a seeded length in [20, 50] items; the 1,682 ml-100k items with
 seeded random codes (3 x 256 + 16) and seeded random unit text vectors (384 wide: the timing does not depend
 on their values). Randomly initialised models at CPU size (2 layers x 128): the code recipe (parallel head,
-exact scoring), tiger (autoregressive head, trie beam) and zero_shot (text input, dense head; its popularity
+exact scoring), tiger (autoregressive head, trie beam) and text_dense (text input, dense head; its popularity
 terms read the ml-100k counts). Each (model, strategy) runs cached and re-encoding alternately `--repeats`
 times on the same users; the table gives the median CPU seconds of each (one thread), their ratio (also in wall time) and whether the lists
 agree.
@@ -56,11 +56,11 @@ def scorers(n_items: int, counts, seed: int) -> dict:
     text = torch.nn.functional.normalize(torch.randn(n_items, 384, generator=gen), dim=1)
     trie = build_trie(codes, SLOTS)
     out = {}
-    for recipe in ("code", "tiger", "zero_shot"):
+    for recipe in ("code", "tiger", "text_dense"):
         torch.manual_seed(seed)
-        config = ItemCodeDecoderConfig.from_recipe(recipe, SLOTS, embed_dim=384 if recipe == "zero_shot" else 0, **SIZE)
+        config = ItemCodeDecoderConfig.from_recipe(recipe, SLOTS, embed_dim=384 if recipe == "text_dense" else 0, **SIZE)
         model = ItemCodeDecoder(config).eval()
-        out[recipe] = ItemScorer(model, codes, trie, text if recipe == "zero_shot" else None, popularity=counts)
+        out[recipe] = ItemScorer(model, codes, trie, text if recipe == "text_dense" else None, popularity=counts)
     return out
 
 
@@ -80,7 +80,7 @@ def main() -> int:
     parser.add_argument("--horizon", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--strategies", nargs="+", default=["greedy", "beam", "rra", "ra"])
-    parser.add_argument("--models", nargs="+", default=["code", "tiger", "zero_shot"])
+    parser.add_argument("--models", nargs="+", default=["code", "tiger", "text_dense"])
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -117,9 +117,9 @@ def main() -> int:
             f"{args.repeats} interleaved repeats. Ratio = re-encoding seconds / cached seconds of the whole "
             "rollout (scoring the catalog each step included), in the process's CPU time (one thread: its work, "
             "whatever else the machine runs) and in wall time. rra / ra encode each user's history once for its "
-            "8 samples (the re-encoding path encodes every sample's history every step). The untrained zero_shot "
+            "8 samples (the re-encoding path encodes every sample's history every step). The untrained text_dense "
             "head scores by content and popularity alone (its state-reading parts start at zero), hence its "
-            "zero score difference; tests/test_predict_kvcache.py checks a zero_shot head whose parts read the "
+            "zero score difference; tests/test_predict_kvcache.py checks a text_dense head whose parts read the "
             "state.")
     write_table("kv_cache", table + note)
     return 0

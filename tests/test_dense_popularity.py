@@ -131,7 +131,7 @@ def test_training_counts_and_the_real_trainer(tiny_train_cfg, tiny_tokenizer):
     from recgpt.train.inputs import load_training_inputs
     from recgpt.train.trainer import pretrain
 
-    args = ["model.recipe=zero_shot", "model.dense.catalog_negatives=64", "model.dense.popularity=scale",
+    args = ["model.recipe=text_dense", "model.dense.catalog_negatives=64", "model.dense.popularity=scale",
             f"train.text_embeddings_dir={tiny_tokenizer.parent / 'embeddings'}", "train.max_steps=3",
             "train.eval_every=3", "train.save_every=3"]
     cfg = tiny_train_cfg(*args)

@@ -36,18 +36,34 @@ def test_recipes_are_overridden_key_by_key():
     cfg = load_config(None, ["model.recipe=code", "model.d_model=256", "model.n_heads=4"])
     assert cfg.model.recipe == "code" and cfg.model.dense is None and cfg.model.codes.head == "parallel"
     assert cfg.model.d_model == 256 and not cfg.model.text_input
-    cfg = load_config(None, ["model.dense.pool=3"])  # the default recipe: zero_shot
-    assert cfg.model.recipe == "zero_shot" and cfg.model.dense.pool == 3 and cfg.model.dense.popularity == "gated"
+    cfg = load_config(None, ["model.dense.pool=3"])  # the default recipe: text_dense
+    assert cfg.model.recipe == "text_dense" and cfg.model.dense.pool == 3 and cfg.model.dense.popularity == "gated"
     cfg = load_config(None, ["model.recipe=code", "model.dense.query=state", "model.dense.pool=1", "model.dense.negatives=in_batch",
                              "model.dense.popularity=none"])  # a part added to a recipe that has none
     assert cfg.model.codes is not None and cfg.model.dense.query == "state"
     assert load_config(None, ["model.recipe=tiger"]).model.codes.head == "autoregressive"
-    assert set(RECIPES) == {"zero_shot", "code", "code_text", "hybrid", "tiger"}
+    assert set(RECIPES) == {"text_dense", "code", "code_text", "hybrid", "tiger"}
+
+
+def test_the_earlier_recipe_name_reads_as_the_same_recipe(tmp_path):
+    """zero_shot, the recipe's earlier name, in a config or in an exported model's config.json."""
+    old = load_config(None, ["model.recipe=zero_shot", "model.dense.pool=3"])
+    assert old.model == load_config(None, ["model.recipe=text_dense", "model.dense.pool=3"]).model
+    model = ItemCodeDecoder(ItemCodeDecoderConfig.from_recipe("zero_shot", [8, 8], embed_dim=6, n_layers=1,
+                                                              d_model=16, n_heads=2, d_ff=32))
+    assert model.config.recipe == "text_dense"
+    model.save_pretrained(str(tmp_path / "m"))
+    saved = json.loads((tmp_path / "m" / "config.json").read_text())
+    saved["model"]["recipe"] = "zero_shot"  # as exported before the rename
+    (tmp_path / "m" / "config.json").write_text(json.dumps(saved))
+    assert ItemCodeDecoder.from_pretrained(str(tmp_path / "m")).config.recipe == "text_dense"
+    with pytest.raises(ConfigError, match="model.recipe"):
+        load_config(None, ["model.recipe=zero"])
 
 
 @pytest.mark.parametrize("overrides, fragment", [
     (["model.recipe=nope"], "model.recipe"),
-    (["model.dense=null"], "model.codes"),  # zero_shot without its dense head: nothing left
+    (["model.dense=null"], "model.codes"),  # text_dense without its dense head: nothing left
     (["model.dense.popularity=none"], "model.dense.query"),  # the transformer would be unused
     (["model.dense.pool=0"], "model.dense.pool"),
     (["model.dense.negatives=in_batch"], "model.dense.popularity"),
@@ -66,7 +82,7 @@ def test_an_export_of_the_flat_format_is_refused_and_converts_exactly(tmp_path):
     from recgpt.model.legacy import main
 
     torch.manual_seed(0)
-    new = ItemCodeDecoder(ItemCodeDecoderConfig.from_recipe("zero_shot", [8, 8], embed_dim=6, n_layers=1, d_model=16,
+    new = ItemCodeDecoder(ItemCodeDecoderConfig.from_recipe("text_dense", [8, 8], embed_dim=6, n_layers=1, d_model=16,
                                                             n_heads=2, d_ff=16, dense={"pool": 3}))
     with torch.no_grad():
         for p in new.parameters():
@@ -88,7 +104,7 @@ def test_an_export_of_the_flat_format_is_refused_and_converts_exactly(tmp_path):
         ItemCodeDecoder.from_pretrained(str(old))
     assert main([str(old), str(tmp_path / "new")]) == 0
     converted = ItemCodeDecoder.from_pretrained(str(tmp_path / "new"))
-    assert converted.config.recipe == "zero_shot" and converted.config.dense.popularity == "gated"
+    assert converted.config.recipe == "text_dense" and converted.config.dense.popularity == "gated"
     assert (tmp_path / "new" / "item_ids.json").is_file()
     for name, value in new.state_dict().items():
         assert torch.equal(converted.state_dict()[name], value)

@@ -1,7 +1,7 @@
 """KV cache (recgpt.model.cache, recgpt.predict.rollout): cached states and rollouts equal re-encoding.
 
 Real ml-100k histories over the real catalog (RQ-KMeans codes of MiniLM embeddings), a code model of either head
-and a zero_shot dense model (text input, pooled content query, gated popularity: the learned parts moved off their
+and a text_dense model (text input, pooled content query, gated popularity: the learned parts moved off their
 zero start so the state matters). max_items is 20 and the histories are cut to lengths around it, so rollouts
 cross the window (the cache encodes those rows again) as well as staying inside it.
 """
@@ -30,11 +30,11 @@ def popularity(prepared_dir, ml100k_catalog):
     return counts_of_ids(ml100k_catalog.item_ids, inter["item_id"])
 
 
-def zero_shot_decoder(slot_vocab_sizes, dim, seed=0):
+def text_dense_decoder(slot_vocab_sizes, dim, seed=0):
     from recgpt.model import ItemCodeDecoder, ItemCodeDecoderConfig
 
     torch.manual_seed(seed)
-    config = ItemCodeDecoderConfig.from_recipe("zero_shot", slot_vocab_sizes, embed_dim=dim, n_layers=2, d_model=32,
+    config = ItemCodeDecoderConfig.from_recipe("text_dense", slot_vocab_sizes, embed_dim=dim, n_layers=2, d_model=32,
                                                n_heads=4, d_ff=64, dropout=0.0, max_items=20)
     model = ItemCodeDecoder(config).eval()
     head = model.dense_head
@@ -47,11 +47,11 @@ def zero_shot_decoder(slot_vocab_sizes, dim, seed=0):
 @pytest.fixture(scope="module")
 def scorers(make_decoder, ml100k_catalog, catalog_emb, popularity):
     cat = ml100k_catalog
-    zero_shot = lambda: zero_shot_decoder(list(cat.slot_vocab_sizes), catalog_emb.shape[1], seed=5)  # noqa: E731
+    text_dense = lambda: text_dense_decoder(list(cat.slot_vocab_sizes), catalog_emb.shape[1], seed=5)  # noqa: E731
     return {"parallel": lambda: ItemScorer(make_decoder("parallel", seed=1), cat.codes, cat.trie),
             "autoregressive": lambda: ItemScorer(make_decoder("autoregressive", seed=2), cat.codes, cat.trie,
                                                  beam_size=30),
-            "zero_shot": lambda: ItemScorer(zero_shot(), cat.codes, cat.trie, catalog_emb, popularity=popularity)}
+            "text_dense": lambda: ItemScorer(text_dense(), cat.codes, cat.trie, catalog_emb, popularity=popularity)}
 
 
 @pytest.mark.parametrize("head", ["parallel", "autoregressive", "text"])
@@ -59,7 +59,7 @@ def test_appended_states_equal_re_encoding(head, one_thread, make_decoder, ml100
                                            ml100k_histories):
     cat = ml100k_catalog
     if head == "text":
-        model = zero_shot_decoder(list(cat.slot_vocab_sizes), catalog_emb.shape[1], seed=3)
+        model = text_dense_decoder(list(cat.slot_vocab_sizes), catalog_emb.shape[1], seed=3)
         text = catalog_emb
     else:
         model, text = make_decoder(head, seed=3), None
@@ -82,7 +82,7 @@ def test_appended_states_equal_re_encoding(head, one_thread, make_decoder, ml100
         append_items(model, cache, cat.codes[new].long(), None if text is None else text[new])
 
 
-@pytest.mark.parametrize("model", ["parallel", "autoregressive", "zero_shot"])
+@pytest.mark.parametrize("model", ["parallel", "autoregressive", "text_dense"])
 def test_branching_rows_equal_re_encoding(model, one_thread, scorers, ml100k_histories):
     """Rows that repeat (beams), skip a step (-1) or outgrow max_items (encoded again) score as re-encoded."""
     scorer = scorers[model]()
@@ -101,7 +101,7 @@ def test_branching_rows_equal_re_encoding(model, one_thread, scorers, ml100k_his
 
 
 @pytest.mark.parametrize("strategy", ["greedy", "sample", "beam", "rra", "ra"])
-@pytest.mark.parametrize("model", ["parallel", "autoregressive", "zero_shot"])
+@pytest.mark.parametrize("model", ["parallel", "autoregressive", "text_dense"])
 def test_cached_rollouts_equal_re_encoding(model, strategy, one_thread, scorers, ml100k_histories, monkeypatch):
     scorer = scorers[model]()
     histories = cut(ml100k_histories)

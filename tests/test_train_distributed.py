@@ -30,16 +30,16 @@ def recipe_of(config: Path) -> tuple:
         return [f"{prefix}={'null' if value is None else value}"]
 
     keys = [x for k, v in model.items() if k not in sizes | {"recipe"} for x in dotted(f"model.{k}", v)]
-    return model.get("recipe", "zero_shot"), tuple(keys)
+    return model.get("recipe", "text_dense"), tuple(keys)
 
 
-# one case per distinct model section of the shipped configs (cpu, sample and pretrain share zero_shot's)
+# one case per distinct model section of the shipped configs (cpu, sample and pretrain share text_dense's)
 MODELS = sorted({recipe_of(c)[0]: recipe_of(c) for c in CONFIGS}.values())
 
 
 def test_every_shipped_config_model_is_covered():
     covered = {recipe_of(c) for c in CONFIGS}
-    assert {m for m in MODELS} == covered and {"zero_shot", "code"} <= {r for r, _ in MODELS}
+    assert {m for m in MODELS} == covered and {"text_dense", "code"} <= {r for r, _ in MODELS}
 
 
 def _check_run(run_dir: Path, proc) -> dict:

@@ -98,7 +98,7 @@ def test_query_pool_starts_as_last_item_knn_and_matches_the_loop(tmp_path, ml100
         assert torch.allclose(fast, content.dense_scores(torch.randn_like(state), catalog_emb[:40], recent), atol=1e-6)
         assert torch.allclose(fast, head.queries(state, recent) @ unit[:40].t(), atol=1e-5)
     with pytest.raises(ValueError, match="transformer unused"):
-        ItemCodeDecoderConfig.from_recipe("zero_shot", [8], embed_dim=4, dense={"popularity": "none"})
+        ItemCodeDecoderConfig.from_recipe("text_dense", [8], embed_dim=4, dense={"popularity": "none"})
     # training inputs: position t holds its own text, then t-1, t-2 of the same segment, zero before it starts
     emb = torch.randn(1, 5, 4)
     item_pos = torch.tensor([[0, 1, 2, 0, 1]])
@@ -376,7 +376,7 @@ def test_save_initial_keeps_the_untrained_state_as_a_selection_candidate(tiny_tr
     from recgpt.train import checkpoint as ckpt
     from recgpt.train.trainer import pretrain
 
-    cfg = tiny_train_cfg("model.recipe=zero_shot", "model.dense.query=content_state", "model.dense.pool=3",
+    cfg = tiny_train_cfg("model.recipe=text_dense", "model.dense.query=content_state", "model.dense.pool=3",
                          "model.dense.negatives=same_dataset", "model.dense.popularity=none", "model.dense.item_tower=true",
                          "model.dense.catalog_negatives=64", f"train.text_embeddings_dir={tiny_tokenizer.parent / 'embeddings'}",
                          "train.save_initial=true", "train.max_steps=3", "train.eval_every=3", "train.save_every=3")
@@ -395,7 +395,7 @@ def test_cpu_recipe_loads():
 
     cfg = load_config(Path(__file__).resolve().parents[1] / "configs" / "cpu.yaml")
     m = cfg.model
-    assert m.recipe == "zero_shot" and m.codes is None and m.text_input and m.center_text
+    assert m.recipe == "text_dense" and m.codes is None and m.text_input and m.center_text
     assert (m.dense.query, m.dense.pool, m.dense.item_tower) == ("content", 5, False)
     assert (m.dense.popularity, m.dense.negatives, m.dense.catalog_negatives) == ("gated", "catalog", 1024)
     config = ItemCodeDecoderConfig.from_recgpt(cfg.model, [15360] * 4 + [64], text_dim=384)

@@ -115,15 +115,16 @@ def load_config(path: Optional[Union[str, Path]] = None, overrides: Iterable[str
 
 
 def recipe_source(sources: list):
-    """The `model:` keys of the recipe the sources name (the last `model.recipe` wins; default zero_shot), to be
+    """The `model:` keys of the recipe the sources name (the last `model.recipe` wins; default text_dense), to be
     merged under them: a config names a recipe and overrides it key by key."""
-    from recgpt.config.recipes import RECIPES, recipe_model
+    from recgpt.config.recipes import RECIPES, canonical, recipe_model
 
     name = ModelConfig.recipe
     for source in sources:
         model = source.get("model") if isinstance(source, DictConfig) else None
         if isinstance(model, DictConfig) and "recipe" in model:
             name = model["recipe"]
+    name = canonical(name)
     check(isinstance(name, str) and name in RECIPES, "model.recipe", f"one of {sorted(RECIPES)}, got {name!r}")
     return OmegaConf.create({"model": recipe_model(name)})
 

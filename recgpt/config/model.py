@@ -1,7 +1,7 @@
 """Config of the item-code decoder: a backbone plus optional parts, each a section that is null when off.
 
     model:
-      recipe: zero_shot          # a named recipe (recgpt.config.recipes) this section overrides key by key
+      recipe: text_dense         # a named recipe (recgpt.config.recipes) this section overrides key by key
       n_layers / d_model / n_heads / d_ff / dropout / max_items / attention: the backbone
       text_input: true           # the item's text embedding is added to its code tokens
       center_text: true          # text embeddings centered on their own dataset's / catalog's mean
@@ -105,9 +105,9 @@ class BehaviorConfig:
 
 @dataclass
 class ModelConfig:
-    """Dataclass defaults are the `zero_shot` recipe; `recipe` names the recipe a config started from."""
+    """Dataclass defaults are the `text_dense` recipe; `recipe` names the recipe a config started from."""
 
-    recipe: str = "zero_shot"
+    recipe: str = "text_dense"
     n_layers: int = 3
     d_model: int = 768
     n_heads: int = 12
@@ -122,8 +122,9 @@ class ModelConfig:
     behavior: Optional[BehaviorConfig] = None
 
     def __post_init__(self):
-        from recgpt.config.recipes import RECIPES
+        from recgpt.config.recipes import RECIPES, canonical
 
+        self.recipe = canonical(self.recipe)  # an earlier name (zero_shot) reads as the same recipe
         check(self.n_heads >= 1, "model.n_heads", f"must be >= 1, got {self.n_heads}")  # first: d_model % n_heads
         check(self.d_model >= 1, "model.d_model", f"must be >= 1, got {self.d_model}")
         check(self.recipe in RECIPES, "model.recipe", f"one of {sorted(RECIPES)}, got {self.recipe!r}")

@@ -13,8 +13,8 @@ class Recipe:
 
 
 RECIPES = {
-    "zero_shot": Recipe(
-        "The recommended recipe for catalogs never seen in pretraining: item text as input (centered per catalog), "
+    "text_dense": Recipe(
+        "The recommended recipe, also for catalogs never seen in pretraining: item text as input (centered per catalog), "
         "no code head, a dense head whose query pools the last 5 items' texts and whose score adds a learned "
         "per-user popularity weight and content gate; InfoNCE over the query's own target and 1,024 uniform "
         "items of its dataset.",
@@ -45,10 +45,20 @@ RECIPES = {
 }
 
 
+# Earlier names, still read from configs and exported models: the recipe is the same.
+ALIASES = {"zero_shot": "text_dense"}
+
+
+def canonical(name):
+    """A recipe's current name (an earlier one mapped; anything else unchanged, for the caller to check)."""
+    return ALIASES.get(name, name) if isinstance(name, str) else name
+
+
 def recipe_model(name: str) -> dict:
     """The `model:` section a recipe contributes (a copy), with its name."""
     import copy
 
+    name = canonical(name)
     return {"recipe": name, **copy.deepcopy(RECIPES[name].model)}
 
 

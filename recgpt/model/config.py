@@ -174,7 +174,7 @@ class ItemCodeDecoderConfig(PretrainedConfig):
     def from_recipe(cls, recipe: str = "code", slot_vocab_sizes: Optional[Sequence[int]] = None, embed_dim: int = 0,
                     slot_levels=None, score_weights: Optional[dict] = None, **model) -> "ItemCodeDecoderConfig":
         """A named recipe (recgpt.config.recipes) with `model:` keys overridden, as a config file would:
-        `from_recipe("zero_shot", [256] * 4, embed_dim=384, d_model=128, dense={"pool": 3})`."""
+        `from_recipe("text_dense", [256] * 4, embed_dim=384, d_model=128, dense={"pool": 3})`."""
         from recgpt.config.recipes import recipe_model
 
         spec = recipe_model(recipe)

@@ -33,7 +33,7 @@ def convert_config(flat: dict) -> dict:
                  "catalog_negatives": 1024 if negatives == "catalog" else 0, "popularity": popularity,
                  "temperature": float(flat.get("dense_temperature", 0.05)),
                  "loss_weight": float(flat.get("dense_loss_weight", 1.0))}
-    recipe = ("zero_shot" if codes is None else "hybrid" if dense else "tiger" if codes["head"] == "autoregressive"
+    recipe = ("text_dense" if codes is None else "hybrid" if dense else "tiger" if codes["head"] == "autoregressive"
               else "code_text" if flat.get("text_dim") else "code")
     model = {"recipe": recipe, **{k: flat[k] for k in ("n_layers", "d_model", "n_heads", "d_ff", "dropout",
                                                         "max_items", "attention") if k in flat},
