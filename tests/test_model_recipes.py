@@ -59,6 +59,11 @@ def test_the_earlier_recipe_name_reads_as_the_same_recipe(tmp_path):
     assert ItemCodeDecoder.from_pretrained(str(tmp_path / "m")).config.recipe == "text_dense"
     with pytest.raises(ConfigError, match="model.recipe"):
         load_config(None, ["model.recipe=zero"])
+    # a checkpoint saved under the earlier name resumes and is scored as this run's; another width is not
+    from recgpt.train.checkpoint import model_config_changes
+    meta = {"config": {"model": {"recipe": "zero_shot", "d_model": 128}}}
+    assert model_config_changes(meta, {"recipe": "text_dense", "d_model": 128}) == []
+    assert model_config_changes(meta, {"recipe": "text_dense", "d_model": 256}) == ["model.d_model: 128 -> 256"]
 
 
 @pytest.mark.parametrize("overrides, fragment", [

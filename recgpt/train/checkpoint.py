@@ -155,7 +155,11 @@ RUNTIME_MODEL_KEYS = ("dropout", "attention")
 
 def model_config_changes(meta: dict, model_now: dict) -> list[str]:
     """`model.<key>: <checkpoint> -> <now>` for every model key that differs from the checkpoint's config."""
-    then = (meta.get("config") or {}).get("model") or {}
+    from recgpt.config.recipes import canonical
+
+    then = dict((meta.get("config") or {}).get("model") or {})
+    if "recipe" in then:  # a recipe saved under its earlier name is the same recipe
+        then["recipe"] = canonical(then["recipe"])
     return [f"model.{k}: {then.get(k)!r} -> {model_now.get(k)!r}" for k in sorted(set(then) | set(model_now))
             if k not in RUNTIME_MODEL_KEYS and then.get(k) != model_now.get(k)]
 
