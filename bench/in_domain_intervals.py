@@ -29,7 +29,7 @@ PAIRS = (("recgpt_ft", "sasrec"), ("recgpt_ft", "recgpt_scratch"), ("recgpt_scra
 
 
 def per_user_ndcg(root: Path, dataset: str, embed_cache: str) -> dict:
-    """{row: Float[U]} NDCG@10 of every LOO test user, in the split's order."""
+    """{row: Float[U]} NDCG@10 of every LOO test user, in the split's order (sasrec only where it was run)."""
     cfg = load_config(None, [f"baseline.dataset={dataset}", f"embed.cache_dir={embed_cache}"])
     split = load_split(cfg.baseline, cfg.data)
     prepared = load_prepared(resolve_dataset(dataset, cfg.data))
@@ -43,6 +43,8 @@ def per_user_ndcg(root: Path, dataset: str, embed_cache: str) -> dict:
         test = to_catalog_rows(split.test, split.item_ids, catalog)
         lists = rank_with(rec, test.histories, {row: dict(rec.model.config.score_weights)}, 10)[row]
         out[row] = per_user(lists, test.targets, 10)["NDCG"]
+    if not (root / "sasrec/recommendations.parquet").is_file():  # not run (--models without sasrec)
+        return out
     row_of = {str(item): r for r, item in enumerate(catalog_ids)}
     sasrec = pd.read_parquet(root / "sasrec/recommendations.parquet").sort_values(["user_id", "rank"])
     lists = sasrec.groupby(sasrec["user_id"].astype(str))["item_id"].agg(list)
@@ -63,6 +65,9 @@ def main() -> int:
     for dataset in args.datasets:
         ndcg = per_user_ndcg(args.out / f"{dataset}-loo", dataset, args.embed_cache)
         for a, b in PAIRS:
+            if b not in ndcg:
+                print(f"{dataset}: {b} was not run, {a} / {b} left out", flush=True)
+                continue
             ratio, lo, hi = bootstrap_ratio(ndcg[a], ndcg[b])
             lines.append(f"| {dataset} | {a} / {b} | {np.mean(ndcg[a]):.4f} / {np.mean(ndcg[b]):.4f} | "
                          f"{ratio:.3f} [{lo:.3f}, {hi:.3f}] | {len(ndcg[a])} |")
