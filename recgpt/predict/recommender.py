@@ -117,7 +117,8 @@ class Recommender:
             raise ValueError("this model takes item text embeddings: build the catalog with its text_emb")
         self.catalog = catalog
         self.scorer = ItemScorer(self.model, catalog.codes, catalog.trie, catalog.text_emb, self.scoring,
-                                 self.beam_size, self.device, catalog.popularity, self.knn, self.unseen(catalog))
+                                 self.beam_size, self.device, catalog.popularity, self.knn,
+                                 self.unseen(catalog) if self.scoring == "liger" else None)  # only liger reads it
 
     def unseen(self, catalog: Catalog):
         """Bool[N]: the catalog items absent from pretraining (by their id, or "<namespace>:<id>"); None when
