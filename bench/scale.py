@@ -10,7 +10,9 @@ Stages (each a child process; peak RSS is the child's own VmHWM, also os.wait4's
   formats are replicated from their prepared folders, untimed);
 - corpus: `build_corpus` of all 13 (interactions/s);
 - fit: `recgpt tokenize fit` (fsq, 1 epoch) on the random vectors, read memory-mapped (items/s);
-- assign: `recgpt tokenize assign`: the catalog's codes with the fitted tokenizer (items/s).
+- assign: `recgpt tokenize assign`: the catalog's codes with the fitted tokenizer (items/s);
+- score: the catalog of all those items (codes, trie, fp16 vectors memory-mapped) and exact top-10 scoring of
+  1,000 users over it with an untrained hybrid model, code alone and code + dense (users/s; `score_stage`).
 Each scale's folder is deleted before the next; its disk use is printed first.
 
     python bench/scale.py --scales 1,10:5000000,30:15000000 [--workdir DIR] [data.raw_root=../shared/data]
@@ -134,12 +136,60 @@ def cache_keys(job: dict, setup: bool) -> dict:
             "end_anon_mb": status_mb("RssAnon"), "end_file_mb": status_mb("RssFile")}
 
 
+def score_stage(job: dict, users: int = 1000, history: int = 20, batch: int = 250) -> dict:
+    """The catalog of every item vector (the codes `assign` wrote, the fp16 vectors memory-mapped, an untrained
+    2 x 64 hybrid model) and the top 10 of `users` random 20-item histories scored exactly over it, `batch` users
+    at a time: by the code head alone (one pass over the catalog) and by code + dense (two passes: the hybrid's
+    standardization needs each component's mean and spread). ItemScorer.top_k holds one chunk of scores at a time."""
+    import warnings
+
+    import numpy as np
+    import torch
+
+    from recgpt.model import ItemCodeDecoder, ItemCodeDecoderConfig
+    from recgpt.predict.catalog import Catalog
+    from recgpt.predict.horizon import recommend_lists
+    from recgpt.predict.scoring import ItemScorer
+    from recgpt.tokenizer import load_embeddings, load_item_codes, load_tokenizer
+
+    work, began = Path(job["work"]), time.perf_counter()
+    ids, codes = load_item_codes(work / "embeddings" / "codes.safetensors")
+    with warnings.catch_warnings():  # a read-only memmap: the scorer never writes to it
+        warnings.simplefilter("ignore")
+        vectors = torch.from_numpy(load_embeddings(work / "embeddings", mmap=True).vectors)
+    sizes = load_tokenizer(work / "tokenizer").slot_vocab_sizes
+    catalog = Catalog.from_codes(ids, codes, sizes, vectors)
+    del ids, codes
+    torch.manual_seed(0)
+    model = ItemCodeDecoder(ItemCodeDecoderConfig.from_recipe(
+        "hybrid", sizes, embed_dim=DIM, n_layers=2, d_model=64, n_heads=4, d_ff=128, dropout=0.0, max_items=50,
+        codes={"embedding": "lookup"})).eval()
+    catalog_s = time.perf_counter() - began
+    rng = np.random.default_rng(0)
+    histories = [rng.integers(0, catalog.n_items, history).tolist() for _ in range(users)]
+    seconds = {}
+    for name, weights in (("code", {"code": 1.0}), ("code+dense", {"code": 0.5, "dense": 0.5})):
+        model.config.score_weights = weights
+        start = time.perf_counter()
+        scorer = ItemScorer(model, catalog.codes, catalog.trie, catalog.text_emb, "exact")
+        for lo in range(0, users, batch):
+            lists, _ = recommend_lists(scorer, histories[lo:lo + batch], 10, "exact", allow_history=False)
+            if any(len(r) != 10 for r in lists):
+                raise SystemExit(f"scale: {name} scoring returned a list shorter than 10")
+        seconds[name] = time.perf_counter() - start
+    return {"rows": users, "seconds": sum(seconds.values()), "rows_per_s": users / seconds["code+dense"],
+            "catalog_s": catalog_s, "code_users_s": users / seconds["code"], "items": catalog.n_items,
+            "peak_rss_mb": status_mb(), "end_anon_mb": status_mb("RssAnon"), "end_file_mb": status_mb("RssFile")}
+
+
 def child(stage: str, job: dict) -> dict:
     """One stage in this (fresh) process; returns rows, seconds and this process's peak RSS."""
     from recgpt.config.data import DataConfig
 
     if stage.startswith("cache"):
         return cache_keys(job, stage == "cache-setup")
+    if stage == "score":
+        return score_stage(job)
     work, raw_root = Path(job["work"]), job["raw_root"]
     if stage == "setup":  # replicate the inputs (untimed): raw tables, the other formats' prepared folders
         from recgpt.config import load_dataset_spec
@@ -232,7 +282,7 @@ def main(argv=None) -> int:
         return 0
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scales", default="1,10:5000000,30:15000000")
-    parser.add_argument("--stages", default="prepare,corpus,fit,assign")
+    parser.add_argument("--stages", default="prepare,corpus,fit,assign,score")
     parser.add_argument("--workdir", default=None)
     parser.add_argument("--raw-root", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
     parser.add_argument("--cache-keys", default=None, help="only the embedding cache's lookup at these key counts")
@@ -255,6 +305,9 @@ def main(argv=None) -> int:
             print(f"  {stage:8s} {r['rows']:>12,} rows in {r['seconds']:7.1f}s = {r['rows_per_s']:>10,.0f}/s, "
                   f"peak RSS {r['peak_rss_mb']:7.0f} MB (wait4 {r['wait4_maxrss_mb']:.0f} MB; at the end anon "
                   f"{r['end_anon_mb']:.0f} MB, file pages {r['end_file_mb']:.0f} MB)", flush=True)
+            if stage == "score":
+                print(f"           catalog of {r['items']:,} items built in {r['catalog_s']:.1f}s; users/s over it: "
+                      f"code {r['code_users_s']:.1f}, code + dense {r['rows_per_s']:.1f}", flush=True)
         print(f"  disk at the end of {copies}x: {disk_gb(folder):.1f} GB (deleted now)", flush=True)
         shutil.rmtree(folder, ignore_errors=True)
     first = min(next(iter(results.values())))

@@ -56,8 +56,15 @@ def normalize_rows(emb) -> "torch.Tensor":
     """Float[N, D] unit rows (a zero row stays zero)."""
     import torch
 
-    emb = torch.as_tensor(emb, dtype=torch.float32)
+    emb = torch.as_tensor(emb).float()
     return emb / emb.norm(dim=1, keepdim=True).clamp_min(1e-12)
+
+
+def as_rows(item_emb):
+    """A tensor or an ItemVectors as it is (rows are read from it in its own dtype); anything else as a tensor."""
+    import torch
+
+    return item_emb if isinstance(item_emb, torch.Tensor) or hasattr(item_emb, "rows") else torch.as_tensor(item_emb)
 
 
 def user_vectors(histories: Sequence[Sequence[int]], item_emb, last: int = KNN.last, decay: float = KNN.decay):
@@ -65,21 +72,29 @@ def user_vectors(histories: Sequence[Sequence[int]], item_emb, last: int = KNN.l
     (age 0 = the most recent item; a repeated item counts once per occurrence)."""
     import torch
 
-    unit = normalize_rows(item_emb)
-    out = torch.zeros(len(histories), unit.shape[1])
+    item_emb = as_rows(item_emb)
+    out = torch.zeros(len(histories), item_emb.shape[1])
     for b, history in enumerate(histories):
         recent = list(history)[-last:][::-1]
         if not recent:
             raise ValueError(f"history {b} is empty: content kNN needs at least one item")
         weights = decay ** torch.arange(len(recent), dtype=torch.float32)
-        out[b] = (weights[:, None] * unit[torch.as_tensor(recent, dtype=torch.long)]).sum(0) / weights.sum()
+        unit = normalize_rows(item_emb[torch.as_tensor(recent, dtype=torch.long)]).cpu()  # only the rows it reads
+        out[b] = (weights[:, None] * unit).sum(0) / weights.sum()
     return out
 
 
-def content_knn_scores(histories: Sequence[Sequence[int]], item_emb, last: int = KNN.last, decay: float = KNN.decay):
-    """Float[B, N]: cosine between each user vector (see user_vectors) and every catalog item."""
-    unit = normalize_rows(item_emb)
-    return normalize_rows(user_vectors(histories, unit, last, decay)) @ unit.t()
+def content_knn_scores(histories: Sequence[Sequence[int]], item_emb, last: int = KNN.last, decay: float = KNN.decay,
+                       items: slice = slice(None), chunk: int = 65536):
+    """Float[B, n]: cosine between each user vector (see user_vectors) and the catalog items `items` (all by
+    default), read `chunk` rows at a time (`item_emb` may be fp16 or an ItemVectors: no float copy of it)."""
+    import torch
+
+    item_emb = as_rows(item_emb)
+    user = normalize_rows(user_vectors(histories, item_emb, last, decay))
+    lo, hi, _ = items.indices(len(item_emb))
+    return torch.cat([user @ normalize_rows(item_emb[i:min(i + chunk, hi)]).cpu().t() for i in range(lo, hi, chunk)]
+                     or [user[:, :0]], dim=1)
 
 
 def content_knn(histories: Sequence[Sequence[int]], item_emb, k: int, allow_history: bool = True,

@@ -22,7 +22,8 @@ class Catalog:
     codes: torch.Tensor  # Long [N, L]
     slot_vocab_sizes: list[int]
     trie: CodeTrie
-    # Float [N, D] item text embeddings: content kNN, the dense head and the model's text input use them
+    # [N, D] item text embeddings (float16 from the embedding cache; read as float32 rows): content kNN, the
+    # dense head and the model's text input use them
     text_emb: Optional[torch.Tensor] = None
     stats: Optional[dict] = None
     # Int64 [N] counts of each item in the catalog's own interaction log (recgpt.data.popularity); None: no log,
@@ -94,7 +95,7 @@ def build_catalog(item_ids: Sequence[str], texts: Sequence[str], tokenizer, embe
         raise ValueError(f"the encoder {tokenizer.embed_model!r} gave {emb.dim}-d embeddings but the tokenizer "
                          f"expects {tokenizer.embed_dim}-d")
     codes, overflow = assign_codes(tokenizer, emb.vectors.astype(np.float32), emb.model)
-    text_emb = torch.from_numpy(emb.vectors.astype(np.float32))
+    text_emb = torch.from_numpy(np.ascontiguousarray(emb.vectors, np.float16))  # as cached: 2 bytes a value
     stats = {"embed_model": emb.model, "empty_text": emb.n_empty_text, "disambiguation_overflow": overflow}
     return Catalog.from_codes(emb.item_ids, codes, tokenizer.slot_vocab_sizes, text_emb, stats)
 

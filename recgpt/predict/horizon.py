@@ -33,7 +33,11 @@ def _mask(n_items: int, rows: Sequence[Sequence[int]], device) -> torch.Tensor:
 def _ranked(scores: torch.Tensor, k: int):
     """Best-first rows and scores of each row of `scores`, ties to the smaller row, -inf dropped."""
     vals, idx = torch.sort(scores, dim=1, descending=True, stable=True)
-    vals, idx = vals[:, :k].cpu(), idx[:, :k].cpu()
+    return _listed(vals[:, :k].cpu(), idx[:, :k].cpu())
+
+
+def _listed(vals: torch.Tensor, idx: torch.Tensor):
+    """Best-first (values, rows) [B, k] as lists, -inf entries dropped."""
     recs, out_scores = [], []
     for v, i in zip(vals, idx):
         keep = torch.isfinite(v)
@@ -164,6 +168,9 @@ def recommend_lists(scorer, histories: Sequence[Sequence[int]], k: int, strategy
     exclude = [[] if allow_history else sorted(set(int(i) for i in h)) for h in histories]
     keys = list(range(len(histories))) if keys is None else list(keys)
     if strategy == "exact":
+        if hasattr(scorer, "top_k"):  # an ItemScorer: a catalog of any size, scored in chunks
+            vals, rows = scorer.top_k(histories, k, exclude)
+            return _listed(vals.cpu(), rows.cpu())
         logp = scorer.log_probs(histories).float()
         return _ranked(logp.masked_fill(_mask(scorer.n_items, exclude, logp.device), NEG_INF), k)
     if strategy in ("greedy", "sample"):

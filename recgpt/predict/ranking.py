@@ -16,3 +16,20 @@ def top_k_items(scores: torch.Tensor, k: int, exclude: Optional[Sequence[Sequenc
     vals, idx = scores.topk(min(k, scores.shape[1]), dim=1)
     idx = torch.where(torch.isfinite(vals), idx, torch.full_like(idx, -1))
     return idx, vals
+
+
+def merge_top_k(best: Optional[tuple], scores: torch.Tensor, offset: int, k: int) -> tuple:
+    """The running (values, rows) top-k merged with one chunk's Float[B, M] scores, whose first column is catalog row
+    `offset`: best first, ties to the smaller row (as a stable sort of the whole row would give). Earlier chunks
+    hold smaller rows, so the running entries go first among equals."""
+    m = min(k, scores.shape[1])
+    vals, idx = scores.topk(m, dim=1)
+    for b in ((scores >= vals[:, -1:]).sum(1) > m).nonzero().flatten().tolist():  # a tie straddles the cut
+        v, i = torch.sort(scores[b], descending=True, stable=True)
+        vals[b], idx[b] = v[:m], i[:m]
+    idx, order = idx.sort(dim=1)  # (value desc, row asc): rows ascending, then a stable sort on the values
+    vals, idx = vals.gather(1, order), idx + offset
+    if best is not None:
+        vals, idx = torch.cat([best[0], vals], dim=1), torch.cat([best[1], idx], dim=1)
+    vals, order = vals.sort(dim=1, descending=True, stable=True)
+    return vals[:, :k], idx.gather(1, order)[:, :k]

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from recgpt.predict.beam import beam_item_scores, model_head
-from recgpt.predict.ranking import NEG_INF
+from recgpt.predict.ranking import NEG_INF, merge_top_k
 from recgpt.predict.rollout import CachedRollout, HistoryRollout
 from recgpt.predict.trie import CodeTrie
 
@@ -80,15 +80,32 @@ def reference_item_scores(model, state: torch.Tensor, item_codes: torch.Tensor) 
     return out
 
 
-def standardize(scores: torch.Tensor) -> torch.Tensor:
-    """Per row: (x - mean) / std over the finite entries (-inf stays -inf; a constant row becomes 0)."""
+def standardize(scores: torch.Tensor, mean=None, std=None) -> torch.Tensor:
+    """Per row: (x - mean) / std over the finite entries (-inf stays -inf; a constant row becomes 0). `mean` and
+    `std` (Float[B, 1]) given: those of the whole row when `scores` is a chunk of it (`row_moments`)."""
     finite = torch.isfinite(scores)
     x = torch.where(finite, scores, torch.zeros_like(scores))
-    count = finite.sum(1, keepdim=True).clamp_min(1)
-    mean = x.sum(1, keepdim=True) / count
-    var = (torch.where(finite, x - mean, torch.zeros_like(x)) ** 2).sum(1, keepdim=True) / count
-    z = (x - mean) / var.sqrt().clamp_min(1e-6)
+    if mean is None:
+        count = finite.sum(1, keepdim=True).clamp_min(1)
+        mean = x.sum(1, keepdim=True) / count
+        std = ((torch.where(finite, x - mean, torch.zeros_like(x)) ** 2).sum(1, keepdim=True) / count).sqrt()
+    z = (x - mean) / std.clamp_min(1e-6)
     return torch.where(finite, z, torch.full_like(z, NEG_INF))
+
+
+def add_moments(acc: Optional[torch.Tensor], scores: torch.Tensor) -> torch.Tensor:
+    """Running Float64[B, 3] count, sum and sum of squares of each row's finite entries, one chunk added."""
+    finite = torch.isfinite(scores)
+    x = torch.where(finite, scores, torch.zeros_like(scores)).double()
+    part = torch.stack([finite.sum(1).double(), x.sum(1), (x * x).sum(1)], dim=1)
+    return part if acc is None else acc + part
+
+
+def row_moments(acc: torch.Tensor) -> tuple:
+    """(mean, std) Float[B, 1] of the rows `add_moments` accumulated (what `standardize` computes on a whole row)."""
+    count = acc[:, :1].clamp_min(1)
+    mean = acc[:, 1:2] / count
+    return mean.float(), (acc[:, 2:3] / count - mean ** 2).clamp_min(0).sqrt().float()
 
 
 def combine(parts: dict, weights: dict) -> torch.Tensor:
@@ -127,11 +144,12 @@ class ItemScorer:
         self.flat_index = flat_code_index(self.item_codes, list(trie.slot_vocab_sizes))
         self.trie = trie.to(self.device)
         config = getattr(model, "config", None)
-        if text_emb is not None and getattr(config, "center_text", False):
-            text_emb = text_emb.float() - text_emb.float().mean(0)  # label-free: the catalog's own mean
-        # catalog text embeddings as the dense head, content kNN and (when it takes them) the model see them
-        self.catalog_emb = text_emb.float().to(self.device) if text_emb is not None else None
+        # catalog text embeddings (kept in their own dtype, fp16 from the cache) as the dense head, content kNN
+        # and (when it takes them) the model see them: centered on the catalog's own mean when the model was
+        self.catalog_emb = None if text_emb is None else ItemVectors(
+            text_emb.to(self.device), center=getattr(config, "center_text", False))
         self.text_emb = self.catalog_emb if getattr(config, "text_dim", None) else None
+        self.chunk_items = 65536  # top_k scores this many catalog items at a time in mode exact
         self.max_items = int(getattr(config, "max_items", 256))
         self.weights = config.scoring_weights() if hasattr(config, "scoring_weights") else {"code": 1.0}
         counts = check_counts(popularity, self.item_codes.shape[0], "catalog popularity")
@@ -181,12 +199,13 @@ class ItemScorer:
         `kv_cache` is False."""
         return (CachedRollout if self.kv_cache else HistoryRollout)(self, histories)
 
-    def code_scores(self, state: torch.Tensor) -> torch.Tensor:
+    def code_scores(self, state: torch.Tensor, items: slice = slice(None)) -> torch.Tensor:
+        """Float[B, n] code log-probs of the catalog items `items` (the trie beam scores the whole catalog)."""
         if self.mode == "exact" and self.parallel:
-            return parallel_item_scores(self.model, state, self.flat_index)
+            return parallel_item_scores(self.model, state, self.flat_index[items])
         if self.mode == "exact":
-            return self.model.score_items(state, self.item_codes).float()
-        return beam_item_scores(self.model, state, self.trie, self.beam_size)
+            return self.model.score_items(state, self.item_codes[items]).float()
+        return beam_item_scores(self.model, state, self.trie, self.beam_size)[:, items]
 
     @torch.no_grad()
     def log_probs(self, histories: Sequence[Sequence[int]]) -> torch.Tensor:
@@ -214,32 +233,103 @@ class ItemScorer:
         return combine(parts, self.weights).log_softmax(dim=1)
 
     @torch.no_grad()
-    def components(self, histories, state: torch.Tensor, names) -> dict:
-        """{component: Float[B, N] raw scores} for the named components (recgpt.predict.hybrid)."""
+    def top_k(self, histories: Sequence[Sequence[int]], k: int, exclude: Optional[Sequence[Sequence[int]]] = None):
+        """(values Float[B, k'], rows Long[B, k']): the k best entries of `log_probs(histories)` per history with the
+        `exclude` rows masked, best first, ties to the smaller row (-inf entries included; the caller drops them).
+
+        Mode exact scores `chunk_items` catalog items at a time and never holds a [B, N] matrix: a hybrid score takes
+        two passes (each component's mean and spread over the catalog, then the standardized sum, whose log-softmax
+        normaliser is accumulated on the way). Other modes score the whole catalog at once."""
+        state, n = self.state(histories), self.n_items
+        spans = [slice(lo, min(lo + self.chunk_items, n)) for lo in range(0, n, self.chunk_items)]
+        pairs = [(b, r) for b, rows in enumerate(exclude or []) for r in set(int(r) for r in rows)]
+        excluded = torch.as_tensor(pairs, dtype=torch.long).view(-1, 2).to(state.device)
+        hybrid = self.mode == "exact" and self.weights != {"code": 1.0}
+        if self.mode != "exact":
+            full = self.scores_of(histories, state).float()
+        elif hybrid:
+            names = {c for c, w in self.weights.items() if w}
+            acc = {}
+            for span in spans:  # pass 1: each component's mean and spread over the whole catalog
+                for c, v in self.components(histories, state, names, span).items():
+                    acc[c] = add_moments(acc.get(c), v)
+            moments = {c: row_moments(a) for c, a in acc.items()}
+        best, norm = None, torch.full((len(histories), 1), NEG_INF, device=state.device)
+        for span in spans:
+            if self.mode != "exact":
+                x = full[:, span]
+            elif hybrid:
+                parts = self.components(histories, state, names, span)
+                x = weighted_sum({c: standardize(v, *moments[c]) for c, v in parts.items()}, self.weights)
+                norm = torch.logaddexp(norm, torch.logsumexp(x, dim=1, keepdim=True))
+            else:
+                x = self.code_scores(state, span)
+            inside = excluded[(excluded[:, 1] >= span.start) & (excluded[:, 1] < span.stop)]
+            if len(inside):
+                x = x.clone()
+                x[inside[:, 0], inside[:, 1] - span.start] = NEG_INF
+            best = merge_top_k(best, x, span.start, k)
+        return (best[0] - norm if hybrid else best[0]), best[1]
+
+    @torch.no_grad()
+    def components(self, histories, state: torch.Tensor, names, items: slice = slice(None)) -> dict:
+        """{component: Float[B, n] raw scores of the catalog items `items`} for the named components
+        (recgpt.predict.hybrid)."""
         from recgpt.predict.baselines import content_knn_scores
 
         if set(names) & {"dense", "knn"} and self.catalog_emb is None:
             raise ValueError(f"scoring components {sorted(names)} need the catalog's item text embeddings: "
                              "set a catalog from item texts (set_catalog / set_catalog_from_prepared)")
-        out = {}
+        out, emb = {}, self.catalog_emb
         if "code" in names:
-            out["code"] = self.code_scores(state)
+            out["code"] = self.code_scores(state, items)
         if "pop" in names and self.log_popularity is None:
             raise ValueError("the pop component needs the catalog's popularity (its interaction log): pass "
                              "popularity= to set_catalog, or a prepared folder with interactions.parquet")
         if "dense" in names:
-            last = self.catalog_emb[torch.as_tensor([h[-1] for h in histories], device=self.catalog_emb.device)]
+            last = emb[torch.as_tensor([h[-1] for h in histories], device=emb.device)]
             pool = self.model.config.dense.pool
             if pool > 1:  # [B, K, D]: the last item, then the ones before it; zero rows where the history ends
                 rows = torch.full((len(histories), pool), -1, dtype=torch.long)
                 for i, h in enumerate(histories):
                     rows[i, : min(pool, len(h))] = torch.as_tensor(list(h[::-1][:pool]))
-                rows = rows.to(self.catalog_emb.device)
-                last = self.catalog_emb[rows.clamp(min=0)] * (rows >= 0)[..., None]
-            out["dense"] = self.model.dense_scores(state, self.catalog_emb, last, self.log_popularity).float()
+                rows = rows.to(emb.device)
+                last = emb[rows.clamp(min=0)] * (rows >= 0)[..., None]
+            pop = None if self.log_popularity is None else self.log_popularity[items]
+            out["dense"] = self.model.dense_scores(state, emb.rows(items), last, pop).float()
         if "knn" in names:
-            out["knn"] = content_knn_scores(histories, self.catalog_emb.cpu(), self.knn.last,
-                                            self.knn.decay).to(state.device)
+            out["knn"] = content_knn_scores(histories, emb, self.knn.last, self.knn.decay, items).to(state.device)
         if "pop" in names:
-            out["pop"] = self.log_popularity.to(state.device)[None].expand(len(histories), -1)
+            out["pop"] = self.log_popularity[items].to(state.device)[None].expand(len(histories), -1)
         return out
+
+
+class ItemVectors:
+    """A catalog's item text embeddings as scoring reads them: stored once in their own dtype (fp16 from the
+    embedding cache), read as float32 rows, centered on the catalog's mean when `center` (label-free: the
+    catalog's own items). A [N, D] float32 copy is never made."""
+
+    def __init__(self, vectors: torch.Tensor, center: bool = False, chunk: int = 65536):
+        self.vectors, self.chunk = vectors, chunk
+        self.mean = None
+        if center and len(vectors):
+            total = sum(vectors[lo:lo + chunk].double().sum(0) for lo in range(0, len(vectors), chunk))
+            self.mean = (total / len(vectors)).float()
+
+    def __len__(self) -> int:
+        return len(self.vectors)
+
+    @property
+    def shape(self):
+        return self.vectors.shape
+
+    @property
+    def device(self):
+        return self.vectors.device
+
+    def __getitem__(self, index) -> torch.Tensor:
+        rows = self.vectors[index].float()
+        return rows if self.mean is None else rows - self.mean
+
+    def rows(self, items: slice) -> torch.Tensor:
+        return self[items]

@@ -14,6 +14,7 @@ import torch
 
 from recgpt.predict import baselines
 from recgpt.predict.metrics import _user_metrics
+from recgpt.predict.scoring import ItemVectors
 
 
 def per_user(recs, targets, k: int) -> dict:
@@ -87,7 +88,7 @@ def zero_shot_eval(rec, folder, protocol: str = "loo", max_users: Optional[int] 
     for method in baselines.BASELINES:
         lists[method] = baselines.baseline_lists(method, cases.histories, k_list, False, catalog.text_emb, rec.knn,
                                                  ranking(catalog.popularity))
-    centered = catalog.text_emb - catalog.text_emb.mean(0)
+    centered = ItemVectors(catalog.text_emb, center=True)
     knn = rec.knn or baselines.KNN
     lists["content_knn_centered"] = baselines.content_knn(cases.histories, centered, k_list, False, knn.last, knn.decay)
     covered, row_of = {}, {str(item): row for row, item in enumerate(catalog.item_ids)} if given else {}
