@@ -12,7 +12,8 @@ Stages (each a child process; peak RSS is the child's own VmHWM, also os.wait4's
 - fit: `recgpt tokenize fit` (fsq, 1 epoch) on the random vectors, read memory-mapped (items/s);
 - assign: `recgpt tokenize assign`: the catalog's codes with the fitted tokenizer (items/s);
 - score: the catalog of all those items (codes, trie, fp16 vectors memory-mapped) and exact top-10 scoring of
-  1,000 users over it with an untrained hybrid model, code alone and code + dense (users/s; `score_stage`).
+  1,000 users over it with an untrained text_dense model with a code head, code alone and code + dense (`score_stage`; its rows
+  are the catalog's items, its rows/s the (user, item) pairs scored by code + dense per second).
 Each scale's folder is deleted before the next; its disk use is printed first.
 
     python bench/scale.py --scales 1,10:5000000,30:15000000 [--workdir DIR] [data.raw_root=../shared/data]
@@ -138,7 +139,7 @@ def cache_keys(job: dict, setup: bool) -> dict:
 
 def score_stage(job: dict, users: int = 1000, history: int = 20, batch: int = 250) -> dict:
     """The catalog of every item vector (the codes `assign` wrote, the fp16 vectors memory-mapped, an untrained
-    2 x 64 hybrid model) and the top 10 of `users` random 20-item histories scored exactly over it, `batch` users
+    2 x 64 text_dense model with a code head) and the top 10 of `users` random 20-item histories scored exactly over it, `batch` users
     at a time: by the code head alone (one pass over the catalog) and by code + dense (two passes: the hybrid's
     standardization needs each component's mean and spread). ItemScorer.top_k holds one chunk of scores at a time."""
     import warnings
@@ -161,9 +162,9 @@ def score_stage(job: dict, users: int = 1000, history: int = 20, batch: int = 25
     catalog = Catalog.from_codes(ids, codes, sizes, vectors)
     del ids, codes
     torch.manual_seed(0)
-    model = ItemCodeDecoder(ItemCodeDecoderConfig.from_recipe(
-        "hybrid", sizes, embed_dim=DIM, n_layers=2, d_model=64, n_heads=4, d_ff=128, dropout=0.0, max_items=50,
-        codes={"embedding": "lookup"})).eval()
+    model = ItemCodeDecoder(ItemCodeDecoderConfig.from_recipe(  # the recommended recipe with a code head beside
+        "text_dense", sizes, embed_dim=DIM, n_layers=2, d_model=64, n_heads=4, d_ff=128, dropout=0.0, max_items=50,
+        codes={"head": "parallel", "embedding": "lookup", "output": "full"})).eval()
     catalog_s = time.perf_counter() - began
     rng = np.random.default_rng(0)
     histories = [rng.integers(0, catalog.n_items, history).tolist() for _ in range(users)]
@@ -177,7 +178,9 @@ def score_stage(job: dict, users: int = 1000, history: int = 20, batch: int = 25
             if any(len(r) != 10 for r in lists):
                 raise SystemExit(f"scale: {name} scoring returned a list shorter than 10")
         seconds[name] = time.perf_counter() - start
-    return {"rows": users, "seconds": sum(seconds.values()), "rows_per_s": users / seconds["code+dense"],
+    # rows: the catalog's items; rows/s: (user, item) pairs scored per second by code + dense
+    return {"rows": catalog.n_items, "seconds": seconds["code+dense"],
+            "rows_per_s": users * catalog.n_items / seconds["code+dense"], "users_s": users / seconds["code+dense"],
             "catalog_s": catalog_s, "code_users_s": users / seconds["code"], "items": catalog.n_items,
             "peak_rss_mb": status_mb(), "end_anon_mb": status_mb("RssAnon"), "end_file_mb": status_mb("RssFile")}
 
@@ -294,29 +297,29 @@ def main(argv=None) -> int:
     for spec in args.scales.split(","):
         copies, _, items = spec.partition(":")
         copies = int(copies)
-        folder = work / f"x{copies}"
+        folder = work / f"x{copies}-{items or 'all'}"
         shutil.rmtree(folder, ignore_errors=True)
         job = {"work": str(folder), "raw_root": args.raw_root, "base": str(work / "base"), "copies": copies,
                "items": int(items) if items else 0}
         job["items"] = run_stage("setup", job)["items"]
-        print(f"scale {copies}x, {job['items']:,} item vectors: inputs {disk_gb(folder):.1f} GB", flush=True)
+        label = f"{copies}x, {job['items'] / 1e6:.2f} M items"
+        print(f"scale {label}: inputs {disk_gb(folder):.1f} GB", flush=True)
         for stage in stages:
-            r = results.setdefault(stage, {})[copies] = run_stage(stage, job)
+            r = results.setdefault(stage, {})[label] = run_stage(stage, job)
             print(f"  {stage:8s} {r['rows']:>12,} rows in {r['seconds']:7.1f}s = {r['rows_per_s']:>10,.0f}/s, "
                   f"peak RSS {r['peak_rss_mb']:7.0f} MB (wait4 {r['wait4_maxrss_mb']:.0f} MB; at the end anon "
                   f"{r['end_anon_mb']:.0f} MB, file pages {r['end_file_mb']:.0f} MB)", flush=True)
             if stage == "score":
                 print(f"           catalog of {r['items']:,} items built in {r['catalog_s']:.1f}s; users/s over it: "
-                      f"code {r['code_users_s']:.1f}, code + dense {r['rows_per_s']:.1f}", flush=True)
+                      f"code {r['code_users_s']:.1f}, code + dense {r['users_s']:.1f}", flush=True)
         print(f"  disk at the end of {copies}x: {disk_gb(folder):.1f} GB (deleted now)", flush=True)
         shutil.rmtree(folder, ignore_errors=True)
-    first = min(next(iter(results.values())))
     print("\n| stage | scale | rows | rows x | seconds x | rows/s x | peak RSS MB | RSS x |")
     print("|---|---|---|---|---|---|---|---|")
     for stage, by in results.items():
-        a = by[first]
-        for copies, r in by.items():
-            print(f"| {stage} | {copies}x | {r['rows']:,} | {r['rows'] / a['rows']:.2f} | "
+        a = next(iter(by.values()))  # the first scale given is the reference
+        for label, r in by.items():
+            print(f"| {stage} | {label} | {r['rows']:,} | {r['rows'] / a['rows']:.2f} | "
                   f"{r['seconds'] / a['seconds']:.2f} | {r['rows_per_s'] / a['rows_per_s']:.2f} | "
                   f"{r['peak_rss_mb']:.0f} | {r['peak_rss_mb'] / a['peak_rss_mb']:.2f} |")
     print(f"work folder {work} (prepared 1x domains kept in base/)")

@@ -84,6 +84,8 @@ def standardize(scores: torch.Tensor, mean=None, std=None) -> torch.Tensor:
     """Per row: (x - mean) / std over the finite entries (-inf stays -inf; a constant row becomes 0). `mean` and
     `std` (Float[B, 1]) given: those of the whole row when `scores` is a chunk of it (`row_moments`)."""
     finite = torch.isfinite(scores)
+    if mean is not None and bool(finite.all()):  # a chunk of finite scores (the exact components): in place
+        return (scores - mean).div_(std.clamp_min(1e-6))
     x = torch.where(finite, scores, torch.zeros_like(scores))
     if mean is None:
         count = finite.sum(1, keepdim=True).clamp_min(1)
@@ -94,18 +96,30 @@ def standardize(scores: torch.Tensor, mean=None, std=None) -> torch.Tensor:
 
 
 def add_moments(acc: Optional[torch.Tensor], scores: torch.Tensor) -> torch.Tensor:
-    """Running Float64[B, 3] count, sum and sum of squares of each row's finite entries, one chunk added."""
+    """Running Float64[B, 3] count, mean and sum of squared deviations of each row's finite entries with one chunk
+    added: the chunk's own (float32, centered on its mean) merged into the running ones (Chan et al.'s update)."""
     finite = torch.isfinite(scores)
-    x = torch.where(finite, scores, torch.zeros_like(scores)).double()
-    part = torch.stack([finite.sum(1).double(), x.sum(1), (x * x).sum(1)], dim=1)
-    return part if acc is None else acc + part
+    if bool(finite.all()):
+        count = torch.full((len(scores), 1), scores.shape[1], device=scores.device)
+        mean = scores.mean(1, keepdim=True)
+        m2 = (scores - mean).square_().sum(1, keepdim=True)
+    else:
+        count = finite.sum(1, keepdim=True)
+        x = scores.masked_fill(~finite, 0.0)
+        mean = x.sum(1, keepdim=True) / count.clamp_min(1)
+        m2 = (x - mean).masked_fill_(~finite, 0.0).square_().sum(1, keepdim=True)
+    part = torch.cat([count.double(), mean.double(), m2.double()], dim=1)
+    if acc is None:
+        return part
+    n_a, n_b, delta = acc[:, :1], part[:, :1], part[:, 1:2] - acc[:, 1:2]
+    n = (n_a + n_b).clamp_min(1)
+    return torch.cat([n_a + n_b, acc[:, 1:2] + delta * n_b / n, acc[:, 2:3] + part[:, 2:3] + delta ** 2 * n_a * n_b / n],
+                     dim=1)
 
 
 def row_moments(acc: torch.Tensor) -> tuple:
     """(mean, std) Float[B, 1] of the rows `add_moments` accumulated (what `standardize` computes on a whole row)."""
-    count = acc[:, :1].clamp_min(1)
-    mean = acc[:, 1:2] / count
-    return mean.float(), (acc[:, 2:3] / count - mean ** 2).clamp_min(0).sqrt().float()
+    return acc[:, 1:2].float(), (acc[:, 2:3] / acc[:, :1].clamp_min(1)).sqrt().float()
 
 
 def combine(parts: dict, weights: dict) -> torch.Tensor:
@@ -313,7 +327,7 @@ class ItemVectors:
         self.vectors, self.chunk = vectors, chunk
         self.mean = None
         if center and len(vectors):
-            total = sum(vectors[lo:lo + chunk].double().sum(0) for lo in range(0, len(vectors), chunk))
+            total = sum(vectors[lo:lo + chunk].float().sum(0).double() for lo in range(0, len(vectors), chunk))
             self.mean = (total / len(vectors)).float()
 
     def __len__(self) -> int:
