@@ -78,3 +78,21 @@ def test_content_knn_in_chunks_and_in_fp16(catalog_emb, ml100k_histories):
     part = content_knn_scores(histories, catalog_emb, items=slice(100, 400), chunk=64)
     assert torch.allclose(part, full[:, 100:400], atol=1e-6)
     assert torch.allclose(content_knn_scores(histories, catalog_emb.half()), full, atol=2e-3)
+
+
+def test_moments_merged_over_chunks_standardize_as_the_whole_row():
+    from recgpt.predict.scoring import add_moments, row_moments, standardize
+
+    gen = torch.Generator().manual_seed(0)
+    scores = torch.randn(5, 1000, generator=gen) * 3 + 7
+    scores[torch.rand(5, 1000, generator=gen) < 0.2] = float("-inf")  # the trie beam's and LIGER's -inf entries
+    scores[4, :] = float("-inf")  # a row with nothing finite stays -inf
+    acc = None
+    for lo in range(0, 1000, 137):
+        acc = add_moments(acc, scores[:, lo:lo + 137])
+    mean, std = row_moments(acc)
+    want = standardize(scores)
+    for lo in range(0, 1000, 137):
+        got = standardize(scores[:, lo:lo + 137], mean, std)
+        assert torch.equal(torch.isfinite(got), torch.isfinite(want[:, lo:lo + 137]))
+        assert torch.allclose(got[torch.isfinite(got)], want[:, lo:lo + 137][torch.isfinite(got)], atol=1e-5)
