@@ -96,3 +96,18 @@ def test_moments_merged_over_chunks_standardize_as_the_whole_row():
         got = standardize(scores[:, lo:lo + 137], mean, std)
         assert torch.equal(torch.isfinite(got), torch.isfinite(want[:, lo:lo + 137]))
         assert torch.allclose(got[torch.isfinite(got)], want[:, lo:lo + 137][torch.isfinite(got)], atol=1e-5)
+
+
+def test_content_knn_lists_in_chunks_equal_one_chunk(catalog_emb, ml100k_histories):
+    from recgpt.predict.baselines import content_knn
+
+    histories = ml100k_histories[:20]
+    whole_lists = content_knn(histories, catalog_emb, 10, allow_history=False, chunk=1 << 20)
+    assert content_knn(histories, catalog_emb.half(), 10, allow_history=False, chunk=97, batch_size=7) == \
+        content_knn(histories, catalog_emb.half(), 10, allow_history=False, chunk=1 << 20)
+    scores = content_knn_scores(histories, catalog_emb)
+    for row, h, got in zip(scores, histories, content_knn(histories, catalog_emb, 10, allow_history=False, chunk=97)):
+        row[list(h)] = float("-inf")
+        assert got == torch.sort(row, descending=True, stable=True)[1][:10].tolist()
+        assert not set(got) & set(h)
+    assert all(len(x) == 10 for x in whole_lists)

@@ -98,17 +98,29 @@ def content_knn_scores(histories: Sequence[Sequence[int]], item_emb, last: int =
 
 
 def content_knn(histories: Sequence[Sequence[int]], item_emb, k: int, allow_history: bool = True,
-                last: int = KNN.last, decay: float = KNN.decay, batch_size: int = 1024) -> list[list[int]]:
+                last: int = KNN.last, decay: float = KNN.decay, batch_size: int = 1024,
+                chunk: int = 65536) -> list[list[int]]:
     """Content kNN: the k catalog items whose text embedding is closest (cosine) to the user's recent items;
     the user's own items are skipped unless allowed. Needs no training: what a zero-shot model must beat."""
-    from recgpt.predict.ranking import top_k_items
+    import torch
 
-    out = []
-    for start in range(0, len(histories), batch_size):
+    from recgpt.predict.ranking import NEG_INF, merge_top_k
+
+    item_emb, out = as_rows(item_emb), []
+    for start in range(0, len(histories), batch_size):  # the catalog `chunk` items at a time: never [B, N]
         part = histories[start:start + batch_size]
-        scores = content_knn_scores(part, item_emb, last, decay)
-        rows, _ = top_k_items(scores, k, None if allow_history else part)
-        out += [[int(r) for r in row if r >= 0] for row in rows.tolist()]
+        seen = torch.as_tensor([(b, int(r)) for b, h in enumerate(part) for r in set(h)] if not allow_history else [],
+                               dtype=torch.long).view(-1, 2)
+        best = None
+        for lo in range(0, len(item_emb), chunk):
+            scores = content_knn_scores(part, item_emb, last, decay, slice(lo, lo + chunk), chunk)
+            inside = seen[(seen[:, 1] >= lo) & (seen[:, 1] < lo + scores.shape[1])]
+            scores[inside[:, 0], inside[:, 1] - lo] = NEG_INF
+            best = merge_top_k(best, scores, lo, k)
+        if best is None:  # an empty catalog
+            out += [[] for _ in part]
+            continue
+        out += [[int(r) for r, v in zip(rows, vals) if v > NEG_INF] for vals, rows in zip(*[t.tolist() for t in best])]
     return out
 
 
