@@ -290,7 +290,7 @@ def main(argv=None) -> int:
     parser.add_argument("--raw-root", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
     parser.add_argument("--cache-keys", default=None, help="only the embedding cache's lookup at these key counts")
     args = parser.parse_args(argv)
-    work = Path(args.workdir or tempfile.mkdtemp(prefix="recgpt-bench-scale-"))
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="recgpt-bench-scale-")).resolve()  # table specs join it
     if args.cache_keys:
         return cache_main(work, [int(float(n)) for n in args.cache_keys.split(",")])
     results, stages = {}, args.stages.split(",")
