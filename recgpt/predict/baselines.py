@@ -88,10 +88,14 @@ def content_knn_scores(histories: Sequence[Sequence[int]], item_emb, last: int =
                        items: slice = slice(None), chunk: int = 65536):
     """Float[B, n]: cosine between each user vector (see user_vectors) and the catalog items `items` (all by
     default), read `chunk` rows at a time (`item_emb` may be fp16 or an ItemVectors: no float copy of it)."""
+    item_emb = as_rows(item_emb)
+    return cosines(normalize_rows(user_vectors(histories, item_emb, last, decay)), item_emb, items, chunk)
+
+
+def cosines(user, item_emb, items: slice = slice(None), chunk: int = 65536):
+    """Float[B, n]: unit user vectors [B, D] against the unit rows `items` of item_emb, `chunk` rows at a time."""
     import torch
 
-    item_emb = as_rows(item_emb)
-    user = normalize_rows(user_vectors(histories, item_emb, last, decay))
     lo, hi, _ = items.indices(len(item_emb))
     return torch.cat([user @ normalize_rows(item_emb[i:min(i + chunk, hi)]).cpu().t() for i in range(lo, hi, chunk)]
                      or [user[:, :0]], dim=1)
@@ -111,9 +115,9 @@ def content_knn(histories: Sequence[Sequence[int]], item_emb, k: int, allow_hist
         part = histories[start:start + batch_size]
         seen = torch.as_tensor([(b, int(r)) for b, h in enumerate(part) for r in set(h)] if not allow_history else [],
                                dtype=torch.long).view(-1, 2)
-        best = None
+        best, user = None, normalize_rows(user_vectors(part, item_emb, last, decay))  # once per batch of users
         for lo in range(0, len(item_emb), chunk):
-            scores = content_knn_scores(part, item_emb, last, decay, slice(lo, lo + chunk), chunk)
+            scores = cosines(user, item_emb, slice(lo, lo + chunk), chunk)
             inside = seen[(seen[:, 1] >= lo) & (seen[:, 1] < lo + scores.shape[1])]
             scores[inside[:, 0], inside[:, 1] - lo] = NEG_INF
             best = merge_top_k(best, scores, lo, k)
