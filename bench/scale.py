@@ -39,14 +39,17 @@ DIM = 384
 
 
 def scaled(name: str) -> str:
-    """A replicated core domain's corpus name: no configs/datasets spec, so its prepared folder is used as is."""
+    """A replicated domain's name: no configs/datasets spec has it, so build_corpus uses its prepared folder as
+    is. Under its own name, the real spec would find the folder stale (another spec, other source bytes) and
+    prepare the shared 1x data again inside the corpus stage."""
     return f"{name}~s"
 
 
 def table_spec(name: str, folder: Path):
+    """The spec of a replicated raw table, named scaled(name); its files keep the raw name."""
     from recgpt.config.data import DatasetSpec, TextConfig
 
-    return DatasetSpec(name=name, format="table", path=str(folder),
+    return DatasetSpec(name=scaled(name), format="table", path=str(folder),
                        files={"inter": f"{name}.inter.parquet", "item": f"{name}.item.parquet"},
                        columns={"user": "user_id", "item": "item_id", "timestamp": "timestamp"},
                        text=TextConfig(fields=["title"]))
@@ -231,7 +234,7 @@ def child(stage: str, job: dict) -> dict:
 
         began = time.perf_counter()
         for name in TABLES:
-            out = prepare_dataset(table_spec(name, work / "raw" / name), raw_root, work / "prepared" / name)
+            out = prepare_dataset(table_spec(name, work / "raw" / name), raw_root, work / "prepared" / scaled(name))
             rows += read_manifest(out)["counts"]["interactions"]
     elif stage == "corpus":
         from recgpt.data.corpus import build_corpus
@@ -241,9 +244,16 @@ def child(stage: str, job: dict) -> dict:
 
         began = time.perf_counter()
         cfg = DataConfig(prepared_root=str(work / "prepared"), corpus_dir=str(work / "corpus"),
-                         datasets=[scaled(n) for n in CORE] + TABLES)
-        splits = read_manifest(build_corpus(cfg))["counts"]["splits"]
-        rows = sum(s["interactions"] for s in splits.values())
+                         datasets=[scaled(n) for n in CORE + TABLES])
+        counts = read_manifest(build_corpus(cfg))["counts"]
+        rows = sum(s["interactions"] for s in counts["splits"].values())
+        import pyarrow.parquet as pq
+
+        given = sum(pq.ParquetFile(work / "prepared" / scaled(n) / "interactions.parquet").metadata.num_rows
+                    for n in CORE + TABLES)
+        dropped = sum(c["short_sequence_items_dropped"] for c in counts["per_dataset"].values())
+        if rows + dropped != given:  # every prepared row is in the corpus or counted as dropped
+            raise SystemExit(f"scale: the corpus holds {rows:,} + {dropped:,} dropped of {given:,} prepared rows")
     else:
         from recgpt.tokenizer.cli import main as tokenize
 

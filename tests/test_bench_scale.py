@@ -24,3 +24,22 @@ def test_score_stage_scores_every_user_over_the_whole_catalog(tmp_path):
     result = bench.score_stage({"work": str(tmp_path)}, users=40, batch=16)  # raises on a list shorter than 10
     assert result["items"] == result["rows"] == 2000
     assert result["code_users_s"] > 0 and result["users_s"] > 0 and result["peak_rss_mb"] > 0
+
+
+def test_corpus_stage_holds_every_replicated_row(tmp_path, monkeypatch):
+    """A replicated table domain at 2 copies goes through prepare and corpus under its bench name: the real
+    configs/datasets spec of the same name must not re-prepare the shared 1x table inside the corpus stage."""
+    import pyarrow.parquet as pq
+
+    bench = load_bench()
+    raw_root = Path(__file__).resolve().parents[2] / "shared" / "data"
+    monkeypatch.setattr(bench, "CORE", [])
+    monkeypatch.setattr(bench, "TABLES", ["amazon14_beauty"])
+    job = {"work": str(tmp_path / "x2"), "raw_root": str(raw_root), "base": str(tmp_path / "base"), "copies": 2,
+           "items": 100}
+    bench.child("setup", job)
+    prepared = bench.child("prepare", job)["rows"]
+    one = pq.ParquetFile(raw_root / "amazon14_beauty" / "amazon14_beauty.inter.parquet").metadata.num_rows
+    assert one < prepared <= 2 * one  # duplicates dropped within a copy, never across copies
+    corpus = bench.child("corpus", job)["rows"]  # raises unless every prepared row is in or counted dropped
+    assert corpus > one
