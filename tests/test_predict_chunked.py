@@ -111,3 +111,23 @@ def test_content_knn_lists_in_chunks_equal_one_chunk(catalog_emb, ml100k_histori
         assert got == torch.sort(row, descending=True, stable=True)[1][:10].tolist()
         assert not set(got) & set(h)
     assert all(len(x) == 10 for x in whole_lists)
+
+
+def test_trie_top_k_in_passes_of_few_users_equals_one_pass(fp16_catalog, ml100k_histories, monkeypatch):
+    """The trie beam scores the whole catalog per history: a catalog of millions takes few histories per pass
+    (SCORE_BYTES); the lists are those of one pass."""
+    import recgpt.predict.scoring as scoring
+
+    cat = fp16_catalog
+    model = dense_decoder(cat.slot_vocab_sizes, cat.text_emb.shape[1], score_weights={"code": 1.0})
+    scorer = ItemScorer(model, cat.codes, cat.trie, cat.text_emb, "trie", beam_size=8)
+    histories, exclude = ml100k_histories[:11], [h[-2:] for h in ml100k_histories[:11]]
+    want_vals, want_rows = scorer.top_k(histories, 10, exclude)
+    calls = []
+    monkeypatch.setattr(scoring, "SCORE_BYTES", 4 * cat.n_items * 4)  # 4 histories per pass
+    original = scorer.state
+    monkeypatch.setattr(scorer, "state", lambda h: calls.append(len(h)) or original(h))
+    vals, rows = scorer.top_k(histories, 10, exclude)
+    assert calls == [4, 4, 3]
+    assert torch.equal(rows, want_rows) and torch.allclose(vals, want_vals, atol=1e-5)
+    assert torch.isfinite(vals).any() and (~torch.isfinite(vals)).any()  # beam items, then -inf outside the beam

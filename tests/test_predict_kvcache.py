@@ -142,3 +142,23 @@ def test_the_reference_path_is_a_switch(scorers, ml100k_histories):
     assert isinstance(scorer.rollout(ml100k_histories[:2]), CachedRollout)
     scorer.kv_cache = False
     assert type(scorer.rollout(ml100k_histories[:2])) is HistoryRollout
+
+
+@pytest.mark.parametrize("strategy", ["greedy", "sample", "beam", "rra", "ra"])
+def test_multi_step_lists_do_not_depend_on_the_passes(strategy, one_thread, scorers, ml100k_histories):
+    """A catalog of millions runs the multi-step strategies on a few histories at a time (score_bytes): the
+    lists and scores are those of one pass over all histories."""
+    scorer = scorers["text_dense"]()
+    histories = cut(ml100k_histories)
+    kwargs = dict(k=10, strategy=strategy, allow_history=False, beam_size=4, n_samples=3, seed=2, steps=6)
+    whole, whole_scores = recommend_lists(scorer, histories, **kwargs)
+    per_user = {"beam": 4, "rra": 3, "ra": 3}.get(strategy, 1)
+    calls = []
+    original = scorer.rollout
+    scorer.rollout = lambda h: calls.append(len(h)) or original(h)
+    parts, part_scores = recommend_lists(scorer, histories, score_bytes=4 * scorer.n_items * per_user * 3, **kwargs)
+    copies = per_user if strategy in ("rra", "ra") else 1  # rra / ra roll out n_samples copies of each history
+    assert calls == [3 * copies, 3 * copies, 2 * copies]  # 8 histories, 3 per pass
+    assert parts == whole
+    for got, want in zip(part_scores, whole_scores):
+        assert torch.allclose(torch.tensor(got), torch.tensor(want), atol=1e-5, rtol=1e-5)

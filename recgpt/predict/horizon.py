@@ -11,13 +11,16 @@ includes it). No item repeats inside one list; the user's own history is exclude
           removed after the sum (the step distributions are summed unmasked)
 `scorer` is anything with `log_probs(histories) -> Float[B, N]` (-inf = not recommendable) and `n_items`; one
 with `rollout(histories)` grows the histories its own way (ItemScorer: a KV cache, recgpt.predict.rollout).
+The multi-step strategies need the whole next-item distribution of every row at every step: they run on as
+many histories at a time as keep one [rows, N] float32 matrix under `score_bytes` (the lists do not depend on
+how the histories are grouped: samples are seeded per key).
 """
 from typing import Optional, Sequence
 
 import torch
 
 from recgpt.config.args import STRATEGIES  # noqa: F401 (the strategies below)
-from recgpt.predict.ranking import NEG_INF
+from recgpt.predict.ranking import NEG_INF, SCORE_BYTES
 from recgpt.predict.rollout import HistoryRollout
 
 
@@ -154,7 +157,7 @@ def _item_beam(scorer, histories, steps, exclude, width):
 def recommend_lists(scorer, histories: Sequence[Sequence[int]], k: int, strategy: str = "exact",
                     steps: Optional[int] = None, allow_history: bool = True, beam_size: int = 20,
                     n_samples: int = 8, temperature: float = 1.0, seed: int = 0,
-                    keys: Optional[Sequence[int]] = None):
+                    keys: Optional[Sequence[int]] = None, score_bytes: int = SCORE_BYTES):
     """(rows, scores): a best-first list of at most k distinct catalog rows per history, and their scores
     (log-prob for exact/greedy/sample/beam, RRA or RA score for rra/ra). `steps` items are generated per
     sequence (default k); `keys` (default 0..B-1) seed each history's samples."""
@@ -167,6 +170,16 @@ def recommend_lists(scorer, histories: Sequence[Sequence[int]], k: int, strategy
         raise ValueError(f"the number of generation steps must be >= 1, got {steps}")
     exclude = [[] if allow_history else sorted(set(int(i) for i in h)) for h in histories]
     keys = list(range(len(histories))) if keys is None else list(keys)
+    rows_per_user = {"beam": beam_size, "rra": n_samples, "ra": n_samples}.get(strategy, 1)
+    users = max(1, score_bytes // (4 * max(scorer.n_items, 1) * rows_per_user))
+    if strategy != "exact" and len(histories) > users:  # a catalog of millions: fewer histories per pass
+        recs, scores = [], []
+        for lo in range(0, len(histories), users):
+            r, s = recommend_lists(scorer, histories[lo:lo + users], k, strategy, steps, allow_history, beam_size,
+                                   n_samples, temperature, seed, keys[lo:lo + users], score_bytes)
+            recs += r
+            scores += s
+        return recs, scores
     if strategy == "exact":
         if hasattr(scorer, "top_k"):  # an ItemScorer: a catalog of any size, scored in chunks
             vals, rows = scorer.top_k(histories, k, exclude)

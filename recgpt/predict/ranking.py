@@ -3,6 +3,7 @@ from typing import Optional, Sequence
 
 import torch
 
+SCORE_BYTES = 1 << 28  # a [rows, N] float32 score matrix of the full-catalog paths: 256 MiB (a few live at once)
 NEG_INF = float("-inf")
 
 

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from recgpt.predict.beam import beam_item_scores, model_head
-from recgpt.predict.ranking import NEG_INF, merge_top_k
+from recgpt.predict.ranking import NEG_INF, SCORE_BYTES, merge_top_k
 from recgpt.predict.rollout import CachedRollout, HistoryRollout
 from recgpt.predict.trie import CodeTrie
 
@@ -253,7 +253,13 @@ class ItemScorer:
 
         Mode exact scores `chunk_items` catalog items at a time and never holds a [B, N] matrix: a hybrid score takes
         two passes (each component's mean and spread over the catalog, then the standardized sum, whose log-softmax
-        normaliser is accumulated on the way). Other modes score the whole catalog at once."""
+        normaliser is accumulated on the way). Other modes score the whole catalog for as many histories at a time
+        as keep that [rows, N] matrix under SCORE_BYTES."""
+        users = max(1, SCORE_BYTES // (4 * max(self.n_items, 1)))
+        if self.mode != "exact" and len(histories) > users:
+            parts = [self.top_k(histories[lo:lo + users], k, None if exclude is None else exclude[lo:lo + users])
+                     for lo in range(0, len(histories), users)]
+            return torch.cat([v for v, _ in parts]), torch.cat([r for _, r in parts])
         state, n = self.state(histories), self.n_items
         spans = [slice(lo, min(lo + self.chunk_items, n)) for lo in range(0, n, self.chunk_items)]
         pairs = [(b, r) for b, rows in enumerate(exclude or []) for r in set(int(r) for r in rows)]
@@ -262,10 +268,9 @@ class ItemScorer:
         if self.mode != "exact":
             full = self.scores_of(histories, state).float()
         elif hybrid:
-            names = {c for c, w in self.weights.items() if w}
-            acc = {}
+            names, acc, memo = {c for c, w in self.weights.items() if w}, {}, {}
             for span in spans:  # pass 1: each component's mean and spread over the whole catalog
-                for c, v in self.components(histories, state, names, span).items():
+                for c, v in self.components(histories, state, names, span, memo).items():
                     acc[c] = add_moments(acc.get(c), v)
             moments = {c: row_moments(a) for c, a in acc.items()}
         best, norm = None, torch.full((len(histories), 1), NEG_INF, device=state.device)
@@ -273,7 +278,7 @@ class ItemScorer:
             if self.mode != "exact":
                 x = full[:, span]
             elif hybrid:
-                parts = self.components(histories, state, names, span)
+                parts = self.components(histories, state, names, span, memo)
                 x = weighted_sum({c: standardize(v, *moments[c]) for c, v in parts.items()}, self.weights)
                 norm = torch.logaddexp(norm, torch.logsumexp(x, dim=1, keepdim=True))
             else:
@@ -286,10 +291,12 @@ class ItemScorer:
         return (best[0] - norm if hybrid else best[0]), best[1]
 
     @torch.no_grad()
-    def components(self, histories, state: torch.Tensor, names, items: slice = slice(None)) -> dict:
+    def components(self, histories, state: torch.Tensor, names, items: slice = slice(None),
+                   memo: Optional[dict] = None) -> dict:
         """{component: Float[B, n] raw scores of the catalog items `items`} for the named components
-        (recgpt.predict.hybrid)."""
-        from recgpt.predict.baselines import content_knn_scores
+        (recgpt.predict.hybrid). `memo`: a dict kept over the chunks of one call, holding what depends on the
+        histories only (the dense head's history rows, content kNN's user vectors), computed at the first chunk."""
+        from recgpt.predict.baselines import cosines, normalize_rows, user_vectors
 
         if set(names) & {"dense", "knn"} and self.catalog_emb is None:
             raise ValueError(f"scoring components {sorted(names)} need the catalog's item text embeddings: "
@@ -300,22 +307,32 @@ class ItemScorer:
         if "pop" in names and self.log_popularity is None:
             raise ValueError("the pop component needs the catalog's popularity (its interaction log): pass "
                              "popularity= to set_catalog, or a prepared folder with interactions.parquet")
+        memo = {} if memo is None else memo
         if "dense" in names:
-            last = emb[torch.as_tensor([h[-1] for h in histories], device=emb.device)]
-            pool = self.model.config.dense.pool
-            if pool > 1:  # [B, K, D]: the last item, then the ones before it; zero rows where the history ends
-                rows = torch.full((len(histories), pool), -1, dtype=torch.long)
-                for i, h in enumerate(histories):
-                    rows[i, : min(pool, len(h))] = torch.as_tensor(list(h[::-1][:pool]))
-                rows = rows.to(emb.device)
-                last = emb[rows.clamp(min=0)] * (rows >= 0)[..., None]
+            if "last" not in memo:
+                memo["last"] = self.last_rows(histories)
             pop = None if self.log_popularity is None else self.log_popularity[items]
-            out["dense"] = self.model.dense_scores(state, emb.rows(items), last, pop).float()
+            out["dense"] = self.model.dense_scores(state, emb.rows(items), memo["last"], pop).float()
         if "knn" in names:
-            out["knn"] = content_knn_scores(histories, emb, self.knn.last, self.knn.decay, items).to(state.device)
+            if "knn" not in memo:
+                memo["knn"] = normalize_rows(user_vectors(histories, emb, self.knn.last, self.knn.decay))
+            out["knn"] = cosines(memo["knn"], emb, items).to(state.device)
         if "pop" in names:
             out["pop"] = self.log_popularity[items].to(state.device)[None].expand(len(histories), -1)
         return out
+
+
+    def last_rows(self, histories) -> torch.Tensor:
+        """The dense head's history text rows: Float[B, D] the last item's, or [B, K, D] the last K (pool K > 1),
+        most recent first, zero rows where a history is shorter."""
+        emb, pool = self.catalog_emb, self.model.config.dense.pool
+        if pool == 1:
+            return emb[torch.as_tensor([h[-1] for h in histories], device=emb.device)]
+        rows = torch.full((len(histories), pool), -1, dtype=torch.long)
+        for i, h in enumerate(histories):
+            rows[i, : min(pool, len(h))] = torch.as_tensor(list(h[::-1][:pool]))
+        rows = rows.to(emb.device)
+        return emb[rows.clamp(min=0)] * (rows >= 0)[..., None]
 
 
 class ItemVectors:
