@@ -218,9 +218,10 @@ def test_fit_score_weights_finds_the_informative_component():
     assert max(v for _, v in table) > 2 * min(v for _, v in table)
 
 
-def test_fit_table_equals_combining_each_grid_point_from_raw_scores():
-    """The fit standardizes and excludes history once; every grid point must score as `combine` + top-k with
-    the history excluded would."""
+@pytest.mark.parametrize("chunk", [8192, 7])
+def test_fit_table_equals_combining_each_grid_point_from_raw_scores(chunk):
+    """The fit reads the catalog in chunks (two passes: moments, then the items above each target); every grid
+    point must score as `combine` + top-k of the whole rows with the history excluded would."""
     from recgpt.predict.hybrid import ndcg_at_k
 
     gen = torch.Generator().manual_seed(1)
@@ -228,7 +229,9 @@ def test_fit_table_equals_combining_each_grid_point_from_raw_scores():
              "c": torch.randn(30, 40, generator=gen) * 0.1}
     targets = torch.randint(0, 40, (30,), generator=gen).tolist()
     histories = [[(t + 1) % 40, (t + 7) % 40] if i % 3 else [] for i, t in enumerate(targets)]
-    _, table = fit_score_weights(parts, targets, histories, k=10, step=0.25)
+    histories[4].append(targets[4])  # a target in its own history is excluded: never a hit
+    _, table = fit_score_weights(parts, targets, histories, k=10, step=0.25, chunk=chunk)
+    assert max(v for _, v in table) > 0.2
     for weights, value in table:
         assert value == pytest.approx(ndcg_at_k(combine(parts, weights), targets, histories, 10), abs=1e-6)
 

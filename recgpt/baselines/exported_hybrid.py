@@ -14,7 +14,7 @@ from pathlib import Path
 
 from recgpt.baselines.data import InDomainSplit, subset
 from recgpt.baselines.exported import split_popularity, to_catalog_rows
-from recgpt.predict.hybrid import PRIOR_COMPONENTS as PRIORS, best_model_free, component_scores, fit_score_weights
+from recgpt.predict.hybrid import PRIOR_COMPONENTS as PRIORS, best_model_free, component_chunks, fit_score_weights
 from recgpt.predict.ranking import top_k_items
 from recgpt.predict.scoring import combine
 
@@ -25,8 +25,9 @@ def model_components(config) -> list:
 
 def fit_on_valid(rec, valid, names, k: int = 10, step: float = 0.1) -> dict:
     """{"weights", "valid_ndcg@k", "priors" (the best knn + pop weights), "single" ({component: valid NDCG@k})}."""
-    parts = component_scores(rec, valid.histories, names)
-    weights, table = fit_score_weights(parts, [t[0] for t in valid.targets], valid.histories, k, step)
+    parts = component_chunks(rec, valid.histories, names)
+    weights, table = fit_score_weights(parts, [t[0] for t in valid.targets], valid.histories, k, step,
+                                       rec.catalog.n_items)
     ndcg = {json.dumps(w, sort_keys=True): v for w, v in table}
     best_priors = best_model_free([w for w, _ in table], [v for _, v in table])
     single = {n: next(v for w, v in table if w[n] == 1.0) for n in names}

@@ -10,13 +10,13 @@ what a user could combine without the model.
 """
 import itertools
 import math
-from typing import Sequence
+from typing import Optional, Sequence
 
 import torch
 
 from recgpt.model.files import save_model
 from recgpt.predict.ranking import NEG_INF, top_k_items
-from recgpt.predict.scoring import standardize, weighted_sum
+from recgpt.predict.scoring import add_moments, row_moments, standardize, weighted_sum
 
 MODEL_COMPONENTS = ("code", "dense")  # the others are label-free priors that need no model
 PRIOR_COMPONENTS = ("knn", "pop")
@@ -47,32 +47,69 @@ def ndcg_at_k(scores: torch.Tensor, targets: Sequence[int], histories: Sequence[
     return float(gains.sum(1).mean())
 
 
-def fit_score_weights(parts: dict, targets: Sequence[int], histories: Sequence[Sequence[int]], k: int = 10,
-                      step: float = 0.1) -> tuple[dict, list]:
-    """(best weights, [(weights, NDCG@k)] for every grid point) over precomputed raw component scores
-    {name: Float[U, N]}; ties go to the earlier grid point."""
-    names = sorted(parts)
-    standardized = {name: standardize(parts[name].float()) for name in names}  # once, not per grid point
-    excluded = torch.zeros_like(next(iter(standardized.values())), dtype=torch.bool)
-    for i, rows in enumerate(histories):  # history items excluded once: -inf in every component
-        excluded[i, torch.as_tensor(list(rows), dtype=torch.long)] = True
-    standardized = {name: x.masked_fill(excluded, NEG_INF) for name, x in standardized.items()}
-    table = []
-    for weights in simplex_grid(names, step):
-        table.append((weights, ndcg_at_k(weighted_sum(standardized, weights), targets, None, k)))
+def fit_score_weights(parts, targets: Sequence[int], histories: Sequence[Sequence[int]], k: int = 10,
+                      step: float = 0.1, n_items: Optional[int] = None, chunk: int = 8192) -> tuple[dict, list]:
+    """(best weights, [(weights, NDCG@k)] for every grid point); ties go to the earlier grid point. `parts`: the
+    raw component scores {name: Float[U, N]}, or a function of a slice of catalog rows giving {name: Float[U, n]}
+    (`component_chunks`; then `n_items` is N). The catalog is read `chunk` items at a time, never [U, N] whole:
+    a first pass gets each component's mean and spread per user and the target's value, a second counts per
+    grid point the items ranked above the target (history excluded; ties to the smaller row)."""
+    if not callable(parts):
+        n_items, matrices = next(iter(parts.values())).shape[1], parts
+        parts = lambda span: {name: x[:, span].float() for name, x in matrices.items()}  # noqa: E731
+    spans = [slice(lo, min(lo + chunk, n_items)) for lo in range(0, n_items, chunk)]
+    target = torch.as_tensor(list(targets), dtype=torch.long)
+    users = torch.arange(len(target))
+    acc, raw = {}, {}
+    for span in spans:  # pass 1: moments over the whole catalog and each user's target value
+        inside = (target >= span.start) & (target < span.stop)
+        for name, x in parts(span).items():
+            acc[name] = add_moments(acc.get(name), x)
+            if name not in raw:
+                raw[name] = torch.full((len(target), 1), NEG_INF)
+            raw[name][inside, 0] = x[users[inside], target[inside] - span.start]
+    names = sorted(acc)
+    moments = {name: row_moments(acc[name]) for name in names}
+    at_target = {name: standardize(raw[name], *moments[name]) for name in names}
+    grid = simplex_grid(names, step)
+    target_score = [weighted_sum(at_target, weights) for weights in grid]
+    seen = torch.as_tensor([(u, r) for u, h in enumerate(histories) for r in set(map(int, h))],
+                           dtype=torch.long).view(-1, 2)  # (user, history row): never ranked
+    in_history = torch.zeros(len(target), dtype=torch.bool)
+    in_history[seen[:, 0][seen[:, 1] == target[seen[:, 0]]]] = True
+    above = torch.zeros(len(grid), len(target), dtype=torch.long)
+    for span in spans:  # pass 2: per grid point, the items ranked above each target
+        chunk_parts = parts(span)
+        z = {name: standardize(chunk_parts[name], *moments[name]) for name in names}
+        del chunk_parts
+        excluded = torch.zeros(len(target), span.stop - span.start, dtype=torch.bool)
+        inside = seen[(seen[:, 1] >= span.start) & (seen[:, 1] < span.stop)]
+        excluded[inside[:, 0], inside[:, 1] - span.start] = True
+        before = torch.arange(span.start, span.stop)[None] < target[:, None]  # a tie ranks the smaller row first
+        for g, weights in enumerate(grid):
+            x, t = weighted_sum(z, weights), target_score[g]
+            above[g] += ((x > t) | ((x == t) & before)).masked_fill_(excluded, False).sum(1)
+    hit = (above < k) & ~in_history[None] & torch.isfinite(torch.stack(target_score)[..., 0])
+    gains = torch.where(hit, 1.0 / torch.log2(above.double() + 2), torch.zeros((), dtype=torch.float64))
+    table = [(weights, float(g.mean())) for weights, g in zip(grid, gains)]
     best = max(range(len(table)), key=lambda i: (table[i][1], -i))
     return table[best][0], table
 
 
-def component_scores(rec, histories: Sequence[Sequence[int]], names, batch_size: int = 256) -> dict:
-    """{name: Float[U, N]} raw component scores of a Recommender on catalog rows."""
+def component_chunks(rec, histories: Sequence[Sequence[int]], names, batch_size: int = 256):
+    """A function of a slice of catalog rows giving {name: Float[U, n]}: a Recommender's raw component scores of
+    those items for every history (the histories' states computed once, `batch_size` at a time)."""
     scorer = rec.scorer
-    chunks = {name: [] for name in names}
-    for start in range(0, len(histories), batch_size):
-        part = histories[start:start + batch_size]
-        for name, scores in scorer.components(part, scorer.state(part), names).items():
-            chunks[name].append(scores.cpu())
-    return {name: torch.cat(c) for name, c in chunks.items()}
+    batches = [histories[lo:lo + batch_size] for lo in range(0, len(histories), batch_size)]
+    states = [(part, scorer.state(part), {}) for part in batches]
+
+    def chunk(span: slice) -> dict:
+        out = {name: [] for name in names}
+        for part, state, memo in states:
+            for name, scores in scorer.components(part, state, names, span, memo).items():
+                out[name].append(scores.float().cpu())
+        return {name: torch.cat(c) for name, c in out.items()}
+    return chunk
 
 
 def domain_table(rec, prepared, names: Sequence[str], max_users: int, k: int, step: float, seed: int) -> list:
@@ -82,8 +119,8 @@ def domain_table(rec, prepared, names: Sequence[str], max_users: int, k: int, st
     catalog = rec.set_catalog_from_prepared(prepared, popularity=None)
     rec.set_popularity(popularity_before_targets(prepared.interactions, catalog, "loo", 1, seed))
     cases = build_test_cases(prepared.interactions, rec.catalog, "loo", 1, seed, max_users)
-    parts = component_scores(rec, cases.histories, list(names))
-    return fit_score_weights(parts, [t[0] for t in cases.targets], cases.histories, k, step)[1]
+    parts = component_chunks(rec, cases.histories, list(names))
+    return fit_score_weights(parts, [t[0] for t in cases.targets], cases.histories, k, step, rec.catalog.n_items)[1]
 
 
 def fit_and_store(rec, domains, names: Sequence[str], max_users: int = 1000, k: int = 10, step: float = 0.1,
