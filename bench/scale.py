@@ -16,8 +16,8 @@ Stages (each a child process; peak RSS is the child's own VmHWM, also os.wait4's
   are the catalog's items, its rows/s the (user, item) pairs scored by code + dense per second).
 Each scale's folder is deleted before the next; its disk use is printed first.
 
-    python bench/scale.py --scales 1,10:5000000,30:15000000 [--workdir DIR] [data.raw_root=../shared/data]
-    python bench/scale.py --scales 1,3        # what a shared 2-core machine affords
+    python bench/scale.py --scales 1,10:5000000,35:15000000 [--workdir DIR] [--raw-root ../shared/data]
+    python bench/scale.py --scales 1,10,35 --stages prepare,corpus   # interactions alone (docs/scale.md)
     python bench/scale.py --cache-keys 1e6,3e6  # the embedding cache's key lookup alone (cache_keys)
 """
 import argparse
@@ -294,7 +294,7 @@ def main(argv=None) -> int:
         print(json.dumps(child(argv[1], json.loads(argv[2]))))
         return 0
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scales", default="1,10:5000000,30:15000000")
+    parser.add_argument("--scales", default="1,10:5000000,35:15000000")
     parser.add_argument("--stages", default="prepare,corpus,fit,assign,score")
     parser.add_argument("--workdir", default=None)
     parser.add_argument("--raw-root", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
