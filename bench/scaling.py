@@ -15,7 +15,7 @@ the first stopped and prints the same tables.
     python bench/scaling.py --name d256 --mixes mix12-amazon_scientific+amazon14_beauty,mix11-steam+yelp \
         model.d_model=256 model.d_ff=512
     # another selection or score fit on a variant's pretraining (linked, not retrained):
-    python bench/scaling.py --name s3000fit --pretrained-variant s3000 --fit-users 2000 --steps 3000 ...
+    python bench/scaling.py --name s3000fit --pretrained-variant s3000 --fit-users 5000 --steps 3000 ...
 
 The budget is the same for every mix (steps, or tokens per mix): the curve changes the data, not the compute.
 A wall-clock cap is not offered, as the steps it allowed would follow the load of the machine; the table
