@@ -152,7 +152,7 @@ def test_item_lookup_matches_a_dictionary_on_real_ids(prepared_dir):
     ids plus ids it must miss: longer than any, a prefix, non-ASCII, empty."""
     import pyarrow as pa
 
-    from recgpt.data.corpus import ItemLookup, fixed_width
+    from recgpt.data.ids import ItemLookup, fixed_width
 
     ids = pd.read_parquet(prepared_dir("amazon_scientific") / "items.parquet")["item_id"].astype(str).tolist()
     parts = [fixed_width(pa.array(ids[i:i + 1000])) for i in range(0, len(ids), 1000)]

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from recgpt.predict.beam import leaves_to_item_scores
-from recgpt.predict.trie import build_trie, python_trie
+from recgpt.predict.trie import build_trie, python_trie, unique_rows
 
 
 @pytest.mark.parametrize("dense_limit", [0, 1 << 22])  # CSR masks and dense masks
@@ -58,3 +58,15 @@ def test_bad_codes_are_named():
         build_trie(torch.zeros(4, 2, dtype=torch.long), [2, 2, 3])
     with pytest.raises(ValueError, match="empty catalog"):
         build_trie(torch.zeros(0, 3, dtype=torch.long), [2, 2, 3])
+
+
+@pytest.mark.parametrize("sizes", [[3, 5, 2], [256, 256, 256, 64], [2 ** 21, 2 ** 21, 2 ** 21]])
+def test_unique_rows_equals_the_row_wise_unique(sizes):
+    """One int64 key per row (mixed radix) sorts as the rows do; past 2^62 the row-wise unique is used."""
+    gen = torch.Generator().manual_seed(len(sizes))
+    codes = torch.stack([torch.randint(0, min(v, 6), (3000,), generator=gen) for v in sizes], 1)
+    codes[:, -1] = torch.where(torch.arange(3000) % 7 == 0, sizes[-1] - 1, codes[:, -1])  # the largest code too
+    leaves, inverse = unique_rows(codes, sizes)
+    want_leaves, want_inverse = torch.unique(codes, dim=0, return_inverse=True)
+    assert torch.equal(leaves, want_leaves) and torch.equal(inverse, want_inverse)
+    assert len(leaves) < len(codes)  # rows repeat: the inverse is exercised

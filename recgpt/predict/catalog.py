@@ -12,6 +12,7 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
+from recgpt.data.ids import ItemLookup
 from recgpt.io import write_json
 from recgpt.predict.trie import CodeTrie, build_trie
 
@@ -29,11 +30,13 @@ class Catalog:
     # Int64 [N] counts of each item in the catalog's own interaction log (recgpt.data.popularity); None: no log,
     # so the popularity terms of the score are left out
     popularity: Optional[np.ndarray] = None
+    # item id -> row (recgpt.data.ids.ItemLookup: ~(longest id + 8) B per item, not a dict of Python strings);
+    # built by from_codes, which checks the ids are unique with it
+    lookup: Optional[ItemLookup] = None
 
     def __post_init__(self):
         from recgpt.data.popularity import check_counts
 
-        self.row_of = {item_id: row for row, item_id in enumerate(self.item_ids)}
         self.popularity = check_counts(self.popularity, len(self.item_ids), "catalog popularity")
 
     def with_popularity(self, popularity) -> "Catalog":
@@ -55,18 +58,20 @@ class Catalog:
         codes = torch.as_tensor(np.asarray(codes), dtype=torch.long)
         if len(item_ids) != codes.shape[0]:
             raise ValueError(f"catalog: {len(item_ids)} item ids but codes of shape {tuple(codes.shape)}")
-        if len(set(item_ids)) != len(item_ids):
-            raise ValueError("catalog: item ids must be unique")
+        lookup = ItemLookup.of(item_ids)
+        if lookup.duplicate is not None:
+            raise ValueError(f"catalog: item ids must be unique; {lookup.duplicate!r} is listed twice")
         trie = build_trie(codes, list(slot_vocab_sizes))
         stats = dict(stats or {})
         stats.update({"items": len(item_ids), "unique_code_tuples": trie.n_leaves,
                       "items_sharing_a_tuple": len(item_ids) - trie.n_leaves})
-        return cls(item_ids, codes, list(slot_vocab_sizes), trie, text_emb, stats, popularity)
+        return cls(item_ids, codes, list(slot_vocab_sizes), trie, text_emb, stats, popularity, lookup)
 
     def rows(self, item_ids: Sequence[str]) -> tuple[list[int], int]:
         """Catalog rows of the known ids (order kept) and how many ids were not in the catalog."""
-        rows = [self.row_of[i] for i in map(str, item_ids) if i in self.row_of]
-        return rows, len(item_ids) - len(rows)
+        if self.lookup is None:
+            self.lookup = ItemLookup.of(self.item_ids)
+        return self.lookup.rows(item_ids)
 
     def save(self, folder) -> Path:
         from recgpt.tokenizer import save_item_codes

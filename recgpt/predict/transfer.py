@@ -123,12 +123,10 @@ class ItemRows:
     """What test cases need of a catalog (its item ids and their rows) for a bare list of item ids."""
 
     def __init__(self, item_ids: Sequence[str]):
-        self.item_ids = [str(i) for i in item_ids]
-        self.row_of = {item: row for row, item in enumerate(self.item_ids)}
+        from recgpt.data.ids import ItemLookup
 
-    def rows(self, item_ids: Sequence[str]) -> tuple[list[int], int]:
-        rows = [self.row_of[i] for i in map(str, item_ids) if i in self.row_of]
-        return rows, len(item_ids) - len(rows)
+        self.item_ids = [str(i) for i in item_ids]
+        self.rows = ItemLookup.of(self.item_ids).rows
 
 
 def baselines_eval(folder, item_ids: Sequence[str], vectors: dict, protocol: str = "loo",

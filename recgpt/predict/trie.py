@@ -8,6 +8,7 @@ steps from (node, code) to the child. At the last depth the child index is a lea
 tuple, mapped to one or more catalog items (`leaf_ptr`/`leaf_item`) so that colliding items stay
 recommendable.
 """
+import math
 from dataclasses import dataclass
 
 import torch
@@ -83,6 +84,24 @@ class CodeTrie:
         return nodes
 
 
+def unique_rows(codes: torch.Tensor, slot_vocab_sizes: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """torch.unique(codes, dim=0, return_inverse=True) (rows sorted lexicographically), through one int64 key per
+    row (mixed radix over the slot vocab sizes) when the sizes' product fits: a 1-D unique of N keys instead of
+    the row-wise one, whose sort buffers were most of a catalog's peak memory at millions of items."""
+    if math.prod(slot_vocab_sizes) >= 2 ** 62:
+        return torch.unique(codes, dim=0, return_inverse=True)
+    key = torch.zeros(codes.shape[0], dtype=torch.long)
+    for k, vocab in enumerate(slot_vocab_sizes):
+        key.mul_(vocab).add_(codes[:, k])
+    keys, inverse = torch.unique(key, sorted=True, return_inverse=True)
+    del key
+    leaf_codes = torch.empty(len(keys), len(slot_vocab_sizes), dtype=torch.long)
+    for k in reversed(range(len(slot_vocab_sizes))):
+        leaf_codes[:, k] = keys % slot_vocab_sizes[k]
+        keys = keys // slot_vocab_sizes[k]
+    return leaf_codes, inverse
+
+
 def build_trie(item_codes: torch.Tensor, slot_vocab_sizes: list[int], dense_limit: int = DENSE_MASK_LIMIT) -> CodeTrie:
     """Trie of the catalog's code rows [N, L]; rows may repeat (collisions map to several items)."""
     codes = item_codes.long().cpu()
@@ -96,7 +115,7 @@ def build_trie(item_codes: torch.Tensor, slot_vocab_sizes: list[int], dense_limi
         if bad.any():
             row = int(bad.nonzero()[0])
             raise ValueError(f"item code row {row} slot {k} = {int(codes[row, k])} outside [0, {vocab})")
-    leaf_codes, item_leaf = torch.unique(codes, dim=0, return_inverse=True)  # lexicographically sorted
+    leaf_codes, item_leaf = unique_rows(codes, slot_vocab_sizes)  # lexicographically sorted
     order = torch.argsort(item_leaf, stable=True)
     leaf_ptr = torch.zeros(leaf_codes.shape[0] + 1, dtype=torch.long)
     leaf_ptr[1:] = torch.cumsum(torch.bincount(item_leaf, minlength=leaf_codes.shape[0]), 0)
