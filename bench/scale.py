@@ -19,6 +19,7 @@ Each scale's folder is deleted before the next; its disk use is printed first.
     python bench/scale.py --scales 1,10:5000000,35:15000000 [--workdir DIR] [--raw-root ../shared/data]
     python bench/scale.py --scales 1,10,35 --stages prepare,corpus   # interactions alone (docs/scale.md)
     python bench/scale.py --cache-keys 1e6,3e6  # the embedding cache's key lookup alone (cache_keys)
+    python bench/scale.py --catalog-items 15e6   # Catalog.from_codes alone (catalog_build)
 """
 import argparse
 import json
@@ -140,6 +141,25 @@ def cache_keys(job: dict, setup: bool) -> dict:
             "end_anon_mb": status_mb("RssAnon"), "end_file_mb": status_mb("RssFile")}
 
 
+def catalog_build(job: dict) -> dict:
+    """`Catalog.from_codes` of n ids ("v<i>") and random codes (slot sizes 256/256/256/64): its id lookup and
+    trie; what it holds after and at its peak, over the process before it."""
+    import numpy as np
+
+    from recgpt.predict.catalog import Catalog
+
+    n, rng = job["items"], np.random.default_rng(0)
+    ids = [f"v{i}" for i in range(n)]
+    codes = np.stack([rng.integers(0, v, n) for v in (256, 256, 256, 64)], 1)
+    base, began = status_mb("VmRSS"), time.perf_counter()
+    catalog = Catalog.from_codes(ids, codes, [256, 256, 256, 64])
+    seconds = time.perf_counter() - began
+    if catalog.rows(ids[:1000] + ["absent"]) != (list(range(min(n, 1000))), 1):
+        raise SystemExit("scale: the catalog's id lookup disagrees with the ids' order")
+    return {"rows": n, "seconds": seconds, "held_mb": status_mb("VmRSS") - base,
+            "peak_over_mb": status_mb() - base}
+
+
 def score_stage(job: dict, users: int = 1000, history: int = 20, batch: int = 250) -> dict:
     """The catalog of every item vector (the codes `assign` wrote, the fp16 vectors memory-mapped, an untrained
     2 x 64 text_dense model with a code head) and the top 10 of `users` random 20-item histories scored exactly over it, `batch` users
@@ -196,6 +216,8 @@ def child(stage: str, job: dict) -> dict:
         return cache_keys(job, stage == "cache-setup")
     if stage == "score":
         return score_stage(job)
+    if stage == "catalog":
+        return catalog_build(job)
     work, raw_root = Path(job["work"]), job["raw_root"]
     if stage == "setup":  # replicate the inputs (untimed): raw tables, the other formats' prepared folders
         from recgpt.config import load_dataset_spec
@@ -299,10 +321,17 @@ def main(argv=None) -> int:
     parser.add_argument("--workdir", default=None)
     parser.add_argument("--raw-root", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
     parser.add_argument("--cache-keys", default=None, help="only the embedding cache's lookup at these key counts")
+    parser.add_argument("--catalog-items", default=None, help="only Catalog.from_codes at these item counts")
     args = parser.parse_args(argv)
     work = Path(args.workdir or tempfile.mkdtemp(prefix="recgpt-bench-scale-")).resolve()  # table specs join it
     if args.cache_keys:
         return cache_main(work, [int(float(n)) for n in args.cache_keys.split(",")])
+    for n in [int(float(n)) for n in args.catalog_items.split(",")] if args.catalog_items else []:
+        r = run_stage("catalog", {"items": n})
+        print(f"catalog of {n:,} ids and codes built in {r['seconds']:.1f}s: holds {r['held_mb']:.0f} MB, peaks "
+              f"{r['peak_over_mb']:.0f} MB over the process before it", flush=True)
+    if args.catalog_items:
+        return 0
     results, stages = {}, args.stages.split(",")
     for spec in args.scales.split(","):
         copies, _, items = spec.partition(":")
