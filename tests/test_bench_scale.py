@@ -43,3 +43,8 @@ def test_corpus_stage_holds_every_replicated_row(tmp_path, monkeypatch):
     assert one < prepared <= 2 * one  # duplicates dropped within a copy, never across copies
     corpus = bench.child("corpus", job)["rows"]  # raises unless every prepared row is in or counted dropped
     assert corpus > one
+
+
+def test_catalog_build_maps_every_id_to_its_row():
+    result = load_bench().catalog_build({"items": 3000})  # raises when the id lookup disagrees with the ids' order
+    assert result["rows"] == 3000 and result["peak_over_mb"] >= 0
