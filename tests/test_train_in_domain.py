@@ -186,3 +186,17 @@ def test_next10_hybrid_is_fitted_on_the_valid_half_and_ranks_with_its_prior(dens
     result = evaluate_exported("m", dense_export, prepared, split, cfg, embed_config)
     assert set(result["methods"]) == {"m", "m-greedy"} and result["counts"]["evaluated"] == 8
     assert 0.0 <= result["methods"]["m-greedy"]["NDCG@10"] <= 1.0
+
+
+def test_split_rows_become_catalog_rows_and_an_unknown_item_is_named():
+    from recgpt.baselines.exported import to_catalog_rows
+    from recgpt.predict.catalog import Catalog
+    from recgpt.predict.protocols import TestCases
+
+    catalog = Catalog.from_codes(["c", "a", "b"], [[0, 0], [0, 1], [1, 0]], [2, 2])
+    split_ids = ["a", "b", "c", "z"]
+    cases = TestCases("loo", ["u1", "u2"], [[0, 2], [1]], [[1], [2]])
+    out = to_catalog_rows(cases, split_ids, catalog)
+    assert out.histories == [[1, 0], [2]] and out.targets == [[2], [0]]
+    with pytest.raises(ValueError, match="item 'z' of the split is not in the model's catalog"):
+        to_catalog_rows(TestCases("loo", ["u"], [[0, 3]], [[1]]), split_ids, catalog)

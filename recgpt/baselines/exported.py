@@ -36,13 +36,12 @@ class ExportedModel:
 
 def to_catalog_rows(cases: TestCases, split_ids: list, catalog) -> TestCases:
     """The same cases with split rows replaced by catalog rows; a ValueError naming an item the catalog lacks."""
-    row = dict(zip(map(str, catalog.item_ids), range(catalog.n_items)))
-
     def rows(items):
-        missing = [split_ids[i] for i in items if split_ids[i] not in row]
-        if missing:
-            raise ValueError(f"item {missing[0]!r} of the split is not in the model's catalog")
-        return [row[split_ids[i]] for i in items]
+        found, missing = catalog.rows([split_ids[i] for i in items])
+        if missing:  # name the first one
+            absent = next(split_ids[i] for i in items if not catalog.rows([split_ids[i]])[0])
+            raise ValueError(f"item {absent!r} of the split is not in the model's catalog")
+        return found
 
     return TestCases(cases.protocol, list(cases.user_ids), [rows(h) for h in cases.histories],
                      [rows(t) for t in cases.targets], dict(cases.counts))

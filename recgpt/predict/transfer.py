@@ -91,9 +91,9 @@ def zero_shot_eval(rec, folder, protocol: str = "loo", max_users: Optional[int] 
     centered = ItemVectors(catalog.text_emb, center=True)
     knn = rec.knn or baselines.KNN
     lists["content_knn_centered"] = baselines.content_knn(cases.histories, centered, k_list, False, knn.last, knn.decay)
-    covered, row_of = {}, {str(item): row for row, item in enumerate(catalog.item_ids)} if given else {}
-    for name, by_user in (given or {}).items():
-        lists[name] = [[row_of[str(i)] for i in by_user.get(str(u), [])[:k] if str(i) in row_of] for u in cases.user_ids]
+    covered = {}
+    for name, by_user in (given or {}).items():  # a list's first k ids, those the catalog has, as rows
+        lists[name] = [catalog.rows(by_user.get(str(u), [])[:k])[0] for u in cases.user_ids]
         covered[name] = np.array([str(u) in by_user for u in cases.user_ids])
     users = {name: per_user(r, cases.targets, k) for name, r in lists.items()}
     methods = {name: {f"{m}@{k}": float(v.mean()) for m, v in u.items()} for name, u in users.items()}
