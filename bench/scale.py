@@ -259,6 +259,8 @@ def child(stage: str, job: dict) -> dict:
             out = prepare_dataset(table_spec(name, work / "raw" / name), raw_root, work / "prepared" / scaled(name))
             rows += read_manifest(out)["counts"]["interactions"]
     elif stage == "corpus":
+        import pyarrow.parquet as pq
+
         from recgpt.data.corpus import build_corpus
         from recgpt.io import read_manifest
 
@@ -269,8 +271,6 @@ def child(stage: str, job: dict) -> dict:
                          datasets=[scaled(n) for n in CORE + TABLES])
         counts = read_manifest(build_corpus(cfg))["counts"]
         rows = sum(s["interactions"] for s in counts["splits"].values())
-        import pyarrow.parquet as pq
-
         given = sum(pq.ParquetFile(work / "prepared" / scaled(n) / "interactions.parquet").metadata.num_rows
                     for n in CORE + TABLES)
         dropped = sum(c["short_sequence_items_dropped"] for c in counts["per_dataset"].values())

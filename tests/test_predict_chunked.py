@@ -116,7 +116,7 @@ def test_content_knn_lists_in_chunks_equal_one_chunk(catalog_emb, ml100k_histori
 def test_trie_top_k_in_passes_of_few_users_equals_one_pass(fp16_catalog, ml100k_histories, monkeypatch):
     """The trie beam scores the whole catalog per history: a catalog of millions takes few histories per pass
     (SCORE_BYTES); the lists are those of one pass."""
-    import recgpt.predict.scoring as scoring
+    import recgpt.predict.ranking as ranking
 
     cat = fp16_catalog
     model = dense_decoder(cat.slot_vocab_sizes, cat.text_emb.shape[1], score_weights={"code": 1.0})
@@ -124,7 +124,7 @@ def test_trie_top_k_in_passes_of_few_users_equals_one_pass(fp16_catalog, ml100k_
     histories, exclude = ml100k_histories[:11], [h[-2:] for h in ml100k_histories[:11]]
     want_vals, want_rows = scorer.top_k(histories, 10, exclude)
     calls = []
-    monkeypatch.setattr(scoring, "SCORE_BYTES", 4 * cat.n_items * 4)  # 4 histories per pass
+    monkeypatch.setattr(ranking, "SCORE_BYTES", 4 * cat.n_items * 4)  # 4 histories per pass
     original = scorer.state
     monkeypatch.setattr(scorer, "state", lambda h: calls.append(len(h)) or original(h))
     vals, rows = scorer.top_k(histories, 10, exclude)

@@ -20,7 +20,7 @@ from typing import Optional, Sequence
 import torch
 
 from recgpt.config.args import STRATEGIES  # noqa: F401 (the strategies below)
-from recgpt.predict.ranking import NEG_INF, SCORE_BYTES
+from recgpt.predict.ranking import NEG_INF, SCORE_BYTES, histories_per_pass
 from recgpt.predict.rollout import HistoryRollout
 
 
@@ -168,10 +168,9 @@ def recommend_lists(scorer, histories: Sequence[Sequence[int]], k: int, strategy
     steps = k if steps is None else steps
     if steps < 1:
         raise ValueError(f"the number of generation steps must be >= 1, got {steps}")
-    exclude = [[] if allow_history else sorted(set(int(i) for i in h)) for h in histories]
     keys = list(range(len(histories))) if keys is None else list(keys)
     rows_per_user = {"beam": beam_size, "rra": n_samples, "ra": n_samples}.get(strategy, 1)
-    users = max(1, score_bytes // (4 * max(scorer.n_items, 1) * rows_per_user))
+    users = histories_per_pass(scorer.n_items, rows_per_user, score_bytes)
     if strategy != "exact" and len(histories) > users:  # a catalog of millions: fewer histories per pass
         recs, scores = [], []
         for lo in range(0, len(histories), users):
@@ -180,6 +179,7 @@ def recommend_lists(scorer, histories: Sequence[Sequence[int]], k: int, strategy
             recs += r
             scores += s
         return recs, scores
+    exclude = [[] if allow_history else sorted(set(int(i) for i in h)) for h in histories]
     if strategy == "exact":
         if hasattr(scorer, "top_k"):  # an ItemScorer: a catalog of any size, scored in chunks
             vals, rows = scorer.top_k(histories, k, exclude)

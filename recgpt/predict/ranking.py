@@ -4,6 +4,13 @@ from typing import Optional, Sequence
 import torch
 
 SCORE_BYTES = 1 << 28  # a [rows, N] float32 score matrix of the full-catalog paths: 256 MiB (a few live at once)
+
+
+def histories_per_pass(n_items: int, rows_per_history: int = 1, budget: Optional[int] = None) -> int:
+    """How many histories a full-catalog path takes at a time: its [rows, N] float32 scores under `budget`
+    (default SCORE_BYTES; a beam's or RRA's rows counted per history); at least one."""
+    budget = SCORE_BYTES if budget is None else budget
+    return max(1, budget // (4 * max(n_items, 1) * rows_per_history))
 NEG_INF = float("-inf")
 
 

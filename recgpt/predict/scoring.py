@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from recgpt.predict.beam import beam_item_scores, model_head
-from recgpt.predict.ranking import NEG_INF, SCORE_BYTES, merge_top_k
+from recgpt.predict.ranking import NEG_INF, histories_per_pass, merge_top_k
 from recgpt.predict.rollout import CachedRollout, HistoryRollout
 from recgpt.predict.trie import CodeTrie
 
@@ -255,7 +255,7 @@ class ItemScorer:
         two passes (each component's mean and spread over the catalog, then the standardized sum, whose log-softmax
         normaliser is accumulated on the way). Other modes score the whole catalog for as many histories at a time
         as keep that [rows, N] matrix under SCORE_BYTES."""
-        users = max(1, SCORE_BYTES // (4 * max(self.n_items, 1)))
+        users = histories_per_pass(self.n_items)
         if self.mode != "exact" and len(histories) > users:
             parts = [self.top_k(histories[lo:lo + users], k, None if exclude is None else exclude[lo:lo + users])
                      for lo in range(0, len(histories), users)]
