@@ -80,7 +80,7 @@ def run_recgpt(variant, dataset, protocol, args, out: Path) -> dict:
               f"embed.cache_dir={args.embed_cache}", f"embed.output_dir={embeddings}",
               f"run.output_root={root / 'ckpt'}", "run.name=run",
               f"train.max_steps={args.recgpt_steps}", f"train.eval_every={args.recgpt_steps}",
-              f"train.save_every={args.recgpt_steps}"]
+              f"train.save_every={args.recgpt_steps}", "eval.select_by=loss"]  # one checkpoint, chosen in-domain
     if variant in FOUNDATION_VARIANTS:
         if not args.foundation:
             raise SystemExit(f"in_domain: --recgpt {variant} needs --foundation DIR (an exported model)")

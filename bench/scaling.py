@@ -9,7 +9,7 @@ history excluded) beside content kNN and the priors (kNN + popularity, the same 
 95% bootstrap intervals over users. Each (mix, target) result is cached as json: a second call resumes where
 the first stopped and prints the same tables.
 
-    python bench/scaling.py --config configs/cpu.yaml [--steps 400 | --tokens 819200] [--mixes mix01,mix03]
+    python bench/scaling.py --config configs/text_dense.yaml [--steps 400 | --tokens 819200] [--mixes mix01,mix03]
         [--targets steam] [--name VARIANT] [--plan plan.json] [--fit dense,knn,pop] [key=value ...]
     # a second model size on the largest mixes (its own run folders and cached results):
     python bench/scaling.py --name d256 --mixes mix12-amazon_scientific+amazon14_beauty,mix11-steam+yelp \
@@ -36,7 +36,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]  # first on the path, and not bench/ (whose modules shadow packages)
 sys.path = [str(REPO)] + [p for p in sys.path if Path(p or ".").resolve() != REPO / "bench"]
 
-from bench.zero_shot import build_inputs, link_pretraining, link_run, pretrain_once, score_held_out, stage  # noqa: E402
+from bench.zero_shot import (build_inputs, in_domain_lists, link_pretraining, link_run, pretrain_once,  # noqa: E402
+                             score_held_out, stage)
 
 # methods whose per-user NDCG@10 the cache keeps (the code rows only with a code head: LIGER's, bench/zero_shot.py)
 PER_USER = ("model", "model[dense]", "model[code]", "model[beam]", "model[liger]", "priors", "content_knn", "popularity")
@@ -106,7 +107,8 @@ def score_target(args, plan, mix, mix_root: Path, target: str) -> dict:
     stage(["eval", "--ckpt", str(run_dir), *argv, *fitting])
     fit = json.loads((run_dir / "best" / SCORE_FIT).read_text()) if args.fit else {}
     rec = Recommender.from_pretrained(run_dir / "best", embed_cfg=cfg.embed, knn=cfg.predict.knn)
-    tables, raw = score_held_out(rec, prepared_folder(target, cfg.data), fit, args.max_users, per_user=PER_USER)
+    given = in_domain_lists(args.in_domain, target) if args.in_domain else None
+    tables, raw = score_held_out(rec, prepared_folder(target, cfg.data), fit, args.max_users, given, PER_USER)
     manifest = json.loads((mix_root / "mix.json").read_text())
     return {"mix": mix.name, "target": target, "variant": args.name, "datasets": list(mix.datasets),
             "interactions": manifest["interactions"], "fit_domains": fit_domains,
@@ -119,6 +121,7 @@ def settings(args) -> dict:
     """What a cached result depends on: a result made with other settings is never reused silently."""
     return {"config": args.config, "overrides": args.overrides, "steps": args.steps, "tokens": args.tokens,
             "fit": args.fit, "max_users": args.max_users, "fit_users": args.fit_users,
+            **({"in_domain": args.in_domain} if args.in_domain else {}),
             **({"pretrained_variant": args.pretrained_variant} if args.pretrained_variant else {})}
 
 
@@ -141,7 +144,7 @@ def cached_result(args, plan, mix, mix_root, target) -> dict:
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--config", default="configs/cpu.yaml")
+    parser.add_argument("--config", default="configs/text_dense.yaml")
     parser.add_argument("--plan", help="json with recgpt.data.mixes.Plan fields (default: the shared-data plan)")
     parser.add_argument("--mixes", help="comma-separated mix names (default: all of the plan)")
     parser.add_argument("--targets", help="comma-separated targets (default: all of the plan)")
@@ -153,6 +156,8 @@ def main(argv=None) -> int:
     parser.add_argument("--max-users", type=int, default=2000, help="seeded users of the target per protocol")
     parser.add_argument("--fit-users", type=int, default=1000)
     parser.add_argument("--pretrained-variant", help="score this variant on that variant's pretraining (linked)")
+    parser.add_argument("--in-domain", help="bench/in_domain.py's output folder: SASRec+ trained on each target "
+                                            "itself (its LOO lists), scored on the same users")
     parser.add_argument("--report", default="docs/benchmarks/scaling.md")
     parser.add_argument("--png", default="docs/benchmarks/scaling.png")
     parser.add_argument("overrides", nargs="*")

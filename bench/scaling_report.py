@@ -83,6 +83,24 @@ def code_rows(records: list) -> list:
     return lines
 
 
+def in_domain_rows(records: list) -> list:
+    """Lines of the in-domain table (--in-domain): the zero-shot rows / SASRec+ trained on the target itself,
+    on the LOO users it has lists for."""
+    found = [(r, t) for r in records for t in r["tables"] if t.startswith("loo vs sasrec_in_domain")]
+    if not found:
+        return []
+    methods = ("model", "model[dense]", "priors", "content_knn")
+    lines = ["", "## How far from in-domain training: NDCG@10 / SASRec+ trained on the target (LOO, same users)", "",
+             "| target | mix | variant | SASRec+ NDCG@10 | " + " | ".join(methods) + " | users |",
+             "|---|---|---|---|" + "---|" * len(methods) + "---|"]
+    for r, table in found:
+        reference = row_of(r, table, "sasrec_in_domain")
+        cells = " | ".join(ratio_text(row_of(r, table, m)) for m in methods)
+        users = table.rsplit("(", 1)[-1].split()[0]
+        lines.append(f"| {r['target']} | {r['mix']} | {r['variant']} | {reference['NDCG@10']:.4f} | {cells} | {users} |")
+    return lines
+
+
 def tables(records: list) -> str:
     records = ordered(records)
     lines = ["## Pretraining", "", "| mix | variant | domains | interactions | steps | tokens | seconds | tokens/s |",
@@ -107,7 +125,7 @@ def tables(records: list) -> str:
                          f"{ndcg_interval(r, protocol, 'priors')} | {ndcg_interval(r, protocol, 'content_knn')} | "
                          f"{ratio_text(row_of(r, protocol + ' vs priors'))} | {ratio_text(row_of(r, protocol))} | "
                          f"{dense_text(r, protocol)} | {ratio_text(row_of(r, protocol + ' vs priors', 'model[dense]'))} |")
-    lines += code_rows(records)
+    lines += code_rows(records) + in_domain_rows(records)
     lines += ["", "## Does the curve rise? Largest mix / smallest mix (NDCG@10, same users)", "",
               "| target | protocol | variant | method | smallest | largest | ratio [95% CI] | users |",
               "|---|---|---|---|---|---|---|---|"]

@@ -6,7 +6,7 @@ recgpt: the Trainer's own train_step (packed rows, segment ids, token budget fro
 Figure of merit: real next-item target tokens per second (padding does no useful work).
 
     python bench/train_throughput.py --config configs/tiny.yaml [--steps 3] [key=value ...]
-    python bench/train_throughput.py --config configs/cpu.yaml --variant "model.codes.output=factorized ..." [key=value ...]
+    python bench/train_throughput.py --config configs/text_dense.yaml --variant "model.codes.output=factorized ..." [key=value ...]
 
 --variant compares two recgpt models instead (the config + overrides vs the same plus the variant's
 overrides: same corpus, same token budget), interleaved in one run, and prints their ratio.

@@ -7,7 +7,7 @@ then D is scored zero-shot (leave-one-out and cold-start, history excluded) besi
 and recency. One table: HR@10, NDCG@10, NDCG ratio to content kNN with a 95% bootstrap interval over users;
 plus pretraining time and tokens/s.
 
-    python bench/zero_shot.py --domain steam --config configs/cpu.yaml [--fit code,dense,knn,pop]
+    python bench/zero_shot.py --domain steam --config configs/text_dense.yaml [--fit code,dense,knn,pop]
         [--name VARIANT] [--max-users 2000] [key=value ...]     # dotted overrides select the model variant
 
 Corpus and tokenizer are shared by the variants of one (D, sources) pair (<out>/<D>/<sources>/); each variant
@@ -162,7 +162,7 @@ def format_table(results: dict, stats: dict, fit: dict) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--domain", required=True, choices=sorted(FIT_DOMAIN))
-    parser.add_argument("--config", default="configs/cpu.yaml")
+    parser.add_argument("--config", default="configs/text_dense.yaml")
     parser.add_argument("--fit-domain", help="held-out source domain(s), comma-separated: the first selects the "
                                              "checkpoint, all fit the score weights (default: a fixed rotation)")
     parser.add_argument("--sources", help="pretraining datasets, comma-separated (default: every shared one but "

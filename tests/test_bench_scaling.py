@@ -80,6 +80,22 @@ def test_resumed_scaling_bench_gives_the_same_table(tmp_path, monkeypatch):
     with pytest.raises(SystemExit, match="no finished pretraining"):
         scaling.main(["--name", "other", "--pretrained-variant", "missing", *argv])
 
+    # the in-domain reference (--in-domain): lists that hold each user's last item first, scored on the same users
+    import pandas as pd
+
+    inter = pd.read_parquet(out / "prepared" / "sample_steam" / "interactions.parquet")
+    last = inter.sort_values(["user_id", "position"], kind="stable").groupby("user_id")["item_id"].last()
+    lists = out / "in_domain" / "sample_steam-loo" / "sasrec"
+    lists.mkdir(parents=True)
+    pd.DataFrame({"user_id": last.index.astype(str), "item_id": last.to_numpy().astype(str), "rank": 1}).to_parquet(
+        lists / "recommendations.parquet")
+    assert scaling.main(["--name", "near", "--pretrained-variant", "default", "--in-domain", str(out / "in_domain"),
+                         *argv]) == 0
+    report = (tmp_path / "scaling.md").read_text()
+    assert "## How far from in-domain training" in report
+    row = next(line for line in report.splitlines() if line.startswith("| sample_steam | mix01 | near |"))
+    assert float(row.split("|")[4]) > 0.5  # the last item first: most users hit at rank 1
+
 
 def test_curve_table_pairs_users_of_the_two_mixes():
     """largest / smallest on the users both scored: the same per-user values give 1.0 whatever their order."""

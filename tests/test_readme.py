@@ -60,7 +60,7 @@ def test_every_recgpt_subcommand_named_exists():
 
 def test_every_file_the_readme_names_exists():
     paths = named_paths()
-    assert {"launch/pretrain.py", "configs/cpu.yaml", "bench/zero_shot.py", "docs/benchmarks.md"} <= paths
+    assert {"launch/pretrain.py", "configs/text_dense.yaml", "bench/scaling.py", "docs/benchmarks.md"} <= paths
     for path in sorted(paths):
         if PLACEHOLDER.search(path) or path.startswith("recgpt/config/recipes.py"):
             continue  # a placeholder, or the recipe registry (checked below once it exists)

@@ -393,10 +393,12 @@ def test_save_initial_keeps_the_untrained_state_as_a_selection_candidate(tiny_tr
     assert not first.recency.any() and last.recency.abs().sum() > 0 and last.attention != 0
 
 
-def test_cpu_recipe_loads():
+def test_text_dense_config_loads():
     from recgpt.config import load_config
 
-    cfg = load_config(Path(__file__).resolve().parents[1] / "configs" / "cpu.yaml")
+    cfg = load_config(Path(__file__).resolve().parents[1] / "configs" / "text_dense.yaml")
+    assert len(cfg.data.datasets) == 12 and not {"amazon_scientific", "amazon14_beauty"} & set(cfg.data.datasets)
+    assert cfg.eval.zero_shot_domain == "amazon14_beauty" and cfg.train.max_steps == 3000
     m = cfg.model
     assert m.recipe == "text_dense" and m.codes is None and m.text_input and m.center_text
     assert (m.dense.query, m.dense.pool, m.dense.item_tower) == ("content", 5, False)
