@@ -67,10 +67,6 @@ class DenseConfig:
     # content cosine is scaled by 1 + c + u . state (b, v, c, u start at zero). Needs negatives=catalog: popularity-
     # sampled in-batch candidates would bias the learned weight
     popularity: str = "gated"
-    # true: the popularity weight and the content gate also read two label-free figures of the user's history
-    # (recgpt.model.dense.history_evidence: how far its items follow popularity, how far each follows the one
-    # before in content), through a linear map starting at zero
-    evidence: bool = False
     temperature: float = 0.05
     loss_weight: float = 1.0
 
@@ -96,8 +92,6 @@ class DenseConfig:
               f"catalog needs {key}.catalog_negatives > 0")
         check(self.popularity == "none" or self.negatives == "catalog", f"{key}.popularity",
               f"{self.popularity} needs {key}.negatives=catalog (uniform candidates)")
-        check(not self.evidence or self.popularity != "none", f"{key}.evidence",
-              "feeds the popularity weight and content gate: needs popularity=scale or gated")
         check(self.temperature > 0, f"{key}.temperature", f"must be > 0, got {self.temperature}")
         check(self.loss_weight > 0, f"{key}.loss_weight", f"must be > 0 (no dense head: {key}=null), got {self.loss_weight}")
 

@@ -40,29 +40,6 @@ def log_popularity(counts) -> "torch.Tensor":
     return torch.log1p(torch.as_tensor(np.asarray(counts), dtype=torch.float32))
 
 
-def standardized_log_popularity(counts, groups=None) -> "torch.Tensor":
-    """Float[N]: each item's log(1 + count) minus the mean over its catalog's interactions, over their spread
-    (interaction-weighted: an item counts as often as it occurs, so that counting a sample of the users shifts
-    every popular item alike and leaves the value about the same). `groups` (Int[N], the item's catalog; None:
-    one catalog) standardizes each catalog on its own, as a pretraining corpus holds several."""
-    import torch
-
-    counts = torch.as_tensor(np.asarray(counts), dtype=torch.float64)
-    logs = torch.log1p(counts)
-    groups = torch.zeros(len(counts), dtype=torch.long) if groups is None else torch.as_tensor(groups).long()
-    out = torch.zeros_like(logs)
-    for g in torch.unique(groups):
-        rows = groups == g
-        c, v = counts[rows], logs[rows]
-        total = c.sum()
-        if total <= 0:
-            continue  # a catalog without interactions: no evidence
-        mean = (c * v).sum() / total
-        spread = ((c * (v - mean) ** 2).sum() / total).sqrt()
-        out[rows] = (v - mean) / spread.clamp(min=0.1)  # log units: all counts alike is no spread
-    return out.float()
-
-
 def ranking(counts) -> list[int]:
     """Item rows, most popular first (ties: smaller row first); items never seen are left out."""
     counts = np.asarray(counts)

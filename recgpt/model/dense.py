@@ -9,8 +9,6 @@ item(e)       = normalize(u + MLP(u)), u = normalize(e) with item_tower (MLP's l
 score(b, n)   = ((1 + g_b) * query_b . item(e_n) + s_b * log popularity_n) / temperature
               popularity=scale: s_b = b + v . mean state (b, v starting at zero), g_b = 0;
               popularity=gated: also g_b = c + u . mean state (starting at zero); none: s_b = g_b = 0
-              evidence: s_b and g_b also add A . h_b (A starting at zero), h_b = history_evidence: the mean
-              standardized log popularity of the user's items and the mean cosine of each item to the one before
 
 An item never seen in pretraining is scored through its text alone. Trained with InfoNCE over the distinct
 target items of the micro-batch (sampled softmax), optionally plus items drawn uniformly from the catalog, and
@@ -21,9 +19,6 @@ log, recgpt.data.popularity): the head learns per user how strongly the next ite
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-
-N_EVIDENCE = 2  # history_evidence's figures per position
 
 
 class DenseHead(nn.Module):
@@ -47,7 +42,6 @@ class DenseHead(nn.Module):
         self.content_gate = cfg.popularity == "gated"
         if self.popularity:
             self.popularity_scale = nn.Linear(d, 2 if self.content_gate else 1)  # s_b (and g_b) from the state
-        self.evidence = nn.Linear(N_EVIDENCE, 2 if self.content_gate else 1, bias=False) if cfg.evidence else None
 
     def zero_learned_parts(self) -> None:
         """Untrained, the head is content kNN on the query item: learned parts start at zero."""
@@ -63,8 +57,6 @@ class DenseHead(nn.Module):
         if self.popularity:  # an untrained head ignores popularity
             nn.init.zeros_(self.popularity_scale.weight)
             nn.init.zeros_(self.popularity_scale.bias)
-        if self.evidence is not None:
-            nn.init.zeros_(self.evidence.weight)
 
     def skip_text(self, own_text: torch.Tensor, pooled: bool) -> torch.Tensor:
         """The content part of the query: the query item's unit text (own_text [..., D]), or with pool > 1
@@ -94,23 +86,13 @@ class DenseHead(nn.Module):
             query = query + self.skip_text(own_text, own_text.dim() == item_states.dim())
         return F.normalize(query, dim=-1)
 
-    def user_scales(self, item_states: torch.Tensor, evidence=None) -> torch.Tensor:
-        """[..., L, d] states (and [..., N_EVIDENCE] history evidence) -> [..., 1] s_b or [..., 2] s_b, g_b."""
-        scales = self.popularity_scale(item_states.mean(dim=-2)).float()
-        if self.evidence is not None:
-            if evidence is None:
-                raise ValueError("this dense head reads the history evidence (model.dense.evidence): pass evidence")
-            scales = scales + self.evidence(evidence.to(self.evidence.weight)).float()
-        return scales
-
-    def popularity_weight(self, item_states: torch.Tensor, evidence=None) -> torch.Tensor:
+    def popularity_weight(self, item_states: torch.Tensor) -> torch.Tensor:
         """[..., L, d] -> [...] s_b, the weight of the candidates' log popularity in the score."""
-        return self.user_scales(item_states, evidence)[..., 0]
+        return self.popularity_scale(item_states.mean(dim=-2)).float()[..., 0]
 
-    def with_popularity(self, cosine: torch.Tensor, item_states: torch.Tensor, log_popularity: torch.Tensor,
-                        evidence=None):
+    def with_popularity(self, cosine: torch.Tensor, item_states: torch.Tensor, log_popularity: torch.Tensor):
         """[B, N] cosines -> (1 + g_b) * cosine + s_b * log_popularity [N] (g_b = 0 without the content gate)."""
-        scales = self.user_scales(item_states, evidence)  # [B, 1]: s_b; [B, 2]: s_b, g_b
+        scales = self.popularity_scale(item_states.mean(dim=-2)).float()  # [B, 1]: s_b; [B, 2]: s_b, g_b
         gate = 1 + scales[:, 1:2] if self.content_gate else 1.0
         return gate * cosine + scales[:, :1] * log_popularity.float().to(cosine.device)[None]
 
@@ -122,7 +104,7 @@ class DenseHead(nn.Module):
         return F.normalize(unit + self.tower(unit.to(self.tower[0].weight.dtype)).float(), dim=-1)
 
     def scores(self, item_states: torch.Tensor, text_emb: torch.Tensor, own_text=None, log_popularity=None,
-               chunk: int = 8192, evidence=None) -> torch.Tensor:
+               chunk: int = 8192) -> torch.Tensor:
         """Float[B, N] cosine of each query with every catalog item (the item vectors `chunk` at a time), plus
         s_b * log_popularity [N] (the catalog items' log popularity) with a popularity head; a catalog without an
         interaction log (log_popularity None) is scored without the popularity term (the gate scales every item of
@@ -130,20 +112,19 @@ class DenseHead(nn.Module):
         q = self.queries(item_states, own_text)
         out = torch.cat([q @ self.items(text_emb[i:i + chunk]).t() for i in range(0, len(text_emb), chunk)], dim=1)
         if self.popularity and log_popularity is not None:
-            out = self.with_popularity(out, item_states, log_popularity, evidence)
+            out = self.with_popularity(out, item_states, log_popularity)
         return out
 
     def infonce_sum(self, item_states: torch.Tensor, target_emb: torch.Tensor, own_text=None, target_group=None,
                     negative_emb=None, negative_group=None, in_batch: bool = True, target_popularity=None,
-                    negative_popularity=None, evidence=None) -> torch.Tensor:
+                    negative_popularity=None) -> torch.Tensor:
         """Summed InfoNCE of M predictions [M, L, d] against their targets' text embeddings [M, D]; the
         candidates are the distinct targets (equal embedding rows are one item, never a negative of itself)
         plus `negative_emb` [K, D] (extra sampled items). With `target_group` (Long[M], the target's source
         dataset; `negative_group` [K] for the extras) a query's candidates are its own dataset's only.
         in_batch=False: a query's candidates are its own target and the extras only (no other targets: the
         batch's targets follow popularity, uniform extras do not). With a popularity head, `target_popularity`
-        [M] / `negative_popularity` [K] are the candidates' log popularity; `evidence` [M, N_EVIDENCE] the
-        queries' history evidence (with model.dense.evidence)."""
+        [M] / `negative_popularity` [K] are the candidates' log popularity."""
         emb, group, popularity = target_emb.float(), target_group, target_popularity
         if negative_emb is not None:
             emb = torch.cat([emb, negative_emb.float()])
@@ -159,7 +140,7 @@ class DenseHead(nn.Module):
         label = inverse[: len(target_emb)]
         logits = self.queries(item_states, own_text) @ self.items(candidates[:, :d]).t()
         if self.popularity:
-            logits = self.with_popularity(logits, item_states, candidates[:, -1], evidence)
+            logits = self.with_popularity(logits, item_states, candidates[:, -1])
         logits = logits / self.temperature
         if group is not None:
             logits = logits.masked_fill(candidates[None, :, d].long() != target_group[:, None], float("-inf"))
@@ -180,33 +161,13 @@ def recent_texts(text_emb: torch.Tensor, item_pos: torch.Tensor, k: int) -> torc
     return torch.stack(shifted, dim=2)
 
 
-def history_evidence(text_emb: torch.Tensor, item_pos: torch.Tensor, popularity: torch.Tensor) -> torch.Tensor:
-    """[B, S, D] item texts, [B, S] item_pos and [B, S] standardized log popularity of packed rows (recgpt.data.
-    popularity.standardized_log_popularity) -> [B, S, 2]: at each position, over its segment up to it, the mean
-    popularity of the items and the mean cosine of each item's text to the one before it (0 at the first item).
-    Label-free figures of how far this user's choices have followed popularity and content, in units that mean
-    the same in every catalog; prediction computes them on the histories through this same function."""
-    unit = F.normalize(text_emb.float(), dim=-1)
-    before = F.pad(unit, (0, 0, 1, 0))[:, : unit.shape[1]]
-    cosine = (unit * before).sum(-1) * (item_pos >= 1)
-    start = (torch.arange(item_pos.shape[1], device=item_pos.device)[None] - item_pos).clamp(min=0)
-
-    def segment_mean(x: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
-        total = x.cumsum(1)
-        return (total - total.gather(1, start) + x.gather(1, start)) / count.clamp(min=1)
-
-    return torch.stack([segment_mean(popularity.float(), item_pos + 1), segment_mean(cosine, item_pos)], dim=-1)
-
-
 def reference_dense_scores(head: DenseHead, item_states: torch.Tensor, text_emb: torch.Tensor,
-                           own_text=None, log_popularity=None, evidence=None) -> torch.Tensor:
+                           own_text=None, log_popularity=None) -> torch.Tensor:
     """Float[B, N], one item at a time: the brute-force loop the batched `scores` is tested against."""
     out = torch.empty(item_states.shape[0], text_emb.shape[0])
     for b in range(item_states.shape[0]):
         if head.popularity:
             scale = head.popularity_scale.bias + head.popularity_scale.weight @ item_states[b].mean(dim=0)
-            if head.evidence is not None:
-                scale = scale + head.evidence.weight @ evidence[b]
             gate = float(1 + scale[1]) if head.content_gate else 1.0
         query = head.query(item_states[b].mean(dim=0)) if head.use_state else torch.zeros(text_emb.shape[1])
         if head.query_skip and own_text[b].dim() == 1:

@@ -230,14 +230,13 @@ class ItemCodeDecoder(PreTrainedModel):
         return self.head.next_code_logprobs(state, prefix)
 
     def dense_scores(self, state: torch.Tensor, text_emb: torch.Tensor, last_text=None,
-                     log_popularity=None, evidence=None) -> torch.Tensor:
+                     log_popularity=None) -> torch.Tensor:
         """state Float[B, L, d], catalog text embeddings Float[N, dense_dim] -> Float[B, N] dense-head cosines.
         last_text Float[B, dense_dim]: each history's last item's text embedding (needed with dense_query_skip);
-        log_popularity Float[N]: the catalog items' log popularity (needed with dense_popularity); evidence
-        Float[B, N_EVIDENCE]: the histories' evidence (recgpt.model.dense.history_evidence, with dense.evidence)."""
+        log_popularity Float[N]: the catalog items' log popularity (needed with dense_popularity)."""
         if self.dense_head is None:
             raise ValueError("this model has no dense head (model.dense is null)")
-        return self.dense_head.scores(state, text_emb, last_text, log_popularity, evidence=evidence)
+        return self.dense_head.scores(state, text_emb, last_text, log_popularity)
 
     def score_items(self, state: torch.Tensor, item_codes: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
         """state Float[B, L, d], item_codes Long[N, L] -> Float[B, N] exact log-prob of each item's code tuple.

@@ -168,11 +168,6 @@ class ItemScorer:
         self.weights = config.scoring_weights() if hasattr(config, "scoring_weights") else {"code": 1.0}
         counts = check_counts(popularity, self.item_codes.shape[0], "catalog popularity")
         self.log_popularity = log_popularity(counts).to(self.device) if counts is not None else None
-        self.standard_popularity = None  # what the dense head's history evidence reads (model.dense.evidence)
-        if counts is not None and getattr(getattr(config, "dense", None), "evidence", False):
-            from recgpt.data.popularity import standardized_log_popularity
-
-            self.standard_popularity = standardized_log_popularity(counts).to(self.device)
         self.knn = knn or ContentKnnConfig()
         self.kv_cache = True  # multi-step strategies append to a KV cache; False: re-encode each step (the reference)
         self.pop_dropped = self.log_popularity is None and bool(self.weights.get("pop"))
@@ -316,11 +311,8 @@ class ItemScorer:
         if "dense" in names:
             if "last" not in memo:
                 memo["last"] = self.last_rows(histories)
-            if "evidence" not in memo:
-                memo["evidence"] = self.history_evidence(histories)
             pop = None if self.log_popularity is None else self.log_popularity[items]
-            out["dense"] = self.model.dense_scores(state, emb.rows(items), memo["last"], pop,
-                                                   memo["evidence"]).float()
+            out["dense"] = self.model.dense_scores(state, emb.rows(items), memo["last"], pop).float()
         if "knn" in names:
             if "knn" not in memo:
                 memo["knn"] = normalize_rows(user_vectors(histories, emb, self.knn.last, self.knn.decay))
@@ -329,28 +321,6 @@ class ItemScorer:
             out["pop"] = self.log_popularity[items].to(state.device)[None].expand(len(histories), -1)
         return out
 
-
-    def history_evidence(self, histories, block: int = 1024) -> Optional[torch.Tensor]:
-        """Float[B, N_EVIDENCE]: the dense head's history evidence of each history's last item (its last
-        `max_items` items, as pretraining saw them), or None when the head has none or the catalog has no log."""
-        from recgpt.model.dense import history_evidence
-
-        if self.standard_popularity is None:
-            return None
-        out = []
-        for lo in range(0, len(histories), block):
-            part = [list(h[-self.max_items:]) for h in histories[lo:lo + block]]
-            lengths = torch.as_tensor([len(h) for h in part], device=self.device)
-            rows = torch.full((len(part), int(lengths.max())), -1, dtype=torch.long)
-            for i, h in enumerate(part):
-                rows[i, : len(h)] = torch.as_tensor(h)
-            rows = rows.to(self.device)
-            real = rows >= 0
-            item_pos = torch.arange(rows.shape[1], device=self.device)[None].expand_as(rows) * real
-            texts = self.catalog_emb[rows.clamp(min=0)] * real[..., None]
-            figures = history_evidence(texts, item_pos, self.standard_popularity[rows.clamp(min=0)] * real)
-            out.append(figures[torch.arange(len(part), device=self.device), lengths - 1])
-        return torch.cat(out)
 
     def last_rows(self, histories) -> torch.Tensor:
         """The dense head's history text rows: Float[B, D] the last item's, or [B, K, D] the last K (pool K > 1),

@@ -123,12 +123,11 @@ def _plan_bucket(lengths, order, row_items, tokens_per_batch, n_slots, rng, chun
 
 def collate(rows: list[list[tuple[int, int, int]]], sequences: dict, codes: torch.Tensor,
             text_emb: torch.Tensor = None, behaviors: dict = None, item_group: torch.Tensor = None,
-            item_popularity: torch.Tensor = None, item_standard_popularity: torch.Tensor = None) -> dict:
+            item_popularity: torch.Tensor = None) -> dict:
     """Rows of (seq, start, len) pieces -> model inputs. `sequences` maps sequence index -> item indices;
     `behaviors` (multi-behaviour corpora) maps it to the aligned behaviour ids (recgpt.model.behavior);
     `item_group` (Long[N_items], the item's source dataset) gives each position its dataset (-1: padding),
-    `item_popularity` (Float[N_items]) its item's log popularity (0: padding), `item_standard_popularity` that
-    popularity standardized within the item's dataset (0: padding)."""
+    `item_popularity` (Float[N_items]) its item's log popularity (0: padding)."""
     width = max(sum(n for _, _, n in row) for row in rows)
     n_rows = len(rows)
     items = torch.full((n_rows, width), -1, dtype=torch.long)
@@ -158,8 +157,6 @@ def collate(rows: list[list[tuple[int, int, int]]], sequences: dict, codes: torc
         batch["item_group"] = torch.where(real, item_group[items.clamp(min=0)], -1)
     if item_popularity is not None:
         batch["item_popularity"] = torch.where(real, item_popularity[items.clamp(min=0)].float(), 0.0)
-    if item_standard_popularity is not None:
-        batch["item_standard_popularity"] = torch.where(real, item_standard_popularity[items.clamp(min=0)].float(), 0.0)
     return batch
 
 

@@ -63,8 +63,6 @@ class TrainingInputs:
     item_group: Optional[torch.Tensor] = None  # Long[N_items]: index of the item's source dataset
     catalog_negatives: int = 0  # items drawn uniformly per micro-batch as extra InfoNCE negatives
     item_popularity: Optional[torch.Tensor] = None  # Float[N_items]: log(1 + count in the training sequences)
-    # Float[N_items]: that log popularity standardized within the item's dataset (model.dense.evidence)
-    item_standard_popularity: Optional[torch.Tensor] = None
     slot_levels: Optional[list] = None  # per slot, the tokenizer's FSQ grid levels ([] = not a grid)
     extra: dict = field(default_factory=dict)
     behavior_input: bool = False  # batches carry the corpus's behaviour ids (model.behavior_input)
@@ -160,8 +158,6 @@ def load_training_inputs(cfg) -> TrainingInputs:
         tokenizer_dir=tokenizer_dir, codes_path=codes_path, text_emb=text_emb, item_group=item_group,
         catalog_negatives=dense.catalog_negatives if dense is not None else 0,
         item_popularity=log_popularity(train, len(codes)) if dense is not None and dense.popularity != "none" else None,
-        item_standard_popularity=(standard_popularity(train, item_group) if dense is not None and dense.evidence
-                                  else None),
         slot_levels=read_slot_levels(tokenizer_dir))
 
 
@@ -171,13 +167,6 @@ def log_popularity(source: SequenceSource, n_items: int) -> torch.Tensor:
     from recgpt.data.popularity import item_counts, log_popularity as log1p_counts
 
     return log1p_counts(item_counts(source.column, n_items))
-
-
-def standard_popularity(source: SequenceSource, item_group: torch.Tensor) -> torch.Tensor:
-    """Float[N_items]: each item's log popularity standardized over its own dataset's training interactions."""
-    from recgpt.data.popularity import item_counts, standardized_log_popularity
-
-    return standardized_log_popularity(item_counts(source.column, len(item_group)), item_group)
 
 
 def center_by_group(emb: torch.Tensor, groups: list) -> torch.Tensor:
@@ -242,7 +231,7 @@ class MicroBatchStream:
         wanted = [s for row in rows for s, _, _ in row]
         behaviors = self.source.take_behaviors(wanted) if self.inputs.behavior_input else None
         batch = collate(rows, self.source.take(wanted), self.inputs.codes, self.inputs.text_emb, behaviors,
-                        self.inputs.item_group, self.inputs.item_popularity, self.inputs.item_standard_popularity)
+                        self.inputs.item_group, self.inputs.item_popularity)
         if self.inputs.catalog_negatives and self.inputs.text_emb is not None:  # reproducible per (epoch, batch)
             gen = torch.Generator().manual_seed(int(np.random.SeedSequence([self.seed, self.epoch, b]).generate_state(1)[0]))
             rows = torch.randint(0, len(self.inputs.text_emb), (self.inputs.catalog_negatives,), generator=gen)

@@ -21,8 +21,7 @@ class NextItemObjective(nn.Module):
             raise ValueError("the dense head trains with the parallel head's objective (model.codes.head=parallel)")
 
     def forward(self, codes, item_pos, segment, text_emb=None, behavior=None, item_group=None,
-                negative_emb=None, negative_group=None, item_popularity=None, negative_popularity=None,
-                item_standard_popularity=None) -> torch.Tensor:
+                negative_emb=None, negative_group=None, item_popularity=None, negative_popularity=None) -> torch.Tensor:
         from recgpt.model import next_item_loss, shift_targets
 
         cfg = self.decoder.config
@@ -67,17 +66,9 @@ class NextItemObjective(nn.Module):
                     raise ValueError("model.dense.popularity needs each item's log popularity: pass item_popularity "
                                      "and negative_popularity")
                 next_popularity = F.pad(item_popularity[:, 1:], (0, 1))[target_mask]
-            evidence = None
-            if dense_cfg.evidence:
-                from recgpt.model.dense import history_evidence
-
-                if item_standard_popularity is None:
-                    raise ValueError("model.dense.evidence needs each item's standardized log popularity: pass "
-                                     "item_standard_popularity")
-                evidence = history_evidence(text_emb, item_pos, item_standard_popularity)[target_mask]
             dense = self.decoder.dense_head.infonce_sum(features, next_emb, own, groups, negative_emb, negative_group,
                                                         dense_cfg.negatives != "catalog", next_popularity,
-                                                        negative_popularity, evidence)
+                                                        negative_popularity)
             loss_sum = loss_sum + dense_cfg.loss_weight * codes.shape[-1] * dense
         return torch.stack([loss_sum, n_tokens])
 
