@@ -133,7 +133,8 @@ def score_held_out(rec, folder, fit: dict, max_users: int, given=None, per_user=
         if "priors" in result["per_user"]:  # what the model adds over the priors, on the same users
             over = ratio_rows(result, reference="priors")
             results[protocol + " vs priors"] = [r for r in over if r["method"] in MODEL_ROWS]
-        raw[protocol] = {k: v for k, v in result.items() if k not in ("per_user", "user_ids")}
+        raw[protocol] = {k: v for k, v in result.items() if k not in ("per_user", "user_ids", "given_covered")}
+        raw[protocol]["given_covered"] = {name: int(keep.sum()) for name, keep in covered.items()}  # users with a list
         if per_user:
             raw[protocol].update(user_ids=result["user_ids"], ndcg_per_user={
                 m: [round(float(v), 6) for v in result["per_user"][m]["NDCG"]] for m in per_user if m in result["per_user"]})
