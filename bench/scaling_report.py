@@ -96,7 +96,7 @@ def in_domain_rows(records: list) -> list:
     for r, table in found:
         reference = row_of(r, table, "sasrec_in_domain")
         cells = " | ".join(ratio_text(row_of(r, table, m)) for m in methods)
-        users = table.rsplit("(", 1)[-1].split()[0]
+        users = r["results"]["loo"]["given_covered"]["sasrec_in_domain"]
         lines.append(f"| {r['target']} | {r['mix']} | {r['variant']} | {reference['NDCG@10']:.4f} | {cells} | {users} |")
     return lines
 

@@ -4,6 +4,7 @@ from typing import Optional, Sequence
 import torch
 
 SCORE_BYTES = 1 << 28  # a [rows, N] float32 score matrix of the full-catalog paths: 256 MiB (a few live at once)
+NEG_INF = float("-inf")
 
 
 def histories_per_pass(n_items: int, rows_per_history: int = 1, budget: Optional[int] = None) -> int:
@@ -11,7 +12,6 @@ def histories_per_pass(n_items: int, rows_per_history: int = 1, budget: Optional
     (default SCORE_BYTES; a beam's or RRA's rows counted per history); at least one."""
     budget = SCORE_BYTES if budget is None else budget
     return max(1, budget // (4 * max(n_items, 1) * rows_per_history))
-NEG_INF = float("-inf")
 
 
 def top_k_items(scores: torch.Tensor, k: int, exclude: Optional[Sequence[Sequence[int]]] = None):
