@@ -1,0 +1,216 @@
+"""Does one content / popularity balance carry across domains, and can a label-free catalog statistic set it?
+
+The dense head of `text_dense` learns, in effect, one balance between an item's content match and its log
+popularity (docs/benchmarks.md, "What the head learned"). This bench asks what any such balance can reach,
+without a model: per domain (prepared folder), 1,000 seeded LOO users, history excluded, item vectors centered
+on the catalog's mean (as the text_dense recipe and its priors score them), score
+    raw:     cosine(content kNN user vector, item) + a * log(1 + count)
+    catalog: the same with log(1 + count) divided by its spread over the catalog's items
+    user:    the cosine standardized over the catalog per user + 5a * log(1 + count) standardized over the
+             catalog's items (the form of the priors' fit, recgpt.predict.hybrid; 5a so that one grid serves)
+on a grid of a, beside two label-free statistics of the domain's log before the targets: the share of
+interactions on the top 1% of items (concentration) and the mean cosine of consecutive history items minus that of
+random item pairs (coherence). Then, per held-out domain, with every choice made on other domains:
+    fit domain: the best a on the target's fit domain alone (the priors' kind of choice);
+    mix:        the best a over the domains of the target's largest pretraining mix (one learned balance);
+    rule(s):    a = exp(t0 + t1 * standardized statistic s), (t0, t1) fitted over the same domains.
+NDCG@10 relative to the domain's best a (oracle), paired 95% bootstrap intervals of rule / mix on the targets.
+
+    python bench/balance.py --prepared outputs/scaling/prepared --embed-cache outputs/embed_cache
+"""
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path[0] = str(Path(__file__).resolve().parents[1])  # the repo, not bench/
+
+GRID = (0.0, 0.005, 0.01, 0.02, 0.03, 0.05, 0.07, 0.1, 0.15, 0.2, 0.3, 0.5, 0.7, 1.0)
+FORMS = ("raw", "catalog", "user")
+STATS = ("concentration", "coherence")
+
+
+LEGEND = ("LOO, history excluded, 1,000 seeded users per domain. A cell: the chosen a and NDCG@10 / the domain's "
+          "best a in that form (oracle). A source domain's choices are made on the other source domains (leave one "
+          "out); a target's on its fit domain alone or on the domains of its largest pretraining mix "
+          "(recgpt.data.mixes), never on itself; rule / mix: paired over users, 95% bootstrap interval.\n\n")
+
+
+class Lookup:
+    def __init__(self, ids):
+        from recgpt.data.ids import ItemLookup
+
+        self.item_ids, self.lookup = ids, ItemLookup.of(ids)
+
+    def rows(self, ids):
+        return self.lookup.rows(ids)
+
+
+def domain_table(folder: Path, cache_dir: str, users: int) -> dict:
+    """Per-user NDCG@10 at every (form, a), and the domain's statistics."""
+    import torch
+
+    from recgpt.config.embed import EmbedConfig
+    from recgpt.predict.baselines import normalize_rows, user_vectors
+    from recgpt.predict.catalog import read_catalog_items
+    from recgpt.predict.protocols import build_test_cases, popularity_before_targets
+    from recgpt.predict.transfer import read_interactions
+    from recgpt.tokenizer.embed import embed_items
+
+    items, inter = read_catalog_items(folder), read_interactions(folder)
+    ids = items["item_id"].astype(str).tolist()
+    catalog = Lookup(ids)
+    vectors = embed_items(ids, items["text"].fillna("").astype(str).tolist(), EmbedConfig(cache_dir=cache_dir)).vectors
+    emb = torch.as_tensor(np.asarray(vectors)).float()
+    emb = normalize_rows(emb - emb.mean(0))  # centered on the catalog's mean, as text_dense and its priors see it
+    cases = build_test_cases(inter, catalog, "loo", 1, 0, users)
+    counts = popularity_before_targets(inter, catalog, "loo", 1, 0)
+    log_pop = torch.log1p(torch.tensor(np.asarray(counts), dtype=torch.float32))  # a copy: counts may be read-only
+    cos = normalize_rows(user_vectors(cases.histories, emb)) @ emb.t()
+    for b, history in enumerate(cases.histories):  # history excluded
+        cos[b, torch.as_tensor(history)] = -1e9
+    target = torch.as_tensor([t[0] for t in cases.targets])
+
+    def ndcg(scores):
+        rank = (scores > scores[torch.arange(len(scores)), target][:, None]).sum(1)
+        return torch.where(rank < 10, 1 / torch.log2(rank.float() + 2), torch.zeros(())).numpy().round(5).tolist()
+
+    spread = log_pop.std().clamp_min(1e-6)
+    seen = cos > -1e8  # the history's items are out of the per-user moments too
+    count = seen.sum(1, keepdim=True)
+    mu = torch.where(seen, cos, 0).sum(1, keepdim=True) / count
+    sd = (torch.where(seen, (cos - mu) ** 2, 0).sum(1, keepdim=True) / count).sqrt().clamp_min(1e-6)
+    bases = {"raw": (cos, log_pop), "catalog": (cos, log_pop / spread),
+             "user": ((cos - mu) / sd, 5 * (log_pop - log_pop.mean()) / spread)}
+    table = {form: {str(a): ndcg(base + a * term) for a in GRID} for form, (base, term) in bases.items()}
+    top = np.sort(np.asarray(counts))[::-1]
+    pairs = [(h[i - 1], h[i]) for h in cases.histories for i in range(1, len(h))]
+    gen = torch.Generator().manual_seed(0)
+    random = torch.randint(len(ids), (2, 20000), generator=gen)
+    consecutive = (emb[[p[0] for p in pairs]] * emb[[p[1] for p in pairs]]).sum(1).mean() if pairs else torch.zeros(())
+    stats = {"concentration": float(top[:max(1, len(top) // 100)].sum() / max(top.sum(), 1)),
+             "coherence": float(consecutive - (emb[random[0]] * emb[random[1]]).sum(1).mean())}
+    return {"table": table, "stats": stats, "users": len(cases), "items": len(ids)}
+
+
+def mean(values) -> float:
+    return float(np.mean(values))
+
+
+def best_fixed(results: dict, form: str, domains) -> str:
+    """The a with the highest sum over `domains` of log(NDCG / that domain's best NDCG)."""
+    def score(a):
+        return sum(math.log(max(results[d]["means"][form][a], 1e-6) / oracle(results[d], form)[1]) for d in domains)
+    return max(map(str, GRID), key=score)
+
+
+def oracle(result: dict, form: str) -> tuple:
+    return max(result["means"][form].items(), key=lambda kv: kv[1])
+
+
+def nearest(a: float) -> str:
+    return str(min(GRID, key=lambda g: abs(math.log(g + 1e-3) - math.log(a + 1e-3))))
+
+
+def rule(results: dict, form: str, stat: str, domains):
+    """(t0, t1, mean, spread) fitted over `domains`: a = exp(t0 + t1 * (s - mean) / spread), nearest grid point."""
+    values = np.array([results[d]["stats"][stat] for d in domains])
+    mu, sd = float(values.mean()), float(values.std()) or 1.0
+    best, best_score = None, -math.inf
+    for t0 in np.linspace(math.log(0.0005), math.log(1.0), 25):
+        for t1 in np.linspace(-3, 3, 25):
+            score = sum(math.log(max(results[d]["means"][form][nearest(math.exp(t0 + t1 * (results[d]["stats"][stat] - mu) / sd))], 1e-6)
+                                 / oracle(results[d], form)[1]) for d in domains)
+            if score > best_score:
+                best, best_score = (float(t0), float(t1), mu, sd), score
+    return best
+
+
+def apply_rule(params, value: float) -> str:
+    t0, t1, mu, sd = params
+    return nearest(math.exp(t0 + t1 * (value - mu) / sd))
+
+
+def report(results: dict, plan) -> str:
+    from recgpt.data.mixes import excluded
+    from recgpt.predict.transfer import bootstrap_ratio
+
+    targets = [t for t in plan.targets if t in results]
+    sources = [d for d in results if d not in plan.targets]
+    lines = ["| domain | users | concentration | coherence | content kNN | form | oracle a (NDCG@10) | fit domain | "
+             "mix | rule: concentration | rule: coherence |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    summary = {}
+    for d in sources + targets:
+        if d in plan.targets:  # a target: its fit domain, and the domains of its largest mix
+            fit, mix = plan.fit_domains[d][:1], [s for s in results if s not in excluded(plan, d)]
+        else:  # a source domain: another source's choice is not defined; leave-one-source-out over the sources
+            fit, mix = None, [s for s in sources if s != d]
+        for form in FORMS:
+            res = results[d]
+            best_a, best = oracle(res, form)
+            picks = {"fit domain": best_fixed(results, form, fit) if fit else None, "mix": best_fixed(results, form, mix)}
+            for stat in STATS:
+                picks[f"rule: {stat}"] = apply_rule(rule(results, form, stat, mix), res["stats"][stat])
+            cells = []
+            for name, a in picks.items():
+                if a is None:
+                    cells.append("")
+                    continue
+                value = mean(res["table"][form][a])
+                summary.setdefault((form, name, d in plan.targets), []).append(max(value / best, 1e-3))
+                cell = f"a={a}: {value / best:.3f}"
+                if d in plan.targets and name.startswith("rule"):
+                    r, lo, hi = bootstrap_ratio(np.array(res["table"][form][a]), np.array(res["table"][form][picks["mix"]]))
+                    cell += f" (/ mix {r:.3f} [{lo:.3f}, {hi:.3f}])"
+                cells.append(cell)
+            knn = mean(res["table"][form]["0.0"])
+            lines.append(f"| {d}{' (target)' if d in plan.targets else ''} | {res['users']} | "
+                         f"{res['stats']['concentration']:.3f} | {res['stats']['coherence']:.3f} | {knn:.4f} | {form} | "
+                         f"{best_a} ({best:.4f}) | " + " | ".join(cells) + " |")
+    lines += ["", "Geometric mean of NDCG@10 / the domain's oracle:", "", "| form | choice | sources (leave one out) | targets |",
+              "|---|---|---|---|"]
+    for form in FORMS:
+        for name in ("fit domain", "mix", *[f"rule: {s}" for s in STATS]):
+            cells = [f"{math.exp(np.mean(np.log(summary[(form, name, t)]))):.3f}" if (form, name, t) in summary else ""
+                     for t in (False, True)]
+            lines.append(f"| {form} | {name} | {cells[0]} | {cells[1]} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--prepared", default="outputs/scaling/prepared", help="prepared dataset folders")
+    parser.add_argument("--embed-cache", default="outputs/embed_cache")
+    parser.add_argument("--domains", help="comma-separated (default: the scaling plan's domains)")
+    parser.add_argument("--users", type=int, default=1000)
+    parser.add_argument("--out", default="outputs/balance", help="one json per domain: a rerun resumes")
+    parser.add_argument("--report", default="docs/benchmarks/balance.md")
+    args = parser.parse_args(argv)
+    from recgpt.data.mixes import Plan
+
+    plan = Plan()
+    domains = args.domains.split(",") if args.domains else list(plan.domains)
+    results = {}
+    for d in domains:
+        path = Path(args.out) / f"{d}.json"
+        if not path.is_file():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            result = domain_table(Path(args.prepared) / d, args.embed_cache, args.users)
+            path.write_text(json.dumps(result))
+            print(f"{d}: {result['users']} users, {result['items']} items", flush=True)
+        results[d] = json.loads(path.read_text())
+        results[d]["means"] = {form: {a: mean(v) for a, v in table.items()} for form, table in results[d]["table"].items()}
+    text = ("<!-- written by bench/balance.py: rerun it to change this file -->\n# One content / popularity balance "
+            f"across domains\n\ncommand: `python bench/balance.py{''.join(' ' + a for a in (sys.argv[1:] if argv is None else argv))}`\n\n"
+            + LEGEND
+            + report(results, plan))
+    Path(args.report).write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
