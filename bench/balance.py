@@ -145,7 +145,8 @@ def report(results: dict, plan) -> str:
     summary = {}
     for d in sources + targets:
         if d in plan.targets:  # a target: its fit domain, and the domains of its largest mix
-            fit, mix = plan.fit_domains[d][:1], [s for s in results if s not in excluded(plan, d)]
+            fit = [f for f in plan.fit_domains[d][:1] if f in results] or None  # None: not among --domains
+            mix = [s for s in results if s not in excluded(plan, d)]
         else:  # a source domain: another source's choice is not defined; leave-one-source-out over the sources
             fit, mix = None, [s for s in sources if s != d]
         for form in FORMS:
