@@ -39,16 +39,6 @@ LEGEND = ("LOO, history excluded, 1,000 seeded users per domain. A cell: the cho
           "(recgpt.data.mixes), never on itself; rule / mix: paired over users, 95% bootstrap interval.\n\n")
 
 
-class Lookup:
-    def __init__(self, ids):
-        from recgpt.data.ids import ItemLookup
-
-        self.item_ids, self.lookup = ids, ItemLookup.of(ids)
-
-    def rows(self, ids):
-        return self.lookup.rows(ids)
-
-
 def domain_table(folder: Path, cache_dir: str, users: int) -> dict:
     """Per-user NDCG@10 at every (form, a), and the domain's statistics."""
     import torch
@@ -57,12 +47,12 @@ def domain_table(folder: Path, cache_dir: str, users: int) -> dict:
     from recgpt.predict.baselines import normalize_rows, user_vectors
     from recgpt.predict.catalog import read_catalog_items
     from recgpt.predict.protocols import build_test_cases, popularity_before_targets
-    from recgpt.predict.transfer import read_interactions
+    from recgpt.predict.transfer import ItemRows, read_interactions
     from recgpt.tokenizer.embed import embed_items
 
     items, inter = read_catalog_items(folder), read_interactions(folder)
     ids = items["item_id"].astype(str).tolist()
-    catalog = Lookup(ids)
+    catalog = ItemRows(ids)
     vectors = embed_items(ids, items["text"].fillna("").astype(str).tolist(), EmbedConfig(cache_dir=cache_dir)).vectors
     emb = torch.as_tensor(np.asarray(vectors)).float()
     emb = normalize_rows(emb - emb.mean(0))  # centered on the catalog's mean, as text_dense and its priors see it
@@ -70,8 +60,10 @@ def domain_table(folder: Path, cache_dir: str, users: int) -> dict:
     counts = popularity_before_targets(inter, catalog, "loo", 1, 0)
     log_pop = torch.log1p(torch.tensor(np.asarray(counts), dtype=torch.float32))  # a copy: counts may be read-only
     cos = normalize_rows(user_vectors(cases.histories, emb)) @ emb.t()
-    for b, history in enumerate(cases.histories):  # history excluded
-        cos[b, torch.as_tensor(history)] = -1e9
+    seen = torch.ones_like(cos, dtype=torch.bool)  # False on each user's history items: never ranked
+    for b, history in enumerate(cases.histories):
+        seen[b, torch.as_tensor(history)] = False
+    cos = cos.masked_fill(~seen, -1e9)
     target = torch.as_tensor([t[0] for t in cases.targets])
 
     def ndcg(scores):
@@ -79,7 +71,6 @@ def domain_table(folder: Path, cache_dir: str, users: int) -> dict:
         return torch.where(rank < 10, 1 / torch.log2(rank.float() + 2), torch.zeros(())).numpy().round(5).tolist()
 
     spread = log_pop.std().clamp_min(1e-6)
-    seen = cos > -1e8  # the history's items are out of the per-user moments too
     count = seen.sum(1, keepdim=True)
     mu = torch.where(seen, cos, 0).sum(1, keepdim=True) / count
     sd = (torch.where(seen, (cos - mu) ** 2, 0).sum(1, keepdim=True) / count).sqrt().clamp_min(1e-6)
@@ -94,10 +85,6 @@ def domain_table(folder: Path, cache_dir: str, users: int) -> dict:
     stats = {"concentration": float(top[:max(1, len(top) // 100)].sum() / max(top.sum(), 1)),
              "coherence": float(consecutive - (emb[random[0]] * emb[random[1]]).sum(1).mean())}
     return {"table": table, "stats": stats, "users": len(cases), "items": len(ids)}
-
-
-def mean(values) -> float:
-    return float(np.mean(values))
 
 
 def best_fixed(results: dict, form: str, domains) -> str:
@@ -160,14 +147,14 @@ def report(results: dict, plan) -> str:
                 if a is None:
                     cells.append("")
                     continue
-                value = mean(res["table"][form][a])
+                value = res["means"][form][a]
                 summary.setdefault((form, name, d in plan.targets), []).append(max(value / best, 1e-3))
                 cell = f"a={a}: {value / best:.3f}"
                 if d in plan.targets and name.startswith("rule"):
                     r, lo, hi = bootstrap_ratio(np.array(res["table"][form][a]), np.array(res["table"][form][picks["mix"]]))
                     cell += f" (/ mix {r:.3f} [{lo:.3f}, {hi:.3f}])"
                 cells.append(cell)
-            knn = mean(res["table"][form]["0.0"])
+            knn = res["means"][form]["0.0"]
             lines.append(f"| {d}{' (target)' if d in plan.targets else ''} | {res['users']} | "
                          f"{res['stats']['concentration']:.3f} | {res['stats']['coherence']:.3f} | {knn:.4f} | {form} | "
                          f"{best_a} ({best:.4f}) | " + " | ".join(cells) + " |")
@@ -203,7 +190,7 @@ def main(argv=None) -> int:
             path.write_text(json.dumps(result))
             print(f"{d}: {result['users']} users, {result['items']} items", flush=True)
         results[d] = json.loads(path.read_text())
-        results[d]["means"] = {form: {a: mean(v) for a, v in table.items()} for form, table in results[d]["table"].items()}
+        results[d]["means"] = {form: {a: float(np.mean(v)) for a, v in table.items()} for form, table in results[d]["table"].items()}
     text = ("<!-- written by bench/balance.py: rerun it to change this file -->\n# One content / popularity balance "
             f"across domains\n\ncommand: `python bench/balance.py{''.join(' ' + a for a in (sys.argv[1:] if argv is None else argv))}`\n\n"
             + LEGEND

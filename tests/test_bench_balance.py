@@ -15,11 +15,11 @@ def test_table_at_zero_weight_is_content_knn_and_popularity_helps_on_ml100k(prep
     from recgpt.predict.baselines import content_knn
     from recgpt.predict.metrics import ranking_metrics
     from recgpt.predict.protocols import build_test_cases
-    from recgpt.predict.transfer import read_interactions
+    from recgpt.predict.transfer import ItemRows, read_interactions
 
     folder = prepared_dir("ml-100k")
     result = balance.domain_table(folder, str(tokenizer_cache_dir), 300)
-    catalog = balance.Lookup(real_embeddings.item_ids)
+    catalog = ItemRows(real_embeddings.item_ids)
     cases = build_test_cases(read_interactions(folder), catalog, "loo", 1, 0, 300)
     vectors = np.asarray(real_embeddings.vectors, dtype=np.float32)
     lists = content_knn(cases.histories, vectors - vectors.mean(0), 10, allow_history=False)  # centered
