@@ -1,13 +1,14 @@
 """bench/text_alignment.py end to end on real data: MiniLM vectors of three shared domains, an adapter trained on
-the one source domain, the epoch chosen on the fit domain, both targets scored."""
+the one source domain, the epoch chosen on the fit domain, both targets scored. The domains are the three with the
+shortest item texts (lastfm artists, MovieLens titles), so that embedding them stays a small part of the run."""
 import json
 
 import pytest
 
 from bench import text_alignment
 
-PLAN = {"domains": ["ml-100k", "lastfm", "steam"], "fit_domains": {"ml-100k": ["lastfm"], "lastfm": ["ml-100k"]},
-        "near": {}, "related_kept": {}, "shared_order": ["steam"], "sizes": [1]}
+PLAN = {"domains": ["ml-100k", "ml-1m", "lastfm"], "fit_domains": {"ml-100k": ["ml-1m"], "ml-1m": ["ml-100k"]},
+        "near": {}, "related_kept": {}, "shared_order": ["lastfm"], "sizes": [1]}
 
 
 @pytest.mark.slow
@@ -30,11 +31,11 @@ def test_adapter_is_chosen_on_fit_domains_and_never_trained_on_a_target(prepared
                                 "--report", str(report), "--epochs", "2", "--hidden", "64", "--max-users", "300"]) == 0
 
     trained = json.loads((out / "default" / "mix01" / "train.json").read_text())
-    assert trained["datasets"] == ["steam"] and trained["pairs"]["steam"] > 1000
+    assert trained["datasets"] == ["lastfm"] and trained["pairs"]["lastfm"] > 1000
     assert [e["epoch"] for e in trained["epochs"]] == [0, 1, 2]
     assert trained["epochs"][-1]["loss"] < trained["epochs"][0]["loss"]
     text = report.read_text()
-    for target, fit in (("ml-100k", "lastfm"), ("lastfm", "ml-100k")):
+    for target, fit in (("ml-100k", "ml-1m"), ("ml-1m", "ml-100k")):
         scores = [e["fit_ndcg"][fit] for e in trained["epochs"]]
         folder = out / "default" / "mix01" / f"for-{target}"
         meta = json.loads((folder / "adapter.json").read_text())

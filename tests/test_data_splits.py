@@ -53,3 +53,16 @@ def test_windows_cover_the_sequence():
         assert spans[0][0] == 0 and spans[-1][1] == n
         assert all(b - a == 7 for a, b in spans[1:])
         assert all(b - a <= 7 for a, b in spans) and all(spans[i][1] == spans[i + 1][0] for i in range(len(spans) - 1))
+
+
+def test_user_sequences_order_users_by_first_row_and_items_by_position():
+    import pandas as pd
+
+    frame = pd.DataFrame({"user_id": ["b", "a", "b", "b", 7], "item_id": [1, "x", 3, 4, 5],
+                          "position": [2, 0, 1, 1, 0]})
+    seqs = splits.user_sequences(frame)
+    assert seqs.index.tolist() == ["b", "a", "7"]  # first appearance; ids as text
+    assert seqs.tolist() == [["3", "4", "1"], ["x"], ["5"]]  # equal positions keep their row order
+    assert splits.user_sequences(frame.iloc[:0]).empty
+    with pytest.raises(ValueError, match=r"lack column\(s\) \['position'\]"):
+        splits.user_sequences(frame.drop(columns="position"))

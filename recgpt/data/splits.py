@@ -122,8 +122,8 @@ def user_sequences(interactions: pd.DataFrame) -> pd.Series:
     missing = [c for c in ("user_id", "item_id", "position") if c not in interactions.columns]
     if missing:
         raise ValueError(f"interactions lack column(s) {missing}; got {list(interactions.columns)}")
-    frame = interactions.sort_values(["position"], kind="stable")
-    order = pd.unique(interactions["user_id"].astype(str))
-    seqs = frame.assign(item_id=frame["item_id"].astype(str), user_id=frame["user_id"].astype(str)) \
-        .groupby("user_id", sort=False)["item_id"].agg(list)
-    return seqs.reindex(order)
+    codes, users = pd.factorize(interactions["user_id"].astype(str).to_numpy(dtype=object))
+    rows = np.lexsort((interactions["position"].to_numpy(), codes))  # stable: equal positions keep row order
+    items = interactions["item_id"].astype(str).to_numpy(dtype=object)[rows]
+    chunks = np.split(items, np.cumsum(np.bincount(codes, minlength=len(users)))[:-1]) if len(users) else []
+    return pd.Series([chunk.tolist() for chunk in chunks], index=pd.Index(users, name="user_id"), name="item_id")
