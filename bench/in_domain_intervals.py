@@ -74,7 +74,7 @@ def main() -> int:
             print(lines[-1], flush=True)
     from bench.report import write_table
 
-    write_table(f"in_domain_intervals/{'+'.join(args.datasets)}", "\n".join(lines))
+    write_table(f"{args.out.name}/intervals-{'+'.join(args.datasets)}", "\n".join(lines))  # beside its tables
     return 0
 
 
