@@ -19,7 +19,7 @@ def test_gpu_check_runs_on_cpu(tmp_path, tokenizer_cache_dir):
     assert "| flex_vs_sdpa_bf16 |" in proc.stdout
     r = json.loads((out / "gpu_check.json").read_text())
     assert r["mode"] == "cpu" and "failed" not in r["gpu_tests"]
-    assert "skipped" in r["gpu_tests"] or "deselected" in r["gpu_tests"]
+    assert "skipped" in r["gpu_tests"]  # the gpu tests were found (and skip without CUDA)
     flex = r["flex_vs_sdpa_bf16"]
     assert flex["users_in_batch"] > flex["packed_rows"]  # packed: several users share a row
     assert flex["max_abs_diff"] < 0.1 * max(flex["hidden_abs_mean"], 1e-3) + 0.05  # bf16 rounding, not a bug
