@@ -2,7 +2,8 @@
 recgpt_scratch against SASRec+, NDCG@10 per test user with a 95% interval over users resampled in pairs.
 
 The recgpt exports are re-ranked with the hybrid weights stored in their config.json (fitted on validation
-users by bench/in_domain.py); SASRec+'s lists are read from its report. The figures equal the table's.
+users by bench/in_domain.py), and by their dense head alone (the `[dense]` rows: what the fit may leave out);
+SASRec+'s lists are read from its report. The figures equal the table's.
 
     python bench/in_domain_intervals.py --out outputs/bench/in_domain --datasets ml-100k amazon_scientific
 """
@@ -17,38 +18,39 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
 from recgpt.baselines.data import load_split  # noqa: E402
-from recgpt.baselines.exported import to_catalog_rows  # noqa: E402
-from recgpt.baselines.exported_hybrid import rank_with  # noqa: E402
+from recgpt.baselines.exported_hybrid import loo_test_rows, rank_with, split_recommender  # noqa: E402
 from recgpt.config import load_config  # noqa: E402
 from recgpt.data import load_prepared  # noqa: E402
-from recgpt.predict.recommender import Recommender  # noqa: E402
 from recgpt.predict.run import resolve_dataset  # noqa: E402
 from recgpt.predict.transfer import bootstrap_ratio, per_user  # noqa: E402
 
-PAIRS = (("recgpt_ft", "sasrec"), ("recgpt_ft", "recgpt_scratch"), ("recgpt_scratch", "sasrec"))
+PAIRS = (("recgpt_ft", "sasrec"), ("recgpt_ft", "recgpt_scratch"), ("recgpt_scratch", "sasrec"),
+         ("recgpt_ft[dense]", "recgpt_scratch[dense]"))
 
 
 def per_user_ndcg(root: Path, dataset: str, embed_cache: str) -> dict:
-    """{row: Float[U]} NDCG@10 of every LOO test user, in the split's order (sasrec only where it was run)."""
+    """{row: Float[U]} NDCG@10 of every LOO test user, in the split's order (sasrec only where it was run); the
+    recgpt rows also by their dense head alone (`<row>[dense]`)."""
     cfg = load_config(None, [f"baseline.dataset={dataset}", f"embed.cache_dir={embed_cache}"])
     split = load_split(cfg.baseline, cfg.data)
     prepared = load_prepared(resolve_dataset(dataset, cfg.data))
     out, catalog_ids, test = {}, None, None
-    for row in ("recgpt_ft", "recgpt_scratch"):
-        rec = Recommender.from_pretrained(root / row / "ckpt/run/best", embed_cfg=cfg.embed, scoring="exact")
-        catalog = rec.set_catalog_from_prepared(prepared)
+    for row in ("recgpt_ft", "recgpt_scratch"):  # the catalog, popularity and test users of in_domain.py's table
+        rec = split_recommender(root / row / "ckpt/run/best", prepared, split, cfg.embed)
+        catalog = rec.catalog
         if catalog_ids is not None and list(catalog.item_ids) != catalog_ids:
             raise ValueError(f"{root}: {row}'s catalog orders the items differently from recgpt_ft's")
         catalog_ids = list(catalog.item_ids)
-        test = to_catalog_rows(split.test, split.item_ids, catalog)
-        lists = rank_with(rec, test.histories, {row: dict(rec.model.config.score_weights)}, 10)[row]
-        out[row] = per_user(lists, test.targets, 10)["NDCG"]
+        test = loo_test_rows(split, cfg.baseline, catalog)
+        weights = {row: dict(rec.model.config.score_weights), f"{row}[dense]": {"dense": 1.0}}
+        for name, lists in rank_with(rec, test.histories, weights, 10).items():
+            out[name] = per_user(lists, test.targets, 10)["NDCG"]
     if not (root / "sasrec/recommendations.parquet").is_file():  # not run (--models without sasrec)
         return out
     row_of = {str(item): r for r, item in enumerate(catalog_ids)}
     sasrec = pd.read_parquet(root / "sasrec/recommendations.parquet").sort_values(["user_id", "rank"])
     lists = sasrec.groupby(sasrec["user_id"].astype(str))["item_id"].agg(list)
-    rows = [[row_of[str(i)] for i in lists.get(str(u), [])] for u in split.test.user_ids]
+    rows = [[row_of[str(i)] for i in lists.get(str(u), [])] for u in test.user_ids]
     out["sasrec"] = per_user(rows, test.targets, 10)["NDCG"]
     return out
 

@@ -59,17 +59,27 @@ def store_weights(model_dir: Path, weights: dict) -> None:
     write_json(path, {**config, "score_weights": weights})
 
 
+def split_recommender(model_dir, prepared, split: InDomainSplit, embed_cfg):
+    """The exported model on the split's catalog, its popularity counted over the split's training sequences."""
+    from recgpt.predict.recommender import Recommender
+
+    rec = Recommender.from_pretrained(Path(model_dir), embed_cfg=embed_cfg, scoring="exact")
+    rec.set_popularity(split_popularity(split, rec.set_catalog_from_prepared(prepared, popularity=None)))
+    return rec
+
+
+def loo_test_rows(split: InDomainSplit, cfg, catalog):
+    """The split's LOO test cases in catalog rows: the seeded subset of at most cfg.max_test_users."""
+    return to_catalog_rows(subset(split.test, cfg.max_test_users, cfg.seed), split.item_ids, catalog)
+
+
 def fit_and_store(model_dir, prepared, split: InDomainSplit, cfg, embed_cfg) -> tuple:
     """(Recommender on the split's catalog, fit): weights fitted on the split's validation users (next-10: on
     their first target, the next item) and stored in the export's config.json. No test case is read."""
     from recgpt.predict.protocols import TestCases
-    from recgpt.predict.recommender import Recommender
 
-    rec = Recommender.from_pretrained(Path(model_dir), embed_cfg=embed_cfg, scoring="exact")
-    catalog = rec.set_catalog_from_prepared(prepared, popularity=None)
-    rec.set_popularity(split_popularity(split, catalog))
-    catalog = rec.catalog
-    valid = to_catalog_rows(subset(split.valid, cfg.max_valid_users, cfg.seed), split.item_ids, catalog)
+    rec = split_recommender(model_dir, prepared, split, embed_cfg)
+    valid = to_catalog_rows(subset(split.valid, cfg.max_valid_users, cfg.seed), split.item_ids, rec.catalog)
     first = TestCases(valid.protocol, valid.user_ids, valid.histories, [t[:1] for t in valid.targets], valid.counts)
     fit = fit_on_valid(rec, first, model_components(rec.model.config))
     store_weights(model_dir, fit["weights"])
@@ -85,7 +95,7 @@ def evaluate_hybrid_loo(name: str, model_dir, prepared, split: InDomainSplit, cf
         raise ValueError(f"evaluate_hybrid_loo: a leave-one-out split, got {split.protocol!r}")
     rec, fit = fit_and_store(model_dir, prepared, split, cfg, embed_cfg)
     catalog, names = rec.catalog, model_components(rec.model.config)
-    test = to_catalog_rows(subset(split.test, cfg.max_test_users, cfg.seed), split.item_ids, catalog)
+    test = loo_test_rows(split, cfg, catalog)
     weight_sets = {name: fit["weights"], **{f"{name}[{n}]": {n: 1.0} for n in names if n not in PRIORS},
                    f"{name}[knn+pop]": fit["priors"]}
     ks = sorted(set(cfg.ks))
