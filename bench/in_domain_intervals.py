@@ -41,7 +41,8 @@ def per_user_ndcg(root: Path, dataset: str, embed_cache: str) -> dict:
         if catalog_ids is not None and list(catalog.item_ids) != catalog_ids:
             raise ValueError(f"{root}: {row}'s catalog orders the items differently from recgpt_ft's")
         catalog_ids = list(catalog.item_ids)
-        test = loo_test_rows(split, cfg.baseline, catalog)
+        if test is None:  # one catalog order (checked above), so one set of test rows
+            test = loo_test_rows(split, cfg.baseline, catalog)
         weights = {row: dict(rec.model.config.score_weights), f"{row}[dense]": {"dense": 1.0}}
         for name, lists in rank_with(rec, test.histories, weights, 10).items():
             out[name] = per_user(lists, test.targets, 10)["NDCG"]
