@@ -126,9 +126,7 @@ def tables(records: list) -> str:
                          f"{ratio_text(row_of(r, protocol + ' vs priors'))} | {ratio_text(row_of(r, protocol))} | "
                          f"{dense_text(r, protocol)} | {ratio_text(row_of(r, protocol + ' vs priors', 'model[dense]'))} |")
     lines += code_rows(records) + in_domain_rows(records)
-    lines += ["", "## Does the curve rise? Largest mix / smallest mix (NDCG@10, same users)", "",
-              "| target | protocol | variant | method | smallest | largest | ratio [95% CI] | users |",
-              "|---|---|---|---|---|---|---|---|"]
+    curve = []
     groups = {}
     for r in records:
         groups.setdefault((r["target"], r["variant"]), []).append(r)
@@ -141,8 +139,14 @@ def tables(records: list) -> str:
                 result = paired(small, large, protocol, method)
                 if result is not None:
                     ratio, lo, hi, users = result
-                    lines.append(f"| {target} | {protocol} | {variant} | {method} | {small['mix']} | {large['mix']} | "
+                    curve.append(f"| {target} | {protocol} | {variant} | {method} | {small['mix']} | {large['mix']} | "
                                  f"{ratio:.3f} [{lo:.3f}, {hi:.3f}] | {users} |")
+    lines += ["", "## Does the curve rise? Largest mix / smallest mix (NDCG@10, same users)", ""]
+    if not curve:
+        lines.append("No target has two mixes in these results: no curve to compare.")
+    else:
+        lines += ["| target | protocol | variant | method | smallest | largest | ratio [95% CI] | users |",
+                  "|---|---|---|---|---|---|---|---|"] + curve
     return "\n".join(lines) + "\n"
 
 

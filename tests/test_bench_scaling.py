@@ -113,3 +113,5 @@ def test_curve_table_pairs_users_of_the_two_mixes():
     text = tables([record("big", 100, np.arange(50)[::-1]), record("small", 10, np.arange(50))])
     assert "| t | loo | v | model | small | big | 1.000 [1.000, 1.000] | 50 |" in text
     assert "| t | cold | v | model[dense] | small | big | 1.000 [1.000, 1.000] | 50 |" in text
+    one_mix = tables([record("big", 100, np.arange(50))])  # one mix per target: said, not an empty table
+    assert "No target has two mixes" in one_mix and "| smallest | largest |" not in one_mix
