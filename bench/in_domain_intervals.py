@@ -18,7 +18,8 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
 from recgpt.baselines.data import load_split  # noqa: E402
-from recgpt.baselines.exported_hybrid import loo_test_rows, rank_with, split_recommender  # noqa: E402
+from recgpt.baselines.exported import split_rows  # noqa: E402
+from recgpt.baselines.exported_hybrid import rank_with, split_recommender  # noqa: E402
 from recgpt.config import load_config  # noqa: E402
 from recgpt.data import load_prepared  # noqa: E402
 from recgpt.predict.run import resolve_dataset  # noqa: E402
@@ -42,7 +43,7 @@ def per_user_ndcg(root: Path, dataset: str, embed_cache: str) -> dict:
             raise ValueError(f"{root}: {row}'s catalog orders the items differently from recgpt_ft's")
         catalog_ids = list(catalog.item_ids)
         if test is None:  # one catalog order (checked above), so one set of test rows
-            test = loo_test_rows(split, cfg.baseline, catalog)
+            test = split_rows(split, cfg.baseline, catalog, "test")
         weights = {row: dict(rec.model.config.score_weights), f"{row}[dense]": {"dense": 1.0}}
         for name, lists in rank_with(rec, test.histories, weights, 10).items():
             out[name] = per_user(lists, test.targets, 10)["NDCG"]

@@ -163,11 +163,12 @@ def test_hybrid_weights_are_fitted_on_validation_users_only(dense_export, prepar
     assert result["counts"]["evaluated"] == 150 and 0 <= result["methods"]["m"]["NDCG@10"] <= 1
 
     # bench/in_domain_intervals.py's per-user figures: the same catalog, popularity and users as the table
-    from recgpt.baselines.exported_hybrid import loo_test_rows, rank_with, split_recommender
+    from recgpt.baselines.exported import split_rows
+    from recgpt.baselines.exported_hybrid import rank_with, split_recommender
     from recgpt.predict.transfer import per_user
 
     rec = split_recommender(dense_export, prepared, split, embed_config)
-    test = loo_test_rows(split, cfg, rec.catalog)
+    test = split_rows(split, cfg, rec.catalog, "test")
     for name, weights in (("m", fit["weights"]), ("m[knn+pop]", fit["priors"])):
         lists = rank_with(rec, test.histories, {name: weights}, 10)[name]
         assert np.mean(per_user(lists, test.targets, 10)["NDCG"]) == pytest.approx(result["methods"][name]["NDCG@10"])

@@ -55,6 +55,18 @@ def split_popularity(split: InDomainSplit, catalog):
     return counts_of_ids(catalog.item_ids, [split.item_ids[i] for sequence in split.train for i in sequence])
 
 
+def split_rows(split: InDomainSplit, cfg, catalog, part: str):
+    """The split's seeded `test` or `valid` cases (at most cfg.max_<part>_users) in catalog rows."""
+    cases, limit = (split.test, cfg.max_test_users) if part == "test" else (split.valid, cfg.max_valid_users)
+    return to_catalog_rows(subset(cases, limit, cfg.seed), split.item_ids, catalog)
+
+
+def set_split_catalog(rec, prepared, split: InDomainSplit):
+    """The prepared dataset as `rec`'s catalog, its popularity counted over the split's training sequences."""
+    rec.set_popularity(split_popularity(split, rec.set_catalog_from_prepared(prepared, popularity=None)))
+    return rec.catalog
+
+
 def evaluate_exported(name: str, model_dir, prepared, split: InDomainSplit, cfg, embed_cfg) -> dict:
     """metrics.json-like result of the exported model at `model_dir` on `split` (cfg: a BaselineConfig)."""
     from recgpt.baselines.run import choose_temperature, rank_cases
@@ -62,11 +74,8 @@ def evaluate_exported(name: str, model_dir, prepared, split: InDomainSplit, cfg,
     from recgpt.predict.run import evaluate
 
     rec = Recommender.from_pretrained(Path(model_dir), embed_cfg=embed_cfg, beam_size=cfg.beam_size)
-    catalog = rec.set_catalog_from_prepared(prepared, popularity=None)
-    rec.set_popularity(split_popularity(split, catalog))
-    catalog = rec.catalog
-    test = to_catalog_rows(subset(split.test, cfg.max_test_users, cfg.seed), split.item_ids, catalog)
-    valid = to_catalog_rows(subset(split.valid, cfg.max_valid_users, cfg.seed), split.item_ids, catalog)
+    catalog = set_split_catalog(rec, prepared, split)
+    test, valid = split_rows(split, cfg, catalog, "test"), split_rows(split, cfg, catalog, "valid")
     model, horizon = ExportedModel(name, rec), cfg.horizon if split.protocol == "horizon" else 1
     ks, k = sorted(set(cfg.ks)), max(cfg.ks)
     methods, by_position, temperatures, seconds = {}, {}, {}, {}

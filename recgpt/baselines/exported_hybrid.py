@@ -12,8 +12,8 @@ the table shows what the model adds over the text and popularity priors.
 import json
 from pathlib import Path
 
-from recgpt.baselines.data import InDomainSplit, subset
-from recgpt.baselines.exported import split_popularity, to_catalog_rows
+from recgpt.baselines.data import InDomainSplit
+from recgpt.baselines.exported import set_split_catalog, split_rows
 from recgpt.predict.hybrid import PRIOR_COMPONENTS as PRIORS, best_model_free, component_chunks, fit_score_weights
 from recgpt.predict.ranking import top_k_items
 from recgpt.predict.scoring import combine
@@ -64,13 +64,8 @@ def split_recommender(model_dir, prepared, split: InDomainSplit, embed_cfg):
     from recgpt.predict.recommender import Recommender
 
     rec = Recommender.from_pretrained(Path(model_dir), embed_cfg=embed_cfg, scoring="exact")
-    rec.set_popularity(split_popularity(split, rec.set_catalog_from_prepared(prepared, popularity=None)))
+    set_split_catalog(rec, prepared, split)
     return rec
-
-
-def loo_test_rows(split: InDomainSplit, cfg, catalog):
-    """The split's LOO test cases in catalog rows: the seeded subset of at most cfg.max_test_users."""
-    return to_catalog_rows(subset(split.test, cfg.max_test_users, cfg.seed), split.item_ids, catalog)
 
 
 def fit_and_store(model_dir, prepared, split: InDomainSplit, cfg, embed_cfg) -> tuple:
@@ -79,7 +74,7 @@ def fit_and_store(model_dir, prepared, split: InDomainSplit, cfg, embed_cfg) -> 
     from recgpt.predict.protocols import TestCases
 
     rec = split_recommender(model_dir, prepared, split, embed_cfg)
-    valid = to_catalog_rows(subset(split.valid, cfg.max_valid_users, cfg.seed), split.item_ids, rec.catalog)
+    valid = split_rows(split, cfg, rec.catalog, "valid")
     first = TestCases(valid.protocol, valid.user_ids, valid.histories, [t[:1] for t in valid.targets], valid.counts)
     fit = fit_on_valid(rec, first, model_components(rec.model.config))
     store_weights(model_dir, fit["weights"])
@@ -95,7 +90,7 @@ def evaluate_hybrid_loo(name: str, model_dir, prepared, split: InDomainSplit, cf
         raise ValueError(f"evaluate_hybrid_loo: a leave-one-out split, got {split.protocol!r}")
     rec, fit = fit_and_store(model_dir, prepared, split, cfg, embed_cfg)
     catalog, names = rec.catalog, model_components(rec.model.config)
-    test = loo_test_rows(split, cfg, catalog)
+    test = split_rows(split, cfg, catalog, "test")
     weight_sets = {name: fit["weights"], **{f"{name}[{n}]": {n: 1.0} for n in names if n not in PRIORS},
                    f"{name}[knn+pop]": fit["priors"]}
     ks = sorted(set(cfg.ks))
