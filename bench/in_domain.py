@@ -10,6 +10,7 @@ LOO HR@10 / NDCG@10, next-10 NDCG@10 / Recall@10 per strategy, hit@10 of the fir
     OMP_NUM_THREADS=1 python bench/in_domain.py --datasets ml-100k amazon_scientific --max-seconds 120 \
         [--models popularity markov ...] [--out outputs/bench/in_domain] [baseline.key=value ...]
         [--recgpt recgpt tiger finetune scratch --foundation ckpt/<run>/best --recgpt-protocols loo horizon]
+        [--recgpt-steps 3000 --recgpt-checkpoints 10]  # early stopping: the lowest held-out loss of 10 is scored
         [--foundation-config configs/foundation_dense.yaml]  # a dense-head foundation: LOO by the hybrid score
         [--table-only]    # the tables of the reports already on disk
 """
@@ -75,12 +76,13 @@ def run_recgpt(variant, dataset, protocol, args, out: Path) -> dict:
     if (root / "result.json").is_file() and not args.rerun:
         return json.loads((root / "result.json").read_text())
     embeddings = root / "corpus" / "embeddings"
+    every = -(-args.recgpt_steps // args.recgpt_checkpoints)  # the last checkpoint is always step recgpt_steps
     common = [f"data.datasets=[{dataset}]", f"data.train_split={protocol}",
               "data.prepared_root=outputs/prepared", f"data.corpus_dir={root / 'corpus'}", "data.heldout_users=0.05",
               f"embed.cache_dir={args.embed_cache}", f"embed.output_dir={embeddings}",
               f"run.output_root={root / 'ckpt'}", "run.name=run",
-              f"train.max_steps={args.recgpt_steps}", f"train.eval_every={args.recgpt_steps}",
-              f"train.save_every={args.recgpt_steps}", "eval.select_by=loss"]  # one checkpoint, chosen in-domain
+              f"train.max_steps={args.recgpt_steps}", f"train.eval_every={every}", f"train.save_every={every}",
+              f"train.keep_last={args.recgpt_checkpoints}", "eval.select_by=loss"]  # chosen in-domain, held-out loss
     if variant in FOUNDATION_VARIANTS:
         if not args.foundation:
             raise SystemExit(f"in_domain: --recgpt {variant} needs --foundation DIR (an exported model)")
@@ -123,7 +125,8 @@ def run_recgpt(variant, dataset, protocol, args, out: Path) -> dict:
         start = time.time()
         result = rank_on_split(row, best, dataset, "horizon", args, bool(hybrid))
         seconds["rank"] = round(time.time() - start, 1)
-    result.update({"seconds": {"train": seconds["pretrain"]}, "stage_seconds": seconds})
+    chosen = json.loads((best.parent / "selection.json").read_text())["best"]  # recgpt eval's choice
+    result.update({"seconds": {"train": seconds["pretrain"]}, "stage_seconds": seconds, "checkpoint": chosen})
     (root / "result.json").write_text(json.dumps(result, indent=2))
     return result
 
@@ -241,6 +244,8 @@ def main(argv=None) -> int:
     # 3e-3 over 1e-3: lower held-out-user loss on both ml-100k and amazon_scientific at 120 / 80 steps
     parser.add_argument("--finetune-lr", type=float, default=3e-3, help="train.lr of finetune")
     parser.add_argument("--recgpt-steps", type=int, default=300)
+    parser.add_argument("--recgpt-checkpoints", type=int, default=1,
+                        help="checkpoints kept over --recgpt-steps; the one with the lowest held-out loss is scored")
     parser.add_argument("--recgpt-protocols", nargs="+", default=["loo"], choices=["loo", "horizon"],
                         help="splits the --recgpt models are trained on (next-10 ranked like the baselines)")
     parser.add_argument("--recgpt-strategies", nargs="+", default=list(STRATEGIES), choices=STRATEGIES)
@@ -251,6 +256,8 @@ def main(argv=None) -> int:
     parser.add_argument("--table-only", action="store_true", help="tables of the reports on disk; train nothing")
     parser.add_argument("overrides", nargs="*", help="baseline.key=value for every model")
     args = parser.parse_args(argv)
+    if args.recgpt_checkpoints < 1:
+        parser.error(f"--recgpt-checkpoints must be >= 1, got {args.recgpt_checkpoints}")
     out = Path(args.out)
     if not args.table_only:
         claim_until_exit(out)  # a folder of this bench's (or a new one), one run at a time
