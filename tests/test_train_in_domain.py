@@ -212,3 +212,12 @@ def test_split_rows_become_catalog_rows_and_an_unknown_item_is_named():
     assert out.histories == [[1, 0], [2]] and out.targets == [[2], [0]]
     with pytest.raises(ValueError, match="item 'z' of the split is not in the model's catalog"):
         to_catalog_rows(TestCases("loo", ["u"], [[0, 3]], [[1]]), split_ids, catalog)
+
+
+def test_in_domain_bench_refuses_no_checkpoints_before_claiming_its_folder(tmp_path, capsys):
+    from bench import in_domain
+
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit):
+        in_domain.main(["--recgpt", "scratch", "--recgpt-checkpoints", "0", "--out", str(out)])
+    assert "--recgpt-checkpoints must be >= 1, got 0" in capsys.readouterr().err and not out.exists()
