@@ -11,6 +11,7 @@ LOO HR@10 / NDCG@10, next-10 NDCG@10 / Recall@10 per strategy, hit@10 of the fir
         [--models popularity markov ...] [--out outputs/bench/in_domain] [baseline.key=value ...]
         [--recgpt recgpt tiger finetune scratch --foundation ckpt/<run>/best --recgpt-protocols loo horizon]
         [--recgpt-steps 3000 --recgpt-checkpoints 10]  # early stopping: the lowest held-out loss of 10 is scored
+        [--recgpt-train-users 0.1]  # scarce data: the --recgpt models train on a seeded 10% of the users
         [--foundation-config configs/foundation_dense.yaml]  # a dense-head foundation: LOO by the hybrid score
         [--table-only]    # the tables of the reports already on disk
 """
@@ -79,6 +80,7 @@ def run_recgpt(variant, dataset, protocol, args, out: Path) -> dict:
     every = -(-args.recgpt_steps // args.recgpt_checkpoints)  # the last checkpoint is always step recgpt_steps
     common = [f"data.datasets=[{dataset}]", f"data.train_split={protocol}",
               "data.prepared_root=outputs/prepared", f"data.corpus_dir={root / 'corpus'}", "data.heldout_users=0.05",
+              f"data.train_users={args.recgpt_train_users}",
               f"embed.cache_dir={args.embed_cache}", f"embed.output_dir={embeddings}",
               f"run.output_root={root / 'ckpt'}", "run.name=run",
               f"train.max_steps={args.recgpt_steps}", f"train.eval_every={every}", f"train.save_every={every}",
@@ -246,6 +248,8 @@ def main(argv=None) -> int:
     parser.add_argument("--recgpt-steps", type=int, default=300)
     parser.add_argument("--recgpt-checkpoints", type=int, default=1,
                         help="checkpoints kept over --recgpt-steps; the one with the lowest held-out loss is scored")
+    parser.add_argument("--recgpt-train-users", type=float, default=1.0,
+                        help="seeded share of the split's users the --recgpt models train on (data.train_users)")
     parser.add_argument("--recgpt-protocols", nargs="+", default=["loo"], choices=["loo", "horizon"],
                         help="splits the --recgpt models are trained on (next-10 ranked like the baselines)")
     parser.add_argument("--recgpt-strategies", nargs="+", default=list(STRATEGIES), choices=STRATEGIES)
@@ -258,6 +262,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.recgpt_checkpoints < 1:
         parser.error(f"--recgpt-checkpoints must be >= 1, got {args.recgpt_checkpoints}")
+    if not 0 < args.recgpt_train_users <= 1:
+        parser.error(f"--recgpt-train-users must be in (0, 1], got {args.recgpt_train_users}")
     out = Path(args.out)
     if not args.table_only:
         claim_until_exit(out)  # a folder of this bench's (or a new one), one run at a time

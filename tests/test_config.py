@@ -22,6 +22,7 @@ def test_overrides_take_precedence_over_yaml(tmp_path):
     ("model.codes.head=sideways", "model.codes.head"),
     ("model.n_heads=5", "model.d_model"),
     ("data.heldout_users=1.5", "data.heldout_users"),
+    ("data.train_users=0", "data.train_users"),
 ])
 def test_bad_values_fail_naming_the_key(override, fragment):
     with pytest.raises(ConfigError) as err:

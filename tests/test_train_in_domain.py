@@ -22,6 +22,25 @@ def test_train_split_corpus_never_holds_evaluated_targets(tmp_path, tiny_data_co
     assert corpus.manifest["counts"]["splits"]["train"]["interactions"] == 100_000 - 2 * 943
 
 
+def test_a_share_of_training_users_is_a_seeded_nested_subset(tmp_path, tiny_data_config, prepared_dir):
+    """Real ml-100k: data.train_users keeps about that share of the users not held out, a smaller share is a subset
+    of a larger one, the held-out users do not change, and every user is counted once."""
+    from recgpt.data import build_corpus, load_corpus
+
+    prepared_dir("ml-100k")
+    users = {}
+    for share in (1.0, 0.3, 0.1):
+        cfg = replace(tiny_data_config, datasets=["ml-100k"], train_split="loo", heldout_users=0.05, train_users=share)
+        corpus = load_corpus(build_corpus(cfg, tmp_path / f"corpus{share}"))
+        users[share] = {s: set(corpus.sequences[s]["user_id"]) for s in ("train", "heldout")}
+        counts = corpus.manifest["counts"]["per_dataset"]["ml-100k"]
+        assert counts["train_users"] + counts["heldout_users"] + counts["train_users_left_out"] == counts["users"] == 943
+        assert counts["train_users"] == len(users[share]["train"]) and abs(counts["train_users"] - share * 0.95 * 943) < 40
+    assert users[0.1]["train"] < users[0.3]["train"] < users[1.0]["train"]
+    assert users[0.1]["heldout"] == users[0.3]["heldout"] == users[1.0]["heldout"] and len(users[1.0]["heldout"]) > 20
+    assert not users[0.1]["train"] & users[0.1]["heldout"]
+
+
 @pytest.fixture(scope="module")
 def foundation(tmp_path_factory, tiny_inputs, tiny_tokenizer):
     """An exported model (ckpt/<run>/best layout) trained with the tiny tokenizer."""

@@ -86,6 +86,10 @@ class DataConfig:
     # In-domain training on one dataset's own training split: all (pretraining), loo (each user's last two
     # items, the valid and test targets, left out) or horizon (the last data.horizon items left out).
     train_split: str = "all"
+    # Seeded share of the users not held out whose sequences are trained on (the same users for a seed; a smaller
+    # share is a subset of a larger one); the others are left out of the corpus and counted. A scarce-data setting
+    # for fine-tuning against training from scratch; the held-out users do not change.
+    train_users: float = 1.0
     # Multi-behaviour logs: the corpus keeps each event's behaviour (a `behaviors` column of recgpt.model.behavior
     # ids, 0 where a dataset has none), read by a model with model.behavior_input=true.
     behaviors: bool = False
@@ -95,6 +99,7 @@ class DataConfig:
         check(self.max_items >= 2, "data.max_items", f"must be >= 2, got {self.max_items}")
         check(self.min_items >= 1, "data.min_items", f"must be >= 1, got {self.min_items}")
         check(0.0 <= self.heldout_users < 1.0, "data.heldout_users", f"must be in [0, 1), got {self.heldout_users}")
+        check(0.0 < self.train_users <= 1.0, "data.train_users", f"must be in (0, 1], got {self.train_users}")
         check(self.horizon >= 1, "data.horizon", f"must be >= 1, got {self.horizon}")
         check(self.session_gap_minutes > 0, "data.session_gap_minutes", f"must be > 0, got {self.session_gap_minutes}")
         check(self.train_split in ("all", "loo", "horizon"), "data.train_split",

@@ -24,7 +24,7 @@ from recgpt.config.data import DataConfig
 from recgpt.data.errors import DataFormatError
 from recgpt.data.ids import ItemLookup, fixed_width
 from recgpt.data.prepare import is_current, prepare_dataset
-from recgpt.data.splits import is_heldout, train_lengths
+from recgpt.data.splits import train_lengths, unit_hash
 from recgpt.io import (ArtifactError, clean_stale_temporaries, is_kind, output_lock, read_json, read_manifest,
                        require_files, sha256_json, staged_folder, write_manifest)
 from recgpt.logging import print0
@@ -148,18 +148,21 @@ def add_sequences(name: str, rows, offset: int, cfg: DataConfig, splits: "SplitW
     starts = np.flatnonzero(new_user | np.r_[True, window[1:] != window[:-1]])  # one segment per window
     lengths = np.diff(np.r_[starts, len(users)])
     namespaced = np.array([f"{name}:{u}" for u in users[new_user]], dtype=object)
-    held = np.array([is_heldout(u, cfg.heldout_users, cfg.seed) for u in namespaced], dtype=bool)
+    draw = np.array([unit_hash(cfg.seed, u) for u in namespaced])  # is_heldout's draw
+    held = draw < cfg.heldout_users
+    left_out = draw >= cfg.heldout_users + (1.0 - cfg.heldout_users) * cfg.train_users  # data.train_users
     user_of_seg = np.cumsum(new_user[starts]) - 1
-    seg_held = held[user_of_seg]
+    seg_held, seg_left_out = held[user_of_seg], left_out[user_of_seg]
     counts["users"] += len(namespaced)
     counts["heldout_users"] += int(held.sum())
-    counts["train_users"] += int((~held).sum())
+    counts["train_users"] += int((~held & ~left_out).sum())
+    counts["train_users_left_out"] += int(left_out.sum())
     counts["users_windowed"] += int((window[starts] == 1).sum())
     short = lengths < cfg.min_items
     counts["short_sequences_dropped"] += int(short.sum())
     counts["short_sequence_items_dropped"] += int(lengths[short].sum())
     row_segment = np.repeat(np.arange(len(starts)), lengths)
-    for split, in_split in (("train", ~seg_held), ("heldout", seg_held)):
+    for split, in_split in (("train", ~seg_held & ~seg_left_out), ("heldout", seg_held)):
         keep = in_split & ~short
         if not keep.any():
             continue
@@ -216,7 +219,7 @@ def add_dataset(name: str, folder: Path, offset: int, cfg: DataConfig, items_wri
     if item_ids.duplicate is not None:
         raise DataFormatError(folder / "items.parquet", f"item {item_ids.duplicate!r} is listed twice")
     counts = {"items": len(item_ids), "users": 0, "users_windowed": 0, "short_sequences_dropped": 0,
-              "short_sequence_items_dropped": 0}
+              "short_sequence_items_dropped": 0, "train_users_left_out": 0}
     counts.update({f"{s}_{k}": 0 for s in SPLITS for k in ("users", "sequences", "interactions")})
     for rows in complete_users(folder / "interactions.parquet", item_ids, cfg.behaviors):
         add_sequences(name, rows, offset, cfg, splits, counts)
