@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path[0] = str(Path(__file__).resolve().parents[1])  # the repo root, not bench/
 
-from recgpt.config import load_config  # noqa: E402
+from recgpt.config import ConfigError, load_config  # noqa: E402
 from recgpt.io import claim_until_exit  # noqa: E402
 
 # recgpt trained in-domain (configs/tiny.yaml sizes) on the LOO training split, and TIGER as its configuration.
@@ -71,6 +71,8 @@ def run_recgpt(variant, dataset, protocol, args, out: Path) -> dict:
     `recgpt predict`, next-10 on the baselines' test half with their strategies (recgpt.baselines.exported)."""
     import subprocess
     import time
+
+    from recgpt.evaluate import SELECTION
 
     row = FOUNDATION_VARIANTS.get(variant, variant)
     root = out / f"{dataset}-{protocol}" / row
@@ -127,7 +129,7 @@ def run_recgpt(variant, dataset, protocol, args, out: Path) -> dict:
         start = time.time()
         result = rank_on_split(row, best, dataset, "horizon", args, bool(hybrid))
         seconds["rank"] = round(time.time() - start, 1)
-    chosen = json.loads((best.parent / "selection.json").read_text())["best"]  # recgpt eval's choice
+    chosen = json.loads((best.parent / SELECTION).read_text())["best"]  # recgpt eval's choice
     result.update({"seconds": {"train": seconds["pretrain"]}, "stage_seconds": seconds, "checkpoint": chosen})
     (root / "result.json").write_text(json.dumps(result, indent=2))
     return result
@@ -262,8 +264,10 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.recgpt_checkpoints < 1:
         parser.error(f"--recgpt-checkpoints must be >= 1, got {args.recgpt_checkpoints}")
-    if not 0 < args.recgpt_train_users <= 1:
-        parser.error(f"--recgpt-train-users must be in (0, 1], got {args.recgpt_train_users}")
+    try:  # the config's own check of data.train_users, before the folder is claimed
+        load_config(None, [f"data.train_users={args.recgpt_train_users}"])
+    except ConfigError as err:
+        parser.error(f"--recgpt-train-users: {err}")
     out = Path(args.out)
     if not args.table_only:
         claim_until_exit(out)  # a folder of this bench's (or a new one), one run at a time

@@ -89,6 +89,7 @@ def score_target(args, plan, mix, mix_root: Path, target: str) -> dict:
     from recgpt.config import load_config
     from recgpt.data.corpus import prepared_folder
     from recgpt.data.mixes import excluded
+    from recgpt.evaluate import SELECTION
     from recgpt.predict import Recommender
     from recgpt.predict.hybrid import SCORE_FIT
 
@@ -113,7 +114,7 @@ def score_target(args, plan, mix, mix_root: Path, target: str) -> dict:
     return {"mix": mix.name, "target": target, "variant": args.name, "datasets": list(mix.datasets),
             "interactions": manifest["interactions"], "fit_domains": fit_domains,
             "pretrain": json.loads((run_dir / "pretrain_stats.json").read_text()),
-            "best": json.loads((run_dir / "selection.json").read_text())["best"],
+            "best": json.loads((run_dir / SELECTION).read_text())["best"],
             "fit": {k: v for k, v in fit.items() if k != "table"}, "tables": tables, "results": raw}
 
 

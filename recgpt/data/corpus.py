@@ -24,7 +24,7 @@ from recgpt.config.data import DataConfig
 from recgpt.data.errors import DataFormatError
 from recgpt.data.ids import ItemLookup, fixed_width
 from recgpt.data.prepare import is_current, prepare_dataset
-from recgpt.data.splits import train_lengths, unit_hash
+from recgpt.data.splits import train_lengths, user_roles
 from recgpt.io import (ArtifactError, clean_stale_temporaries, is_kind, output_lock, read_json, read_manifest,
                        require_files, sha256_json, staged_folder, write_manifest)
 from recgpt.logging import print0
@@ -148,9 +148,7 @@ def add_sequences(name: str, rows, offset: int, cfg: DataConfig, splits: "SplitW
     starts = np.flatnonzero(new_user | np.r_[True, window[1:] != window[:-1]])  # one segment per window
     lengths = np.diff(np.r_[starts, len(users)])
     namespaced = np.array([f"{name}:{u}" for u in users[new_user]], dtype=object)
-    draw = np.array([unit_hash(cfg.seed, u) for u in namespaced])  # is_heldout's draw
-    held = draw < cfg.heldout_users
-    left_out = draw >= cfg.heldout_users + (1.0 - cfg.heldout_users) * cfg.train_users  # data.train_users
+    held, left_out = user_roles(namespaced, cfg.heldout_users, cfg.train_users, cfg.seed)
     user_of_seg = np.cumsum(new_user[starts]) - 1
     seg_held, seg_left_out = held[user_of_seg], left_out[user_of_seg]
     counts["users"] += len(namespaced)

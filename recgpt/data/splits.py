@@ -70,6 +70,14 @@ def is_heldout(user_id: str, fraction: float, seed: int) -> bool:
     return unit_hash(seed, user_id) < fraction
 
 
+def user_roles(user_ids: Sequence[str], heldout: float, train_users: float, seed: int) -> tuple:
+    """(held out, left out) masks over `user_ids`: held out as is_heldout decides; of the other users only those
+    whose draw falls in the first `train_users` share of the rest are trained on (a smaller share is a subset of
+    a larger one, the held-out users do not change), the others are left out."""
+    draw = np.fromiter((unit_hash(seed, str(u)) for u in user_ids), dtype=float, count=len(user_ids))
+    return draw < heldout, draw >= heldout + (1.0 - heldout) * train_users
+
+
 def user_holdout(user_ids: Sequence[str], fraction: float, seed: int) -> np.ndarray:
     """Boolean mask over `user_ids`: True = held out (see is_heldout)."""
     return np.fromiter((is_heldout(str(u), fraction, seed) for u in user_ids), dtype=bool, count=len(user_ids))
