@@ -29,7 +29,7 @@ from recgpt.io import claim_until_exit  # noqa: E402
 RECGPT_VARIANTS = {"recgpt": [], "tiger": ["tokenizer.kind=rqvae", "model.recipe=tiger"]}
 # With --foundation DIR (an exported model, configs/foundation.yaml): the target catalog encoded with DIR's
 # tokenizer, then fine-tuned from DIR's weights at --finetune-lr (finetune) or trained from scratch with the same
-# architecture, tokenizer and steps at the configuration's own lr (scratch, the control). A foundation with a
+# architecture (train.init_weights=random), tokenizer and steps at the configuration's own lr (scratch, the control). A foundation with a
 # dense head (configs/foundation_dense.yaml) is scored on LOO by the hybrid, its weights fitted on the split's
 # validation users (recgpt.baselines.exported_hybrid), its components and the priors alone beside it.
 FOUNDATION_VARIANTS = {"finetune": "recgpt_ft", "scratch": "recgpt_scratch"}
@@ -94,7 +94,8 @@ def run_recgpt(variant, dataset, protocol, args, out: Path) -> dict:
         common = ["--config", args.foundation_config, *common, f"tokenizer.output_dir={foundation / 'tokenizer'}",
                   f"train.codes_path={embeddings / 'codes.safetensors'}",
                   f"train.warmup_steps={max(1, args.recgpt_steps // 10)}"]
-        common += [f"train.init_from={foundation}", f"train.lr={args.finetune_lr}"] if variant == "finetune" else []
+        common += [f"train.init_from={foundation}"]  # scratch: the foundation's architecture, fresh weights
+        common += [f"train.lr={args.finetune_lr}"] if variant == "finetune" else ["train.init_weights=random"]
         codes = (["tokenize", "assign"], ["--embeddings", str(embeddings)])
     else:
         common = ["--config", "configs/tiny.yaml", *common, f"tokenizer.output_dir={root / 'tokenizer'}",
@@ -244,7 +245,7 @@ def main(argv=None) -> int:
                         help="also train recgpt / TIGER / fine-tuned recgpt in-domain with the recgpt CLI")
     parser.add_argument("--foundation", help="exported foundation model (ckpt/<run>/best) for finetune / scratch")
     parser.add_argument("--foundation-config", default="configs/foundation.yaml",
-                        help="config of finetune / scratch (scratch's architecture and lr; finetune keeps the foundation's)")
+                        help="config of finetune / scratch (training settings and scratch's lr; both take the foundation's architecture)")
     # 3e-3 over 1e-3: lower held-out-user loss on both ml-100k and amazon_scientific at 120 / 80 steps
     parser.add_argument("--finetune-lr", type=float, default=3e-3, help="train.lr of finetune")
     parser.add_argument("--recgpt-steps", type=int, default=300)

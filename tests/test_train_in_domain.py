@@ -70,6 +70,38 @@ def test_fine_tuning_starts_from_the_exported_weights(tiny_train_cfg, tiny_input
     trainer.train()  # and it trains from there
 
 
+def test_the_from_scratch_control_has_the_exported_architecture_and_fresh_weights(tiny_train_cfg, tiny_inputs,
+                                                                                   foundation):
+    """train.init_weights=random: the foundation's architecture (not the config's model section) with the weights a
+    run without init_from would draw under the same seed."""
+    from safetensors.torch import load_file
+
+    from recgpt.model import ItemCodeDecoder
+    from recgpt.train.trainer import Trainer
+
+    trainer = Trainer(tiny_train_cfg(f"train.init_from={foundation}", "train.init_weights=random",
+                                     "train.max_steps=2"), tiny_inputs).build()
+    assert trainer.model_config.d_model == 32 and trainer.row_items == 64
+    exported = load_file(str(foundation / "model.safetensors"))
+    state = trainer.accelerator.unwrap_model(trainer.model).decoder.state_dict()
+    assert set(exported) <= set(state)  # (tied output matrices are saved once)
+    changed = [k for k, v in exported.items() if v.is_floating_point() and v.std() > 0 and not torch.equal(state[k], v)]
+    assert len(changed) > len(exported) // 2  # matrices redrawn, not loaded
+    torch.manual_seed(0)
+    fresh = ItemCodeDecoder(trainer.model_config).state_dict()
+    assert all(torch.equal(state[k], fresh[k]) for k in fresh)  # seeded as train.seed=0 draws them
+    trainer.train()
+
+
+def test_random_init_needs_a_model_to_take_the_architecture_from(tiny_train_cfg):
+    from recgpt.config import ConfigError
+
+    with pytest.raises(ConfigError, match="train.init_weights.*init_from"):
+        tiny_train_cfg("train.init_weights=random")
+    with pytest.raises(ConfigError, match="train.init_weights.*pretrained.random"):
+        tiny_train_cfg("train.init_weights=zeros")
+
+
 def test_fine_tuning_refuses_a_model_with_another_tokenizer(tmp_path, tiny_train_cfg, tiny_inputs, foundation):
     from safetensors.torch import load_file, save_file
 

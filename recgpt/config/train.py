@@ -39,6 +39,9 @@ class TrainConfig:
     text_embeddings_dir: Optional[str] = None
     # Fine-tuning: start from an exported model (ckpt/<run>/best); training must use its tokenizer.
     init_from: Optional[str] = None
+    # pretrained: start from init_from's weights | random: its architecture and tokenizer, fresh weights (the
+    # from-scratch control of a fine-tuning run, the same model by construction)
+    init_weights: str = "pretrained"
     seed: int = 0
 
     def __post_init__(self):
@@ -64,5 +67,9 @@ class TrainConfig:
         check(self.keep_last >= 1, "train.keep_last", f"must be >= 1, got {self.keep_last}")
         check(self.tokens_per_batch >= 1, "train.tokens_per_batch", f"must be >= 1, got {self.tokens_per_batch}")
         check(self.peak_flops >= 0, "train.peak_flops", f"must be >= 0, got {self.peak_flops}")
+        check(self.init_weights in ("pretrained", "random"), "train.init_weights",
+              f"pretrained|random, got {self.init_weights!r}")
+        check(self.init_weights == "pretrained" or bool(self.init_from), "train.init_weights",
+              "random takes the architecture of train.init_from, which is not set")
         known = {"jsonl", "tensorboard", "wandb"}
         check(set(self.trackers) <= known, "train.trackers", f"unknown {sorted(set(self.trackers) - known)}")

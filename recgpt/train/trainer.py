@@ -146,11 +146,14 @@ class Trainer:
         candidates = self.resume_candidates() if tcfg.resume else []
         self.accelerator = acc = make_accelerator(cfg, make_trackers(tcfg.trackers, self.run_dir), self.run_dir)
         set_seed(tcfg.seed)
-        if tcfg.init_from:  # fine-tuning: the exported model's own architecture and weights
+        if tcfg.init_from:  # fine-tuning: the exported model's own architecture and weights (or fresh ones)
             from recgpt.train.init import load_foundation
 
             decoder = load_foundation(tcfg.init_from, inputs)
             self.model_config = decoder.config
+            if tcfg.init_weights == "random":  # seeded as a run without init_from would be
+                set_seed(tcfg.seed)
+                decoder = ItemCodeDecoder(self.model_config)
         else:
             self.model_config = ItemCodeDecoderConfig.from_recgpt(cfg.model, inputs.slot_vocab_sizes,
                                                                   inputs.text_dim or 0, inputs.slot_levels)
