@@ -6,6 +6,7 @@ users by bench/in_domain.py), and by their dense head alone (the `[dense]` rows:
 SASRec+'s lists are read from its report. The figures equal the table's.
 
     python bench/in_domain_intervals.py --out outputs/bench/in_domain --datasets ml-100k amazon_scientific
+    python bench/in_domain_intervals.py --out OUT --against OUT2 --datasets yelp   # OUT's rows / OUT2's, paired
 """
 import argparse
 import sys
@@ -37,6 +38,8 @@ def per_user_ndcg(root: Path, dataset: str, embed_cache: str) -> dict:
     prepared = load_prepared(resolve_dataset(dataset, cfg.data))
     out, catalog_ids, test = {}, None, None
     for row in ("recgpt_ft", "recgpt_scratch"):  # the catalog, popularity and test users of in_domain.py's table
+        if not (root / row / "ckpt/run/best").is_dir():  # not run (--recgpt without it)
+            continue
         rec = split_recommender(root / row / "ckpt/run/best", prepared, split, cfg.embed)
         catalog = rec.catalog
         if catalog_ids is not None and list(catalog.item_ids) != catalog_ids:
@@ -47,7 +50,7 @@ def per_user_ndcg(root: Path, dataset: str, embed_cache: str) -> dict:
         weights = {row: dict(rec.model.config.score_weights), f"{row}[dense]": {"dense": 1.0}}
         for name, lists in rank_with(rec, test.histories, weights, 10).items():
             out[name] = per_user(lists, test.targets, 10)["NDCG"]
-    if not (root / "sasrec/recommendations.parquet").is_file():  # not run (--models without sasrec)
+    if test is None or not (root / "sasrec/recommendations.parquet").is_file():  # not run (--models without sasrec)
         return out
     row_of = {str(item): r for r, item in enumerate(catalog_ids)}
     sasrec = pd.read_parquet(root / "sasrec/recommendations.parquet").sort_values(["user_id", "rank"])
@@ -62,13 +65,23 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=Path("outputs/bench/in_domain"), help="bench/in_domain.py --out")
     parser.add_argument("--datasets", nargs="+", default=["ml-100k", "amazon_scientific"])
     parser.add_argument("--embed-cache", default="outputs/embed_cache")
+    parser.add_argument("--against", type=Path, help="another --out (other foundation or architecture): each recgpt "
+                                                         "row here against the same row there, same test users")
     args = parser.parse_args()
     torch.set_num_threads(1)
     lines = ["| dataset | pair | NDCG@10 | ratio [95% paired CI] | users |", "|---|---|---|---|---|"]
     print("\n".join(lines))
     for dataset in args.datasets:
         ndcg = per_user_ndcg(args.out / f"{dataset}-loo", dataset, args.embed_cache)
-        for a, b in PAIRS:
+        pairs = PAIRS
+        if args.against:  # the other output's rows, named by its folder
+            other = per_user_ndcg(args.against / f"{dataset}-loo", dataset, args.embed_cache)
+            ndcg.update({f"{row} ({args.against.name})": v for row, v in other.items()})
+            pairs = [(row, f"{row} ({args.against.name})") for row in other if row in ndcg and row != "sasrec"]
+        for a, b in pairs:
+            if a not in ndcg:
+                print(f"{dataset}: {a} was not run, {a} / {b} left out", flush=True)
+                continue
             if b not in ndcg:
                 print(f"{dataset}: {b} was not run, {a} / {b} left out", flush=True)
                 continue
@@ -78,7 +91,8 @@ def main() -> int:
             print(lines[-1], flush=True)
     from bench.report import write_table
 
-    write_table(f"{args.out.name}/intervals-{'+'.join(args.datasets)}", "\n".join(lines))  # beside its tables
+    against = f"-vs-{args.against.name}" if args.against else ""
+    write_table(f"{args.out.name}/intervals-{'+'.join(args.datasets)}{against}", "\n".join(lines))  # beside its tables
     return 0
 
 

@@ -42,7 +42,11 @@ def test_recipes_are_overridden_key_by_key():
                              "model.dense.popularity=none"])  # a part added to a recipe that has none
     assert cfg.model.codes is not None and cfg.model.dense.query == "state"
     assert load_config(None, ["model.recipe=tiger"]).model.codes.head == "autoregressive"
-    assert set(RECIPES) == {"text_dense", "code", "code_text", "hybrid", "tiger"}
+    assert set(RECIPES) == {"text_dense", "text_state", "code", "code_text", "hybrid", "tiger"}
+    state = load_config(None, ["model.recipe=text_state"]).model  # text_dense but for the query and the tower
+    dense = load_config(None, ["model.recipe=text_dense", "model.dense.query=content_state",
+                               "model.dense.item_tower=true"]).model
+    assert state.dense == dense.dense and state.recipe == "text_state"
 
 
 def test_the_earlier_recipe_name_reads_as_the_same_recipe(tmp_path):

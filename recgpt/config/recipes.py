@@ -21,6 +21,14 @@ RECIPES = {
         {"text_input": True, "center_text": True, "codes": None, "behavior": None,
          "dense": {"query": "content", "pool": 5, "item_tower": False, "negatives": "catalog",
                    "catalog_negatives": 1024, "popularity": "gated"}}),
+    "text_state": Recipe(
+        "For training on a domain itself (in-domain, fine-tuning): text_dense with the transformer state added to "
+        "the query (a projection starting at zero) and every item vector through the item tower (a residual MLP "
+        "starting as the identity). Trained in-domain it beats text_dense (yelp 1.18x, steam 1.08x); zero-shot it does "
+        "not.",
+        {"text_input": True, "center_text": True, "codes": None, "behavior": None,
+         "dense": {"query": "content_state", "pool": 5, "item_tower": True, "negatives": "catalog",
+                   "catalog_negatives": 1024, "popularity": "gated"}}),
     "code": Recipe(
         "RecGPT's generative model: item codes in, a parallel head predicting the next item's codes (the catalog "
         "is scored exactly by a gather); no text input, no dense head.",
