@@ -12,23 +12,23 @@ class Recipe:
     model: dict
 
 
+TEXT_DENSE = {"text_input": True, "center_text": True, "codes": None, "behavior": None,
+              "dense": {"query": "content", "pool": 5, "item_tower": False, "negatives": "catalog",
+                        "catalog_negatives": 1024, "popularity": "gated"}}
+
 RECIPES = {
     "text_dense": Recipe(
         "The recommended recipe, also for catalogs never seen in pretraining: item text as input (centered per catalog), "
         "no code head, a dense head whose query pools the last 5 items' texts and whose score adds a learned "
         "per-user popularity weight and content gate; InfoNCE over the query's own target and 1,024 uniform "
         "items of its dataset.",
-        {"text_input": True, "center_text": True, "codes": None, "behavior": None,
-         "dense": {"query": "content", "pool": 5, "item_tower": False, "negatives": "catalog",
-                   "catalog_negatives": 1024, "popularity": "gated"}}),
+        TEXT_DENSE),
     "text_state": Recipe(
         "For training on a domain itself (in-domain, fine-tuning): text_dense with the transformer state added to "
         "the query (a projection starting at zero) and every item vector through the item tower (a residual MLP "
         "starting as the identity). Trained in-domain it beats text_dense (yelp 1.18x, steam 1.08x); zero-shot it does "
         "not.",
-        {"text_input": True, "center_text": True, "codes": None, "behavior": None,
-         "dense": {"query": "content_state", "pool": 5, "item_tower": True, "negatives": "catalog",
-                   "catalog_negatives": 1024, "popularity": "gated"}}),
+        {**TEXT_DENSE, "dense": {**TEXT_DENSE["dense"], "query": "content_state", "item_tower": True}}),
     "code": Recipe(
         "RecGPT's generative model: item codes in, a parallel head predicting the next item's codes (the catalog "
         "is scored exactly by a gather); no text input, no dense head.",
