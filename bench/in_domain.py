@@ -76,7 +76,7 @@ def run_recgpt(variant, dataset, protocol, args, out: Path) -> dict:
 
     row = FOUNDATION_VARIANTS.get(variant, variant)
     root = out / f"{dataset}-{protocol}" / row
-    if (root / "result.json").is_file() and not args.rerun:
+    if (root / "result.json").is_file() and not (args.rerun or args.rerank):
         return json.loads((root / "result.json").read_text())
     embeddings = root / "corpus" / "embeddings"
     every = -(-args.recgpt_steps // args.recgpt_checkpoints)  # the last checkpoint is always step recgpt_steps
@@ -260,6 +260,8 @@ def main(argv=None) -> int:
     parser.add_argument("--config", default=None)
     parser.add_argument("--out", default="outputs/bench/in_domain")
     parser.add_argument("--rerun", action="store_true", help="retrain models whose report already exists")
+    parser.add_argument("--rerank", action="store_true",
+                        help="score the recgpt models already trained again (a new fit and ranking), no retraining")
     parser.add_argument("--table-only", action="store_true", help="tables of the reports on disk; train nothing")
     parser.add_argument("overrides", nargs="*", help="baseline.key=value for every model")
     args = parser.parse_args(argv)

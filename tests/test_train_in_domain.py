@@ -188,7 +188,8 @@ def dense_export(tmp_path_factory, predict_tokenizer, ml100k_catalog):
 def test_hybrid_weights_are_fitted_on_validation_users_only(dense_export, prepared_dir, embed_config):
     """Real ml-100k LOO split: the fitted weights (and their validation NDCG) do not change when every test
     target is replaced; they are the validation argmax (at least each component alone and the priors alone),
-    stored in the model's config.json; the test users are ranked with them and with each component."""
+    stored in the model's config.json; the test users are ranked with them and with each component. The fit
+    takes baseline.max_fit_users validation users (by default all), not the early-stopping subset."""
     import json
 
     from recgpt.baselines.data import build_split
@@ -201,7 +202,7 @@ def test_hybrid_weights_are_fitted_on_validation_users_only(dense_export, prepar
     split = build_split(prepared.interactions, "ml-100k", "loo")
     targets = [split.test.targets[(i + 1) % len(split.test)] for i in range(len(split.test))]
     moved = replace(split, test=TestCases("loo", split.test.user_ids, split.test.histories, targets, {}))
-    cfg = BaselineConfig(max_valid_users=150, max_test_users=150, ks=[10])
+    cfg = BaselineConfig(max_valid_users=100, max_fit_users=150, max_test_users=150, ks=[10])
     result = evaluate_hybrid_loo("m", dense_export, prepared, split, cfg, embed_config)
     other = evaluate_hybrid_loo("m", dense_export, prepared, moved, cfg, embed_config)
     fit = result["score_fit"]
@@ -220,6 +221,7 @@ def test_hybrid_weights_are_fitted_on_validation_users_only(dense_export, prepar
 
     rec = split_recommender(dense_export, prepared, split, embed_config)
     test = split_rows(split, cfg, rec.catalog, "test")
+    assert len(split_rows(split, BaselineConfig(), rec.catalog, "fit")) == len(split.valid)  # by default: all
     for name, weights in (("m", fit["weights"]), ("m[knn+pop]", fit["priors"])):
         lists = rank_with(rec, test.histories, {name: weights}, 10)[name]
         assert np.mean(per_user(lists, test.targets, 10)["NDCG"]) == pytest.approx(result["methods"][name]["NDCG@10"])
@@ -240,7 +242,7 @@ def test_next10_hybrid_is_fitted_on_the_valid_half_and_ranks_with_its_prior(dens
     prepared = load_prepared(prepared_dir("ml-100k"))
     split = build_split(prepared.interactions, "ml-100k", "horizon")
     cfg = BaselineConfig(protocol="horizon", ks=[1, 10], strategies=["exact", "greedy"], max_valid_users=60,
-                         max_test_users=8)
+                         max_fit_users=60, max_test_users=8)
     fit = fit_and_store(dense_export, prepared, split, cfg, embed_config)[1]
     moved = replace(split, test=TestCases("horizon", split.test.user_ids, split.test.histories,
                                           [t[::-1] for t in split.test.targets[1:] + split.test.targets[:1]], {}))

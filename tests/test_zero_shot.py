@@ -218,10 +218,11 @@ def test_fit_score_weights_finds_the_informative_component():
     assert max(v for _, v in table) > 2 * min(v for _, v in table)
 
 
-@pytest.mark.parametrize("chunk", [8192, 7])
-def test_fit_table_equals_combining_each_grid_point_from_raw_scores(chunk):
-    """The fit reads the catalog in chunks (two passes: moments, then the items above each target); every grid
-    point must score as `combine` + top-k of the whole rows with the history excluded would."""
+@pytest.mark.parametrize("chunk, block", [(8192, 1 << 20), (7, 1 << 20), (7, 20), (40, 1)])
+def test_fit_table_equals_combining_each_grid_point_from_raw_scores(chunk, block):
+    """The fit reads the catalog in chunks (two passes: moments, then the items above each target), a block of
+    users at a time; every grid point must score as `combine` + top-k of the whole rows with the history
+    excluded would."""
     from recgpt.predict.hybrid import ndcg_at_k
 
     gen = torch.Generator().manual_seed(1)
@@ -230,7 +231,7 @@ def test_fit_table_equals_combining_each_grid_point_from_raw_scores(chunk):
     targets = torch.randint(0, 40, (30,), generator=gen).tolist()
     histories = [[(t + 1) % 40, (t + 7) % 40] if i % 3 else [] for i, t in enumerate(targets)]
     histories[4].append(targets[4])  # a target in its own history is excluded: never a hit
-    _, table = fit_score_weights(parts, targets, histories, k=10, step=0.25, chunk=chunk)
+    _, table = fit_score_weights(parts, targets, histories, k=10, step=0.25, chunk=chunk, block=block)
     assert max(v for _, v in table) > 0.2
     for weights, value in table:
         assert value == pytest.approx(ndcg_at_k(combine(parts, weights), targets, histories, 10), abs=1e-6)

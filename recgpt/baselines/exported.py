@@ -56,8 +56,10 @@ def split_popularity(split: InDomainSplit, catalog):
 
 
 def split_rows(split: InDomainSplit, cfg, catalog, part: str):
-    """The split's seeded `test` or `valid` cases (at most cfg.max_<part>_users) in catalog rows."""
-    cases, limit = (split.test, cfg.max_test_users) if part == "test" else (split.valid, cfg.max_valid_users)
+    """The split's seeded `test`, `valid` or `fit` (validation users for the hybrid fit) cases, at most
+    cfg.max_<part>_users of them, in catalog rows."""
+    cases, limit = {"test": (split.test, cfg.max_test_users), "valid": (split.valid, cfg.max_valid_users),
+                    "fit": (split.valid, cfg.max_fit_users)}[part]
     return to_catalog_rows(subset(cases, limit, cfg.seed), split.item_ids, catalog)
 
 

@@ -69,12 +69,13 @@ def split_recommender(model_dir, prepared, split: InDomainSplit, embed_cfg):
 
 
 def fit_and_store(model_dir, prepared, split: InDomainSplit, cfg, embed_cfg) -> tuple:
-    """(Recommender on the split's catalog, fit): weights fitted on the split's validation users (next-10: on
-    their first target, the next item) and stored in the export's config.json. No test case is read."""
+    """(Recommender on the split's catalog, fit): weights fitted on the split's validation users (at most
+    cfg.max_fit_users; next-10: on their first target, the next item) and stored in the export's config.json.
+    No test case is read."""
     from recgpt.predict.protocols import TestCases
 
     rec = split_recommender(model_dir, prepared, split, embed_cfg)
-    valid = split_rows(split, cfg, rec.catalog, "valid")
+    valid = split_rows(split, cfg, rec.catalog, "fit")
     first = TestCases(valid.protocol, valid.user_ids, valid.histories, [t[:1] for t in valid.targets], valid.counts)
     fit = fit_on_valid(rec, first, model_components(rec.model.config))
     store_weights(model_dir, fit["weights"])

@@ -90,6 +90,9 @@ class BaselineConfig:
     beam_size: int = 10
     max_valid_users: int = 1000  # seeded subset used for early stopping and temperature choice
     max_test_users: Optional[int] = None
+    # An exported recgpt model's hybrid score weights are fitted on this many validation users (None: all of
+    # them; on 1,000 the yelp fit overweighted popularity, docs/benchmarks.md).
+    max_fit_users: Optional[int] = None
     eval_batch: int = 256
     # Training (torch models): early stopping on validation NDCG@10.
     epochs: int = 100
@@ -134,8 +137,9 @@ class BaselineConfig:
                     "eval_every_epochs", "bpr_epochs", "bpr_epochs_per_eval", "batch_size", "max_len", "d_model", "n_layers", "n_heads", "factors",
                     "knn_neighbors", "threads"):
             check(getattr(self, key) >= 1, f"baseline.{key}", f"must be >= 1, got {getattr(self, key)}")
-        check(self.max_test_users is None or self.max_test_users >= 1, "baseline.max_test_users",
-              f"must be >= 1, got {self.max_test_users}")
+        for key in ("max_test_users", "max_fit_users"):
+            check(getattr(self, key) is None or getattr(self, key) >= 1, f"baseline.{key}",
+                  f"must be >= 1, got {getattr(self, key)}")
         check(self.d_model % self.n_heads == 0, "baseline.d_model", f"must be a multiple of n_heads ({self.n_heads})")
         check(0.0 <= self.dropout < 1.0, "baseline.dropout", f"must be in [0, 1), got {self.dropout}")
         check(0.0 < self.mask_prob < 1.0, "baseline.mask_prob", f"must be in (0, 1), got {self.mask_prob}")

@@ -48,12 +48,14 @@ def ndcg_at_k(scores: torch.Tensor, targets: Sequence[int], histories: Sequence[
 
 
 def fit_score_weights(parts, targets: Sequence[int], histories: Sequence[Sequence[int]], k: int = 10,
-                      step: float = 0.1, n_items: Optional[int] = None, chunk: int = 8192) -> tuple[dict, list]:
+                      step: float = 0.1, n_items: Optional[int] = None, chunk: int = 8192,
+                      block: int = 1 << 20) -> tuple[dict, list]:
     """(best weights, [(weights, NDCG@k)] for every grid point); ties go to the earlier grid point. `parts`: the
     raw component scores {name: Float[U, N]}, or a function of a slice of catalog rows giving {name: Float[U, n]}
     (`component_chunks`; then `n_items` is N). The catalog is read `chunk` items at a time, never [U, N] whole:
     a first pass gets each component's mean and spread per user and the target's value, a second counts per
-    grid point the items ranked above the target (history excluded; ties to the smaller row)."""
+    grid point the items ranked above the target (history excluded; ties to the smaller row), `block` scores
+    (users x items) at a time."""
     if not callable(parts):
         n_items, matrices = next(iter(parts.values())).shape[1], parts
         parts = lambda span: {name: x[:, span].float() for name, x in matrices.items()}  # noqa: E731
@@ -86,9 +88,13 @@ def fit_score_weights(parts, targets: Sequence[int], histories: Sequence[Sequenc
         inside = seen[(seen[:, 1] >= span.start) & (seen[:, 1] < span.stop)]
         excluded[inside[:, 0], inside[:, 1] - span.start] = True
         before = torch.arange(span.start, span.stop)[None] < target[:, None]  # a tie ranks the smaller row first
-        for g, weights in enumerate(grid):
-            x, t = weighted_sum(z, weights), target_score[g]
-            above[g] += ((x > t) | ((x == t) & before)).masked_fill_(excluded, False).sum(1)
+        rows = max(1, block // (span.stop - span.start))  # users at a time: small temporaries, no page faults
+        for lo in range(0, len(target), rows):
+            users_z = {name: x[lo:lo + rows] for name, x in z.items()}
+            users_before, users_excluded = before[lo:lo + rows], excluded[lo:lo + rows]
+            for g, weights in enumerate(grid):
+                x, t = weighted_sum(users_z, weights), target_score[g][lo:lo + rows]
+                above[g, lo:lo + rows] += ((x > t) | ((x == t) & users_before)).masked_fill_(users_excluded, False).sum(1)
     hit = (above < k) & ~in_history[None] & torch.isfinite(torch.stack(target_score)[..., 0])
     gains = torch.where(hit, 1.0 / torch.log2(above.double() + 2), torch.zeros((), dtype=torch.float64))
     table = [(weights, float(g.mean())) for weights, g in zip(grid, gains)]
