@@ -278,9 +278,9 @@ def main(argv=None) -> int:
     for dataset in args.datasets:
         if args.table_only:
             results = on_disk(dataset, out)
-        else:
-            results = {(n, p): run_one(n, dataset, p, args, out, args.seeds[0])
-                       for n in args.models for p in args.protocols}
+        else:  # the reports already in the folder stay in its table beside the ones this run adds
+            results = {**on_disk(dataset, out), **{(n, p): run_one(n, dataset, p, args, out, args.seeds[0])
+                                                   for n in args.models for p in args.protocols}}
             for variant in args.recgpt:
                 for protocol in args.recgpt_protocols:
                     results[(FOUNDATION_VARIANTS.get(variant, variant), protocol)] = \

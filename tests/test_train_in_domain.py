@@ -274,3 +274,26 @@ def test_in_domain_bench_refuses_no_checkpoints_before_claiming_its_folder(tmp_p
     with pytest.raises(SystemExit):
         in_domain.main(["--recgpt", "scratch", "--recgpt-checkpoints", "0", "--out", str(out)])
     assert "--recgpt-checkpoints must be >= 1, got 0" in capsys.readouterr().err and not out.exists()
+
+
+def test_in_domain_table_keeps_the_reports_already_in_its_folder(tmp_path, monkeypatch):
+    """A second model run into a folder adds its row; the rows of the reports already there stay in the table
+    (they were shown as `not run` before). Only the composition is tested: the training is replaced."""
+    import json
+
+    from bench import in_domain
+    from recgpt.io import MARKER, write_json
+
+    monkeypatch.setenv("RECGPT_BENCH_DOCS", str(tmp_path / "docs"))
+    out = tmp_path / "out"
+    earlier = out / "ml-100k-loo" / "popularity"
+    earlier.mkdir(parents=True)
+    write_json(out / MARKER, {"kind": "bench output"})  # a folder of an earlier run of the bench
+    (earlier / "metrics.json").write_text(json.dumps({"methods": {"popularity": {"HR@10": 0.1, "NDCG@10": 0.05}},
+                                                      "seconds": {"train": 0}}))
+    monkeypatch.setattr(in_domain, "run_one", lambda name, *a: {"methods": {name: {"HR@10": 0.2, "NDCG@10": 0.125}},
+                                                                "seconds": {"train": 1}})
+    assert in_domain.main(["--datasets", "ml-100k", "--models", "markov", "--protocols", "loo", "--out", str(out)]) == 0
+    rows = {line.split(" | ")[0].strip("| "): line for line in (out / "in_domain.md").read_text().splitlines()}
+    assert "0.0500" in rows["popularity"] and "0.1250" in rows["markov"] and "not run" in rows["sasrec"]
+    assert (tmp_path / "docs" / "out" / "ml-100k.md").is_file()
