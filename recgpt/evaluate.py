@@ -98,7 +98,6 @@ def checkpoint_key(folder: Path) -> str:
 
 
 def load_checkpoint_model(folder: Path, meta: dict):
-    from recgpt.io import load_safetensors
     from recgpt.model import ItemCodeDecoder, ItemCodeDecoderConfig
 
     try:
@@ -107,7 +106,7 @@ def load_checkpoint_model(folder: Path, meta: dict):
     except (TypeError, ValueError) as e:
         raise ArtifactError(f"{folder / ckpt.META}: model_config is not a valid model config: {e}") from None
     model = ItemCodeDecoder(config)
-    tensors, _ = load_safetensors(folder / ckpt.EXPORT_WEIGHTS)
+    tensors = ckpt.load_export_weights(folder)
     try:
         missing, unexpected = model.load_state_dict(tensors, strict=False)
     except RuntimeError as e:  # shape mismatches

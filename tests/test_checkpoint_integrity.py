@@ -184,3 +184,25 @@ def test_deepspeed_resume_refuses_a_planted_payload(zero2_run, tiny_train_cfg, t
                                       r"(Weights only|.*Unsupported global)", w) for w in warnings), warnings
     assert f"resumed from {ckpt.step_dir(run, 2)}" in proc.stdout
     assert ckpt.read_meta(ckpt.step_dir(run, 5))["step"] == 5 and snapshot(ckpt.step_dir(run, 4)) == before
+
+
+def test_weights_file_stores_a_tied_matrix_once_and_loads_it_under_every_name(tiny_run, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from recgpt.evaluate import load_checkpoint_model
+    from recgpt.io import ArtifactError
+
+    folder = ckpt.step_dir(tiny_run, RUN_STEPS)
+    stored = load_file(folder / ckpt.EXPORT_WEIGHTS)
+    model = load_checkpoint_model(folder, ckpt.read_meta(folder))
+    state = model.state_dict()
+    tied = ckpt.tied_aliases(state)
+    assert tied and not set(tied) & set(stored) and set(stored) | set(tied) == set(state)
+    assert all(torch.equal(state[name], stored[name]) for name in stored)
+    assert all(torch.equal(state[name], stored[source]) for name, source in tied.items())
+
+    broken = tmp_path / "step"
+    broken.mkdir()
+    save_file(stored, str(broken / ckpt.EXPORT_WEIGHTS), metadata={ckpt.TIED_KEY: json.dumps({"x": "absent"})})
+    with pytest.raises(ArtifactError, match=r"weights\.safetensors: metadata 'tied' does not name stored tensors"):
+        ckpt.load_export_weights(broken)

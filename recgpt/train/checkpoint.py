@@ -22,6 +22,7 @@ STEP_DIR = re.compile(r"^step-(\d{8})$")
 META = "meta.json"
 WEIGHTS = "model.safetensors"
 EXPORT_WEIGHTS = "weights.safetensors"  # full fp32/bf16 state dict, whatever the DeepSpeed stage
+TIED_KEY = "tied"  # its metadata: {name: first name} of the tensors stored once for several names
 
 
 class CheckpointMismatch(ArtifactError):
@@ -282,7 +283,9 @@ def save_checkpoint(accelerator, model, run_dir, step: int, meta: dict, keep_las
         from recgpt.train.objective import decoder_state_dict
 
         tensors = {k: v.detach().cpu().contiguous() for k, v in decoder_state_dict(state).items()}
-        save_file(untie(tensors), str(folder / EXPORT_WEIGHTS), metadata={"step": str(step)})
+        tied = tied_aliases(tensors)
+        save_file({k: v for k, v in tensors.items() if k not in tied}, str(folder / EXPORT_WEIGHTS),
+                  metadata={"step": str(step), TIED_KEY: json.dumps(tied)})
     accelerator.wait_for_everyone()  # every rank's files are on disk before they are hashed
     if accelerator.is_main_process:
         meta = {"step": step, **meta, "files": file_hashes(folder)}
@@ -297,14 +300,29 @@ def storage_key(tensor) -> tuple:
     return tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape)
 
 
-def untie(tensors: dict) -> dict:
-    """safetensors refuses shared storage: clone tensors that alias an earlier one."""
-    seen, out = set(), {}
-    for k, v in tensors.items():
-        ptr = storage_key(v)
-        out[k] = v.clone() if ptr in seen else v
-        seen.add(ptr)
-    return out
+def tied_aliases(tensors: dict) -> dict:
+    """{name: first name} of each tensor that is another name of an earlier one (a code head's output tied to its
+    code embedding): safetensors refuses shared storage, and storing a tied matrix twice doubles the file."""
+    first, aliases = {}, {}
+    for name, tensor in tensors.items():
+        key = storage_key(tensor)
+        if key in first:
+            aliases[name] = first[key]
+        else:
+            first[key] = name
+    return aliases
+
+
+def load_export_weights(folder) -> dict:
+    """The state dict of a step folder's weights file, tied names restored from its metadata."""
+    path = Path(folder) / EXPORT_WEIGHTS
+    tensors, metadata = load_safetensors(path)
+    try:
+        tied = json.loads(metadata.get(TIED_KEY, "{}"))
+        tensors.update({name: tensors[source] for name, source in tied.items()})
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise ArtifactError(f"{path}: metadata {TIED_KEY!r} does not name stored tensors: {e!r}") from None
+    return tensors
 
 
 def prune(run_dir, keep_last: int) -> list[Path]:

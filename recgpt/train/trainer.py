@@ -59,15 +59,11 @@ def make_accelerator(cfg, log_with=None, project_dir=None):
 def drop_tied_aliases(models, weights, output_dir) -> None:
     """save_state hook: a tied matrix (a code head's output = its code embedding) is saved once, under its first
     name, as accelerate would after warning that it "removed shared tensors"; load_state restores the tie."""
-    from recgpt.train.checkpoint import storage_key
+    from recgpt.train.checkpoint import tied_aliases
 
     for state in weights:
-        seen = set()
-        for name in list(state):
-            key = storage_key(state[name])
-            if key in seen:
-                del state[name]
-            seen.add(key)
+        for name in tied_aliases(state):
+            del state[name]
 
 
 def reconcile_deepspeed(accelerator, train_cfg, micro_batch_rows: int, d_model: int) -> None:
