@@ -12,6 +12,7 @@ LOO HR@10 / NDCG@10, next-10 NDCG@10 / Recall@10 per strategy, hit@10 of the fir
         [--recgpt recgpt tiger finetune scratch --foundation ckpt/<run>/best --recgpt-protocols loo horizon]
         [--recgpt-steps 3000 --recgpt-checkpoints 10]  # early stopping: the lowest held-out loss of 10 is scored
         [--recgpt-train-users 0.1]  # scarce data: the --recgpt models train on a seeded 10% of the users
+        [--seeds 1]  # a repeat of the whole draw (users, initialisation, order) into another --out
         [--foundation-config configs/foundation_dense.yaml]  # a dense-head foundation: LOO by the hybrid score
         [--table-only]    # the tables of the reports already on disk
 """
@@ -82,7 +83,8 @@ def run_recgpt(variant, dataset, protocol, args, out: Path) -> dict:
     every = -(-args.recgpt_steps // args.recgpt_checkpoints)  # the last checkpoint is always step recgpt_steps
     common = [f"data.datasets=[{dataset}]", f"data.train_split={protocol}",
               "data.prepared_root=outputs/prepared", f"data.corpus_dir={root / 'corpus'}", "data.heldout_users=0.05",
-              f"data.train_users={args.recgpt_train_users}",
+              f"data.train_users={args.recgpt_train_users}", f"data.seed={args.seeds[0]}",
+              f"train.seed={args.seeds[0]}",
               f"embed.cache_dir={args.embed_cache}", f"embed.output_dir={embeddings}",
               f"run.output_root={root / 'ckpt'}", "run.name=run",
               f"train.max_steps={args.recgpt_steps}", f"train.eval_every={every}", f"train.save_every={every}",
@@ -236,7 +238,9 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", nargs="+", default=["ml-100k", "amazon_scientific", "yelp", "steam"])
     parser.add_argument("--models", nargs="+", default=TRAINED, choices=TRAINED + ADVERSARIAL)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="mfgan: one run per seed (others: the first)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0],
+                        help="mfgan: one run per seed; the others the first (recgpt's: its user draw, held-out users, "
+                             "initialisation and order: data.seed and train.seed)")
     parser.add_argument("--protocols", nargs="+", default=["loo", "horizon"], choices=["loo", "horizon", "cold"])
     parser.add_argument("--max-seconds", type=float, default=120.0, help="training wall-clock cap per model and split")
     parser.add_argument("--threads", type=int, default=1)

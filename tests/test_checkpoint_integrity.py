@@ -196,7 +196,7 @@ def test_weights_file_stores_a_tied_matrix_once_and_loads_it_under_every_name(ti
     stored = load_file(folder / ckpt.EXPORT_WEIGHTS)
     model = load_checkpoint_model(folder, ckpt.read_meta(folder))
     state = model.state_dict()
-    tied = ckpt.tied_aliases(state)
+    tied = ckpt.tied_parameters(model)
     assert tied and not set(tied) & set(stored) and set(stored) | set(tied) == set(state)
     assert all(torch.equal(state[name], stored[name]) for name in stored)
     assert all(torch.equal(state[name], stored[source]) for name, source in tied.items())

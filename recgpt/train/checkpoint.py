@@ -280,10 +280,11 @@ def save_checkpoint(accelerator, model, run_dir, step: int, meta: dict, keep_las
     accelerator.save_state(str(folder), safe_serialization=True)
     state = accelerator.get_state_dict(model)  # gathers ZeRO-3 shards (zero3_save_16bit_model)
     if accelerator.is_main_process:
-        from recgpt.train.objective import decoder_state_dict
+        from recgpt.train.objective import decoder_key, decoder_state_dict
 
         tensors = {k: v.detach().cpu().contiguous() for k, v in decoder_state_dict(state).items()}
-        tied = tied_aliases(tensors)
+        tied = {decoder_key(k): decoder_key(v) for k, v in tied_parameters(accelerator.unwrap_model(model)).items()}
+        tied = {k: v for k, v in tied.items() if k in tensors and v in tensors}
         save_file({k: v for k, v in tensors.items() if k not in tied}, str(folder / EXPORT_WEIGHTS),
                   metadata={"step": str(step), TIED_KEY: json.dumps(tied)})
     accelerator.wait_for_everyone()  # every rank's files are on disk before they are hashed
@@ -295,21 +296,16 @@ def save_checkpoint(accelerator, model, run_dir, step: int, meta: dict, keep_las
     return folder
 
 
-def storage_key(tensor) -> tuple:
-    """Equal for two names of one tied tensor (same storage, offset and shape)."""
-    return tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape)
-
-
-def tied_aliases(tensors: dict) -> dict:
-    """{name: first name} of each tensor that is another name of an earlier one (a code head's output tied to its
-    code embedding): safetensors refuses shared storage, and storing a tied matrix twice doubles the file."""
+def tied_parameters(module) -> dict:
+    """{name: first name} of each parameter that is another name of an earlier one (a code head's output tied to
+    its code embedding). Read from the module, not from a state dict's storage: DeepSpeed's gathered copies of one
+    tied matrix are separate tensors."""
     first, aliases = {}, {}
-    for name, tensor in tensors.items():
-        key = storage_key(tensor)
-        if key in first:
-            aliases[name] = first[key]
+    for name, param in module.named_parameters(remove_duplicate=False):
+        if id(param) in first:
+            aliases[name] = first[id(param)]
         else:
-            first[key] = name
+            first[id(param)] = name
     return aliases
 
 

@@ -73,7 +73,11 @@ class NextItemObjective(nn.Module):
         return torch.stack([loss_sum, n_tokens])
 
 
-def decoder_state_dict(state: dict) -> dict:
-    """Keys of a NextItemObjective state dict -> the decoder's own keys (what from_pretrained expects)."""
+def decoder_key(key: str) -> str:
+    """A NextItemObjective state dict key -> the decoder's own key (what from_pretrained expects)."""
     prefix = "decoder."
-    return {k[len(prefix):] if k.startswith(prefix) else k: v for k, v in state.items()}
+    return key[len(prefix):] if key.startswith(prefix) else key
+
+
+def decoder_state_dict(state: dict) -> dict:
+    return {decoder_key(k): v for k, v in state.items()}

@@ -59,11 +59,11 @@ def make_accelerator(cfg, log_with=None, project_dir=None):
 def drop_tied_aliases(models, weights, output_dir) -> None:
     """save_state hook: a tied matrix (a code head's output = its code embedding) is saved once, under its first
     name, as accelerate would after warning that it "removed shared tensors"; load_state restores the tie."""
-    from recgpt.train.checkpoint import tied_aliases
+    from recgpt.train.checkpoint import tied_parameters
 
-    for state in weights:
-        for name in tied_aliases(state):
-            del state[name]
+    for model, state in zip(models, weights):
+        for name in tied_parameters(model):
+            state.pop(name, None)
 
 
 def reconcile_deepspeed(accelerator, train_cfg, micro_batch_rows: int, d_model: int) -> None:
