@@ -7,6 +7,11 @@ SASRec+'s lists are read from its report. The figures equal the table's.
 
     python bench/in_domain_intervals.py --out outputs/bench/in_domain --datasets ml-100k amazon_scientific
     python bench/in_domain_intervals.py --out OUT --against OUT2 --datasets yelp   # OUT's rows / OUT2's, paired
+    python bench/in_domain_intervals.py --out OUT --draws OUT1 OUT2 --datasets yelp  # OUTn: in_domain.py --seeds n
+
+With --draws, each pair is given per draw (OUT, then each OUTn: the same rows trained on another seed's users,
+initialisation and order) and for their mean: each user's NDCG@10 averaged over the draws, the interval over
+users (it leaves out the spread between draws, which the per-draw rows show).
 """
 import argparse
 import sys
@@ -60,6 +65,17 @@ def per_user_ndcg(root: Path, dataset: str, embed_cache: str) -> dict:
     return out
 
 
+def with_draws(first: dict, others: list, names: list) -> dict:
+    """{'<row> (<draw>)': Float[U]} for every draw, and '<row> (mean)': each user's NDCG@10 averaged over the
+    draws that have the row (all of them, or the row is left out of the mean)."""
+    draws = [first, *others]
+    out = {f"{row} ({name})": v for name, d in zip(names, draws) for row, v in d.items()}
+    for row in first:
+        if all(row in d for d in draws):
+            out[f"{row} (mean)"] = np.mean([d[row] for d in draws], axis=0)
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("outputs/bench/in_domain"), help="bench/in_domain.py --out")
@@ -67,13 +83,22 @@ def main() -> int:
     parser.add_argument("--embed-cache", default="outputs/embed_cache")
     parser.add_argument("--against", type=Path, help="another --out (other foundation or architecture): each recgpt "
                                                          "row here against the same row there, same test users")
+    parser.add_argument("--draws", type=Path, nargs="+", default=[],
+                        help="--out folders of the same runs on other seeds: each pair per draw and averaged")
     args = parser.parse_args()
+    if args.against and args.draws:
+        parser.error("--against and --draws: one at a time")
     torch.set_num_threads(1)
     lines = ["| dataset | pair | NDCG@10 | ratio [95% paired CI] | users |", "|---|---|---|---|---|"]
     print("\n".join(lines))
     for dataset in args.datasets:
         ndcg = per_user_ndcg(args.out / f"{dataset}-loo", dataset, args.embed_cache)
         pairs = PAIRS
+        if args.draws:
+            names = [args.out.name, *(d.name for d in args.draws)]
+            others = [per_user_ndcg(d / f"{dataset}-loo", dataset, args.embed_cache) for d in args.draws]
+            ndcg = with_draws(ndcg, others, names)
+            pairs = [(f"{a} ({draw})", f"{b} ({draw})") for draw in ["mean", *names] for a, b in PAIRS]
         if args.against:  # the other output's rows, named by its folder
             other = per_user_ndcg(args.against / f"{dataset}-loo", dataset, args.embed_cache)
             ndcg.update({f"{row} ({args.against.name})": v for row, v in other.items()})
@@ -91,7 +116,7 @@ def main() -> int:
             print(lines[-1], flush=True)
     from bench.report import write_table
 
-    against = f"-vs-{args.against.name}" if args.against else ""
+    against = f"-vs-{args.against.name}" if args.against else f"-{len(args.draws) + 1}-draws" if args.draws else ""
     write_table(f"{args.out.name}/intervals-{'+'.join(args.datasets)}{against}", "\n".join(lines))  # beside its tables
     return 0
 

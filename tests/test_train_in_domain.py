@@ -297,3 +297,16 @@ def test_in_domain_table_keeps_the_reports_already_in_its_folder(tmp_path, monke
     rows = {line.split(" | ")[0].strip("| "): line for line in (out / "in_domain.md").read_text().splitlines()}
     assert "0.0500" in rows["popularity"] and "0.1250" in rows["markov"] and "not run" in rows["sasrec"]
     assert (tmp_path / "docs" / "out" / "ml-100k.md").is_file()
+
+
+def test_intervals_over_draws_average_each_user_over_the_draws_that_have_the_row():
+    import numpy as np
+
+    from bench.in_domain_intervals import with_draws
+
+    first = {"recgpt_ft": np.array([1.0, 0.0, 0.5]), "sasrec": np.array([0.2, 0.2, 0.2])}
+    second = {"recgpt_ft": np.array([0.0, 0.0, 0.25])}  # sasrec was run on the first draw only
+    out = with_draws(first, [second], ["s0", "s1"])
+    assert set(out) == {"recgpt_ft (s0)", "sasrec (s0)", "recgpt_ft (s1)", "recgpt_ft (mean)"}
+    np.testing.assert_allclose(out["recgpt_ft (mean)"], [0.5, 0.0, 0.375])
+    assert out["recgpt_ft (s1)"] is second["recgpt_ft"]
