@@ -98,7 +98,8 @@ def main() -> int:
             names = [args.out.name, *(d.name for d in args.draws)]
             others = [per_user_ndcg(d / f"{dataset}-loo", dataset, args.embed_cache) for d in args.draws]
             ndcg = with_draws(ndcg, others, names)
-            pairs = [(f"{a} ({draw})", f"{b} ({draw})") for draw in ["mean", *names] for a, b in PAIRS]
+            pairs = [(f"{a} ({draw})", f"{b} ({draw})") for draw in ["mean", *names] for a, b in PAIRS
+                     if f"{a} ({draw})" in ndcg and f"{b} ({draw})" in ndcg]  # sasrec: the first draw only
         if args.against:  # the other output's rows, named by its folder
             other = per_user_ndcg(args.against / f"{dataset}-loo", dataset, args.embed_cache)
             ndcg.update({f"{row} ({args.against.name})": v for row, v in other.items()})
