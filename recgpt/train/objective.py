@@ -80,4 +80,5 @@ def decoder_key(key: str) -> str:
 
 
 def decoder_state_dict(state: dict) -> dict:
+    """A NextItemObjective state dict under the decoder's own keys."""
     return {decoder_key(k): v for k, v in state.items()}
