@@ -8,12 +8,19 @@ SASRec+'s lists are read from its report. The figures equal the table's.
     python bench/in_domain_intervals.py --out outputs/bench/in_domain --datasets ml-100k amazon_scientific
     python bench/in_domain_intervals.py --out OUT --against OUT2 --datasets yelp   # OUT's rows / OUT2's, paired
     python bench/in_domain_intervals.py --out OUT --draws OUT1 OUT2 --datasets yelp  # OUTn: in_domain.py --seeds n
+    python bench/in_domain_intervals.py --out OUT --fit-bound --datasets yelp  # the weight fit's upper bound
 
 With --draws, each pair is given per draw (OUT, then each OUTn: the same rows trained on another seed's users,
 initialisation and order) and for their mean: each user's NDCG@10 averaged over the draws, the interval over
 users (it leaves out the spread between draws, which the per-draw rows show).
+
+With --fit-bound, each recgpt row is also ranked with the grid point of hybrid weights that is best on the test
+users themselves (`<row>[best on test]`, the grid cached as <row>/fit_bound.json), and with the best such point
+without the model (`<row>[knn+pop best on test]`): what no weight fit can beat, so a diagnostic of whether the
+fit or the model holds a ratio back, never a figure of the model.
 """
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -25,19 +32,38 @@ import torch  # noqa: E402
 
 from recgpt.baselines.data import load_split  # noqa: E402
 from recgpt.baselines.exported import split_rows  # noqa: E402
-from recgpt.baselines.exported_hybrid import rank_with, split_recommender  # noqa: E402
+from recgpt.baselines.exported_hybrid import grid_ndcg, model_components, rank_with, split_recommender  # noqa: E402
 from recgpt.config import load_config  # noqa: E402
 from recgpt.data import load_prepared  # noqa: E402
 from recgpt.predict.run import resolve_dataset  # noqa: E402
+from recgpt.predict.hybrid import MODEL_COMPONENTS  # noqa: E402
 from recgpt.predict.transfer import bootstrap_ratio, per_user  # noqa: E402
 
 PAIRS = (("recgpt_ft", "sasrec"), ("recgpt_ft", "recgpt_scratch"), ("recgpt_scratch", "sasrec"),
          ("recgpt_ft[dense]", "recgpt_scratch[dense]"))
+BOUND, PRIORS_BOUND = "[best on test]", "[knn+pop best on test]"
+BOUND_PAIRS = ((f"recgpt_ft{BOUND}", f"recgpt_scratch{BOUND}"), (f"recgpt_ft{BOUND}", f"recgpt_ft{PRIORS_BOUND}"),
+               (f"recgpt_scratch{BOUND}", f"recgpt_scratch{PRIORS_BOUND}"), ("sasrec", f"recgpt_scratch{PRIORS_BOUND}"))
 
 
-def per_user_ndcg(root: Path, dataset: str, embed_cache: str) -> dict:
+def best_on_test(folder: Path, rec, test) -> tuple:
+    """(weights, knn + pop weights): the weight grid points with the highest NDCG@10 on the test cases, of all
+    and of those without the model's components (ties: the first), the grid cached in <folder>/fit_bound.json
+    for these test users."""
+    cache = folder / "fit_bound.json"
+    found = json.loads(cache.read_text()) if cache.is_file() else {}
+    if found.get("test_users") != len(test):
+        _, table = grid_ndcg(rec, test, model_components(rec.model.config))
+        found = {"test_users": len(test), "table": table}
+        cache.write_text(json.dumps(found))
+    free = [row for row in found["table"] if not any(row[0].get(c) for c in MODEL_COMPONENTS)]
+    return tuple(max(rows, key=lambda row: row[1])[0] for rows in (found["table"], free))
+
+
+def per_user_ndcg(root: Path, dataset: str, embed_cache: str, bound: bool = False) -> dict:
     """{row: Float[U]} NDCG@10 of every LOO test user, in the split's order (sasrec only where it was run); the
-    recgpt rows also by their dense head alone (`<row>[dense]`)."""
+    recgpt rows also by their dense head alone (`<row>[dense]`) and, with `bound`, by the weights best on the
+    test users (`<row>[best on test]`)."""
     cfg = load_config(None, [f"baseline.dataset={dataset}", f"embed.cache_dir={embed_cache}"])
     split = load_split(cfg.baseline, cfg.data)
     prepared = load_prepared(resolve_dataset(dataset, cfg.data))
@@ -53,6 +79,9 @@ def per_user_ndcg(root: Path, dataset: str, embed_cache: str) -> dict:
         if test is None:  # one catalog order (checked above), so one set of test rows
             test = split_rows(split, cfg.baseline, catalog, "test")
         weights = {row: dict(rec.model.config.score_weights), f"{row}[dense]": {"dense": 1.0}}
+        if bound:
+            weights[f"{row}{BOUND}"], weights[f"{row}{PRIORS_BOUND}"] = best_on_test(root / row, rec, test)
+            print(f"{root}: {row} fitted {weights[row]}, best on test {weights[row + BOUND]}", flush=True)
         for name, lists in rank_with(rec, test.histories, weights, 10).items():
             out[name] = per_user(lists, test.targets, 10)["NDCG"]
     if test is None or not (root / "sasrec/recommendations.parquet").is_file():  # not run (--models without sasrec)
@@ -85,6 +114,8 @@ def main() -> int:
                                                          "row here against the same row there, same test users")
     parser.add_argument("--draws", type=Path, nargs="+", default=[],
                         help="--out folders of the same runs on other seeds: each pair per draw and averaged")
+    parser.add_argument("--fit-bound", action="store_true",
+                        help="also each recgpt row with the hybrid weights best on the test users (a diagnostic)")
     args = parser.parse_args()
     if args.against and args.draws:
         parser.error("--against and --draws: one at a time")
@@ -92,16 +123,17 @@ def main() -> int:
     lines = ["| dataset | pair | NDCG@10 | ratio [95% paired CI] | users |", "|---|---|---|---|---|"]
     print("\n".join(lines))
     for dataset in args.datasets:
-        ndcg = per_user_ndcg(args.out / f"{dataset}-loo", dataset, args.embed_cache)
-        pairs = PAIRS
+        ndcg = per_user_ndcg(args.out / f"{dataset}-loo", dataset, args.embed_cache, args.fit_bound)
+        pairs = PAIRS + BOUND_PAIRS * args.fit_bound
         if args.draws:
             names = [args.out.name, *(d.name for d in args.draws)]
-            others = [per_user_ndcg(d / f"{dataset}-loo", dataset, args.embed_cache) for d in args.draws]
+            others = [per_user_ndcg(d / f"{dataset}-loo", dataset, args.embed_cache, args.fit_bound)
+                      for d in args.draws]
             ndcg = with_draws(ndcg, others, names)
-            pairs = [(f"{a} ({draw})", f"{b} ({draw})") for draw in ["mean", *names] for a, b in PAIRS
+            pairs = [(f"{a} ({draw})", f"{b} ({draw})") for draw in ["mean", *names] for a, b in pairs
                      if f"{a} ({draw})" in ndcg and f"{b} ({draw})" in ndcg]  # sasrec: the first draw only
         if args.against:  # the other output's rows, named by its folder
-            other = per_user_ndcg(args.against / f"{dataset}-loo", dataset, args.embed_cache)
+            other = per_user_ndcg(args.against / f"{dataset}-loo", dataset, args.embed_cache, args.fit_bound)
             ndcg.update({f"{row} ({args.against.name})": v for row, v in other.items()})
             pairs = [(row, f"{row} ({args.against.name})") for row in other if row in ndcg and row != "sasrec"]
         for a, b in pairs:
@@ -118,6 +150,7 @@ def main() -> int:
     from bench.report import write_table
 
     against = f"-vs-{args.against.name}" if args.against else f"-{len(args.draws) + 1}-draws" if args.draws else ""
+    against += "-fit-bound" * args.fit_bound
     write_table(f"{args.out.name}/intervals-{'+'.join(args.datasets)}{against}", "\n".join(lines))  # beside its tables
     return 0
 

@@ -30,6 +30,7 @@ import argparse
 import json
 import math
 import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -142,6 +143,40 @@ def cached_result(args, plan, mix, mix_root, target) -> dict:
     return record
 
 
+def fit_bound(args, mixes, targets) -> str:
+    """--fit-bound: for every (mix, target) of --name already scored, the score weight grid on the target's own
+    LOO users (those of its table) with and without the model's components: the best model and the best priors
+    that any weights could give, chosen on the reported users themselves. A diagnostic of whether the fit on
+    other domains or the model holds model / priors back; never a zero-shot figure."""
+    from recgpt.config import load_config
+    from recgpt.data import load_prepared
+    from recgpt.data.corpus import prepared_folder
+    from recgpt.predict import Recommender
+    from recgpt.predict.hybrid import MODEL_COMPONENTS, domain_table
+
+    cfg = load_config(args.config, [*args.overrides, f"data.prepared_root={args.out}/prepared"])
+    lines = ["| target | mix | model / priors, fitted on the fit domain | model, weights best on the target | "
+             "priors, weights best on the target | model / priors, both best on the target |", "|---|---|---|---|---|---|"]
+    for mix in mixes:
+        for target in [t for t in mix.serves if targets is None or t in targets]:
+            path = Path(args.out) / "results" / args.name / mix.name / f"{target}.json"
+            best = Path(args.out) / "mixes" / mix.name / "targets" / target / "ckpt" / args.name / "best"
+            if not (path.is_file() and best.is_dir()):
+                continue
+            record = json.loads(path.read_text())
+            rec = Recommender.from_pretrained(best, embed_cfg=cfg.embed, knn=cfg.predict.knn)
+            names = record["settings"]["fit"].split(",")
+            table = domain_table(rec, load_prepared(prepared_folder(target, cfg.data)), names,
+                                 record["settings"]["max_users"], 10, 0.1, 0)
+            model = max(table, key=lambda row: row[1])  # ties: the first
+            priors = max((r for r in table if not any(r[0].get(c) for c in MODEL_COMPONENTS)), key=lambda row: row[1])
+            fitted = next(r for r in record["tables"]["loo vs priors"] if r["method"] == "model")
+            lines.append(f"| {target} | {mix.name} | {fitted['ratio']:.3f} [{fitted['lo']:.3f}, {fitted['hi']:.3f}] | "
+                         f"{model[1]:.4f} {model[0]} | {priors[1]:.4f} {priors[0]} | {model[1] / priors[1]:.3f} |")
+            print(lines[-1], flush=True)
+    return "\n".join(lines) + "\n"
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -161,6 +196,9 @@ def main(argv=None) -> int:
                                             "itself (its LOO lists), scored on the same users")
     parser.add_argument("--report", default="docs/benchmarks/scaling.md")
     parser.add_argument("--png", default="docs/benchmarks/scaling.png")
+    parser.add_argument("--fit-bound", action="store_true",
+                        help="no training or scoring: the weights best on each scored target's own users "
+                             "(a diagnostic), into <report>_fit_bound.md")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args(argv)
     import torch
@@ -178,6 +216,13 @@ def main(argv=None) -> int:
     if unknown:
         parser.error(f"unknown mix or target {sorted(unknown)}; mixes: {[m.name for m in mixes]}, "
                      f"targets: {list(plan.targets)}")
+    if args.fit_bound:
+        report = Path(args.report).with_name(Path(args.report).stem + "_fit_bound.md")
+        text = fit_bound(args, [m for m in mixes if names is None or m.name in names], targets)
+        from bench.scaling_report import git_commit
+
+        report.write_text(f"`{shlex.join(['python', 'bench/scaling.py', *argv])}` at {git_commit()}\n\n{text}")
+        return 0
     records = []
     for mix in mixes:
         served = [t for t in mix.serves if targets is None or t in targets]

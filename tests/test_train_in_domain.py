@@ -228,6 +228,44 @@ def test_hybrid_weights_are_fitted_on_validation_users_only(dense_export, prepar
 
 
 @pytest.mark.slow
+def test_fit_bound_is_the_grid_point_best_on_the_test_users(dense_export, prepared_dir, embed_config, tmp_path):
+    """bench/in_domain_intervals.py --fit-bound on the real ml-100k split: the weights it returns rank the test
+    users at least as well as the validation fit's and as every component alone (it is the test argmax of the
+    same grid); its grid is cached for these test users and computed again for others."""
+    import json
+
+    from bench.in_domain_intervals import best_on_test
+    from recgpt.baselines.data import build_split
+    from recgpt.baselines.exported import split_rows
+    from recgpt.baselines.exported_hybrid import fit_and_store, model_components, rank_with
+    from recgpt.config import BaselineConfig
+    from recgpt.data import load_prepared
+    from recgpt.predict.transfer import per_user
+
+    prepared = load_prepared(prepared_dir("ml-100k"))
+    split = build_split(prepared.interactions, "ml-100k", "loo")
+    cfg = BaselineConfig(max_fit_users=150, max_test_users=150, ks=[10])
+    rec, fit = fit_and_store(dense_export, prepared, split, cfg, embed_config)
+    test = split_rows(split, cfg, rec.catalog, "test")
+    best, priors = best_on_test(tmp_path, rec, test)
+    cached = json.loads((tmp_path / "fit_bound.json").read_text())
+    value = {json.dumps(w, sort_keys=True): v for w, v in cached["table"]}
+    at = lambda weights: value[json.dumps(weights, sort_keys=True)]  # noqa: E731
+    names = model_components(rec.model.config)
+    singles = [{n: float(n == m) for n in names} for m in names]
+    assert cached["test_users"] == 150 and at(best) == max(value.values())
+    assert at(best) >= max(at(fit["weights"]), *map(at, singles))
+    assert priors["code"] == priors["dense"] == 0
+    assert at(priors) >= max(at(fit["priors"]), *(at(w) for w in singles if not (w["code"] or w["dense"])))
+    lists = rank_with(rec, test.histories, {"best": best}, 10)["best"]  # the table's figure, ranked for real
+    assert np.mean(per_user(lists, test.targets, 10)["NDCG"]) == pytest.approx(at(best), abs=1e-3)
+    assert best_on_test(tmp_path, rec, test) == (best, priors)  # read from the cache
+    fewer = split_rows(split, BaselineConfig(max_test_users=100), rec.catalog, "test")
+    best_on_test(tmp_path, rec, fewer)
+    assert json.loads((tmp_path / "fit_bound.json").read_text())["test_users"] == 100
+
+
+@pytest.mark.slow
 def test_next10_hybrid_is_fitted_on_the_valid_half_and_ranks_with_its_prior(dense_export, prepared_dir, embed_config):
     """Real ml-100k next-10 split: the weights come from the valid half's next items only (unchanged when the test
     targets are replaced), and the exported model then ranks the test half through the hybrid, popularity prior

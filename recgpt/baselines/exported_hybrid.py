@@ -23,11 +23,15 @@ def model_components(config) -> list:
     return [*(["code"] if config.codes is not None else []), *(["dense"] if config.dense is not None else []), *PRIORS]
 
 
+def grid_ndcg(rec, cases, names, k: int = 10, step: float = 0.1) -> tuple:
+    """(best weights, [(weights, NDCG@k)] for every point of the weight grid) on the cases' first targets."""
+    parts = component_chunks(rec, cases.histories, names)
+    return fit_score_weights(parts, [t[0] for t in cases.targets], cases.histories, k, step, rec.catalog.n_items)
+
+
 def fit_on_valid(rec, valid, names, k: int = 10, step: float = 0.1) -> dict:
     """{"weights", "valid_ndcg@k", "priors" (the best knn + pop weights), "single" ({component: valid NDCG@k})}."""
-    parts = component_chunks(rec, valid.histories, names)
-    weights, table = fit_score_weights(parts, [t[0] for t in valid.targets], valid.histories, k, step,
-                                       rec.catalog.n_items)
+    weights, table = grid_ndcg(rec, valid, names, k, step)
     ndcg = {json.dumps(w, sort_keys=True): v for w, v in table}
     best_priors = best_model_free([w for w, _ in table], [v for _, v in table])
     single = {n: next(v for w, v in table if w[n] == 1.0) for n in names}
