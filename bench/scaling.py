@@ -145,9 +145,10 @@ def cached_result(args, plan, mix, mix_root, target) -> dict:
 
 def fit_bound(args, mixes, targets) -> str:
     """--fit-bound: for every (mix, target) of --name already scored, the score weight grid on the target's own
-    LOO users (those of its table) with and without the model's components: the best model and the best priors
-    that any weights could give, chosen on the reported users themselves. A diagnostic of whether the fit on
-    other domains or the model holds model / priors back; never a zero-shot figure."""
+    LOO and cold users (those of its tables) with and without the model's components: the best model and the
+    best priors that any weights could give, chosen on the reported users themselves. A diagnostic of whether
+    the fit on other domains or the model holds model / priors back; never a zero-shot figure."""
+    from bench.scaling_report import PROTOCOLS
     from recgpt.config import load_config
     from recgpt.data import load_prepared
     from recgpt.data.corpus import prepared_folder
@@ -155,8 +156,9 @@ def fit_bound(args, mixes, targets) -> str:
     from recgpt.predict.hybrid import MODEL_COMPONENTS, domain_table
 
     cfg = load_config(args.config, [*args.overrides, f"data.prepared_root={args.out}/prepared"])
-    lines = ["| target | mix | model / priors, fitted on the fit domain | model, weights best on the target | "
-             "priors, weights best on the target | model / priors, both best on the target |", "|---|---|---|---|---|---|"]
+    lines = ["| target | protocol | mix | model / priors, fitted on the fit domain | model, weights best on the "
+             "target | priors, weights best on the target | model / priors, both best on the target |",
+             "|---|---|---|---|---|---|---|"]
     for mix in mixes:
         for target in [t for t in mix.serves if targets is None or t in targets]:
             path = Path(args.out) / "results" / args.name / mix.name / f"{target}.json"
@@ -165,15 +167,18 @@ def fit_bound(args, mixes, targets) -> str:
                 continue
             record = json.loads(path.read_text())
             rec = Recommender.from_pretrained(best, embed_cfg=cfg.embed, knn=cfg.predict.knn)
-            names = record["settings"]["fit"].split(",")
-            table = domain_table(rec, load_prepared(prepared_folder(target, cfg.data)), names,
-                                 record["settings"]["max_users"], 10, 0.1, 0)
-            model = max(table, key=lambda row: row[1])  # ties: the first
-            priors = max((r for r in table if not any(r[0].get(c) for c in MODEL_COMPONENTS)), key=lambda row: row[1])
-            fitted = next(r for r in record["tables"]["loo vs priors"] if r["method"] == "model")
-            lines.append(f"| {target} | {mix.name} | {fitted['ratio']:.3f} [{fitted['lo']:.3f}, {fitted['hi']:.3f}] | "
-                         f"{model[1]:.4f} {model[0]} | {priors[1]:.4f} {priors[0]} | {model[1] / priors[1]:.3f} |")
-            print(lines[-1], flush=True)
+            prepared = load_prepared(prepared_folder(target, cfg.data))
+            for protocol in PROTOCOLS:  # the users of the record's tables (its max_users, seed 0)
+                table = domain_table(rec, prepared, record["settings"]["fit"].split(","),
+                                     record["settings"]["max_users"], 10, 0.1, 0, protocol)
+                model = max(table, key=lambda row: row[1])  # ties: the first
+                priors = max((r for r in table if not any(r[0].get(c) for c in MODEL_COMPONENTS)),
+                             key=lambda row: row[1])
+                fitted = next(r for r in record["tables"][f"{protocol} vs priors"] if r["method"] == "model")
+                lines.append(f"| {target} | {protocol} | {mix.name} | {fitted['ratio']:.3f} [{fitted['lo']:.3f}, "
+                             f"{fitted['hi']:.3f}] | {model[1]:.4f} {model[0]} | {priors[1]:.4f} {priors[0]} | "
+                             f"{model[1] / priors[1]:.3f} |")
+                print(lines[-1], flush=True)
     return "\n".join(lines) + "\n"
 
 

@@ -63,11 +63,12 @@ def test_resumed_scaling_bench_gives_the_same_table(tmp_path, monkeypatch):
     assert scaling.main([*argv, "--fit-bound"]) == 0
     assert (tmp_path / "scaling.md").read_text() == first and json.loads(result.read_text()) == record
     bound = (tmp_path / "scaling_fit_bound.md").read_text()
-    cells = next(line for line in bound.splitlines() if line.startswith("| sample_steam | mix01 |")).split("|")
-    model, priors = float(cells[4].split()[0]), float(cells[5].split()[0])
+    assert "| sample_steam | cold | mix01 |" in bound
+    cells = next(line for line in bound.splitlines() if line.startswith("| sample_steam | loo | mix01 |")).split("|")
+    model, priors = float(cells[5].split()[0]), float(cells[6].split()[0])
     methods = record["results"]["loo"]["methods"]  # the fitted rows (grid points too; ties may rank otherwise)
     assert model >= priors and model >= methods["model"]["NDCG@10"] - 0.01 and priors >= methods["priors"]["NDCG@10"] - 0.01
-    assert float(cells[6]) == pytest.approx(model / priors, abs=1e-3)
+    assert float(cells[7]) == pytest.approx(model / priors, abs=1e-3)
 
     # a variant with a code head beside the dense one: its LIGER rows (every item of the target is unseen)
     codes = ["--name", "codes", "--fit", "code,dense,knn,pop", *argv,

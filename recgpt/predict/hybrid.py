@@ -118,13 +118,14 @@ def component_chunks(rec, histories: Sequence[Sequence[int]], names, batch_size:
     return chunk
 
 
-def domain_table(rec, prepared, names: Sequence[str], max_users: int, k: int, step: float, seed: int) -> list:
-    """[(weights, NDCG@k)] over the simplex grid on one prepared domain's LOO users."""
+def domain_table(rec, prepared, names: Sequence[str], max_users: int, k: int, step: float, seed: int,
+                 protocol: str = "loo") -> list:
+    """[(weights, NDCG@k)] over the simplex grid on one prepared domain's users (`protocol`: loo or cold)."""
     from recgpt.predict.protocols import build_test_cases, popularity_before_targets
 
     catalog = rec.set_catalog_from_prepared(prepared, popularity=None)
-    rec.set_popularity(popularity_before_targets(prepared.interactions, catalog, "loo", 1, seed))
-    cases = build_test_cases(prepared.interactions, rec.catalog, "loo", 1, seed, max_users)
+    rec.set_popularity(popularity_before_targets(prepared.interactions, catalog, protocol, 1, seed))
+    cases = build_test_cases(prepared.interactions, rec.catalog, protocol, 1, seed, max_users)
     parts = component_chunks(rec, cases.histories, list(names))
     return fit_score_weights(parts, [t[0] for t in cases.targets], cases.histories, k, step, rec.catalog.n_items)[1]
 
