@@ -32,11 +32,11 @@ import torch  # noqa: E402
 
 from recgpt.baselines.data import load_split  # noqa: E402
 from recgpt.baselines.exported import split_rows  # noqa: E402
-from recgpt.baselines.exported_hybrid import grid_ndcg, model_components, rank_with, split_recommender  # noqa: E402
+from recgpt.baselines.exported_hybrid import model_components, rank_with, split_recommender  # noqa: E402
 from recgpt.config import load_config  # noqa: E402
 from recgpt.data import load_prepared  # noqa: E402
 from recgpt.predict.run import resolve_dataset  # noqa: E402
-from recgpt.predict.hybrid import MODEL_COMPONENTS  # noqa: E402
+from recgpt.predict.hybrid import MODEL_COMPONENTS, grid_ndcg  # noqa: E402
 from recgpt.predict.transfer import bootstrap_ratio, per_user  # noqa: E402
 
 PAIRS = (("recgpt_ft", "sasrec"), ("recgpt_ft", "recgpt_scratch"), ("recgpt_scratch", "sasrec"),
@@ -46,15 +46,17 @@ BOUND_PAIRS = ((f"recgpt_ft{BOUND}", f"recgpt_scratch{BOUND}"), (f"recgpt_ft{BOU
                (f"recgpt_scratch{BOUND}", f"recgpt_scratch{PRIORS_BOUND}"), ("sasrec", f"recgpt_scratch{PRIORS_BOUND}"))
 
 
-def best_on_test(folder: Path, rec, test) -> tuple:
-    """(weights, knn + pop weights): the weight grid points with the highest NDCG@10 on the test cases, of all
-    and of those without the model's components (ties: the first), the grid cached in <folder>/fit_bound.json
-    for these test users."""
-    cache = folder / "fit_bound.json"
+def best_on_test(cache: Path, model_dir: Path, rec, test) -> tuple:
+    """(weights, knn + pop weights): the weight grid points with the highest NDCG@10 on the test cases of the
+    export at `model_dir` (`rec`), of all and of those without the model's components (ties: the first); the
+    grid is cached in the json file `cache` for these test users and this model (its weights file's size and
+    time)."""
     found = json.loads(cache.read_text()) if cache.is_file() else {}
-    if found.get("test_users") != len(test):
+    weights = (Path(model_dir) / "model.safetensors").stat()
+    model = [weights.st_size, weights.st_mtime_ns]
+    if found.get("test_users") != len(test) or found.get("model") != model:
         _, table = grid_ndcg(rec, test, model_components(rec.model.config))
-        found = {"test_users": len(test), "table": table}
+        found = {"test_users": len(test), "model": model, "table": table}
         cache.write_text(json.dumps(found))
     free = [row for row in found["table"] if not any(row[0].get(c) for c in MODEL_COMPONENTS)]
     return tuple(max(rows, key=lambda row: row[1])[0] for rows in (found["table"], free))
@@ -80,7 +82,8 @@ def per_user_ndcg(root: Path, dataset: str, embed_cache: str, bound: bool = Fals
             test = split_rows(split, cfg.baseline, catalog, "test")
         weights = {row: dict(rec.model.config.score_weights), f"{row}[dense]": {"dense": 1.0}}
         if bound:
-            weights[f"{row}{BOUND}"], weights[f"{row}{PRIORS_BOUND}"] = best_on_test(root / row, rec, test)
+            weights[f"{row}{BOUND}"], weights[f"{row}{PRIORS_BOUND}"] = best_on_test(
+                root / row / "fit_bound.json", root / row / "ckpt/run/best", rec, test)
             print(f"{root}: {row} fitted {weights[row]}, best on test {weights[row + BOUND]}", flush=True)
         for name, lists in rank_with(rec, test.histories, weights, 10).items():
             out[name] = per_user(lists, test.targets, 10)["NDCG"]

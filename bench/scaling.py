@@ -208,7 +208,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     import torch
 
-    from bench.scaling_report import plot_curve, write_report
+    from bench.scaling_report import git_commit, plot_curve, write_report
     from recgpt.data.mixes import load_plan
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
@@ -224,8 +224,6 @@ def main(argv=None) -> int:
     if args.fit_bound:
         report = Path(args.report).with_name(Path(args.report).stem + "_fit_bound.md")
         text = fit_bound(args, [m for m in mixes if names is None or m.name in names], targets)
-        from bench.scaling_report import git_commit
-
         report.write_text(f"`{shlex.join(['python', 'bench/scaling.py', *argv])}` at {git_commit()}\n\n{text}")
         return 0
     records = []

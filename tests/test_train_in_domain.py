@@ -231,7 +231,7 @@ def test_hybrid_weights_are_fitted_on_validation_users_only(dense_export, prepar
 def test_fit_bound_is_the_grid_point_best_on_the_test_users(dense_export, prepared_dir, embed_config, tmp_path):
     """bench/in_domain_intervals.py --fit-bound on the real ml-100k split: the weights it returns rank the test
     users at least as well as the validation fit's and as every component alone (it is the test argmax of the
-    same grid); its grid is cached for these test users and computed again for others."""
+    same grid); its grid is cached for these test users and this model, and computed again for others."""
     import json
 
     from bench.in_domain_intervals import best_on_test
@@ -247,8 +247,9 @@ def test_fit_bound_is_the_grid_point_best_on_the_test_users(dense_export, prepar
     cfg = BaselineConfig(max_fit_users=150, max_test_users=150, ks=[10])
     rec, fit = fit_and_store(dense_export, prepared, split, cfg, embed_config)
     test = split_rows(split, cfg, rec.catalog, "test")
-    best, priors = best_on_test(tmp_path, rec, test)
-    cached = json.loads((tmp_path / "fit_bound.json").read_text())
+    cache = tmp_path / "fit_bound.json"
+    best, priors = best_on_test(cache, dense_export, rec, test)
+    cached = json.loads(cache.read_text())
     value = {json.dumps(w, sort_keys=True): v for w, v in cached["table"]}
     at = lambda weights: value[json.dumps(weights, sort_keys=True)]  # noqa: E731
     names = model_components(rec.model.config)
@@ -259,10 +260,13 @@ def test_fit_bound_is_the_grid_point_best_on_the_test_users(dense_export, prepar
     assert at(priors) >= max(at(fit["priors"]), *(at(w) for w in singles if not (w["code"] or w["dense"])))
     lists = rank_with(rec, test.histories, {"best": best}, 10)["best"]  # the table's figure, ranked for real
     assert np.mean(per_user(lists, test.targets, 10)["NDCG"]) == pytest.approx(at(best), abs=1e-3)
-    assert best_on_test(tmp_path, rec, test) == (best, priors)  # read from the cache
+    cache.write_text(json.dumps({**cached, "table": [[best, 1.0], [priors, 0.5]]}))  # a cache is read, not redone
+    assert best_on_test(cache, dense_export, rec, test) == (best, priors)
     fewer = split_rows(split, BaselineConfig(max_test_users=100), rec.catalog, "test")
-    best_on_test(tmp_path, rec, fewer)
-    assert json.loads((tmp_path / "fit_bound.json").read_text())["test_users"] == 100
+    best_on_test(cache, dense_export, rec, fewer)  # other users, or another model: computed again
+    assert json.loads(cache.read_text())["test_users"] == 100
+    cache.write_text(json.dumps({**cached, "model": [0, 0], "table": [[priors, 1.0]]}))
+    assert best_on_test(cache, dense_export, rec, test) == (best, priors)
 
 
 @pytest.mark.slow

@@ -14,19 +14,13 @@ from pathlib import Path
 
 from recgpt.baselines.data import InDomainSplit
 from recgpt.baselines.exported import set_split_catalog, split_rows
-from recgpt.predict.hybrid import PRIOR_COMPONENTS as PRIORS, best_model_free, component_chunks, fit_score_weights
+from recgpt.predict.hybrid import PRIOR_COMPONENTS as PRIORS, best_model_free, grid_ndcg
 from recgpt.predict.ranking import top_k_items
 from recgpt.predict.scoring import combine
 
 
 def model_components(config) -> list:
     return [*(["code"] if config.codes is not None else []), *(["dense"] if config.dense is not None else []), *PRIORS]
-
-
-def grid_ndcg(rec, cases, names, k: int = 10, step: float = 0.1) -> tuple:
-    """(best weights, [(weights, NDCG@k)] for every point of the weight grid) on the cases' first targets."""
-    parts = component_chunks(rec, cases.histories, names)
-    return fit_score_weights(parts, [t[0] for t in cases.targets], cases.histories, k, step, rec.catalog.n_items)
 
 
 def fit_on_valid(rec, valid, names, k: int = 10, step: float = 0.1) -> dict:

@@ -125,9 +125,15 @@ def domain_table(rec, prepared, names: Sequence[str], max_users: int, k: int, st
 
     catalog = rec.set_catalog_from_prepared(prepared, popularity=None)
     rec.set_popularity(popularity_before_targets(prepared.interactions, catalog, protocol, 1, seed))
-    cases = build_test_cases(prepared.interactions, rec.catalog, protocol, 1, seed, max_users)
+    return grid_ndcg(rec, build_test_cases(prepared.interactions, rec.catalog, protocol, 1, seed, max_users), names,
+                     k, step)[1]
+
+
+def grid_ndcg(rec, cases, names: Sequence[str], k: int = 10, step: float = 0.1) -> tuple:
+    """(best weights, [(weights, NDCG@k)] for every point of the weight grid) of a Recommender's components on
+    test cases' first targets (history excluded)."""
     parts = component_chunks(rec, cases.histories, list(names))
-    return fit_score_weights(parts, [t[0] for t in cases.targets], cases.histories, k, step, rec.catalog.n_items)[1]
+    return fit_score_weights(parts, [t[0] for t in cases.targets], cases.histories, k, step, rec.catalog.n_items)
 
 
 def fit_and_store(rec, domains, names: Sequence[str], max_users: int = 1000, k: int = 10, step: float = 0.1,
