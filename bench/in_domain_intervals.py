@@ -36,7 +36,7 @@ from recgpt.baselines.exported_hybrid import model_components, rank_with, split_
 from recgpt.config import load_config  # noqa: E402
 from recgpt.data import load_prepared  # noqa: E402
 from recgpt.predict.run import resolve_dataset  # noqa: E402
-from recgpt.predict.hybrid import MODEL_COMPONENTS, grid_ndcg  # noqa: E402
+from recgpt.predict.hybrid import best_model_free, grid_ndcg  # noqa: E402
 from recgpt.predict.transfer import bootstrap_ratio, per_user  # noqa: E402
 
 PAIRS = (("recgpt_ft", "sasrec"), ("recgpt_ft", "recgpt_scratch"), ("recgpt_scratch", "sasrec"),
@@ -52,14 +52,14 @@ def best_on_test(cache: Path, model_dir: Path, rec, test) -> tuple:
     grid is cached in the json file `cache` for these test users and this model (its weights file's size and
     time)."""
     found = json.loads(cache.read_text()) if cache.is_file() else {}
-    weights = (Path(model_dir) / "model.safetensors").stat()
-    model = [weights.st_size, weights.st_mtime_ns]
+    stat = (Path(model_dir) / "model.safetensors").stat()
+    model = [stat.st_size, stat.st_mtime_ns]
     if found.get("test_users") != len(test) or found.get("model") != model:
         _, table = grid_ndcg(rec, test, model_components(rec.model.config))
         found = {"test_users": len(test), "model": model, "table": table}
         cache.write_text(json.dumps(found))
-    free = [row for row in found["table"] if not any(row[0].get(c) for c in MODEL_COMPONENTS)]
-    return tuple(max(rows, key=lambda row: row[1])[0] for rows in (found["table"], free))
+    grid, values = [w for w, _ in found["table"]], [v for _, v in found["table"]]
+    return grid[max(range(len(grid)), key=lambda i: (values[i], -i))], grid[best_model_free(grid, values)]
 
 
 def per_user_ndcg(root: Path, dataset: str, embed_cache: str, bound: bool = False) -> dict:

@@ -153,7 +153,7 @@ def fit_bound(args, mixes, targets) -> str:
     from recgpt.data import load_prepared
     from recgpt.data.corpus import prepared_folder
     from recgpt.predict import Recommender
-    from recgpt.predict.hybrid import MODEL_COMPONENTS, domain_table
+    from recgpt.predict.hybrid import best_model_free, domain_table
 
     cfg = load_config(args.config, [*args.overrides, f"data.prepared_root={args.out}/prepared"])
     lines = ["| target | protocol | mix | model / priors, fitted on the fit domain | model, weights best on the "
@@ -171,9 +171,9 @@ def fit_bound(args, mixes, targets) -> str:
             for protocol in PROTOCOLS:  # the users of the record's tables (its max_users, seed 0)
                 table = domain_table(rec, prepared, record["settings"]["fit"].split(","),
                                      record["settings"]["max_users"], 10, 0.1, 0, protocol)
-                model = max(table, key=lambda row: row[1])  # ties: the first
-                priors = max((r for r in table if not any(r[0].get(c) for c in MODEL_COMPONENTS)),
-                             key=lambda row: row[1])
+                grid, values = [w for w, _ in table], [v for _, v in table]
+                model = table[max(range(len(table)), key=lambda i: (values[i], -i))]  # ties: the first
+                priors = table[best_model_free(grid, values)]
                 fitted = next(r for r in record["tables"][f"{protocol} vs priors"] if r["method"] == "model")
                 lines.append(f"| {target} | {protocol} | {mix.name} | {fitted['ratio']:.3f} [{fitted['lo']:.3f}, "
                              f"{fitted['hi']:.3f}] | {model[1]:.4f} {model[0]} | {priors[1]:.4f} {priors[0]} | "
