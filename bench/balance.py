@@ -16,6 +16,12 @@ random item pairs (coherence). Then, per held-out domain, with every choice made
     rule(s):    a = exp(t0 + t1 * standardized statistic s), (t0, t1) fitted over the same domains.
 NDCG@10 relative to the domain's best a (oracle), paired 95% bootstrap intervals of rule / mix on the targets.
 
+Then per-user weights from each user's own history (recgpt.predict.self_weights), LOO and cold, in the form of
+the hybrid's fit over knn and pop, w * z(cosine) + (1 - w) * z(log count) on w = 0, .1, ..., 1: each user gets
+the w that ranks the user's own last history item best (gain 1 / log2(rank + 2)) plus a strength s times a
+prior curve (the NDCG relative to its best of the fixed choice: the other sources' mean for a source, the fit
+domain's for a target); s is chosen over the source domains (leave one out) and is what the module ships.
+
     python bench/balance.py --prepared outputs/scaling/prepared --embed-cache outputs/embed_cache
 """
 import argparse
@@ -31,12 +37,22 @@ sys.path[0] = str(Path(__file__).resolve().parents[1])  # the repo, not bench/
 GRID = (0.0, 0.005, 0.01, 0.02, 0.03, 0.05, 0.07, 0.1, 0.15, 0.2, 0.3, 0.5, 0.7, 1.0)
 FORMS = ("raw", "catalog", "user")
 STATS = ("concentration", "coherence")
+WEIGHTS = tuple(i / 10 for i in range(11))  # w on content kNN, 1 - w on popularity: the hybrid fit's grid
+STRENGTHS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0)
 
 
 LEGEND = ("LOO, history excluded, 1,000 seeded users per domain. A cell: the chosen a and NDCG@10 / the domain's "
           "best a in that form (oracle). A source domain's choices are made on the other source domains (leave one "
           "out); a target's on its fit domain alone or on the domains of its largest pretraining mix "
           "(recgpt.data.mixes), never on itself; rule / mix: paired over users, 95% bootstrap interval.\n\n")
+
+
+SELF_LEGEND = ("1,000 seeded users per domain and protocol, history excluded, score w * z(cosine) + (1 - w) * z(log "
+               "count), w on 0, .1, ..., 1. Each user's w: the one that ranks the user's own last history item best "
+               "from the items before it, plus s times the prior (NDCG relative to its best: a source's other sources' "
+               "mean, a target's fit domain); the prior's best w without such an item. s is chosen over the sources "
+               "(leave one out, geometric mean of NDCG / best w, LOO and cold together); own history / fixed w is "
+               "paired over users, 95% bootstrap interval.\n\n")
 
 
 def domain_table(folder: Path, cache_dir: str, users: int) -> dict:
@@ -84,7 +100,45 @@ def domain_table(folder: Path, cache_dir: str, users: int) -> dict:
     consecutive = (emb[[p[0] for p in pairs]] * emb[[p[1] for p in pairs]]).sum(1).mean() if pairs else torch.zeros(())
     stats = {"concentration": float(top[:max(1, len(top) // 100)].sum() / max(top.sum(), 1)),
              "coherence": float(consecutive - (emb[random[0]] * emb[random[1]]).sum(1).mean())}
-    return {"table": table, "stats": stats, "users": len(cases), "items": len(ids)}
+    own = {protocol: own_table(inter, catalog, emb, protocol, users) for protocol in ("loo", "cold")}
+    return {"table": table, "stats": stats, "users": len(cases), "items": len(ids), "own": own}
+
+
+def own_table(inter, catalog, emb, protocol: str, users: int) -> dict:
+    """Per user and w of WEIGHTS: NDCG@10 of the target and the gain of the user's own last history item ranked
+    from the items before it (None: fewer than two history items, or the last repeats an earlier one)."""
+    import torch
+
+    from recgpt.predict.baselines import normalize_rows, user_vectors
+    from recgpt.predict.protocols import build_test_cases, popularity_before_targets
+    from recgpt.predict.scoring import standardize
+    from recgpt.predict.self_weights import own_cases
+
+    cases = build_test_cases(inter, catalog, protocol, 1, 0, users)
+    log_pop = torch.log1p(torch.tensor(np.asarray(popularity_before_targets(inter, catalog, protocol, 1, 0)),
+                                       dtype=torch.float32))
+    z_pop = standardize(log_pop[None])
+
+    def ranks(histories, targets):
+        z_cos = standardize(normalize_rows(user_vectors(histories, emb)) @ emb.t())
+        t = torch.as_tensor(targets)
+        out = []
+        for w in WEIGHTS:
+            score = w * z_cos + (1 - w) * z_pop
+            for b, history in enumerate(histories):
+                score[b, torch.as_tensor(history)] = -math.inf
+            out.append((score > score[torch.arange(len(t)), t][:, None]).sum(1))
+        return torch.stack(out, 1), torch.isinf(score[torch.arange(len(t)), t])  # [B, W], target in history
+
+    real, _ = ranks(cases.histories, [t[0] for t in cases.targets])
+    users_own, before, last = own_cases(cases.histories)
+    own = [None] * len(cases)
+    if users_own:
+        rank, repeated = ranks(before, last)
+        for u, r, rep in zip(users_own, rank.tolist(), repeated.tolist()):
+            own[u] = None if rep else [round(1 / math.log2(x + 2), 5) for x in r]
+    ndcg = [[round(1 / math.log2(x + 2), 5) if x < 10 else 0.0 for x in r] for r in real.tolist()]
+    return {"ndcg": ndcg, "own": own}
 
 
 def best_fixed(results: dict, form: str, domains) -> str:
@@ -168,13 +222,67 @@ def report(results: dict, plan) -> str:
     return "\n".join(lines) + "\n"
 
 
+def self_points(own: list, prior: np.ndarray, strength: float) -> np.ndarray:
+    """Per user, the index into WEIGHTS of the user's own-history choice (the prior's best without a history gain)."""
+    out = np.empty(len(own), dtype=int)
+    for u, gains in enumerate(own):
+        score = strength * prior + (np.asarray(gains) if gains is not None else 0.0)
+        out[u] = int(np.argmax(score - 1e-12 * np.arange(len(prior))))  # ties: the earlier w
+    return out
+
+
+def self_report(results: dict, plan) -> tuple[str, float]:
+    """The section on per-user weights and the strength chosen over the sources (both protocols)."""
+    from recgpt.predict.transfer import bootstrap_ratio
+
+    targets = [t for t in plan.targets if t in results]
+    sources = [d for d in results if d not in plan.targets]
+    curves = {p: {d: np.mean(results[d]["own"][p]["ndcg"], 0) for d in results} for p in ("loo", "cold")}
+
+    def prior_of(p, d):
+        if d in plan.targets:
+            return curves[p][plan.fit_domains[d][0]] / curves[p][plan.fit_domains[d][0]].max()
+        return np.mean([curves[p][o] / curves[p][o].max() for o in sources if o != d], 0)
+
+    def relative(p, d, strength):
+        ndcg = np.asarray(results[d]["own"][p]["ndcg"])
+        points = self_points(results[d]["own"][p]["own"], prior_of(p, d), strength)
+        return ndcg[np.arange(len(ndcg)), points], ndcg[:, int(np.argmax(prior_of(p, d)))]
+
+    lines = ["| strength s | " + " | ".join(f"sources, {p}" for p in curves) + " |", "|---|---|---|"]
+    score = {}
+    for strength in STRENGTHS:
+        means = [math.exp(np.mean([math.log(max(relative(p, d, strength)[0].mean(), 1e-6) / curves[p][d].max())
+                                   for d in sources])) for p in curves]
+        score[strength] = sum(map(math.log, means))
+        lines.append(f"| {strength} | " + " | ".join(f"{m:.3f}" for m in means) + " |")
+    fixed = [math.exp(np.mean([math.log(max(relative(p, d, 0.0)[1].mean(), 1e-6) / curves[p][d].max())
+                               for d in sources])) for p in curves]
+    lines.append("| fixed w (the prior's best, no own item) | " + " | ".join(f"{m:.3f}" for m in fixed) + " |")
+    chosen = max(STRENGTHS, key=lambda v: (score[v], -v))
+    lines += ["", f"Chosen over the sources: s = {chosen}. Per domain (NDCG@10 / the domain's best fixed w):", "",
+              "| domain | protocol | best w (NDCG@10) | fixed w (its prior's best) | own history, s = "
+              f"{chosen} | own history / fixed w |", "|---|---|---|---|---|---|"]
+    for d in sources + targets:
+        for p in curves:
+            best = curves[p][d].max()
+            self_ndcg, fixed_ndcg = relative(p, d, chosen)
+            r, lo, hi = bootstrap_ratio(self_ndcg, fixed_ndcg)
+            lines.append(f"| {d}{' (target)' if d in plan.targets else ''} | {p} | "
+                         f"{WEIGHTS[int(np.argmax(curves[p][d]))]} ({best:.4f}) | "
+                         f"w={WEIGHTS[int(np.argmax(prior_of(p, d)))]}: {fixed_ndcg.mean() / best:.3f} | "
+                         f"{self_ndcg.mean() / best:.3f} | {r:.3f} [{lo:.3f}, {hi:.3f}] |")
+    return "\n".join(lines) + "\n", chosen
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--prepared", default="outputs/scaling/prepared", help="prepared dataset folders")
     parser.add_argument("--embed-cache", default="outputs/embed_cache")
     parser.add_argument("--domains", help="comma-separated (default: the scaling plan's domains)")
     parser.add_argument("--users", type=int, default=1000)
-    parser.add_argument("--out", default="outputs/balance", help="one json per domain: a rerun resumes")
+    parser.add_argument("--out", default="outputs/balance", help="one json per domain: a rerun resumes (a json "
+                        "without the own-history tables is recomputed)")
     parser.add_argument("--report", default="docs/benchmarks/balance.md")
     args = parser.parse_args(argv)
     from recgpt.data.mixes import Plan
@@ -184,7 +292,7 @@ def main(argv=None) -> int:
     results = {}
     for d in domains:
         path = Path(args.out) / f"{d}.json"
-        if not path.is_file():
+        if not path.is_file() or "own" not in json.loads(path.read_text()):
             path.parent.mkdir(parents=True, exist_ok=True)
             result = domain_table(Path(args.prepared) / d, args.embed_cache, args.users)
             path.write_text(json.dumps(result))
@@ -194,7 +302,8 @@ def main(argv=None) -> int:
     text = ("<!-- written by bench/balance.py: rerun it to change this file -->\n# One content / popularity balance "
             f"across domains\n\ncommand: `python bench/balance.py{''.join(' ' + a for a in (sys.argv[1:] if argv is None else argv))}`\n\n"
             + LEGEND
-            + report(results, plan))
+            + report(results, plan)
+            + "\n## Per-user weights from the user's own history\n\n" + SELF_LEGEND + self_report(results, plan)[0])
     Path(args.report).write_text(text)
     print(text)
     return 0

@@ -182,6 +182,65 @@ def fit_bound(args, mixes, targets) -> str:
     return "\n".join(lines) + "\n"
 
 
+def self_weight_rows(args, mixes, targets) -> str:
+    """--self-weights: for every (mix, target) of --name already scored, the model and the priors scored with
+    per-user weights (recgpt.predict.self_weights: the grid point that ranks the user's own last history item
+    best, the fit on the fit domain as the prior) against the fitted weights, same LOO and cold users as the
+    tables (their max_users, seed 0); nothing is trained."""
+    import numpy as np
+
+    from bench.scaling_report import PROTOCOLS
+    from recgpt.config import load_config
+    from recgpt.data import load_prepared
+    from recgpt.data.corpus import prepared_folder
+    from recgpt.predict import Recommender
+    from recgpt.predict.hybrid import MODEL_COMPONENTS, component_chunks, domain_table, grid_ranks, rank_gains
+    from recgpt.predict.protocols import build_test_cases, popularity_before_targets
+    from recgpt.predict.self_weights import STRENGTH, self_weights
+    from recgpt.predict.transfer import bootstrap_ratio
+
+    cfg = load_config(args.config, [*args.overrides, f"data.prepared_root={args.out}/prepared"])
+    rows = ["| target | protocol | mix | priors | model | priors, self weights | model, self weights | "
+            "model self / priors | priors self / priors | model self / priors self |", "|" + "---|" * 10]
+    for mix in mixes:
+        for target in [t for t in mix.serves if targets is None or t in targets]:
+            path = Path(args.out) / "results" / args.name / mix.name / f"{target}.json"
+            best = Path(args.out) / "mixes" / mix.name / "targets" / target / "ckpt" / args.name / "best"
+            if not (path.is_file() and best.is_dir()):
+                continue
+            record = json.loads(path.read_text())
+            names = record["settings"]["fit"].split(",")
+            rec = Recommender.from_pretrained(best, embed_cfg=cfg.embed, knn=cfg.predict.knn)
+            fit_domain = load_prepared(prepared_folder(record["fit_domains"][0], cfg.data))
+            prior_table = domain_table(rec, fit_domain, names, record["settings"]["fit_users"], 10, 0.1, 0)
+            grid, prior = [w for w, _ in prior_table], [v for _, v in prior_table]
+            free = [i for i, w in enumerate(grid) if not any(w.get(c, 0) > 0 for c in MODEL_COMPONENTS)]
+            fitted = {"model": grid.index(record["fit"]["weights"]),
+                      "priors": grid.index({n: record["fit"]["priors"]["weights"].get(n, 0.0) for n in names})}
+            prepared = load_prepared(prepared_folder(target, cfg.data))
+            catalog = rec.set_catalog_from_prepared(prepared, popularity=None)
+            for protocol in PROTOCOLS:
+                rec.set_popularity(popularity_before_targets(prepared.interactions, catalog, protocol, 1, 0))
+                cases = build_test_cases(prepared.interactions, rec.catalog, protocol, 1, 0,
+                                         record["settings"]["max_users"])
+                gains = rank_gains(grid_ranks(component_chunks(rec, cases.histories, names),
+                                              [t[0] for t in cases.targets], cases.histories, grid,
+                                              rec.catalog.n_items), 10).numpy()
+                users = np.arange(len(cases))
+                points = {"model": self_weights(rec, cases.histories, grid, prior, STRENGTH).numpy()}
+                sub = self_weights(rec, cases.histories, [grid[i] for i in free], [prior[i] for i in free], STRENGTH)
+                points["priors"] = [free[i] for i in sub.tolist()]
+                ndcg = {**{k: gains[i] for k, i in fitted.items()},
+                        **{f"{k} self": gains[np.asarray(p), users] for k, p in points.items()}}
+                ratios = [bootstrap_ratio(ndcg[a], ndcg[b]) for a, b in
+                          (("model self", "priors"), ("priors self", "priors"), ("model self", "priors self"))]
+                rows.append(f"| {target} | {protocol} | {mix.name} | " + " | ".join(
+                    f"{ndcg[k].mean():.4f}" for k in ("priors", "model", "priors self", "model self")) + " | "
+                    + " | ".join(f"{r:.3f} [{lo:.3f}, {hi:.3f}]" for r, lo, hi in ratios) + " |")
+                print(rows[-1], flush=True)
+    return "\n".join(rows) + "\n"
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -204,6 +263,9 @@ def main(argv=None) -> int:
     parser.add_argument("--fit-bound", action="store_true",
                         help="no training or scoring: the weights best on each scored target's own users "
                              "(a diagnostic), into <report>_fit_bound.md")
+    parser.add_argument("--self-weights", action="store_true",
+                        help="no training: each scored target's model and priors with per-user weights chosen on "
+                             "each user's own history, into <report>_self_weights.md")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args(argv)
     import torch
@@ -221,9 +283,10 @@ def main(argv=None) -> int:
     if unknown:
         parser.error(f"unknown mix or target {sorted(unknown)}; mixes: {[m.name for m in mixes]}, "
                      f"targets: {list(plan.targets)}")
-    if args.fit_bound:
-        report = Path(args.report).with_name(Path(args.report).stem + "_fit_bound.md")
-        text = fit_bound(args, [m for m in mixes if names is None or m.name in names], targets)
+    if args.fit_bound or args.self_weights:
+        suffix, rows = ("_fit_bound", fit_bound) if args.fit_bound else ("_self_weights", self_weight_rows)
+        report = Path(args.report).with_name(Path(args.report).stem + suffix + ".md")
+        text = rows(args, [m for m in mixes if names is None or m.name in names], targets)
         report.write_text(f"`{shlex.join(['python', 'bench/scaling.py', *argv])}` at {git_commit()}\n\n{text}")
         return 0
     records = []

@@ -30,6 +30,14 @@ def test_table_at_zero_weight_is_content_knn_and_popularity_helps_on_ml100k(prep
     # movies follow popularity: some weight on it beats content alone by a wide margin (2.5x measured)
     assert max(np.mean(v) for v in result["table"]["raw"].values()) > 1.5 * knn
     assert 0 < result["stats"]["concentration"] < 1 and abs(result["stats"]["coherence"]) < 1
+    # the own-history tables: content alone (w = 1) ranks as content kNN; without a prior (s = 0) each user's
+    # choice is the w with the highest own-item gain
+    own = result["own"]["loo"]
+    assert np.mean(np.asarray(own["ndcg"])[:, -1]) == pytest.approx(knn, abs=1e-4)
+    assert sum(g is not None for g in own["own"]) > 0.9 * len(cases)
+    points = balance.self_points(own["own"], np.ones(len(balance.WEIGHTS)), 0.0)
+    assert all(g is None or g[p] == max(g) for g, p in zip(own["own"], points))
+    assert len(result["own"]["cold"]["ndcg"]) == 300
 
 
 def planted(stat: float) -> dict:
@@ -50,3 +58,30 @@ def test_the_rule_recovers_a_planted_balance_that_no_fixed_weight_fits():
     # a statistic that says nothing (coherence is the same everywhere) gives the fixed weight back
     flat = balance.rule(results, "raw", "coherence", others)
     assert balance.apply_rule(flat, 0.0) == balance.best_fixed(results, "raw", others)
+
+
+def planted_own(seed: int, informative: bool, users: int = 200) -> dict:
+    """Each user likes one w (NDCG 1 there, 0 elsewhere), most users the same one; the own item says which
+    (informative) or nothing (a random gain per w)."""
+    rng = np.random.default_rng(seed)
+    n = len(balance.WEIGHTS)
+    liked = np.where(rng.random(users) < 0.6, 3, rng.integers(0, n, users))
+    ndcg = np.eye(n)[liked]
+    own = (np.eye(n)[liked] * 0.9 + 0.05) if informative else rng.random((users, n))
+    return {p: {"ndcg": ndcg.tolist(), "own": own.tolist()} for p in ("loo", "cold")}
+
+
+@pytest.mark.parametrize("informative", [True, False])
+def test_strength_is_chosen_on_the_sources_by_what_the_own_item_says(informative):
+    from types import SimpleNamespace
+
+    results = {f"d{i}": {"own": planted_own(i, informative)} for i in range(5)}
+    results["t"] = {"own": planted_own(9, informative)}
+    plan = SimpleNamespace(targets=("t",), fit_domains={"t": ["d0"]})
+    text, chosen = balance.self_report(results, plan)
+    row = next(line for line in text.splitlines() if line.startswith("| t (target) | loo |")).split("|")
+    fixed, own = float(row[4].split(":")[1]), float(row[5])
+    if informative:  # the own item finds every user's w: far above the best single w, which the prior gives
+        assert chosen < 1.0 and fixed == pytest.approx(1.0) and own > 1.3 and float(row[6].split()[0]) > 1.3
+    else:  # noise: the strongest prior is chosen, and the own item only costs (it never helps)
+        assert chosen == max(balance.STRENGTHS) and 0.9 * fixed < own <= fixed

@@ -70,6 +70,16 @@ def test_resumed_scaling_bench_gives_the_same_table(tmp_path, monkeypatch):
     assert model >= priors and model >= methods["model"]["NDCG@10"] - 0.01 and priors >= methods["priors"]["NDCG@10"] - 0.01
     assert float(cells[7]) == pytest.approx(model / priors, abs=1e-3)
 
+    # per-user weights chosen on each user's own history (a diagnostic beside the fitted rows, nothing trained)
+    assert scaling.main([*argv, "--self-weights"]) == 0
+    assert (tmp_path / "scaling.md").read_text() == first and json.loads(result.read_text()) == record
+    rows = (tmp_path / "scaling_self_weights.md").read_text()
+    assert "| sample_steam | cold | mix01 |" in rows
+    cells = next(line for line in rows.splitlines() if line.startswith("| sample_steam | loo | mix01 |")).split("|")
+    assert float(cells[4]) == pytest.approx(methods["priors"]["NDCG@10"], abs=0.01)  # the fitted rows: the tables'
+    assert float(cells[5]) == pytest.approx(methods["model"]["NDCG@10"], abs=0.01)
+    assert float(cells[8].split()[0]) == pytest.approx(float(cells[7]) / float(cells[4]), abs=1e-3)
+
     # a variant with a code head beside the dense one: its LIGER rows (every item of the target is unseen)
     codes = ["--name", "codes", "--fit", "code,dense,knn,pop", *argv,
              "model.codes={head: parallel, embedding: fsq_grid, output: full}"]

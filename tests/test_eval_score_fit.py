@@ -55,7 +55,9 @@ def test_eval_fits_stores_and_from_pretrained_scores_with_the_weights(fitted_run
     best = run / "best"
     stored = json.loads((best / "config.json").read_text())["score_weights"]
     saved = json.loads((best / "score_fit.json").read_text())
-    assert "table" not in saved and saved["weights"] == stored and set(stored) == set(COMPONENTS)
+    assert saved["weights"] == stored and set(stored) == set(COMPONENTS)
+    best_row = max(saved["table"], key=lambda row: row["relative"])  # the grid kept: predict.weights=self's prior
+    assert best_row["weights"] == stored and best_row["relative"] == pytest.approx(saved["relative"])
     assert json.loads((run / "selection.json").read_text())["score_weights"] == stored
     assert sum(1 for line in stdout.splitlines() if line.startswith("score weights")) == 1
     cfg = load_config(run / "config.yaml", fit_overrides)
@@ -76,6 +78,29 @@ def test_eval_fits_stores_and_from_pretrained_scores_with_the_weights(fitted_run
 
 
 @pytest.mark.slow
+@pytest.mark.slow
+def test_predict_scores_each_user_with_weights_chosen_on_its_own_history(fitted_run, fit_overrides, tmp_path):
+    """predict.weights=self on the fitted export: users are scored with several points of the stored grid; with
+    predict.weights=fitted, and for a multi-step strategy, every user gets the stored weights."""
+    from recgpt.cli import main
+
+    run, _ = fitted_run
+    stored = json.loads((run / "best" / "config.json").read_text())["score_weights"]
+    common = ["predict", "--dataset", "sample_steam", f"predict.model_dir={run / 'best'}", "predict.max_users=100",
+              *fit_overrides]
+    used = {}
+    for weights in ("self", "fitted"):
+        assert main([*common, f"predict.weights={weights}", f"predict.output_dir={tmp_path / weights}"]) == 0
+        result = json.loads((tmp_path / weights / "metrics.json").read_text())
+        assert result["weights"]["mode"] == weights and result["config"]["weights"] == weights
+        used[weights] = result["weights"]["users_per_weights"]
+        assert sum(used[weights].values()) == result["counts"]["evaluated"]
+    assert len(used["self"]) > 1 and list(used["fitted"]) == [json.dumps(stored, sort_keys=True)]
+    assert main([*common, "--strategy", "greedy", "--horizon", "2", f"predict.output_dir={tmp_path / 'greedy'}"]) == 0
+    result = json.loads((tmp_path / "greedy" / "metrics.json").read_text())
+    assert result["weights"]["mode"] == "fitted" and any("scores one exact step" in n for n in result["notes"])
+
+
 def test_refused_fit_domains_leave_the_run_as_it_was(fitted_run, fit_overrides, tmp_path, capsys):
     from recgpt.cli import main
 

@@ -107,6 +107,9 @@ def test_cli_writes_the_report(exported_model, prepared_dir, embed_config, tmp_p
     assert list(recs.columns) == ["user_id", "rank", "item_id", "score"] and len(recs) == 600
     assert (out / "plots" / "metrics_vs_k.png").stat().st_size > 0
     assert "| recency | HR |" in (out / "metrics.md").read_text()
+    # predict.weights=self (the default) needs the score fit's grid: an export without one is scored with its
+    # stored weights, and the report says so
+    assert result["weights"]["mode"] == "fitted" and any("holds no fitted weight grid" in n for n in result["notes"])
 
     horizon = exported_model.parent / "predict" / "ml-100k-horizon"  # the default place: <run>/predict/...
     assert main(["--dataset", str(dataset), "--horizon", "3", "--strategy", "greedy", *common,

@@ -79,6 +79,10 @@ class PredictConfig:
     # liger (a code + dense model: the trie beam's items plus every item it never saw in pretraining, re-ranked
     # by its score without the code component).
     scoring: str = "auto"
+    # The hybrid score weights: self (each user scored with the point of the fitted weight grid that ranks the
+    # user's own last history item best, the fit as a prior: recgpt.predict.self_weights; one exact step) or
+    # fitted (the weights fitted on the held-out source domains, the same for every user).
+    weights: str = "self"
     beam_size: int = 20
     temperature: float = 1.0
     n_samples: int = 8
@@ -102,6 +106,7 @@ class PredictConfig:
                              n_samples=self.n_samples, temperature=self.temperature, beam_size=self.beam_size,
                              allow_history=self.allow_history, seed=self.seed)
         check(self.scoring in SCORINGS, "predict.scoring", f"{'|'.join(SCORINGS)}, got {self.scoring!r}")
+        check(self.weights in ("self", "fitted"), "predict.weights", f"self|fitted, got {self.weights!r}")
         check(self.batch_size >= 1, "predict.batch_size", f"must be >= 1, got {self.batch_size}")
         check(self.max_users is None or self.max_users >= 1, "predict.max_users", f"must be >= 1, got {self.max_users}")
         check(self.min_users >= 1, "predict.min_users", f"must be >= 1, got {self.min_users}")

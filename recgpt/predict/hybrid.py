@@ -49,13 +49,33 @@ def ndcg_at_k(scores: torch.Tensor, targets: Sequence[int], histories: Sequence[
 
 def fit_score_weights(parts, targets: Sequence[int], histories: Sequence[Sequence[int]], k: int = 10,
                       step: float = 0.1, n_items: Optional[int] = None, chunk: int = 8192,
-                      block: int = 1 << 20) -> tuple[dict, list]:
-    """(best weights, [(weights, NDCG@k)] for every grid point); ties go to the earlier grid point. `parts`: the
-    raw component scores {name: Float[U, N]}, or a function of a slice of catalog rows giving {name: Float[U, n]}
-    (`component_chunks`; then `n_items` is N). The catalog is read `chunk` items at a time, never [U, N] whole:
-    a first pass gets each component's mean and spread per user and the target's value, a second counts per
-    grid point the items ranked above the target (history excluded; ties to the smaller row), `block` scores
-    (users x items) at a time."""
+                      block: int = 1 << 20, names: Optional[Sequence[str]] = None) -> tuple[dict, list]:
+    """(best weights, [(weights, NDCG@k)] for every grid point of `simplex_grid` over `names` (default: the keys
+    of `parts`; needed when `parts` is a function)); ties go to the earlier grid point. `parts` and the rest: as
+    `grid_ranks`."""
+    names = sorted(parts if names is None else names)
+    grid = simplex_grid(names, step)
+    gains = rank_gains(grid_ranks(parts, targets, histories, grid, n_items, chunk, block), k)
+    table = [(weights, float(g.mean())) for weights, g in zip(grid, gains)]
+    best = max(range(len(table)), key=lambda i: (table[i][1], -i))
+    return table[best][0], table
+
+
+def rank_gains(ranks: torch.Tensor, k: Optional[int] = 10) -> torch.Tensor:
+    """Float64 NDCG gains of `grid_ranks`' ranks: 1 / log2(rank + 2) within the top k (every rank: k None),
+    0 beyond it and where the case has no rankable target (rank -1)."""
+    hit = (ranks >= 0) if k is None else (ranks >= 0) & (ranks < k)
+    return torch.where(hit, 1.0 / torch.log2(ranks.double().clamp_min(0) + 2), torch.zeros((), dtype=torch.float64))
+
+
+def grid_ranks(parts, targets: Sequence[int], histories: Sequence[Sequence[int]], grid: Sequence[dict],
+               n_items: Optional[int] = None, chunk: int = 8192, block: int = 1 << 20) -> torch.Tensor:
+    """Int64[G, U]: per weight point of `grid` (dicts over the components), the items ranked above each user's
+    target (history excluded; ties to the smaller row), -1 where the target is in the history or has no score.
+    `parts`: the raw component scores {name: Float[U, N]}, or a function of a slice of catalog rows giving
+    {name: Float[U, n]} (`component_chunks`; then `n_items` is N). The catalog is read `chunk` items at a time,
+    never [U, N] whole: a first pass gets each component's mean and spread per user and the target's value, a
+    second counts the items above the target, `block` scores (users x items) at a time."""
     if not callable(parts):
         n_items, matrices = next(iter(parts.values())).shape[1], parts
         parts = lambda span: {name: x[:, span].float() for name, x in matrices.items()}  # noqa: E731
@@ -73,7 +93,6 @@ def fit_score_weights(parts, targets: Sequence[int], histories: Sequence[Sequenc
     names = sorted(acc)
     moments = {name: row_moments(acc[name]) for name in names}
     at_target = {name: standardize(raw[name], *moments[name]) for name in names}
-    grid = simplex_grid(names, step)
     target_score = [weighted_sum(at_target, weights) for weights in grid]
     seen = torch.as_tensor([(u, r) for u, h in enumerate(histories) for r in set(map(int, h))],
                            dtype=torch.long).view(-1, 2)  # (user, history row): never ranked
@@ -95,11 +114,8 @@ def fit_score_weights(parts, targets: Sequence[int], histories: Sequence[Sequenc
             for g, weights in enumerate(grid):
                 x, t = weighted_sum(users_z, weights), target_score[g][lo:lo + rows]
                 above[g, lo:lo + rows] += ((x > t) | ((x == t) & users_before)).masked_fill_(users_excluded, False).sum(1)
-    hit = (above < k) & ~in_history[None] & torch.isfinite(torch.stack(target_score)[..., 0])
-    gains = torch.where(hit, 1.0 / torch.log2(above.double() + 2), torch.zeros((), dtype=torch.float64))
-    table = [(weights, float(g.mean())) for weights, g in zip(grid, gains)]
-    best = max(range(len(table)), key=lambda i: (table[i][1], -i))
-    return table[best][0], table
+    valid = ~in_history[None] & torch.isfinite(torch.stack(target_score)[..., 0])
+    return above.masked_fill_(~valid, -1)
 
 
 def component_chunks(rec, histories: Sequence[Sequence[int]], names, batch_size: int = 256):
@@ -133,7 +149,8 @@ def grid_ndcg(rec, cases, names: Sequence[str], k: int = 10, step: float = 0.1) 
     """(best weights, [(weights, NDCG@k)] for every point of the weight grid) of a Recommender's components on
     test cases' first targets (history excluded)."""
     parts = component_chunks(rec, cases.histories, list(names))
-    return fit_score_weights(parts, [t[0] for t in cases.targets], cases.histories, k, step, rec.catalog.n_items)
+    return fit_score_weights(parts, [t[0] for t in cases.targets], cases.histories, k, step, rec.catalog.n_items,
+                             names=names)
 
 
 def fit_and_store(rec, domains, names: Sequence[str], max_users: int = 1000, k: int = 10, step: float = 0.1,
@@ -164,7 +181,7 @@ def fit_and_store(rec, domains, names: Sequence[str], max_users: int = 1000, k: 
             "table": [{"weights": w, "relative": r} for w, r in zip(grid, relative)]}
 
 
-SCORE_FIT = "score_fit.json"  # beside an exported model: what fit_and_store returned, without its grid table
+SCORE_FIT = "score_fit.json"  # beside an exported model: what fit_and_store returned
 
 
 def fit_domain_folders(cfg) -> list:
@@ -181,7 +198,8 @@ def fit_domain_folders(cfg) -> list:
 def fit_exported(model_dir, cfg, folders) -> dict:
     """Fit eval.score_fit's weights on the exported model at `model_dir` over the prepared `folders` with
     eval.score_fit_users LOO users each; save the model there again (the weights in its config.json, so that
-    from_pretrained scores with them) and the fit, without its table, as score_fit.json."""
+    from_pretrained scores with them) and the fit with its grid table as score_fit.json. Returns the fit without
+    the table."""
     from pathlib import Path
 
     from recgpt.config import ConfigError
@@ -198,9 +216,8 @@ def fit_exported(model_dir, cfg, folders) -> dict:
     fit = fit_and_store(rec, [load_prepared(f) for f in folders], list(cfg.eval.score_fit),
                         cfg.eval.score_fit_users, seed=cfg.predict.seed)
     save_model(rec.model, model_dir)
-    fit = {key: value for key, value in fit.items() if key != "table"}
-    write_json(Path(model_dir) / SCORE_FIT, fit)
-    return fit
+    write_json(Path(model_dir) / SCORE_FIT, fit)  # the grid table too: the prior of predict.weights=self
+    return {key: value for key, value in fit.items() if key != "table"}
 
 
 def fit_summary(fit: dict) -> str:

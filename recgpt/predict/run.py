@@ -2,7 +2,9 @@
 
 build (model, catalog, test cases) -> recommend (model, recency, popularity, content kNN) -> evaluate -> write_report.
 """
+import json
 import time
+from collections import Counter
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -10,7 +12,7 @@ from recgpt.config import ConfigError, config_to_dict, known_dataset_specs
 from recgpt.config.errors import check_device
 from recgpt.io import guarded_output, is_kind, manifest_hash, staged_folder, write_manifest
 from recgpt.logging import print0, warn
-from recgpt.predict import baselines
+from recgpt.predict import baselines, self_weights
 from recgpt.config.args import short_lists_note
 from recgpt.predict.metrics import coverage, position_hit_rates, ranking_metrics
 from recgpt.data.popularity import ranking
@@ -121,10 +123,22 @@ def predict_held(cfg, held: ExitStack) -> Path:
         notes.append(f"K up to {k_max} exceeds the catalog ({catalog.n_items} items): lists hold at most "
                      f"{catalog.n_items} items")
         warn(notes[-1])
-    print0(f"predict: {len(cases)} users, protocol {p.protocol}, strategy {p.strategy}, scoring {rec.scorer.mode}")
+    prior, fallback = self_weights.plan(p.weights, model_dir, p.strategy, horizon, rec.scorer.mode)
+    if fallback:
+        notes.append(fallback)
+        warn(fallback)
+    print0(f"predict: {len(cases)} users, protocol {p.protocol}, strategy {p.strategy}, scoring {rec.scorer.mode}, "
+           f"weights {'self' if prior else 'fitted'}")
     t0 = time.time()
-    recs, scores = rec.recommend_rows(cases.histories, min(k_max, catalog.n_items), horizon, p.strategy,
-                                      p.allow_history, p.n_samples, p.temperature, p.seed)
+    if prior:
+        points = self_weights.self_weights(rec, cases.histories, *prior)
+        recs, scores = self_weights.rank_self_weighted(rec, cases.histories, prior[0], points,
+                                                       min(k_max, catalog.n_items), p.allow_history)
+        used = {json.dumps(prior[0][g], sort_keys=True): n for g, n in Counter(points.tolist()).most_common()}
+    else:
+        recs, scores = rec.recommend_rows(cases.histories, min(k_max, catalog.n_items), horizon, p.strategy,
+                                          p.allow_history, p.n_samples, p.temperature, p.seed)
+        used = {json.dumps(rec.scorer.weights, sort_keys=True): len(cases)}
     model_seconds = time.time() - t0
     short = short_lists_note(recs, min(k_max, catalog.n_items), p.strategy)  # e.g. rra / ra: horizon x n_samples
     if short:
@@ -140,6 +154,7 @@ def predict_held(cfg, held: ExitStack) -> Path:
     result = {
         "dataset": prepared.name, "protocol": p.protocol, "horizon": horizon, "strategy": p.strategy,
         "scoring": rec.scorer.mode, "allow_history": p.allow_history, "ks": ks,
+        "weights": {"mode": "self" if prior else "fitted", "users_per_weights": used},
         "counts": cases.counts, "catalog": catalog.stats, "methods": methods,
         "by_position": by_position if horizon > 1 else None,
         "model_dir": str(model_dir), "dataset_dir": str(dataset_dir),

@@ -1,0 +1,107 @@
+"""Score weights chosen per user from the user's own history (`predict.weights=self`).
+
+Hybrid weights fitted on another domain carry that domain's balance between the model, content kNN and
+popularity, and the best balance differs between domains by a factor of ten or more (docs/benchmarks.md, "Can
+one balance ... carry across domains?"). A user's history says which balance suits that user: every point of
+the weight grid ranks the user's last history item from the items before it, and the user is scored with the
+point that ranked it best, its gain 1 / log2(rank + 2) plus `strength` times the fitted grid's NDCG relative to
+its best point (the prior: the fit on the other domain). A user with one history item, or whose last item
+repeats an earlier one, has nothing to rank and gets the prior's best point, the fitted weights. Nothing but
+the user's own history is read: no other user of the domain, never a target.
+"""
+from pathlib import Path
+from typing import Optional, Sequence
+
+import torch
+
+from recgpt.predict.hybrid import component_chunks, grid_ranks, rank_gains
+from recgpt.predict.ranking import top_k_items
+from recgpt.predict.scoring import combine
+
+STRENGTH = 0.2  # chosen on the ten source domains of bench/self_weights.py (no held-out target), LOO and cold
+
+
+def own_cases(histories: Sequence[Sequence[int]]) -> tuple[list, list, list]:
+    """(user indexes, histories without their last item, that last item) of the histories with two items or more."""
+    users = [u for u, h in enumerate(histories) if len(h) >= 2]
+    return users, [list(histories[u])[:-1] for u in users], [int(histories[u][-1]) for u in users]
+
+
+def choose(own_ranks: torch.Tensor, users: Sequence[int], n_users: int, prior: Sequence[float],
+           strength: float = STRENGTH) -> torch.Tensor:
+    """Int64[n_users]: each user's grid point. `own_ranks` Int64[G, len(users)]: `grid_ranks` of each user's last
+    history item (-1: nothing to rank); `prior` [G]: the fitted grid's NDCG. Ties go to the earlier grid point."""
+    prior = torch.as_tensor(list(prior), dtype=torch.float64)
+    if prior.numel() != own_ranks.shape[0]:
+        raise ValueError(f"prior has {prior.numel()} values for a grid of {own_ranks.shape[0]} points")
+    prior = prior / prior.max().clamp_min(1e-12)
+    score = (strength * prior)[:, None].expand(-1, n_users).clone()
+    ranked = own_ranks.ge(0).all(0)  # a repeated last item is excluded at every point alike
+    index = torch.as_tensor(list(users), dtype=torch.long)[ranked]
+    score[:, index] += rank_gains(own_ranks[:, ranked], None)
+    return torch.argmax(score - 1e-12 * torch.arange(len(prior), dtype=torch.float64)[:, None], 0)
+
+
+def self_weights(rec, histories: Sequence[Sequence[int]], grid: Sequence[dict], prior: Sequence[float],
+                 strength: float = STRENGTH) -> torch.Tensor:
+    """Int64[len(histories)]: the grid point each history is scored with (`choose`), from a Recommender's
+    components on the histories' own last items; the catalog's popularity is the one the histories are scored with."""
+    users, before, last = own_cases(histories)
+    names = sorted({n for w in grid for n in w})
+    if users:
+        ranks = grid_ranks(component_chunks(rec, before, names), last, before, grid, rec.catalog.n_items)
+    else:
+        ranks = torch.zeros(len(grid), 0, dtype=torch.long)
+    return choose(ranks, users, len(histories), prior, strength)
+
+
+def read_prior(model_dir) -> Optional[tuple[list, list]]:
+    """(grid, NDCG relative to the best point) of the score fit stored beside an exported model (score_fit.json,
+    written by `recgpt eval` with eval.score_fit), or None when the export has no such grid."""
+    from recgpt.io import read_json
+    from recgpt.predict.hybrid import SCORE_FIT
+
+    path = Path(model_dir) / SCORE_FIT
+    table = read_json(path).get("table") if path.is_file() else None
+    if not table:
+        return None
+    try:
+        return [dict(row["weights"]) for row in table], [float(row["relative"]) for row in table]
+    except (KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"{path}: its table must list {{'weights': {{...}}, 'relative': float}} rows ({e!r})") from None
+
+
+def rank_self_weighted(rec, histories: Sequence[Sequence[int]], grid: Sequence[dict], points: torch.Tensor,
+                       k: int, allow_history: bool = False, batch_size: int = 256) -> tuple[list, list]:
+    """(top-k catalog rows, their scores) per history, each history scored with its grid point `points[u]`; the
+    history's items excluded unless `allow_history`."""
+    scorer = rec.scorer
+    names = sorted({n for w in grid for n in w if w[n]})
+    recs, scores = [None] * len(histories), [None] * len(histories)
+    for start in range(0, len(histories), batch_size):
+        part = histories[start:start + batch_size]
+        parts = scorer.components(part, scorer.state(part), names)
+        chosen = points[start:start + len(part)]
+        for g in torch.unique(chosen).tolist():
+            users = (chosen == g).nonzero().view(-1)
+            combined = combine({n: x[users] for n, x in parts.items()}, grid[g])
+            rows, values = top_k_items(combined, k, None if allow_history else [part[u] for u in users.tolist()])
+            for u, row, value in zip(users.tolist(), rows.tolist(), values.tolist()):
+                kept = [i for i, r in enumerate(row) if r >= 0]
+                recs[start + u], scores[start + u] = [int(row[i]) for i in kept], [float(value[i]) for i in kept]
+    return recs, scores
+
+
+def plan(weights: str, model_dir, strategy: str, horizon: int, mode: str) -> tuple[Optional[tuple], Optional[str]]:
+    """((grid, prior) to score with per-user weights, or None; a note when predict.weights=self falls back to the
+    fitted weights, or None)."""
+    if weights != "self":
+        return None, None
+    if strategy != "exact" or horizon != 1 or mode != "exact":
+        return None, (f"predict.weights=self scores one exact step: strategy {strategy}, horizon {horizon}, "
+                      f"scoring {mode} use the fitted weights")
+    prior = read_prior(model_dir)
+    if prior is None:
+        return None, (f"predict.weights=self: {Path(model_dir) / 'score_fit.json'} holds no fitted weight grid (no "
+                      "score fit, or one exported before the grid was kept): scoring with the fitted weights")
+    return prior, None

@@ -1,0 +1,92 @@
+"""Per-user score weights from the user's own history (recgpt.predict.self_weights, predict.weights=self): the
+choice rule on planted ranks, then on real ml-100k users with a real (random) exported model: each user gets the
+grid point that ranks its own last history item best, the ranking with those points is what the grid's rank
+counts say, and one point for every user is the fitted hybrid itself."""
+import numpy as np
+import pytest
+import torch
+
+from recgpt.predict import Recommender
+from recgpt.predict.self_weights import choose, own_cases, rank_self_weighted, read_prior, self_weights
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def test_choose_takes_the_point_that_ranks_the_own_item_best_and_the_prior_otherwise():
+    prior = [1.0, 0.5, 0.2]
+    # users 0, 2 and 3 have an own item (user 1 has one history item); user 2's repeats an earlier one (-1)
+    ranks = torch.tensor([[50, -1, 3], [0, -1, 3], [100, -1, 3]])
+    points = choose(ranks, [0, 2, 3], 4, prior, strength=0.2)
+    assert points.tolist() == [1, 0, 0, 0]  # rank 0 beats the prior's lead; equal ranks: the prior decides
+    assert choose(ranks, [0, 2, 3], 4, prior, strength=1e6).tolist() == [0, 0, 0, 0]
+    assert choose(ranks, [0, 2, 3], 4, [0.2, 0.5, 1.0], strength=0.0).tolist() == [1, 0, 0, 0]  # ties: earlier
+    with pytest.raises(ValueError, match="2 values for a grid of 3"):
+        choose(ranks, [0, 2, 3], 4, [1.0, 0.5])
+    assert own_cases([[4], [1, 2, 3], []]) == ([1], [[1, 2]], [3])
+
+
+@pytest.fixture(scope="module")
+def fitted(prepared_dir, exported_model, embed_config):
+    """The real model fitted on ml-100k (its grid: the prior) and 120 seeded LOO users, popularity as predict sets it."""
+    from recgpt.data import load_prepared
+    from recgpt.predict.hybrid import fit_and_store
+    from recgpt.predict.protocols import build_test_cases
+
+    prepared = load_prepared(prepared_dir("ml-100k"))
+    rec = Recommender.from_pretrained(exported_model, embed_cfg=embed_config)
+    fit = fit_and_store(rec, prepared, ["code", "knn", "pop"], max_users=80, step=0.25)  # leaves loo popularity set
+    cases = build_test_cases(prepared.interactions, rec.catalog, "loo", 1, 0, 120)
+    grid, prior = [row["weights"] for row in fit["table"]], [row["relative"] for row in fit["table"]]
+    return rec, fit, cases, grid, prior
+
+
+def test_each_user_gets_the_point_that_ranks_its_last_history_item_best(fitted):
+    from recgpt.predict.hybrid import component_chunks, grid_ranks
+
+    rec, fit, cases, grid, prior = fitted
+    points = self_weights(rec, cases.histories, grid, prior, strength=0.0)
+    users, before, last = own_cases(cases.histories)
+    assert len(users) == len(cases)  # LOO users of ml-100k have long histories
+    ranks = grid_ranks(component_chunks(rec, before, ["code", "knn", "pop"]), last, before, grid, rec.catalog.n_items)
+    ranked = ranks.ge(0).all(0)
+    chosen = ranks[points[users], torch.arange(len(users))]
+    assert torch.equal(chosen[ranked], ranks[:, ranked].min(0).values)  # the best rank of the own item
+    assert len(set(points.tolist())) > 1  # users differ: not one weight for everyone
+    best = grid.index(fit["weights"])
+    assert (self_weights(rec, cases.histories, grid, prior, strength=1e6) == best).all()  # the prior alone: the fit
+
+
+def test_ranking_with_the_points_is_what_the_grid_ranks_say(fitted):
+    from recgpt.predict.hybrid import component_chunks, grid_ranks, rank_gains
+    from recgpt.predict.transfer import per_user
+
+    rec, fit, cases, grid, prior = fitted
+    targets = [t[0] for t in cases.targets]
+    gains = rank_gains(grid_ranks(component_chunks(rec, cases.histories, ["code", "knn", "pop"]), targets,
+                                  cases.histories, grid, rec.catalog.n_items), 10).numpy()
+    points = self_weights(rec, cases.histories, grid, prior)
+    lists, scores = rank_self_weighted(rec, cases.histories, grid, points, 10)
+    ndcg = per_user(lists, cases.targets, 10)["NDCG"]
+    assert np.allclose(ndcg, gains[points.numpy(), np.arange(len(cases))], atol=1e-6)
+    assert all(not set(r) & set(h) for r, h in zip(lists, cases.histories))
+    assert all(s == sorted(s, reverse=True) and len(s) == 10 for s in scores)
+    # one point for everyone, the fitted one: the hybrid as recommend_rows scores it
+    best = torch.full((len(cases),), grid.index(fit["weights"]))
+    same, _ = rank_self_weighted(rec, cases.histories, grid, best, 10)
+    stored, _ = rec.recommend_rows(cases.histories, 10, allow_history=False)
+    assert same == stored
+    with_history, _ = rank_self_weighted(rec, cases.histories[:5], grid, points[:5], 10, allow_history=True)
+    assert any(set(r) & set(h) for r, h in zip(with_history, cases.histories[:5]))
+
+
+def test_read_prior(tmp_path):
+    from recgpt.io import write_json
+
+    assert read_prior(tmp_path) is None  # no score fit
+    write_json(tmp_path / "score_fit.json", {"weights": {"knn": 1.0}})
+    assert read_prior(tmp_path) is None  # a fit kept without its grid
+    write_json(tmp_path / "score_fit.json", {"table": [{"weights": {"knn": 1.0, "pop": 0.0}, "relative": 0.9}]})
+    assert read_prior(tmp_path) == ([{"knn": 1.0, "pop": 0.0}], [0.9])
+    write_json(tmp_path / "score_fit.json", {"table": [{"weights": {"knn": 1.0}}]})
+    with pytest.raises(ValueError, match="score_fit.json: its table must list"):
+        read_prior(tmp_path)
