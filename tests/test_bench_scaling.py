@@ -116,6 +116,10 @@ def test_resumed_scaling_bench_gives_the_same_table(tmp_path, monkeypatch):
     assert "## How far from in-domain training" in report
     row = next(line for line in report.splitlines() if line.startswith("| sample_steam | mix01 | near |"))
     assert float(row.split("|")[4]) > 0.5  # the last item first: most users hit at rank 1
+    assert scaling.main(["--name", "near", "--self-weights", "--in-domain", str(out / "in_domain"), *argv]) == 0
+    far = (tmp_path / "scaling_self_weights.md").read_text().split("How far from SASRec+")[1]
+    row = next(line for line in far.splitlines() if line.startswith("| sample_steam | mix01 |")).split("|")
+    assert float(row[4]) > 0.5 and float(row[5].split()[0]) < 0.5  # those lists hold the target first
 
 
 def test_curve_table_pairs_users_of_the_two_mixes():

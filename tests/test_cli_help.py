@@ -70,3 +70,6 @@ def test_the_listed_choices_are_the_ones_the_config_accepts():
         assert load_config(None, [f"baseline.protocol={protocol}"]).baseline.protocol == protocol
     with pytest.raises(ConfigError, match="predict.strategy"):
         load_config(None, ["predict.strategy=nucleus"])
+    assert load_config(None, []).predict.weights == "self" and load_config(None, ["predict.weights=fitted"])
+    with pytest.raises(ConfigError, match=r"predict.weights: one of \('self', 'fitted'\)"):
+        load_config(None, ["predict.weights=best"])

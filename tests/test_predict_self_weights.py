@@ -90,3 +90,37 @@ def test_read_prior(tmp_path):
     write_json(tmp_path / "score_fit.json", {"table": [{"weights": {"knn": 1.0}}]})
     with pytest.raises(ValueError, match="score_fit.json: its table must list"):
         read_prior(tmp_path)
+
+
+def test_the_api_scores_with_the_grid_stored_beside_the_export(fitted, exported_model, prepared_dir, embed_config,
+                                                                tmp_path):
+    """Recommender.from_pretrained reads the score fit's grid (score_fit.json, as `recgpt eval` writes it):
+    recommend(..., weights="self") ranks as the module does; a multi-step strategy, or an export without the
+    grid, gets the fitted weights and a note saying so."""
+    import shutil
+
+    from recgpt.config import ConfigError
+    from recgpt.data import load_prepared
+    from recgpt.io import write_json
+    from recgpt.predict.protocols import popularity_before_targets
+
+    rec, fit, cases, grid, prior = fitted
+    export = tmp_path / "best"
+    shutil.copytree(exported_model, export)
+    write_json(export / "score_fit.json", fit)
+    api = Recommender.from_pretrained(export, embed_cfg=embed_config)
+    prepared = load_prepared(prepared_dir("ml-100k"))
+    catalog = api.set_catalog_from_prepared(prepared, popularity=None)
+    api.set_popularity(popularity_before_targets(prepared.interactions, catalog, "loo", 1, 0))
+    histories = cases.histories[:30]
+    ids = [[api.catalog.item_ids[r] for r in h] for h in histories]
+    out = api.recommend(ids, k=10, allow_history=False, weights="self")
+    lists, _ = rank_self_weighted(rec, histories, grid, self_weights(rec, histories, grid, prior), 10)
+    assert out.item_ids == [[rec.catalog.item_ids[r] for r in row] for row in lists] and not out.notes
+    greedy = api.recommend(ids[:3], k=5, strategy="greedy", weights="self")
+    assert any("scores one exact step" in n for n in greedy.notes)
+    plain = Recommender.from_pretrained(exported_model, embed_cfg=embed_config)
+    plain.set_catalog_from_prepared(prepared)
+    assert any("holds no fitted weight grid" in n for n in plain.recommend(ids[:3], k=5, weights="self").notes)
+    with pytest.raises(ConfigError, match="weights: one of"):
+        api.recommend(ids[:3], k=5, weights="best")

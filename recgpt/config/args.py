@@ -11,6 +11,7 @@ from recgpt.config.errors import ConfigError
 
 STRATEGIES = ("exact", "greedy", "sample", "beam", "rra", "ra")
 ON_EMPTY = ("error", "skip")
+WEIGHTS = ("self", "fitted")  # the hybrid score weights: per user from its own history, or the fitted ones
 BASELINES = ("recency", "popularity", "content_knn")
 
 
@@ -40,7 +41,7 @@ def boolean(value, name: str) -> bool:
 
 def check_recommend_args(prefix: str = "", k=None, ks=None, horizon=1, strategy: str = "exact", n_samples=8,
                          temperature=1.0, beam_size=None, on_empty: str = "error", allow_history=True,
-                         seed=0) -> None:
+                         seed=0, weights: str = "fitted") -> None:
     """Refuse nonsense before any work; `prefix` is "predict." for the config keys, "" for the API."""
     if k is not None:
         positive_int(k, f"{prefix}k")
@@ -54,6 +55,7 @@ def check_recommend_args(prefix: str = "", k=None, ks=None, horizon=1, strategy:
         positive_int(beam_size, f"{prefix}beam_size")
     one_of(on_empty, ON_EMPTY, f"{prefix}on_empty")
     boolean(allow_history, f"{prefix}allow_history")
+    one_of(weights, WEIGHTS, f"{prefix}weights")
     if isinstance(seed, bool) or not isinstance(seed, Integral):
         raise ConfigError(f"{prefix}seed: must be an int, got {seed!r}")
 

@@ -104,9 +104,8 @@ class PredictConfig:
         check(len(self.ks) > 0, "predict.ks", "give at least one K")
         check_recommend_args("predict.", ks=self.ks, horizon=self.horizon, strategy=self.strategy,
                              n_samples=self.n_samples, temperature=self.temperature, beam_size=self.beam_size,
-                             allow_history=self.allow_history, seed=self.seed)
+                             allow_history=self.allow_history, seed=self.seed, weights=self.weights)
         check(self.scoring in SCORINGS, "predict.scoring", f"{'|'.join(SCORINGS)}, got {self.scoring!r}")
-        check(self.weights in ("self", "fitted"), "predict.weights", f"self|fitted, got {self.weights!r}")
         check(self.batch_size >= 1, "predict.batch_size", f"must be >= 1, got {self.batch_size}")
         check(self.max_users is None or self.max_users >= 1, "predict.max_users", f"must be >= 1, got {self.max_users}")
         check(self.min_users >= 1, "predict.min_users", f"must be >= 1, got {self.min_users}")

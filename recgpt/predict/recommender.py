@@ -17,6 +17,7 @@ from recgpt.model.files import load_decoder, resolve_model_dir
 from recgpt.predict.catalog import Catalog, build_catalog, catalog_from_prepared
 from recgpt.predict.horizon import recommend_lists
 from recgpt.predict.scoring import ItemScorer
+from recgpt.predict.self_weights import plan, rank_self_weighted, read_prior, self_weights
 
 
 @dataclass
@@ -76,6 +77,8 @@ class Recommender:
         self.namespace = None  # the catalog's dataset name, which prefixes its ids in the pretraining corpus
         self.scoring, self.beam_size, self.device, self.batch_size = scoring, beam_size, device, batch_size
         self.catalog, self.scorer = None, None
+        self.weight_prior = None  # (grid, relative NDCG) of the export's score fit: the prior of weights="self"
+        self.source = None  # the exported model folder, when loaded from one
         if catalog is not None:
             self.use_catalog(catalog)
 
@@ -98,6 +101,7 @@ class Recommender:
             from recgpt.io import read_json
             kwargs["pretrained_items"] = read_json(ids_file)
         rec = cls(model, tokenizer, None, embed_cfg, device=device, **kwargs)
+        rec.source, rec.weight_prior = model_dir, read_prior(model_dir)
         # the exported codes carry no text embeddings: a text-input model needs a catalog built from texts
         if (model_dir / "codes.safetensors").is_file() and not model.config.text_dim:
             ids, codes = load_item_codes(model_dir / "codes.safetensors")
@@ -168,14 +172,26 @@ class Recommender:
         self.use_catalog(catalog.with_popularity(popularity))
         return self.catalog
 
+    def weights_plan(self, weights: str, strategy: str = "exact", horizon: int = 1) -> tuple:
+        """((grid, prior) when histories are scored with per-user weights, else None; the note when weights="self"
+        falls back to the fitted ones, else None): recgpt.predict.self_weights.plan for this model and catalog."""
+        return plan(weights, self.weight_prior, self.source, strategy, horizon, self.scorer.mode)
+
     def recommend_rows(self, histories: Sequence[Sequence[int]], k: int = 10, horizon: int = 1,
                        strategy: str = "exact", allow_history: bool = True, n_samples: int = 8,
-                       temperature: float = 1.0, seed: int = 0, keys: Optional[Sequence[int]] = None):
-        """Catalog rows in, catalog rows out (batched); every history must be non-empty."""
+                       temperature: float = 1.0, seed: int = 0, keys: Optional[Sequence[int]] = None,
+                       weights: str = "fitted"):
+        """Catalog rows in, catalog rows out (batched); every history must be non-empty. `weights`: fitted (the
+        model's stored score weights) or self (each history scored with the point of the export's fitted weight
+        grid its own last item picks, recgpt.predict.self_weights; one exact step, else the fitted weights)."""
         check_recommend_args(k=k, horizon=horizon, strategy=strategy, n_samples=n_samples, temperature=temperature,
-                             allow_history=allow_history, seed=seed)
+                             allow_history=allow_history, seed=seed, weights=weights)
         if self.scorer is None:
             raise ValueError("no catalog: call set_catalog(...) or set_catalog_from_prepared(...) first")
+        prior, _ = self.weights_plan(weights, strategy, horizon)
+        if prior is not None:
+            points = self_weights(self, histories, *prior)
+            return rank_self_weighted(self, histories, prior[0], points, k, allow_history, self.batch_size)
         keys = list(range(len(histories))) if keys is None else list(keys)
         steps = horizon if strategy in ("rra", "ra") else k
         # A trie beam narrower than k could not fill the list: widen it to k for this call.
@@ -192,7 +208,8 @@ class Recommender:
     def recommend(self, histories: Sequence[Sequence[str]], k: int = 10, horizon: int = 1, strategy: str = "exact",
                   allow_history: bool = True, on_empty: str = "error", **kwargs) -> Recommendations:
         """Top-k item ids and scores per history (item ids, oldest first). Unknown items are dropped and
-        counted; a history left empty raises (on_empty="error") or gets an empty list ("skip")."""
+        counted; a history left empty raises (on_empty="error") or gets an empty list ("skip"). `kwargs`:
+        n_samples, temperature, seed, and weights ("fitted", or "self": recommend_rows)."""
         check_recommend_args(k=k, horizon=horizon, strategy=strategy, on_empty=on_empty, allow_history=allow_history,
                              **kwargs)
         if self.scorer is None:
@@ -221,8 +238,9 @@ class Recommender:
             out_ids[i] = [self.catalog.item_ids[r] for r in rec]
             out_scores[i] = list(sc)
         notes = [NO_LOG_NOTE] if self.scorer.without_popularity else []
-        note = short_lists_note(recs, k, strategy)
-        return Recommendations(out_ids, out_scores, unknown, empty, notes + ([note] if note else []))
+        notes += [n for n in (self.weights_plan(kwargs.get("weights", "fitted"), strategy, horizon)[1],
+                              short_lists_note(recs, k, strategy)) if n]
+        return Recommendations(out_ids, out_scores, unknown, empty, notes)
 
     def baseline(self, histories: Sequence[Sequence[str]], method: str = "content_knn", k: int = 10,
                  allow_history: bool = True) -> Recommendations:

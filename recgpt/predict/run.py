@@ -123,7 +123,7 @@ def predict_held(cfg, held: ExitStack) -> Path:
         notes.append(f"K up to {k_max} exceeds the catalog ({catalog.n_items} items): lists hold at most "
                      f"{catalog.n_items} items")
         warn(notes[-1])
-    prior, fallback = self_weights.plan(p.weights, model_dir, p.strategy, horizon, rec.scorer.mode)
+    prior, fallback = rec.weights_plan(p.weights, p.strategy, horizon)
     if fallback:
         notes.append(fallback)
         warn(fallback)
@@ -133,7 +133,7 @@ def predict_held(cfg, held: ExitStack) -> Path:
     if prior:
         points = self_weights.self_weights(rec, cases.histories, *prior)
         recs, scores = self_weights.rank_self_weighted(rec, cases.histories, prior[0], points,
-                                                       min(k_max, catalog.n_items), p.allow_history)
+                                                       min(k_max, catalog.n_items), p.allow_history, p.batch_size)
         used = {json.dumps(prior[0][g], sort_keys=True): n for g, n in Counter(points.tolist()).most_common()}
     else:
         recs, scores = rec.recommend_rows(cases.histories, min(k_max, catalog.n_items), horizon, p.strategy,

@@ -92,16 +92,16 @@ def rank_self_weighted(rec, histories: Sequence[Sequence[int]], grid: Sequence[d
     return recs, scores
 
 
-def plan(weights: str, model_dir, strategy: str, horizon: int, mode: str) -> tuple[Optional[tuple], Optional[str]]:
-    """((grid, prior) to score with per-user weights, or None; a note when predict.weights=self falls back to the
-    fitted weights, or None)."""
+def plan(weights: str, prior: Optional[tuple], source, strategy: str, horizon: int,
+         mode: str) -> tuple[Optional[tuple], Optional[str]]:
+    """((grid, prior) to score with per-user weights, or None; the note when weights="self" falls back to the
+    fitted weights, or None). `prior`: read_prior of the export at `source`."""
     if weights != "self":
         return None, None
     if strategy != "exact" or horizon != 1 or mode != "exact":
-        return None, (f"predict.weights=self scores one exact step: strategy {strategy}, horizon {horizon}, "
-                      f"scoring {mode} use the fitted weights")
-    prior = read_prior(model_dir)
+        return None, (f"weights=self scores one exact step: strategy {strategy}, horizon {horizon}, scoring {mode} "
+                      "use the fitted weights")
     if prior is None:
-        return None, (f"predict.weights=self: {Path(model_dir) / 'score_fit.json'} holds no fitted weight grid (no "
-                      "score fit, or one exported before the grid was kept): scoring with the fitted weights")
+        return None, (f"weights=self: {Path(source) / 'score_fit.json'} holds no fitted weight grid (no score fit, "
+                      "or one exported before the grid was kept): scoring with the fitted weights")
     return prior, None
