@@ -9,6 +9,7 @@ SASRec+'s lists are read from its report. The figures equal the table's.
     python bench/in_domain_intervals.py --out OUT --against OUT2 --datasets yelp   # OUT's rows / OUT2's, paired
     python bench/in_domain_intervals.py --out OUT --draws OUT1 OUT2 --datasets yelp  # OUTn: in_domain.py --seeds n
     python bench/in_domain_intervals.py --out OUT --fit-bound --datasets yelp  # the weight fit's upper bound
+    python bench/in_domain_intervals.py --out OUT --self-weights --datasets yelp  # per-user weights
 
 With --draws, each pair is given per draw (OUT, then each OUTn: the same rows trained on another seed's users,
 initialisation and order) and for their mean: each user's NDCG@10 averaged over the draws, the interval over
@@ -18,6 +19,10 @@ With --fit-bound, each recgpt row is also ranked with the grid point of hybrid w
 users themselves (`<row>[best on test]`, the grid cached as <row>/fit_bound.json), and with the best such point
 without the model (`<row>[knn+pop best on test]`): what no weight fit can beat, so a diagnostic of whether the
 fit or the model holds a ratio back, never a figure of the model.
+
+With --self-weights, each recgpt row is also ranked with per-user weights (`<row>[self]`,
+recgpt.predict.self_weights): the point of the validation fit's grid (cached as <row>/valid_grid.json) that
+ranks each test user's own last history item best, the validation fit as the prior.
 """
 import argparse
 import json
@@ -37,11 +42,16 @@ from recgpt.config import load_config  # noqa: E402
 from recgpt.data import load_prepared  # noqa: E402
 from recgpt.predict.run import resolve_dataset  # noqa: E402
 from recgpt.predict.hybrid import best_model_free, grid_ndcg  # noqa: E402
+from recgpt.predict.protocols import TestCases  # noqa: E402
+from recgpt.predict.self_weights import rank_self_weighted, self_weights  # noqa: E402
 from recgpt.predict.transfer import bootstrap_ratio, per_user  # noqa: E402
 
 PAIRS = (("recgpt_ft", "sasrec"), ("recgpt_ft", "recgpt_scratch"), ("recgpt_scratch", "sasrec"),
          ("recgpt_ft[dense]", "recgpt_scratch[dense]"))
 BOUND, PRIORS_BOUND = "[best on test]", "[knn+pop best on test]"
+SELF = "[self]"
+SELF_PAIRS = ((f"recgpt_ft{SELF}", f"recgpt_scratch{SELF}"), (f"recgpt_ft{SELF}", "recgpt_ft"),
+              (f"recgpt_scratch{SELF}", "recgpt_scratch"))
 BOUND_PAIRS = ((f"recgpt_ft{BOUND}", f"recgpt_scratch{BOUND}"), (f"recgpt_ft{BOUND}", f"recgpt_ft{PRIORS_BOUND}"),
                (f"recgpt_scratch{BOUND}", f"recgpt_scratch{PRIORS_BOUND}"), ("sasrec", f"recgpt_scratch{PRIORS_BOUND}"))
 
@@ -62,7 +72,21 @@ def best_on_test(cache: Path, model_dir: Path, rec, test) -> tuple:
     return grid[max(range(len(grid)), key=lambda i: (values[i], -i))], grid[best_model_free(grid, values)]
 
 
-def per_user_ndcg(root: Path, dataset: str, embed_cache: str, bound: bool = False) -> dict:
+def valid_grid(cache: Path, model_dir: Path, rec, split, cfg) -> tuple:
+    """(grid, NDCG@10 per point) of the export's weight fit on the split's validation users, as bench/in_domain.py
+    fitted it (exported_hybrid.fit_and_store: their first target), cached in `cache` for this model."""
+    found = json.loads(cache.read_text()) if cache.is_file() else {}
+    stat = (Path(model_dir) / "model.safetensors").stat()
+    if found.get("model") != [stat.st_size, stat.st_mtime_ns]:
+        valid = split_rows(split, cfg.baseline, rec.catalog, "fit")
+        first = TestCases(valid.protocol, valid.user_ids, valid.histories, [t[:1] for t in valid.targets], valid.counts)
+        _, table = grid_ndcg(rec, first, model_components(rec.model.config))
+        found = {"model": [stat.st_size, stat.st_mtime_ns], "valid_users": len(first), "table": table}
+        cache.write_text(json.dumps(found))
+    return [w for w, _ in found["table"]], [v for _, v in found["table"]]
+
+
+def per_user_ndcg(root: Path, dataset: str, embed_cache: str, bound: bool = False, own: bool = False) -> dict:
     """{row: Float[U]} NDCG@10 of every LOO test user, in the split's order (sasrec only where it was run); the
     recgpt rows also by their dense head alone (`<row>[dense]`) and, with `bound`, by the weights best on the
     test users (`<row>[best on test]`)."""
@@ -87,6 +111,11 @@ def per_user_ndcg(root: Path, dataset: str, embed_cache: str, bound: bool = Fals
             print(f"{root}: {row} fitted {weights[row]}, best on test {weights[row + BOUND]}", flush=True)
         for name, lists in rank_with(rec, test.histories, weights, 10).items():
             out[name] = per_user(lists, test.targets, 10)["NDCG"]
+        if own:
+            grid, prior = valid_grid(root / row / "valid_grid.json", root / row / "ckpt/run/best", rec, split, cfg)
+            points = self_weights(rec, test.histories, grid, prior)
+            lists, _ = rank_self_weighted(rec, test.histories, grid, points, 10)
+            out[f"{row}{SELF}"] = per_user(lists, test.targets, 10)["NDCG"]
     if test is None or not (root / "sasrec/recommendations.parquet").is_file():  # not run (--models without sasrec)
         return out
     row_of = {str(item): r for r, item in enumerate(catalog_ids)}
@@ -119,6 +148,8 @@ def main() -> int:
                         help="--out folders of the same runs on other seeds: each pair per draw and averaged")
     parser.add_argument("--fit-bound", action="store_true",
                         help="also each recgpt row with the hybrid weights best on the test users (a diagnostic)")
+    parser.add_argument("--self-weights", action="store_true",
+                        help="also each recgpt row with per-user weights chosen on each user's own history")
     args = parser.parse_args()
     if args.against and args.draws:
         parser.error("--against and --draws: one at a time")
@@ -126,17 +157,18 @@ def main() -> int:
     lines = ["| dataset | pair | NDCG@10 | ratio [95% paired CI] | users |", "|---|---|---|---|---|"]
     print("\n".join(lines))
     for dataset in args.datasets:
-        ndcg = per_user_ndcg(args.out / f"{dataset}-loo", dataset, args.embed_cache, args.fit_bound)
-        pairs = PAIRS + BOUND_PAIRS * args.fit_bound
+        ndcg = per_user_ndcg(args.out / f"{dataset}-loo", dataset, args.embed_cache, args.fit_bound, args.self_weights)
+        pairs = PAIRS + BOUND_PAIRS * args.fit_bound + SELF_PAIRS * args.self_weights
         if args.draws:
             names = [args.out.name, *(d.name for d in args.draws)]
-            others = [per_user_ndcg(d / f"{dataset}-loo", dataset, args.embed_cache, args.fit_bound)
+            others = [per_user_ndcg(d / f"{dataset}-loo", dataset, args.embed_cache, args.fit_bound, args.self_weights)
                       for d in args.draws]
             ndcg = with_draws(ndcg, others, names)
             pairs = [(f"{a} ({draw})", f"{b} ({draw})") for draw in ["mean", *names] for a, b in pairs
                      if f"{a} ({draw})" in ndcg and f"{b} ({draw})" in ndcg]  # sasrec: the first draw only
         if args.against:  # the other output's rows, named by its folder
-            other = per_user_ndcg(args.against / f"{dataset}-loo", dataset, args.embed_cache, args.fit_bound)
+            other = per_user_ndcg(args.against / f"{dataset}-loo", dataset, args.embed_cache, args.fit_bound,
+                                  args.self_weights)
             ndcg.update({f"{row} ({args.against.name})": v for row, v in other.items()})
             pairs = [(row, f"{row} ({args.against.name})") for row in other if row in ndcg and row != "sasrec"]
         for a, b in pairs:
@@ -153,7 +185,7 @@ def main() -> int:
     from bench.report import write_table
 
     against = f"-vs-{args.against.name}" if args.against else f"-{len(args.draws) + 1}-draws" if args.draws else ""
-    against += "-fit-bound" * args.fit_bound
+    against += "-fit-bound" * args.fit_bound + "-self-weights" * args.self_weights
     write_table(f"{args.out.name}/intervals-{'+'.join(args.datasets)}{against}", "\n".join(lines))  # beside its tables
     return 0
 

@@ -211,7 +211,9 @@ def test_hybrid_weights_are_fitted_on_validation_users_only(dense_export, prepar
     assert fit["valid_ndcg@10"] >= max(*fit["single"].values(), fit["priors_valid_ndcg@10"])
     assert fit["priors"]["code"] == fit["priors"]["dense"] == 0
     assert json.loads((dense_export / "config.json").read_text())["score_weights"] == fit["weights"]
-    assert set(result["methods"]) == {"m", "m[code]", "m[dense]", "m[knn+pop]"}
+    stored = json.loads((dense_export / "score_fit.json").read_text())  # the grid: predict.weights=self's prior
+    assert max(stored["table"], key=lambda row: row["relative"])["weights"] == fit["weights"]
+    assert set(result["methods"]) == {"m", "m[code]", "m[dense]", "m[knn+pop]", "m[self]"}
     assert result["counts"]["evaluated"] == 150 and 0 <= result["methods"]["m"]["NDCG@10"] <= 1
 
     # bench/in_domain_intervals.py's per-user figures: the same catalog, popularity and users as the table
@@ -225,6 +227,11 @@ def test_hybrid_weights_are_fitted_on_validation_users_only(dense_export, prepar
     for name, weights in (("m", fit["weights"]), ("m[knn+pop]", fit["priors"])):
         lists = rank_with(rec, test.histories, {name: weights}, 10)[name]
         assert np.mean(per_user(lists, test.targets, 10)["NDCG"]) == pytest.approx(result["methods"][name]["NDCG@10"])
+    from recgpt.predict.self_weights import rank_self_weighted, read_prior, self_weights
+
+    grid, prior = read_prior(dense_export)
+    lists, _ = rank_self_weighted(rec, test.histories, grid, self_weights(rec, test.histories, grid, prior), 10)
+    assert np.mean(per_user(lists, test.targets, 10)["NDCG"]) == pytest.approx(result["methods"]["m[self]"]["NDCG@10"])
 
 
 @pytest.mark.slow
@@ -267,6 +274,33 @@ def test_fit_bound_is_the_grid_point_best_on_the_test_users(dense_export, prepar
     assert json.loads(cache.read_text())["test_users"] == 100
     cache.write_text(json.dumps({**cached, "model": [0, 0], "table": [[priors, 1.0]]}))
     assert best_on_test(cache, dense_export, rec, test) == (best, priors)
+
+
+@pytest.mark.slow
+def test_self_weights_prior_is_the_validation_fit(dense_export, prepared_dir, embed_config, tmp_path):
+    """bench/in_domain_intervals.py --self-weights: the prior of the per-user weights is the grid of the fit
+    bench/in_domain.py made on the split's validation users (its best point is the stored weights), cached per
+    model; the test users ranked with it are never read."""
+    import json
+    from types import SimpleNamespace
+
+    from bench.in_domain_intervals import valid_grid
+    from recgpt.baselines.data import build_split
+    from recgpt.baselines.exported_hybrid import fit_and_store
+    from recgpt.config import BaselineConfig
+    from recgpt.data import load_prepared
+
+    prepared = load_prepared(prepared_dir("ml-100k"))
+    split = build_split(prepared.interactions, "ml-100k", "loo")
+    cfg = BaselineConfig(max_fit_users=150, ks=[10])
+    rec, fit = fit_and_store(dense_export, prepared, split, cfg, embed_config)
+    cache = tmp_path / "valid_grid.json"
+    grid, values = valid_grid(cache, dense_export, rec, split, SimpleNamespace(baseline=cfg))
+    best = max(range(len(grid)), key=lambda i: (values[i], -i))
+    assert grid[best] == fit["weights"] and values[best] == pytest.approx(fit["valid_ndcg@10"])
+    assert json.loads(cache.read_text())["valid_users"] == fit["valid_users"] == 150
+    cache.write_text(json.dumps({**json.loads(cache.read_text()), "table": [[grid[0], 1.0]]}))
+    assert valid_grid(cache, dense_export, rec, split, SimpleNamespace(baseline=cfg)) == ([grid[0]], [1.0])
 
 
 @pytest.mark.slow
