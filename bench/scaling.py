@@ -159,27 +159,31 @@ def fit_bound(args, mixes, targets) -> str:
     lines = ["| target | protocol | mix | model / priors, fitted on the fit domain | model, weights best on the "
              "target | priors, weights best on the target | model / priors, both best on the target |",
              "|---|---|---|---|---|---|---|"]
+    for mix, target, record, best in scored(args, mixes, targets):
+        rec = Recommender.from_pretrained(best, embed_cfg=cfg.embed, knn=cfg.predict.knn)
+        prepared = load_prepared(prepared_folder(target, cfg.data))
+        for protocol in PROTOCOLS:  # the users of the record's tables (its max_users, seed 0)
+            table = domain_table(rec, prepared, record["settings"]["fit"].split(","),
+                                 record["settings"]["max_users"], 10, 0.1, 0, protocol)
+            grid, values = [w for w, _ in table], [v for _, v in table]
+            model = table[max(range(len(table)), key=lambda i: (values[i], -i))]  # ties: the first
+            priors = table[best_model_free(grid, values)]
+            fitted = next(r for r in record["tables"][f"{protocol} vs priors"] if r["method"] == "model")
+            lines.append(f"| {target} | {protocol} | {mix.name} | {fitted['ratio']:.3f} [{fitted['lo']:.3f}, "
+                         f"{fitted['hi']:.3f}] | {model[1]:.4f} {model[0]} | {priors[1]:.4f} {priors[0]} | "
+                         f"{model[1] / priors[1]:.3f} |")
+            print(lines[-1], flush=True)
+    return "\n".join(lines) + "\n"
+
+
+def scored(args, mixes, targets):
+    """(mix, target, its cached result, its exported model folder) for every target of `mixes` scored under --name."""
     for mix in mixes:
         for target in [t for t in mix.serves if targets is None or t in targets]:
             path = Path(args.out) / "results" / args.name / mix.name / f"{target}.json"
             best = Path(args.out) / "mixes" / mix.name / "targets" / target / "ckpt" / args.name / "best"
-            if not (path.is_file() and best.is_dir()):
-                continue
-            record = json.loads(path.read_text())
-            rec = Recommender.from_pretrained(best, embed_cfg=cfg.embed, knn=cfg.predict.knn)
-            prepared = load_prepared(prepared_folder(target, cfg.data))
-            for protocol in PROTOCOLS:  # the users of the record's tables (its max_users, seed 0)
-                table = domain_table(rec, prepared, record["settings"]["fit"].split(","),
-                                     record["settings"]["max_users"], 10, 0.1, 0, protocol)
-                grid, values = [w for w, _ in table], [v for _, v in table]
-                model = table[max(range(len(table)), key=lambda i: (values[i], -i))]  # ties: the first
-                priors = table[best_model_free(grid, values)]
-                fitted = next(r for r in record["tables"][f"{protocol} vs priors"] if r["method"] == "model")
-                lines.append(f"| {target} | {protocol} | {mix.name} | {fitted['ratio']:.3f} [{fitted['lo']:.3f}, "
-                             f"{fitted['hi']:.3f}] | {model[1]:.4f} {model[0]} | {priors[1]:.4f} {priors[0]} | "
-                             f"{model[1] / priors[1]:.3f} |")
-                print(lines[-1], flush=True)
-    return "\n".join(lines) + "\n"
+            if path.is_file() and best.is_dir():
+                yield mix, target, json.loads(path.read_text()), best
 
 
 def self_weight_rows(args, mixes, targets) -> str:
@@ -194,7 +198,7 @@ def self_weight_rows(args, mixes, targets) -> str:
     from recgpt.data import load_prepared
     from recgpt.data.corpus import prepared_folder
     from recgpt.predict import Recommender
-    from recgpt.predict.hybrid import MODEL_COMPONENTS, component_chunks, domain_table, grid_ranks, rank_gains
+    from recgpt.predict.hybrid import component_chunks, domain_table, grid_ranks, model_free, rank_gains
     from recgpt.predict.protocols import build_test_cases, popularity_before_targets
     from recgpt.predict.self_weights import STRENGTH, self_weights
     from recgpt.predict.transfer import bootstrap_ratio, per_user
@@ -204,50 +208,44 @@ def self_weight_rows(args, mixes, targets) -> str:
            "model (fitted) / SASRec+ |", "|" + "---|" * 7]
     rows = ["| target | protocol | mix | priors | model | priors, self weights | model, self weights | "
             "model self / priors | priors self / priors | model self / priors self |", "|" + "---|" * 10]
-    for mix in mixes:
-        for target in [t for t in mix.serves if targets is None or t in targets]:
-            path = Path(args.out) / "results" / args.name / mix.name / f"{target}.json"
-            best = Path(args.out) / "mixes" / mix.name / "targets" / target / "ckpt" / args.name / "best"
-            if not (path.is_file() and best.is_dir()):
-                continue
-            record = json.loads(path.read_text())
-            names = record["settings"]["fit"].split(",")
-            rec = Recommender.from_pretrained(best, embed_cfg=cfg.embed, knn=cfg.predict.knn)
-            fit_domain = load_prepared(prepared_folder(record["fit_domains"][0], cfg.data))
-            prior_table = domain_table(rec, fit_domain, names, record["settings"]["fit_users"], 10, 0.1, 0)
-            grid, prior = [w for w, _ in prior_table], [v for _, v in prior_table]
-            free = [i for i, w in enumerate(grid) if not any(w.get(c, 0) > 0 for c in MODEL_COMPONENTS)]
-            fitted = {"model": grid.index(record["fit"]["weights"]),
-                      "priors": grid.index({n: record["fit"]["priors"]["weights"].get(n, 0.0) for n in names})}
-            prepared = load_prepared(prepared_folder(target, cfg.data))
-            catalog = rec.set_catalog_from_prepared(prepared, popularity=None)
-            for protocol in PROTOCOLS:
-                rec.set_popularity(popularity_before_targets(prepared.interactions, catalog, protocol, 1, 0))
-                cases = build_test_cases(prepared.interactions, rec.catalog, protocol, 1, 0,
-                                         record["settings"]["max_users"])
-                gains = rank_gains(grid_ranks(component_chunks(rec, cases.histories, names),
-                                              [t[0] for t in cases.targets], cases.histories, grid,
-                                              rec.catalog.n_items), 10).numpy()
-                users = np.arange(len(cases))
-                points = {"model": self_weights(rec, cases.histories, grid, prior, STRENGTH).numpy()}
-                sub = self_weights(rec, cases.histories, [grid[i] for i in free], [prior[i] for i in free], STRENGTH)
-                points["priors"] = [free[i] for i in sub.tolist()]
-                ndcg = {**{k: gains[i] for k, i in fitted.items()},
-                        **{f"{k} self": gains[np.asarray(p), users] for k, p in points.items()}}
-                ratios = [bootstrap_ratio(ndcg[a], ndcg[b]) for a, b in
-                          (("model self", "priors"), ("priors self", "priors"), ("model self", "priors self"))]
-                rows.append(f"| {target} | {protocol} | {mix.name} | " + " | ".join(
-                    f"{ndcg[k].mean():.4f}" for k in ("priors", "model", "priors self", "model self")) + " | "
-                    + " | ".join(f"{r:.3f} [{lo:.3f}, {hi:.3f}]" for r, lo, hi in ratios) + " |")
-                print(rows[-1], flush=True)
-                if args.in_domain and protocol == "loo":  # the moonshot: SASRec+ trained on the target itself
-                    by_user = in_domain_lists(args.in_domain, target)["sasrec_in_domain"]
-                    keep = np.array([str(u) in by_user for u in cases.user_ids])
-                    lists = [rec.catalog.rows(by_user.get(str(u), [])[:10])[0] for u in cases.user_ids]
-                    sasrec = per_user(lists, cases.targets, 10)["NDCG"]
-                    far.append(f"| {target} | {mix.name} | {int(keep.sum())} | {sasrec[keep].mean():.4f} | " + " | ".join(
-                        "{:.3f} [{:.3f}, {:.3f}]".format(*bootstrap_ratio(ndcg[k][keep], sasrec[keep]))
-                        for k in ("model self", "priors self", "model")) + " |")
+    for mix, target, record, best in scored(args, mixes, targets):
+        names = record["settings"]["fit"].split(",")
+        rec = Recommender.from_pretrained(best, embed_cfg=cfg.embed, knn=cfg.predict.knn)
+        fit_domain = load_prepared(prepared_folder(record["fit_domains"][0], cfg.data))
+        prior_table = domain_table(rec, fit_domain, names, record["settings"]["fit_users"], 10, 0.1, 0)
+        grid, prior = [w for w, _ in prior_table], [v for _, v in prior_table]
+        free = model_free(grid)
+        fitted = {"model": grid.index(record["fit"]["weights"]),
+                  "priors": grid.index({n: record["fit"]["priors"]["weights"].get(n, 0.0) for n in names})}
+        prepared = load_prepared(prepared_folder(target, cfg.data))
+        catalog = rec.set_catalog_from_prepared(prepared, popularity=None)
+        for protocol in PROTOCOLS:
+            rec.set_popularity(popularity_before_targets(prepared.interactions, catalog, protocol, 1, 0))
+            cases = build_test_cases(prepared.interactions, rec.catalog, protocol, 1, 0,
+                                     record["settings"]["max_users"])
+            gains = rank_gains(grid_ranks(component_chunks(rec, cases.histories, names),
+                                          [t[0] for t in cases.targets], cases.histories, grid,
+                                          rec.catalog.n_items), 10).numpy()
+            users = np.arange(len(cases))
+            points = {"model": self_weights(rec, cases.histories, grid, prior, STRENGTH).numpy()}
+            sub = self_weights(rec, cases.histories, [grid[i] for i in free], [prior[i] for i in free], STRENGTH)
+            points["priors"] = [free[i] for i in sub.tolist()]
+            ndcg = {**{k: gains[i] for k, i in fitted.items()},
+                    **{f"{k} self": gains[np.asarray(p), users] for k, p in points.items()}}
+            ratios = [bootstrap_ratio(ndcg[a], ndcg[b]) for a, b in
+                      (("model self", "priors"), ("priors self", "priors"), ("model self", "priors self"))]
+            rows.append(f"| {target} | {protocol} | {mix.name} | " + " | ".join(
+                f"{ndcg[k].mean():.4f}" for k in ("priors", "model", "priors self", "model self")) + " | "
+                + " | ".join(f"{r:.3f} [{lo:.3f}, {hi:.3f}]" for r, lo, hi in ratios) + " |")
+            print(rows[-1], flush=True)
+            if args.in_domain and protocol == "loo":  # the moonshot: SASRec+ trained on the target itself
+                by_user = in_domain_lists(args.in_domain, target)["sasrec_in_domain"]
+                keep = np.array([str(u) in by_user for u in cases.user_ids])
+                lists = [rec.catalog.rows(by_user.get(str(u), [])[:10])[0] for u in cases.user_ids]
+                sasrec = per_user(lists, cases.targets, 10)["NDCG"]
+                far.append(f"| {target} | {mix.name} | {int(keep.sum())} | {sasrec[keep].mean():.4f} | " + " | ".join(
+                    "{:.3f} [{:.3f}, {:.3f}]".format(*bootstrap_ratio(ndcg[k][keep], sasrec[keep]))
+                    for k in ("model self", "priors self", "model")) + " |")
     if len(far) > 2:
         rows += ["", "How far from SASRec+ trained on the target itself (LOO, the users with an in-domain list):", "",
                  *far]

@@ -22,10 +22,15 @@ MODEL_COMPONENTS = ("code", "dense")  # the others are label-free priors that ne
 PRIOR_COMPONENTS = ("knn", "pop")
 
 
+def model_free(grid: Sequence[dict]) -> list:
+    """Indexes of the grid points with every model component at 0: what a user could combine without the model."""
+    return [i for i, w in enumerate(grid) if not any(w.get(c, 0) > 0 for c in MODEL_COMPONENTS)]
+
+
 def best_model_free(grid: Sequence[dict], values: Sequence[float]):
     """Index of the grid point with every model component at 0 and the highest value (ties: the first one);
     None when the grid has no such point."""
-    free = [i for i, w in enumerate(grid) if not any(w.get(c, 0) > 0 for c in MODEL_COMPONENTS)]
+    free = model_free(grid)
     return max(free, key=lambda i: (values[i], -i)) if free else None
 
 
