@@ -181,7 +181,7 @@ def export_best(folder: Path, out_dir: Path, inputs, meta: dict, cfg=None, fit_f
                                          # predict notes when it is asked to score one of these (not zero-shot)
                                          "pretrained_on": data.get("datasets"), "train_split": data.get("train_split")})
         if fit_folders:
-            from recgpt.predict.hybrid import fit_exported
+            from recgpt.predict.score_fit import fit_exported
 
             fit = fit_exported(tmp, cfg, fit_folders)
     return out_dir, fit
@@ -207,7 +207,7 @@ def select_held(cfg, path, inputs, export: bool, held: ExitStack) -> dict:
         held.enter_context(guarded_output(run_dir / "best", "exported model", "<run>/best", is_export))
     fit_folders = []
     if cfg.eval.score_fit and export:
-        from recgpt.predict.hybrid import fit_domain_folders
+        from recgpt.predict.score_fit import fit_domain_folders
 
         fit_folders = fit_domain_folders(cfg)  # checked before any work too
     elif cfg.eval.score_fit:
@@ -266,7 +266,7 @@ def select_held(cfg, path, inputs, export: bool, held: ExitStack) -> dict:
             selection["exported"] = str(out)
             print0(f"best: {best} (loss {selection['best_loss']:.4f}) exported to {out}")
             if fit:
-                from recgpt.predict.hybrid import SCORE_FIT, fit_summary
+                from recgpt.predict.score_fit import SCORE_FIT, fit_summary
 
                 selection["score_weights"] = fit["weights"]
                 print0(f"{fit_summary(fit)}; stored in {out / 'config.json'} ({out / SCORE_FIT})")

@@ -14,7 +14,7 @@ from typing import Optional, Sequence
 
 import torch
 
-from recgpt.predict.hybrid import component_chunks, grid_ranks, rank_gains
+from recgpt.predict.hybrid import SCORE_FIT, component_chunks, grid_ranks, rank_gains
 from recgpt.predict.ranking import top_k_items
 from recgpt.predict.scoring import combine
 
@@ -59,7 +59,6 @@ def read_prior(model_dir) -> Optional[tuple[list, list]]:
     """(grid, NDCG relative to the best point) of the score fit stored beside an exported model (score_fit.json,
     written by `recgpt eval` with eval.score_fit), or None when the export has no such grid."""
     from recgpt.io import read_json
-    from recgpt.predict.hybrid import SCORE_FIT
 
     path = Path(model_dir) / SCORE_FIT
     table = read_json(path).get("table") if path.is_file() else None
