@@ -122,13 +122,14 @@ def own_table(inter, catalog, emb, protocol: str, users: int) -> dict:
     def ranks(histories, targets):
         z_cos = standardize(normalize_rows(user_vectors(histories, emb)) @ emb.t())
         t = torch.as_tensor(targets)
+        seen = torch.zeros_like(z_cos, dtype=torch.bool)  # each history's items, never ranked: masked once
+        for b, history in enumerate(histories):
+            seen[b, torch.as_tensor(history)] = True
         out = []
         for w in WEIGHTS:
-            score = w * z_cos + (1 - w) * z_pop
-            for b, history in enumerate(histories):
-                score[b, torch.as_tensor(history)] = -math.inf
+            score = (w * z_cos + (1 - w) * z_pop).masked_fill_(seen, -math.inf)
             out.append((score > score[torch.arange(len(t)), t][:, None]).sum(1))
-        return torch.stack(out, 1), torch.isinf(score[torch.arange(len(t)), t])  # [B, W], target in history
+        return torch.stack(out, 1), seen[torch.arange(len(t)), t]  # [B, W], target in history
 
     real, _ = ranks(cases.histories, [t[0] for t in cases.targets])
     users_own, before, last = own_cases(cases.histories)

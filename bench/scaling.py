@@ -200,7 +200,7 @@ def self_weight_rows(args, mixes, targets) -> str:
     from recgpt.predict import Recommender
     from recgpt.predict.hybrid import component_chunks, domain_table, grid_ranks, model_free, rank_gains
     from recgpt.predict.protocols import build_test_cases, popularity_before_targets
-    from recgpt.predict.self_weights import STRENGTH, self_weights
+    from recgpt.predict.self_weights import STRENGTH, choose, own_ranks
     from recgpt.predict.transfer import bootstrap_ratio, per_user
 
     cfg = load_config(args.config, [*args.overrides, f"data.prepared_root={args.out}/prepared"])
@@ -227,8 +227,9 @@ def self_weight_rows(args, mixes, targets) -> str:
                                           [t[0] for t in cases.targets], cases.histories, grid,
                                           rec.catalog.n_items), 10).numpy()
             users = np.arange(len(cases))
-            points = {"model": self_weights(rec, cases.histories, grid, prior, STRENGTH).numpy()}
-            sub = self_weights(rec, cases.histories, [grid[i] for i in free], [prior[i] for i in free], STRENGTH)
+            own, ranks = own_ranks(rec, cases.histories, grid)  # once: the priors' points are a part of the grid
+            points = {"model": choose(ranks, own, len(cases), prior, STRENGTH).numpy()}
+            sub = choose(ranks[free], own, len(cases), [prior[i] for i in free], STRENGTH)
             points["priors"] = [free[i] for i in sub.tolist()]
             ndcg = {**{k: gains[i] for k, i in fitted.items()},
                     **{f"{k} self": gains[np.asarray(p), users] for k, p in points.items()}}

@@ -42,16 +42,20 @@ def choose(own_ranks: torch.Tensor, users: Sequence[int], n_users: int, prior: S
     return torch.argmax(score - 1e-12 * torch.arange(len(prior), dtype=torch.float64)[:, None], 0)
 
 
+def own_ranks(rec, histories: Sequence[Sequence[int]], grid: Sequence[dict]) -> tuple[list, torch.Tensor]:
+    """(users with an own item, Int64[G, len(users)]: `grid_ranks` of each one's last history item from the items
+    before it), from a Recommender's components; the catalog's popularity is the one the histories are scored with."""
+    users, before, last = own_cases(histories)
+    if not users:
+        return users, torch.zeros(len(grid), 0, dtype=torch.long)
+    names = sorted({n for w in grid for n in w})
+    return users, grid_ranks(component_chunks(rec, before, names), last, before, grid, rec.catalog.n_items)
+
+
 def self_weights(rec, histories: Sequence[Sequence[int]], grid: Sequence[dict], prior: Sequence[float],
                  strength: float = STRENGTH) -> torch.Tensor:
-    """Int64[len(histories)]: the grid point each history is scored with (`choose`), from a Recommender's
-    components on the histories' own last items; the catalog's popularity is the one the histories are scored with."""
-    users, before, last = own_cases(histories)
-    names = sorted({n for w in grid for n in w})
-    if users:
-        ranks = grid_ranks(component_chunks(rec, before, names), last, before, grid, rec.catalog.n_items)
-    else:
-        ranks = torch.zeros(len(grid), 0, dtype=torch.long)
+    """Int64[len(histories)]: the grid point each history is scored with (`choose` on `own_ranks`)."""
+    users, ranks = own_ranks(rec, histories, grid)
     return choose(ranks, users, len(histories), prior, strength)
 
 
