@@ -19,8 +19,10 @@ NDCG@10 relative to the domain's best a (oracle), paired 95% bootstrap intervals
 Then per-user weights from each user's own history (recgpt.predict.self_weights), LOO and cold, in the form of
 the hybrid's fit over knn and pop, w * z(cosine) + (1 - w) * z(log count) on w = 0, .1, ..., 1: each user gets
 the w that ranks the user's own last history item best (gain 1 / log2(rank + 2)) plus a strength s times a
-prior curve (the NDCG relative to its best of the fixed choice: the other sources' mean for a source, the fit
-domain's for a target); s is chosen over the source domains (leave one out) and is what the module ships.
+prior curve relative to its best: the fit's (the NDCG of the fixed choice: the other sources' mean for a source,
+the fit domain's for a target) or the log's (the same own-item gain averaged over up to 2,000 seeded sequences
+of the domain's log before the protocol's targets: no target is read). The prior and s are chosen together over
+the source domains (leave one out) and are what the module ships.
 
     python bench/balance.py --prepared outputs/scaling/prepared --embed-cache outputs/embed_cache
 """
@@ -38,7 +40,8 @@ GRID = (0.0, 0.005, 0.01, 0.02, 0.03, 0.05, 0.07, 0.1, 0.15, 0.2, 0.3, 0.5, 0.7,
 FORMS = ("raw", "catalog", "user")
 STATS = ("concentration", "coherence")
 WEIGHTS = tuple(i / 10 for i in range(11))  # w on content kNN, 1 - w on popularity: the hybrid fit's grid
-STRENGTHS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0)
+STRENGTHS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0, 5.0)
+PRIORS = ("fit", "log")
 
 
 LEGEND = ("LOO, history excluded, 1,000 seeded users per domain. A cell: the chosen a and NDCG@10 / the domain's "
@@ -49,29 +52,39 @@ LEGEND = ("LOO, history excluded, 1,000 seeded users per domain. A cell: the cho
 
 SELF_LEGEND = ("1,000 seeded users per domain and protocol, history excluded, score w * z(cosine) + (1 - w) * z(log "
                "count), w on 0, .1, ..., 1. Each user's w: the one that ranks the user's own last history item best "
-               "from the items before it, plus s times the prior (NDCG relative to its best: a source's other sources' "
-               "mean, a target's fit domain); the prior's best w without such an item. s is chosen over the sources "
-               "(leave one out, geometric mean of NDCG / best w, LOO and cold together); own history / fixed w is "
-               "paired over users, 95% bootstrap interval.\n\n")
+               "from the items before it, plus s times the prior (relative to its best point), the prior's best w "
+               "without such an item. Two priors: the fit's (the NDCG of each w: a source's other sources' mean, a "
+               "target's fit domain) and the log's (each w's gain on the last item of up to 2,000 seeded sequences of "
+               "the domain's own log before the targets, ranked from the items before it: no target is read). The "
+               "prior and s are chosen over the sources (leave one out, geometric mean of NDCG / best w, LOO and cold "
+               "together); chosen / fixed w is paired over users, 95% bootstrap interval.\n\n")
+
+
+def load_domain(folder: Path, cache_dir: str) -> tuple:
+    """(item ids, interactions, catalog, item vectors centered on the catalog's mean and normalized)."""
+    import torch
+
+    from recgpt.config.embed import EmbedConfig
+    from recgpt.predict.baselines import normalize_rows
+    from recgpt.predict.catalog import read_catalog_items
+    from recgpt.predict.transfer import ItemRows, read_interactions
+    from recgpt.tokenizer.embed import embed_items
+
+    items, inter = read_catalog_items(folder), read_interactions(folder)
+    ids = items["item_id"].astype(str).tolist()
+    vectors = embed_items(ids, items["text"].fillna("").astype(str).tolist(), EmbedConfig(cache_dir=cache_dir)).vectors
+    emb = torch.as_tensor(np.asarray(vectors)).float()
+    return ids, inter, ItemRows(ids), normalize_rows(emb - emb.mean(0))  # centered, as text_dense and its priors
 
 
 def domain_table(folder: Path, cache_dir: str, users: int) -> dict:
     """Per-user NDCG@10 at every (form, a), and the domain's statistics."""
     import torch
 
-    from recgpt.config.embed import EmbedConfig
     from recgpt.predict.baselines import normalize_rows, user_vectors
-    from recgpt.predict.catalog import read_catalog_items
     from recgpt.predict.protocols import build_test_cases, popularity_before_targets
-    from recgpt.predict.transfer import ItemRows, read_interactions
-    from recgpt.tokenizer.embed import embed_items
 
-    items, inter = read_catalog_items(folder), read_interactions(folder)
-    ids = items["item_id"].astype(str).tolist()
-    catalog = ItemRows(ids)
-    vectors = embed_items(ids, items["text"].fillna("").astype(str).tolist(), EmbedConfig(cache_dir=cache_dir)).vectors
-    emb = torch.as_tensor(np.asarray(vectors)).float()
-    emb = normalize_rows(emb - emb.mean(0))  # centered on the catalog's mean, as text_dense and its priors see it
+    ids, inter, catalog, emb = load_domain(folder, cache_dir)
     cases = build_test_cases(inter, catalog, "loo", 1, 0, users)
     counts = popularity_before_targets(inter, catalog, "loo", 1, 0)
     log_pop = torch.log1p(torch.tensor(np.asarray(counts), dtype=torch.float32))  # a copy: counts may be read-only
@@ -106,15 +119,33 @@ def domain_table(folder: Path, cache_dir: str, users: int) -> dict:
 
 def own_table(inter, catalog, emb, protocol: str, users: int) -> dict:
     """Per user and w of WEIGHTS: NDCG@10 of the target and the gain of the user's own last history item ranked
-    from the items before it (None: fewer than two history items, or the last repeats an earlier one)."""
-    import torch
-
-    from recgpt.predict.baselines import normalize_rows, user_vectors
-    from recgpt.predict.protocols import build_test_cases, popularity_before_targets
-    from recgpt.predict.scoring import standardize
+    from the items before it (None: fewer than two history items, or the last repeats an earlier one); and "log",
+    per w, that gain averaged over the log's sequences before the targets (recgpt.predict.self_weights.log_prior)."""
+    from recgpt.predict.protocols import build_test_cases
     from recgpt.predict.self_weights import own_cases
 
     cases = build_test_cases(inter, catalog, protocol, 1, 0, users)
+    ranks = own_ranker(inter, catalog, emb, protocol)
+    real, _ = ranks(cases.histories, [t[0] for t in cases.targets])
+    users_own, before, last = own_cases(cases.histories)
+    own = [None] * len(cases)
+    if users_own:
+        rank, repeated = ranks(before, last)
+        for u, r, rep in zip(users_own, rank.tolist(), repeated.tolist()):
+            own[u] = None if rep else [round(1 / math.log2(x + 2), 5) for x in r]
+    ndcg = [[round(1 / math.log2(x + 2), 5) if x < 10 else 0.0 for x in r] for r in real.tolist()]
+    return {"ndcg": ndcg, "own": own, "log": log_gains(inter, catalog, protocol, ranks)}
+
+
+def own_ranker(inter, catalog, emb, protocol: str):
+    """ranks(histories, targets) -> (Int[B, len(WEIGHTS)] items above each target, Bool[B] target in history),
+    with the log's popularity before the protocol's targets."""
+    import torch
+
+    from recgpt.predict.baselines import normalize_rows, user_vectors
+    from recgpt.predict.protocols import popularity_before_targets
+    from recgpt.predict.scoring import standardize
+
     log_pop = torch.log1p(torch.tensor(np.asarray(popularity_before_targets(inter, catalog, protocol, 1, 0)),
                                        dtype=torch.float32))
     z_pop = standardize(log_pop[None])
@@ -131,15 +162,22 @@ def own_table(inter, catalog, emb, protocol: str, users: int) -> dict:
             out.append((score > score[torch.arange(len(t)), t][:, None]).sum(1))
         return torch.stack(out, 1), seen[torch.arange(len(t)), t]  # [B, W], target in history
 
-    real, _ = ranks(cases.histories, [t[0] for t in cases.targets])
-    users_own, before, last = own_cases(cases.histories)
-    own = [None] * len(cases)
-    if users_own:
-        rank, repeated = ranks(before, last)
-        for u, r, rep in zip(users_own, rank.tolist(), repeated.tolist()):
-            own[u] = None if rep else [round(1 / math.log2(x + 2), 5) for x in r]
-    ndcg = [[round(1 / math.log2(x + 2), 5) if x < 10 else 0.0 for x in r] for r in real.tolist()]
-    return {"ndcg": ndcg, "own": own}
+    return ranks
+
+
+def log_gains(inter, catalog, protocol: str, ranks, block: int = 500) -> list:
+    """Per w, the mean gain 1 / log2(rank + 2) of the last item of each of the log's sampled sequences before the
+    protocol's targets, ranked from the items before it (recgpt.predict.self_weights.log_rows / log_prior)."""
+    from recgpt.predict.protocols import sequences_before_targets
+    from recgpt.predict.self_weights import log_rows
+
+    rows = log_rows(sequences_before_targets(inter, protocol, 1, 0), catalog)
+    gains = []
+    for start in range(0, len(rows), block):
+        part = rows[start:start + block]
+        rank, repeated = ranks([r[:-1] for r in part], [r[-1] for r in part])
+        gains.append((1 / np.log2(rank[~repeated].numpy() + 2)))
+    return np.concatenate(gains).mean(0).round(6).tolist() if gains else [0.0] * len(WEIGHTS)
 
 
 def best_fixed(results: dict, form: str, domains) -> str:
@@ -232,48 +270,76 @@ def self_points(own: list, prior: np.ndarray, strength: float) -> np.ndarray:
     return out
 
 
-def self_report(results: dict, plan) -> tuple[str, float]:
-    """The section on per-user weights and the strength chosen over the sources (both protocols)."""
+def self_report(results: dict, plan) -> tuple[str, tuple]:
+    """The section on per-user weights: the prior (the fit's grid, or the domain's own log) and the strength,
+    chosen together over the sources (both protocols); returns (text, (prior, strength))."""
     from recgpt.predict.transfer import bootstrap_ratio
 
     targets = [t for t in plan.targets if t in results]
     sources = [d for d in results if d not in plan.targets]
     curves = {p: {d: np.mean(results[d]["own"][p]["ndcg"], 0) for d in results} for p in ("loo", "cold")}
 
-    def prior_of(p, d):
+    def prior_of(kind, p, d):
+        if kind == "log":
+            log = np.asarray(results[d]["own"][p]["log"])
+            return log / max(log.max(), 1e-12)
         if d in plan.targets:
             return curves[p][plan.fit_domains[d][0]] / curves[p][plan.fit_domains[d][0]].max()
         return np.mean([curves[p][o] / curves[p][o].max() for o in sources if o != d], 0)
 
-    def relative(p, d, strength):
+    def ndcg_of(kind, p, d, strength):
         ndcg = np.asarray(results[d]["own"][p]["ndcg"])
-        points = self_points(results[d]["own"][p]["own"], prior_of(p, d), strength)
-        return ndcg[np.arange(len(ndcg)), points], ndcg[:, int(np.argmax(prior_of(p, d)))]
+        points = self_points(results[d]["own"][p]["own"], prior_of(kind, p, d), strength)
+        return ndcg[np.arange(len(ndcg)), points]
 
-    lines = ["| strength s | " + " | ".join(f"sources, {p}" for p in curves) + " |", "|---|---|---|"]
+    def fixed_of(kind, p, d):
+        return np.asarray(results[d]["own"][p]["ndcg"])[:, int(np.argmax(prior_of(kind, p, d)))]
+
+    def over_sources(values):  # {(p, d): per-user NDCG} -> geometric mean over the sources of NDCG / best w, per p
+        return [math.exp(np.mean([math.log(max(values(p, d).mean(), 1e-6) / curves[p][d].max()) for d in sources]))
+                for p in curves]
+
+    lines = ["| strength s | " + " | ".join(f"{k} prior, sources {p}" for k in PRIORS for p in curves) + " |",
+             "|---" * (1 + len(PRIORS) * len(curves)) + "|"]
     score = {}
     for strength in STRENGTHS:
-        means = [math.exp(np.mean([math.log(max(relative(p, d, strength)[0].mean(), 1e-6) / curves[p][d].max())
-                                   for d in sources])) for p in curves]
-        score[strength] = sum(map(math.log, means))
-        lines.append(f"| {strength} | " + " | ".join(f"{m:.3f}" for m in means) + " |")
-    fixed = [math.exp(np.mean([math.log(max(relative(p, d, 0.0)[1].mean(), 1e-6) / curves[p][d].max())
-                               for d in sources])) for p in curves]
-    lines.append("| fixed w (the prior's best, no own item) | " + " | ".join(f"{m:.3f}" for m in fixed) + " |")
-    chosen = max(STRENGTHS, key=lambda v: (score[v], -v))
-    lines += ["", f"Chosen over the sources: s = {chosen}. Per domain (NDCG@10 / the domain's best fixed w):", "",
-              "| domain | protocol | best w (NDCG@10) | fixed w (its prior's best) | own history, s = "
-              f"{chosen} | own history / fixed w |", "|---|---|---|---|---|---|"]
+        cells = []
+        for kind in PRIORS:
+            means = over_sources(lambda p, d: ndcg_of(kind, p, d, strength))
+            score[kind, strength] = sum(map(math.log, means))
+            cells += [f"{m:.3f}" for m in means]
+        lines.append(f"| {strength} | " + " | ".join(cells) + " |")
+    lines.append("| fixed w (the prior's best, no own item) | " + " | ".join(
+        f"{m:.3f}" for kind in PRIORS for m in over_sources(lambda p, d: fixed_of(kind, p, d))) + " |")
+    best = {kind: max(STRENGTHS, key=lambda v: (score[kind, v], -v)) for kind in PRIORS}
+    kind = max(PRIORS, key=lambda k: score[k, best[k]])
+    chosen = (kind, best[kind])
+    lines += ["", f"Chosen over the sources: the {kind} prior, s = {best[kind]} (the best s with the other prior: "
+              + ", ".join(f"{k} {best[k]}" for k in PRIORS if k != kind) + "). Per domain (NDCG@10 / the domain's "
+              "best fixed w; own history with each prior at its best s):", "",
+              "| domain | protocol | best w (NDCG@10) | fixed w (the fit prior's best) | own history, fit prior | "
+              "own history, log prior | chosen / fixed w |", "|---|---|---|---|---|---|---|"]
     for d in sources + targets:
         for p in curves:
-            best = curves[p][d].max()
-            self_ndcg, fixed_ndcg = relative(p, d, chosen)
-            r, lo, hi = bootstrap_ratio(self_ndcg, fixed_ndcg)
+            top = curves[p][d].max()
+            fixed = fixed_of("fit", p, d)
+            own = {k: ndcg_of(k, p, d, best[k]) for k in PRIORS}
+            r, lo, hi = bootstrap_ratio(own[kind], fixed)
             lines.append(f"| {d}{' (target)' if d in plan.targets else ''} | {p} | "
-                         f"{WEIGHTS[int(np.argmax(curves[p][d]))]} ({best:.4f}) | "
-                         f"w={WEIGHTS[int(np.argmax(prior_of(p, d)))]}: {fixed_ndcg.mean() / best:.3f} | "
-                         f"{self_ndcg.mean() / best:.3f} | {r:.3f} [{lo:.3f}, {hi:.3f}] |")
+                         f"{WEIGHTS[int(np.argmax(curves[p][d]))]} ({top:.4f}) | "
+                         f"w={WEIGHTS[int(np.argmax(prior_of('fit', p, d)))]}: {fixed.mean() / top:.3f} | "
+                         + " | ".join(f"{own[k].mean() / top:.3f}" for k in PRIORS) + f" | {r:.3f} [{lo:.3f}, {hi:.3f}] |")
     return "\n".join(lines) + "\n", chosen
+
+
+def shipped(text: str, chosen: tuple) -> str:
+    """The section, and what recgpt.predict.self_weights ships against what this run chose."""
+    from recgpt.predict.self_weights import LOG_STRENGTH, STRENGTH
+
+    ships = (f"recgpt.predict.self_weights ships the log prior with s = {LOG_STRENGTH} (LOG_STRENGTH), and the fit "
+             f"prior with s = {STRENGTH} (STRENGTH) where no log is given")
+    agrees = chosen == ("log", LOG_STRENGTH)
+    return text + f"\n{ships}: {'as chosen here' if agrees else 'NOT what this run chose'}.\n"
 
 
 def main(argv=None) -> int:
@@ -298,13 +364,20 @@ def main(argv=None) -> int:
             result = domain_table(Path(args.prepared) / d, args.embed_cache, args.users)
             path.write_text(json.dumps(result))
             print(f"{d}: {result['users']} users, {result['items']} items", flush=True)
+        elif "log" not in json.loads(path.read_text())["own"]["loo"]:  # a result of before the log prior
+            result = json.loads(path.read_text())
+            _, inter, catalog, emb = load_domain(Path(args.prepared) / d, args.embed_cache)
+            for p, own in result["own"].items():
+                own["log"] = log_gains(inter, catalog, p, own_ranker(inter, catalog, emb, p))
+            path.write_text(json.dumps(result))
+            print(f"{d}: the log prior added", flush=True)
         results[d] = json.loads(path.read_text())
         results[d]["means"] = {form: {a: float(np.mean(v)) for a, v in table.items()} for form, table in results[d]["table"].items()}
     text = ("<!-- written by bench/balance.py: rerun it to change this file -->\n# One content / popularity balance "
             f"across domains\n\ncommand: `python bench/balance.py{''.join(' ' + a for a in (sys.argv[1:] if argv is None else argv))}`\n\n"
             + LEGEND
             + report(results, plan)
-            + "\n## Per-user weights from the user's own history\n\n" + SELF_LEGEND + self_report(results, plan)[0])
+            + "\n## Per-user weights from the user's own history\n\n" + SELF_LEGEND + shipped(*self_report(results, plan)))
     Path(args.report).write_text(text)
     print(text)
     return 0

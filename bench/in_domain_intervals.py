@@ -20,9 +20,11 @@ users themselves (`<row>[best on test]`, the grid cached as <row>/fit_bound.json
 without the model (`<row>[knn+pop best on test]`): what no weight fit can beat, so a diagnostic of whether the
 fit or the model holds a ratio back, never a figure of the model.
 
-With --self-weights, each recgpt row is also ranked with per-user weights (`<row>[self]`,
-recgpt.predict.self_weights): the point of the validation fit's grid (cached as <row>/valid_grid.json) that
-ranks each test user's own last history item best, the validation fit as the prior.
+With --self-weights, each recgpt row is also ranked with per-user weights (recgpt.predict.self_weights): the
+point of the validation fit's grid (cached as <row>/valid_grid.json) that ranks each test user's own last history
+item best, the validation fit as the prior (`<row>[self]`) or, as `recgpt predict` scores when it has the
+domain's log, the log's prior (`<row>[self log]`: the split's training sequences, never a validation or test
+target).
 """
 import argparse
 import json
@@ -43,15 +45,17 @@ from recgpt.data import load_prepared  # noqa: E402
 from recgpt.predict.run import resolve_dataset  # noqa: E402
 from recgpt.predict.hybrid import best_model_free, grid_ndcg  # noqa: E402
 from recgpt.predict.protocols import TestCases  # noqa: E402
-from recgpt.predict.self_weights import rank_self_weighted, self_weights  # noqa: E402
+from recgpt.predict.self_weights import (LOG_STRENGTH, STRENGTH, log_prior, log_rows,  # noqa: E402
+                                         rank_self_weighted, self_weights)
 from recgpt.predict.transfer import bootstrap_ratio, per_user  # noqa: E402
 
 PAIRS = (("recgpt_ft", "sasrec"), ("recgpt_ft", "recgpt_scratch"), ("recgpt_scratch", "sasrec"),
          ("recgpt_ft[dense]", "recgpt_scratch[dense]"))
 BOUND, PRIORS_BOUND = "[best on test]", "[knn+pop best on test]"
-SELF = "[self]"
-SELF_PAIRS = ((f"recgpt_ft{SELF}", f"recgpt_scratch{SELF}"), (f"recgpt_ft{SELF}", "recgpt_ft"),
-              (f"recgpt_scratch{SELF}", "recgpt_scratch"))
+SELF, SELF_LOG = "[self]", "[self log]"
+SELF_PAIRS = tuple(pair for tag in (SELF, SELF_LOG) for pair in (
+    (f"recgpt_ft{tag}", f"recgpt_scratch{tag}"), (f"recgpt_ft{tag}", "recgpt_ft"),
+    (f"recgpt_scratch{tag}", "recgpt_scratch")))
 BOUND_PAIRS = ((f"recgpt_ft{BOUND}", f"recgpt_scratch{BOUND}"), (f"recgpt_ft{BOUND}", f"recgpt_ft{PRIORS_BOUND}"),
                (f"recgpt_scratch{BOUND}", f"recgpt_scratch{PRIORS_BOUND}"), ("sasrec", f"recgpt_scratch{PRIORS_BOUND}"))
 
@@ -113,9 +117,11 @@ def per_user_ndcg(root: Path, dataset: str, embed_cache: str, bound: bool = Fals
             out[name] = per_user(lists, test.targets, 10)["NDCG"]
         if own:
             grid, prior = valid_grid(root / row / "valid_grid.json", root / row / "ckpt/run/best", rec, split, cfg)
-            points = self_weights(rec, test.histories, grid, prior)
-            lists, _ = rank_self_weighted(rec, test.histories, grid, points, 10)
-            out[f"{row}{SELF}"] = per_user(lists, test.targets, 10)["NDCG"]
+            log = log_prior(rec, log_rows([[split.item_ids[i] for i in s] for s in split.train], catalog), grid)
+            for tag, curve, strength in ((SELF, prior, STRENGTH), (SELF_LOG, log, LOG_STRENGTH)):
+                points = self_weights(rec, test.histories, grid, curve, strength)
+                lists, _ = rank_self_weighted(rec, test.histories, grid, points, 10)
+                out[f"{row}{tag}"] = per_user(lists, test.targets, 10)["NDCG"]
     if test is None or not (root / "sasrec/recommendations.parquet").is_file():  # not run (--models without sasrec)
         return out
     row_of = {str(item): r for r, item in enumerate(catalog_ids)}

@@ -189,8 +189,9 @@ def scored(args, mixes, targets):
 def self_weight_rows(args, mixes, targets) -> str:
     """--self-weights: for every (mix, target) of --name already scored, the model and the priors scored with
     per-user weights (recgpt.predict.self_weights: the grid point that ranks the user's own last history item
-    best, the fit on the fit domain as the prior) against the fitted weights, same LOO and cold users as the
-    tables (their max_users, seed 0); nothing is trained."""
+    best, the prior from the target's log before its targets as shipped, or from the fit on the fit domain)
+    against the fitted weights, same LOO and cold users as the tables (their max_users, seed 0); nothing is
+    trained."""
     import numpy as np
 
     from bench.scaling_report import PROTOCOLS
@@ -199,15 +200,16 @@ def self_weight_rows(args, mixes, targets) -> str:
     from recgpt.data.corpus import prepared_folder
     from recgpt.predict import Recommender
     from recgpt.predict.hybrid import component_chunks, domain_table, grid_ranks, model_free, rank_gains
-    from recgpt.predict.protocols import build_test_cases, popularity_before_targets
-    from recgpt.predict.self_weights import STRENGTH, choose, own_ranks
+    from recgpt.predict.protocols import build_test_cases, popularity_before_targets, sequences_before_targets
+    from recgpt.predict.self_weights import LOG_STRENGTH, STRENGTH, choose, log_prior, log_rows, own_ranks
     from recgpt.predict.transfer import bootstrap_ratio, per_user
 
     cfg = load_config(args.config, [*args.overrides, f"data.prepared_root={args.out}/prepared"])
-    far = ["| target | mix | users | SASRec+ in-domain | model self / SASRec+ | priors self / SASRec+ | "
-           "model (fitted) / SASRec+ |", "|" + "---|" * 7]
-    rows = ["| target | protocol | mix | priors | model | priors, self weights | model, self weights | "
-            "model self / priors | priors self / priors | model self / priors self |", "|" + "---|" * 10]
+    far = ["| target | mix | prior | users | SASRec+ in-domain | model self / SASRec+ | priors self / SASRec+ | "
+           "model (fitted) / SASRec+ |", "|" + "---|" * 8]
+    rows = ["| target | protocol | mix | prior | priors | model | priors, self weights | model, self weights | "
+            "model self / priors | priors self / priors | model self / priors self |", "|" + "---|" * 11]
+    by_mix = {}  # (target, protocol, prior) -> [(interactions, mix, {user: model self NDCG@10})]
     for mix, target, record, best in scored(args, mixes, targets):
         names = record["settings"]["fit"].split(",")
         rec = Recommender.from_pretrained(best, embed_cfg=cfg.embed, knn=cfg.predict.knn)
@@ -228,29 +230,57 @@ def self_weight_rows(args, mixes, targets) -> str:
                                           rec.catalog.n_items), 10).numpy()
             users = np.arange(len(cases))
             own, ranks = own_ranks(rec, cases.histories, grid)  # once: the priors' points are a part of the grid
-            points = {"model": choose(ranks, own, len(cases), prior, STRENGTH).numpy()}
-            sub = choose(ranks[free], own, len(cases), [prior[i] for i in free], STRENGTH)
-            points["priors"] = [free[i] for i in sub.tolist()]
-            ndcg = {**{k: gains[i] for k, i in fitted.items()},
-                    **{f"{k} self": gains[np.asarray(p), users] for k, p in points.items()}}
-            ratios = [bootstrap_ratio(ndcg[a], ndcg[b]) for a, b in
-                      (("model self", "priors"), ("priors self", "priors"), ("model self", "priors self"))]
-            rows.append(f"| {target} | {protocol} | {mix.name} | " + " | ".join(
-                f"{ndcg[k].mean():.4f}" for k in ("priors", "model", "priors self", "model self")) + " | "
-                + " | ".join(f"{r:.3f} [{lo:.3f}, {hi:.3f}]" for r, lo, hi in ratios) + " |")
-            print(rows[-1], flush=True)
-            if args.in_domain and protocol == "loo":  # the moonshot: SASRec+ trained on the target itself
-                by_user = in_domain_lists(args.in_domain, target)["sasrec_in_domain"]
-                keep = np.array([str(u) in by_user for u in cases.user_ids])
-                lists = [rec.catalog.rows(by_user.get(str(u), [])[:10])[0] for u in cases.user_ids]
-                sasrec = per_user(lists, cases.targets, 10)["NDCG"]
-                far.append(f"| {target} | {mix.name} | {int(keep.sum())} | {sasrec[keep].mean():.4f} | " + " | ".join(
-                    "{:.3f} [{:.3f}, {:.3f}]".format(*bootstrap_ratio(ndcg[k][keep], sasrec[keep]))
-                    for k in ("model self", "priors self", "model")) + " |")
+            log = log_prior(rec, log_rows(sequences_before_targets(prepared.interactions, protocol, 1, 0),
+                                          rec.catalog), grid)
+            for kind, curve, strength in (("log", log, LOG_STRENGTH), ("fit", prior, STRENGTH)):
+                points = {"model": choose(ranks, own, len(cases), curve, strength).numpy()}
+                sub = choose(ranks[free], own, len(cases), [curve[i] for i in free], strength)
+                points["priors"] = [free[i] for i in sub.tolist()]
+                ndcg = {**{k: gains[i] for k, i in fitted.items()},
+                        **{f"{k} self": gains[np.asarray(p), users] for k, p in points.items()}}
+                ratios = [bootstrap_ratio(ndcg[a], ndcg[b]) for a, b in
+                          (("model self", "priors"), ("priors self", "priors"), ("model self", "priors self"))]
+                rows.append(f"| {target} | {protocol} | {mix.name} | {kind} | " + " | ".join(
+                    f"{ndcg[k].mean():.4f}" for k in ("priors", "model", "priors self", "model self")) + " | "
+                    + " | ".join(f"{r:.3f} [{lo:.3f}, {hi:.3f}]" for r, lo, hi in ratios) + " |")
+                print(rows[-1], flush=True)
+                by_mix.setdefault((target, protocol, kind), []).append(
+                    (record["interactions"], mix.name, dict(zip(map(str, cases.user_ids), ndcg["model self"]))))
+                if args.in_domain and protocol == "loo":  # the moonshot: SASRec+ trained on the target itself
+                    by_user = in_domain_lists(args.in_domain, target)["sasrec_in_domain"]
+                    keep = np.array([str(u) in by_user for u in cases.user_ids])
+                    lists = [rec.catalog.rows(by_user.get(str(u), [])[:10])[0] for u in cases.user_ids]
+                    sasrec = per_user(lists, cases.targets, 10)["NDCG"]
+                    far.append(f"| {target} | {mix.name} | {kind} | {int(keep.sum())} | {sasrec[keep].mean():.4f} | "
+                               + " | ".join("{:.3f} [{:.3f}, {:.3f}]".format(*bootstrap_ratio(ndcg[k][keep], sasrec[keep]))
+                                            for k in ("model self", "priors self", "model")) + " |")
     if len(far) > 2:
         rows += ["", "How far from SASRec+ trained on the target itself (LOO, the users with an in-domain list):", "",
                  *far]
-    return "\n".join(rows) + "\n"
+    return "\n".join(rows + self_curve(by_mix)) + "\n"
+
+
+def self_curve(by_mix: dict) -> list:
+    """Lines of the --self-weights curve: per (target, protocol, prior) scored on two mixes or more, the model with
+    per-user weights on the largest mix (by pretraining interactions) / on the smallest, paired over the users
+    both scored. `by_mix`: (target, protocol, prior) -> [(interactions, mix name, {user id: NDCG@10})]."""
+    import numpy as np
+
+    from recgpt.predict.transfer import bootstrap_ratio
+
+    curve = []
+    for (target, protocol, kind), group in by_mix.items():
+        if len(group) > 1:
+            (_, small, a), (_, large, b) = min(group, key=lambda g: g[0]), max(group, key=lambda g: g[0])
+            users = [u for u in b if u in a]
+            r, lo, hi = bootstrap_ratio(np.asarray([b[u] for u in users]), np.asarray([a[u] for u in users]))
+            curve.append(f"| {target} | {protocol} | {kind} | {small} | {large} | {r:.3f} [{lo:.3f}, {hi:.3f}] | "
+                         f"{len(users)} |")
+    if not curve:
+        return []
+    return ["", "Does the curve rise with per-user weights? The model, self weights: largest mix / smallest mix "
+            "(same users):", "", "| target | protocol | prior | smallest | largest | ratio | users |",
+            "|" + "---|" * 7, *curve]
 
 
 def main(argv=None) -> int:

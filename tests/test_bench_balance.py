@@ -38,6 +38,12 @@ def test_table_at_zero_weight_is_content_knn_and_popularity_helps_on_ml100k(prep
     points = balance.self_points(own["own"], np.ones(len(balance.WEIGHTS)), 0.0)
     assert all(g is None or g[p] == max(g) for g, p in zip(own["own"], points))
     assert len(result["own"]["cold"]["ndcg"]) == 300
+    # the log prior: the log's own-item gains per w, from its sequences before the targets (never a target)
+    for protocol in ("loo", "cold"):
+        log = np.asarray(result["own"][protocol]["log"])
+        curve = np.asarray(result["own"][protocol]["ndcg"]).mean(0)
+        assert log.shape == (len(balance.WEIGHTS),) and ((0 < log) & (log <= 1)).all()
+        assert curve[int(np.argmax(log))] > 0.8 * curve.max()  # the log's balance is near the targets' best
 
 
 def planted(stat: float) -> dict:
@@ -68,7 +74,8 @@ def planted_own(seed: int, informative: bool, users: int = 200) -> dict:
     liked = np.where(rng.random(users) < 0.6, 3, rng.integers(0, n, users))
     ndcg = np.eye(n)[liked]
     own = (np.eye(n)[liked] * 0.9 + 0.05) if informative else rng.random((users, n))
-    return {p: {"ndcg": ndcg.tolist(), "own": own.tolist()} for p in ("loo", "cold")}
+    log = (np.eye(n)[rng.choice(liked, users)] * 0.9 + 0.05) if informative else rng.random((users, n))
+    return {p: {"ndcg": ndcg.tolist(), "own": own.tolist(), "log": log.mean(0).tolist()} for p in ("loo", "cold")}
 
 
 @pytest.mark.parametrize("informative", [True, False])
@@ -78,10 +85,11 @@ def test_strength_is_chosen_on_the_sources_by_what_the_own_item_says(informative
     results = {f"d{i}": {"own": planted_own(i, informative)} for i in range(5)}
     results["t"] = {"own": planted_own(9, informative)}
     plan = SimpleNamespace(targets=("t",), fit_domains={"t": ["d0"]})
-    text, chosen = balance.self_report(results, plan)
+    text, (kind, strength) = balance.self_report(results, plan)
     row = next(line for line in text.splitlines() if line.startswith("| t (target) | loo |")).split("|")
-    fixed, own = float(row[4].split(":")[1]), float(row[5])
+    fixed, own = float(row[4].split(":")[1]), float(row[5 if kind == "fit" else 6])
     if informative:  # the own item finds every user's w: far above the best single w, which the prior gives
-        assert chosen < 1.0 and fixed == pytest.approx(1.0) and own > 1.3 and float(row[6].split()[0]) > 1.3
-    else:  # noise: the strongest prior is chosen, and the own item only costs (it never helps)
-        assert chosen == max(balance.STRENGTHS) and 0.9 * fixed < own <= fixed
+        assert strength < max(balance.STRENGTHS) and fixed == pytest.approx(1.0) and own > 1.3
+        assert float(row[7].split()[0]) > 1.3
+    else:  # noise: a prior of the fit strong enough to outweigh the own item is chosen (the log's says nothing)
+        assert kind == "fit" and strength >= 1.0 and 0.9 * fixed < own <= fixed

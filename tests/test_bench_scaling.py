@@ -74,11 +74,13 @@ def test_resumed_scaling_bench_gives_the_same_table(tmp_path, monkeypatch):
     assert scaling.main([*argv, "--self-weights"]) == 0
     assert (tmp_path / "scaling.md").read_text() == first and json.loads(result.read_text()) == record
     rows = (tmp_path / "scaling_self_weights.md").read_text()
-    assert "| sample_steam | cold | mix01 |" in rows
-    cells = next(line for line in rows.splitlines() if line.startswith("| sample_steam | loo | mix01 |")).split("|")
-    assert float(cells[4]) == pytest.approx(methods["priors"]["NDCG@10"], abs=0.01)  # the fitted rows: the tables'
-    assert float(cells[5]) == pytest.approx(methods["model"]["NDCG@10"], abs=0.01)
-    assert float(cells[8].split()[0]) == pytest.approx(float(cells[7]) / float(cells[4]), abs=1e-3)
+    assert "| sample_steam | cold | mix01 | log |" in rows and "| sample_steam | cold | mix01 | fit |" in rows
+    for prior in ("log", "fit"):  # the prior from the target's log (as shipped), or from the fit domain
+        cells = next(line for line in rows.splitlines()
+                     if line.startswith(f"| sample_steam | loo | mix01 | {prior} |")).split("|")
+        assert float(cells[5]) == pytest.approx(methods["priors"]["NDCG@10"], abs=0.01)  # the fitted rows: the tables'
+        assert float(cells[6]) == pytest.approx(methods["model"]["NDCG@10"], abs=0.01)
+        assert float(cells[9].split()[0]) == pytest.approx(float(cells[8]) / float(cells[5]), abs=1e-3)
 
     # a variant with a code head beside the dense one: its LIGER rows (every item of the target is unseen)
     codes = ["--name", "codes", "--fit", "code,dense,knn,pop", *argv,
@@ -118,8 +120,19 @@ def test_resumed_scaling_bench_gives_the_same_table(tmp_path, monkeypatch):
     assert float(row.split("|")[4]) > 0.5  # the last item first: most users hit at rank 1
     assert scaling.main(["--name", "near", "--self-weights", "--in-domain", str(out / "in_domain"), *argv]) == 0
     far = (tmp_path / "scaling_self_weights.md").read_text().split("How far from SASRec+")[1]
-    row = next(line for line in far.splitlines() if line.startswith("| sample_steam | mix01 |")).split("|")
-    assert float(row[4]) > 0.5 and float(row[5].split()[0]) < 0.5  # those lists hold the target first
+    row = next(line for line in far.splitlines() if line.startswith("| sample_steam | mix01 | log |")).split("|")
+    assert float(row[5]) > 0.5 and float(row[6].split()[0]) < 0.5  # those lists hold the target first
+
+
+def test_self_curve_pairs_the_users_of_the_smallest_and_the_largest_mix():
+    small = {f"u{i}": 0.1 for i in range(40)}
+    large = {**{f"u{i}": 0.2 for i in range(40)}, "u99": 1.0}  # u99: scored on one mix only, left out
+    by_mix = {("t", "loo", "log"): [(300, "mix03", {"u0": 5.0}), (100, "mix01", small), (900, "mix09", large)],
+              ("t", "cold", "log"): [(100, "mix01", small)]}
+    lines = scaling.self_curve(by_mix)
+    rows = [line for line in lines if line.startswith("| t |")]
+    assert rows == ["| t | loo | log | mix01 | mix09 | 2.000 [2.000, 2.000] | 40 |"]
+    assert scaling.self_curve({("t", "loo", "log"): [(100, "mix01", small)]}) == []
 
 
 def test_curve_table_pairs_users_of_the_two_mixes():

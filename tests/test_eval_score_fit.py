@@ -93,6 +93,8 @@ def test_predict_scores_each_user_with_weights_chosen_on_its_own_history(fitted_
         assert main([*common, f"predict.weights={weights}", f"predict.output_dir={tmp_path / weights}"]) == 0
         result = json.loads((tmp_path / weights / "metrics.json").read_text())
         assert result["weights"]["mode"] == weights and result["config"]["weights"] == weights
+        # recgpt predict gives its log before the targets: the prior of the per-user weights
+        assert result["weights"]["prior"] == ("log" if weights == "self" else None)
         used[weights] = result["weights"]["users_per_weights"]
         assert sum(used[weights].values()) == result["counts"]["evaluated"]
     assert len(used["self"]) > 1 and list(used["fitted"]) == [json.dumps(stored, sort_keys=True)]

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from recgpt.predict import Recommender
-from recgpt.predict.self_weights import choose, own_cases, rank_self_weighted, read_prior, self_weights
+from recgpt.predict.self_weights import (LOG_STRENGTH, choose, log_prior, log_rows, own_cases, own_ranks,
+                                         rank_self_weighted, read_prior, self_weights)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -23,6 +24,19 @@ def test_choose_takes_the_point_that_ranks_the_own_item_best_and_the_prior_other
     with pytest.raises(ValueError, match="2 values for a grid of 3"):
         choose(ranks, [0, 2, 3], 4, [1.0, 0.5])
     assert own_cases([[4], [1, 2, 3], []]) == ([1], [[1, 2]], [3])
+
+
+def test_log_rows_keep_seeded_sequences_with_two_known_items():
+    from recgpt.predict.transfer import ItemRows
+
+    catalog = ItemRows(["a", "b", "c"])
+    # "x" is not in the catalog: dropped, and a sequence left with one item is out
+    assert log_rows([["a", "b"], ["a"], ["x", "a"], ["a", "x", "c"], ["b", "c", "a"]], catalog) == \
+        [[0, 1], [0, 2], [1, 2, 0]]
+    many = [["a", "b"]] * 10 + [["c", "a"]] * 10
+    picked = log_rows(many, catalog, limit=5, seed=1)
+    assert len(picked) == 5 and picked == log_rows(many, catalog, limit=5, seed=1)
+    assert {tuple(r) for r in log_rows(many, catalog, limit=12, seed=2)} == {(0, 1), (2, 0)}
 
 
 @pytest.fixture(scope="module")
@@ -79,6 +93,28 @@ def test_ranking_with_the_points_is_what_the_grid_ranks_say(fitted):
     assert any(set(r) & set(h) for r, h in zip(with_history, cases.histories[:5]))
 
 
+def test_the_log_prior_ranks_the_logs_last_items_and_never_reads_a_target(fitted, prepared_dir):
+    """log_prior: per grid point, the mean gain of each log sequence's last item ranked from the items before it;
+    the sequences are the log before the LOO targets, so changing every target leaves it as it was."""
+    from recgpt.data import load_prepared
+    from recgpt.predict.hybrid import rank_gains
+    from recgpt.predict.protocols import sequences_before_targets
+
+    rec, fit, cases, grid, prior = fitted
+    inter = load_prepared(prepared_dir("ml-100k")).interactions
+    rows = log_rows(sequences_before_targets(inter, "loo", 1, 0), rec.catalog, limit=300)
+    assert len(rows) == 300
+    curve = log_prior(rec, rows, grid)
+    _, ranks = own_ranks(rec, rows, grid)
+    mean = rank_gains(ranks[:, ranks.ge(0).all(0)], None).mean(1)
+    assert np.allclose(curve, (mean / mean.max()).numpy()) and max(curve) == 1.0 and min(curve) > 0
+    assert len({round(v, 6) for v in curve}) > len(grid) // 2  # the points differ: the log tells them apart
+    changed = inter.copy()
+    last = changed.groupby("user_id")["position"].transform("max") == changed["position"]
+    changed.loc[last, "item_id"] = str(rec.catalog.item_ids[0])
+    assert log_rows(sequences_before_targets(changed, "loo", 1, 0), rec.catalog, limit=300) == rows
+
+
 def test_read_prior(tmp_path):
     from recgpt.io import write_json
 
@@ -101,8 +137,9 @@ def test_the_api_scores_with_the_grid_stored_beside_the_export(fitted, exported_
 
     from recgpt.config import ConfigError
     from recgpt.data import load_prepared
+    from recgpt.data.splits import user_sequences
     from recgpt.io import write_json
-    from recgpt.predict.protocols import popularity_before_targets
+    from recgpt.predict.protocols import popularity_before_targets, sequences_before_targets
 
     rec, fit, cases, grid, prior = fitted
     export = tmp_path / "best"
@@ -114,13 +151,23 @@ def test_the_api_scores_with_the_grid_stored_beside_the_export(fitted, exported_
     api.set_popularity(popularity_before_targets(prepared.interactions, catalog, "loo", 1, 0))
     histories = cases.histories[:30]
     ids = [[api.catalog.item_ids[r] for r in h] for h in histories]
-    out = api.recommend(ids, k=10, allow_history=False, weights="self")
+    out = api.recommend(ids, k=10, allow_history=False, weights="self")  # no log given: the fit is the prior
     lists, _ = rank_self_weighted(rec, histories, grid, self_weights(rec, histories, grid, prior), 10)
-    assert out.item_ids == [[rec.catalog.item_ids[r] for r in row] for row in lists] and not out.notes
+    assert out.item_ids == [[rec.catalog.item_ids[r] for r in row] for row in lists]
+    assert any("no interaction log" in n for n in out.notes)
+    before = sequences_before_targets(prepared.interactions, "loo", 1, 0)
+    api.set_log(before)  # the log before the targets, as `recgpt predict` gives it: its prior, no note
+    logged = api.recommend(ids, k=10, allow_history=False, weights="self")
+    curve = log_prior(rec, log_rows(before, rec.catalog), grid)
+    points = self_weights(rec, histories, grid, curve, LOG_STRENGTH)
+    lists, _ = rank_self_weighted(rec, histories, grid, points, 10)
+    assert logged.item_ids == [[rec.catalog.item_ids[r] for r in row] for row in lists] and not logged.notes
+    assert api.log_prior == curve
     greedy = api.recommend(ids[:3], k=5, strategy="greedy", weights="self")
     assert any("scores one exact step" in n for n in greedy.notes)
     plain = Recommender.from_pretrained(exported_model, embed_cfg=embed_config)
     plain.set_catalog_from_prepared(prepared)
+    assert len(plain.log) == sum(len(s) >= 2 for s in user_sequences(prepared.interactions))  # its whole log
     assert any("holds no fitted weight grid" in n for n in plain.recommend(ids[:3], k=5, weights="self").notes)
     with pytest.raises(ConfigError, match="weights: one of"):
         api.recommend(ids[:3], k=5, weights="best")

@@ -80,8 +80,9 @@ class PredictConfig:
     # by its score without the code component).
     scoring: str = "auto"
     # The hybrid score weights: self (each user scored with the point of the fitted weight grid that ranks the
-    # user's own last history item best, the fit as a prior: recgpt.predict.self_weights; one exact step) or
-    # fitted (the weights fitted on the held-out source domains, the same for every user).
+    # user's own last history item best, the dataset's log before the targets as the prior: the same ranking of
+    # its sequences' last items; recgpt.predict.self_weights; one exact step) or fitted (the weights fitted on
+    # the held-out source domains, the same for every user).
     weights: str = "self"
     beam_size: int = 20
     temperature: float = 1.0

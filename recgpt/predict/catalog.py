@@ -105,17 +105,12 @@ def build_catalog(item_ids: Sequence[str], texts: Sequence[str], tokenizer, embe
     return Catalog.from_codes(emb.item_ids, codes, tokenizer.slot_vocab_sizes, text_emb, stats)
 
 
-def read_log_popularity(folder, item_ids: Sequence[str]) -> Optional[np.ndarray]:
-    """Counts of the catalog's items in a prepared dataset folder's interactions.parquet (None when the folder
-    has none: a catalog without a log)."""
+def read_log(folder):
+    """A prepared dataset folder's interactions.parquet (None when the folder has none: a catalog without a log)."""
     import pandas as pd
 
-    from recgpt.data.popularity import counts_of_ids
-
     path = Path(folder) / "interactions.parquet"
-    if not path.is_file():
-        return None
-    return counts_of_ids(item_ids, pd.read_parquet(path, columns=["item_id"])["item_id"])
+    return pd.read_parquet(path) if path.is_file() else None
 
 
 def read_catalog_items(folder):

@@ -88,14 +88,10 @@ def build_test_cases(interactions: pd.DataFrame, catalog, protocol: str, horizon
     return cases
 
 
-def popularity_before_targets(interactions: pd.DataFrame, catalog, protocol: str, horizon: int = 1,
-                              seed: int = 0):
-    """Int64[N] counts of the catalog's items over the dataset's log before each user's targets under the
-    protocol (every user's, evaluated or not; a user too short to have a target counts whole): the catalog's
-    popularity in evaluation, which never counts a target and does not depend on which users are scored."""
-    from recgpt.data.popularity import counts_of_ids
-
-    before = []
+def sequences_before_targets(interactions: pd.DataFrame, protocol: str, horizon: int = 1, seed: int = 0) -> list:
+    """Each user's item ids before the user's targets under the protocol (every user's, evaluated or not; a user
+    too short to have a target whole), in the log's user order: what evaluation may read of the log."""
+    out = []
     for user, items in user_sequences(interactions).items():
         if protocol == "cold" and len(items) >= 2:
             window = splits.cold_window(items, user, seed)
@@ -104,5 +100,16 @@ def popularity_before_targets(interactions: pd.DataFrame, catalog, protocol: str
             cut = len(items) - (horizon if protocol == "horizon" else 1)
         else:
             cut = len(items)
-        before.extend(items[:cut])
+        out.append(list(items[:cut]))
+    return out
+
+
+def popularity_before_targets(interactions: pd.DataFrame, catalog, protocol: str, horizon: int = 1,
+                              seed: int = 0):
+    """Int64[N] counts of the catalog's items over the dataset's log before each user's targets under the
+    protocol (sequences_before_targets): the catalog's popularity in evaluation, which never counts a target and
+    does not depend on which users are scored."""
+    from recgpt.data.popularity import counts_of_ids
+
+    before = [i for items in sequences_before_targets(interactions, protocol, horizon, seed) for i in items]
     return counts_of_ids(catalog.item_ids, before)

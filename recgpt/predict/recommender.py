@@ -17,7 +17,8 @@ from recgpt.model.files import load_decoder, resolve_model_dir
 from recgpt.predict.catalog import Catalog, build_catalog, catalog_from_prepared
 from recgpt.predict.horizon import recommend_lists
 from recgpt.predict.scoring import ItemScorer
-from recgpt.predict.self_weights import plan, rank_self_weighted, read_prior, self_weights
+from recgpt.predict.self_weights import (LOG_STRENGTH, STRENGTH, log_prior, log_rows, plan, rank_self_weighted,
+                                         read_prior, self_weights)
 
 
 @dataclass
@@ -78,6 +79,7 @@ class Recommender:
         self.scoring, self.beam_size, self.device, self.batch_size = scoring, beam_size, device, batch_size
         self.catalog, self.scorer = None, None
         self.weight_prior = None  # (grid, relative NDCG) of the export's score fit: the prior of weights="self"
+        self.log, self.log_prior = None, None  # the catalog's log sequences (catalog rows), their prior (cached)
         self.source = None  # the exported model folder, when loaded from one
         if catalog is not None:
             self.use_catalog(catalog)
@@ -119,7 +121,7 @@ class Recommender:
                              f"{list(self.model.config.slot_vocab_sizes)}: encode it with the model's tokenizer")
         if self.model.config.text_dim and catalog.text_emb is None:
             raise ValueError("this model takes item text embeddings: build the catalog with its text_emb")
-        self.catalog = catalog
+        self.catalog, self.log_prior = catalog, None
         self.scorer = ItemScorer(self.model, catalog.codes, catalog.trie, catalog.text_emb, self.scoring,
                                  self.beam_size, self.device, catalog.popularity, self.knn,
                                  self.unseen(catalog) if self.scoring == "liger" else None)  # only liger reads it
@@ -150,32 +152,54 @@ class Recommender:
         if len(item_ids) != len(texts):
             raise ValueError(f"set_catalog: {len(item_ids)} item ids but {len(texts)} texts")
         catalog = build_catalog(item_ids, texts, self._need_tokenizer(), self.embed_cfg)
-        self.namespace = namespace
+        self.namespace, self.log = namespace, None
         self.use_catalog(catalog.with_popularity(popularity))
         return self.catalog
 
     def set_catalog_from_prepared(self, prepared, popularity="log") -> Catalog:
         """`prepared`: a prepared dataset folder, or one already loaded with recgpt.data.load_prepared. Item
-        texts come from items.parquet; popularity="log" counts the items in its interactions.parquet (none there:
-        no popularity), or give counts / None as in set_catalog (evaluation passes the log before its targets)."""
+        texts come from items.parquet; popularity="log" counts the items in its interactions.parquet and takes
+        its sequences as the log (set_log; none there: no popularity, no log), or give counts / None as in
+        set_catalog (evaluation passes the log before its targets, and set_log the sequences before them)."""
         from recgpt.data.popularity import counts_of_ids
-        from recgpt.predict.catalog import read_catalog_items, read_log_popularity
+        from recgpt.data.splits import user_sequences
+        from recgpt.predict.catalog import read_catalog_items, read_log
 
         items = prepared.items if hasattr(prepared, "items") else read_catalog_items(prepared)
         catalog = catalog_from_prepared(items, self._need_tokenizer(), self.embed_cfg)
         self.namespace = Path(getattr(prepared, "path", prepared)).name  # its ids' prefix in a corpus (folder name)
+        log = None
         if isinstance(popularity, str) and popularity == "log":
-            if hasattr(prepared, "interactions"):
-                popularity = counts_of_ids(catalog.item_ids, prepared.interactions["item_id"])
-            else:
-                popularity = read_log_popularity(prepared, catalog.item_ids)
+            log = prepared.interactions if hasattr(prepared, "interactions") else read_log(prepared)
+            popularity = None if log is None else counts_of_ids(catalog.item_ids, log["item_id"])
+        self.log = None
         self.use_catalog(catalog.with_popularity(popularity))
+        if log is not None:
+            self.set_log(user_sequences(log).tolist())
         return self.catalog
 
+    def set_log(self, sequences: Optional[Sequence[Sequence[str]]]) -> None:
+        """The catalog's interaction log as item-id sequences, one per user, oldest first (None: no log). Per-user
+        weights (weights="self") take their prior from it: each of up to 2,000 seeded sequences' last item ranked
+        from the items before it (recgpt.predict.self_weights.log_prior); without a log, from the export's fit."""
+        if self.catalog is None:
+            raise ValueError("no catalog: call set_catalog(...) or set_catalog_from_prepared(...) first")
+        self.log = None if sequences is None else log_rows(list(sequences), self.catalog)
+        self.log_prior = None
+
     def weights_plan(self, weights: str, strategy: str = "exact", horizon: int = 1) -> tuple:
-        """((grid, prior) when histories are scored with per-user weights, else None; the note when weights="self"
-        falls back to the fitted ones, else None): recgpt.predict.self_weights.plan for this model and catalog."""
-        return plan(weights, self.weight_prior, self.source, strategy, horizon, self.scorer.mode)
+        """((grid, prior, strength) when histories are scored with per-user weights, else None; a note when
+        weights="self" falls back to the fitted weights or to the fit's prior, else None):
+        recgpt.predict.self_weights.plan for this model and catalog, the prior from the catalog's log if any."""
+        fit, note = plan(weights, self.weight_prior, self.source, strategy, horizon, self.scorer.mode)
+        if fit is None:
+            return None, note
+        if self.log_prior is None and self.log:
+            self.log_prior = log_prior(self, self.log, fit[0])  # cached until the catalog or the log changes
+        if self.log_prior is None:
+            return (*fit, STRENGTH), ("weights=self: the catalog has no interaction log (set_log): the prior of the "
+                                      "per-user weights is the fit on the other domain")
+        return (fit[0], self.log_prior, LOG_STRENGTH), None
 
     def recommend_rows(self, histories: Sequence[Sequence[int]], k: int = 10, horizon: int = 1,
                        strategy: str = "exact", allow_history: bool = True, n_samples: int = 8,

@@ -16,7 +16,7 @@ from recgpt.predict import baselines, self_weights
 from recgpt.config.args import short_lists_note
 from recgpt.predict.metrics import coverage, position_hit_rates, ranking_metrics
 from recgpt.data.popularity import ranking
-from recgpt.predict.protocols import build_test_cases, popularity_before_targets
+from recgpt.predict.protocols import build_test_cases, popularity_before_targets, sequences_before_targets
 from recgpt.model.files import resolve_model_dir
 from recgpt.predict.recommender import Recommender
 from recgpt.predict.report import recommendations_frame, write_report
@@ -105,6 +105,7 @@ def predict_held(cfg, held: ExitStack) -> Path:
     catalog = rec.set_catalog_from_prepared(prepared, popularity=None)
     # the catalog's popularity: its log before each user's targets (never a target, whoever is scored)
     rec.set_popularity(popularity_before_targets(prepared.interactions, catalog, p.protocol, horizon, p.seed))
+    rec.set_log(sequences_before_targets(prepared.interactions, p.protocol, horizon, p.seed))  # the same part of it
     catalog = rec.catalog
     cases = build_test_cases(prepared.interactions, catalog, p.protocol, horizon, p.seed, p.max_users)
     enough = min(p.min_users, p.max_users or p.min_users)
@@ -154,7 +155,8 @@ def predict_held(cfg, held: ExitStack) -> Path:
     result = {
         "dataset": prepared.name, "protocol": p.protocol, "horizon": horizon, "strategy": p.strategy,
         "scoring": rec.scorer.mode, "allow_history": p.allow_history, "ks": ks,
-        "weights": {"mode": "self" if prior else "fitted", "users_per_weights": used},
+        "weights": {"mode": "self" if prior else "fitted", "users_per_weights": used,
+                    "prior": None if not prior else "log" if rec.log_prior is not None else "fit"},
         "counts": cases.counts, "catalog": catalog.stats, "methods": methods,
         "by_position": by_position if horizon > 1 else None,
         "model_dir": str(model_dir), "dataset_dir": str(dataset_dir),

@@ -4,21 +4,27 @@ Hybrid weights fitted on another domain carry that domain's balance between the 
 popularity, and the best balance differs between domains by a factor of ten or more (docs/benchmarks.md, "Can
 one balance ... carry across domains?"). A user's history says which balance suits that user: every point of
 the weight grid ranks the user's last history item from the items before it, and the user is scored with the
-point that ranked it best, its gain 1 / log2(rank + 2) plus `strength` times the fitted grid's NDCG relative to
-its best point (the prior: the fit on the other domain). A user with one history item, or whose last item
-repeats an earlier one, has nothing to rank and gets the prior's best point, the fitted weights. Nothing but
-the user's own history is read: no other user of the domain, never a target.
+point that ranked it best, its gain 1 / log2(rank + 2) plus `strength` times a prior over the grid relative to
+its best point. The prior is the domain's own log where the caller gives it (`log_prior`: the same ranking of
+each of up to 2,000 seeded log sequences' last item from the items before it, averaged: the log's balance, read
+as popularity is, never a held-out target), else the fitted grid's NDCG on the fit domain. A user with one
+history item, or whose last item repeats an earlier one, has nothing to rank and gets the prior's best point.
 """
 from pathlib import Path
 from typing import Optional, Sequence
 
+import numpy as np
 import torch
 
 from recgpt.predict.hybrid import SCORE_FIT, component_chunks, grid_ranks, rank_gains
 from recgpt.predict.ranking import top_k_items
 from recgpt.predict.scoring import combine
 
-STRENGTH = 0.2  # chosen on the ten source domains of bench/self_weights.py (no held-out target), LOO and cold
+# chosen on the ten source domains of bench/balance.py (no held-out target), LOO and cold: with the fit domain's
+# grid as the prior (no log given), and with the domain's own log as the prior
+STRENGTH = 0.2
+LOG_STRENGTH = 2.0
+LOG_SEQUENCES = 2000
 
 
 def own_cases(histories: Sequence[Sequence[int]]) -> tuple[list, list, list]:
@@ -50,6 +56,28 @@ def own_ranks(rec, histories: Sequence[Sequence[int]], grid: Sequence[dict]) -> 
         return users, torch.zeros(len(grid), 0, dtype=torch.long)
     names = sorted({n for w in grid for n in w})
     return users, grid_ranks(component_chunks(rec, before, names), last, before, grid, rec.catalog.n_items)
+
+
+def log_rows(sequences: Sequence[Sequence], catalog, limit: int = LOG_SEQUENCES, seed: int = 0) -> list:
+    """Catalog rows of up to `limit` seeded sequences of a domain's log (item ids, oldest first) that keep two
+    items or more in the catalog: what `log_prior` ranks."""
+    eligible = [i for i, s in enumerate(sequences) if len(s) >= 2]
+    if len(eligible) > limit:
+        eligible = sorted(np.random.default_rng(seed).choice(eligible, limit, replace=False).tolist())
+    rows = (catalog.rows([str(i) for i in sequences[i]])[0] for i in eligible)
+    return [r for r in rows if len(r) >= 2]
+
+
+def log_prior(rec, rows: Sequence[Sequence[int]], grid: Sequence[dict]) -> Optional[list]:
+    """Per grid point, the mean gain 1 / log2(rank + 2) of each log sequence's last item ranked from the items
+    before it (`rows`: log_rows; a repeated last item left out), relative to the best point; None when no
+    sequence has an item to rank."""
+    _, ranks = own_ranks(rec, rows, grid)
+    ranks = ranks[:, ranks.ge(0).all(0)]
+    if ranks.shape[1] == 0:
+        return None
+    mean = rank_gains(ranks, None).mean(1)
+    return (mean / mean.max().clamp_min(1e-12)).tolist()
 
 
 def self_weights(rec, histories: Sequence[Sequence[int]], grid: Sequence[dict], prior: Sequence[float],
