@@ -93,11 +93,17 @@ def test_predict_scores_each_user_with_weights_chosen_on_its_own_history(fitted_
         assert main([*common, f"predict.weights={weights}", f"predict.output_dir={tmp_path / weights}"]) == 0
         result = json.loads((tmp_path / weights / "metrics.json").read_text())
         assert result["weights"]["mode"] == weights and result["config"]["weights"] == weights
-        # recgpt predict gives its log before the targets: the prior of the per-user weights
-        assert result["weights"]["prior"] == ("log" if weights == "self" else None)
+        # the fit was made on sample_steam itself: it stays the prior of the per-user weights
+        assert result["weights"]["prior"] == ("fit" if weights == "self" else None)
         used[weights] = result["weights"]["users_per_weights"]
         assert sum(used[weights].values()) == result["counts"]["evaluated"]
     assert len(used["self"]) > 1 and list(used["fitted"]) == [json.dumps(stored, sort_keys=True)]
+    # a dataset the fit did not see: recgpt predict gives its log before the targets, the prior of the weights
+    other = ["predict", "--dataset", "sample_amazon_scientific", f"predict.model_dir={run / 'best'}",
+             "predict.max_users=100", f"predict.output_dir={tmp_path / 'other'}", *fit_overrides]
+    assert main(other) == 0
+    result = json.loads((tmp_path / "other" / "metrics.json").read_text())
+    assert result["weights"]["mode"] == "self" and result["weights"]["prior"] == "log" and not result["notes"]
     assert main([*common, "--strategy", "greedy", "--horizon", "2", f"predict.output_dir={tmp_path / 'greedy'}"]) == 0
     result = json.loads((tmp_path / "greedy" / "metrics.json").read_text())
     assert result["weights"]["mode"] == "fitted" and any("scores one exact step" in n for n in result["notes"])

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from recgpt.predict import Recommender
-from recgpt.predict.self_weights import (LOG_STRENGTH, choose, log_prior, log_rows, own_cases, own_ranks,
-                                         rank_self_weighted, read_prior, self_weights)
+from recgpt.predict.self_weights import (LOG_STRENGTH, STRENGTH, choose, log_prior, log_rows, own_cases, own_ranks,
+                                         rank_self_weighted, read_fit_domains, read_prior, self_weights)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -126,6 +126,12 @@ def test_read_prior(tmp_path):
     write_json(tmp_path / "score_fit.json", {"table": [{"weights": {"knn": 1.0}}]})
     with pytest.raises(ValueError, match="score_fit.json: its table must list"):
         read_prior(tmp_path)
+    assert read_fit_domains(tmp_path) == []
+    write_json(tmp_path / "score_fit.json", {"ndcg": {"steam": 0.1, "yelp": 0.02}})  # an export of before "domains"
+    assert read_fit_domains(tmp_path) == ["steam", "yelp"]
+    write_json(tmp_path / "score_fit.json", {"ndcg": {"steam": 0.1}, "domains": ["yelp"]})
+    assert read_fit_domains(tmp_path) == ["yelp"]
+    assert read_fit_domains(tmp_path / "nothing") == []
 
 
 def test_the_api_scores_with_the_grid_stored_beside_the_export(fitted, exported_model, prepared_dir, embed_config,
@@ -144,25 +150,35 @@ def test_the_api_scores_with_the_grid_stored_beside_the_export(fitted, exported_
     rec, fit, cases, grid, prior = fitted
     export = tmp_path / "best"
     shutil.copytree(exported_model, export)
-    write_json(export / "score_fit.json", fit)
-    api = Recommender.from_pretrained(export, embed_cfg=embed_config)
     prepared = load_prepared(prepared_dir("ml-100k"))
-    catalog = api.set_catalog_from_prepared(prepared, popularity=None)
-    api.set_popularity(popularity_before_targets(prepared.interactions, catalog, "loo", 1, 0))
-    histories = cases.histories[:30]
-    ids = [[api.catalog.item_ids[r] for r in h] for h in histories]
-    out = api.recommend(ids, k=10, allow_history=False, weights="self")  # no log given: the fit is the prior
-    lists, _ = rank_self_weighted(rec, histories, grid, self_weights(rec, histories, grid, prior), 10)
-    assert out.item_ids == [[rec.catalog.item_ids[r] for r in row] for row in lists]
-    assert any("no interaction log" in n for n in out.notes)
     before = sequences_before_targets(prepared.interactions, "loo", 1, 0)
+
+    def loaded(domains):  # the export with the fit stored as made on `domains`, on ml-100k's catalog
+        write_json(export / "score_fit.json", {**fit, "domains": domains})
+        api = Recommender.from_pretrained(export, embed_cfg=embed_config)
+        catalog = api.set_catalog_from_prepared(prepared, popularity=None)
+        api.set_popularity(popularity_before_targets(prepared.interactions, catalog, "loo", 1, 0))
+        return api
+
+    histories = cases.histories[:30]
+
+    def expected(curve, strength):
+        points = self_weights(rec, histories, grid, curve, strength)
+        return [[rec.catalog.item_ids[r] for r in row] for row in rank_self_weighted(rec, histories, grid, points, 10)[0]]
+
+    api = loaded(["other"])  # fitted on another dataset: the prior is the fit's until the catalog has a log
+    ids = [[api.catalog.item_ids[r] for r in h] for h in histories]
+    out = api.recommend(ids, k=10, allow_history=False, weights="self")
+    assert out.item_ids == expected(prior, STRENGTH) and any("no interaction log" in n for n in out.notes)
     api.set_log(before)  # the log before the targets, as `recgpt predict` gives it: its prior, no note
     logged = api.recommend(ids, k=10, allow_history=False, weights="self")
     curve = log_prior(rec, log_rows(before, rec.catalog), grid)
-    points = self_weights(rec, histories, grid, curve, LOG_STRENGTH)
-    lists, _ = rank_self_weighted(rec, histories, grid, points, 10)
-    assert logged.item_ids == [[rec.catalog.item_ids[r] for r in row] for row in lists] and not logged.notes
-    assert api.log_prior == curve
+    assert logged.item_ids == expected(curve, LOG_STRENGTH) and not logged.notes and api.log_prior == curve
+    assert logged.item_ids != out.item_ids
+    api = loaded(["ml-100k"])  # fitted on ml-100k itself (in-domain): that fit stays the prior, log or not
+    api.set_log(before)
+    own = api.recommend(ids, k=10, allow_history=False, weights="self")
+    assert own.item_ids == expected(prior, STRENGTH) and not own.notes and api.log_prior is None
     greedy = api.recommend(ids[:3], k=5, strategy="greedy", weights="self")
     assert any("scores one exact step" in n for n in greedy.notes)
     plain = Recommender.from_pretrained(exported_model, embed_cfg=embed_config)

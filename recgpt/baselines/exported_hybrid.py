@@ -20,7 +20,7 @@ from recgpt.baselines.exported import set_split_catalog, split_rows
 from recgpt.predict.hybrid import PRIOR_COMPONENTS as PRIORS, SCORE_FIT, best_model_free, grid_ndcg
 from recgpt.predict.ranking import top_k_items
 from recgpt.predict.scoring import combine
-from recgpt.predict.self_weights import read_prior
+from recgpt.predict.self_weights import read_fit_domains, read_prior
 
 
 def model_components(config) -> list:
@@ -85,9 +85,9 @@ def fit_and_store(model_dir, prepared, split: InDomainSplit, cfg, embed_cfg) -> 
     rec = split_recommender(model_dir, prepared, split, embed_cfg)
     valid = split_rows(split, cfg, rec.catalog, "fit")
     first = TestCases(valid.protocol, valid.user_ids, valid.histories, [t[:1] for t in valid.targets], valid.counts)
-    fit = fit_on_valid(rec, first, model_components(rec.model.config))
+    fit = {**fit_on_valid(rec, first, model_components(rec.model.config)), "domains": [split.dataset]}
     store_weights(model_dir, fit["weights"], fit)
-    rec.weight_prior = read_prior(model_dir)
+    rec.weight_prior, rec.fit_domains = read_prior(model_dir), read_fit_domains(model_dir)
     return rec, fit
 
 

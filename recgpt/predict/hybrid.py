@@ -181,7 +181,7 @@ def fit_and_store(rec, domains, names: Sequence[str], max_users: int = 1000, k: 
     rec.model.config.score_weights = grid[best]
     rec.use_catalog(rec.catalog)  # the scorer reads the new weights
     return {"weights": grid[best], "ndcg": {d: t[best][1] for d, t in tables.items()}, "relative": relative[best],
-            "single_components": singles, "dataset": ",".join(tables), "priors": priors,
+            "single_components": singles, "dataset": ",".join(tables), "domains": list(tables), "priors": priors,
             "table": [{"weights": w, "relative": r} for w, r in zip(grid, relative)]}
 
 

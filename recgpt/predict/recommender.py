@@ -18,7 +18,7 @@ from recgpt.predict.catalog import Catalog, build_catalog, catalog_from_prepared
 from recgpt.predict.horizon import recommend_lists
 from recgpt.predict.scoring import ItemScorer
 from recgpt.predict.self_weights import (LOG_STRENGTH, STRENGTH, log_prior, log_rows, plan, rank_self_weighted,
-                                         read_prior, self_weights)
+                                         read_fit_domains, read_prior, self_weights)
 
 
 @dataclass
@@ -79,6 +79,7 @@ class Recommender:
         self.scoring, self.beam_size, self.device, self.batch_size = scoring, beam_size, device, batch_size
         self.catalog, self.scorer = None, None
         self.weight_prior = None  # (grid, relative NDCG) of the export's score fit: the prior of weights="self"
+        self.fit_domains = []  # the datasets that fit was made on
         self.log, self.log_prior = None, None  # the catalog's log sequences (catalog rows), their prior (cached)
         self.source = None  # the exported model folder, when loaded from one
         if catalog is not None:
@@ -103,7 +104,7 @@ class Recommender:
             from recgpt.io import read_json
             kwargs["pretrained_items"] = read_json(ids_file)
         rec = cls(model, tokenizer, None, embed_cfg, device=device, **kwargs)
-        rec.source, rec.weight_prior = model_dir, read_prior(model_dir)
+        rec.source, rec.weight_prior, rec.fit_domains = model_dir, read_prior(model_dir), read_fit_domains(model_dir)
         # the exported codes carry no text embeddings: a text-input model needs a catalog built from texts
         if (model_dir / "codes.safetensors").is_file() and not model.config.text_dim:
             ids, codes = load_item_codes(model_dir / "codes.safetensors")
@@ -190,10 +191,13 @@ class Recommender:
     def weights_plan(self, weights: str, strategy: str = "exact", horizon: int = 1) -> tuple:
         """((grid, prior, strength) when histories are scored with per-user weights, else None; a note when
         weights="self" falls back to the fitted weights or to the fit's prior, else None):
-        recgpt.predict.self_weights.plan for this model and catalog, the prior from the catalog's log if any."""
+        recgpt.predict.self_weights.plan for this model and catalog, the prior from the catalog's log if any and
+        the fit was made on other datasets."""
         fit, note = plan(weights, self.weight_prior, self.source, strategy, horizon, self.scorer.mode)
         if fit is None:
             return None, note
+        if self.namespace in self.fit_domains:  # fitted on this dataset itself: its own labelled balance
+            return (*fit, STRENGTH), None
         if self.log_prior is None and self.log:
             self.log_prior = log_prior(self, self.log, fit[0])  # cached until the catalog or the log changes
         if self.log_prior is None:

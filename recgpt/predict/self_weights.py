@@ -7,8 +7,10 @@ the weight grid ranks the user's last history item from the items before it, and
 point that ranked it best, its gain 1 / log2(rank + 2) plus `strength` times a prior over the grid relative to
 its best point. The prior is the domain's own log where the caller gives it (`log_prior`: the same ranking of
 each of up to 2,000 seeded log sequences' last item from the items before it, averaged: the log's balance, read
-as popularity is, never a held-out target), else the fitted grid's NDCG on the fit domain. A user with one
-history item, or whose last item repeats an earlier one, has nothing to rank and gets the prior's best point.
+as popularity is, never a held-out target), else the fitted grid's NDCG on the fit domain; a fit made on the
+catalog's own dataset (in-domain, on its validation users) is its own labelled balance and stays the prior. A
+user with one history item, or whose last item repeats an earlier one, has nothing to rank and gets the prior's
+best point.
 """
 from pathlib import Path
 from typing import Optional, Sequence
@@ -100,6 +102,16 @@ def read_prior(model_dir) -> Optional[tuple[list, list]]:
         return [dict(row["weights"]) for row in table], [float(row["relative"]) for row in table]
     except (KeyError, TypeError, ValueError) as e:
         raise ValueError(f"{path}: its table must list {{'weights': {{...}}, 'relative': float}} rows ({e!r})") from None
+
+
+def read_fit_domains(model_dir) -> list:
+    """The datasets the score fit stored beside an exported model was made on (score_fit.json's "domains", or
+    the keys of its per-domain NDCG in an export of before that field), [] without a fit."""
+    from recgpt.io import read_json
+
+    path = Path(model_dir) / SCORE_FIT
+    fit = read_json(path) if path.is_file() else {}
+    return [str(d) for d in fit.get("domains", fit.get("ndcg") or [])]
 
 
 def rank_self_weighted(rec, histories: Sequence[Sequence[int]], grid: Sequence[dict], points: torch.Tensor,
