@@ -232,6 +232,12 @@ def self_weight_rows(args, mixes, targets) -> str:
             own, ranks = own_ranks(rec, cases.histories, grid)  # once: the priors' points are a part of the grid
             log = log_prior(rec, log_rows(sequences_before_targets(prepared.interactions, protocol, 1, 0),
                                           rec.catalog), grid)
+            moon = args.in_domain and protocol == "loo"  # the moonshot: SASRec+ trained on the target itself
+            if moon:
+                by_user = in_domain_lists(args.in_domain, target)["sasrec_in_domain"]
+                keep = np.array([str(u) in by_user for u in cases.user_ids])
+                lists = [rec.catalog.rows(by_user.get(str(u), [])[:10])[0] for u in cases.user_ids]
+                sasrec = per_user(lists, cases.targets, 10)["NDCG"]
             for kind, curve, strength in (("log", log, LOG_STRENGTH), ("fit", prior, STRENGTH)):
                 points = {"model": choose(ranks, own, len(cases), curve, strength).numpy()}
                 sub = choose(ranks[free], own, len(cases), [curve[i] for i in free], strength)
@@ -246,11 +252,7 @@ def self_weight_rows(args, mixes, targets) -> str:
                 print(rows[-1], flush=True)
                 by_mix.setdefault((target, protocol, kind), []).append(
                     (record["interactions"], mix.name, dict(zip(map(str, cases.user_ids), ndcg["model self"]))))
-                if args.in_domain and protocol == "loo":  # the moonshot: SASRec+ trained on the target itself
-                    by_user = in_domain_lists(args.in_domain, target)["sasrec_in_domain"]
-                    keep = np.array([str(u) in by_user for u in cases.user_ids])
-                    lists = [rec.catalog.rows(by_user.get(str(u), [])[:10])[0] for u in cases.user_ids]
-                    sasrec = per_user(lists, cases.targets, 10)["NDCG"]
+                if moon:
                     far.append(f"| {target} | {mix.name} | {kind} | {int(keep.sum())} | {sasrec[keep].mean():.4f} | "
                                + " | ".join("{:.3f} [{:.3f}, {:.3f}]".format(*bootstrap_ratio(ndcg[k][keep], sasrec[keep]))
                                             for k in ("model self", "priors self", "model")) + " |")
