@@ -12,7 +12,6 @@ LOO HR@10 / NDCG@10, next-10 NDCG@10 / Recall@10 per strategy, hit@10 of the fir
         [--recgpt recgpt tiger finetune scratch --foundation ckpt/<run>/best --recgpt-protocols loo horizon]
         [--recgpt-steps 3000 --recgpt-checkpoints 10]  # early stopping: the lowest held-out loss of 10 is scored
         [--recgpt-train-users 0.1]  # scarce data: the --recgpt models train on a seeded 10% of the users
-        [--recgpt-keep-start]  # the start (the foundation itself, or scratch's random weights) is a candidate too
         [--seeds 1]  # a repeat of the whole draw (users, initialisation, order) into another --out
         [--foundation-config configs/foundation_dense.yaml]  # a dense-head foundation: LOO by the hybrid score
         [--table-only]    # the tables of the reports already on disk
@@ -99,8 +98,6 @@ def run_recgpt(variant, dataset, protocol, args, out: Path) -> dict:
                   f"train.warmup_steps={max(1, args.recgpt_steps // 10)}"]
         common += [f"train.init_from={foundation}"]  # scratch: the foundation's architecture, fresh weights
         common += [f"train.lr={args.finetune_lr}"] if variant == "finetune" else ["train.init_weights=random"]
-        if args.recgpt_keep_start:  # step 0 saved and scored with the others by held-out loss
-            common += ["train.save_initial=true", f"train.keep_last={args.recgpt_checkpoints + 1}"]
         codes = (["tokenize", "assign"], ["--embeddings", str(embeddings)])
     else:
         common = ["--config", "configs/tiny.yaml", *common, f"tokenizer.output_dir={root / 'tokenizer'}",
@@ -260,8 +257,6 @@ def main(argv=None) -> int:
                         help="checkpoints kept over --recgpt-steps; the one with the lowest held-out loss is scored")
     parser.add_argument("--recgpt-train-users", type=float, default=1.0,
                         help="seeded share of the split's users the --recgpt models train on (data.train_users)")
-    parser.add_argument("--recgpt-keep-start", action="store_true",
-                        help="finetune / scratch: the untrained start is a checkpoint candidate too (train.save_initial)")
     parser.add_argument("--recgpt-protocols", nargs="+", default=["loo"], choices=["loo", "horizon"],
                         help="splits the --recgpt models are trained on (next-10 ranked like the baselines)")
     parser.add_argument("--recgpt-strategies", nargs="+", default=list(STRATEGIES), choices=STRATEGIES)
