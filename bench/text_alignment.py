@@ -129,13 +129,10 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
     try:
-        plan, mixes = load_plan(args.plan)
-    except ValueError as e:  # exit 2 with one line naming the plan
+        plan, mixes = load_plan(args.plan, targets=args.targets.split(",") if args.targets else ())
+    except ValueError as e:  # exit 2 with one line naming the plan or the unknown targets
         parser.error(str(e))
     targets = args.targets.split(",") if args.targets else list(plan.targets)
-    unknown = set(targets) - set(plan.targets)
-    if unknown:
-        parser.error(f"unknown target(s) {sorted(unknown)}; targets: {list(plan.targets)}")
     cfg = AlignConfig(hidden=args.hidden, epochs=args.epochs, temperature=args.temperature, lr=args.lr,
                       max_pairs_per_domain=args.max_pairs)
     largest = {}

@@ -102,6 +102,9 @@ def test_resumed_scaling_bench_gives_the_same_table(tmp_path, monkeypatch):
     assert src["settings"]["pretrained_variant"] == "default" and src["best"] == record["best"]
     with pytest.raises(SystemExit, match="no finished pretraining"):
         scaling.main(["--name", "other", "--pretrained-variant", "missing", *argv])
+    with pytest.raises(SystemExit):  # a mix or target the plan does not have: one line, nothing run
+        scaling.main(["--name", "unknown", "--mixes", "mix01,mix99", *argv])
+    assert not (out / "mixes" / "mix99").exists() and not (out / "results" / "unknown").exists()
 
     # the in-domain reference (--in-domain): lists that hold each user's last item first, scored on the same users
     import pandas as pd

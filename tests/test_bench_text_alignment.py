@@ -48,4 +48,6 @@ def test_adapter_is_chosen_on_fit_domains_and_never_trained_on_a_target(prepared
     with pytest.raises(SystemExit):  # a plan naming an unknown key is refused before anything runs
         (tmp_path / "bad.json").write_text(json.dumps({**PLAN, "target": "x"}))
         text_alignment.main(["--plan", str(tmp_path / "bad.json"), "--out", str(tmp_path / "bad")])
+    with pytest.raises(SystemExit):  # so is a target the plan does not have
+        text_alignment.main(["--plan", str(tmp_path / "plan.json"), "--targets", "lastfm", "--out", str(tmp_path / "bad")])
     assert not (tmp_path / "bad").exists()

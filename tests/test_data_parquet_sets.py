@@ -8,8 +8,8 @@ import pytest
 
 from recgpt.config import load_dataset_spec
 from recgpt.data import load_prepared
-from recgpt.data.mixes import (NEAR_TITLE_SHARE, Plan, excluded, mix_manifest, plan_mixes, title_keys, title_share,
-                               write_mix_manifest)
+from recgpt.data.mixes import (NEAR_TITLE_SHARE, Plan, excluded, load_plan, mix_manifest, plan_mixes, title_keys,
+                               title_share, write_mix_manifest)
 
 # ../shared/data/README.md: users, items, interactions, ties (same user, same timestamp)
 README = {
@@ -94,3 +94,13 @@ def test_mix_manifests_leave_out_targets_and_near_duplicates_and_are_nested(prep
             assert set(small["datasets"]) < set(large["datasets"]), (target, small["name"], large["name"])
             assert small["interactions"] < large["interactions"]
         assert set(chain[-1]["datasets"]) == set(plan.domains) - set(excluded(plan, target))  # all it may hold
+
+
+def test_load_plan_names_the_mixes_and_targets_it_does_not_have(tmp_path):
+    plan, mixes = load_plan(None, ["mix01"], ["steam"])
+    assert "mix01" in {m.name for m in mixes} and "steam" in plan.targets
+    with pytest.raises(ValueError, match=r"unknown mix or target \['mix99', 'ml-100k'\] in --plan \(default\)"):
+        load_plan(None, ["mix01", "mix99"], ["steam", "ml-100k"])  # ml-100k is a domain, not a target
+    (tmp_path / "plan.json").write_text("{not json")
+    with pytest.raises(ValueError, match=r"--plan .*plan\.json"):
+        load_plan(tmp_path / "plan.json")

@@ -133,13 +133,19 @@ def plan_mixes(plan: Plan) -> list[Mix]:
     return sorted(mixes, key=lambda m: (len(m.datasets), m.name))
 
 
-def load_plan(path=None) -> tuple[Plan, list[Mix]]:
-    """The plan of a json file (None: the shared-data plan) and its mixes; ValueError naming the file."""
+def load_plan(path=None, mixes=(), targets=()) -> tuple[Plan, list[Mix]]:
+    """The plan of a json file (None: the shared-data plan) and its mixes; ValueError naming the file, or the
+    names among `mixes` and `targets` that the plan does not have."""
     try:
         plan = Plan.from_json(path) if path else Plan()
-        return plan, plan_mixes(plan)
+        planned = plan_mixes(plan)
     except (OSError, ValueError, TypeError, KeyError) as e:
         raise ValueError(f"--plan {path or '(default)'}: {e}") from e
+    unknown = sorted(set(mixes) - {m.name for m in planned}) + sorted(set(targets) - set(plan.targets))
+    if unknown:
+        raise ValueError(f"unknown mix or target {unknown} in --plan {path or '(default)'}; mixes: "
+                         f"{[m.name for m in planned]}, targets: {list(plan.targets)}")
+    return plan, planned
 
 
 def mix_manifest(plan: Plan, mix: Mix, interactions: dict) -> dict:
