@@ -128,11 +128,12 @@ def main(argv=None) -> int:
     from recgpt.tokenizer.align import AlignConfig
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
+    asked = args.targets.split(",") if args.targets else []
     try:
-        plan, mixes = load_plan(args.plan, targets=args.targets.split(",") if args.targets else ())
+        plan, mixes = load_plan(args.plan, targets=asked)
     except ValueError as e:  # exit 2 with one line naming the plan or the unknown targets
         parser.error(str(e))
-    targets = args.targets.split(",") if args.targets else list(plan.targets)
+    targets = asked or list(plan.targets)
     cfg = AlignConfig(hidden=args.hidden, epochs=args.epochs, temperature=args.temperature, lr=args.lr,
                       max_pairs_per_domain=args.max_pairs)
     largest = {}
