@@ -177,7 +177,7 @@ class TransferProbe:
 
     def __init__(self, cfg, tokenizer_dir, k: int = 10):
         from recgpt.predict.catalog import catalog_from_prepared, read_catalog_items
-        from recgpt.predict.protocols import build_test_cases, popularity_before_targets, sequences_before_targets
+        from recgpt.predict.protocols import build_test_cases, popularity_before_targets
         from recgpt.predict.run import resolve_dataset
         from recgpt.tokenizer import load_tokenizer
 
@@ -187,7 +187,6 @@ class TransferProbe:
         self.catalog = catalog.with_popularity(
             popularity_before_targets(interactions, catalog, "loo", 1, cfg.predict.seed))
         self.cases = build_test_cases(interactions, self.catalog, "loo", 1, cfg.predict.seed, cfg.eval.zero_shot_users)
-        self.log = sequences_before_targets(interactions, "loo", 1, cfg.predict.seed)  # as zero_shot_eval has it
         self.knn = cfg.predict.knn
         self.k, self.folder = k, folder
 
@@ -195,6 +194,5 @@ class TransferProbe:
         from recgpt.predict.recommender import Recommender
 
         rec = Recommender(model, catalog=self.catalog, knn=self.knn)
-        rec.set_log(self.log)
         recs, _ = rec.recommend_rows(self.cases.histories, self.k, 1, "exact", allow_history=False)
         return float(per_user(recs, self.cases.targets, self.k)["NDCG"].mean())
