@@ -200,8 +200,8 @@ def self_weight_rows(args, mixes, targets) -> str:
     from recgpt.data.corpus import prepared_folder
     from recgpt.predict import Recommender
     from recgpt.predict.hybrid import component_chunks, domain_table, grid_ranks, model_free, rank_gains
-    from recgpt.predict.protocols import build_test_cases
-    from recgpt.predict.self_weights import LOG_STRENGTH, STRENGTH, choose, log_prior, own_ranks
+    from recgpt.predict.protocols import build_test_cases, popularity_before_targets, sequences_before_targets
+    from recgpt.predict.self_weights import LOG_STRENGTH, STRENGTH, choose, log_prior, log_rows, own_ranks
     from recgpt.predict.transfer import bootstrap_ratio, per_user
 
     cfg = load_config(args.config, [*args.overrides, f"data.prepared_root={args.out}/prepared"])
@@ -220,9 +220,9 @@ def self_weight_rows(args, mixes, targets) -> str:
         fitted = {"model": grid.index(record["fit"]["weights"]),
                   "priors": grid.index({n: record["fit"]["priors"]["weights"].get(n, 0.0) for n in names})}
         prepared = load_prepared(prepared_folder(target, cfg.data))
-        rec.set_catalog_from_prepared(prepared, popularity=None)
+        catalog = rec.set_catalog_from_prepared(prepared, popularity=None)
         for protocol in PROTOCOLS:
-            rec.set_log_before_targets(prepared.interactions, protocol, 1, 0)
+            rec.set_popularity(popularity_before_targets(prepared.interactions, catalog, protocol, 1, 0))
             cases = build_test_cases(prepared.interactions, rec.catalog, protocol, 1, 0,
                                      record["settings"]["max_users"])
             gains = rank_gains(grid_ranks(component_chunks(rec, cases.histories, names),
@@ -230,7 +230,8 @@ def self_weight_rows(args, mixes, targets) -> str:
                                           rec.catalog.n_items), 10).numpy()
             users = np.arange(len(cases))
             own, ranks = own_ranks(rec, cases.histories, grid)  # once: the priors' points are a part of the grid
-            log = log_prior(rec, rec.log, grid)
+            log = log_prior(rec, log_rows(sequences_before_targets(prepared.interactions, protocol, 1, 0),
+                                          rec.catalog), grid)
             moon = args.in_domain and protocol == "loo"  # the moonshot: SASRec+ trained on the target itself
             if moon:
                 by_user = in_domain_lists(args.in_domain, target)["sasrec_in_domain"]

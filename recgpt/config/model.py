@@ -23,7 +23,7 @@ CODE_EMBEDDINGS = ("lookup", "fsq_grid")
 CODE_OUTPUTS = ("full", "factorized")
 DENSE_QUERIES = ("content", "state", "content_state")
 DENSE_NEGATIVES = ("in_batch", "same_dataset", "catalog")
-DENSE_POPULARITY = ("none", "scale", "gated", "balanced")
+DENSE_POPULARITY = ("none", "scale", "gated")
 ATTENTIONS = ("sdpa", "flex")
 
 
@@ -64,9 +64,7 @@ class DenseConfig:
     negatives: str = "catalog"
     catalog_negatives: int = 1024  # uniform items per micro-batch (with in_batch / same_dataset: added to them)
     # none | scale: the score adds (b + v . state) * log popularity of the item in its catalog | gated: and the
-    # content cosine is scaled by 1 + c + u . state (b, v, c, u start at zero) | balanced: gated with the term
-    # (1 + b + v . state) * a * log popularity, a the catalog's own balance read from its log (recgpt.data.balance),
-    # so that untrained each catalog is scored with its own balance. Needs negatives=catalog: popularity-
+    # content cosine is scaled by 1 + c + u . state (b, v, c, u start at zero). Needs negatives=catalog: popularity-
     # sampled in-batch candidates would bias the learned weight
     popularity: str = "gated"
     temperature: float = 0.05

@@ -9,8 +9,6 @@ item(e)       = normalize(u + MLP(u)), u = normalize(e) with item_tower (MLP's l
 score(b, n)   = ((1 + g_b) * query_b . item(e_n) + s_b * log popularity_n) / temperature
               popularity=scale: s_b = b + v . mean state (b, v starting at zero), g_b = 0;
               popularity=gated: also g_b = c + u . mean state (starting at zero); none: s_b = g_b = 0
-              popularity=balanced: as gated with s_b = (1 + b + v . mean state) * a, a the catalog's own balance
-              (recgpt.data.balance), which the caller folds into log_popularity: untrained, the catalog's balance
 
 An item never seen in pretraining is scored through its text alone. Trained with InfoNCE over the distinct
 target items of the micro-batch (sampled softmax), optionally plus items drawn uniformly from the catalog, and
@@ -41,8 +39,7 @@ class DenseHead(nn.Module):
             self.attention = nn.Parameter(torch.zeros(1))
         self.tower = nn.Sequential(nn.Linear(dim, dim), nn.GELU(), nn.Linear(dim, dim)) if self.use_tower else None
         self.popularity = cfg.popularity != "none"
-        self.content_gate = cfg.popularity in ("gated", "balanced")
-        self.balanced = cfg.popularity == "balanced"  # log popularity comes scaled by its catalog's balance
+        self.content_gate = cfg.popularity == "gated"
         if self.popularity:
             self.popularity_scale = nn.Linear(d, 2 if self.content_gate else 1)  # s_b (and g_b) from the state
 
@@ -94,12 +91,10 @@ class DenseHead(nn.Module):
         return self.popularity_scale(item_states.mean(dim=-2)).float()[..., 0]
 
     def with_popularity(self, cosine: torch.Tensor, item_states: torch.Tensor, log_popularity: torch.Tensor):
-        """[B, N] cosines -> (1 + g_b) * cosine + s_b * log_popularity [N] (g_b = 0 without the content gate;
-        balanced: s_b = 1 + b + v . state, log_popularity already scaled by the catalog's balance)."""
+        """[B, N] cosines -> (1 + g_b) * cosine + s_b * log_popularity [N] (g_b = 0 without the content gate)."""
         scales = self.popularity_scale(item_states.mean(dim=-2)).float()  # [B, 1]: s_b; [B, 2]: s_b, g_b
         gate = 1 + scales[:, 1:2] if self.content_gate else 1.0
-        weight = scales[:, :1] + 1 if self.balanced else scales[:, :1]
-        return gate * cosine + weight * log_popularity.float().to(cosine.device)[None]
+        return gate * cosine + scales[:, :1] * log_popularity.float().to(cosine.device)[None]
 
     def items(self, text_emb: torch.Tensor) -> torch.Tensor:
         """[N, D] text embeddings -> [N, D] unit item vectors through the shared tower."""
@@ -174,7 +169,6 @@ def reference_dense_scores(head: DenseHead, item_states: torch.Tensor, text_emb:
         if head.popularity:
             scale = head.popularity_scale.bias + head.popularity_scale.weight @ item_states[b].mean(dim=0)
             gate = float(1 + scale[1]) if head.content_gate else 1.0
-            weight = float(scale[0] + 1) if head.balanced else float(scale[0])
         query = head.query(item_states[b].mean(dim=0)) if head.use_state else torch.zeros(text_emb.shape[1])
         if head.query_skip and own_text[b].dim() == 1:
             query = query + own_text[b] / own_text[b].norm()
@@ -191,5 +185,5 @@ def reference_dense_scores(head: DenseHead, item_states: torch.Tensor, text_emb:
             vector = F.normalize(unit + head.tower(unit), dim=0) if head.use_tower else unit
             out[b, n] = float((query * vector).sum())
             if head.popularity and log_popularity is not None:
-                out[b, n] = gate * out[b, n] + weight * float(log_popularity[n])
+                out[b, n] = gate * out[b, n] + float(scale[0] * log_popularity[n])
     return out

@@ -141,10 +141,10 @@ def component_chunks(rec, histories: Sequence[Sequence[int]], names, batch_size:
 def domain_table(rec, prepared, names: Sequence[str], max_users: int, k: int, step: float, seed: int,
                  protocol: str = "loo") -> list:
     """[(weights, NDCG@k)] over the simplex grid on one prepared domain's users (`protocol`: loo or cold)."""
-    from recgpt.predict.protocols import build_test_cases
+    from recgpt.predict.protocols import build_test_cases, popularity_before_targets
 
-    rec.set_catalog_from_prepared(prepared, popularity=None)
-    rec.set_log_before_targets(prepared.interactions, protocol, 1, seed)
+    catalog = rec.set_catalog_from_prepared(prepared, popularity=None)
+    rec.set_popularity(popularity_before_targets(prepared.interactions, catalog, protocol, 1, seed))
     return grid_ndcg(rec, build_test_cases(prepared.interactions, rec.catalog, protocol, 1, seed, max_users), names,
                      k, step)[1]
 

@@ -126,7 +126,6 @@ class Recommender:
         self.scorer = ItemScorer(self.model, catalog.codes, catalog.trie, catalog.text_emb, self.scoring,
                                  self.beam_size, self.device, catalog.popularity, self.knn,
                                  self.unseen(catalog) if self.scoring == "liger" else None)  # only liger reads it
-        self.scorer.set_balance(self.log)  # a balanced dense head's: from the catalog's log, if any
 
     def unseen(self, catalog: Catalog):
         """Bool[N]: the catalog items absent from pretraining (by their id, or "<namespace>:<id>"); None when
@@ -183,21 +182,11 @@ class Recommender:
     def set_log(self, sequences: Optional[Sequence[Sequence[str]]]) -> None:
         """The catalog's interaction log as item-id sequences, one per user, oldest first (None: no log). Per-user
         weights (weights="self") take their prior from it: each of up to 2,000 seeded sequences' last item ranked
-        from the items before it (recgpt.predict.self_weights.log_prior); without a log, from the export's fit.
-        A `popularity=balanced` dense head reads the catalog's balance from the same sequences (recgpt.data.balance)."""
+        from the items before it (recgpt.predict.self_weights.log_prior); without a log, from the export's fit."""
         if self.catalog is None:
             raise ValueError("no catalog: call set_catalog(...) or set_catalog_from_prepared(...) first")
         self.log = None if sequences is None else log_rows(list(sequences), self.catalog)
         self.log_prior = None
-        self.scorer.set_balance(self.log)
-
-    def set_log_before_targets(self, interactions, protocol: str, horizon: int = 1, seed: int = 0) -> None:
-        """Evaluation on the catalog's own interactions: its popularity and its log are the part of them before
-        each user's targets under `protocol` (recgpt.predict.protocols), so no target is ever read."""
-        from recgpt.predict.protocols import popularity_before_targets, sequences_before_targets
-
-        self.set_popularity(popularity_before_targets(interactions, self.catalog, protocol, horizon, seed))
-        self.set_log(sequences_before_targets(interactions, protocol, horizon, seed))
 
     def weights_plan(self, weights: str, strategy: str = "exact", horizon: int = 1) -> tuple:
         """((grid, prior, strength) when histories are scored with per-user weights, else None; a note when

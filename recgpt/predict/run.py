@@ -16,7 +16,7 @@ from recgpt.predict import baselines, self_weights
 from recgpt.config.args import short_lists_note
 from recgpt.predict.metrics import coverage, position_hit_rates, ranking_metrics
 from recgpt.data.popularity import ranking
-from recgpt.predict.protocols import build_test_cases
+from recgpt.predict.protocols import build_test_cases, popularity_before_targets, sequences_before_targets
 from recgpt.model.files import resolve_model_dir
 from recgpt.predict.recommender import Recommender
 from recgpt.predict.report import recommendations_frame, write_report
@@ -102,9 +102,10 @@ def predict_held(cfg, held: ExitStack) -> Path:
                                       device=p.device, scoring=p.scoring, beam_size=p.beam_size,
                                       batch_size=p.batch_size)
     print0(f"predict: encoding the {len(prepared.items)} items of {prepared.name} with the model's tokenizer")
-    rec.set_catalog_from_prepared(prepared, popularity=None)
-    # the catalog's popularity and log: its interactions before each user's targets (never a target)
-    rec.set_log_before_targets(prepared.interactions, p.protocol, horizon, p.seed)
+    catalog = rec.set_catalog_from_prepared(prepared, popularity=None)
+    # the catalog's popularity: its log before each user's targets (never a target, whoever is scored)
+    rec.set_popularity(popularity_before_targets(prepared.interactions, catalog, p.protocol, horizon, p.seed))
+    rec.set_log(sequences_before_targets(prepared.interactions, p.protocol, horizon, p.seed))  # the same part of it
     catalog = rec.catalog
     cases = build_test_cases(prepared.interactions, catalog, p.protocol, horizon, p.seed, p.max_users)
     enough = min(p.min_users, p.max_users or p.min_users)

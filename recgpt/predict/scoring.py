@@ -171,9 +171,6 @@ class ItemScorer:
         self.knn = knn or ContentKnnConfig()
         self.kv_cache = True  # multi-step strategies append to a KV cache; False: re-encode each step (the reference)
         self.pop_dropped = self.log_popularity is None and bool(self.weights.get("pop"))
-        dense = getattr(config, "dense", None)
-        self.balanced = dense is not None and dense.popularity == "balanced"
-        self.balance = None  # a balanced head's catalog balance (set_balance; None: its popularity term left out)
         if self.pop_dropped:  # no log: the pop component cannot be scored
             rest = {c: w for c, w in self.weights.items() if c != "pop" and w}
             self.weights = rest or ({"dense": 1.0} if getattr(config, "dense", None) is not None else {"code": 1.0})
@@ -191,31 +188,13 @@ class ItemScorer:
         # the re-ranking score: the model's score weights without the code component (the beam has used it)
         self.rerank = {c: w for c, w in self.weights.items() if c != "code" and w} or {"dense": 1.0}
 
-    def set_balance(self, rows) -> Optional[float]:
-        """A `popularity=balanced` dense head's catalog balance, read from the log's `rows` (catalog row lists,
-        recgpt.data.balance) with this catalog's popularity; None (other heads, no log or no popularity) leaves
-        its popularity term out."""
-        from recgpt.data.balance import log_balance
-
-        self.balance = None
-        if self.balanced and rows and self.log_popularity is not None and self.catalog_emb is not None:
-            self.balance = log_balance(self.catalog_emb.rows(slice(None)), self.log_popularity, rows)
-        return self.balance
-
-    @property
-    def dense_popularity(self) -> Optional[torch.Tensor]:
-        """Float[N]: the log popularity the dense head scores with (a balanced head's scaled by the balance)."""
-        if not self.balanced or self.log_popularity is None:
-            return self.log_popularity
-        return None if self.balance is None else self.balance * self.log_popularity
-
     @property
     def without_popularity(self) -> bool:
         """True when the model's score has a popularity term (the dense head's, or a `pop` weight) but the catalog
         has no interaction log, so it is scored without it."""
         dense = getattr(getattr(self.model, "config", None), "dense", None)
         uses = dense is not None and dense.popularity != "none" and bool(self.weights.get("dense"))
-        return (self.dense_popularity is None and uses) or (self.log_popularity is None and self.pop_dropped)
+        return self.log_popularity is None and (uses or self.pop_dropped)
 
     @property
     def n_items(self) -> int:
@@ -332,7 +311,7 @@ class ItemScorer:
         if "dense" in names:
             if "last" not in memo:
                 memo["last"] = self.last_rows(histories)
-            pop = None if self.dense_popularity is None else self.dense_popularity[items]
+            pop = None if self.log_popularity is None else self.log_popularity[items]
             out["dense"] = self.model.dense_scores(state, emb.rows(items), memo["last"], pop).float()
         if "knn" in names:
             if "knn" not in memo:

@@ -15,6 +15,7 @@ best point.
 from pathlib import Path
 from typing import Optional, Sequence
 
+import numpy as np
 import torch
 
 from recgpt.predict.hybrid import SCORE_FIT, component_chunks, grid_ranks, rank_gains
@@ -62,9 +63,9 @@ def own_ranks(rec, histories: Sequence[Sequence[int]], grid: Sequence[dict]) -> 
 def log_rows(sequences: Sequence[Sequence], catalog, limit: int = LOG_SEQUENCES, seed: int = 0) -> list:
     """Catalog rows of up to `limit` seeded sequences of a domain's log (item ids, oldest first) that keep two
     items or more in the catalog: what `log_prior` ranks."""
-    from recgpt.data.balance import seeded_subset
-
-    eligible = seeded_subset([i for i, s in enumerate(sequences) if len(s) >= 2], limit, seed)
+    eligible = [i for i, s in enumerate(sequences) if len(s) >= 2]
+    if len(eligible) > limit:
+        eligible = sorted(np.random.default_rng(seed).choice(eligible, limit, replace=False).tolist())
     rows = (catalog.rows([str(i) for i in sequences[i]])[0] for i in eligible)
     return [r for r in rows if len(r) >= 2]
 

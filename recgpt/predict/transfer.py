@@ -60,12 +60,12 @@ def zero_shot_eval(rec, folder, protocol: str = "loo", max_users: Optional[int] 
     without one counts as a miss there, and "given_covered" marks the users that have one: see `restrict`);
     with `liger`, the model's `liger_lists`."""
     from recgpt.data.popularity import ranking
-    from recgpt.predict.protocols import build_test_cases
+    from recgpt.predict.protocols import build_test_cases, popularity_before_targets
 
     if not catalog_set:
         rec.set_catalog_from_prepared(folder, popularity=None)
     interactions = read_interactions(folder)
-    rec.set_log_before_targets(interactions, protocol, 1, seed)
+    rec.set_popularity(popularity_before_targets(interactions, rec.catalog, protocol, 1, seed))
     catalog = rec.catalog
     cases = build_test_cases(interactions, catalog, protocol, 1, seed, max_users)
     if len(cases) == 0:

@@ -135,7 +135,7 @@ def load_training_inputs(cfg) -> TrainingInputs:
     if codes.shape[1] != len(slot_vocab_sizes) or (codes.amax(0) >= torch.tensor(slot_vocab_sizes)).any() or codes.min() < 0:
         raise ArtifactError(f"{codes_path}: codes of shape {tuple(codes.shape)} do not fit slot_vocab_sizes "
                             f"{slot_vocab_sizes} of {tokenizer_dir / 'config.json'}")
-    text_emb, item_group, datasets = None, None, None
+    text_emb, item_group = None, None
     dense = cfg.model.dense
     if cfg.model.needs_text:
         text_emb = _load_text_embeddings(cfg, item_ids)
@@ -157,35 +157,8 @@ def load_training_inputs(cfg) -> TrainingInputs:
         corpus_hash=corpus.hash, tokenizer_hash=tokenizer_hash(tokenizer_dir, codes_path),
         tokenizer_dir=tokenizer_dir, codes_path=codes_path, text_emb=text_emb, item_group=item_group,
         catalog_negatives=dense.catalog_negatives if dense is not None else 0,
-        item_popularity=training_popularity(train, dense, text_emb, datasets) if dense is not None else None,
+        item_popularity=log_popularity(train, len(codes)) if dense is not None and dense.popularity != "none" else None,
         slot_levels=read_slot_levels(tokenizer_dir))
-
-
-def training_popularity(source: SequenceSource, dense, text_emb, datasets) -> Optional[torch.Tensor]:
-    """Float[N_items], the dense head's popularity input: log(1 + count) (None with popularity=none), with
-    popularity=balanced scaled by each dataset's own balance (recgpt.data.balance), read from its training
-    sequences with the (centered) text embeddings the head sees."""
-    if dense.popularity == "none":
-        return None
-    popularity = log_popularity(source, len(datasets))
-    if dense.popularity != "balanced":
-        return popularity
-    from recgpt.data.balance import log_balance, seeded_subset
-    from recgpt.logging import print0
-
-    names = np.asarray(datasets, dtype=object)
-    groups = source.groups if source.groups is not None else [names[0]] * len(source)
-    scale = torch.zeros(len(names))
-    for name in sorted(set(datasets)):
-        items = np.flatnonzero(names == name)
-        local = np.full(len(names), -1, dtype=np.int64)
-        local[items] = np.arange(len(items))
-        rows = source.take(seeded_subset([i for i, g in enumerate(groups) if g == name and source.lengths[i] >= 2]))
-        rows = [[int(local[i]) for i in rows[k]] for k in sorted(rows)]
-        at = torch.as_tensor(items)
-        scale[at] = log_balance(text_emb[at], popularity[at], rows)
-        print0(f"model.dense.popularity=balanced: {name} balance {float(scale[at[0]]):g} ({len(rows)} sequences)")
-    return popularity * scale
 
 
 def log_popularity(source: SequenceSource, n_items: int) -> torch.Tensor:
