@@ -99,7 +99,7 @@ def main(argv=None) -> int:
         cos = (emb * reference).sum(1) / np.linalg.norm(emb, axis=1) / np.linalg.norm(reference, axis=1)
         rows.append((b, rates[b], knn_quality(folder, ids, emb, args.max_users), cos))
     ref_rate, ref_ndcg = rows[0][1], rows[0][2]["NDCG@10"]
-    print(f"| backend | texts/s | x torch fp32 | HR@10 | NDCG@10 | NDCG vs fp32 | cosine to fp32 min / mean |")
+    print("| backend | texts/s | x torch fp32 | HR@10 | NDCG@10 | NDCG vs fp32 | cosine to fp32 min / mean |")
     print("|---|---|---|---|---|---|---|")
     for b, rate, q, cos in rows:
         print(f"| {b} | {rate:.1f} | {rate / ref_rate:.2f} | {q['HR@10']:.4f} | {q['NDCG@10']:.4f} | "

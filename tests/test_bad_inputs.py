@@ -251,7 +251,7 @@ def pretrain_empty_train_split(ctx):
     sequences["train"] = sequences["train"].select([])
     sequences.save_to_disk(str(corpus / "sequences"), num_shards={"train": 1, "heldout": 1})
     args = ctx.run(guard=False)
-    return [*args, f"data.corpus_dir={corpus}", f"run.name=fresh"]
+    return [*args, f"data.corpus_dir={corpus}", "run.name=fresh"]
 
 
 def eval_over_user_best(ctx):

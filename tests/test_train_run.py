@@ -117,7 +117,7 @@ def test_resume_in_a_new_process_equals_a_straight_run(tiny_train_cfg, tiny_inpu
            *tiny_train_cfg.overrides(tmp_path / "b"), *common]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert f"resumed from" in proc.stdout + proc.stderr
+    assert "resumed from" in proc.stdout + proc.stderr
     a, b = (ckpt.step_dir(Path(p) / "tiny", 2 * n) for p in (tmp_path / "a", tmp_path / "b"))
     meta_a, meta_b = ckpt.read_meta(a), ckpt.read_meta(b)
     assert meta_a["data_position"] == meta_b["data_position"] and meta_a["tokens_seen"] == meta_b["tokens_seen"]
