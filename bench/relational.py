@@ -310,6 +310,7 @@ def report(results: dict, command: str) -> str:
     lines = ["<!-- written by bench/relational.py: rerun it to change this file -->",
              "# A ranker over relations only, trained on the sources, on unseen targets", "",
              f"command: `{command}`", "", " ".join(__doc__.split("\n\n")[1].split()), "",
+             " ".join(__doc__.split("\n\n")[3].split()), "",
              "| target | protocol | users | step (fit domain) | ranker | priors (w) | priors self | content kNN | "
              "popularity | ranker / priors | ranker / priors self |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for target, r in results.items():
