@@ -342,23 +342,34 @@ def shipped(text: str, chosen: tuple) -> str:
     return text + f"\n{ships}: {'as chosen here' if agrees else 'NOT what this run chose'}.\n"
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def domain_parser(description: str, out: str, out_help: str) -> argparse.ArgumentParser:
+    """The arguments of a bench that scores each prepared domain without a model (this one, bench/whitening.py)."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--prepared", default="outputs/scaling/prepared", help="prepared dataset folders")
     parser.add_argument("--embed-cache", default="outputs/embed_cache")
     parser.add_argument("--domains", help="comma-separated (default: the scaling plan's domains)")
     parser.add_argument("--users", type=int, default=1000)
-    parser.add_argument("--out", default="outputs/balance", help="one json per domain: a rerun resumes (a json "
-                        "without the own-history tables is recomputed)")
-    parser.add_argument("--report", default="docs/benchmarks/balance.md")
-    args = parser.parse_args(argv)
+    parser.add_argument("--out", default=out, help=out_help)
+    return parser
+
+
+def domain_jsons(args) -> tuple:
+    """(the scaling plan, {domain: its result json under --out}) for the domains asked (default: the plan's)."""
     from recgpt.data.mixes import Plan
 
     plan = Plan()
     domains = args.domains.split(",") if args.domains else list(plan.domains)
+    return plan, {d: Path(args.out) / f"{d}.json" for d in domains}
+
+
+def main(argv=None) -> int:
+    parser = domain_parser(__doc__.split("\n")[0], "outputs/balance", "one json per domain: a rerun resumes (a "
+                           "json without the own-history tables is recomputed)")
+    parser.add_argument("--report", default="docs/benchmarks/balance.md")
+    args = parser.parse_args(argv)
+    plan, paths = domain_jsons(args)
     results = {}
-    for d in domains:
-        path = Path(args.out) / f"{d}.json"
+    for d, path in paths.items():
         if not path.is_file() or "own" not in json.loads(path.read_text()):
             path.parent.mkdir(parents=True, exist_ok=True)
             result = domain_table(Path(args.prepared) / d, args.embed_cache, args.users)

@@ -19,7 +19,6 @@ Each against centered, paired 95% bootstrap interval over users: LOO on every do
 
     python bench/whitening.py --prepared outputs/scaling/prepared --embed-cache outputs/embed_cache
 """
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -28,7 +27,7 @@ import numpy as np
 
 sys.path[0] = str(Path(__file__).resolve().parents[1])  # the repo, not bench/
 
-from bench.balance import load_domain  # noqa: E402
+from bench.balance import domain_jsons, domain_parser, load_domain  # noqa: E402
 from bench.report import write_table  # noqa: E402
 
 EPS = (0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
@@ -111,21 +110,12 @@ def report(results: dict, targets: tuple, users: int) -> str:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--prepared", default="outputs/scaling/prepared", help="prepared dataset folders")
-    parser.add_argument("--embed-cache", default="outputs/embed_cache")
-    parser.add_argument("--domains", help="comma-separated (default: the scaling plan's domains)")
-    parser.add_argument("--users", type=int, default=1000)
-    parser.add_argument("--out", default="outputs/whitening", help="one json per domain: a rerun resumes")
+    parser = domain_parser(__doc__.split("\n")[0], "outputs/whitening", "one json per domain: a rerun resumes")
     parser.add_argument("--name", default="whitening", help="the table's name under docs/benchmarks/")
     args = parser.parse_args(argv)
-    from recgpt.data.mixes import Plan
-
-    plan = Plan()
-    domains = args.domains.split(",") if args.domains else list(plan.domains)
+    plan, paths = domain_jsons(args)
     results = {}
-    for d in domains:
-        path = Path(args.out) / f"{d}.json"
+    for d, path in paths.items():
         if not path.is_file():
             protocols = ("loo", "cold") if d in plan.targets else ("loo",)
             result = domain_result(Path(args.prepared) / d, args.embed_cache, args.users, protocols)
