@@ -353,13 +353,19 @@ def domain_parser(description: str, out: str, out_help: str) -> argparse.Argumen
     return parser
 
 
-def domain_jsons(args) -> tuple:
-    """(the scaling plan, {domain: its result json under --out}) for the domains asked (default: the plan's)."""
+def domain_jsons(parser: argparse.ArgumentParser, args) -> tuple:
+    """(the scaling plan, {domain: its result json under --out}) for the domains asked (default: the plan's); a
+    domain with neither a result nor a prepared folder is refused with one line naming the folder."""
     from recgpt.data.mixes import Plan
 
     plan = Plan()
     domains = args.domains.split(",") if args.domains else list(plan.domains)
-    return plan, {d: Path(args.out) / f"{d}.json" for d in domains}
+    paths = {d: Path(args.out) / f"{d}.json" for d in domains}
+    missing = [str(Path(args.prepared) / d) for d in domains
+               if not paths[d].is_file() and not (Path(args.prepared) / d / "interactions.parquet").is_file()]
+    if missing:
+        parser.error(f"no prepared dataset (interactions.parquet) in {', '.join(missing)}: run `recgpt prepare` first")
+    return plan, paths
 
 
 def main(argv=None) -> int:
@@ -367,7 +373,7 @@ def main(argv=None) -> int:
                            "json without the own-history tables is recomputed)")
     parser.add_argument("--report", default="docs/benchmarks/balance.md")
     args = parser.parse_args(argv)
-    plan, paths = domain_jsons(args)
+    plan, paths = domain_jsons(parser, args)
     results = {}
     for d, path in paths.items():
         if not path.is_file() or "own" not in json.loads(path.read_text()):

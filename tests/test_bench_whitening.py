@@ -63,3 +63,16 @@ def test_report_chooses_on_sources_and_on_each_log_never_on_targets():
     assert "| eps 0.03: " in target_row and "| eps 10 |" in target_row  # oracle shown; the log's own choice used
     s2_row = next(line for line in text.splitlines() if line.startswith("| s2 "))
     assert "| centered | 1.000 [1.000, 1.000] |" in s2_row
+
+
+def test_refuses_a_missing_domain_and_targets_alone_writing_nothing(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("RECGPT_BENCH_DOCS", str(tmp_path / "docs"))
+    out = tmp_path / "out"
+    for target in ("steam", "yelp"):  # present, so that what is refused is asking for targets alone
+        (tmp_path / "prepared" / target).mkdir(parents=True)
+        (tmp_path / "prepared" / target / "interactions.parquet").touch()
+    for domains, says in (("nope,ml-100k", "nope"), ("steam,yelp", "only held-out targets")):
+        with pytest.raises(SystemExit) as exit_:
+            whitening.main(["--prepared", str(tmp_path / "prepared"), "--domains", domains, "--out", str(out)])
+        assert exit_.value.code == 2 and says in capsys.readouterr().err
+    assert not out.exists() and not (tmp_path / "docs").exists()
