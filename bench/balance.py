@@ -165,9 +165,10 @@ def own_ranker(inter, catalog, emb, protocol: str):
     return ranks
 
 
-def log_gains(inter, catalog, protocol: str, ranks, block: int = 500) -> list:
-    """Per w, the mean gain 1 / log2(rank + 2) of the last item of each of the log's sampled sequences before the
-    protocol's targets, ranked from the items before it (recgpt.predict.self_weights.log_rows / log_prior)."""
+def log_gains(inter, catalog, protocol: str, ranks, block: int = 500, columns: int = len(WEIGHTS)) -> list:
+    """Per column of `ranks` (a w; for bench/whitening.py a form of the vectors), the mean gain 1 / log2(rank + 2)
+    of the last item of each of the log's sampled sequences before the protocol's targets, ranked from the items
+    before it (recgpt.predict.self_weights.log_rows / log_prior); `columns` zeros when the log has no such item."""
     from recgpt.predict.protocols import sequences_before_targets
     from recgpt.predict.self_weights import log_rows
 
@@ -177,7 +178,7 @@ def log_gains(inter, catalog, protocol: str, ranks, block: int = 500) -> list:
         part = rows[start:start + block]
         rank, repeated = ranks([r[:-1] for r in part], [r[-1] for r in part])
         gains.append((1 / np.log2(rank[~repeated].numpy() + 2)))
-    return np.concatenate(gains).mean(0).round(6).tolist() if gains else [0.0] * len(WEIGHTS)
+    return np.concatenate(gains).mean(0).round(6).tolist() if gains else [0.0] * columns
 
 
 def best_fixed(results: dict, form: str, domains) -> str:

@@ -28,7 +28,7 @@ import numpy as np
 
 sys.path[0] = str(Path(__file__).resolve().parents[1])  # the repo, not bench/
 
-from bench.balance import domain_jsons, domain_parser, load_domain  # noqa: E402
+from bench.balance import domain_jsons, domain_parser, load_domain, log_gains  # noqa: E402
 from bench.report import write_table  # noqa: E402
 
 EPS = (0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
@@ -47,29 +47,34 @@ def whitened(x: np.ndarray) -> dict:
     return out
 
 
-def log_gain(rows: list, vectors: np.ndarray, batch: int = 500) -> float:
-    """Mean 1 / log2(rank + 2) of each log row's last item under content kNN from the items before it (its own
-    earlier items excluded; a last item that repeats an earlier one left out)."""
+def form_ranker(forms: dict):
+    """ranks(histories, targets) -> (Int[B, len(forms)] items above each target under content kNN with each form,
+    Bool[B] target in history): bench/balance.py's `log_gains` ranks the log's sequences with it; `ranks.cases`
+    counts the sequences it ranked."""
     import torch
 
     from recgpt.predict.baselines import content_knn_scores
 
-    rows = [r for r in rows if r[-1] not in r[:-1]]
-    gains = []
-    for start in range(0, len(rows), batch):
-        part = rows[start:start + batch]
-        scores = content_knn_scores([r[:-1] for r in part], torch.from_numpy(vectors))
-        for b, r in enumerate(part):
-            scores[b, torch.as_tensor(r[:-1])] = -float("inf")
-        target = scores[torch.arange(len(part)), torch.as_tensor([r[-1] for r in part])]
-        gains.append(1.0 / torch.log2((scores > target[:, None]).sum(1).double() + 2))
-    return float(torch.cat(gains).mean()) if gains else 0.0
+    vectors = [torch.from_numpy(v) for v in forms.values()]
+
+    def ranks(histories, targets):
+        ranks.cases += len(targets)
+        t, rows = torch.as_tensor(targets), torch.arange(len(targets))
+        seen = torch.zeros(len(histories), len(vectors[0]), dtype=torch.bool)  # each history's items, never ranked
+        for b, history in enumerate(histories):
+            seen[b, torch.as_tensor(history)] = True
+        out = []
+        for v in vectors:
+            score = content_knn_scores(histories, v).masked_fill_(seen, -float("inf"))
+            out.append((score > score[rows, t][:, None]).sum(1))
+        return torch.stack(out, 1), seen[rows, t]
+
+    ranks.cases = 0
+    return ranks
 
 
 def domain_result(folder: Path, cache: str, users: int, protocols: tuple) -> dict:
     """Per protocol: every form's per-user NDCG@10 and the log's gain under each form."""
-    from recgpt.predict.protocols import sequences_before_targets
-    from recgpt.predict.self_weights import log_rows
     from recgpt.predict.transfer import baselines_eval
 
     ids, inter, catalog, centered = load_domain(folder, cache)
@@ -77,9 +82,10 @@ def domain_result(folder: Path, cache: str, users: int, protocols: tuple) -> dic
     out = {}
     for protocol in protocols:
         result = baselines_eval(folder, ids, forms, protocol, users)
-        rows = log_rows(sequences_before_targets(inter, protocol, 1, 0), catalog)
+        ranker = form_ranker(forms)
+        gains = log_gains(inter, catalog, protocol, ranker, columns=len(forms))
         out[protocol] = {"users": result["users"], "ndcg": {f: result["per_user"][f]["NDCG"].tolist() for f in forms},
-                         "log_gain": {f: log_gain(rows, v) for f, v in forms.items()}, "log_rows": len(rows)}
+                         "log_gain": dict(zip(forms, gains)), "log_rows": ranker.cases}
     return out
 
 
@@ -91,11 +97,11 @@ def report(results: dict, targets: tuple, users: int) -> str:
     sources = [d for d in results if d not in targets]
     forms = list(next(iter(mean.values()))["loo"])
     gmean = {f: float(np.exp(np.mean([np.log(max(mean[d]["loo"][f], 1e-9) / max(mean[d]["loo"][CENTERED], 1e-9))
-                                      for d in sources]))) for f in forms}
-    fixed = max(forms[1:], key=lambda f: gmean[f])
+                                      for d in sources]))) for f in forms[1:]}
+    fixed = max(gmean, key=gmean.get)
     lines = [f"Content kNN NDCG@10, history excluded, {users:,} seeded users per domain and protocol. Whitened / "
              f"centered, geometric mean over the {len(sources)} source domains (LOO): "
-             + ", ".join(f"{f} {gmean[f]:.3f}" for f in forms[1:]) + f"; chosen: **{fixed}**.", "",
+             + ", ".join(f"{f} {g:.3f}" for f, g in gmean.items()) + f"; chosen: **{fixed}**.", "",
              "| domain | protocol | centered | best form (oracle) | " + f"{fixed} (sources) / centered [95%] | "
              "log's choice | log's choice / centered [95%] |", "|---|---|---|---|---|---|---|"]
     for d, res in results.items():
