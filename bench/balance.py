@@ -60,8 +60,9 @@ SELF_LEGEND = ("1,000 seeded users per domain and protocol, history excluded, sc
                "together); chosen / fixed w is paired over users, 95% bootstrap interval.\n\n")
 
 
-def load_domain(folder: Path, cache_dir: str) -> tuple:
-    """(item ids, interactions, catalog, item vectors centered on the catalog's mean and normalized)."""
+def load_domain(folder: Path, cache_dir: str, center: bool = True) -> tuple:
+    """(item ids, interactions, catalog, item vectors centered on the catalog's mean (unless not `center`) and
+    normalized)."""
     import torch
 
     from recgpt.config.embed import EmbedConfig
@@ -74,7 +75,7 @@ def load_domain(folder: Path, cache_dir: str) -> tuple:
     ids = items["item_id"].astype(str).tolist()
     vectors = embed_items(ids, items["text"].fillna("").astype(str).tolist(), EmbedConfig(cache_dir=cache_dir)).vectors
     emb = torch.as_tensor(np.asarray(vectors)).float()
-    return ids, inter, ItemRows(ids), normalize_rows(emb - emb.mean(0))  # centered, as text_dense and its priors
+    return ids, inter, ItemRows(ids), normalize_rows(emb - emb.mean(0) if center else emb)  # as text_dense reads it
 
 
 def domain_table(folder: Path, cache_dir: str, users: int) -> dict:

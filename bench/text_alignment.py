@@ -1,18 +1,21 @@
-"""Content kNN with collaboratively aligned text vectors against plain MiniLM kNN, on domains never trained on.
+"""Content kNN with collaboratively aligned text vectors against content kNN, on domains never trained on.
 
 For each held-out target of recgpt.data.mixes.Plan, the adapter of recgpt.tokenizer.align is trained on the
 target's largest pretraining mix (every shared domain outside `excluded(plan, target)`: never the target, its
 fit domains or a near-duplicate of either); targets with the same mix share one training. After every epoch
-(epoch 0 = the plain encoder) content kNN NDCG@10 is measured on the target's fit domains (held-out *source*
-domains) and the epoch with the best mean is chosen there. Only then is the target read: content kNN with the
-plain and the aligned vectors and popularity, leave-one-out and cold, history excluded, with the aligned / plain
-ratio and its 95% bootstrap interval over users.
+(epoch 0 = the untrained adapter, content kNN itself) content kNN NDCG@10 is measured on the target's fit domains
+(held-out *source* domains) and the epoch with the best mean is chosen there. Only then is the target read:
+content kNN with the MiniLM vectors and with the aligned ones, and popularity, leave-one-out and cold, history
+excluded, with the aligned / content kNN ratio and its 95% bootstrap interval over users. Every catalog is centered
+on its own mean (label-free) before the adapter and for content kNN, as recgpt's recipes and their content kNN read
+item text (AlignConfig.center); the tables of commits before that compared plain, uncentered vectors.
 
     python bench/text_alignment.py [--prepared outputs/scaling/prepared] [--plan plan.json] [--targets steam,yelp]
         [--max-users 2000] [--hidden 512] [--epochs 4] [--temperature 0.05] [--lr 1e-3] [--name default]
+        [--embed-cache outputs/embed_cache]
 
-Every domain must be prepared and embedded under --prepared (`recgpt prepare`, then `recgpt tokenize embed
---items <prepared>/<name>`). Each mix's chosen adapters are written to <out>/<name>/<mix>/for-<target>/ (an
+Every domain must be prepared under --prepared (`recgpt prepare`); item texts are embedded through the embedding
+cache, each text once. Each mix's chosen adapters are written to <out>/<name>/<mix>/for-<target>/ (an
 artefact: TextAdapter.load), its epochs and fit-domain figures to <out>/<name>/<mix>/train.json; the table goes
 to --report.
 """
@@ -27,29 +30,35 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path = [str(REPO)] + [p for p in sys.path if Path(p or ".").resolve() != REPO / "bench"]
 
 
-def knn_ndcg(folder, emb, vectors: dict, max_users: int, protocol: str = "loo") -> dict:
+def knn_ndcg(folder, item_ids, vectors: dict, max_users: int, protocol: str = "loo") -> dict:
     from recgpt.predict.transfer import baselines_eval
 
-    return baselines_eval(folder, emb.item_ids, vectors, protocol, max_users)
+    return baselines_eval(folder, item_ids, vectors, protocol, max_users)
+
+
+def catalog(args, name: str) -> tuple:
+    """(item ids, MiniLM unit vectors as float16 [N, D], interactions) of a prepared domain, through the cache."""
+    from bench.balance import load_domain
+
+    ids, interactions, _, vectors = load_domain(Path(args.prepared) / name, args.embed_cache, center=False)
+    return ids, vectors.numpy().astype("float16"), interactions
 
 
 def train_mix(args, plan, mix, cfg) -> dict:
     """Train on the mix; per epoch the fit domains' kNN NDCG@10; the adapters of every epoch (state dicts)."""
     import copy
 
-    from recgpt.tokenizer.align import load_domain, train_adapter
-    from recgpt.tokenizer.embed import load_embeddings
+    from recgpt.tokenizer.align import domain_of, train_adapter
 
-    prepared = Path(args.prepared)
-    domains = [load_domain(prepared / d) for d in mix.datasets]
+    domains = [domain_of(d, *catalog(args, d)) for d in mix.datasets]
     fits = sorted({f for t in mix.serves for f in plan.fit_domains[t]})
-    fit_emb = {f: load_embeddings(prepared / f / "embeddings") for f in fits}
+    fit_emb = {f: catalog(args, f) for f in fits}
     states, epochs = [], []
 
     def on_epoch(epoch, adapter, loss):
         scores = {}
-        for f, emb in fit_emb.items():
-            result = knn_ndcg(prepared / f, emb, {"knn": adapter.transform(emb.vectors)}, args.max_users)
+        for f, (ids, vectors, _) in fit_emb.items():
+            result = knn_ndcg(Path(args.prepared) / f, ids, {"knn": adapter.transform(vectors)}, args.max_users)
             scores[f] = result["methods"]["knn"]["NDCG@10"]
         states.append(copy.deepcopy(adapter.state_dict()))
         epochs.append({"epoch": epoch, "loss": round(loss, 4), "fit_ndcg": scores})
@@ -60,31 +69,30 @@ def train_mix(args, plan, mix, cfg) -> dict:
     return {"mix": mix.name, "datasets": list(mix.datasets), "pairs": pairs, "epochs": epochs, "states": states}
 
 
-def score_target(args, plan, trained: dict, target: str, root: Path) -> dict:
+def score_target(args, plan, cfg, trained: dict, target: str, root: Path) -> dict:
     from recgpt.predict.transfer import bootstrap_ratio
     from recgpt.tokenizer.align import TextAdapter
-    from recgpt.tokenizer.embed import load_embeddings
 
     fits = plan.fit_domains[target]
     mean = [sum(e["fit_ndcg"][f] for f in fits) / len(fits) for e in trained["epochs"]]
-    best = max(range(len(mean)), key=lambda i: (mean[i], -i))  # ties: the earlier epoch (epoch 0: plain)
-    adapter = TextAdapter(args.dim, args.hidden)
+    best = max(range(len(mean)), key=lambda i: (mean[i], -i))  # ties: the earlier epoch (epoch 0: content kNN)
+    adapter, untrained = TextAdapter(args.dim, args.hidden, cfg.center), TextAdapter(args.dim, args.hidden, cfg.center)
     adapter.load_state_dict(trained["states"][best])
     adapter.eval().save(root / f"for-{target}", {"trained_on": trained["datasets"], "epoch": best,
                                                  "chosen_on": fits, "settings": vars(args)})
-    last = TextAdapter(args.dim, args.hidden)  # the fully trained adapter, shown beside the chosen one (not chosen
-    last.load_state_dict(trained["states"][-1])  # on the target: what training alone gives there)
-    emb = load_embeddings(Path(args.prepared) / target / "embeddings")
-    vectors = {"content_knn": emb.vectors, "aligned_knn": adapter.transform(emb.vectors),
-               "last_epoch_knn": last.eval().transform(emb.vectors)}
+    last = TextAdapter(args.dim, args.hidden, cfg.center)  # the fully trained adapter, shown beside the chosen one
+    last.load_state_dict(trained["states"][-1])  # (not chosen on the target: what training alone gives there)
+    ids, raw, _ = catalog(args, target)
+    vectors = {"content_knn": untrained.eval().transform(raw), "aligned_knn": adapter.transform(raw),
+               "last_epoch_knn": last.eval().transform(raw)}  # content kNN: the catalog as the adapter's epoch 0
     out = {"target": target, "mix": trained["mix"], "epoch": best, "chosen_on": fits, "protocols": {}}
     for protocol in ("loo", "cold"):
-        result = knn_ndcg(Path(args.prepared) / target, emb, vectors, args.max_users, protocol)
+        result = knn_ndcg(Path(args.prepared) / target, ids, vectors, args.max_users, protocol)
         per = {m: result["per_user"][m]["NDCG"] for m in result["per_user"]}
         out["protocols"][protocol] = {
             "users": result["users"], "ndcg": {m: v["NDCG@10"] for m, v in result["methods"].items()},
-            "aligned_over_plain": [round(x, 3) for x in bootstrap_ratio(per["aligned_knn"], per["content_knn"])],
-            "last_over_plain": [round(x, 3) for x in bootstrap_ratio(per["last_epoch_knn"], per["content_knn"])]}
+            "aligned_over_knn": [round(x, 3) for x in bootstrap_ratio(per["aligned_knn"], per["content_knn"])],
+            "last_over_knn": [round(x, 3) for x in bootstrap_ratio(per["last_epoch_knn"], per["content_knn"])]}
     return out
 
 
@@ -92,13 +100,14 @@ def table(results: list, command: list) -> str:
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO).stdout
     lines = ["# Content kNN with collaboratively aligned text vectors (bench/text_alignment.py)", "",
              f"`python {' '.join(command)}` at commit {commit.strip()}. NDCG@10, history excluded; the epoch is "
-             "chosen on the fit domains (epoch 0 = plain MiniLM), never on the target.", "",
+             "chosen on the fit domains (epoch 0 = content kNN, each catalog centered on its own mean), never on "
+             "the target.", "",
              "The last two columns show the adapter after the last epoch on the target, for information only.", "",
-             "| target | protocol | users | epoch (chosen on) | plain kNN | aligned kNN | aligned / plain [95%] | "
-             "popularity | last epoch kNN | last / plain [95%] |", "|---|---|---|---|---|---|---|---|---|---|"]
+             "| target | protocol | users | epoch (chosen on) | content kNN | aligned kNN | aligned / content kNN "
+             "[95%] | popularity | last epoch kNN | last / content kNN [95%] |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         for protocol, p in r["protocols"].items():
-            (ratio, lo, hi), (last, llo, lhi) = p["aligned_over_plain"], p["last_over_plain"]
+            (ratio, lo, hi), (last, llo, lhi) = p["aligned_over_knn"], p["last_over_knn"]
             lines.append(f"| {r['target']} | {protocol} | {p['users']} | {r['epoch']} ({', '.join(r['chosen_on'])}) | "
                          f"{p['ndcg']['content_knn']:.4f} | {p['ndcg']['aligned_knn']:.4f} | {ratio:.3f} [{lo:.3f}, "
                          f"{hi:.3f}] | {p['ndcg']['popularity']:.4f} | {p['ndcg']['last_epoch_knn']:.4f} | "
@@ -121,6 +130,7 @@ def main(argv=None) -> int:
     parser.add_argument("--name", default="default")
     parser.add_argument("--out", default="outputs/text_alignment")
     parser.add_argument("--report", default="docs/benchmarks/text_alignment.md")
+    parser.add_argument("--embed-cache", default="outputs/embed_cache", help="the embedding cache (embed.cache_dir)")
     args = parser.parse_args(argv)
     import torch
 
@@ -148,7 +158,7 @@ def main(argv=None) -> int:
         root = Path(args.out) / args.name / mix.name
         root.mkdir(parents=True, exist_ok=True)
         (root / "train.json").write_text(json.dumps({k: v for k, v in trained.items() if k != "states"}, indent=1))
-        results += [score_target(args, plan, trained, t, root) for t in targets if t in mix.serves]
+        results += [score_target(args, plan, cfg, trained, t, root) for t in targets if t in mix.serves]
     text = table(results, ["bench/text_alignment.py", *argv])
     Path(args.report).parent.mkdir(parents=True, exist_ok=True)
     Path(args.report).write_text(text)

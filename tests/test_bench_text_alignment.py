@@ -13,22 +13,18 @@ PLAN = {"domains": ["ml-100k", "ml-1m", "lastfm"], "fit_domains": {"ml-100k": ["
 
 @pytest.mark.slow
 def test_adapter_is_chosen_on_fit_domains_and_never_trained_on_a_target(prepared_dir, embed_config, tmp_path):
-    from recgpt.data import load_prepared
-    from recgpt.tokenizer import embed_items
     from recgpt.tokenizer.align import TextAdapter
 
     prepared = tmp_path / "prepared"
     for name in PLAN["domains"]:
-        folder = prepared_dir(name)
         (prepared / name).mkdir(parents=True)
-        (prepared / name / "interactions.parquet").symlink_to(folder / "interactions.parquet")
-        items = load_prepared(folder).items
-        embed_items(items["item_id"].astype(str).tolist(), items["text"].tolist(), embed_config).save(
-            prepared / name / "embeddings")
+        for table in ("interactions.parquet", "items.parquet"):
+            (prepared / name / table).symlink_to(prepared_dir(name) / table)
     (tmp_path / "plan.json").write_text(json.dumps(PLAN))
     out, report = tmp_path / "out", tmp_path / "report.md"
     assert text_alignment.main(["--plan", str(tmp_path / "plan.json"), "--prepared", str(prepared), "--out", str(out),
-                                "--report", str(report), "--epochs", "2", "--hidden", "64", "--max-users", "300"]) == 0
+                                "--report", str(report), "--epochs", "2", "--hidden", "64", "--max-users", "300",
+                                "--embed-cache", embed_config.cache_dir]) == 0
 
     trained = json.loads((out / "default" / "mix01" / "train.json").read_text())
     assert trained["datasets"] == ["lastfm"] and trained["pairs"]["lastfm"] > 1000
@@ -41,7 +37,7 @@ def test_adapter_is_chosen_on_fit_domains_and_never_trained_on_a_target(prepared
         meta = json.loads((folder / "adapter.json").read_text())
         assert meta["epoch"] == scores.index(max(scores)) and meta["chosen_on"] == [fit]
         assert target not in meta["trained_on"]
-        TextAdapter.load(folder)
+        assert meta["center"] and TextAdapter.load(folder).center  # learned over, and centers, each catalog
         for protocol in ("loo", "cold"):
             assert f"| {target} | {protocol} | 300 | {meta['epoch']} ({fit}) |" in text
 

@@ -1,4 +1,6 @@
 """The collaborative text adapter (recgpt.tokenizer.align) on real ml-100k titles and sequences."""
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -29,6 +31,21 @@ def test_untrained_adapter_is_the_identity_and_round_trips(real_embeddings, tmp_
     np.testing.assert_allclose(np.linalg.norm(moved.astype(np.float32), axis=1), 1.0, atol=2e-3)
 
 
+def test_a_centering_adapter_starts_at_the_centered_catalog_and_old_adapters_load_plain(real_embeddings, tmp_path):
+    x = real_embeddings.vectors.astype(np.float32)
+    centered = x - x.mean(0)
+    centered /= np.linalg.norm(centered, axis=1, keepdims=True)
+    adapter = TextAdapter(x.shape[1], 16, center=True)  # untrained: content kNN's own centered vectors
+    np.testing.assert_allclose(adapter.transform(real_embeddings.vectors).astype(np.float32), centered, atol=2e-3)
+    assert np.abs(centered - x).max() > 0.1  # centering moves MiniLM vectors: the check above could fail
+    folder = adapter.save(tmp_path / "adapter")
+    assert TextAdapter.load(folder).center
+    config = json.loads((folder / "adapter.json").read_text())
+    del config["center"]  # an adapter written before centering existed was trained on plain vectors
+    (folder / "adapter.json").write_text(json.dumps(config))
+    assert not TextAdapter.load(folder).center
+
+
 def test_next_item_pairs_leave_out_repeats_and_single_items():
     pairs = next_item_pairs([[1, 2, 2, 3], [4], [], [5, 6]])
     assert pairs.tolist() == [[1, 2], [2, 3], [5, 6]]
@@ -50,6 +67,7 @@ def test_alignment_loss_falls_on_pairs_of_users_it_never_saw(real_embeddings, ml
                    next_item_pairs([s for u, s in enumerate(ml100k_rows) if u not in held]))
     test = torch.from_numpy(next_item_pairs([s for u, s in enumerate(ml100k_rows) if u in held]))
     vectors = torch.from_numpy(real_embeddings.vectors.astype(np.float32))
+    vectors = vectors - vectors.mean(0)  # the catalog centered, as train_adapter reads it (AlignConfig.center)
     cfg = AlignConfig(hidden=128, epochs=2, batch_size=256, max_pairs_per_domain=20_000, lr=2e-3)
     kept = {}
 

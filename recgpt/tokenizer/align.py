@@ -6,8 +6,10 @@ adapter is trained over its unit vectors,
 
     y = normalize(x + up(gelu(down(x)))),   up = 0 at init,
 
-so an untrained adapter is the identity on unit vectors and training starts exactly at plain content kNN. The
-loss is a symmetric InfoNCE over pairs (item, next item) of the source domains' sequences. Every batch comes
+so an untrained adapter is the identity on unit vectors and training starts exactly at content kNN. With
+`center` (the default) every catalog is first centered on its own mean, label-free, the form in which recgpt's
+recipes and their content kNN read item text: the adapter learns over centered vectors and centers any catalog it
+transforms. The loss is a symmetric InfoNCE over pairs (item, next item) of the source domains' sequences. Every batch comes
 from one domain, so its negatives are items of the same catalogue (the adapter cannot win by telling domains
 apart), and in-batch copies of a positive are masked out of the negatives.
 
@@ -40,6 +42,7 @@ class AlignConfig:
     temperature: float = 0.05
     max_pairs_per_domain: int = 200_000  # pairs drawn per domain and epoch (large domains do not dominate)
     seed: int = 0
+    center: bool = True  # each catalog centered on its own mean first, as recgpt's recipes and content kNN read it
 
     def __post_init__(self):
         for key in ("hidden", "epochs", "batch_size", "max_pairs_per_domain"):
@@ -50,11 +53,12 @@ class AlignConfig:
 
 
 class TextAdapter(nn.Module):
-    """y = normalize(x + up(gelu(down(x)))) over unit text vectors; the identity until trained."""
+    """y = normalize(x + up(gelu(down(x)))) over unit text vectors; the identity until trained. With `center`,
+    `transform` centers the catalog it is given on that catalog's mean first (what the adapter was trained on)."""
 
-    def __init__(self, dim: int, hidden: int):
+    def __init__(self, dim: int, hidden: int, center: bool = False):
         super().__init__()
-        self.dim, self.hidden = dim, hidden
+        self.dim, self.hidden, self.center = dim, hidden, bool(center)
         self.down = nn.Linear(dim, hidden)
         self.up = nn.Linear(hidden, dim)
         nn.init.zeros_(self.up.weight)
@@ -66,10 +70,13 @@ class TextAdapter(nn.Module):
 
     @torch.no_grad()
     def transform(self, vectors, batch_size: int = 65536) -> np.ndarray:
-        """float16 [N, D] aligned unit vectors of any float [N, D] array (e.g. a catalogue's MiniLM vectors)."""
+        """float16 [N, D] aligned unit vectors of a catalogue's float [N, D] vectors (e.g. its MiniLM vectors;
+        with `center`, the whole catalogue at once, since it is centered on its own mean)."""
         vectors = np.asarray(vectors)
         if vectors.ndim != 2 or vectors.shape[1] != self.dim:
             raise ValueError(f"adapter: vectors of shape {vectors.shape}, expected [N, {self.dim}]")
+        if self.center and len(vectors):
+            vectors = vectors.astype(np.float32) - vectors.astype(np.float32).mean(0)
         out = np.empty(vectors.shape, np.float16)
         for start in range(0, len(vectors), batch_size):
             part = torch.from_numpy(np.asarray(vectors[start:start + batch_size], np.float32))
@@ -83,7 +90,8 @@ class TextAdapter(nn.Module):
         folder.mkdir(parents=True, exist_ok=True)
         save_file({k: v.detach().contiguous() for k, v in self.state_dict().items()}, str(folder / ADAPTER_FILE))
         (folder / ADAPTER_CONFIG).write_text(json.dumps({"kind": "text_adapter", "dim": self.dim,
-                                                         "hidden": self.hidden, **(meta or {})}, indent=2) + "\n")
+                                                         "hidden": self.hidden, "center": self.center, **(meta or {})},
+                                                        indent=2) + "\n")
         return folder
 
     @classmethod
@@ -94,7 +102,7 @@ class TextAdapter(nn.Module):
         config = json.loads((folder / ADAPTER_CONFIG).read_text())
         if config.get("kind") != "text_adapter":
             raise ArtifactError(f"{folder / ADAPTER_CONFIG}: not a text adapter (kind {config.get('kind')!r})")
-        adapter = cls(int(config["dim"]), int(config["hidden"]))
+        adapter = cls(int(config["dim"]), int(config["hidden"]), bool(config.get("center", False)))  # earlier: plain
         tensors, _ = load_safetensors(folder / ADAPTER_FILE)
         adapter.load_state_dict(tensors, strict=True)
         return adapter.eval()
@@ -119,15 +127,21 @@ def load_domain(folder) -> Domain:
     """A prepared dataset folder with its embeddings (`recgpt tokenize embed --items FOLDER`) as a Domain."""
     import pandas as pd
 
-    from recgpt.data.splits import user_sequences
     from recgpt.tokenizer.embed import load_embeddings
 
     folder = Path(folder)
     emb = load_embeddings(folder / "embeddings")
-    row_of = {item: row for row, item in enumerate(emb.item_ids)}
-    sequences = user_sequences(pd.read_parquet(folder / "interactions.parquet"))
-    rows = [[row_of[i] for i in items if i in row_of] for items in sequences]
-    return Domain(folder.name, emb.vectors, next_item_pairs(rows))
+    return domain_of(folder.name, emb.item_ids, emb.vectors, pd.read_parquet(folder / "interactions.parquet"))
+
+
+def domain_of(name: str, item_ids: Sequence[str], vectors, interactions) -> Domain:
+    """A Domain from a catalog's item ids, their vectors (rows in that order) and its interactions table; items the
+    catalog does not hold are left out of the sequences."""
+    from recgpt.data.splits import user_sequences
+
+    row_of = {str(item): row for row, item in enumerate(item_ids)}
+    rows = [[row_of[i] for i in items if i in row_of] for items in user_sequences(interactions)]
+    return Domain(name, np.asarray(vectors), next_item_pairs(rows))
 
 
 def info_nce(adapter: TextAdapter, vectors: torch.Tensor, pairs: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -164,8 +178,10 @@ def train_adapter(domains: Sequence[Domain], cfg: AlignConfig,
         raise ValueError(f"align: the domains' vectors have different widths {sorted(dims)}")
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    adapter = TextAdapter(dims.pop(), cfg.hidden)
+    adapter = TextAdapter(dims.pop(), cfg.hidden, cfg.center)
     tensors = [torch.from_numpy(np.asarray(d.vectors, np.float32)) for d in domains]
+    if cfg.center:  # each catalog on its own mean, as `transform` centers a catalog
+        tensors = [t - t.mean(0) for t in tensors]
     pair_tensors = [torch.from_numpy(d.pairs) for d in domains]
     epoch_batches = batches(domains, cfg, rng)
     steps = len(epoch_batches) * cfg.epochs
