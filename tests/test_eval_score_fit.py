@@ -97,7 +97,19 @@ def test_predict_scores_each_user_with_weights_chosen_on_its_own_history(fitted_
         assert result["weights"]["prior"] == ("fit" if weights == "self" else None)
         used[weights] = result["weights"]["users_per_weights"]
         assert sum(used[weights].values()) == result["counts"]["evaluated"]
+        # the priors row: content kNN and popularity chosen as the model's weights are, every model part at 0
+        priors = {k: n for k, n in result["weights"]["priors_users_per_weights"].items()}
+        assert "priors" in result["methods"] and sum(priors.values()) == result["counts"]["evaluated"]
+        assert all(json.loads(k).get("code", 0) == 0 and json.loads(k).get("dense", 0) == 0 for k in priors)
+        assert "| priors | NDCG |" in (tmp_path / weights / "metrics.md").read_text()
     assert len(used["self"]) > 1 and list(used["fitted"]) == [json.dumps(stored, sort_keys=True)]
+    # on the fit's own users (its domain and count, history excluded) both rows are the fit's own figures
+    assert main([*common, "predict.weights=fitted", f"predict.max_users={USERS}", "predict.allow_history=false",
+                 f"predict.output_dir={tmp_path / 'fit_users'}"]) == 0
+    methods = json.loads((tmp_path / "fit_users" / "metrics.json").read_text())["methods"]
+    saved = json.loads((run / "best" / "score_fit.json").read_text())
+    assert methods["model"]["NDCG@10"] == pytest.approx(saved["ndcg"]["sample_steam"], abs=1e-6)
+    assert methods["priors"]["NDCG@10"] == pytest.approx(saved["priors"]["ndcg"]["sample_steam"], abs=1e-6)
     # a dataset the fit did not see: recgpt predict gives its log before the targets, the prior of the weights
     other = ["predict", "--dataset", "sample_amazon_scientific", f"predict.model_dir={run / 'best'}",
              "predict.max_users=100", f"predict.output_dir={tmp_path / 'other'}", *fit_overrides]

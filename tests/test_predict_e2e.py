@@ -110,6 +110,7 @@ def test_cli_writes_the_report(exported_model, prepared_dir, embed_config, tmp_p
     # predict.weights=self (the default) needs the score fit's grid: an export without one is scored with its
     # stored weights, and the report says so
     assert result["weights"]["mode"] == "fitted" and any("holds no fitted weight grid" in n for n in result["notes"])
+    assert result["weights"]["priors_users_per_weights"] is None  # no fitted grid: no priors row
 
     horizon = exported_model.parent / "predict" / "ml-100k-horizon"  # the default place: <run>/predict/...
     assert main(["--dataset", str(dataset), "--horizon", "3", "--strategy", "greedy", *common,

@@ -131,8 +131,9 @@ def predict_held(cfg, held: ExitStack) -> Path:
     print0(f"predict: {len(cases)} users, protocol {p.protocol}, strategy {p.strategy}, scoring {rec.scorer.mode}, "
            f"weights {'self' if prior else 'fitted'}")
     t0 = time.time()
+    own = self_weights.own_ranks(rec, cases.histories, prior[0]) if prior else None
     if prior:
-        points = self_weights.self_weights(rec, cases.histories, *prior)
+        points = self_weights.choose(own[1], own[0], len(cases), *prior[1:])
         recs, scores = self_weights.rank_self_weighted(rec, cases.histories, prior[0], points,
                                                        min(k_max, catalog.n_items), p.allow_history, p.batch_size)
         used = {json.dumps(prior[0][g], sort_keys=True): n for g, n in Counter(points.tolist()).most_common()}
@@ -146,6 +147,10 @@ def predict_held(cfg, held: ExitStack) -> Path:
         notes.append(short)
         warn(short)
     lists = {"model": recs}
+    priors = self_weights.priors_points(rec, cases.histories, prior, own)  # the bar: kNN + popularity, no model
+    if priors is not None:
+        lists["priors"] = self_weights.rank_self_weighted(rec, cases.histories, *priors, min(k_max, catalog.n_items),
+                                                          p.allow_history, p.batch_size)[0]
     for method in baselines.BASELINES:
         lists[method] = baselines.baseline_lists(method, cases.histories, k_max, p.allow_history, catalog.text_emb, p.knn,
                                                  ranking(catalog.popularity))
@@ -156,6 +161,8 @@ def predict_held(cfg, held: ExitStack) -> Path:
         "dataset": prepared.name, "protocol": p.protocol, "horizon": horizon, "strategy": p.strategy,
         "scoring": rec.scorer.mode, "allow_history": p.allow_history, "ks": ks,
         "weights": {"mode": "self" if prior else "fitted", "users_per_weights": used,
+                    "priors_users_per_weights": None if priors is None else {
+                        json.dumps(priors[0][g], sort_keys=True): n for g, n in Counter(priors[1].tolist()).most_common()},
                     "prior": None if not prior else "log" if rec.log_prior is not None else "fit"},
         "counts": cases.counts, "catalog": catalog.stats, "methods": methods,
         "by_position": by_position if horizon > 1 else None,

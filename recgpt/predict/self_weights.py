@@ -18,7 +18,8 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
-from recgpt.predict.hybrid import SCORE_FIT, component_chunks, grid_ranks, rank_gains
+from recgpt.predict.hybrid import (MODEL_COMPONENTS, SCORE_FIT, best_model_free, component_chunks, grid_ranks,
+                                   model_free, rank_gains)
 from recgpt.predict.ranking import top_k_items
 from recgpt.predict.scoring import combine
 
@@ -89,6 +90,27 @@ def self_weights(rec, histories: Sequence[Sequence[int]], grid: Sequence[dict], 
     return choose(ranks, users, len(histories), prior, strength)
 
 
+def priors_points(rec, histories: Sequence[Sequence[int]], plan: Optional[tuple], own: Optional[tuple] = None):
+    """(grid, Int64[len(histories)] grid points) of the priors row, content kNN and popularity weighted as the model
+    is but without it (what a user combines without recgpt): with per-user weights (`plan`: the (grid, prior,
+    strength) of Recommender.weights_plan) each history's `choose` among the grid's points with the model's
+    components at 0, else the fitted grid's best such point for every history. None without a fitted grid or
+    without such a point in it. `own`: `own_ranks` of the histories on the plan's grid, when already computed."""
+    if plan is not None:
+        grid, prior, strength = plan
+        free = model_free(grid)
+        if not free:
+            return None
+        users, ranks = own if own is not None else own_ranks(rec, histories, grid)
+        chosen = choose(ranks[free], users, len(histories), [prior[i] for i in free], strength)
+        return grid, torch.as_tensor(free, dtype=torch.long)[chosen]
+    if rec.weight_prior is None:
+        return None
+    grid, relative = rec.weight_prior
+    best = best_model_free(grid, relative)
+    return None if best is None else (grid, torch.full((len(histories),), best, dtype=torch.long))
+
+
 def read_prior(model_dir) -> Optional[tuple[list, list]]:
     """(grid, NDCG relative to the best point) of the score fit stored beside an exported model (score_fit.json,
     written by `recgpt eval` with eval.score_fit), or None when the export has no such grid."""
@@ -123,7 +145,8 @@ def rank_self_weighted(rec, histories: Sequence[Sequence[int]], grid: Sequence[d
     recs, scores = [None] * len(histories), [None] * len(histories)
     for start in range(0, len(histories), batch_size):
         part = histories[start:start + batch_size]
-        parts = scorer.components(part, scorer.state(part), names)
+        state = scorer.state(part) if set(names) & set(MODEL_COMPONENTS) else None  # the priors need no model
+        parts = scorer.components(part, state, names)
         chosen = points[start:start + len(part)]
         for g in torch.unique(chosen).tolist():
             users = (chosen == g).nonzero().view(-1)
