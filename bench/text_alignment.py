@@ -130,6 +130,7 @@ def main(argv=None) -> int:
     parser.add_argument("--name", default="default")
     parser.add_argument("--out", default="outputs/text_alignment")
     parser.add_argument("--report", default="docs/benchmarks/text_alignment.md")
+    parser.add_argument("--logq", action="store_true", help="the sampled-softmax correction (AlignConfig.logq)")
     parser.add_argument("--embed-cache", default="outputs/embed_cache", help="the embedding cache (embed.cache_dir)")
     args = parser.parse_args(argv)
     import torch
@@ -145,7 +146,7 @@ def main(argv=None) -> int:
         parser.error(str(e))
     targets = asked or list(plan.targets)
     cfg = AlignConfig(hidden=args.hidden, epochs=args.epochs, temperature=args.temperature, lr=args.lr,
-                      max_pairs_per_domain=args.max_pairs)
+                      max_pairs_per_domain=args.max_pairs, logq=args.logq)
     largest = {}
     for mix in mixes:  # sorted by size: the last mix serving a target is its largest
         for t in mix.serves:
