@@ -104,7 +104,7 @@ def table(results: list, command: list) -> str:
              "the target.", "",
              "The last two columns show the adapter after the last epoch on the target, for information only.", "",
              "| target | protocol | users | epoch (chosen on) | content kNN | aligned kNN | aligned / content kNN "
-             "[95%] | popularity | last epoch kNN | last / content kNN [95%] |", "|---|---|---|---|---|---|---|---|---|---|"]
+             "[95%] | popularity | last epoch kNN | last / content kNN [95%] |", "|---" * 10 + "|"]
     for r in results:
         for protocol, p in r["protocols"].items():
             (ratio, lo, hi), (last, llo, lhi) = p["aligned_over_knn"], p["last_over_knn"]
@@ -130,7 +130,6 @@ def main(argv=None) -> int:
     parser.add_argument("--name", default="default")
     parser.add_argument("--out", default="outputs/text_alignment")
     parser.add_argument("--report", default="docs/benchmarks/text_alignment.md")
-    parser.add_argument("--logq", action="store_true", help="the sampled-softmax correction (AlignConfig.logq)")
     parser.add_argument("--embed-cache", default="outputs/embed_cache", help="the embedding cache (embed.cache_dir)")
     args = parser.parse_args(argv)
     import torch
@@ -146,7 +145,7 @@ def main(argv=None) -> int:
         parser.error(str(e))
     targets = asked or list(plan.targets)
     cfg = AlignConfig(hidden=args.hidden, epochs=args.epochs, temperature=args.temperature, lr=args.lr,
-                      max_pairs_per_domain=args.max_pairs, logq=args.logq)
+                      max_pairs_per_domain=args.max_pairs)
     largest = {}
     for mix in mixes:  # sorted by size: the last mix serving a target is its largest
         for t in mix.serves:

@@ -8,15 +8,16 @@ adapter is trained over its unit vectors,
 
 so an untrained adapter is the identity on unit vectors and training starts exactly at content kNN. With
 `center` (the default) every catalog is first centered on its own mean, label-free, the form in which recgpt's
-recipes and their content kNN read item text: the adapter learns over centered vectors and centers any catalog it
-transforms. The loss is a symmetric InfoNCE over pairs (item, next item) of the source domains' sequences. Every batch comes
-from one domain, so its negatives are items of the same catalogue (the adapter cannot win by telling domains
-apart), and in-batch copies of a positive are masked out of the negatives.
+recipes and their content kNN read item text: the adapter learns over centered vectors and centers any catalog
+it transforms. The loss is a symmetric InfoNCE over pairs (item, next item) of the source domains' sequences.
+Every batch comes from one domain, so its negatives are items of the same catalogue (the adapter cannot win by
+telling domains apart), and in-batch copies of a positive are masked out of the negatives.
 
-Training keeps the adapter after every epoch; `select_epoch` picks one on held-out *source* domains by content
-kNN NDCG@10 (leave-one-out, history excluded), epoch 0 (the plain encoder) included, so an adapter that does
-not help where it is chosen is not used. The adapter folder (adapter.safetensors + adapter.json) is an
-artefact of its own: `TextAdapter.load(folder)(vectors)` aligns any MiniLM vectors, e.g. a new catalogue's.
+Training keeps the adapter after every epoch (`train_adapter` calls back after each); bench/text_alignment.py
+picks one on held-out *source* domains by content kNN NDCG@10 (leave-one-out, history excluded), epoch 0 (the
+untrained adapter) included, so an adapter that does not help where it is chosen is not used. The adapter
+folder (adapter.safetensors + adapter.json) is an artefact of its own: `TextAdapter.load(folder).transform(v)`
+aligns a catalogue's MiniLM vectors `v`, e.g. a new catalogue's.
 """
 import json
 import math
@@ -43,7 +44,6 @@ class AlignConfig:
     max_pairs_per_domain: int = 200_000  # pairs drawn per domain and epoch (large domains do not dominate)
     seed: int = 0
     center: bool = True  # each catalog centered on its own mean first, as recgpt's recipes and content kNN read it
-    logq: bool = False  # in-batch logits minus log q(candidate), q its share of the domain's pair ends (logQ)
 
     def __post_init__(self):
         for key in ("hidden", "epochs", "batch_size", "max_pairs_per_domain"):
@@ -145,28 +145,16 @@ def domain_of(name: str, item_ids: Sequence[str], vectors, interactions) -> Doma
     return Domain(name, np.asarray(vectors), next_item_pairs(rows))
 
 
-def info_nce(adapter: TextAdapter, vectors: torch.Tensor, pairs: torch.Tensor, temperature: float,
-             log_q: Optional[tuple] = None) -> torch.Tensor:
+def info_nce(adapter: TextAdapter, vectors: torch.Tensor, pairs: torch.Tensor, temperature: float) -> torch.Tensor:
     """Symmetric InfoNCE of a batch of (item, next item) rows of one domain; copies of a positive are not
-    negatives. With log_q = (log q of each item as a next item, as an item), [N] each: the sampled-softmax
-    correction, each logit minus its candidate's log q, as the batch's candidates are drawn with the pairs."""
+    negatives."""
     a, b = adapter(vectors[pairs[:, 0]]), adapter(vectors[pairs[:, 1]])
     logits = a @ b.t() / temperature
     eye = torch.eye(len(pairs), dtype=torch.bool)
-    forward, backward = logits, logits.t()
-    if log_q is not None:
-        forward, backward = forward - log_q[0][pairs[:, 1]][None, :], backward - log_q[1][pairs[:, 0]][None, :]
-    forward = forward.masked_fill((pairs[:, 1][None, :] == pairs[:, 1][:, None]) & ~eye, float("-inf"))
-    backward = backward.masked_fill((pairs[:, 0][None, :] == pairs[:, 0][:, None]) & ~eye, float("-inf"))
+    forward = logits.masked_fill((pairs[:, 1][None, :] == pairs[:, 1][:, None]) & ~eye, float("-inf"))
+    backward = logits.t().masked_fill((pairs[:, 0][None, :] == pairs[:, 0][:, None]) & ~eye, float("-inf"))
     target = torch.arange(len(pairs))
     return (F.cross_entropy(forward, target) + F.cross_entropy(backward, target)) / 2
-
-
-def pair_log_q(pairs: torch.Tensor, n_items: int) -> tuple:
-    """(log share of each of n_items among the pairs' next items, among their items): how often a batch of the
-    domain's pairs draws each item as a candidate, for the sampled-softmax correction of info_nce."""
-    return tuple(torch.log(torch.bincount(pairs[:, end], minlength=n_items).float().clamp_min(1) / max(len(pairs), 1))
-                 for end in (1, 0))
 
 
 def batches(domains: Sequence[Domain], cfg: AlignConfig, rng: np.random.Generator) -> list[tuple[int, np.ndarray]]:
@@ -196,7 +184,6 @@ def train_adapter(domains: Sequence[Domain], cfg: AlignConfig,
     if cfg.center:  # each catalog on its own mean, as `transform` centers a catalog
         tensors = [t - t.mean(0) for t in tensors]
     pair_tensors = [torch.from_numpy(d.pairs) for d in domains]
-    log_q = [pair_log_q(p, len(t)) if cfg.logq else None for p, t in zip(pair_tensors, tensors)]
     epoch_batches = batches(domains, cfg, rng)
     steps = len(epoch_batches) * cfg.epochs
     optimizer = torch.optim.AdamW(adapter.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -207,8 +194,7 @@ def train_adapter(domains: Sequence[Domain], cfg: AlignConfig,
         losses = []
         for d, rows in epoch_batches:
             with torch.set_grad_enabled(epoch > 0):
-                loss = info_nce(adapter, tensors[d], pair_tensors[d][torch.from_numpy(rows)], cfg.temperature,
-                                log_q[d])
+                loss = info_nce(adapter, tensors[d], pair_tensors[d][torch.from_numpy(rows)], cfg.temperature)
             if epoch > 0:
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
