@@ -199,9 +199,10 @@ def self_weight_rows(args, mixes, targets) -> str:
     from recgpt.data import load_prepared
     from recgpt.data.corpus import prepared_folder
     from recgpt.predict import Recommender
-    from recgpt.predict.hybrid import component_chunks, domain_table, grid_ranks, model_free, rank_gains
+    from recgpt.predict.hybrid import component_chunks, domain_table, grid_ranks, rank_gains
     from recgpt.predict.protocols import build_test_cases, popularity_before_targets, sequences_before_targets
-    from recgpt.predict.self_weights import LOG_STRENGTH, STRENGTH, choose, log_prior, log_rows, own_ranks
+    from recgpt.predict.self_weights import (LOG_STRENGTH, STRENGTH, choose, log_prior, log_rows, own_ranks,
+                                             priors_points)
     from recgpt.predict.transfer import bootstrap_ratio, per_user
 
     cfg = load_config(args.config, [*args.overrides, f"data.prepared_root={args.out}/prepared"])
@@ -216,7 +217,6 @@ def self_weight_rows(args, mixes, targets) -> str:
         fit_domain = load_prepared(prepared_folder(record["fit_domains"][0], cfg.data))
         prior_table = domain_table(rec, fit_domain, names, record["settings"]["fit_users"], 10, 0.1, 0)
         grid, prior = [w for w, _ in prior_table], [v for _, v in prior_table]
-        free = model_free(grid)
         fitted = {"model": grid.index(record["fit"]["weights"]),
                   "priors": grid.index({n: record["fit"]["priors"]["weights"].get(n, 0.0) for n in names})}
         prepared = load_prepared(prepared_folder(target, cfg.data))
@@ -240,8 +240,7 @@ def self_weight_rows(args, mixes, targets) -> str:
                 sasrec = per_user(lists, cases.targets, 10)["NDCG"]
             for kind, curve, strength in (("log", log, LOG_STRENGTH), ("fit", prior, STRENGTH)):
                 points = {"model": choose(ranks, own, len(cases), curve, strength).numpy()}
-                sub = choose(ranks[free], own, len(cases), [curve[i] for i in free], strength)
-                points["priors"] = [free[i] for i in sub.tolist()]
+                points["priors"] = priors_points(rec, cases.histories, (grid, curve, strength), (own, ranks))[1].numpy()
                 ndcg = {**{k: gains[i] for k, i in fitted.items()},
                         **{f"{k} self": gains[np.asarray(p), users] for k, p in points.items()}}
                 ratios = [bootstrap_ratio(ndcg[a], ndcg[b]) for a, b in
