@@ -106,7 +106,9 @@ def test_predict_scores_each_user_with_weights_chosen_on_its_own_history(fitted_
     # on the fit's own users (its domain and count, history excluded) both rows are the fit's own figures
     assert main([*common, "predict.weights=fitted", f"predict.max_users={USERS}", "predict.allow_history=false",
                  f"predict.output_dir={tmp_path / 'fit_users'}"]) == 0
-    methods = json.loads((tmp_path / "fit_users" / "metrics.json").read_text())["methods"]
+    result = json.loads((tmp_path / "fit_users" / "metrics.json").read_text())
+    methods, repeats = result["methods"], result["counts"]["targets_in_history"]
+    assert bool(repeats) == any("have a target among their own history items" in n for n in result["notes"])
     saved = json.loads((run / "best" / "score_fit.json").read_text())
     assert methods["model"]["NDCG@10"] == pytest.approx(saved["ndcg"]["sample_steam"], abs=1e-6)
     assert methods["priors"]["NDCG@10"] == pytest.approx(saved["priors"]["ndcg"]["sample_steam"], abs=1e-6)

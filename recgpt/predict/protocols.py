@@ -85,6 +85,8 @@ def build_test_cases(interactions: pd.DataFrame, catalog, protocol: str, horizon
     cases = TestCases(protocol, [u for _, u, _, _ in picked], [h for _, _, h, _ in picked],
                       [t for _, _, _, t in picked], counts)
     counts["evaluated"] = len(cases)
+    # users a target of whom repeats one of their history items: out of reach of any list that skips history items
+    counts["targets_in_history"] = sum(bool(set(t) & set(h)) for h, t in zip(cases.histories, cases.targets))
     return cases
 
 

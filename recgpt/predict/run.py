@@ -115,6 +115,11 @@ def predict_held(cfg, held: ExitStack) -> Path:
                           f"({cases.counts['too_short']} too short), under predict.min_users={p.min_users}: no "
                           "figure from so few; use a shorter predict.horizon, another dataset, or lower predict.min_users")
     k_max, notes = max(p.ks), []
+    if not p.allow_history and cases.counts["targets_in_history"]:
+        notes.append(f"{cases.counts['targets_in_history']} of the {len(cases)} users have a target among their own "
+                     "history items: with predict.allow_history=false every row but recency misses them (recency "
+                     "lists history items only)")
+        warn(notes[-1])
     seen = pretraining_note(model_dir, prepared.name)
     if seen:
         notes.append(seen)
@@ -161,8 +166,8 @@ def predict_held(cfg, held: ExitStack) -> Path:
         "dataset": prepared.name, "protocol": p.protocol, "horizon": horizon, "strategy": p.strategy,
         "scoring": rec.scorer.mode, "allow_history": p.allow_history, "ks": ks,
         "weights": {"mode": "self" if prior else "fitted", "users_per_weights": used,
-                    "priors_users_per_weights": None if priors is None else {
-                        json.dumps(priors[0][g], sort_keys=True): n for g, n in Counter(priors[1].tolist()).most_common()},
+                    "priors_users_per_weights": None if priors is None else {json.dumps(
+                        priors[0][g], sort_keys=True): n for g, n in Counter(priors[1].tolist()).most_common()},
                     "prior": None if not prior else "log" if rec.log_prior is not None else "fit"},
         "counts": cases.counts, "catalog": catalog.stats, "methods": methods,
         "by_position": by_position if horizon > 1 else None,
