@@ -22,7 +22,6 @@ to --report.
 import argparse
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -97,9 +96,10 @@ def score_target(args, plan, cfg, trained: dict, target: str, root: Path) -> dic
 
 
 def table(results: list, command: list) -> str:
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO).stdout
+    from bench.report import commit  # the checkout's commit, marked when it has uncommitted changes
+
     lines = ["# Content kNN with collaboratively aligned text vectors (bench/text_alignment.py)", "",
-             f"`python {' '.join(command)}` at commit {commit.strip()}. NDCG@10, history excluded; the epoch is "
+             f"`python {' '.join(command)}` at commit {commit()}. NDCG@10, history excluded; the epoch is "
              "chosen on the fit domains (epoch 0 = content kNN, each catalog centered on its own mean), never on "
              "the target.", "",
              "The last two columns show the adapter after the last epoch on the target, for information only.", "",
