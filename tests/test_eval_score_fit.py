@@ -78,7 +78,6 @@ def test_eval_fits_stores_and_from_pretrained_scores_with_the_weights(fitted_run
 
 
 @pytest.mark.slow
-@pytest.mark.slow
 def test_predict_scores_each_user_with_weights_chosen_on_its_own_history(fitted_run, fit_overrides, tmp_path):
     """predict.weights=self on the fitted export: users are scored with several points of the stored grid; with
     predict.weights=fitted, and for a multi-step strategy, every user gets the stored weights."""
@@ -98,7 +97,7 @@ def test_predict_scores_each_user_with_weights_chosen_on_its_own_history(fitted_
         used[weights] = result["weights"]["users_per_weights"]
         assert sum(used[weights].values()) == result["counts"]["evaluated"]
         # the priors row: content kNN and popularity chosen as the model's weights are, every model part at 0
-        priors = {k: n for k, n in result["weights"]["priors_users_per_weights"].items()}
+        priors = result["weights"]["priors_users_per_weights"]
         assert "priors" in result["methods"] and sum(priors.values()) == result["counts"]["evaluated"]
         assert all(json.loads(k).get("code", 0) == 0 and json.loads(k).get("dense", 0) == 0 for k in priors)
         assert "| priors | NDCG |" in (tmp_path / weights / "metrics.md").read_text()

@@ -77,7 +77,8 @@ class TextAdapter(nn.Module):
         if vectors.ndim != 2 or vectors.shape[1] != self.dim:
             raise ValueError(f"adapter: vectors of shape {vectors.shape}, expected [N, {self.dim}]")
         if self.center and len(vectors):
-            vectors = vectors.astype(np.float32) - vectors.astype(np.float32).mean(0)
+            vectors = vectors.astype(np.float32)
+            vectors = vectors - vectors.mean(0)
         out = np.empty(vectors.shape, np.float16)
         for start in range(0, len(vectors), batch_size):
             part = torch.from_numpy(np.asarray(vectors[start:start + batch_size], np.float32))
@@ -122,17 +123,6 @@ def next_item_pairs(sequences: Sequence[Sequence[int]]) -> np.ndarray:
     out = [np.stack([s[:-1], s[1:]], 1) for s in map(np.asarray, sequences) if len(s) > 1]
     pairs = np.concatenate(out) if out else np.zeros((0, 2), np.int64)
     return pairs[pairs[:, 0] != pairs[:, 1]].astype(np.int64)
-
-
-def load_domain(folder) -> Domain:
-    """A prepared dataset folder with its embeddings (`recgpt tokenize embed --items FOLDER`) as a Domain."""
-    import pandas as pd
-
-    from recgpt.tokenizer.embed import load_embeddings
-
-    folder = Path(folder)
-    emb = load_embeddings(folder / "embeddings")
-    return domain_of(folder.name, emb.item_ids, emb.vectors, pd.read_parquet(folder / "interactions.parquet"))
 
 
 def domain_of(name: str, item_ids: Sequence[str], vectors, interactions) -> Domain:
