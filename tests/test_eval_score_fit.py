@@ -122,6 +122,39 @@ def test_predict_scores_each_user_with_weights_chosen_on_its_own_history(fitted_
     assert result["weights"]["mode"] == "fitted" and any("scores one exact step" in n for n in result["notes"])
 
 
+@pytest.mark.slow
+def test_auto_history_places_own_items_only_where_the_log_repeats(fitted_run, fit_overrides, tmp_path):
+    """predict.allow_history=auto (recgpt.predict.repeats): where the catalog's log never repeats an item (the
+    Amazon sample) the lists are the history-excluded ones; steam's users review a game again, so own items enter
+    its lists, and taking them out leaves the history-excluded list's head in its order."""
+    import pandas as pd
+
+    from recgpt.cli import main
+
+    run, _ = fitted_run
+    lists, reports = {}, {}
+    for dataset in ("sample_amazon_scientific", "sample_steam"):
+        for mode in ("false", "auto"):
+            out = tmp_path / f"{dataset}-{mode}"
+            assert main(["predict", "--dataset", dataset, f"predict.model_dir={run / 'best'}", "predict.max_users=200",
+                         f"predict.allow_history={mode}", f"predict.output_dir={out}", *fit_overrides]) == 0
+            reports[dataset, mode] = json.loads((out / "metrics.json").read_text())
+            frame = pd.read_parquet(out / "recommendations.parquet")
+            lists[dataset, mode] = frame.groupby("user_id", sort=True)["item_id"].agg(list).to_dict()
+    amazon, steam = reports["sample_amazon_scientific", "auto"], reports["sample_steam", "auto"]
+    assert amazon["allow_history"] == "auto" and amazon["repeats"]["repeat_share_top"] == 0
+    assert lists["sample_amazon_scientific", "auto"] == lists["sample_amazon_scientific", "false"]
+    assert amazon["methods"] == reports["sample_amazon_scientific", "false"]["methods"]
+    assert reports["sample_steam", "false"]["repeats"] is None and steam["repeats"]["repeat_share_top"] > 0
+    placed = 0
+    for user, auto in lists["sample_steam", "auto"].items():
+        excluded = lists["sample_steam", "false"][user]
+        new = [i for i in auto if i in excluded]
+        assert new == excluded[:len(new)] and len(set(auto)) == len(auto) == len(excluded)
+        placed += len(auto) - len(new)
+    assert placed > 0 and steam["repeats"]["history_items_per_top10"] > 0
+
+
 def test_refused_fit_domains_leave_the_run_as_it_was(fitted_run, fit_overrides, tmp_path, capsys):
     from recgpt.cli import main
 

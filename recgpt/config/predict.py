@@ -1,6 +1,6 @@
 """Config of checkpoint selection and prediction."""
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Optional, Union
 
 from recgpt.config.errors import check
 
@@ -88,7 +88,9 @@ class PredictConfig:
     temperature: float = 1.0
     n_samples: int = 8
     ks: list[int] = field(default_factory=lambda: [1, 3, 5, 10, 20])
-    allow_history: bool = True  # may a user's own history items be recommended
+    # may a user's own history items be recommended: true, false, or auto (placed as often as the catalog's log
+    # repeats an item, recgpt.predict.repeats: a log that never repeats gives false)
+    allow_history: Union[bool, str] = True
     knn: ContentKnnConfig = field(default_factory=ContentKnnConfig)  # content kNN: the row and the `knn` component
     batch_size: int = 256
     max_users: Optional[int] = None  # a seeded subset of the users
@@ -105,7 +107,9 @@ class PredictConfig:
         check(len(self.ks) > 0, "predict.ks", "give at least one K")
         check_recommend_args("predict.", ks=self.ks, horizon=self.horizon, strategy=self.strategy,
                              n_samples=self.n_samples, temperature=self.temperature, beam_size=self.beam_size,
-                             allow_history=self.allow_history, seed=self.seed, weights=self.weights)
+                             seed=self.seed, weights=self.weights)
+        check(isinstance(self.allow_history, bool) or self.allow_history == "auto", "predict.allow_history",
+              f"true|false|auto, got {self.allow_history!r}")
         check(self.scoring in SCORINGS, "predict.scoring", f"{'|'.join(SCORINGS)}, got {self.scoring!r}")
         check(self.batch_size >= 1, "predict.batch_size", f"must be >= 1, got {self.batch_size}")
         check(self.max_users is None or self.max_users >= 1, "predict.max_users", f"must be >= 1, got {self.max_users}")

@@ -19,6 +19,9 @@ def markdown_table(result: dict) -> str:
             cells = [f"{values.get(f'{metric}@{k}', float('nan')):.4f}" for k in ks]
             lines.append(f"| {method} | {metric} | " + " | ".join(cells) + " |")
     lines += ["", "Counts: " + ", ".join(f"{k} {v}" for k, v in result["counts"].items())]
+    if result.get("repeats"):  # allow_history=auto: what the catalog's log said (recgpt.predict.repeats)
+        lines += ["", "History items (allow_history auto): "
+                  + ", ".join(f"{k} {v}" for k, v in result["repeats"].items())]
     if result.get("notes"):
         lines += ["", *[f"- {note}" for note in result["notes"]]]
     return "\n".join(lines) + "\n"

@@ -8,14 +8,17 @@ from collections import Counter
 from contextlib import ExitStack
 from pathlib import Path
 
+import numpy as np
+
 from recgpt.config import ConfigError, config_to_dict, known_dataset_specs
 from recgpt.config.errors import check_device
 from recgpt.io import guarded_output, is_kind, manifest_hash, staged_folder, write_manifest
 from recgpt.logging import print0, warn
-from recgpt.predict import baselines, self_weights
+from recgpt.predict import baselines, repeats, self_weights
 from recgpt.config.args import short_lists_note
 from recgpt.predict.metrics import coverage, position_hit_rates, ranking_metrics
 from recgpt.data.popularity import ranking
+from recgpt.predict.hybrid import best_model_free
 from recgpt.predict.protocols import build_test_cases, popularity_before_targets, sequences_before_targets
 from recgpt.model.files import resolve_model_dir
 from recgpt.predict.recommender import Recommender
@@ -115,7 +118,14 @@ def predict_held(cfg, held: ExitStack) -> Path:
                           f"({cases.counts['too_short']} too short), under predict.min_users={p.min_users}: no "
                           "figure from so few; use a shorter predict.horizon, another dataset, or lower predict.min_users")
     k_max, notes = max(p.ks), []
-    if not p.allow_history and cases.counts["targets_in_history"]:
+    auto, allow = p.allow_history == "auto", p.allow_history is True
+    if auto and (p.strategy != "exact" or horizon != 1 or not rec.log):
+        notes.append("allow_history=auto places history items for one exact step from the catalog's log: "
+                     + ("the catalog has no log" if not rec.log else f"strategy {p.strategy}, horizon {horizon}")
+                     + ", so history items are excluded")
+        warn(notes[-1])
+        auto = False
+    if not (allow or auto) and cases.counts["targets_in_history"]:
         notes.append(f"{cases.counts['targets_in_history']} of the {len(cases)} users have a target among their own "
                      "history items: with predict.allow_history=false every row but recency misses them (recency "
                      "lists history items only)")
@@ -140,12 +150,17 @@ def predict_held(cfg, held: ExitStack) -> Path:
     if prior:
         points = self_weights.choose(own[1], own[0], len(cases), *prior[1:])
         recs, scores = self_weights.rank_self_weighted(rec, cases.histories, prior[0], points,
-                                                       min(k_max, catalog.n_items), p.allow_history, p.batch_size)
+                                                       min(k_max, catalog.n_items), allow, p.batch_size)
         used = {json.dumps(prior[0][g], sort_keys=True): n for g, n in Counter(points.tolist()).most_common()}
     else:
         recs, scores = rec.recommend_rows(cases.histories, min(k_max, catalog.n_items), horizon, p.strategy,
-                                          p.allow_history, p.n_samples, p.temperature, p.seed)
+                                          allow, p.n_samples, p.temperature, p.seed)
         used = {json.dumps(rec.scorer.weights, sort_keys=True): len(cases)}
+    repeat = None
+    if auto:  # the shares of the list ranked as the log prior's best point (per-user weights) or the fitted one
+        curves = repeats.curves(rec, prior[0][int(np.argmax(prior[1]))] if prior else rec.scorer.weights, k_max)
+        recs, scores = repeats.merge(recs, scores, cases.histories, *curves, k_max)
+        repeat = repeats.summary(*curves, len(rec.log), recs, cases.histories)
     model_seconds = time.time() - t0
     short = short_lists_note(recs, min(k_max, catalog.n_items), p.strategy)  # e.g. rra / ra: horizon x n_samples
     if short:
@@ -154,10 +169,14 @@ def predict_held(cfg, held: ExitStack) -> Path:
     lists = {"model": recs}
     priors = self_weights.priors_points(rec, cases.histories, prior, own)  # the bar: kNN + popularity, no model
     if priors is not None:
-        lists["priors"] = self_weights.rank_self_weighted(rec, cases.histories, *priors, min(k_max, catalog.n_items),
-                                                          p.allow_history, p.batch_size)[0]
+        lists["priors"], values = self_weights.rank_self_weighted(rec, cases.histories, *priors,
+                                                                  min(k_max, catalog.n_items), allow, p.batch_size)
+        if auto:
+            best = best_model_free(priors[0], prior[1] if prior else rec.weight_prior[1])
+            lists["priors"] = repeats.merge(lists["priors"], values, cases.histories,
+                                            *repeats.curves(rec, priors[0][best], k_max), k_max)[0]
     for method in baselines.BASELINES:
-        lists[method] = baselines.baseline_lists(method, cases.histories, k_max, p.allow_history, catalog.text_emb, p.knn,
+        lists[method] = baselines.baseline_lists(method, cases.histories, k_max, allow, catalog.text_emb, p.knn,
                                                  ranking(catalog.popularity))
     methods, by_position = {}, {}
     for name, method_recs in lists.items():
@@ -169,7 +188,7 @@ def predict_held(cfg, held: ExitStack) -> Path:
                     "priors_users_per_weights": None if priors is None else {json.dumps(
                         priors[0][g], sort_keys=True): n for g, n in Counter(priors[1].tolist()).most_common()},
                     "prior": None if not prior else "log" if rec.log_prior is not None else "fit"},
-        "counts": cases.counts, "catalog": catalog.stats, "methods": methods,
+        "repeats": repeat, "counts": cases.counts, "catalog": catalog.stats, "methods": methods,
         "by_position": by_position if horizon > 1 else None,
         "model_dir": str(model_dir), "dataset_dir": str(dataset_dir),
         "seconds": {"model": round(model_seconds, 3), "total": round(time.time() - start, 3),

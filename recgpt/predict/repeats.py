@@ -1,0 +1,89 @@
+"""A user's own items in the list as often as the catalog's log repeats them (`predict.allow_history=auto`).
+
+Some catalogs are consumed again (a restaurant visited again, a game reviewed again: yelp's and steam's logs), most
+never are (the Amazon 5-core logs). A list with the history excluded misses every repeat target; a list that scores
+history items like any other item fills itself with them where nothing repeats (a third of NDCG@10 lost on the Amazon
+targets, docs/benchmarks.md). The catalog's log says which, without a label: over the log sequences the log prior
+reads (up to 2,000 seeded ones, the log before the protocol's targets), p[r] is the share whose last item is the
+(r + 1)-th most recent distinct earlier item, q[j] the share whose last item, a new one, is at rank j of the list with
+the history excluded. Each made non-increasing (isotonic), the user's distinct history items, most recent first, are
+merged into the history-excluded list by these shares, ties to the new item: the order of the two lists that maximises
+the expected DCG if the shares are the user's. A log that never repeats an item gives the history-excluded list.
+"""
+import math
+from typing import Optional, Sequence
+
+import numpy as np
+
+from recgpt.predict.baselines import recency
+
+
+def repeat_ranks(rows: Sequence[Sequence[int]]) -> list:
+    """Per sequence, the recency rank (0: the most recent distinct earlier item) of its last item among the items
+    before it, or -1 when the last item is new."""
+    out = []
+    for row in rows:
+        before = recency([list(row)[:-1]], len(row))[0]
+        last = int(row[-1])
+        out.append(before.index(last) if last in before else -1)
+    return out
+
+
+def shares(ranks: Sequence[int], n: int, k: int) -> np.ndarray:
+    """Float[k]: the non-increasing (isotonic) fit of the share of `n` sequences at each rank 0..k-1 (-1: none)."""
+    from sklearn.isotonic import IsotonicRegression
+
+    counts = np.bincount(np.asarray([r for r in ranks if 0 <= r < k], dtype=np.int64), minlength=k)[:k]
+    raw = counts / max(n, 1)
+    return IsotonicRegression(increasing=False).fit_transform(np.arange(k), raw) if raw.any() else raw
+
+
+def curves(rec, weights: dict, k: int) -> Optional[tuple]:
+    """(p, q) Float[k] each (module doc) from the Recommender's log, the list ranked with `weights`; None
+    without a log."""
+    from recgpt.predict.self_weights import own_ranks
+
+    rows = rec.log
+    if not rows:
+        return None
+    repeated = repeat_ranks(rows)
+    users, ranks = own_ranks(rec, rows, [weights])
+    explore = [-1] * len(rows)
+    for u, r in zip(users, ranks[0].tolist()):
+        explore[u] = r
+    return shares(repeated, len(rows), k), shares(explore, len(rows), k)
+
+
+def merge(recs: Sequence[Sequence[int]], scores: Sequence[Sequence[float]], histories: Sequence[Sequence[int]],
+          p: np.ndarray, q: np.ndarray, k: int) -> tuple[list, list]:
+    """Lists of at most k: each history-excluded list with the user's distinct history items (most recent first)
+    merged in where their share p beats the next new item's q (module doc). A history item has no score of the
+    list's (NaN)."""
+    out_recs, out_scores = [], []
+    for row, score, history in zip(recs, scores, histories):
+        own = recency([history], k)[0]
+        i = r = 0
+        merged, values = [], []
+        while len(merged) < k:
+            p_next = p[r] if r < len(own) and r < len(p) else 0.0
+            q_next = q[i] if i < len(q) else 0.0
+            if p_next > q_next or (i >= len(row) and p_next > 0):
+                merged.append(own[r])
+                values.append(math.nan)
+                r += 1
+            elif i < len(row):
+                merged.append(int(row[i]))
+                values.append(float(score[i]))
+                i += 1
+            else:
+                break
+        out_recs.append(merged)
+        out_scores.append(values)
+    return out_recs, out_scores
+
+
+def summary(p: np.ndarray, q: np.ndarray, n: int, recs: Sequence[Sequence[int]], histories, k: int = 10) -> dict:
+    """What the report says of the merge: the log's repeat share and the history items per list's top k."""
+    placed = [len(set(r[:k]) & set(map(int, h))) for r, h in zip(recs, histories)]
+    return {"log_sequences": n, "repeat_share_top": round(float(p.sum()), 5), "new_share_top": round(float(q.sum()), 5),
+            f"history_items_per_top{k}": round(float(np.mean(placed)) if placed else 0.0, 4)}
