@@ -153,6 +153,21 @@ def test_auto_history_places_own_items_only_where_the_log_repeats(fitted_run, fi
         assert new == excluded[:len(new)] and len(set(auto)) == len(auto) == len(excluded)
         placed += len(auto) - len(new)
     assert placed > 0 and steam["repeats"]["history_items_per_top10"] > 0
+    # the Python API places them alike, given the log before the targets as recgpt predict gives it
+    from recgpt.data import load_prepared
+    from recgpt.predict import Recommender
+    from recgpt.predict.protocols import build_test_cases, popularity_before_targets, sequences_before_targets
+
+    cfg = load_config(run / "config.yaml", fit_overrides)
+    prepared = load_prepared(Path(cfg.data.prepared_root) / "sample_steam")
+    api = Recommender.from_pretrained(run / "best", embed_cfg=cfg.embed)
+    catalog = api.set_catalog_from_prepared(prepared, popularity=None)
+    api.set_popularity(popularity_before_targets(prepared.interactions, catalog, "loo", 1, 0))
+    api.set_log(sequences_before_targets(prepared.interactions, "loo", 1, 0))
+    cases = build_test_cases(prepared.interactions, api.catalog, "loo", 1, 0, 200)
+    rows, _ = api.recommend_rows(cases.histories, 20, allow_history="auto", weights="self")
+    by_api = {str(u): [api.catalog.item_ids[r] for r in row] for u, row in zip(cases.user_ids, rows)}
+    assert by_api == lists["sample_steam", "auto"]
 
 
 def test_refused_fit_domains_leave_the_run_as_it_was(fitted_run, fit_overrides, tmp_path, capsys):

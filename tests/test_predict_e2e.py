@@ -48,7 +48,10 @@ def test_recommend_item_ids_and_scores(recommender, ml100k_catalog, ml100k_histo
     assert sum(b[0] == e[0] for b, e in zip(out_beam.item_ids, out.item_ids)) >= len(histories) - 1
     excluded = recommender.recommend(histories, k=10, allow_history=False)
     assert all(not set(r) & set(h) for r, h in zip(excluded.item_ids, histories))
-    long = recommender.recommend(histories[:2], k=5, horizon=3, strategy="rra", n_samples=2)
+    auto = recommender.recommend(histories, k=10, allow_history="auto")  # no log to read repeats from: excluded
+    assert auto.item_ids == excluded.item_ids and any("the catalog has no log" in n for n in auto.notes)
+    long = recommender.recommend(histories[:2], k=5, horizon=3, strategy="rra", n_samples=2, allow_history="auto")
+    assert any("strategy rra, horizon 3, so they are excluded" in n for n in long.notes)
     assert all(len(r) >= 1 and len(set(r)) == len(r) for r in long.item_ids)
 
 
@@ -101,7 +104,8 @@ def test_cli_writes_the_report(exported_model, prepared_dir, embed_config, tmp_p
     assert main(["--dataset", str(dataset), *common, f"predict.output_dir={out}"]) == 0
     result = json.loads((out / "metrics.json").read_text())
     assert set(result["methods"]) == {"model", "recency", "popularity", "content_knn"}
-    assert result["counts"]["evaluated"] == 60 and result["allow_history"] is True
+    assert result["counts"]["evaluated"] == 60 and result["allow_history"] == "auto"
+    assert result["repeats"]["repeat_share_top"] == 0  # ml-100k's users never rate a movie twice: none placed
     assert 0 <= result["methods"]["model"]["HR@10"] <= 1 and "Coverage@10" in result["methods"]["model"]
     recs = pd.read_parquet(out / "recommendations.parquet")
     assert list(recs.columns) == ["user_id", "rank", "item_id", "score"] and len(recs) == 600
@@ -114,7 +118,8 @@ def test_cli_writes_the_report(exported_model, prepared_dir, embed_config, tmp_p
 
     horizon = exported_model.parent / "predict" / "ml-100k-horizon"  # the default place: <run>/predict/...
     assert main(["--dataset", str(dataset), "--horizon", "3", "--strategy", "greedy", *common,
-                 "predict.max_users=8", "predict.ks=[1,5]", "predict.scoring=trie", "predict.beam_size=2"]) == 0
+                 "predict.max_users=8", "predict.ks=[1,5]", "predict.scoring=trie", "predict.beam_size=2",
+                 "predict.allow_history=true"]) == 0
     result = json.loads((horizon / "metrics.json").read_text())
     assert result["horizon"] == 3 and len(result["by_position"]["model"]["5"]) == 3
     assert result["scoring"] == "trie"

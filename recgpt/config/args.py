@@ -54,7 +54,8 @@ def check_recommend_args(prefix: str = "", k=None, ks=None, horizon=1, strategy:
     if beam_size is not None:
         positive_int(beam_size, f"{prefix}beam_size")
     one_of(on_empty, ON_EMPTY, f"{prefix}on_empty")
-    boolean(allow_history, f"{prefix}allow_history")
+    if allow_history != "auto":  # auto: recgpt.predict.repeats
+        boolean(allow_history, f"{prefix}allow_history")
     one_of(weights, WEIGHTS, f"{prefix}weights")
     if isinstance(seed, bool) or not isinstance(seed, Integral):
         raise ConfigError(f"{prefix}seed: must be an int, got {seed!r}")

@@ -88,9 +88,9 @@ class PredictConfig:
     temperature: float = 1.0
     n_samples: int = 8
     ks: list[int] = field(default_factory=lambda: [1, 3, 5, 10, 20])
-    # may a user's own history items be recommended: true, false, or auto (placed as often as the catalog's log
-    # repeats an item, recgpt.predict.repeats: a log that never repeats gives false)
-    allow_history: Union[bool, str] = True
+    # may a user's own history items be recommended: auto (placed as often as the catalog's log repeats an item,
+    # recgpt.predict.repeats: a log that never repeats gives false; one exact step, else false), true or false
+    allow_history: Union[bool, str] = "auto"
     knn: ContentKnnConfig = field(default_factory=ContentKnnConfig)  # content kNN: the row and the `knn` component
     batch_size: int = 256
     max_users: Optional[int] = None  # a seeded subset of the users

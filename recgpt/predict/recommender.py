@@ -15,6 +15,7 @@ from recgpt.io import ArtifactError, sha256_file
 from recgpt.config.args import check_baseline_args, check_recommend_args, short_lists_note
 from recgpt.model.files import load_decoder, resolve_model_dir
 from recgpt.predict.catalog import Catalog, build_catalog, catalog_from_prepared
+from recgpt.predict import repeats
 from recgpt.predict.horizon import recommend_lists
 from recgpt.predict.scoring import ItemScorer
 from recgpt.predict.self_weights import (LOG_STRENGTH, STRENGTH, log_prior, log_rows, plan, rank_self_weighted,
@@ -206,17 +207,24 @@ class Recommender:
         return (fit[0], self.log_prior, LOG_STRENGTH), None
 
     def recommend_rows(self, histories: Sequence[Sequence[int]], k: int = 10, horizon: int = 1,
-                       strategy: str = "exact", allow_history: bool = True, n_samples: int = 8,
+                       strategy: str = "exact", allow_history=True, n_samples: int = 8,
                        temperature: float = 1.0, seed: int = 0, keys: Optional[Sequence[int]] = None,
                        weights: str = "fitted"):
         """Catalog rows in, catalog rows out (batched); every history must be non-empty. `weights`: fitted (the
         model's stored score weights) or self (each history scored with the point of the export's fitted weight
-        grid its own last item picks, recgpt.predict.self_weights; one exact step, else the fitted weights)."""
+        grid its own last item picks, recgpt.predict.self_weights; one exact step, else the fitted weights).
+        `allow_history`: True, False, or "auto" (own items placed as often as the catalog's log repeats an item,
+        recgpt.predict.repeats; one exact step with a log, else excluded)."""
         check_recommend_args(k=k, horizon=horizon, strategy=strategy, n_samples=n_samples, temperature=temperature,
                              allow_history=allow_history, seed=seed, weights=weights)
         if self.scorer is None:
             raise ValueError("no catalog: call set_catalog(...) or set_catalog_from_prepared(...) first")
         prior, _ = self.weights_plan(weights, strategy, horizon)
+        if allow_history == "auto" and not repeats.fallback_note(strategy, horizon, self.log):
+            recs, scores = self.recommend_rows(histories, k, horizon, strategy, False, n_samples, temperature, seed,
+                                               keys, weights)
+            return repeats.place(self, recs, scores, histories, repeats.list_weights(self, prior), k)[:2]
+        allow_history = allow_history is True  # auto without a log or for several steps: excluded
         if prior is not None:
             points = self_weights(self, histories, *prior)
             return rank_self_weighted(self, histories, prior[0], points, k, allow_history, self.batch_size)
@@ -234,7 +242,7 @@ class Recommender:
         return recs, scores
 
     def recommend(self, histories: Sequence[Sequence[str]], k: int = 10, horizon: int = 1, strategy: str = "exact",
-                  allow_history: bool = True, on_empty: str = "error", **kwargs) -> Recommendations:
+                  allow_history=True, on_empty: str = "error", **kwargs) -> Recommendations:
         """Top-k item ids and scores per history (item ids, oldest first). Unknown items are dropped and
         counted; a history left empty raises (on_empty="error") or gets an empty list ("skip"). `kwargs`:
         n_samples, temperature, seed, and weights ("fitted", or "self": recommend_rows)."""
@@ -267,7 +275,8 @@ class Recommender:
             out_scores[i] = list(sc)
         notes = [NO_LOG_NOTE] if self.scorer.without_popularity else []
         notes += [n for n in (self.weights_plan(kwargs.get("weights", "fitted"), strategy, horizon)[1],
-                              short_lists_note(recs, k, strategy)) if n]
+                              short_lists_note(recs, k, strategy),
+                              allow_history == "auto" and repeats.fallback_note(strategy, horizon, self.log)) if n]
         return Recommendations(out_ids, out_scores, unknown, empty, notes)
 
     def baseline(self, histories: Sequence[Sequence[str]], method: str = "content_knn", k: int = 10,

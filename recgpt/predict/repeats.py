@@ -54,6 +54,29 @@ def curves(rec, weights: dict, k: int) -> Optional[tuple]:
     return shares(repeated, len(rows), k), shares(explore, len(rows), k)
 
 
+def fallback_note(strategy: str, horizon: int, log) -> Optional[str]:
+    """Why allow_history=auto excludes the history instead (it places items for one exact step from a log), or None."""
+    if strategy == "exact" and horizon == 1 and log:
+        return None
+    why = f"strategy {strategy}, horizon {horizon}" if strategy != "exact" or horizon != 1 else \
+        "the catalog has no log (set_log)"
+    return f"allow_history=auto places history items for one exact step from the catalog's log: {why}, so they are excluded"
+
+
+def place(rec, recs, scores, histories, weights: dict, k: int) -> tuple[list, list, dict]:
+    """(lists, scores, summary): `recs` / `scores`, ranked with `weights` and the history excluded, with each
+    user's own items merged in by the shares of the Recommender's log (`curves`, `merge`, `summary`)."""
+    p, q = curves(rec, weights, k)
+    recs, scores = merge(recs, scores, histories, p, q, k)
+    return recs, scores, summary(p, q, len(rec.log), recs, histories)
+
+
+def list_weights(rec, plan: Optional[tuple]) -> dict:
+    """The weights whose list the shares are read from: the best point of the per-user weights' prior (`plan`:
+    Recommender.weights_plan's), else the fitted weights."""
+    return plan[0][int(np.argmax(plan[1]))] if plan else rec.scorer.weights
+
+
 def merge(recs: Sequence[Sequence[int]], scores: Sequence[Sequence[float]], histories: Sequence[Sequence[int]],
           p: np.ndarray, q: np.ndarray, k: int) -> tuple[list, list]:
     """Lists of at most k: each history-excluded list with the user's distinct history items (most recent first)

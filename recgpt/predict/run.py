@@ -8,8 +8,6 @@ from collections import Counter
 from contextlib import ExitStack
 from pathlib import Path
 
-import numpy as np
-
 from recgpt.config import ConfigError, config_to_dict, known_dataset_specs
 from recgpt.config.errors import check_device
 from recgpt.io import guarded_output, is_kind, manifest_hash, staged_folder, write_manifest
@@ -119,10 +117,8 @@ def predict_held(cfg, held: ExitStack) -> Path:
                           "figure from so few; use a shorter predict.horizon, another dataset, or lower predict.min_users")
     k_max, notes = max(p.ks), []
     auto, allow = p.allow_history == "auto", p.allow_history is True
-    if auto and (p.strategy != "exact" or horizon != 1 or not rec.log):
-        notes.append("allow_history=auto places history items for one exact step from the catalog's log: "
-                     + ("the catalog has no log" if not rec.log else f"strategy {p.strategy}, horizon {horizon}")
-                     + ", so history items are excluded")
+    if auto and repeats.fallback_note(p.strategy, horizon, rec.log):
+        notes.append(repeats.fallback_note(p.strategy, horizon, rec.log))
         warn(notes[-1])
         auto = False
     if not (allow or auto) and cases.counts["targets_in_history"]:
@@ -157,10 +153,8 @@ def predict_held(cfg, held: ExitStack) -> Path:
                                           allow, p.n_samples, p.temperature, p.seed)
         used = {json.dumps(rec.scorer.weights, sort_keys=True): len(cases)}
     repeat = None
-    if auto:  # the shares of the list ranked as the log prior's best point (per-user weights) or the fitted one
-        curves = repeats.curves(rec, prior[0][int(np.argmax(prior[1]))] if prior else rec.scorer.weights, k_max)
-        recs, scores = repeats.merge(recs, scores, cases.histories, *curves, k_max)
-        repeat = repeats.summary(*curves, len(rec.log), recs, cases.histories)
+    if auto:
+        recs, scores, repeat = repeats.place(rec, recs, scores, cases.histories, repeats.list_weights(rec, prior), k_max)
     model_seconds = time.time() - t0
     short = short_lists_note(recs, min(k_max, catalog.n_items), p.strategy)  # e.g. rra / ra: horizon x n_samples
     if short:
@@ -173,8 +167,7 @@ def predict_held(cfg, held: ExitStack) -> Path:
                                                                   min(k_max, catalog.n_items), allow, p.batch_size)
         if auto:
             best = best_model_free(priors[0], prior[1] if prior else rec.weight_prior[1])
-            lists["priors"] = repeats.merge(lists["priors"], values, cases.histories,
-                                            *repeats.curves(rec, priors[0][best], k_max), k_max)[0]
+            lists["priors"] = repeats.place(rec, lists["priors"], values, cases.histories, priors[0][best], k_max)[0]
     for method in baselines.BASELINES:
         lists[method] = baselines.baseline_lists(method, cases.histories, k_max, allow, catalog.text_emb, p.knn,
                                                  ranking(catalog.popularity))

@@ -1,0 +1,99 @@
+"""History items in `recgpt predict`'s lists: excluded, scored like any item, or placed as often as the catalog's log
+repeats one (predict.allow_history=false / true / auto, recgpt/predict/repeats.py), on the held-out targets of
+bench/scaling.py with its exports of the largest mix. Model NDCG@10 per setting and auto against the other two,
+95% paired intervals over the users of the reports' recommendations; the priors row under auto and the history items
+auto put in each top 10. Each report is kept under --out and reused (the bench resumes).
+
+    python bench/history_lists.py embed.cache_dir=outputs/embed_cache
+"""
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+from report import write_table  # noqa: E402
+
+MODES = ("false", "true", "auto")
+TARGETS = ("yelp", "steam", "amazon_scientific", "amazon14_beauty")
+
+
+def export(root: Path, target: str, name: str) -> Path:
+    """The target's export of the largest mix that leaves it out (mixes are numbered by size)."""
+    found = sorted(root.glob(f"mixes/*/targets/{target}/ckpt/{name}/best"))
+    if not found:
+        raise SystemExit(f"{root}/mixes/*/targets/{target}/ckpt/{name}/best: no export (run bench/scaling.py first)")
+    return found[-1]
+
+
+def report(out: Path, args, target: str, protocol: str, mode: str, overrides) -> Path:
+    from recgpt.cli import main
+
+    folder = out / f"{target}-{protocol}-{mode}"
+    if not (folder / "metrics.json").is_file():
+        argv = ["predict", "--dataset", str(args.root / "prepared" / target), *(["--cold"] if protocol == "cold" else []),
+                f"predict.model_dir={export(args.root, target, args.name)}", f"predict.max_users={args.users}",
+                f"predict.allow_history={mode}", f"predict.output_dir={folder}", *overrides]
+        if main(argv) != 0:
+            raise SystemExit(f"recgpt {' '.join(argv)} failed")
+    return folder
+
+
+def per_user(folder: Path, cases, item_ids, k: int = 10) -> np.ndarray:
+    """NDCG@k of each case's single target from the report's recommendations.parquet."""
+    frame = pd.read_parquet(folder / "recommendations.parquet")
+    lists = frame[frame["rank"] <= k].groupby("user_id")["item_id"].agg(list).to_dict()
+    out = []
+    for user, targets in zip(cases.user_ids, cases.targets):
+        row, target = lists.get(str(user), []), item_ids[targets[0]]
+        out.append(1 / np.log2(row.index(target) + 2) if target in row else 0.0)
+    return np.asarray(out)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--root", type=Path, default=REPO / "outputs" / "scaling", help="bench/scaling.py's --out")
+    ap.add_argument("--name", default="s3000st", help="the scaling run whose exports predict")
+    ap.add_argument("--targets", default=",".join(TARGETS))
+    ap.add_argument("--users", type=int, default=1000)
+    ap.add_argument("--out", type=Path, default=REPO / "outputs" / "history_lists")
+    ap.add_argument("--table", default="history_lists", help="docs/benchmarks/<table>.md")
+    args, overrides = ap.parse_known_args(argv)
+    from recgpt.data import load_prepared
+    from recgpt.predict.protocols import build_test_cases
+    from recgpt.predict.transfer import ItemRows, bootstrap_ratio
+
+    lines = ["| target | protocol | false | true | auto | auto / false | auto / true | priors, auto | "
+             "history items in the top 10 |", "|---|---|---|---|---|---|---|---|---|"]
+    for target in args.targets.split(","):
+        prepared = load_prepared(args.root / "prepared" / target)
+        item_ids = prepared.items["item_id"].astype(str).tolist()
+        for protocol in ("loo", "cold"):
+            folders = {m: report(args.out, args, target, protocol, m, overrides) for m in MODES}
+            results = {m: json.loads((folders[m] / "metrics.json").read_text()) for m in MODES}
+            cases = build_test_cases(prepared.interactions, ItemRows(item_ids), protocol, 1, 0, args.users)
+            ndcg = {m: per_user(folders[m], cases, item_ids) for m in MODES}
+            for m in MODES:  # the same users and targets as the report's own figure
+                assert abs(ndcg[m].mean() - results[m]["methods"]["model"]["NDCG@10"]) < 1e-9, (target, protocol, m)
+            cells = [f"{ndcg[m].mean():.4f}" for m in MODES]
+            for other in ("false", "true"):
+                r = bootstrap_ratio(ndcg["auto"], ndcg[other])
+                cells.append(f"{r[0]:.3f} [{r[1]:.3f}, {r[2]:.3f}]")
+            auto = results["auto"]
+            cells += [f"{auto['methods']['priors']['NDCG@10']:.4f}" if "priors" in auto["methods"] else "",
+                      f"{(auto['repeats'] or {}).get('history_items_per_top10', 0):.2f}"]
+            lines.append(f"| {target} | {protocol} | " + " | ".join(cells) + " |")
+            print(lines[-1], flush=True)
+    table = "\n".join(lines) + "\n"
+    print(table)
+    write_table(args.table, table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

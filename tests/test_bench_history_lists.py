@@ -1,0 +1,16 @@
+"""bench/history_lists.py: which export it reads, and a missing one named."""
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+import history_lists  # noqa: E402
+
+
+def test_the_largest_mix_export_is_read_and_a_missing_one_is_named(tmp_path):
+    for mix in ("mix03-steam", "mix11-steam+yelp", "mix06-steam"):
+        (tmp_path / "mixes" / mix / "targets" / "steam" / "ckpt" / "s3000st" / "best").mkdir(parents=True)
+    assert history_lists.export(tmp_path, "steam", "s3000st").parts[-6] == "mix11-steam+yelp"
+    with pytest.raises(SystemExit, match="targets/yelp/ckpt/s3000st/best: no export"):
+        history_lists.export(tmp_path, "yelp", "s3000st")
