@@ -15,9 +15,8 @@ import numpy as np
 import pandas as pd
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "bench"))
-from report import write_table  # noqa: E402
+sys.path[0] = str(REPO)  # the repo, not bench/ (whose tokenizers.py would shadow the package)
+from bench.report import write_table  # noqa: E402
 
 MODES = ("false", "true", "auto")
 TARGETS = ("yelp", "steam", "amazon_scientific", "amazon14_beauty")

@@ -1,11 +1,7 @@
 """bench/history_lists.py: which export it reads, and a missing one named."""
-import sys
-from pathlib import Path
-
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-import history_lists  # noqa: E402
+from bench import history_lists
 
 
 def test_the_largest_mix_export_is_read_and_a_missing_one_is_named(tmp_path):
