@@ -16,6 +16,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from recgpt.predict.baselines import recency
+from recgpt.predict.self_weights import own_ranks
 
 
 def repeat_ranks(rows: Sequence[Sequence[int]]) -> list:
@@ -38,14 +39,10 @@ def shares(ranks: Sequence[int], n: int, k: int) -> np.ndarray:
     return IsotonicRegression(increasing=False).fit_transform(np.arange(k), raw) if raw.any() else raw
 
 
-def curves(rec, weights: dict, k: int) -> Optional[tuple]:
-    """(p, q) Float[k] each (module doc) from the Recommender's log, the list ranked with `weights`; None
-    without a log."""
-    from recgpt.predict.self_weights import own_ranks
-
+def curves(rec, weights: dict, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(p, q) Float[k] each (module doc) from the Recommender's log (`rec.log`, which must hold sequences), the
+    list ranked with `weights`."""
     rows = rec.log
-    if not rows:
-        return None
     repeated = repeat_ranks(rows)
     users, ranks = own_ranks(rec, rows, [weights])
     explore = [-1] * len(rows)

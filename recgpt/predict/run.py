@@ -123,8 +123,8 @@ def predict_held(cfg, held: ExitStack) -> Path:
         auto = False
     if not (allow or auto) and cases.counts["targets_in_history"]:
         notes.append(f"{cases.counts['targets_in_history']} of the {len(cases)} users have a target among their own "
-                     "history items: with predict.allow_history=false every row but recency misses them (recency "
-                     "lists history items only)")
+                     f"history items: with them excluded (predict.allow_history={p.allow_history}) every row but recency "
+                     "misses them (recency lists history items only)")
         warn(notes[-1])
     seen = pretraining_note(model_dir, prepared.name)
     if seen:
