@@ -63,6 +63,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=REPO / "outputs" / "history_lists")
     ap.add_argument("--table", default="history_lists", help="docs/benchmarks/<table>.md")
     args, overrides = ap.parse_known_args(argv)
+    command = list(sys.argv) if argv is None else ["bench/history_lists.py", *argv]  # recgpt's CLI rewrites sys.argv
     from recgpt.data import load_prepared
     from recgpt.predict.protocols import build_test_cases
     from recgpt.predict.transfer import ItemRows, bootstrap_ratio
@@ -90,7 +91,7 @@ def main(argv=None) -> int:
             print(lines[-1], flush=True)
     table = "\n".join(lines) + "\n"
     print(table)
-    write_table(args.table, table)
+    write_table(args.table, table, command)
     return 0
 
 
