@@ -83,11 +83,11 @@ def test_content_knn_settings_refuse_nonsense(kwargs, message):
 def test_valid_arguments_still_work_and_short_lists_are_noted(recommender, histories):
     import numpy as np
 
-    plain = recommender.recommend(histories, k=np.int64(5))  # numpy ints are whole numbers too
+    plain = recommender.recommend(histories, k=np.int64(5), allow_history=True)  # numpy ints are whole numbers too
     assert all(len(r) == 5 for r in plain.item_ids) and plain.notes == []
     assert all(len(r) == 3 for r in recommender.baseline(histories, method="popularity", k=3).item_ids)
     # rra with horizon 2 x 2 samples holds at most 4 distinct items: the API says so, as the CLI's report does
-    short = recommender.recommend(histories, k=20, horizon=2, strategy="rra", n_samples=2)
+    short = recommender.recommend(histories, k=20, horizon=2, strategy="rra", n_samples=2, allow_history=True)
     assert max(len(r) for r in short.item_ids) <= 4
     assert len(short.notes) == 1 and re.match(r"4 of 4 model lists hold fewer than 20 items \(shortest [1-4]; "
                                               r"strategy rra\)", short.notes[0]), short.notes

@@ -242,10 +242,11 @@ class Recommender:
         return recs, scores
 
     def recommend(self, histories: Sequence[Sequence[str]], k: int = 10, horizon: int = 1, strategy: str = "exact",
-                  allow_history=True, on_empty: str = "error", **kwargs) -> Recommendations:
+                  allow_history="auto", on_empty: str = "error", **kwargs) -> Recommendations:
         """Top-k item ids and scores per history (item ids, oldest first). Unknown items are dropped and
-        counted; a history left empty raises (on_empty="error") or gets an empty list ("skip"). `kwargs`:
-        n_samples, temperature, seed, and weights ("fitted", or "self": recommend_rows)."""
+        counted; a history left empty raises (on_empty="error") or gets an empty list ("skip"). `allow_history`:
+        "auto" (own items as often as the catalog's log repeats one; excluded without a log, with a note), True or
+        False (recommend_rows). `kwargs`: n_samples, temperature, seed, and weights ("fitted", or "self")."""
         check_recommend_args(k=k, horizon=horizon, strategy=strategy, on_empty=on_empty, allow_history=allow_history,
                              **kwargs)
         if self.scorer is None:
