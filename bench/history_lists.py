@@ -43,15 +43,14 @@ def report(out: Path, args, target: str, protocol: str, mode: str, overrides) ->
     return folder
 
 
-def per_user(folder: Path, cases, item_ids, k: int = 10) -> np.ndarray:
-    """NDCG@k of each case's single target from the report's recommendations.parquet."""
+def per_user(folder: Path, cases, rows: dict, k: int = 10) -> np.ndarray:
+    """NDCG@k of each case from the report's recommendations.parquet (`rows`: item id -> catalog row)."""
+    from recgpt.predict.transfer import per_user as metrics_per_user
+
     frame = pd.read_parquet(folder / "recommendations.parquet")
-    lists = frame[frame["rank"] <= k].groupby("user_id")["item_id"].agg(list).to_dict()
-    out = []
-    for user, targets in zip(cases.user_ids, cases.targets):
-        row, target = lists.get(str(user), []), item_ids[targets[0]]
-        out.append(1 / np.log2(row.index(target) + 2) if target in row else 0.0)
-    return np.asarray(out)
+    lists = frame.groupby("user_id")["item_id"].agg(list).to_dict()
+    recs = [[rows[i] for i in lists.get(str(user), [])] for user in cases.user_ids]
+    return metrics_per_user(recs, cases.targets, k)["NDCG"]
 
 
 def main(argv=None) -> int:
@@ -77,7 +76,8 @@ def main(argv=None) -> int:
             folders = {m: report(args.out, args, target, protocol, m, overrides) for m in MODES}
             results = {m: json.loads((folders[m] / "metrics.json").read_text()) for m in MODES}
             cases = build_test_cases(prepared.interactions, ItemRows(item_ids), protocol, 1, 0, args.users)
-            ndcg = {m: per_user(folders[m], cases, item_ids) for m in MODES}
+            rows = {item: row for row, item in enumerate(item_ids)}
+            ndcg = {m: per_user(folders[m], cases, rows) for m in MODES}
             for m in MODES:  # the same users and targets as the report's own figure
                 assert abs(ndcg[m].mean() - results[m]["methods"]["model"]["NDCG@10"]) < 1e-9, (target, protocol, m)
             cells = [f"{ndcg[m].mean():.4f}" for m in MODES]

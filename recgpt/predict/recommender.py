@@ -18,7 +18,8 @@ from recgpt.predict.catalog import Catalog, build_catalog, catalog_from_prepared
 from recgpt.predict import repeats
 from recgpt.predict.horizon import recommend_lists
 from recgpt.predict.scoring import ItemScorer
-from recgpt.predict.self_weights import (LOG_STRENGTH, STRENGTH, log_prior, log_rows, plan, rank_self_weighted,
+from recgpt.predict.self_weights import (LOG_STRENGTH, STRENGTH, log_prior, log_rows, own_ranks, plan,
+                                         rank_self_weighted,
                                          read_fit_domains, read_prior, self_weights)
 
 
@@ -82,6 +83,7 @@ class Recommender:
         self.weight_prior = None  # (grid, relative NDCG) of the export's score fit: the prior of weights="self"
         self.fit_domains = []  # the datasets that fit was made on
         self.log, self.log_prior = None, None  # the catalog's log sequences (catalog rows), their prior (cached)
+        self.log_grid = None  # (grid, own_ranks of the log on it): what the prior was computed from (cached)
         self.source = None  # the exported model folder, when loaded from one
         if catalog is not None:
             self.use_catalog(catalog)
@@ -123,7 +125,7 @@ class Recommender:
                              f"{list(self.model.config.slot_vocab_sizes)}: encode it with the model's tokenizer")
         if self.model.config.text_dim and catalog.text_emb is None:
             raise ValueError("this model takes item text embeddings: build the catalog with its text_emb")
-        self.catalog, self.log_prior = catalog, None
+        self.catalog, self.log_prior, self.log_grid = catalog, None, None
         self.scorer = ItemScorer(self.model, catalog.codes, catalog.trie, catalog.text_emb, self.scoring,
                                  self.beam_size, self.device, catalog.popularity, self.knn,
                                  self.unseen(catalog) if self.scoring == "liger" else None)  # only liger reads it
@@ -187,7 +189,16 @@ class Recommender:
         if self.catalog is None:
             raise ValueError("no catalog: call set_catalog(...) or set_catalog_from_prepared(...) first")
         self.log = None if sequences is None else log_rows(list(sequences), self.catalog)
-        self.log_prior = None
+        self.log_prior, self.log_grid = None, None
+
+    def log_ranks(self, weights: dict) -> tuple:
+        """(indexes of the log's sequences with an item to rank, Int64 ranks): own_ranks of the log ranked with
+        `weights`, read from what the log prior computed when `weights` is a point of its grid."""
+        if self.log_grid is not None and weights in self.log_grid[0]:
+            users, ranks = self.log_grid[1]
+            return users, ranks[self.log_grid[0].index(weights)]
+        users, ranks = own_ranks(self, self.log, [weights])
+        return users, ranks[0]
 
     def weights_plan(self, weights: str, strategy: str = "exact", horizon: int = 1) -> tuple:
         """((grid, prior, strength) when histories are scored with per-user weights, else None; a note when
@@ -200,7 +211,8 @@ class Recommender:
         if self.namespace in self.fit_domains:  # fitted on this dataset itself: its own labelled balance
             return (*fit, STRENGTH), None
         if self.log_prior is None and self.log:
-            self.log_prior = log_prior(self, self.log, fit[0])  # cached until the catalog or the log changes
+            self.log_grid = (fit[0], own_ranks(self, self.log, fit[0]))  # cached until the catalog or log changes
+            self.log_prior = log_prior(self, self.log, fit[0], self.log_grid[1])
         if self.log_prior is None:
             return (*fit, STRENGTH), ("weights=self: the catalog has no interaction log (set_log): the prior of the "
                                       "per-user weights is the fit on the other domain")

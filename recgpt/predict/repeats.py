@@ -16,7 +16,6 @@ from typing import Optional, Sequence
 import numpy as np
 
 from recgpt.predict.baselines import recency
-from recgpt.predict.self_weights import own_ranks
 
 
 def repeat_ranks(rows: Sequence[Sequence[int]]) -> list:
@@ -44,9 +43,9 @@ def curves(rec, weights: dict, k: int) -> tuple[np.ndarray, np.ndarray]:
     list ranked with `weights`."""
     rows = rec.log
     repeated = repeat_ranks(rows)
-    users, ranks = own_ranks(rec, rows, [weights])
+    users, ranks = rec.log_ranks(weights)  # the log prior's own ranking where `weights` is a point of its grid
     explore = [-1] * len(rows)
-    for u, r in zip(users, ranks[0].tolist()):
+    for u, r in zip(users, ranks.tolist()):
         explore[u] = r
     return shares(repeated, len(rows), k), shares(explore, len(rows), k)
 
@@ -57,7 +56,8 @@ def fallback_note(strategy: str, horizon: int, log) -> Optional[str]:
         return None
     why = f"strategy {strategy}, horizon {horizon}" if strategy != "exact" or horizon != 1 else \
         "the catalog has no log (set_log)"
-    return f"allow_history=auto places history items for one exact step from the catalog's log: {why}, so they are excluded"
+    return (f"allow_history=auto places history items for one exact step from the catalog's log: {why}, so they are "
+            "excluded")
 
 
 def place(rec, recs, scores, histories, weights: dict, k: int) -> tuple[list, list, dict]:

@@ -71,11 +71,11 @@ def log_rows(sequences: Sequence[Sequence], catalog, limit: int = LOG_SEQUENCES,
     return [r for r in rows if len(r) >= 2]
 
 
-def log_prior(rec, rows: Sequence[Sequence[int]], grid: Sequence[dict]) -> Optional[list]:
+def log_prior(rec, rows: Sequence[Sequence[int]], grid: Sequence[dict], own: Optional[tuple] = None) -> Optional[list]:
     """Per grid point, the mean gain 1 / log2(rank + 2) of each log sequence's last item ranked from the items
     before it (`rows`: log_rows; a repeated last item left out), relative to the best point; None when no
-    sequence has an item to rank."""
-    _, ranks = own_ranks(rec, rows, grid)
+    sequence has an item to rank. `own`: `own_ranks` of `rows` on `grid`, when already computed."""
+    _, ranks = own if own is not None else own_ranks(rec, rows, grid)
     ranks = ranks[:, ranks.ge(0).all(0)]
     if ranks.shape[1] == 0:
         return None
