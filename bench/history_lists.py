@@ -5,6 +5,9 @@ bench/scaling.py with its exports of the largest mix. Model NDCG@10 per setting 
 auto put in each top 10. Each report is kept under --out and reused (the bench resumes).
 
     python bench/history_lists.py embed.cache_dir=outputs/embed_cache
+    # the horizon protocol (the last 10 items a target set), on the two targets whose logs repeat an item:
+    python bench/history_lists.py --protocols horizon --targets yelp,steam --table history_lists_horizon \
+        embed.cache_dir=outputs/embed_cache
 """
 import argparse
 import json
@@ -33,14 +36,19 @@ def export(root: Path, target: str, name: str) -> Path:
 def report(out: Path, args, target: str, protocol: str, mode: str, overrides) -> Path:
     from recgpt.cli import main
 
-    folder = out / f"{target}-{protocol}-{mode}"
+    folder = out / f"{target}-{label(protocol, args.horizon, '')}-{mode}"
     if not (folder / "metrics.json").is_file():
-        argv = ["predict", "--dataset", str(args.root / "prepared" / target), *(["--cold"] if protocol == "cold" else []),
+        how = {"cold": ["--cold"], "horizon": ["--horizon", str(args.horizon)]}.get(protocol, [])
+        argv = ["predict", "--dataset", str(args.root / "prepared" / target), *how,
                 f"predict.model_dir={export(args.root, target, args.name)}", f"predict.max_users={args.users}",
                 f"predict.allow_history={mode}", f"predict.output_dir={folder}", *overrides]
         if main(argv) != 0:
             raise SystemExit(f"recgpt {' '.join(argv)} failed")
     return folder
+
+
+def label(protocol: str, horizon: int, space: str = " ") -> str:
+    return f"{protocol}{space}{horizon}" if protocol == "horizon" else protocol
 
 
 def per_user(folder: Path, cases, rows: dict, k: int = 10) -> np.ndarray:
@@ -59,9 +67,15 @@ def main(argv=None) -> int:
     ap.add_argument("--name", default="s3000st", help="the scaling run whose exports predict")
     ap.add_argument("--targets", default=",".join(TARGETS))
     ap.add_argument("--users", type=int, default=1000)
+    ap.add_argument("--protocols", default="loo,cold", help="of loo, cold, horizon")
+    ap.add_argument("--horizon", type=int, default=10, help="the horizon protocol's target set size")
     ap.add_argument("--out", type=Path, default=REPO / "outputs" / "history_lists")
     ap.add_argument("--table", default="history_lists", help="docs/benchmarks/<table>.md")
     args, overrides = ap.parse_known_args(argv)
+    unknown = sorted(set(args.protocols.split(",")) - {"loo", "cold", "horizon"})
+    if unknown or args.horizon < 2:
+        ap.error(f"--protocols: unknown {', '.join(unknown)} (of loo, cold, horizon)" if unknown else
+                 f"--horizon: a target set of 2 items or more, got {args.horizon}")
     command = list(sys.argv) if argv is None else ["bench/history_lists.py", *argv]  # recgpt's CLI rewrites sys.argv
     from recgpt.data import load_prepared
     from recgpt.predict.protocols import build_test_cases
@@ -72,10 +86,11 @@ def main(argv=None) -> int:
     for target in args.targets.split(","):
         prepared = load_prepared(args.root / "prepared" / target)
         item_ids = prepared.items["item_id"].astype(str).tolist()
-        for protocol in ("loo", "cold"):
+        for protocol in args.protocols.split(","):
             folders = {m: report(args.out, args, target, protocol, m, overrides) for m in MODES}
             results = {m: json.loads((folders[m] / "metrics.json").read_text()) for m in MODES}
-            cases = build_test_cases(prepared.interactions, ItemRows(item_ids), protocol, 1, 0, args.users)
+            horizon = args.horizon if protocol == "horizon" else 1
+            cases = build_test_cases(prepared.interactions, ItemRows(item_ids), protocol, horizon, 0, args.users)
             rows = {item: row for row, item in enumerate(item_ids)}
             ndcg = {m: per_user(folders[m], cases, rows) for m in MODES}
             for m in MODES:  # the same users and targets as the report's own figure
@@ -87,7 +102,7 @@ def main(argv=None) -> int:
             auto = results["auto"]
             cells += [f"{auto['methods']['priors']['NDCG@10']:.4f}" if "priors" in auto["methods"] else "",
                       f"{(auto['repeats'] or {}).get('history_items_per_top10', 0):.2f}"]
-            lines.append(f"| {target} | {protocol} | " + " | ".join(cells) + " |")
+            lines.append(f"| {target} | {label(protocol, args.horizon)} | " + " | ".join(cells) + " |")
             print(lines[-1], flush=True)
     table = "\n".join(lines) + "\n"
     print(table)

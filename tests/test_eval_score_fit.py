@@ -5,6 +5,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from recgpt.config import ConfigError, load_config
@@ -168,6 +169,30 @@ def test_auto_history_places_own_items_only_where_the_log_repeats(fitted_run, fi
     rows, _ = api.recommend_rows(cases.histories, 20, allow_history="auto", weights="self")
     by_api = {str(u): [api.catalog.item_ids[r] for r in row] for u, row in zip(cases.user_ids, rows)}
     assert by_api == lists["sample_steam", "auto"]
+    # the horizon protocol (the last two items a target set): shares read from the log's sequences longer than two,
+    # the same merge; a horizon that leaves too few such sequences excludes the history with its note
+    for mode in ("false", "auto"):
+        out = tmp_path / f"horizon-{mode}"
+        assert main(["predict", "--dataset", "sample_steam", "--horizon", "2", f"predict.model_dir={run / 'best'}",
+                     "predict.max_users=200", f"predict.allow_history={mode}", f"predict.output_dir={out}",
+                     *fit_overrides]) == 0
+        reports["horizon", mode] = json.loads((out / "metrics.json").read_text())
+        frame = pd.read_parquet(out / "recommendations.parquet")
+        lists["horizon", mode] = frame.groupby("user_id", sort=True)["item_id"].agg(list).to_dict()
+    horizon = reports["horizon", "auto"]["repeats"]
+    assert horizon["log_sequences"] >= 50 and horizon["repeat_share_top"] > 0
+    placed = []
+    for user, auto in lists["horizon", "auto"].items():
+        excluded = lists["horizon", "false"][user]
+        new = [i for i in auto if i in excluded]
+        assert new == excluded[:len(new)] and len(set(auto)) == len(auto) == len(excluded)
+        placed.append(sum(i not in excluded for i in auto[:10]))
+    assert horizon["history_items_per_top10"] == pytest.approx(np.mean(placed), abs=1e-4)
+    out = tmp_path / "horizon-long"
+    assert main(["predict", "--dataset", "sample_steam", "--horizon", "8", f"predict.model_dir={run / 'best'}",
+                 "predict.min_users=5", f"predict.output_dir={out}", *fit_overrides]) == 0
+    result = json.loads((out / "metrics.json").read_text())
+    assert result["repeats"] is None and any("sequences longer than the horizon 8 (under 50)" in n for n in result["notes"])
 
 
 def test_refused_fit_domains_leave_the_run_as_it_was(fitted_run, fit_overrides, tmp_path, capsys):

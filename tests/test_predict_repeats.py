@@ -5,12 +5,15 @@ import math
 import numpy as np
 import pytest
 
-from recgpt.predict.repeats import merge, repeat_ranks, shares
+from recgpt.predict.repeats import merge, shares, target_ranks
 
 
-def test_repeat_ranks_count_distinct_earlier_items_most_recent_first():
+def test_target_ranks_count_distinct_earlier_items_most_recent_first():
     rows = [[1, 2, 3, 2], [1, 2, 3, 1], [5, 5, 6, 5], [1, 2, 3, 4], [7, 7]]
-    assert repeat_ranks(rows) == [1, 2, 1, -1, 0]
+    assert target_ranks(rows) == [[1], [2], [1], [-1], [0]]
+    # a horizon of two: each distinct item of the last two, ranked among the items before them
+    rows = [[1, 2, 3, 2, 1], [1, 2, 2, 2], [1, 2, 8, 9], [4, 1, 2, 4]]
+    assert target_ranks(rows, 2) == [[1, 2], [0], [-1, -1], [-1, 1]]
 
 
 def test_shares_are_a_non_increasing_fit_of_the_counts():
@@ -36,9 +39,10 @@ def test_merge_places_history_items_where_their_share_beats_the_next_new_item():
 
 
 @pytest.mark.parametrize("name, repeats", [("steam", True), ("ml-100k", False)])
-def test_shares_from_real_logs(prepared_dir, name, repeats):
+@pytest.mark.parametrize("horizon", [1, 3])
+def test_shares_from_real_logs(prepared_dir, name, repeats, horizon):
     """steam's users review a game again, ml-100k's never rate a movie twice: the repeat shares say so, counted
-    as a plain scan of the same sequences says."""
+    as a plain scan of the same sequences says, for the next item and for a set of the next three."""
     from recgpt.data import load_prepared
     from recgpt.predict.protocols import sequences_before_targets
     from recgpt.predict.self_weights import log_rows
@@ -46,9 +50,10 @@ def test_shares_from_real_logs(prepared_dir, name, repeats):
 
     prepared = load_prepared(prepared_dir(name))
     rows = log_rows(sequences_before_targets(prepared.interactions, "loo", 1, 0),
-                    ItemRows(prepared.items["item_id"].astype(str).tolist()))
-    ranks = repeat_ranks(rows)
-    again = sum(r[-1] in r[:-1] for r in rows)
+                    ItemRows(prepared.items["item_id"].astype(str).tolist()), min_items=horizon + 1)
+    assert rows and all(len(r) > horizon for r in rows)
+    ranks = [r for per_row in target_ranks(rows, horizon) for r in per_row]
+    again = sum(len({t for t in r[-horizon:] if t in r[:-horizon]}) for r in rows)
     assert sum(r >= 0 for r in ranks) == again and (again > 0) == repeats
     p = shares(ranks, len(rows), 20)  # the fit keeps the total share of the first 20 ranks
     assert np.all(np.diff(p) <= 1e-12) and p.sum() == pytest.approx(sum(0 <= r < 20 for r in ranks) / len(rows))

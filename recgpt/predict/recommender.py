@@ -83,6 +83,7 @@ class Recommender:
         self.weight_prior = None  # (grid, relative NDCG) of the export's score fit: the prior of weights="self"
         self.fit_domains = []  # the datasets that fit was made on
         self.log, self.log_prior = None, None  # the catalog's log sequences (catalog rows), their prior (cached)
+        self.log_sequences = None  # the whole log as set_log was given it (item ids)
         self.log_grid = None  # (grid, own_ranks of the log on it): what the prior was computed from (cached)
         self.source = None  # the exported model folder, when loaded from one
         if catalog is not None:
@@ -156,7 +157,7 @@ class Recommender:
         if len(item_ids) != len(texts):
             raise ValueError(f"set_catalog: {len(item_ids)} item ids but {len(texts)} texts")
         catalog = build_catalog(item_ids, texts, self._need_tokenizer(), self.embed_cfg)
-        self.namespace, self.log = namespace, None
+        self.namespace, self.log, self.log_sequences = namespace, None, None
         self.use_catalog(catalog.with_popularity(popularity))
         return self.catalog
 
@@ -176,7 +177,7 @@ class Recommender:
         if isinstance(popularity, str) and popularity == "log":
             log = prepared.interactions if hasattr(prepared, "interactions") else read_log(prepared)
             popularity = None if log is None else counts_of_ids(catalog.item_ids, log["item_id"])
-        self.log = None
+        self.log = self.log_sequences = None
         self.use_catalog(catalog.with_popularity(popularity))
         if log is not None:
             self.set_log(user_sequences(log).tolist())
@@ -188,8 +189,16 @@ class Recommender:
         from the items before it (recgpt.predict.self_weights.log_prior); without a log, from the export's fit."""
         if self.catalog is None:
             raise ValueError("no catalog: call set_catalog(...) or set_catalog_from_prepared(...) first")
-        self.log = None if sequences is None else log_rows(list(sequences), self.catalog)
+        self.log_sequences = None if sequences is None else list(sequences)
+        self.log = None if sequences is None else log_rows(self.log_sequences, self.catalog)
         self.log_prior, self.log_grid = None, None
+
+    def log_windows(self, horizon: int = 1) -> list:
+        """Catalog rows of up to 2,000 seeded log sequences with more than `horizon` items in the catalog (horizon
+        1: `self.log`): allow_history=auto reads how often their last `horizon` items repeat an earlier one."""
+        if horizon == 1 or not self.log_sequences:
+            return self.log or []
+        return log_rows(self.log_sequences, self.catalog, min_items=horizon + 1)
 
     def log_ranks(self, weights: dict) -> tuple:
         """(indexes of the log's sequences with an item to rank, Int64 ranks): own_ranks of the log ranked with
@@ -226,16 +235,16 @@ class Recommender:
         model's stored score weights) or self (each history scored with the point of the export's fitted weight
         grid its own last item picks, recgpt.predict.self_weights; one exact step, else the fitted weights).
         `allow_history`: True, False, or "auto" (own items placed as often as the catalog's log repeats an item,
-        recgpt.predict.repeats; one exact step with a log, else excluded)."""
+        recgpt.predict.repeats; the exact strategy with a log, else excluded)."""
         check_recommend_args(k=k, horizon=horizon, strategy=strategy, n_samples=n_samples, temperature=temperature,
                              allow_history=allow_history, seed=seed, weights=weights)
         if self.scorer is None:
             raise ValueError("no catalog: call set_catalog(...) or set_catalog_from_prepared(...) first")
         prior, _ = self.weights_plan(weights, strategy, horizon)
-        if allow_history == "auto" and not repeats.fallback_note(strategy, horizon, self.log):
+        if allow_history == "auto" and not repeats.fallback_note(self, strategy, horizon):
             recs, scores = self.recommend_rows(histories, k, horizon, strategy, False, n_samples, temperature, seed,
                                                keys, weights)
-            return repeats.place(self, recs, scores, histories, repeats.list_weights(self, prior), k)[:2]
+            return repeats.place(self, recs, scores, histories, repeats.list_weights(self, prior), k, horizon)[:2]
         allow_history = allow_history is True  # auto without a log or for several steps: excluded
         if prior is not None:
             points = self_weights(self, histories, *prior)
@@ -289,7 +298,7 @@ class Recommender:
         notes = [NO_LOG_NOTE] if self.scorer.without_popularity else []
         notes += [n for n in (self.weights_plan(kwargs.get("weights", "fitted"), strategy, horizon)[1],
                               short_lists_note(recs, k, strategy),
-                              allow_history == "auto" and repeats.fallback_note(strategy, horizon, self.log)) if n]
+                              allow_history == "auto" and repeats.fallback_note(self, strategy, horizon)) if n]
         return Recommendations(out_ids, out_scores, unknown, empty, notes)
 
     def baseline(self, histories: Sequence[Sequence[str]], method: str = "content_knn", k: int = 10,

@@ -9,23 +9,30 @@ reads (up to 2,000 seeded ones, the log before the protocol's targets), p[r] is 
 the history excluded. Each made non-increasing (isotonic), the user's distinct history items, most recent first, are
 merged into the history-excluded list by these shares, ties to the new item: the order of the two lists that maximises
 the expected DCG if the shares are the user's. A log that never repeats an item gives the history-excluded list.
+For a horizon of H items (a target set), the shares are read alike from log sequences longer than H: p[r], the share
+whose last H items hold the (r + 1)-th most recent distinct item before them, q[j], the share whose last H items
+hold the item at rank j of the list ranked from the items before them (expected DCG stays a sum over positions).
 """
 import math
 from typing import Optional, Sequence
 
 import numpy as np
+import torch
 
 from recgpt.predict.baselines import recency
+from recgpt.predict.self_weights import rank_self_weighted
+
+MIN_WINDOWS = 50  # fewer log sequences than this longer than the horizon: no share is read (predict.min_users')
 
 
-def repeat_ranks(rows: Sequence[Sequence[int]]) -> list:
-    """Per sequence, the recency rank (0: the most recent distinct earlier item) of its last item among the items
-    before it, or -1 when the last item is new."""
+def target_ranks(rows: Sequence[Sequence[int]], horizon: int = 1) -> list:
+    """Per sequence, the recency rank (0: the most recent distinct earlier item) of each distinct item of its last
+    `horizon` among the items before them, -1 for a new one."""
     out = []
     for row in rows:
-        before = recency([list(row)[:-1]], len(row))[0]
-        last = int(row[-1])
-        out.append(before.index(last) if last in before else -1)
+        row = [int(i) for i in row]
+        before = recency([row[:-horizon]], len(row))[0]
+        out.append([before.index(t) if t in before else -1 for t in dict.fromkeys(row[-horizon:])])
     return out
 
 
@@ -38,34 +45,42 @@ def shares(ranks: Sequence[int], n: int, k: int) -> np.ndarray:
     return IsotonicRegression(increasing=False).fit_transform(np.arange(k), raw) if raw.any() else raw
 
 
-def curves(rec, weights: dict, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """(p, q) Float[k] each (module doc) from the Recommender's log (`rec.log`, which must hold sequences), the
-    list ranked with `weights`."""
-    rows = rec.log
-    repeated = repeat_ranks(rows)
-    users, ranks = rec.log_ranks(weights)  # the log prior's own ranking where `weights` is a point of its grid
-    explore = [-1] * len(rows)
-    for u, r in zip(users, ranks.tolist()):
-        explore[u] = r
-    return shares(repeated, len(rows), k), shares(explore, len(rows), k)
+def curves(rec, weights: dict, k: int, horizon: int = 1) -> tuple[np.ndarray, np.ndarray, int]:
+    """(p, q, n): Float[k] each (module doc) from the n sequences of the Recommender's log longer than `horizon`
+    (`rec.log_windows`), the list ranked with `weights`."""
+    rows = rec.log_windows(horizon)
+    repeated = [r for ranks in target_ranks(rows, horizon) for r in ranks]
+    if horizon == 1:  # the log prior's own ranking where `weights` is a point of its grid
+        explore = rec.log_ranks(weights)[1].tolist()
+    else:
+        lists = rank_self_weighted(rec, [r[:-horizon] for r in rows], [weights],
+                                   torch.zeros(len(rows), dtype=torch.long), k)[0]
+        explore = [j for row, got in zip(rows, lists) for j, i in enumerate(got) if i in set(row[-horizon:])]
+    return shares(repeated, len(rows), k), shares(explore, len(rows), k), len(rows)
 
 
-def fallback_note(strategy: str, horizon: int, log) -> Optional[str]:
-    """Why allow_history=auto excludes the history instead (it places items for one exact step from a log), or None."""
-    if strategy == "exact" and horizon == 1 and log:
+def fallback_note(rec, strategy: str, horizon: int) -> Optional[str]:
+    """Why allow_history=auto excludes the history instead (it places items for the exact strategy from a log with
+    enough sequences longer than the horizon), or None."""
+    if strategy != "exact":
+        why = f"strategy {strategy}"
+    elif not rec.log:
+        why = "the catalog has no log (set_log)"
+    elif horizon > 1 and len(rec.log_windows(horizon)) < MIN_WINDOWS:
+        n = len(rec.log_windows(horizon))
+        why = f"the log has {n} sequences longer than the horizon {horizon} (under {MIN_WINDOWS})"
+    else:
         return None
-    why = f"strategy {strategy}, horizon {horizon}" if strategy != "exact" or horizon != 1 else \
-        "the catalog has no log (set_log)"
-    return (f"allow_history=auto places history items for one exact step from the catalog's log: {why}, so they are "
-            "excluded")
+    return (f"allow_history=auto places history items for the exact strategy from the catalog's log: {why}, so they "
+            "are excluded")
 
 
-def place(rec, recs, scores, histories, weights: dict, k: int) -> tuple[list, list, dict]:
+def place(rec, recs, scores, histories, weights: dict, k: int, horizon: int = 1) -> tuple[list, list, dict]:
     """(lists, scores, summary): `recs` / `scores`, ranked with `weights` and the history excluded, with each
     user's own items merged in by the shares of the Recommender's log (`curves`, `merge`, `summary`)."""
-    p, q = curves(rec, weights, k)
+    p, q, n = curves(rec, weights, k, horizon)
     recs, scores = merge(recs, scores, histories, p, q, k)
-    return recs, scores, summary(p, q, len(rec.log), recs, histories)
+    return recs, scores, summary(p, q, n, recs, histories)
 
 
 def list_weights(rec, plan: Optional[tuple]) -> dict:

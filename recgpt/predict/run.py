@@ -117,8 +117,8 @@ def predict_held(cfg, held: ExitStack) -> Path:
                           "figure from so few; use a shorter predict.horizon, another dataset, or lower predict.min_users")
     k_max, notes = max(p.ks), []
     auto, allow = p.allow_history == "auto", p.allow_history is True
-    if auto and repeats.fallback_note(p.strategy, horizon, rec.log):
-        notes.append(repeats.fallback_note(p.strategy, horizon, rec.log))
+    if auto and repeats.fallback_note(rec, p.strategy, horizon):
+        notes.append(repeats.fallback_note(rec, p.strategy, horizon))
         warn(notes[-1])
         auto = False
     if not (allow or auto) and cases.counts["targets_in_history"]:
@@ -154,7 +154,8 @@ def predict_held(cfg, held: ExitStack) -> Path:
         used = {json.dumps(rec.scorer.weights, sort_keys=True): len(cases)}
     repeat = None
     if auto:
-        recs, scores, repeat = repeats.place(rec, recs, scores, cases.histories, repeats.list_weights(rec, prior), k_max)
+        recs, scores, repeat = repeats.place(rec, recs, scores, cases.histories, repeats.list_weights(rec, prior),
+                                             k_max, horizon)
     model_seconds = time.time() - t0
     short = short_lists_note(recs, min(k_max, catalog.n_items), p.strategy)  # e.g. rra / ra: horizon x n_samples
     if short:
@@ -167,7 +168,8 @@ def predict_held(cfg, held: ExitStack) -> Path:
                                                                   min(k_max, catalog.n_items), allow, p.batch_size)
         if auto:
             best = best_model_free(priors[0], prior[1] if prior else rec.weight_prior[1])
-            lists["priors"] = repeats.place(rec, lists["priors"], values, cases.histories, priors[0][best], k_max)[0]
+            lists["priors"] = repeats.place(rec, lists["priors"], values, cases.histories, priors[0][best], k_max,
+                                             horizon)[0]
     for method in baselines.BASELINES:
         lists[method] = baselines.baseline_lists(method, cases.histories, k_max, allow, catalog.text_emb, p.knn,
                                                  ranking(catalog.popularity))

@@ -316,9 +316,9 @@ class ItemScorer:
         if "knn" in names:
             if "knn" not in memo:
                 memo["knn"] = normalize_rows(user_vectors(histories, emb, self.knn.last, self.knn.decay))
-            out["knn"] = cosines(memo["knn"], emb, items).to(state.device)
+            out["knn"] = cosines(memo["knn"], emb, items).to(self.device)
         if "pop" in names:
-            out["pop"] = self.log_popularity[items].to(state.device)[None].expand(len(histories), -1)
+            out["pop"] = self.log_popularity[items].to(self.device)[None].expand(len(histories), -1)
         return out
 
 

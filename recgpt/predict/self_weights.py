@@ -61,14 +61,15 @@ def own_ranks(rec, histories: Sequence[Sequence[int]], grid: Sequence[dict]) -> 
     return users, grid_ranks(component_chunks(rec, before, names), last, before, grid, rec.catalog.n_items)
 
 
-def log_rows(sequences: Sequence[Sequence], catalog, limit: int = LOG_SEQUENCES, seed: int = 0) -> list:
-    """Catalog rows of up to `limit` seeded sequences of a domain's log (item ids, oldest first) that keep two
-    items or more in the catalog: what `log_prior` ranks."""
-    eligible = [i for i, s in enumerate(sequences) if len(s) >= 2]
+def log_rows(sequences: Sequence[Sequence], catalog, limit: int = LOG_SEQUENCES, seed: int = 0,
+             min_items: int = 2) -> list:
+    """Catalog rows of up to `limit` seeded sequences of a domain's log (item ids, oldest first) that keep
+    `min_items` items or more in the catalog: what `log_prior` ranks."""
+    eligible = [i for i, s in enumerate(sequences) if len(s) >= min_items]
     if len(eligible) > limit:
         eligible = sorted(np.random.default_rng(seed).choice(eligible, limit, replace=False).tolist())
     rows = (catalog.rows([str(i) for i in sequences[i]])[0] for i in eligible)
-    return [r for r in rows if len(r) >= 2]
+    return [r for r in rows if len(r) >= min_items]
 
 
 def log_prior(rec, rows: Sequence[Sequence[int]], grid: Sequence[dict], own: Optional[tuple] = None) -> Optional[list]:
