@@ -188,6 +188,12 @@ def test_auto_history_places_own_items_only_where_the_log_repeats(fitted_run, fi
         assert new == excluded[:len(new)] and len(set(auto)) == len(auto) == len(excluded)
         placed.append(sum(i not in excluded for i in auto[:10]))
     assert horizon["history_items_per_top10"] == pytest.approx(np.mean(placed), abs=1e-4)
+    api.set_popularity(popularity_before_targets(prepared.interactions, api.catalog, "horizon", 2, 0))
+    api.set_log(sequences_before_targets(prepared.interactions, "horizon", 2, 0))
+    cases = build_test_cases(prepared.interactions, api.catalog, "horizon", 2, 0, 200)
+    rows, _ = api.recommend_rows(cases.histories, 20, 2, allow_history="auto")
+    by_api = {str(u): [api.catalog.item_ids[r] for r in row] for u, row in zip(cases.user_ids, rows)}
+    assert by_api == lists["horizon", "auto"]
     out = tmp_path / "horizon-long"
     assert main(["predict", "--dataset", "sample_steam", "--horizon", "8", f"predict.model_dir={run / 'best'}",
                  "predict.min_users=5", f"predict.output_dir={out}", *fit_overrides]) == 0
