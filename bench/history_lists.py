@@ -2,12 +2,16 @@
 repeats one (predict.allow_history=false / true / auto, recgpt/predict/repeats.py), on the held-out targets of
 bench/scaling.py with its exports of the largest mix. Model NDCG@10 per setting and auto against the other two,
 95% paired intervals over the users of the reports' recommendations; the priors row under auto and the history items
-auto put in each top 10. Each report is kept under --out and reused (the bench resumes).
+auto put in each top 10; with --against-fitted, auto with the per-user weights (recgpt predict's default) against
+auto with the fitted ones. Each report is kept under --out and reused (the bench resumes).
 
     python bench/history_lists.py embed.cache_dir=outputs/embed_cache
-    # the horizon protocol (the last 10 items a target set), on the two targets whose logs repeat an item:
-    python bench/history_lists.py --protocols horizon --targets yelp,steam --table history_lists_horizon \
+    # the horizon protocol (the last H items a target set) on the two targets whose logs repeat an item (steam's
+    # users are too short for H = 10):
+    python bench/history_lists.py --protocols horizon --targets yelp --table history_lists_horizon \
         embed.cache_dir=outputs/embed_cache
+    python bench/history_lists.py --protocols horizon --horizon 3 --targets yelp,steam \
+        --table history_lists_horizon3 embed.cache_dir=outputs/embed_cache
 """
 import argparse
 import json
@@ -39,9 +43,11 @@ def report(out: Path, args, target: str, protocol: str, mode: str, overrides) ->
     folder = out / f"{target}-{label(protocol, args.horizon, '')}-{mode}"
     if not (folder / "metrics.json").is_file():
         how = {"cold": ["--cold"], "horizon": ["--horizon", str(args.horizon)]}.get(protocol, [])
+        allow, _, weights = mode.partition("-")  # auto-fitted: allow_history=auto with the fitted weights
         argv = ["predict", "--dataset", str(args.root / "prepared" / target), *how,
                 f"predict.model_dir={export(args.root, target, args.name)}", f"predict.max_users={args.users}",
-                f"predict.allow_history={mode}", f"predict.output_dir={folder}", *overrides]
+                f"predict.allow_history={allow}", f"predict.output_dir={folder}", *overrides,
+                *([f"predict.weights={weights}"] if weights else [])]
         if main(argv) != 0:
             raise SystemExit(f"recgpt {' '.join(argv)} failed")
     return folder
@@ -69,6 +75,8 @@ def main(argv=None) -> int:
     ap.add_argument("--users", type=int, default=1000)
     ap.add_argument("--protocols", default="loo,cold", help="of loo, cold, horizon")
     ap.add_argument("--horizon", type=int, default=10, help="the horizon protocol's target set size")
+    ap.add_argument("--against-fitted", action="store_true",
+                    help="also auto with predict.weights=fitted, and auto (the default weights) against it")
     ap.add_argument("--out", type=Path, default=REPO / "outputs" / "history_lists")
     ap.add_argument("--table", default="history_lists", help="docs/benchmarks/<table>.md")
     args, overrides = ap.parse_known_args(argv)
@@ -81,19 +89,21 @@ def main(argv=None) -> int:
     from recgpt.predict.protocols import build_test_cases
     from recgpt.predict.transfer import ItemRows, bootstrap_ratio
 
+    modes = MODES + (("auto-fitted",) if args.against_fitted else ())
+    extra = " auto, fitted weights | auto / auto fitted |" if args.against_fitted else ""
     lines = ["| target | protocol | false | true | auto | auto / false | auto / true | priors, auto | "
-             "history items in the top 10 |", "|---|---|---|---|---|---|---|---|---|"]
+             "history items in the top 10 |" + extra, "|" + "---|" * (9 + 2 * args.against_fitted)]
     for target in args.targets.split(","):
         prepared = load_prepared(args.root / "prepared" / target)
         item_ids = prepared.items["item_id"].astype(str).tolist()
         for protocol in args.protocols.split(","):
-            folders = {m: report(args.out, args, target, protocol, m, overrides) for m in MODES}
-            results = {m: json.loads((folders[m] / "metrics.json").read_text()) for m in MODES}
+            folders = {m: report(args.out, args, target, protocol, m, overrides) for m in modes}
+            results = {m: json.loads((folders[m] / "metrics.json").read_text()) for m in modes}
             horizon = args.horizon if protocol == "horizon" else 1
             cases = build_test_cases(prepared.interactions, ItemRows(item_ids), protocol, horizon, 0, args.users)
             rows = {item: row for row, item in enumerate(item_ids)}
-            ndcg = {m: per_user(folders[m], cases, rows) for m in MODES}
-            for m in MODES:  # the same users and targets as the report's own figure
+            ndcg = {m: per_user(folders[m], cases, rows) for m in modes}
+            for m in modes:  # the same users and targets as the report's own figure
                 assert abs(ndcg[m].mean() - results[m]["methods"]["model"]["NDCG@10"]) < 1e-9, (target, protocol, m)
             cells = [f"{ndcg[m].mean():.4f}" for m in MODES]
             for other in ("false", "true"):
@@ -102,6 +112,9 @@ def main(argv=None) -> int:
             auto = results["auto"]
             cells += [f"{auto['methods']['priors']['NDCG@10']:.4f}" if "priors" in auto["methods"] else "",
                       f"{(auto['repeats'] or {}).get('history_items_per_top10', 0):.2f}"]
+            if args.against_fitted:
+                r = bootstrap_ratio(ndcg["auto"], ndcg["auto-fitted"])
+                cells += [f"{ndcg['auto-fitted'].mean():.4f}", f"{r[0]:.3f} [{r[1]:.3f}, {r[2]:.3f}]"]
             lines.append(f"| {target} | {label(protocol, args.horizon)} | " + " | ".join(cells) + " |")
             print(lines[-1], flush=True)
     table = "\n".join(lines) + "\n"

@@ -165,9 +165,9 @@ def plan(weights: str, prior: Optional[tuple], source, strategy: str, horizon: i
     fitted weights, or None). `prior`: read_prior of the export at `source`."""
     if weights != "self":
         return None, None
-    if strategy != "exact" or horizon != 1 or mode != "exact":
-        return None, (f"weights=self scores one exact step: strategy {strategy}, horizon {horizon}, scoring {mode} "
-                      "use the fitted weights")
+    if strategy != "exact" or mode != "exact":  # one exact step's top K, whatever the horizon
+        return None, (f"weights=self scores one exact step (strategy {strategy}, scoring {mode}): the fitted "
+                      "weights are used")
     if prior is None:
         return None, (f"weights=self: {Path(source) / 'score_fit.json'} holds no fitted weight grid (no score fit, "
                       "or one exported before the grid was kept): scoring with the fitted weights")
