@@ -121,6 +121,11 @@ def test_predict_scores_each_user_with_weights_chosen_on_its_own_history(fitted_
     assert main([*common, "--strategy", "greedy", "--horizon", "2", f"predict.output_dir={tmp_path / 'greedy'}"]) == 0
     result = json.loads((tmp_path / "greedy" / "metrics.json").read_text())
     assert result["weights"]["mode"] == "fitted" and any("scores one exact step" in n for n in result["notes"])
+    # the exact strategy's list is one step's top K at any horizon: per-user weights there too
+    assert main([*common, "--horizon", "2", f"predict.output_dir={tmp_path / 'horizon'}"]) == 0
+    result = json.loads((tmp_path / "horizon" / "metrics.json").read_text())
+    assert result["weights"]["mode"] == "self" and not any("scores one exact step" in n for n in result["notes"])
+    assert len(result["weights"]["users_per_weights"]) > 1
 
 
 @pytest.mark.slow
@@ -191,7 +196,7 @@ def test_auto_history_places_own_items_only_where_the_log_repeats(fitted_run, fi
     api.set_popularity(popularity_before_targets(prepared.interactions, api.catalog, "horizon", 2, 0))
     api.set_log(sequences_before_targets(prepared.interactions, "horizon", 2, 0))
     cases = build_test_cases(prepared.interactions, api.catalog, "horizon", 2, 0, 200)
-    rows, _ = api.recommend_rows(cases.histories, 20, 2, allow_history="auto")
+    rows, _ = api.recommend_rows(cases.histories, 20, 2, allow_history="auto", weights="self")
     by_api = {str(u): [api.catalog.item_ids[r] for r in row] for u, row in zip(cases.user_ids, rows)}
     assert by_api == lists["horizon", "auto"]
     out = tmp_path / "horizon-long"

@@ -81,15 +81,15 @@ class PredictConfig:
     scoring: str = "auto"
     # The hybrid score weights: self (each user scored with the point of the fitted weight grid that ranks the
     # user's own last history item best, the dataset's log before the targets as the prior: the same ranking of
-    # its sequences' last items; recgpt.predict.self_weights; one exact step) or fitted (the weights fitted on
-    # the held-out source domains, the same for every user).
+    # its sequences' last items; recgpt.predict.self_weights; the exact strategy at any horizon, else fitted) or
+    # fitted (the weights fitted on the held-out source domains, the same for every user).
     weights: str = "self"
     beam_size: int = 20
     temperature: float = 1.0
     n_samples: int = 8
     ks: list[int] = field(default_factory=lambda: [1, 3, 5, 10, 20])
     # may a user's own history items be recommended: auto (placed as often as the catalog's log repeats an item,
-    # recgpt.predict.repeats: a log that never repeats gives false; one exact step, else false), true or false
+    # recgpt.predict.repeats: a log that never repeats gives false; the exact strategy, else false), true or false
     allow_history: Union[bool, str] = "auto"
     knn: ContentKnnConfig = field(default_factory=ContentKnnConfig)  # content kNN: the row and the `knn` component
     batch_size: int = 256

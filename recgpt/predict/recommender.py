@@ -209,12 +209,12 @@ class Recommender:
         users, ranks = own_ranks(self, self.log, [weights])
         return users, ranks[0]
 
-    def weights_plan(self, weights: str, strategy: str = "exact", horizon: int = 1) -> tuple:
+    def weights_plan(self, weights: str, strategy: str = "exact") -> tuple:
         """((grid, prior, strength) when histories are scored with per-user weights, else None; a note when
         weights="self" falls back to the fitted weights or to the fit's prior, else None):
         recgpt.predict.self_weights.plan for this model and catalog, the prior from the catalog's log if any and
         the fit was made on other datasets."""
-        fit, note = plan(weights, self.weight_prior, self.source, strategy, horizon, self.scorer.mode)
+        fit, note = plan(weights, self.weight_prior, self.source, strategy, self.scorer.mode)
         if fit is None:
             return None, note
         if self.namespace in self.fit_domains:  # fitted on this dataset itself: its own labelled balance
@@ -240,7 +240,7 @@ class Recommender:
                              allow_history=allow_history, seed=seed, weights=weights)
         if self.scorer is None:
             raise ValueError("no catalog: call set_catalog(...) or set_catalog_from_prepared(...) first")
-        prior, _ = self.weights_plan(weights, strategy, horizon)
+        prior, _ = self.weights_plan(weights, strategy)
         if allow_history == "auto" and not repeats.fallback_note(self, strategy, horizon):
             recs, scores = self.recommend_rows(histories, k, horizon, strategy, False, n_samples, temperature, seed,
                                                keys, weights)
@@ -296,7 +296,7 @@ class Recommender:
             out_ids[i] = [self.catalog.item_ids[r] for r in rec]
             out_scores[i] = list(sc)
         notes = [NO_LOG_NOTE] if self.scorer.without_popularity else []
-        notes += [n for n in (self.weights_plan(kwargs.get("weights", "fitted"), strategy, horizon)[1],
+        notes += [n for n in (self.weights_plan(kwargs.get("weights", "fitted"), strategy)[1],
                               short_lists_note(recs, k, strategy),
                               allow_history == "auto" and repeats.fallback_note(self, strategy, horizon)) if n]
         return Recommendations(out_ids, out_scores, unknown, empty, notes)

@@ -135,7 +135,7 @@ def predict_held(cfg, held: ExitStack) -> Path:
         notes.append(f"K up to {k_max} exceeds the catalog ({catalog.n_items} items): lists hold at most "
                      f"{catalog.n_items} items")
         warn(notes[-1])
-    prior, fallback = rec.weights_plan(p.weights, p.strategy, horizon)
+    prior, fallback = rec.weights_plan(p.weights, p.strategy)
     if fallback:
         notes.append(fallback)
         warn(fallback)
