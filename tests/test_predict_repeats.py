@@ -14,8 +14,6 @@ def test_target_ranks_count_distinct_earlier_items_most_recent_first():
     # a horizon of two: each distinct item of the last two, ranked among the items before them
     rows = [[1, 2, 3, 2, 1], [1, 2, 2, 2], [1, 2, 8, 9], [4, 1, 2, 4]]
     assert target_ranks(rows, 2) == [[1, 2], [0], [-1, -1], [-1, 1]]
-    # ranked in a given order of the items before them (their scores') instead of recency
-    assert target_ranks(rows[:1], 2, owns=[[1, 3, 2]]) == [[2, 0]]
 
 
 def test_shares_are_a_non_increasing_fit_of_the_counts():
@@ -38,8 +36,6 @@ def test_merge_places_history_items_where_their_share_beats_the_next_new_item():
     assert merge(recs, scores, history, np.zeros(4), q, k=4) == (recs, scores)
     # a new-item list shorter than k (a small catalog) is filled with own items only while their share is > 0
     assert merge([[10]], [[1.0]], history, p, q, k=4)[0] == [[10, 3, 1]]
-    # own items in a given order (their scores': own_by_score) instead of recency
-    assert merge(recs, scores, history, p, q, k=5, owns=[[2, 1, 3]])[0] == [[10, 2, 11, 1, 12]]
 
 
 @pytest.mark.parametrize("name, repeats", [("steam", True), ("ml-100k", False)])

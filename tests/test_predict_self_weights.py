@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from recgpt.predict import Recommender
-from recgpt.predict.self_weights import (LOG_STRENGTH, STRENGTH, choose, log_prior, log_rows, own_by_score, own_cases,
-                                         own_ranks, rank_self_weighted, read_fit_domains, read_prior, self_weights)
+from recgpt.predict.self_weights import (LOG_STRENGTH, STRENGTH, choose, log_prior, log_rows, own_cases, own_ranks,
+                                         rank_self_weighted, read_fit_domains, read_prior, self_weights)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -91,11 +91,6 @@ def test_ranking_with_the_points_is_what_the_grid_ranks_say(fitted):
     assert same == stored
     with_history, _ = rank_self_weighted(rec, cases.histories[:5], grid, points[:5], 10, allow_history=True)
     assert any(set(r) & set(h) for r, h in zip(with_history, cases.histories[:5]))
-    # a user's own items by the same scores: the order the list with history items ranks them in
-    owns = own_by_score(rec, cases.histories[:5], grid, points[:5])
-    full, _ = rank_self_weighted(rec, cases.histories[:5], grid, points[:5], rec.catalog.n_items, allow_history=True)
-    for own, ranked, history in zip(owns, full, cases.histories[:5]):
-        assert sorted(own) == sorted(set(history)) and own == [i for i in ranked if i in set(history)]
 
 
 def test_the_log_prior_ranks_the_logs_last_items_and_never_reads_a_target(fitted, prepared_dir):

@@ -18,8 +18,9 @@ from recgpt.predict.catalog import Catalog, build_catalog, catalog_from_prepared
 from recgpt.predict import repeats
 from recgpt.predict.horizon import recommend_lists
 from recgpt.predict.scoring import ItemScorer
-from recgpt.predict.self_weights import (LOG_STRENGTH, STRENGTH, log_prior, log_rows, own_by_score, own_ranks, plan,
-                                         rank_self_weighted, read_fit_domains, read_prior, self_weights)
+from recgpt.predict.self_weights import (LOG_STRENGTH, STRENGTH, log_prior, log_rows, own_ranks, plan,
+                                         rank_self_weighted,
+                                         read_fit_domains, read_prior, self_weights)
 
 
 @dataclass
@@ -243,9 +244,7 @@ class Recommender:
         if allow_history == "auto" and not repeats.fallback_note(self, strategy, horizon):
             recs, scores = self.recommend_rows(histories, k, horizon, strategy, False, n_samples, temperature, seed,
                                                keys, weights)
-            owns = own_by_score(self, histories, prior[0], self_weights(self, histories, *prior)) if prior else None
-            return repeats.place(self, recs, scores, histories, repeats.list_weights(self, prior), k, horizon,
-                                 owns)[:2]
+            return repeats.place(self, recs, scores, histories, repeats.list_weights(self, prior), k, horizon)[:2]
         allow_history = allow_history is True  # auto without a log or for several steps: excluded
         if prior is not None:
             points = self_weights(self, histories, *prior)

@@ -20,18 +20,18 @@ import numpy as np
 import torch
 
 from recgpt.predict.baselines import recency
-from recgpt.predict.self_weights import own_by_score, rank_self_weighted
+from recgpt.predict.self_weights import rank_self_weighted
 
 MIN_WINDOWS = 50  # fewer log sequences than this longer than the horizon: no share is read (predict.min_users')
 
 
-def target_ranks(rows: Sequence[Sequence[int]], horizon: int = 1, owns: Optional[Sequence] = None) -> list:
-    """Per sequence, the rank of each distinct item of its last `horizon` among the distinct items before them,
-    -1 for a new one: in `owns[i]`'s order (own_by_score), else by recency (0: the most recent)."""
+def target_ranks(rows: Sequence[Sequence[int]], horizon: int = 1) -> list:
+    """Per sequence, the recency rank (0: the most recent distinct earlier item) of each distinct item of its last
+    `horizon` among the items before them, -1 for a new one."""
     out = []
-    for n, row in enumerate(rows):
+    for row in rows:
         row = [int(i) for i in row]
-        before = list(owns[n]) if owns is not None else recency([row[:-horizon]], len(row))[0]
+        before = recency([row[:-horizon]], len(row))[0]
         out.append([before.index(t) if t in before else -1 for t in dict.fromkeys(row[-horizon:])])
     return out
 
@@ -49,8 +49,7 @@ def curves(rec, weights: dict, k: int, horizon: int = 1) -> tuple[np.ndarray, np
     """(p, q, n): Float[k] each (module doc) from the n sequences of the Recommender's log longer than `horizon`
     (`rec.log_windows`), the list ranked with `weights`."""
     rows = rec.log_windows(horizon)
-    owns = own_by_score(rec, [r[:-horizon] for r in rows], [weights], torch.zeros(len(rows), dtype=torch.long))
-    repeated = [r for ranks in target_ranks(rows, horizon, owns) for r in ranks]
+    repeated = [r for ranks in target_ranks(rows, horizon) for r in ranks]
     if horizon == 1:  # the log prior's own ranking where `weights` is a point of its grid
         explore = rec.log_ranks(weights)[1].tolist()
     else:
@@ -76,15 +75,11 @@ def fallback_note(rec, strategy: str, horizon: int) -> Optional[str]:
             "are excluded")
 
 
-def place(rec, recs, scores, histories, weights: dict, k: int, horizon: int = 1,
-          owns: Optional[Sequence] = None) -> tuple[list, list, dict]:
+def place(rec, recs, scores, histories, weights: dict, k: int, horizon: int = 1) -> tuple[list, list, dict]:
     """(lists, scores, summary): `recs` / `scores`, ranked with `weights` and the history excluded, with each
-    user's own items (`owns`: in the order of the lists' own scores, own_by_score; default: scored with `weights`)
-    merged in by the shares of the Recommender's log (`curves`, `merge`, `summary`)."""
+    user's own items merged in by the shares of the Recommender's log (`curves`, `merge`, `summary`)."""
     p, q, n = curves(rec, weights, k, horizon)
-    if owns is None:
-        owns = own_by_score(rec, histories, [weights], torch.zeros(len(histories), dtype=torch.long))
-    recs, scores = merge(recs, scores, histories, p, q, k, owns)
+    recs, scores = merge(recs, scores, histories, p, q, k)
     return recs, scores, summary(p, q, n, recs, histories)
 
 
@@ -95,13 +90,13 @@ def list_weights(rec, plan: Optional[tuple]) -> dict:
 
 
 def merge(recs: Sequence[Sequence[int]], scores: Sequence[Sequence[float]], histories: Sequence[Sequence[int]],
-          p: np.ndarray, q: np.ndarray, k: int, owns: Optional[Sequence] = None) -> tuple[list, list]:
+          p: np.ndarray, q: np.ndarray, k: int) -> tuple[list, list]:
     """Lists of at most k: each history-excluded list with the user's distinct history items (most recent first)
     merged in where their share p beats the next new item's q (module doc). A history item has no score of the
     list's (NaN)."""
     out_recs, out_scores = [], []
-    for n, (row, score, history) in enumerate(zip(recs, scores, histories)):
-        own = list(owns[n])[:k] if owns is not None else recency([history], k)[0]
+    for row, score, history in zip(recs, scores, histories):
+        own = recency([history], k)[0]
         i = r = 0
         merged, values = [], []
         while len(merged) < k:

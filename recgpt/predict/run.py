@@ -153,10 +153,9 @@ def predict_held(cfg, held: ExitStack) -> Path:
                                           allow, p.n_samples, p.temperature, p.seed)
         used = {json.dumps(rec.scorer.weights, sort_keys=True): len(cases)}
     repeat = None
-    if auto:  # own items in the order of the list's own scores: each user's point, else the fitted weights
-        owns = self_weights.own_by_score(rec, cases.histories, prior[0], points) if prior else None
+    if auto:
         recs, scores, repeat = repeats.place(rec, recs, scores, cases.histories, repeats.list_weights(rec, prior),
-                                             k_max, horizon, owns)
+                                             k_max, horizon)
     model_seconds = time.time() - t0
     short = short_lists_note(recs, min(k_max, catalog.n_items), p.strategy)  # e.g. rra / ra: horizon x n_samples
     if short:
@@ -170,7 +169,7 @@ def predict_held(cfg, held: ExitStack) -> Path:
         if auto:
             best = best_model_free(priors[0], prior[1] if prior else rec.weight_prior[1])
             lists["priors"] = repeats.place(rec, lists["priors"], values, cases.histories, priors[0][best], k_max,
-                                             horizon, self_weights.own_by_score(rec, cases.histories, *priors))[0]
+                                             horizon)[0]
     for method in baselines.BASELINES:
         lists[method] = baselines.baseline_lists(method, cases.histories, k_max, allow, catalog.text_emb, p.knn,
                                                  ranking(catalog.popularity))

@@ -137,12 +137,13 @@ def read_fit_domains(model_dir) -> list:
     return [str(d) for d in fit.get("domains", fit.get("ndcg") or [])]
 
 
-def combined_scores(rec, histories: Sequence[Sequence[int]], grid: Sequence[dict], points: torch.Tensor,
-                    batch_size: int = 256):
-    """Yields (history indexes, Float[n, N] their scores of every catalog item), each history scored with its grid
-    point `points[u]`, in batches of histories."""
+def rank_self_weighted(rec, histories: Sequence[Sequence[int]], grid: Sequence[dict], points: torch.Tensor,
+                       k: int, allow_history: bool = False, batch_size: int = 256) -> tuple[list, list]:
+    """(top-k catalog rows, their scores) per history, each history scored with its grid point `points[u]`; the
+    history's items excluded unless `allow_history`."""
     scorer = rec.scorer
     names = sorted({n for w in grid for n in w if w[n]})
+    recs, scores = [None] * len(histories), [None] * len(histories)
     for start in range(0, len(histories), batch_size):
         part = histories[start:start + batch_size]
         state = scorer.state(part) if set(names) & set(MODEL_COMPONENTS) else None  # the priors need no model
@@ -150,34 +151,12 @@ def combined_scores(rec, histories: Sequence[Sequence[int]], grid: Sequence[dict
         chosen = points[start:start + len(part)]
         for g in torch.unique(chosen).tolist():
             users = (chosen == g).nonzero().view(-1)
-            yield [start + u for u in users.tolist()], combine({n: x[users] for n, x in parts.items()}, grid[g])
-
-
-def rank_self_weighted(rec, histories: Sequence[Sequence[int]], grid: Sequence[dict], points: torch.Tensor,
-                       k: int, allow_history: bool = False, batch_size: int = 256) -> tuple[list, list]:
-    """(top-k catalog rows, their scores) per history, each history scored with its grid point `points[u]`; the
-    history's items excluded unless `allow_history`."""
-    recs, scores = [None] * len(histories), [None] * len(histories)
-    for index, combined in combined_scores(rec, histories, grid, points, batch_size):
-        rows, values = top_k_items(combined, k, None if allow_history else [histories[i] for i in index])
-        for i, row, value in zip(index, rows.tolist(), values.tolist()):
-            kept = [j for j, r in enumerate(row) if r >= 0]
-            recs[i], scores[i] = [int(row[j]) for j in kept], [float(value[j]) for j in kept]
+            combined = combine({n: x[users] for n, x in parts.items()}, grid[g])
+            rows, values = top_k_items(combined, k, None if allow_history else [part[u] for u in users.tolist()])
+            for u, row, value in zip(users.tolist(), rows.tolist(), values.tolist()):
+                kept = [i for i, r in enumerate(row) if r >= 0]
+                recs[start + u], scores[start + u] = [int(row[i]) for i in kept], [float(value[i]) for i in kept]
     return recs, scores
-
-
-def own_by_score(rec, histories: Sequence[Sequence[int]], grid: Sequence[dict], points: torch.Tensor,
-                 batch_size: int = 256) -> list:
-    """Each history's distinct items, best scored first by its grid point `points[u]` (ties: most recent first)."""
-    from recgpt.predict.baselines import recency
-
-    out = [None] * len(histories)
-    for index, combined in combined_scores(rec, histories, grid, points, batch_size):
-        for j, i in enumerate(index):
-            own = recency([histories[i]], len(histories[i]))[0]
-            values = combined[j, own].tolist()
-            out[i] = [own[r] for r in sorted(range(len(own)), key=lambda r: -values[r])]
-    return out
 
 
 def plan(weights: str, prior: Optional[tuple], source, strategy: str, mode: str) -> tuple[Optional[tuple], Optional[str]]:
