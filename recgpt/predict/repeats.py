@@ -66,8 +66,7 @@ def fallback_note(rec, strategy: str, horizon: int) -> Optional[str]:
         why = f"strategy {strategy}"
     elif not rec.log:
         why = "the catalog has no log (set_log)"
-    elif horizon > 1 and len(rec.log_windows(horizon)) < MIN_WINDOWS:
-        n = len(rec.log_windows(horizon))
+    elif horizon > 1 and (n := len(rec.log_windows(horizon))) < MIN_WINDOWS:
         why = f"the log has {n} sequences longer than the horizon {horizon} (under {MIN_WINDOWS})"
     else:
         return None
