@@ -392,8 +392,10 @@ def main(argv=None) -> int:
             print(f"{d}: the log prior added", flush=True)
         results[d] = json.loads(path.read_text())
         results[d]["means"] = {form: {a: float(np.mean(v)) for a, v in table.items()} for form, table in results[d]["table"].items()}
+    from bench.report import header
+
     text = ("<!-- written by bench/balance.py: rerun it to change this file -->\n# One content / popularity balance "
-            f"across domains\n\ncommand: `python bench/balance.py{''.join(' ' + a for a in (sys.argv[1:] if argv is None else argv))}`\n\n"
+            f"across domains\n\n{header(None if argv is None else ['bench/balance.py', *argv])}\n"
             + LEGEND
             + report(results, plan)
             + "\n## Per-user weights from the user's own history\n\n" + SELF_LEGEND + shipped(*self_report(results, plan)))

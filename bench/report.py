@@ -56,6 +56,13 @@ def commit() -> str:
     return head + (" (with uncommitted changes)" if dirty else "")
 
 
+def header(argv: Optional[Sequence[str]] = None) -> str:
+    """The lines a bench table starts with, here or in a report file a script writes itself: the command as run,
+    the commit (marked when uncommitted), the time."""
+    return (f"command: `{command_line(argv)}`  \ncommit: {commit()}  \n"
+            f"written: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n")
+
+
 def write_table(name: str, markdown: str, argv: Optional[Sequence[str]] = None) -> Optional[Path]:
     """Write `markdown` to <docs>/<name>.md under the command and the commit; returns the path (None when off)."""
     if not NAME.match(name) or name.endswith(".md") or Path(name).name == Path(INDEX).stem:
@@ -64,8 +71,7 @@ def write_table(name: str, markdown: str, argv: Optional[Sequence[str]] = None) 
     if root is None:
         return None
     path = root / f"{name}.md"
-    text = (f"{MARK}\n# {name}\n\ncommand: `{command_line(argv)}`  \ncommit: {commit()}  \n"
-            f"written: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n\n{markdown.strip()}\n")
+    text = f"{MARK}\n# {name}\n\n{header(argv)}\n{markdown.strip()}\n"
     _replace(path, text)
     write_index(root)
     print(f"table written: {path}", flush=True)

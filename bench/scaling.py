@@ -30,7 +30,6 @@ import argparse
 import json
 import math
 import os
-import shlex
 import sys
 from pathlib import Path
 
@@ -313,7 +312,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     import torch
 
-    from bench.scaling_report import git_commit, plot_curve, write_report
+    from bench.report import header
+    from bench.scaling_report import plot_curve, write_report
     from recgpt.data.mixes import load_plan
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
@@ -326,7 +326,7 @@ def main(argv=None) -> int:
         suffix, rows = ("_fit_bound", fit_bound) if args.fit_bound else ("_self_weights", self_weight_rows)
         report = Path(args.report).with_name(Path(args.report).stem + suffix + ".md")
         text = rows(args, [m for m in mixes if names is None or m.name in names], targets)
-        report.write_text(f"`{shlex.join(['python', 'bench/scaling.py', *argv])}` at {git_commit()}\n\n{text}")
+        report.write_text(f"{header(['bench/scaling.py', *argv])}\n{text}")
         return 0
     records = []
     for mix in mixes:

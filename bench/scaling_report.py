@@ -1,20 +1,9 @@
 """Tables and curve of bench/scaling.py, made from its cached (mix, target) results only."""
-import shlex
-import subprocess
 from pathlib import Path
 
 import numpy as np
 
 PROTOCOLS = ("loo", "cold")
-
-
-def git_commit() -> str:
-    try:
-        out = subprocess.run(["git", "describe", "--always", "--dirty", "--abbrev=12"], capture_output=True,
-                             text=True, cwd=Path(__file__).resolve().parents[1], check=True)
-        return out.stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def ordered(records: list) -> list:
@@ -151,8 +140,9 @@ def tables(records: list) -> str:
 
 
 def write_report(records: list, path, argv: list) -> str:
-    text = (f"# Zero-shot quality against the pretraining data (bench/scaling.py)\n\n"
-            f"Command: `python {' '.join(shlex.quote(a) for a in argv)}`  \ncommit: {git_commit()}\n\n"
+    from bench.report import header
+
+    text = (f"# Zero-shot quality against the pretraining data (bench/scaling.py)\n\n{header(argv)}\n"
             "Mixes, what each leaves out and why: recgpt/data/mixes.py and `<out>/mixes/<mix>/mix.json`. Checkpoint "
             "and score weights are chosen on the fit domains only; priors = content kNN + popularity, the same fit "
             "with the model's components at 0.\n\n" + tables(records))

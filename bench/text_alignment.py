@@ -96,10 +96,10 @@ def score_target(args, plan, cfg, trained: dict, target: str, root: Path) -> dic
 
 
 def table(results: list, command: list) -> str:
-    from bench.report import commit  # the checkout's commit, marked when it has uncommitted changes
+    from bench.report import header  # the command and the commit, marked when it has uncommitted changes
 
     lines = ["# Content kNN with collaboratively aligned text vectors (bench/text_alignment.py)", "",
-             f"`python {' '.join(command)}` at commit {commit()}. NDCG@10, history excluded; the epoch is "
+             header(command), "NDCG@10, history excluded; the epoch is "
              "chosen on the fit domains (epoch 0 = content kNN, each catalog centered on its own mean), never on "
              "the target.", "",
              "The last two columns show the adapter after the last epoch on the target, for information only.", "",

@@ -28,6 +28,17 @@ def test_a_table_is_written_with_its_command_and_commit(tmp_path, monkeypatch):
     assert path.read_text().rstrip().endswith("| 1 | 3 |") and index.count("steam-recipe") == 2
 
 
+def test_the_header_of_report_files_a_script_writes_itself():
+    """bench/scaling.py, bench/balance.py and bench/text_alignment.py write the file --report names, under the same
+    command and commit lines as write_table."""
+    text = report.header(["bench/balance.py", "--domains", "a b"])
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
+    assert text.startswith("command: `python bench/balance.py --domains 'a b'`") and f"commit: {head}" in text
+    assert re.search(r"^written: \d{4}-\d\d-\d\d \d\d:\d\d UTC$", text, re.M)
+    for script in ("scaling.py", "scaling_report.py", "balance.py", "text_alignment.py"):
+        assert "header(" in (REPO / "bench" / script).read_text(), script
+
+
 def test_a_file_not_written_by_report_is_never_overwritten(tmp_path, monkeypatch):
     monkeypatch.setenv("RECGPT_BENCH_DOCS", str(tmp_path))
     mine = tmp_path / "notes.md"

@@ -6,6 +6,8 @@ CPU pass over the sample's long Amazon descriptions alone takes minutes. Its cac
 """
 import hashlib
 import json
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,6 +18,11 @@ from bench.scaling_report import tables
 PLAN = {"domains": ["sample_ml-100k", "sample_amazon_scientific", "sample_steam"],
         "fit_domains": {"sample_steam": ["sample_amazon_scientific"]}, "near": {}, "related_kept": {},
         "shared_order": ["sample_ml-100k"], "sizes": [1]}
+
+
+def table_of(path: Path) -> str:
+    """A report file without the time it was written (bench/report.py's header): what a resumed run must repeat."""
+    return re.sub(r"^written: .*$", "", path.read_text(), flags=re.M)
 
 
 def hashed_vectors(encoder, texts, batch_size):
@@ -37,7 +44,9 @@ def test_resumed_scaling_bench_gives_the_same_table(tmp_path, monkeypatch):
             "data.raw_root=data/sample", "train.eval_every=3", "train.save_every=3", "tokenizer.epochs=2",
             "eval.zero_shot_users=100", f"embed.cache_dir={tmp_path / 'cache'}"]
     assert scaling.main(argv) == 0
-    first = (tmp_path / "scaling.md").read_text()
+    first = table_of(tmp_path / "scaling.md")
+    assert re.search(r"^command: `python bench/scaling.py --", first, re.M)  # bench/report.py's header
+    assert re.search(r"^commit: [0-9a-f]{40}", first, re.M)
     result = out / "results" / "default" / "mix01" / "sample_steam.json"
     record = json.loads(result.read_text())
     assert record["best"] in ("step-00000003", "step-00000006")
@@ -50,10 +59,10 @@ def test_resumed_scaling_bench_gives_the_same_table(tmp_path, monkeypatch):
     stats = out / "mixes" / "mix01" / "ckpt" / "default" / "pretrain_stats.json"
     made = stats.stat().st_mtime_ns
     assert scaling.main(argv) == 0  # everything cached: nothing runs again
-    assert (tmp_path / "scaling.md").read_text() == first and stats.stat().st_mtime_ns == made
+    assert table_of(tmp_path / "scaling.md") == first and stats.stat().st_mtime_ns == made
     result.unlink()  # stopped after the pretraining: selection, fit and scoring run again
     assert scaling.main(argv) == 0
-    assert (tmp_path / "scaling.md").read_text() == first and stats.stat().st_mtime_ns == made
+    assert table_of(tmp_path / "scaling.md") == first and stats.stat().st_mtime_ns == made
     assert json.loads(result.read_text())["tables"] == record["tables"]
 
     with pytest.raises(SystemExit, match="other settings"):  # a cached result is never mixed with other settings
@@ -61,7 +70,7 @@ def test_resumed_scaling_bench_gives_the_same_table(tmp_path, monkeypatch):
 
     # the weights best on the target's own users (a diagnostic): read from the results, nothing trained or rescored
     assert scaling.main([*argv, "--fit-bound"]) == 0
-    assert (tmp_path / "scaling.md").read_text() == first and json.loads(result.read_text()) == record
+    assert table_of(tmp_path / "scaling.md") == first and json.loads(result.read_text()) == record
     bound = (tmp_path / "scaling_fit_bound.md").read_text()
     assert "| sample_steam | cold | mix01 |" in bound
     cells = next(line for line in bound.splitlines() if line.startswith("| sample_steam | loo | mix01 |")).split("|")
@@ -72,7 +81,7 @@ def test_resumed_scaling_bench_gives_the_same_table(tmp_path, monkeypatch):
 
     # per-user weights chosen on each user's own history (a diagnostic beside the fitted rows, nothing trained)
     assert scaling.main([*argv, "--self-weights"]) == 0
-    assert (tmp_path / "scaling.md").read_text() == first and json.loads(result.read_text()) == record
+    assert table_of(tmp_path / "scaling.md") == first and json.loads(result.read_text()) == record
     rows = (tmp_path / "scaling_self_weights.md").read_text()
     assert "| sample_steam | cold | mix01 | log |" in rows and "| sample_steam | cold | mix01 | fit |" in rows
     for prior in ("log", "fit"):  # the prior from the target's log (as shipped), or from the fit domain
@@ -86,7 +95,7 @@ def test_resumed_scaling_bench_gives_the_same_table(tmp_path, monkeypatch):
     codes = ["--name", "codes", "--fit", "code,dense,knn,pop", *argv,
              "model.codes={head: parallel, embedding: fsq_grid, output: full}"]
     assert scaling.main(codes) == 0
-    report = (tmp_path / "scaling.md").read_text()
+    report = table_of(tmp_path / "scaling.md")
     assert "## The generative path" in report and "| sample_steam | loo | mix01 | codes |" in report
     raw = json.loads((out / "results" / "codes" / "mix01" / "sample_steam.json").read_text())["results"]["loo"]
     per_user = raw["ndcg_per_user"]
@@ -117,7 +126,7 @@ def test_resumed_scaling_bench_gives_the_same_table(tmp_path, monkeypatch):
         lists / "recommendations.parquet")
     assert scaling.main(["--name", "near", "--pretrained-variant", "default", "--in-domain", str(out / "in_domain"),
                          *argv]) == 0
-    report = (tmp_path / "scaling.md").read_text()
+    report = table_of(tmp_path / "scaling.md")
     assert "## How far from in-domain training" in report
     row = next(line for line in report.splitlines() if line.startswith("| sample_steam | mix01 | near |"))
     assert float(row.split("|")[4]) > 0.5  # the last item first: most users hit at rank 1
