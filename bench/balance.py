@@ -395,7 +395,7 @@ def main(argv=None) -> int:
     from bench.report import header
 
     text = ("<!-- written by bench/balance.py: rerun it to change this file -->\n# One content / popularity balance "
-            f"across domains\n\n{header(None if argv is None else ['bench/balance.py', *argv])}\n"
+            f"across domains\n\n{header(None if argv is None else [__file__, *argv])}\n"
             + LEGEND
             + report(results, plan)
             + "\n## Per-user weights from the user's own history\n\n" + SELF_LEGEND + shipped(*self_report(results, plan)))

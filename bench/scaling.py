@@ -326,7 +326,7 @@ def main(argv=None) -> int:
         suffix, rows = ("_fit_bound", fit_bound) if args.fit_bound else ("_self_weights", self_weight_rows)
         report = Path(args.report).with_name(Path(args.report).stem + suffix + ".md")
         text = rows(args, [m for m in mixes if names is None or m.name in names], targets)
-        report.write_text(f"{header(['bench/scaling.py', *argv])}\n{text}")
+        report.write_text(f"{header([__file__, *argv])}\n{text}")
         return 0
     records = []
     for mix in mixes:
@@ -334,7 +334,7 @@ def main(argv=None) -> int:
         if (names is None or mix.name in names) and served:
             mix_root = pretrain_mix(args, plan, mix)
             records += [cached_result(args, plan, mix, mix_root, t) for t in served]
-    text = write_report(records, args.report, ["bench/scaling.py", *argv])
+    text = write_report(records, args.report, [__file__, *argv])
     plot_curve(records, args.png)
     print(text)
     return 0

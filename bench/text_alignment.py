@@ -159,7 +159,7 @@ def main(argv=None) -> int:
         root.mkdir(parents=True, exist_ok=True)
         (root / "train.json").write_text(json.dumps({k: v for k, v in trained.items() if k != "states"}, indent=1))
         results += [score_target(args, plan, cfg, trained, t, root) for t in targets if t in mix.serves]
-    text = table(results, ["bench/text_alignment.py", *argv])
+    text = table(results, [__file__, *argv])
     Path(args.report).parent.mkdir(parents=True, exist_ok=True)
     Path(args.report).write_text(text)
     print(text)
