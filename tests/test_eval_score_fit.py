@@ -199,6 +199,13 @@ def test_auto_history_places_own_items_only_where_the_log_repeats(fitted_run, fi
     rows, _ = api.recommend_rows(cases.histories, 20, 2, allow_history="auto", weights="self")
     by_api = {str(u): [api.catalog.item_ids[r] for r in row] for u, row in zip(cases.user_ids, rows)}
     assert by_api == lists["horizon", "auto"]
+    # what the log gave is read once per catalog and log: a second call reuses it, a new log drops it
+    cached = set(api.log_cache)
+    assert any(key[0] == "shares" for key in cached) and ("windows", 2) in cached
+    assert api.recommend_rows(cases.histories, 20, 2, allow_history="auto", weights="self")[0] == rows
+    assert set(api.log_cache) == cached
+    api.set_log(sequences_before_targets(prepared.interactions, "horizon", 2, 0))
+    assert api.log_cache == {}
     out = tmp_path / "horizon-long"
     assert main(["predict", "--dataset", "sample_steam", "--horizon", "8", f"predict.model_dir={run / 'best'}",
                  "predict.min_users=5", f"predict.output_dir={out}", *fit_overrides]) == 0

@@ -7,6 +7,7 @@ downstream dataset's items, encoded by the model's own tokenizer (zero-shot). Po
 counts of its items in its own interaction log (a prepared folder's interactions.parquet, or given), so a user's
 list never depends on the other users of the call.
 """
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence
@@ -19,8 +20,7 @@ from recgpt.predict import repeats
 from recgpt.predict.horizon import recommend_lists
 from recgpt.predict.scoring import ItemScorer
 from recgpt.predict.self_weights import (LOG_STRENGTH, STRENGTH, log_prior, log_rows, own_ranks, plan,
-                                         rank_self_weighted,
-                                         read_fit_domains, read_prior, self_weights)
+                                         rank_self_weighted, read_fit_domains, read_prior, self_weights)
 
 
 @dataclass
@@ -85,6 +85,7 @@ class Recommender:
         self.log, self.log_prior = None, None  # the catalog's log sequences (catalog rows), their prior (cached)
         self.log_sequences = None  # the whole log as set_log was given it (item ids)
         self.log_grid = None  # (grid, own_ranks of the log on it): what the prior was computed from (cached)
+        self.log_cache = {}  # what allow_history=auto reads of the log (windows, shares), until catalog or log change
         self.source = None  # the exported model folder, when loaded from one
         if catalog is not None:
             self.use_catalog(catalog)
@@ -126,7 +127,7 @@ class Recommender:
                              f"{list(self.model.config.slot_vocab_sizes)}: encode it with the model's tokenizer")
         if self.model.config.text_dim and catalog.text_emb is None:
             raise ValueError("this model takes item text embeddings: build the catalog with its text_emb")
-        self.catalog, self.log_prior, self.log_grid = catalog, None, None
+        self.catalog, self.log_prior, self.log_grid, self.log_cache = catalog, None, None, {}
         self.scorer = ItemScorer(self.model, catalog.codes, catalog.trie, catalog.text_emb, self.scoring,
                                  self.beam_size, self.device, catalog.popularity, self.knn,
                                  self.unseen(catalog) if self.scoring == "liger" else None)  # only liger reads it
@@ -191,14 +192,24 @@ class Recommender:
             raise ValueError("no catalog: call set_catalog(...) or set_catalog_from_prepared(...) first")
         self.log_sequences = None if sequences is None else list(sequences)
         self.log = None if sequences is None else log_rows(self.log_sequences, self.catalog)
-        self.log_prior, self.log_grid = None, None
+        self.log_prior, self.log_grid, self.log_cache = None, None, {}
 
     def log_windows(self, horizon: int = 1) -> list:
         """Catalog rows of up to 2,000 seeded log sequences with more than `horizon` items in the catalog (horizon
         1: `self.log`): allow_history=auto reads how often their last `horizon` items repeat an earlier one."""
         if horizon == 1 or not self.log_sequences:
             return self.log or []
-        return log_rows(self.log_sequences, self.catalog, min_items=horizon + 1)
+        if ("windows", horizon) not in self.log_cache:
+            self.log_cache["windows", horizon] = log_rows(self.log_sequences, self.catalog, min_items=horizon + 1)
+        return self.log_cache["windows", horizon]
+
+    def repeat_shares(self, weights: dict, k: int, horizon: int = 1) -> tuple:
+        """recgpt.predict.repeats.curves of the log for a list ranked with `weights` (cached: a call per batch of
+        users reads the log once)."""
+        key = ("shares", json.dumps(weights, sort_keys=True), k, horizon)
+        if key not in self.log_cache:
+            self.log_cache[key] = repeats.curves(self, weights, k, horizon)
+        return self.log_cache[key]
 
     def log_ranks(self, weights: dict) -> tuple:
         """(indexes of the log's sequences with an item to rank, Int64 ranks): own_ranks of the log ranked with

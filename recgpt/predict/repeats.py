@@ -77,7 +77,7 @@ def fallback_note(rec, strategy: str, horizon: int) -> Optional[str]:
 def place(rec, recs, scores, histories, weights: dict, k: int, horizon: int = 1) -> tuple[list, list, dict]:
     """(lists, scores, summary): `recs` / `scores`, ranked with `weights` and the history excluded, with each
     user's own items merged in by the shares of the Recommender's log (`curves`, `merge`, `summary`)."""
-    p, q, n = curves(rec, weights, k, horizon)
+    p, q, n = rec.repeat_shares(weights, k, horizon)
     recs, scores = merge(recs, scores, histories, p, q, k)
     return recs, scores, summary(p, q, n, recs, histories)
 

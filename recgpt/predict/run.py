@@ -117,9 +117,10 @@ def predict_held(cfg, held: ExitStack) -> Path:
                           "figure from so few; use a shorter predict.horizon, another dataset, or lower predict.min_users")
     k_max, notes = max(p.ks), []
     auto, allow = p.allow_history == "auto", p.allow_history is True
-    if auto and repeats.fallback_note(rec, p.strategy, horizon):
-        notes.append(repeats.fallback_note(rec, p.strategy, horizon))
-        warn(notes[-1])
+    excluded = auto and repeats.fallback_note(rec, p.strategy, horizon)
+    if excluded:
+        notes.append(excluded)
+        warn(excluded)
         auto = False
     if not (allow or auto) and cases.counts["targets_in_history"]:
         notes.append(f"{cases.counts['targets_in_history']} of the {len(cases)} users have a target among their own "

@@ -159,7 +159,8 @@ def rank_self_weighted(rec, histories: Sequence[Sequence[int]], grid: Sequence[d
     return recs, scores
 
 
-def plan(weights: str, prior: Optional[tuple], source, strategy: str, mode: str) -> tuple[Optional[tuple], Optional[str]]:
+def plan(weights: str, prior: Optional[tuple], source, strategy: str,
+         mode: str) -> tuple[Optional[tuple], Optional[str]]:
     """((grid, prior) to score with per-user weights, or None; the note when weights="self" falls back to the
     fitted weights, or None). `prior`: read_prior of the export at `source`."""
     if weights != "self":
