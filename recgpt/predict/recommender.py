@@ -82,10 +82,11 @@ class Recommender:
         self.catalog, self.scorer = None, None
         self.weight_prior = None  # (grid, relative NDCG) of the export's score fit: the prior of weights="self"
         self.fit_domains = []  # the datasets that fit was made on
-        self.log, self.log_prior = None, None  # the catalog's log sequences (catalog rows), their prior (cached)
+        self.log = None  # the catalog's log sequences (catalog rows)
         self.log_sequences = None  # the whole log as set_log was given it (item ids)
-        self.log_grid = None  # (grid, own_ranks of the log on it): what the prior was computed from (cached)
-        self.log_cache = {}  # what allow_history=auto reads of the log (windows, shares), until catalog or log change
+        # What is read of the log, until the catalog or the log changes: "grid" (the fit's grid, own_ranks of the
+        # log on it), "prior" (log_prior of them), ("windows", horizon), ("shares", weights, k, horizon).
+        self.log_cache = {}
         self.source = None  # the exported model folder, when loaded from one
         if catalog is not None:
             self.use_catalog(catalog)
@@ -127,7 +128,7 @@ class Recommender:
                              f"{list(self.model.config.slot_vocab_sizes)}: encode it with the model's tokenizer")
         if self.model.config.text_dim and catalog.text_emb is None:
             raise ValueError("this model takes item text embeddings: build the catalog with its text_emb")
-        self.catalog, self.log_prior, self.log_grid, self.log_cache = catalog, None, None, {}
+        self.catalog, self.log_cache = catalog, {}
         self.scorer = ItemScorer(self.model, catalog.codes, catalog.trie, catalog.text_emb, self.scoring,
                                  self.beam_size, self.device, catalog.popularity, self.knn,
                                  self.unseen(catalog) if self.scoring == "liger" else None)  # only liger reads it
@@ -192,7 +193,12 @@ class Recommender:
             raise ValueError("no catalog: call set_catalog(...) or set_catalog_from_prepared(...) first")
         self.log_sequences = None if sequences is None else list(sequences)
         self.log = None if sequences is None else log_rows(self.log_sequences, self.catalog)
-        self.log_prior, self.log_grid, self.log_cache = None, None, {}
+        self.log_cache = {}
+
+    @property
+    def log_prior(self) -> Optional[list]:
+        """The per-user weights' prior read from the catalog's log (log_prior), once weights_plan computed it."""
+        return self.log_cache.get("prior")
 
     def log_windows(self, horizon: int = 1) -> list:
         """Catalog rows of up to 2,000 seeded log sequences with more than `horizon` items in the catalog (horizon
@@ -214,9 +220,10 @@ class Recommender:
     def log_ranks(self, weights: dict) -> tuple:
         """(indexes of the log's sequences with an item to rank, Int64 ranks): own_ranks of the log ranked with
         `weights`, read from what the log prior computed when `weights` is a point of its grid."""
-        if self.log_grid is not None and weights in self.log_grid[0]:
-            users, ranks = self.log_grid[1]
-            return users, ranks[self.log_grid[0].index(weights)]
+        grid = self.log_cache.get("grid")
+        if grid is not None and weights in grid[0]:
+            users, ranks = grid[1]
+            return users, ranks[grid[0].index(weights)]
         users, ranks = own_ranks(self, self.log, [weights])
         return users, ranks[0]
 
@@ -230,9 +237,9 @@ class Recommender:
             return None, note
         if self.namespace in self.fit_domains:  # fitted on this dataset itself: its own labelled balance
             return (*fit, STRENGTH), None
-        if self.log_prior is None and self.log:
-            self.log_grid = (fit[0], own_ranks(self, self.log, fit[0]))  # cached until the catalog or log changes
-            self.log_prior = log_prior(self, self.log, fit[0], self.log_grid[1])
+        if "prior" not in self.log_cache and self.log:
+            self.log_cache["grid"] = (fit[0], own_ranks(self, self.log, fit[0]))
+            self.log_cache["prior"] = log_prior(self, self.log, fit[0], self.log_cache["grid"][1])
         if self.log_prior is None:
             return (*fit, STRENGTH), ("weights=self: the catalog has no interaction log (set_log): the prior of the "
                                       "per-user weights is the fit on the other domain")

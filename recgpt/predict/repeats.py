@@ -55,7 +55,8 @@ def curves(rec, weights: dict, k: int, horizon: int = 1) -> tuple[np.ndarray, np
     else:
         lists = rank_self_weighted(rec, [r[:-horizon] for r in rows], [weights],
                                    torch.zeros(len(rows), dtype=torch.long), k)[0]
-        explore = [j for row, got in zip(rows, lists) for j, i in enumerate(got) if i in set(row[-horizon:])]
+        targets = [set(row[-horizon:]) for row in rows]
+        explore = [j for wanted, got in zip(targets, lists) for j, i in enumerate(got) if i in wanted]
     return shares(repeated, len(rows), k), shares(explore, len(rows), k), len(rows)
 
 
