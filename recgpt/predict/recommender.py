@@ -237,7 +237,7 @@ class Recommender:
             return None, note
         if self.namespace in self.fit_domains:  # fitted on this dataset itself: its own labelled balance
             return (*fit, STRENGTH), None
-        if "prior" not in self.log_cache and self.log:
+        if self.log and self.log_cache.get("grid", (None,))[0] != fit[0]:  # once per log and fit grid
             self.log_cache["grid"] = (fit[0], own_ranks(self, self.log, fit[0]))
             self.log_cache["prior"] = log_prior(self, self.log, fit[0], self.log_cache["grid"][1])
         if self.log_prior is None:
