@@ -80,21 +80,17 @@ class Domain:
 
         self.ids, self.inter, self.catalog, self.emb = load_domain(folder, cache_dir)
         self.protocol = protocol
-        counts = np.asarray(popularity_before_targets(self.inter, self.catalog, protocol, 1, 0), dtype=np.float32)
-        log_pop = torch.log1p(torch.from_numpy(counts.copy()))
-        self.zpop = (log_pop - log_pop.mean()) / log_pop.std().clamp_min(1e-6)
-        self.top_pop = torch.topk(self.zpop, min(64, len(self.zpop))).indices
         rows = [self.catalog.rows([str(i) for i in s])[0] for s in sequences_before_targets(self.inter, protocol, 1, 0)]
-        self.sequences = [r for r in rows if len(r) >= 2]
         self.train = train
+        self.sequences = [r for r in rows if len(r) >= (3 if train else 2)]
         if train:  # train on last transitions only; count what precedes them
-            self.sequences = [r for r in rows if len(r) >= 3]
             rows = [r[:-1] for r in rows]
             flat = np.concatenate([np.asarray(r, dtype=np.int64) for r in rows] + [np.zeros(0, np.int64)])
             counts = np.bincount(flat, minlength=len(self.ids)).astype(np.float32)
-            log_pop = torch.log1p(torch.from_numpy(counts))
-            self.zpop = (log_pop - log_pop.mean()) / log_pop.std().clamp_min(1e-6)
-            self.top_pop = torch.topk(self.zpop, min(64, len(self.zpop))).indices
+        else:
+            counts = np.asarray(popularity_before_targets(self.inter, self.catalog, protocol, 1, 0), dtype=np.float32)
+        log_pop = torch.log1p(torch.from_numpy(counts.copy()))
+        self.zpop = (log_pop - log_pop.mean()) / log_pop.std().clamp_min(1e-6)
         self.cn, self.occ = cooc_matrix(rows, len(self.ids))
         self.ranks = own_ranker(self.inter, self.catalog, self.emb, protocol)
         # the log's balance over w, read as the shipped rule reads it (no target)
