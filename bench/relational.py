@@ -381,7 +381,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--prepared", default="outputs/scaling/prepared")
     parser.add_argument("--embed-cache", default="outputs/embed_cache")
-    parser.add_argument("--steps", type=int, default=1500)
+    parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--every", type=int, default=250)
     parser.add_argument("--users", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
