@@ -22,7 +22,7 @@ the fit domain (priors) or chosen per user from the user's own history with the 
 ships), and against the shipped rule + beta z(co-occurrence), beta of {0, .25, .5, 1, 2} chosen on the fit domain
 per protocol (priors self + cooc: what a user holding the log does without recgpt). Paired 95% intervals.
 
-    python bench/relational.py --steps 3000 --out outputs/relational_cooc --report docs/benchmarks/relational_cooc.md
+    python bench/relational.py      # 3,000 steps; outputs/relational_cooc, the table docs/benchmarks/relational_cooc.md
 """
 import argparse
 import json
@@ -389,8 +389,8 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rerank", type=int, default=100, help="how many of the base rule's top items the "
                         "ranker re-orders (and trains over)")
-    parser.add_argument("--out", default="outputs/relational", help="one json per target: a rerun resumes")
-    parser.add_argument("--report", default="docs/benchmarks/relational.md")
+    parser.add_argument("--out", default="outputs/relational_cooc", help="one json per target: a rerun resumes")
+    parser.add_argument("--report", default="docs/benchmarks/relational_cooc.md")
     args = parser.parse_args(argv)
     import torch
 
