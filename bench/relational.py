@@ -186,12 +186,17 @@ class Domain:
             score[i, torch.as_tensor(list(h))] = -float("inf")
         return score
 
-    def top_features(self, histories, top):
-        """Float[B, K, N_FEATURES]: the features of each history's own candidates (rows of `top`, Long[B, K])."""
+    def top(self, histories, k: int) -> tuple:
+        """(Float[B, N] the base rule's score, history items -inf; Long[B, k] its top k rows; Float[B, k, N_FEATURES]
+        their features), the features computed once (the base rule is their last column)."""
         import torch
 
         x = self.features(histories)
-        return torch.gather(x, 1, top[..., None].expand(-1, -1, x.shape[-1]))
+        score = x[..., -1].clone()
+        for i, h in enumerate(histories):
+            score[i, torch.as_tensor(list(h))] = -float("inf")
+        top = torch.topk(score, k).indices
+        return score, top, torch.gather(x, 1, top[..., None].expand(-1, -1, x.shape[-1]))
 
     def scores(self, ranker, histories, rerank: int, batch: int = 32):
         """Float[B, N]: the base rule's score of every item (history items -inf) with its top `rerank` re-ordered by
@@ -201,12 +206,11 @@ class Domain:
         out = []
         with torch.no_grad():
             for s in range(0, len(histories), batch):
-                part = histories[s:s + batch]
-                x = self.rule(part)
-                values, top = torch.topk(x, rerank + 1)
-                new = ranker(self.top_features(part, top[:, :rerank])).squeeze(-1)
+                x, top, features = self.top(histories[s:s + batch], rerank + 1)
+                below = x.gather(1, top[:, rerank:])
+                new = ranker(features[:, :rerank]).squeeze(-1)
                 # just above the (K+1)-th rule score, no large offset: float32 would tie close scores
-                x.scatter_(1, top[:, :rerank], values[:, rerank:] + 1 + new - new.min(1, keepdim=True).values)
+                x.scatter_(1, top[:, :rerank], below + 1 + new - new.min(1, keepdim=True).values)
                 out.append(x)
         return torch.cat(out)
 
@@ -256,9 +260,7 @@ def listwise_loss(ranker, dom: Domain, rng, rerank: int, size: int = 32, draw: i
         histories += [drawn[i][0] for i in torch.nonzero(hit).flatten().tolist()]
         targets += [drawn[i][1] for i in torch.nonzero(hit).flatten().tolist()]
     histories, targets = histories[:size], torch.as_tensor(targets[:size])
-    with torch.no_grad():
-        top = torch.topk(dom.rule(histories), rerank).indices
-    x = dom.top_features(histories, top)
+    _, top, x = dom.top(histories, rerank)
     return F.cross_entropy(ranker(x).squeeze(-1), (top == targets[:, None]).int().argmax(1))
 
 
