@@ -39,7 +39,7 @@ sys.path[0] = str(Path(__file__).resolve().parents[1])  # the repo, not bench/
 GRID = (0.0, 0.005, 0.01, 0.02, 0.03, 0.05, 0.07, 0.1, 0.15, 0.2, 0.3, 0.5, 0.7, 1.0)
 FORMS = ("raw", "catalog", "user")
 STATS = ("concentration", "coherence")
-WEIGHTS = tuple(i / 10 for i in range(11))  # w on content kNN, 1 - w on popularity: the hybrid fit's grid
+from recgpt.predict.rerank.context import WEIGHTS  # noqa: E402 (w on content kNN, 1 - w on popularity: the hybrid fit's grid)
 STRENGTHS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0, 5.0)
 PRIORS = ("fit", "log")
 
@@ -218,7 +218,7 @@ def apply_rule(params, value: float) -> str:
 
 def report(results: dict, plan) -> str:
     from recgpt.data.mixes import excluded
-    from recgpt.predict.transfer import bootstrap_ratio
+    from recgpt.predict.metrics import bootstrap_ratio
 
     targets = [t for t in plan.targets if t in results]
     sources = [d for d in results if d not in plan.targets]
@@ -275,7 +275,7 @@ def self_points(own: list, prior: np.ndarray, strength: float) -> np.ndarray:
 def self_report(results: dict, plan) -> tuple[str, tuple]:
     """The section on per-user weights: the prior (the fit's grid, or the domain's own log) and the strength,
     chosen together over the sources (both protocols); returns (text, (prior, strength))."""
-    from recgpt.predict.transfer import bootstrap_ratio
+    from recgpt.predict.metrics import bootstrap_ratio
 
     targets = [t for t in plan.targets if t in results]
     sources = [d for d in results if d not in plan.targets]

@@ -42,7 +42,7 @@ FEATURES = {"taobao_userbehavior": "category"}
 
 def scored(recs, cases, n_items: int) -> dict:
     from recgpt.predict.metrics import coverage, ranking_metrics
-    from recgpt.predict.transfer import per_user
+    from recgpt.predict.metrics import per_user
 
     return {**ranking_metrics(recs, cases.targets, KS), **coverage(recs, n_items, KS), "users": len(cases),
             "empty_histories": cases.counts.get("empty_histories", 0),
@@ -147,7 +147,7 @@ def claim_table(dataset: str, rows: dict, models, settings, buy_split) -> str:
     """GAMER's claim, per model: NDCG@10 of each setting / its reference (COMPARISONS), with a 95% bootstrap
     interval over users (pairs kept), on the purchase protocols: over all users, and over the users whose
     purchases-only history is not empty (the others get the popularity fallback under purchases-only input)."""
-    from recgpt.predict.transfer import bootstrap_ratio
+    from recgpt.predict.metrics import bootstrap_ratio
 
     protocols = [p for p in ("next_buy", "session_buy", "shipped") if any(p in r[0] for r in rows.values())]
     groups = [(p, "all") for p in protocols] + [(p, "with purchases") for p in protocols]

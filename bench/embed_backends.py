@@ -29,7 +29,8 @@ def knn_quality(folder: Path, item_ids: list, vectors, max_users: int) -> dict:
     from recgpt.predict.baselines import content_knn
     from recgpt.predict.catalog import Catalog
     from recgpt.predict.protocols import build_test_cases
-    from recgpt.predict.transfer import per_user, read_interactions
+    from recgpt.predict.metrics import per_user
+    from recgpt.predict.transfer import read_interactions
 
     catalog = Catalog.from_codes(item_ids, np.arange(len(item_ids))[:, None], [len(item_ids)])
     cases = build_test_cases(read_interactions(folder), catalog, "loo", 1, 0, max_users)

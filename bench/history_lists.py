@@ -59,7 +59,7 @@ def label(protocol: str, horizon: int, space: str = " ") -> str:
 
 def per_user(folder: Path, cases, rows: dict, k: int = 10) -> np.ndarray:
     """NDCG@k of each case from the report's recommendations.parquet (`rows`: item id -> catalog row)."""
-    from recgpt.predict.transfer import per_user as metrics_per_user
+    from recgpt.predict.metrics import per_user as metrics_per_user
 
     frame = pd.read_parquet(folder / "recommendations.parquet")
     lists = frame.groupby("user_id")["item_id"].agg(list).to_dict()
@@ -87,7 +87,8 @@ def main(argv=None) -> int:
     command = list(sys.argv) if argv is None else ["bench/history_lists.py", *argv]  # recgpt's CLI rewrites sys.argv
     from recgpt.data import load_prepared
     from recgpt.predict.protocols import build_test_cases
-    from recgpt.predict.transfer import ItemRows, bootstrap_ratio
+    from recgpt.predict.metrics import bootstrap_ratio
+    from recgpt.predict.transfer import ItemRows
 
     modes = MODES + (("auto-fitted",) if args.against_fitted else ())
     extra = " auto, fitted weights | auto / auto fitted |" if args.against_fitted else ""

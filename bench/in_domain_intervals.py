@@ -47,7 +47,7 @@ from recgpt.predict.hybrid import best_model_free, grid_ndcg  # noqa: E402
 from recgpt.predict.protocols import TestCases  # noqa: E402
 from recgpt.predict.self_weights import (LOG_STRENGTH, STRENGTH, log_prior, log_rows,  # noqa: E402
                                          rank_self_weighted, self_weights)
-from recgpt.predict.transfer import bootstrap_ratio, per_user  # noqa: E402
+from recgpt.predict.metrics import bootstrap_ratio, per_user  # noqa: E402
 
 PAIRS = (("recgpt_ft", "sasrec"), ("recgpt_ft", "recgpt_scratch"), ("recgpt_scratch", "sasrec"),
          ("recgpt_ft[dense]", "recgpt_scratch[dense]"))

@@ -202,7 +202,7 @@ def self_weight_rows(args, mixes, targets) -> str:
     from recgpt.predict.protocols import build_test_cases, popularity_before_targets, sequences_before_targets
     from recgpt.predict.self_weights import (LOG_STRENGTH, STRENGTH, choose, log_prior, log_rows, own_ranks,
                                              priors_points)
-    from recgpt.predict.transfer import bootstrap_ratio, per_user
+    from recgpt.predict.metrics import bootstrap_ratio, per_user
 
     cfg = load_config(args.config, [*args.overrides, f"data.prepared_root={args.out}/prepared"])
     far = ["| target | mix | prior | users | SASRec+ in-domain | model self / SASRec+ | priors self / SASRec+ | "
@@ -266,7 +266,7 @@ def self_curve(by_mix: dict) -> list:
     both scored. `by_mix`: (target, protocol, prior) -> [(interactions, mix name, {user id: NDCG@10})]."""
     import numpy as np
 
-    from recgpt.predict.transfer import bootstrap_ratio
+    from recgpt.predict.metrics import bootstrap_ratio
 
     curve = []
     for (target, protocol, kind), group in by_mix.items():

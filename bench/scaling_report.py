@@ -15,7 +15,7 @@ def row_of(record: dict, table: str, method: str = "model"):
 
 
 def ndcg_interval(record: dict, protocol: str, method: str = "model") -> str:
-    from recgpt.predict.transfer import bootstrap_mean
+    from recgpt.predict.metrics import bootstrap_mean
 
     values = record["results"][protocol]["ndcg_per_user"].get(method)
     if not values:
@@ -39,7 +39,7 @@ def ratio_text(row) -> str:
 def paired(small: dict, large: dict, protocol: str, method: str = "model") -> tuple:
     """(NDCG@10 of `method`, larger mix / smaller mix) on the users both scored, with a 95% interval; None when
     a result did not keep that method's per-user values."""
-    from recgpt.predict.transfer import bootstrap_ratio
+    from recgpt.predict.metrics import bootstrap_ratio
 
     a, b = (r["results"][protocol] for r in (large, small))
     if method not in a["ndcg_per_user"] or method not in b["ndcg_per_user"]:
@@ -159,7 +159,7 @@ def plot_curve(records: list, path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from recgpt.predict.transfer import bootstrap_mean
+    from recgpt.predict.metrics import bootstrap_mean
 
     targets = sorted({r["target"] for r in records})
     fig, axes = plt.subplots(len(PROTOCOLS), len(targets), figsize=(4 * len(targets), 6.5), squeeze=False)

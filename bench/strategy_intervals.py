@@ -20,7 +20,7 @@ from recgpt.baselines.base import load_baseline  # noqa: E402
 from recgpt.baselines.data import load_split, subset  # noqa: E402
 from recgpt.baselines.run import SAMPLED, rank_cases  # noqa: E402
 from recgpt.config import load_config  # noqa: E402
-from recgpt.predict.transfer import bootstrap_ratio, per_user  # noqa: E402
+from recgpt.predict.metrics import bootstrap_ratio, per_user  # noqa: E402
 
 
 def strategy_rows(folder: Path, dataset: str, name: str, strategies=("greedy", "rra", "ra")) -> list:

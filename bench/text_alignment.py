@@ -69,7 +69,7 @@ def train_mix(args, plan, mix, cfg) -> dict:
 
 
 def score_target(args, plan, cfg, trained: dict, target: str, root: Path) -> dict:
-    from recgpt.predict.transfer import bootstrap_ratio
+    from recgpt.predict.metrics import bootstrap_ratio
     from recgpt.tokenizer.align import TextAdapter
 
     fits = plan.fit_domains[target]

@@ -90,7 +90,7 @@ def domain_result(folder: Path, cache: str, users: int, protocols: tuple) -> dic
 
 
 def report(results: dict, targets: tuple, users: int) -> str:
-    from recgpt.predict.transfer import bootstrap_ratio
+    from recgpt.predict.metrics import bootstrap_ratio
 
     mean = {d: {p: {f: float(np.mean(v)) for f, v in r["ndcg"].items()} for p, r in res.items()}
             for d, res in results.items()}

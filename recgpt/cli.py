@@ -13,6 +13,7 @@ COMMANDS = {
     "pretrain": ("recgpt.train:main", "pretrain the item-code decoder (use accelerate launch for several GPUs)"),
     "eval": ("recgpt.evaluate:main", "score checkpoints by held-out loss and export the best"),
     "predict": ("recgpt.predict.cli:main", "recommend for a downstream dataset and report metrics"),
+    "rerank": ("recgpt.predict.rerank.cli:main", "train the relational re-ranker on source domains (predict.reranker)"),
     "baseline": ("recgpt.baselines.cli:main", "train and evaluate an in-domain baseline (sasrec, bpr, gpt2, ...)"),
     "launch": ("recgpt.launcher:main", "accelerate launch (same options) whose failures are one line, not a traceback"),
 }

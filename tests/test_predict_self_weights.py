@@ -72,7 +72,7 @@ def test_each_user_gets_the_point_that_ranks_its_last_history_item_best(fitted):
 
 def test_ranking_with_the_points_is_what_the_grid_ranks_say(fitted):
     from recgpt.predict.hybrid import component_chunks, grid_ranks, rank_gains
-    from recgpt.predict.transfer import per_user
+    from recgpt.predict.metrics import per_user
 
     rec, fit, cases, grid, prior = fitted
     targets = [t[0] for t in cases.targets]

@@ -219,7 +219,7 @@ def test_hybrid_weights_are_fitted_on_validation_users_only(dense_export, prepar
     # bench/in_domain_intervals.py's per-user figures: the same catalog, popularity and users as the table
     from recgpt.baselines.exported import split_rows
     from recgpt.baselines.exported_hybrid import rank_with, split_recommender
-    from recgpt.predict.transfer import per_user
+    from recgpt.predict.metrics import per_user
 
     rec = split_recommender(dense_export, prepared, split, embed_config)
     test = split_rows(split, cfg, rec.catalog, "test")
@@ -247,7 +247,7 @@ def test_fit_bound_is_the_grid_point_best_on_the_test_users(dense_export, prepar
     from recgpt.baselines.exported_hybrid import fit_and_store, model_components, rank_with
     from recgpt.config import BaselineConfig
     from recgpt.data import load_prepared
-    from recgpt.predict.transfer import per_user
+    from recgpt.predict.metrics import per_user
 
     prepared = load_prepared(prepared_dir("ml-100k"))
     split = build_split(prepared.interactions, "ml-100k", "loo")

@@ -14,7 +14,8 @@ from recgpt.predict import Recommender, baselines
 from recgpt.predict.hybrid import fit_score_weights, simplex_grid
 from recgpt.predict.protocols import popularity_before_targets
 from recgpt.predict.scoring import combine, standardize
-from recgpt.predict.transfer import bootstrap_ratio, restrict, zero_shot_eval
+from recgpt.predict.metrics import bootstrap_ratio
+from recgpt.predict.transfer import restrict, zero_shot_eval
 from tests.fixtures_model import dense_decoder
 
 pytestmark = pytest.mark.usefixtures("one_thread")

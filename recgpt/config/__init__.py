@@ -20,11 +20,12 @@ from recgpt.config.loader import (
 )
 from recgpt.config.model import ModelConfig
 from recgpt.config.predict import EvalConfig, PredictConfig
+from recgpt.config.rerank import RerankConfig
 from recgpt.config.tokenizer import TokenizerConfig
 from recgpt.config.train import TrainConfig
 
 __all__ = [
     "BaselineConfig", "FactorConfig", "MFGANConfig", "ConfigError", "config_from_argv", "config_to_dict", "DataConfig", "DatasetSpec", "EmbedConfig", "EvalConfig", "ImportConfig", "ModelConfig",
-    "PredictConfig", "RecGPTConfig", "RunConfig", "TextConfig", "TokenizerConfig", "TrainConfig",
+    "PredictConfig", "RecGPTConfig", "RerankConfig", "RunConfig", "TextConfig", "TokenizerConfig", "TrainConfig",
     "known_dataset_specs", "load_config", "load_dataset_spec", "save_config",
 ]

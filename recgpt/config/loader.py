@@ -14,6 +14,7 @@ from recgpt.config.embed import EmbedConfig
 from recgpt.config.errors import ConfigError, UnknownDataset, check
 from recgpt.config.model import ModelConfig
 from recgpt.config.predict import EvalConfig, PredictConfig
+from recgpt.config.rerank import RerankConfig
 from recgpt.config.tokenizer import TokenizerConfig
 from recgpt.config.train import TrainConfig
 
@@ -43,6 +44,7 @@ class RecGPTConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     predict: PredictConfig = field(default_factory=PredictConfig)
+    rerank: RerankConfig = field(default_factory=RerankConfig)
     baseline: BaselineConfig = field(default_factory=BaselineConfig)
 
     @property

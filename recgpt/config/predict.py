@@ -84,6 +84,10 @@ class PredictConfig:
     # its sequences' last items; recgpt.predict.self_weights; the exact strategy at any horizon, else fitted) or
     # fitted (the weights fitted on the held-out source domains, the same for every user).
     weights: str = "self"
+    # A trained re-ranker folder (`recgpt rerank`): the model row is then its order of the top of the per-user
+    # content kNN + popularity rule plus the log's co-occurrence (one exact step; history items excluded in every
+    # row), and a "priors+cooc" row reports that base rule itself. None: the model's own scoring.
+    reranker: Optional[str] = None
     beam_size: int = 20
     temperature: float = 1.0
     n_samples: int = 8

@@ -90,3 +90,28 @@ def sampled_negative_metrics(scores, histories, targets, n_negatives: int, ks: S
             sums[f"HR@{k}"] += float(rank < k)
             sums[f"NDCG@{k}"] += 1.0 / math.log2(rank + 2) if rank < k else 0.0
     return sums
+
+
+def per_user(recs, targets, k: int) -> dict:
+    """{"HR": Float[U], "NDCG": Float[U]} at k."""
+    values = [_user_metrics(r, set(int(t) for t in tgt), k) for r, tgt in zip(recs, targets)]
+    return {m: np.array([v[m] for v in values]) for m in ("HR", "NDCG")}
+
+
+def bootstrap_ratio(a: np.ndarray, b: np.ndarray, n: int = 1000, seed: int = 0) -> tuple[float, float, float]:
+    """mean(a) / mean(b) and its 95% percentile interval over users resampled with replacement (pairs kept)."""
+    rng = np.random.default_rng(seed)
+    ratio = float(a.mean() / b.mean()) if b.mean() > 0 else float("nan")
+    idx = rng.integers(0, len(a), size=(n, len(a)))
+    num, den = a[idx].mean(1), b[idx].mean(1)
+    ratios = np.where(den > 0, num / np.where(den > 0, den, 1), np.nan)
+    lo, hi = np.nanpercentile(ratios, [2.5, 97.5]) if np.isfinite(ratios).any() else (float("nan"),) * 2
+    return ratio, float(lo), float(hi)
+
+
+def bootstrap_mean(a: np.ndarray, n: int = 1000, seed: int = 0) -> tuple[float, float, float]:
+    """mean(a) and its 95% percentile interval over users resampled with replacement."""
+    a = np.asarray(a, dtype=float)
+    means = a[np.random.default_rng(seed).integers(0, len(a), size=(n, len(a)))].mean(1)
+    lo, hi = np.percentile(means, [2.5, 97.5])
+    return float(a.mean()), float(lo), float(hi)

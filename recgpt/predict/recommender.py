@@ -35,6 +35,9 @@ NO_LOG_NOTE = ("the catalog has no interaction log (no popularity given): scored
                "term; pass popularity= to set_catalog or use a prepared folder with interactions.parquet")
 
 
+RERANK_NOTE = "the re-ranker lists items outside each history only (allow_history applies without it)"
+
+
 def check_tokenizer(model, tokenizer, model_dir: Optional[Path] = None, tokenizer_dir: Optional[Path] = None) -> None:
     """A model only understands codes from the tokenizer it was trained with: refuse any other."""
     model_sizes = list(model.config.slot_vocab_sizes)
@@ -88,6 +91,7 @@ class Recommender:
         # log on it), "prior" (log_prior of them), ("windows", horizon), ("shares", weights, k, horizon).
         self.log_cache = {}
         self.source = None  # the exported model folder, when loaded from one
+        self.reranker = None  # recgpt.predict.rerank.Reranker: re-orders the top of one exact step (set_reranker)
         if catalog is not None:
             self.use_catalog(catalog)
 
@@ -185,6 +189,21 @@ class Recommender:
             self.set_log(user_sequences(log).tolist())
         return self.catalog
 
+    def set_reranker(self, reranker) -> None:
+        """A trained re-ranker (`recgpt rerank`: its folder, or a recgpt.predict.rerank.Reranker; None: none): one exact
+        step is then the re-ranker's order of the top of its base rule, content kNN + popularity + the log's
+        co-occurrence chosen per user, which reads the catalog's texts and log, not the decoder; the history's own
+        items are never listed. It must have been trained on the embeddings this catalog is encoded with."""
+        from recgpt.predict.rerank import Reranker
+
+        if reranker is not None and not isinstance(reranker, Reranker):
+            reranker = Reranker.load(reranker)
+        model = None if reranker is None else reranker.meta.get("embed_model")
+        if model is not None and self.embed_cfg is not None and model != self.embed_cfg.model:
+            raise ValueError(f"the re-ranker was trained on {model} item embeddings, this catalog is encoded with "
+                             f"{self.embed_cfg.model} (embed.model)")
+        self.reranker = reranker
+
     def set_log(self, sequences: Optional[Sequence[Sequence[str]]]) -> None:
         """The catalog's interaction log as item-id sequences, one per user, oldest first (None: no log). Per-user
         weights (weights="self") take their prior from it: each of up to 2,000 seeded sequences' last item ranked
@@ -258,6 +277,10 @@ class Recommender:
                              allow_history=allow_history, seed=seed, weights=weights)
         if self.scorer is None:
             raise ValueError("no catalog: call set_catalog(...) or set_catalog_from_prepared(...) first")
+        from recgpt.predict.rerank import catalog_context, fallback_note
+
+        if self.reranker is not None and not fallback_note(self, strategy, horizon):
+            return self.reranker.recommend(catalog_context(self), histories, k)
         prior, _ = self.weights_plan(weights, strategy)
         if allow_history == "auto" and not repeats.fallback_note(self, strategy, horizon):
             recs, scores = self.recommend_rows(histories, k, horizon, strategy, False, n_samples, temperature, seed,
@@ -314,9 +337,15 @@ class Recommender:
             out_ids[i] = [self.catalog.item_ids[r] for r in rec]
             out_scores[i] = list(sc)
         notes = [NO_LOG_NOTE] if self.scorer.without_popularity else []
-        notes += [n for n in (self.weights_plan(kwargs.get("weights", "fitted"), strategy)[1],
-                              short_lists_note(recs, k, strategy),
-                              allow_history == "auto" and repeats.fallback_note(self, strategy, horizon)) if n]
+        from recgpt.predict.rerank import fallback_note
+
+        skipped = fallback_note(self, strategy, horizon)
+        if self.reranker is not None and not skipped:  # its list: history excluded, no per-user weights
+            notes += [RERANK_NOTE] if allow_history is not False else []
+        else:
+            notes += [n for n in (skipped, self.weights_plan(kwargs.get("weights", "fitted"), strategy)[1],
+                                  allow_history == "auto" and repeats.fallback_note(self, strategy, horizon)) if n]
+        notes += [n for n in [short_lists_note(recs, k, strategy)] if n]
         return Recommendations(out_ids, out_scores, unknown, empty, notes)
 
     def baseline(self, histories: Sequence[Sequence[str]], method: str = "content_knn", k: int = 10,

@@ -18,6 +18,10 @@ def markdown_table(result: dict) -> str:
         for metric in (*METRICS, "Coverage"):
             cells = [f"{values.get(f'{metric}@{k}', float('nan')):.4f}" for k in ks]
             lines.append(f"| {method} | {metric} | " + " | ".join(cells) + " |")
+    versus = {k: v for k, v in (result.get("model_vs") or {}).items() if isinstance(v, dict)}
+    if versus:  # model / each row, paired over users
+        lines += ["", f"model / row, {result['model_vs']['metric']} (95% bootstrap interval over users): " + ", ".join(
+            f"{name} {v['ratio']:.3f} [{v['lo']:.3f}, {v['hi']:.3f}]" for name, v in versus.items())]
     lines += ["", "Counts: " + ", ".join(f"{k} {v}" for k, v in result["counts"].items())]
     if result.get("repeats"):  # allow_history=auto: what the catalog's log said (recgpt.predict.repeats)
         lines += ["", "History items (allow_history auto): "

@@ -19,7 +19,10 @@ from recgpt.data.popularity import ranking
 from recgpt.predict.hybrid import best_model_free
 from recgpt.predict.protocols import build_test_cases, popularity_before_targets, sequences_before_targets
 from recgpt.model.files import resolve_model_dir
-from recgpt.predict.recommender import Recommender
+from recgpt.predict.recommender import RERANK_NOTE, Recommender
+from recgpt.predict.metrics import bootstrap_ratio, per_user
+from recgpt.predict.rerank import catalog_context, fallback_note
+from recgpt.predict.rerank.model import top_rows
 from recgpt.predict.report import recommendations_frame, write_report
 
 
@@ -97,11 +100,13 @@ def predict_held(cfg, held: ExitStack) -> Path:
     dataset_dir = resolve_dataset(p.dataset, cfg.data)
     prepared = load_prepared(dataset_dir)
     out = output_dir(cfg, model_dir, prepared.name)
-    inputs = [model_dir / "model.safetensors", model_dir / "config.json", dataset_dir]  # a report may sit in model_dir
+    inputs = [model_dir / "model.safetensors", model_dir / "config.json", dataset_dir, *([p.reranker] if p.reranker else [])]  # a report may sit in model_dir
     held.enter_context(guarded_output(out, "prediction report", "predict.output_dir", is_kind("predict"), inputs))
     rec = Recommender.from_pretrained(model_dir, tokenizer_dir=p.tokenizer_dir, embed_cfg=cfg.embed, knn=p.knn,
                                       device=p.device, scoring=p.scoring, beam_size=p.beam_size,
                                       batch_size=p.batch_size)
+    if p.reranker:
+        rec.set_reranker(p.reranker)
     print0(f"predict: encoding the {len(prepared.items)} items of {prepared.name} with the model's tokenizer")
     catalog = rec.set_catalog_from_prepared(prepared, popularity=None)
     # the catalog's popularity: its log before each user's targets (never a target, whoever is scored)
@@ -117,6 +122,13 @@ def predict_held(cfg, held: ExitStack) -> Path:
                           "figure from so few; use a shorter predict.horizon, another dataset, or lower predict.min_users")
     k_max, notes = max(p.ks), []
     auto, allow = p.allow_history == "auto", p.allow_history is True
+    skipped = fallback_note(rec, p.strategy, horizon)  # a re-ranker that cannot score this call
+    reranking = rec.reranker is not None and not skipped
+    if skipped or (reranking and p.allow_history is not False):
+        notes.append(skipped or RERANK_NOTE)
+        warn(notes[-1])
+    if reranking:  # its list never holds a history item: no row does, so that they compare
+        auto = allow = False
     excluded = auto and repeats.fallback_note(rec, p.strategy, horizon)
     if excluded:
         notes.append(excluded)
@@ -137,14 +149,17 @@ def predict_held(cfg, held: ExitStack) -> Path:
                      f"{catalog.n_items} items")
         warn(notes[-1])
     prior, fallback = rec.weights_plan(p.weights, p.strategy)
-    if fallback:
+    if fallback and not reranking:  # the model row is the re-ranker's; the priors row still reads `prior`
         notes.append(fallback)
         warn(fallback)
     print0(f"predict: {len(cases)} users, protocol {p.protocol}, strategy {p.strategy}, scoring {rec.scorer.mode}, "
-           f"weights {'self' if prior else 'fitted'}")
+           f"weights {'reranker' if reranking else 'self' if prior else 'fitted'}")
     t0 = time.time()
     own = self_weights.own_ranks(rec, cases.histories, prior[0]) if prior else None
-    if prior:
+    if reranking:
+        recs, scores = rec.recommend_rows(cases.histories, min(k_max, catalog.n_items), 1, "exact", False)
+        used = {"reranker": len(cases)}
+    elif prior:
         points = self_weights.choose(own[1], own[0], len(cases), *prior[1:])
         recs, scores = self_weights.rank_self_weighted(rec, cases.histories, prior[0], points,
                                                        min(k_max, catalog.n_items), allow, p.batch_size)
@@ -171,20 +186,27 @@ def predict_held(cfg, held: ExitStack) -> Path:
             best = best_model_free(priors[0], prior[1] if prior else rec.weight_prior[1])
             lists["priors"] = repeats.place(rec, lists["priors"], values, cases.histories, priors[0][best], k_max,
                                              horizon)[0]
+    if reranking:  # the re-ranker's base rule: the per-user priors + the log's co-occurrence, no learned part
+        lists["priors+cooc"] = top_rows(catalog_context(rec).rule, cases.histories, min(k_max, catalog.n_items))[0]
     for method in baselines.BASELINES:
         lists[method] = baselines.baseline_lists(method, cases.histories, k_max, allow, catalog.text_emb, p.knn,
                                                  ranking(catalog.popularity))
     methods, by_position = {}, {}
     for name, method_recs in lists.items():
         methods[name], by_position[name] = evaluate(method_recs, cases.targets, catalog.n_items, ks, horizon)
+    key = f"NDCG@{10 if 10 in ks else ks[-1]}"
+    ndcg = {name: per_user(r, cases.targets, int(key[5:]))["NDCG"] for name, r in lists.items()}
+    versus = {name: dict(zip(("ratio", "lo", "hi"), bootstrap_ratio(ndcg["model"], values)))  # paired over users
+              for name, values in ndcg.items() if name != "model"}
     result = {
         "dataset": prepared.name, "protocol": p.protocol, "horizon": horizon, "strategy": p.strategy,
         "scoring": rec.scorer.mode, "allow_history": p.allow_history, "ks": ks,
-        "weights": {"mode": "self" if prior else "fitted", "users_per_weights": used,
+        "weights": {"mode": "reranker" if reranking else "self" if prior else "fitted", "users_per_weights": used,
                     "priors_users_per_weights": None if priors is None else {json.dumps(
                         priors[0][g], sort_keys=True): n for g, n in Counter(priors[1].tolist()).most_common()},
                     "prior": None if not prior else "log" if rec.log_prior is not None else "fit"},
         "repeats": repeat, "counts": cases.counts, "catalog": catalog.stats, "methods": methods,
+        "model_vs": {"metric": key, "interval": "95% bootstrap over users, pairs kept", **versus},
         "by_position": by_position if horizon > 1 else None,
         "model_dir": str(model_dir), "dataset_dir": str(dataset_dir),
         "seconds": {"model": round(model_seconds, 3), "total": round(time.time() - start, 3),
@@ -197,7 +219,6 @@ def predict_held(cfg, held: ExitStack) -> Path:
         write_manifest(tmp, {"stage": "predict", "model_dir": str(model_dir), "dataset_dir": str(dataset_dir),
                              "dataset_manifest_hash": manifest_hash(dataset_dir), "counts": cases.counts,
                              "config": config_to_dict(cfg)})
-    key = f"NDCG@{10 if 10 in ks else ks[-1]}"
     print0(f"predict: {key} " + ", ".join(f"{name} {values[key]:.4f}" for name, values in methods.items())
            + f"; report in {out}")
     return out

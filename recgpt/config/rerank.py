@@ -1,0 +1,40 @@
+"""Config of `recgpt rerank`: a re-ranker trained on source domains, for catalogs it never saw."""
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from recgpt.config.errors import check
+
+
+@dataclass
+class RerankConfig:
+    # Source domains (names under configs/datasets/ or prepared folders) it trains on: each sequence's last
+    # transition, with popularity and co-occurrence counted without it.
+    sources: list[str] = field(default_factory=list)
+    # Held-out source domains (never among the sources) whose LOO users choose the step; never a reported target.
+    fit_domains: list[str] = field(default_factory=list)
+    out: str = "ckpt/reranker"
+    steps: int = 3000
+    every: int = 250  # the step is chosen among every `every` steps, step 0 (the base rule itself) included
+    fit_users: int = 1000  # seeded LOO users per fit domain
+    batch: int = 32  # histories per step, each with its next item among the base rule's top `rerank`
+    rerank: int = 100  # how many of the base rule's top items it re-orders
+    hidden: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    seed: int = 0
+
+    def __post_init__(self):
+        names = {Path(d).name for d in self.sources}
+        both = sorted(names & {Path(d).name for d in self.fit_domains})
+        check(not both, "rerank.fit_domains", f"{both} also among rerank.sources: the step is chosen on held-out domains")
+        check(len(names) == len(self.sources), "rerank.sources", f"a domain given twice in {list(self.sources)}")
+        for key in ("steps", "every", "fit_users", "batch", "rerank", "hidden"):
+            check(getattr(self, key) >= 1 or (key == "steps" and self.steps == 0), f"rerank.{key}",
+                  f"must be >= 1, got {getattr(self, key)}")
+        check(self.lr > 0 and self.weight_decay >= 0, "rerank.lr", f"lr > 0 and weight_decay >= 0, got {self.lr}, "
+                                                                    f"{self.weight_decay}")
+
+    def check_ready(self) -> None:
+        """What `recgpt rerank` needs beyond valid values (the defaults name no domain)."""
+        check(bool(self.sources), "rerank.sources", "give the source domains to train on, e.g. rerank.sources=[a,b]")
+        check(bool(self.fit_domains), "rerank.fit_domains", "give held-out source domains to choose the step on")

@@ -1,0 +1,216 @@
+"""The relational re-ranker (recgpt.predict.rerank): the log's co-occurrence (counted on planted sequences), a source never
+counting the transition it trains on, and on real data (ml-100k and lastfm, MiniLM texts): the untrained re-ranker
+returning its base rule, beta 0 returning recgpt's per-user rule, training lowering the loss on held-out draws,
+`recgpt rerank` writing a folder that `recgpt predict predict.reranker=` and the Python API use, and bad inputs."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from recgpt.cli import main as recgpt_main
+from recgpt.predict.rerank import COOC_BASE, Reranker
+from recgpt.predict.rerank.cooccurrence import cooccurrence_matrix
+from recgpt.predict.rerank.train import Domain, evaluate, listwise_loss, ndcg_at_10
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def raw_counts(cn, occ):
+    """The co-occurrence counts behind the normalized matrix (C[a, b] / sqrt(occ a occ b))."""
+    return np.rint(cn.toarray() * np.sqrt(np.outer(occ, occ))).astype(int)
+
+
+def test_cooccurrence_counts_pairs_within_the_window_both_ways_never_an_item_with_itself():
+    rows = [[0, 1, 2, 3, 4], [2, 0, 0], [4]]
+    cn, occ = cooccurrence_matrix(rows, 6, window=3)
+    want = np.zeros((6, 6), int)
+    for seq in rows:
+        for i, a in enumerate(seq):
+            for b in seq[i + 1:i + 4]:
+                if a != b:
+                    want[a, b] += 1
+                    want[b, a] += 1
+    counts = raw_counts(cn, occ)
+    assert (counts == want).all() and (np.diag(counts) == 0).all()
+    assert counts[0, 4] == 0 and counts[1, 4] == 1  # 4 positions apart: outside the window
+    assert counts[2, 0] == 2 + 1  # 2 -> 0 in the second row once, 0 -> 2 in the first once: both directions
+    np.testing.assert_allclose(occ, want.sum(1) + 1)
+    assert occ[5] == 1 and cn[5].nnz == 0  # an item of no sequence co-occurs with nothing
+
+
+@pytest.fixture(scope="module")
+def ml100k(prepared_dir, real_embeddings, embed_config):
+    folder = prepared_dir("ml-100k")
+    return {"folder": folder, "source": Domain(folder, embed_config, "loo", train=True),
+            "held": Domain(folder, embed_config, "loo")}
+
+
+def test_a_source_never_counts_the_transition_it_trains_on(ml100k):
+    source, held = ml100k["source"], ml100k["held"]
+    train_counts = raw_counts(source.context.cooc, source.context.occ)
+    held_counts = raw_counts(held.context.cooc, held.context.occ)
+    assert all(len(s) >= 3 for s in source.sequences)
+    # each trained transition (the last of a sequence) is counted at least once less than in the log before the
+    # targets, which held-out domains read: the pair the ranker learns from is never among its inputs
+    pairs = [(s[-2], s[-1]) for s in source.sequences if s[-2] != s[-1]]
+    assert len(pairs) > 0.9 * len(source.sequences)
+    assert all(held_counts[a, b] - train_counts[a, b] >= 1 for a, b in pairs)
+    assert (train_counts <= held_counts).all()
+
+
+def rule_ndcg(domain, users: int, beta: float) -> np.ndarray:
+    from recgpt.predict.protocols import build_test_cases
+
+    cases = build_test_cases(domain.inter, domain.catalog, "loo", 1, 0, users)
+    return ndcg_at_10(domain.context.rule(cases.histories, beta), [t[0] for t in cases.targets])
+
+
+def test_untrained_reranker_is_its_base_rule_and_beta_zero_is_the_per_user_rule(ml100k):
+    from bench.balance import own_table, self_points
+    from recgpt.predict.self_weights import LOG_STRENGTH
+
+    held, users = ml100k["held"], 300
+    _, untrained = evaluate(Reranker(), held, users)
+    np.testing.assert_allclose(untrained, rule_ndcg(held, users, COOC_BASE), atol=1e-6)
+    # beta 0 is the shipped per-user rule as bench/balance.py computes it on its own
+    own = own_table(held.inter, held.catalog, held.context.emb, "loo", users)
+    log = np.asarray(own["log"])
+    shipped = np.asarray(own["ndcg"])[np.arange(users), self_points(own["own"], log / log.max(), LOG_STRENGTH)]
+    np.testing.assert_allclose(rule_ndcg(held, users, 0.0), shipped, atol=1e-4)  # own_table rounds
+    # the log's co-occurrence carries signal on movies: the base rule beats the per-user rule alone (1.8x measured)
+    assert rule_ndcg(held, users, COOC_BASE).mean() > 1.3 * shipped.mean()
+
+
+def test_training_lowers_the_loss_on_draws_it_did_not_train_on(ml100k):
+    source = ml100k["source"]
+    ranker = Reranker()
+    opt = torch.optim.AdamW(ranker.parameters(), lr=1e-3, weight_decay=0.01)
+
+    def held_loss() -> float:
+        with torch.no_grad():
+            rng = np.random.default_rng(123)  # the same draws each time, never the training stream's
+            return float(np.mean([listwise_loss(ranker, source, rng).item() for _ in range(6)]))
+
+    before = held_loss()
+    rng = np.random.default_rng(0)
+    for _ in range(120):
+        loss = listwise_loss(ranker, source, rng)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert held_loss() < before - 0.02
+
+
+@pytest.fixture(scope="module")
+def trained(prepared_dir, embed_config, tmp_path_factory):
+    """`recgpt rerank` on lastfm, its step chosen on ml-100k (a held-out source for this purpose)."""
+    out = tmp_path_factory.mktemp("rerank") / "reranker"
+    assert recgpt_main(["rerank", f"rerank.sources=[{prepared_dir('lastfm')}]",
+                        f"rerank.fit_domains=[{prepared_dir('ml-100k')}]", "rerank.steps=6", "rerank.every=3",
+                        "rerank.fit_users=100", f"rerank.out={out}", f"embed.cache_dir={embed_config.cache_dir}"]) == 0
+    return out
+
+
+def test_the_command_writes_a_reranker_that_loads_as_it_was_chosen(trained, ml100k):
+    config = json.loads((trained / "config.json").read_text())
+    assert config["sources"] == ["lastfm"] and config["fit_domains"] == ["ml-100k"]
+    curve = config["curve"]["ml-100k"]
+    assert set(curve) == {"0", "3", "6"} and config["step"] == int(max(curve, key=lambda s: (curve[s], -int(s))))
+    ranker = Reranker.load(trained)
+    _, ndcg = evaluate(ranker, ml100k["held"], 100)  # the fit domain's users: the chosen step's figure again
+    assert abs(ndcg.mean() - curve[str(config["step"])]) < 1e-6
+    assert json.loads((trained / "manifest.json").read_text())["stage"] == "rerank"
+
+
+def test_predict_reports_the_reranker_beside_its_base_rule_with_intervals(trained, exported_model, prepared_dir,
+                                                                        embed_config, tmp_path):
+    out = tmp_path / "report"
+    assert recgpt_main(["predict", "--dataset", str(prepared_dir("ml-100k")), f"predict.model_dir={exported_model}",
+                        f"predict.reranker={trained}", "predict.max_users=200", f"predict.output_dir={out}",
+                        f"embed.cache_dir={embed_config.cache_dir}"]) == 0
+    result = json.loads((out / "metrics.json").read_text())
+    # (this export has no score fit, so no priors row: tests/test_predict_self_weights.py covers that row)
+    assert result["weights"]["mode"] == "reranker" and {"model", "priors+cooc", "content_knn"} <= set(result["methods"])
+    assert any("re-ranker lists items outside" in n for n in result["notes"])  # allow_history auto: excluded
+    versus = result["model_vs"]
+    knn = versus["content_knn"]
+    assert versus["metric"] == "NDCG@10" and knn["lo"] <= knn["ratio"] <= knn["hi"] and knn["lo"] > 1.5
+    assert not any("weights=self" in n for n in result["notes"])  # the model row is not the weights' list
+    step0 = Reranker()  # untrained: the model row is the base rule's list
+    from recgpt.predict import Recommender
+    rec = Recommender.from_pretrained(exported_model, embed_cfg=embed_config)
+    rec.set_catalog_from_prepared(prepared_dir("ml-100k"))
+    histories = [["1", "2", "3"], ["50", "181"]]
+    rec.set_reranker(step0)
+    from recgpt.predict.rerank import catalog_context
+    from recgpt.predict.rerank.model import top_rows
+    got = rec.recommend(histories, k=10)
+    rows = [rec.catalog.rows(h)[0] for h in histories]
+    want = [[rec.catalog.item_ids[r] for r in row] for row in top_rows(catalog_context(rec).rule, rows, 10)[0]]
+    assert got.item_ids == want and not set(got.item_ids[0]) & set(histories[0])
+    rec.set_reranker(None)
+    assert rec.recommend(histories, k=10).item_ids != want  # without it, the model's own scoring
+
+
+def test_bad_reranker_folders_are_refused_with_their_path(trained, tmp_path, exported_model, embed_config):
+    from recgpt.io import ArtifactError
+    from recgpt.predict import Recommender
+
+    with pytest.raises(ArtifactError, match="missing model.safetensors"):
+        (tmp_path / "half").mkdir()
+        (tmp_path / "half" / "config.json").write_text("{}")
+        Reranker.load(tmp_path / "half")
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "config.json").write_text(json.dumps({"format": "something else"}))
+    (bad / "model.safetensors").write_bytes((trained / "model.safetensors").read_bytes())
+    with pytest.raises(ArtifactError, match=f"{bad}.*not a recgpt re-ranker"):
+        Reranker.load(bad)
+    config = json.loads((trained / "config.json").read_text())
+    (bad / "config.json").write_text(json.dumps({**config, "hidden": 32}))
+    with pytest.raises(ArtifactError, match="does not match its config.json"):
+        Reranker.load(bad)
+    (bad / "config.json").write_text(json.dumps(config))
+    (bad / "model.safetensors").write_bytes(b"not a tensor file")
+    with pytest.raises(ArtifactError, match="not a readable safetensors"):
+        Reranker.load(bad)
+    (bad / "config.json").write_text(json.dumps({**config, "embed_model": "all-mpnet-base-v2"}))
+    (bad / "model.safetensors").write_bytes((trained / "model.safetensors").read_bytes())
+    rec = Recommender.from_pretrained(exported_model, embed_cfg=embed_config)
+    with pytest.raises(ValueError, match="trained on all-mpnet-base-v2 item embeddings"):
+        rec.set_reranker(bad)
+
+
+def test_without_a_log_the_reranker_is_skipped_with_a_note(trained, exported_model, embed_config, prepared_dir):
+    from recgpt.predict import Recommender
+
+    rec = Recommender.from_pretrained(exported_model, embed_cfg=embed_config)
+    rec.set_catalog_from_prepared(prepared_dir("ml-100k"), popularity=None)
+    rec.set_reranker(trained)
+    out = rec.recommend([["1", "2", "3"]], k=5)
+    assert len(out.item_ids[0]) == 5 and any("reads the catalog's interaction log" in n for n in out.notes)
+
+
+def test_the_command_refuses_missing_domains_and_overlaps(prepared_dir, tmp_path):
+    ml = str(prepared_dir("ml-100k"))
+    assert recgpt_main(["rerank", f"rerank.out={tmp_path / 'r'}"]) == 2  # no sources
+    assert recgpt_main(["rerank", f"rerank.sources=[{ml}]", f"rerank.fit_domains=[{ml}]"]) == 2
+    assert recgpt_main(["rerank", "rerank.sources=[no-such-set]", f"rerank.fit_domains=[{ml}]"]) == 2
+    assert not (tmp_path / "r").exists()
+
+
+def test_the_command_never_replaces_a_folder_it_did_not_write(prepared_dir, tmp_path, trained, embed_config):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    args = [f"rerank.sources=[{prepared_dir('lastfm')}]", f"rerank.fit_domains=[{prepared_dir('ml-100k')}]",
+            "rerank.steps=0", f"embed.cache_dir={embed_config.cache_dir}"]
+    assert recgpt_main(["rerank", *args, f"rerank.out={mine}"]) == 2
+    assert [p.name for p in mine.iterdir()] == ["notes.txt"] and (mine / "notes.txt").read_text() == "keep me"
+    again = tmp_path / "again"  # a re-ranker folder is rebuilt whole
+    again.mkdir()
+    for name in ("config.json", "model.safetensors", "manifest.json"):
+        (again / name).write_bytes((trained / name).read_bytes())
+    assert recgpt_main(["rerank", *args, f"rerank.out={again}"]) == 0
+    assert json.loads((again / "config.json").read_text())["step"] == 0
