@@ -9,7 +9,12 @@ The table: NDCG@10 of the re-ranker (model), the priors, the re-ranker's base ru
 (priors+cooc: the per-user content kNN + popularity rule + 0.5 z(co-occurrence)), content kNN and popularity, and
 model / row with the report's paired 95% bootstrap interval. A rerun resumes (a trained re-ranker, a written report).
 
-    python bench/rerank.py          # outputs/rerank; the table docs/benchmarks/rerank.md
+The curve (--curve-steps N): the same command on the scaling plan's nested mixes mix01 (1 domain), mix06 and the
+largest, each without the family's fit domain, N steps each; every re-ranker and the untrained base rule scored
+in-process on the same users (recgpt.predict.rerank.train.evaluate), paired 95% intervals of largest / mix01.
+
+    python bench/rerank.py                    # outputs/rerank; the table docs/benchmarks/rerank.md
+    python bench/rerank.py --curve-steps 1000 # and the curve
 """
 import argparse
 import json
@@ -28,6 +33,62 @@ def run(argv: list) -> None:
 
     if main(argv) != 0:
         raise SystemExit(f"failed: recgpt {' '.join(argv)}")
+
+
+def curve(args, scaling: Path, out: Path) -> dict:
+    """{(target, protocol): {"base rule" | mix name: (sources, per-user NDCG@10)}} of the curve's re-rankers."""
+    import numpy as np
+
+    from recgpt.config import EmbedConfig
+    from recgpt.data.mixes import Plan, plan_mixes
+    from recgpt.predict.rerank import Reranker
+    from recgpt.predict.rerank.train import Domain, evaluate
+
+    mixes, rows, domains = {m.name: m for m in plan_mixes(Plan())}, {}, {}
+    for short in args.mixes:
+        largest, fit = MIXES[short]
+        for name in ("base rule", "mix01", "mix06", largest):
+            sources = [d for d in mixes[name].datasets if d != fit] if name in mixes else []
+            ranker = Reranker()
+            if sources:
+                folder = out / "curve" / f"{short}-{name.split('-')[0]}"
+                if not (folder / "manifest.json").is_file():
+                    run(["rerank", f"rerank.sources=[{','.join(str(scaling / 'prepared' / d) for d in sources)}]",
+                         f"rerank.fit_domains=[{scaling / 'prepared' / fit}]", f"rerank.steps={args.curve_steps}",
+                         f"rerank.out={folder}", f"embed.cache_dir={args.embed_cache}"])
+                ranker = Reranker.load(folder)
+            for target in mixes[largest].serves:
+                for protocol in ("loo", "cold"):
+                    cached = out / "curve" / "scores" / f"{short}-{name.split('-')[0]}-{target}-{protocol}.json"
+                    if not cached.is_file():
+                        key = (target, protocol)
+                        if key not in domains:
+                            domains[key] = Domain(scaling / "prepared" / target, EmbedConfig(cache_dir=args.embed_cache),
+                                                  protocol)
+                        users, ndcg = evaluate(ranker, domains[key], args.users)
+                        cached.parent.mkdir(parents=True, exist_ok=True)
+                        cached.write_text(json.dumps({"users": list(map(str, users)), "ndcg": ndcg.tolist(),
+                                                      "step": ranker.meta.get("step", 0)}))
+                    scores = json.loads(cached.read_text())
+                    rows.setdefault((target, protocol), {})[name.split("-")[0]] = (
+                        len(sources), scores["step"], np.asarray(scores["ndcg"]))
+    return rows
+
+
+def curve_table(rows: dict) -> list:
+    from recgpt.predict.metrics import bootstrap_ratio
+
+    lines = ["", "The curve: NDCG@10 (sources, chosen step) of re-rankers trained on nested mixes; largest / mix01 and "
+             "largest / base rule paired over users, 95% bootstrap interval.", "",
+             "| target | protocol | base rule | mix01 | mix06 | largest | largest / mix01 | largest / base rule |",
+             "|---" * 8 + "|"]
+    for (target, protocol), r in rows.items():
+        names = ["base rule", "mix01", "mix06", next(n for n in r if n.startswith("mix1"))]
+        cells = [f"{r[n][2].mean():.4f}" + ("" if n == "base rule" else f" ({r[n][0]}, {r[n][1]})") for n in names]
+        ratios = [bootstrap_ratio(r[names[3]][2], r[n][2]) for n in ("mix01", "base rule")]
+        lines.append(f"| {target} | {protocol} | " + " | ".join(cells) + " | " +
+                     " | ".join(f"{x:.3f} [{lo:.3f}, {hi:.3f}]" for x, lo, hi in ratios) + " |")
+    return lines
 
 
 def report(results: dict, command: str) -> str:
@@ -54,6 +115,7 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--users", type=int, default=1000)
     parser.add_argument("--mixes", nargs="+", default=list(MIXES))
+    parser.add_argument("--curve-steps", type=int, default=0, help="the curve's steps per re-ranker (0: no curve)")
     parser.add_argument("--out", default="outputs/rerank")
     parser.add_argument("--report", default="docs/benchmarks/rerank.md")
     args = parser.parse_args(argv)
@@ -79,6 +141,8 @@ def main(argv=None) -> int:
                 results[target, protocol] = json.loads((report_dir / "metrics.json").read_text()), config
     command = "python bench/rerank.py" + "".join(" " + a for a in (sys.argv[1:] if argv is None else argv))
     text = report(results, command)
+    if args.curve_steps:
+        text += "\n".join(curve_table(curve(args, scaling, out))) + "\n"
     Path(args.report).write_text(text)
     print(text)
     return 0

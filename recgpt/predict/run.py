@@ -100,7 +100,8 @@ def predict_held(cfg, held: ExitStack) -> Path:
     dataset_dir = resolve_dataset(p.dataset, cfg.data)
     prepared = load_prepared(dataset_dir)
     out = output_dir(cfg, model_dir, prepared.name)
-    inputs = [model_dir / "model.safetensors", model_dir / "config.json", dataset_dir, *([p.reranker] if p.reranker else [])]  # a report may sit in model_dir
+    inputs = [model_dir / "model.safetensors", model_dir / "config.json", dataset_dir]  # a report may sit in model_dir
+    inputs += [Path(p.reranker)] if p.reranker else []
     held.enter_context(guarded_output(out, "prediction report", "predict.output_dir", is_kind("predict"), inputs))
     rec = Recommender.from_pretrained(model_dir, tokenizer_dir=p.tokenizer_dir, embed_cfg=cfg.embed, knn=p.knn,
                                       device=p.device, scoring=p.scoring, beam_size=p.beam_size,

@@ -1,0 +1,38 @@
+"""bench/rerank.py on real data: a scaling-shaped folder (ml-100k scored by a real export, a re-ranker trained on
+it with lastfm as the fit domain): the table holds each protocol's rows from recgpt predict's own reports, and a
+rerun resumes without training or predicting again."""
+import json
+import os
+
+import pytest
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def test_the_bench_tables_recgpt_predict_reports_and_resumes(prepared_dir, exported_model, embed_config, tmp_path,
+                                                               monkeypatch):
+    from bench import rerank
+
+    scaling = tmp_path / "scaling"
+    (scaling / "prepared").mkdir(parents=True)
+    for name in ("ml-100k", "lastfm"):
+        os.symlink(prepared_dir(name), scaling / "prepared" / name)
+    mix = scaling / "mixes" / "mixA"
+    (mix / "targets" / "ml-100k" / "ckpt").mkdir(parents=True)
+    os.symlink(exported_model.parent, mix / "targets" / "ml-100k" / "ckpt" / "run")
+    (mix / "mix.json").write_text(json.dumps({"datasets": ["ml-100k", "lastfm"], "serves": ["ml-100k"]}))
+    monkeypatch.setattr(rerank, "MIXES", {"a": ("mixA", "lastfm")})
+    args = ["--scaling", str(scaling), "--run", "run", "--embed-cache", str(embed_config.cache_dir), "--steps", "2",
+            "--users", "100", "--out", str(tmp_path / "out"), "--report", str(tmp_path / "table.md")]
+    assert rerank.main(args) == 0
+    table = (tmp_path / "table.md").read_text()
+    rows = [line for line in table.splitlines() if line.startswith("| ml-100k |")]
+    assert [r.split(" | ")[1] for r in rows] == ["loo", "cold"]
+    config = json.loads((tmp_path / "out" / "a" / "config.json").read_text())
+    assert config["sources"] == ["ml-100k"] and config["fit_domains"] == ["lastfm"]
+    report = json.loads((tmp_path / "out" / "predict" / "ml-100k-loo" / "metrics.json").read_text())
+    assert f"{report['methods']['model']['NDCG@10']:.4f}" in rows[0] and report["weights"]["mode"] == "reranker"
+    stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "out").rglob("*.json")}
+    assert rerank.main(args) == 0  # resumes: nothing trained or predicted again, the same table
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "out").rglob("*.json")} == stamps
+    assert (tmp_path / "table.md").read_text().split("\n", 4)[4] == table.split("\n", 4)[4]
