@@ -79,29 +79,43 @@ class DomainContext:
         w = torch.as_tensor(WEIGHTS)[torch.argmax(score - 1e-12 * torch.arange(len(WEIGHTS)), 1)]  # ties: earlier
         return torch.cat([self.log_prior[None].expand(len(histories), -1), gains, has[:, None], w[:, None]], 1), w
 
-    def features(self, histories) -> torch.Tensor:
-        """Float[B, N, N_FEATURES] of each history against every item; the last is the base rule's score."""
-        b, n = len(histories), self.n_items
+    def catalog_parts(self, histories) -> dict:
+        """What the features read over the whole catalog, once per history: Float[B, N] "knn" (cosine), "zknn",
+        "cf", "zcf" and "rule" (the base rule's score); Float[B] "support" and "w"; Float[B, E] "evidence"."""
+        knn = normalize_rows(user_vectors(histories, self.emb)) @ self.emb.t()
+        zknn = (knn - knn.mean(1, keepdim=True)) / knn.std(1, keepdim=True).clamp_min(1e-6)
+        cf, zcf, support = history_cooccurrence(histories, self.cooc, self.occ)
+        evidence, w = self.evidence(histories)
+        rule = w[:, None] * zknn + (1 - w[:, None]) * self.zpop[None] + COOC_BASE * zcf
+        return {"knn": knn, "zknn": zknn, "cf": cf, "zcf": zcf, "rule": rule, "support": support, "w": w,
+                "evidence": evidence}
+
+    def features(self, histories, candidates=None, parts=None) -> torch.Tensor:
+        """Float[B, C, N_FEATURES] of each history against its candidate rows (Long[B, C]; None: every item);
+        the last is the base rule's score. `parts`: catalog_parts of the histories, when already computed."""
+        parts = self.catalog_parts(histories) if parts is None else parts
+        b = len(histories)
+        if candidates is None:
+            candidates = torch.arange(self.n_items).expand(b, -1)
+        c = candidates.shape[1]
         last = torch.zeros(b, LAST, self.emb.shape[1])
         exists = torch.zeros(b, LAST)
         for i, history in enumerate(histories):
             recent = list(history)[-LAST:][::-1]
             last[i, :len(recent)] = self.emb[torch.as_tensor(recent)]
             exists[i, :len(recent)] = 1.0
-        knn = normalize_rows(user_vectors(histories, self.emb)) @ self.emb.t()
-        zknn = (knn - knn.mean(1, keepdim=True)) / knn.std(1, keepdim=True).clamp_min(1e-6)
-        sims = torch.einsum("bkd,cd->bck", last, self.emb)
+        sims = torch.einsum("bkd,bcd->bck", last, self.emb[candidates])
         hist_pop = torch.stack([self.zpop[torch.as_tensor(list(h)[-LAST:])].mean() for h in histories])
         pairs = (last[:, :-1] * last[:, 1:]).sum(-1) * exists[:, 1:]
         coherence = pairs.sum(1) / exists[:, 1:].sum(1).clamp_min(1)
-        cf, zcf, support = history_cooccurrence(histories, self.cooc, self.occ)
-        seen, w = self.evidence(histories)
-        rule = w[:, None] * zknn + (1 - w[:, None]) * self.zpop[None] + COOC_BASE * zcf
-        parts = [sims, exists[:, None].expand(b, n, LAST), knn[..., None], zknn[..., None],
-                 self.zpop[None, :, None].expand(b, n, 1), torch.stack([hist_pop, coherence], 1)[:, None].expand(b, n, 2),
-                 cf[..., None], zcf[..., None], support[:, None, None].expand(b, n, 1),
-                 seen[:, None].expand(b, n, -1), rule[..., None]]
-        return torch.cat(parts, -1)
+
+        def at(name):  # Float[B, C, 1] of a catalog part at the candidates
+            return parts[name].gather(1, candidates)[..., None]
+
+        per_user = [torch.stack([hist_pop, coherence], 1), parts["support"][:, None], parts["evidence"]]
+        per_user = [x[:, None].expand(b, c, -1) for x in per_user]
+        return torch.cat([sims, exists[:, None].expand(b, c, LAST), at("knn"), at("zknn"), self.zpop[candidates][..., None],
+                          per_user[0], at("cf"), at("zcf"), per_user[1], per_user[2], at("rule")], -1)
 
     def rule(self, histories, beta: float = COOC_BASE) -> torch.Tensor:
         """Float[B, N]: the per-user rule w z(kNN) + (1 - w) z(pop) + beta z(co-occurrence), history items -inf
@@ -116,11 +130,11 @@ class DomainContext:
 
     def top(self, histories, k: int) -> tuple:
         """(Float[B, N] the base rule, history items -inf; Long[B, k] its top k rows; Float[B, k, N_FEATURES] their
-        features): the features computed once, the base rule their last column."""
-        x = self.features(histories)
-        score = mask_history(x[..., -1].clone(), histories)
+        features): what the features read of the catalog computed once, the features of the top k only."""
+        parts = self.catalog_parts(histories)
+        score = mask_history(parts["rule"].clone(), histories)
         top = torch.topk(score, min(k, self.n_items)).indices
-        return score, top, torch.gather(x, 1, top[..., None].expand(-1, -1, x.shape[-1]))
+        return score, top, self.features(histories, top, parts)
 
 
 def mask_history(score: torch.Tensor, histories) -> torch.Tensor:
