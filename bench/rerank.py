@@ -9,8 +9,8 @@ The table: NDCG@10 of the re-ranker (model), the priors, the re-ranker's base ru
 (priors+cooc: the per-user content kNN + popularity rule + 0.5 z(co-occurrence)), content kNN and popularity, and
 model / row with the report's paired 95% bootstrap interval. A rerun resumes (a trained re-ranker, a written report).
 
-The curve (--curve-steps N): the same command on the scaling plan's nested mixes mix01 (1 domain), mix06 and the
-largest, each without the family's fit domain, N steps each; every re-ranker and the untrained base rule scored
+The curve (--curve-steps N): the same command on the scaling plan's smallest mix (mix01, 1 domain) and the largest,
+each without the family's fit domain, N steps each; every re-ranker and the untrained base rule scored
 in-process on the same users (recgpt.predict.rerank.train.evaluate), paired 95% intervals of largest / mix01.
 
     python bench/rerank.py                    # outputs/rerank; the table docs/benchmarks/rerank.md
@@ -47,7 +47,7 @@ def curve(args, scaling: Path, out: Path) -> dict:
     mixes, rows, domains = {m.name: m for m in plan_mixes(Plan())}, {}, {}
     for short in args.mixes:
         largest, fit = MIXES[short]
-        for name in ("base rule", "mix01", "mix06", largest):
+        for name in ("base rule", "mix01", largest):
             sources = [d for d in mixes[name].datasets if d != fit] if name in mixes else []
             ranker = Reranker()
             if sources:
@@ -80,12 +80,12 @@ def curve_table(rows: dict) -> list:
 
     lines = ["", "The curve: NDCG@10 (sources, chosen step) of re-rankers trained on nested mixes; largest / mix01 and "
              "largest / base rule paired over users, 95% bootstrap interval.", "",
-             "| target | protocol | base rule | mix01 | mix06 | largest | largest / mix01 | largest / base rule |",
-             "|---" * 8 + "|"]
+             "| target | protocol | base rule | mix01 | largest | largest / mix01 | largest / base rule |",
+             "|---" * 7 + "|"]
     for (target, protocol), r in rows.items():
-        names = ["base rule", "mix01", "mix06", next(n for n in r if n.startswith("mix1"))]
+        names = ["base rule", "mix01", next(n for n in r if n.startswith("mix1"))]
         cells = [f"{r[n][2].mean():.4f}" + ("" if n == "base rule" else f" ({r[n][0]}, {r[n][1]})") for n in names]
-        ratios = [bootstrap_ratio(r[names[3]][2], r[n][2]) for n in ("mix01", "base rule")]
+        ratios = [bootstrap_ratio(r[names[2]][2], r[n][2]) for n in ("mix01", "base rule")]
         lines.append(f"| {target} | {protocol} | " + " | ".join(cells) + " | " +
                      " | ".join(f"{x:.3f} [{lo:.3f}, {hi:.3f}]" for x, lo, hi in ratios) + " |")
     return lines

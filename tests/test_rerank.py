@@ -214,3 +214,18 @@ def test_the_command_never_replaces_a_folder_it_did_not_write(prepared_dir, tmp_
         (again / name).write_bytes((trained / name).read_bytes())
     assert recgpt_main(["rerank", *args, f"rerank.out={again}"]) == 0
     assert json.loads((again / "config.json").read_text())["step"] == 0
+
+
+def test_a_catalog_barely_larger_than_the_history_lists_every_other_item_once():
+    from recgpt.predict.rerank import DomainContext
+
+    rng = np.random.default_rng(0)
+    rows = [list(rng.permutation(12)[:6]) for _ in range(30)]
+    context = DomainContext(rng.normal(size=(12, 8)), np.bincount(np.concatenate(rows), minlength=12), rows, rows)
+    ranker = Reranker(rerank=100)  # more than the catalog holds
+    torch.nn.init.normal_(ranker.mlp[-1].weight)  # a trained-like ranker, not the base rule
+    history = [0, 1, 2, 3, 4, 5, 6, 7]
+    lists, scores = ranker.recommend(context, [history], k=10)
+    assert sorted(lists[0]) == [8, 9, 10, 11] and all(np.isfinite(scores[0]))
+    short, _ = ranker.recommend(context, [[3]], k=11)
+    assert sorted(short[0]) == sorted(set(range(12)) - {3})

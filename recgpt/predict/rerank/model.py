@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from recgpt.io import ArtifactError, load_safetensors, read_json, require_files
-from recgpt.predict.rerank.context import COOC_BASE, N_FEATURES, DomainContext
+from recgpt.predict.rerank.context import COOC_BASE, N_FEATURES, DomainContext, mask_history
 
 FORMAT = "recgpt-reranker"
 FILES = ["config.json", "model.safetensors"]
@@ -42,11 +42,15 @@ class Reranker(nn.Module):
         by the re-ranker, all of them above the rest."""
         out, k = [], min(self.rerank, context.n_items - 1)
         for start in range(0, len(histories), batch):
-            x, top, features = context.top(histories[start:start + batch], k + 1)
-            below = x.gather(1, top[:, k:])
-            new = self(features[:, :k]).squeeze(-1)
-            # just above the (k+1)-th rule score, no large offset: float32 would tie close scores
-            x.scatter_(1, top[:, :k], below + 1 + new - new.min(1, keepdim=True).values)
+            part = histories[start:start + batch]
+            x, top, features = context.top(part, k + 1)
+            if k >= 1:
+                below = x.gather(1, top[:, k:])
+                below = torch.where(torch.isfinite(below), below, torch.zeros_like(below))  # the rest: history
+                new = self(features[:, :k]).squeeze(-1)
+                # just above the (k+1)-th rule score, no large offset: float32 would tie close scores
+                x.scatter_(1, top[:, :k], below + 1 + new - new.min(1, keepdim=True).values)
+                mask_history(x, part)  # a history item among the top (a catalog barely larger than it) stays out
             out.append(x)
         return torch.cat(out) if out else torch.zeros(0, context.n_items)
 
