@@ -4,8 +4,10 @@ Per largest pretraining mix of the scaling bench (recgpt.data.mixes: never a tar
 near-duplicate), `recgpt rerank` trains one re-ranker on the mix's domains but one and chooses its step on that one
 (a held-out source: amazon14_health for the Amazon targets, foodcom for steam and yelp, fixed before any result);
 then `recgpt predict predict.reranker=<it>` scores each target the mix serves with that target's export of the
-scaling bench (the priors row: its fitted weights, per user), LOO and cold, 1,000 seeded users, history excluded.
-The table: NDCG@10 of the re-ranker (model), the priors, the re-ranker's base rule without its learned part
+scaling bench, LOO and cold, 1,000 seeded users, history excluded, twice: the priors row (content kNN + popularity
+weighted from the export's fit, no model) per user (predict.weights=self, what the report shows by default) and
+fitted (the fit's best point for every user: the issue's bar). The table: NDCG@10 of the re-ranker (model), both
+priors, the re-ranker's base rule without its learned part
 (priors+cooc: the per-user content kNN + popularity rule + 0.5 z(co-occurrence)), content kNN and popularity, and
 model / row with the report's paired 95% bootstrap interval. A rerun resumes (a trained re-ranker, a written report).
 
@@ -95,13 +97,18 @@ def report(results: dict, command: str) -> str:
     lines = ["<!-- written by bench/rerank.py: rerun it to change this file -->",
              "# The re-ranker of `recgpt predict` (predict.reranker) on held-out targets", "", f"command: `{command}`",
              "", " ".join(__doc__.split("\n\n")[1].split()), "",
-             "| target | protocol | users | re-ranker (step, fit domain) | " + " | ".join(ROWS[1:]) +
-             " | model / priors | model / priors+cooc | model / content kNN |", "|---" * 10 + "|"]
-    for (target, protocol), (r, config) in results.items():
+             "| target | protocol | users | re-ranker (step, fit domain) | priors, per user | priors, fitted | "
+             + " | ".join(ROWS[2:]) + " | model / priors, per user | model / priors, fitted | model / priors+cooc | "
+             "model / content kNN |", "|---" * 13 + "|"]
+    for (target, protocol), (r, fitted, config) in results.items():
+        if fitted["methods"]["model"] != r["methods"]["model"]:
+            raise SystemExit(f"{target} {protocol}: the re-ranker's row differs between the two reports")
         ndcg = {name: r["methods"][name]["NDCG@10"] for name in ROWS if name in r["methods"]}
-        cells = [f"{ndcg[n]:.4f}" if n in ndcg else "" for n in ROWS]
+        ndcg["priors, fitted"] = fitted["methods"].get("priors", {}).get("NDCG@10")
+        cells = [f"{ndcg[n]:.4f}" if ndcg.get(n) is not None else "" for n in (ROWS[:2] + ("priors, fitted",) + ROWS[2:])]
         cells[0] += f" ({config['step']}, {', '.join(config['fit_domains'])})"
-        ratios = [r["model_vs"].get(n) for n in ("priors", "priors+cooc", "content_knn")]
+        ratios = [r["model_vs"].get("priors"), fitted["model_vs"].get("priors"), r["model_vs"].get("priors+cooc"),
+                  r["model_vs"].get("content_knn")]
         lines.append(f"| {target} | {protocol} | {r['counts']['evaluated']} | " + " | ".join(cells) + " | " + " | ".join(
             f"{v['ratio']:.3f} [{v['lo']:.3f}, {v['hi']:.3f}]" if v else "" for v in ratios) + " |")
     return "\n".join(lines) + "\n"
@@ -132,13 +139,16 @@ def main(argv=None) -> int:
         config = json.loads((ranker / "config.json").read_text())
         for target in plan["serves"]:
             for protocol in ("loo", "cold"):
-                report_dir = out / "predict" / f"{target}-{protocol}"
-                if not (report_dir / "metrics.json").is_file():
-                    run(["predict", "--dataset", str(scaling / "prepared" / target), f"predict.protocol={protocol}",
-                         f"predict.model_dir={scaling / 'mixes' / mix / 'targets' / target / 'ckpt' / args.run}",
-                         f"predict.reranker={ranker}", f"predict.max_users={args.users}",
-                         f"predict.output_dir={report_dir}", cache])
-                results[target, protocol] = json.loads((report_dir / "metrics.json").read_text()), config
+                reports = []
+                for weights, suffix in (("self", ""), ("fitted", "-fitted")):  # the priors row's two forms
+                    report_dir = out / "predict" / f"{target}-{protocol}{suffix}"
+                    if not (report_dir / "metrics.json").is_file():
+                        run(["predict", "--dataset", str(scaling / "prepared" / target), f"predict.protocol={protocol}",
+                             f"predict.model_dir={scaling / 'mixes' / mix / 'targets' / target / 'ckpt' / args.run}",
+                             f"predict.reranker={ranker}", f"predict.max_users={args.users}",
+                             f"predict.weights={weights}", f"predict.output_dir={report_dir}", cache])
+                    reports.append(json.loads((report_dir / "metrics.json").read_text()))
+                results[target, protocol] = (*reports, config)
     command = "python bench/rerank.py" + "".join(" " + a for a in (sys.argv[1:] if argv is None else argv))
     text = report(results, command)
     if args.curve_steps:
