@@ -93,10 +93,12 @@ def curve_table(rows: dict) -> list:
     return lines
 
 
-def report(results: dict, command: str) -> str:
+def report(results: dict, argv) -> str:
+    from bench.report import header
+
     lines = ["<!-- written by bench/rerank.py: rerun it to change this file -->",
-             "# The re-ranker of `recgpt predict` (predict.reranker) on held-out targets", "", f"command: `{command}`",
-             "", " ".join(__doc__.split("\n\n")[1].split()), "",
+             "# The re-ranker of `recgpt predict` (predict.reranker) on held-out targets", "", header(argv),
+             " ".join(__doc__.split("\n\n")[1].split()), "",
              "| target | protocol | users | re-ranker (step, fit domain) | priors, per user | priors, fitted | "
              + " | ".join(ROWS[2:]) + " | model / priors, per user | model / priors, fitted | model / priors+cooc | "
              "model / content kNN |", "|---" * 13 + "|"]
@@ -149,8 +151,7 @@ def main(argv=None) -> int:
                              f"predict.weights={weights}", f"predict.output_dir={report_dir}", cache])
                     reports.append(json.loads((report_dir / "metrics.json").read_text()))
                 results[target, protocol] = (*reports, config)
-    command = "python bench/rerank.py" + "".join(" " + a for a in (sys.argv[1:] if argv is None else argv))
-    text = report(results, command)
+    text = report(results, None if argv is None else [__file__, *argv])
     if args.curve_steps:
         text += "\n".join(curve_table(curve(args, scaling, out))) + "\n"
     Path(args.report).write_text(text)
