@@ -229,3 +229,14 @@ def test_a_catalog_barely_larger_than_the_history_lists_every_other_item_once():
     assert sorted(lists[0]) == [8, 9, 10, 11] and all(np.isfinite(scores[0]))
     short, _ = ranker.recommend(context, [[3]], k=11)
     assert sorted(short[0]) == sorted(set(range(12)) - {3})
+
+
+@pytest.mark.parametrize("override, key", [("rerank.steps=-1", "rerank.steps: must be >= 0"),
+                                           ("rerank.every=0", "rerank.every: must be >= 1"),
+                                           ("rerank.lr=0", "rerank.lr"),
+                                           ("rerank.sources=[a,a]", "given twice")])
+def test_bad_values_are_refused_naming_the_key(override, key):
+    from recgpt.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match=key.replace("[", r"\[")):
+        load_config(None, [override])

@@ -29,8 +29,8 @@ class RerankConfig:
         check(not both, "rerank.fit_domains", f"{both} also among rerank.sources: the step is chosen on held-out domains")
         check(len(names) == len(self.sources), "rerank.sources", f"a domain given twice in {list(self.sources)}")
         for key in ("steps", "every", "fit_users", "batch", "rerank", "hidden"):
-            check(getattr(self, key) >= 1 or (key == "steps" and self.steps == 0), f"rerank.{key}",
-                  f"must be >= 1, got {getattr(self, key)}")
+            least = 0 if key == "steps" else 1  # 0 steps: the base rule itself, written as a re-ranker
+            check(getattr(self, key) >= least, f"rerank.{key}", f"must be >= {least}, got {getattr(self, key)}")
         check(self.lr > 0 and self.weight_decay >= 0, "rerank.lr", f"lr > 0 and weight_decay >= 0, got {self.lr}, "
                                                                     f"{self.weight_decay}")
 
