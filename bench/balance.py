@@ -140,30 +140,17 @@ def own_table(inter, catalog, emb, protocol: str, users: int) -> dict:
 
 def own_ranker(inter, catalog, emb, protocol: str):
     """ranks(histories, targets) -> (Int[B, len(WEIGHTS)] items above each target, Bool[B] target in history),
-    with the log's popularity before the protocol's targets."""
+    with the log's popularity before the protocol's targets (recgpt.predict.rerank.context.weight_ranks)."""
     import torch
 
-    from recgpt.predict.baselines import normalize_rows, user_vectors
     from recgpt.predict.protocols import popularity_before_targets
+    from recgpt.predict.rerank.context import weight_ranks
     from recgpt.predict.scoring import standardize
 
     log_pop = torch.log1p(torch.tensor(np.asarray(popularity_before_targets(inter, catalog, protocol, 1, 0)),
                                        dtype=torch.float32))
     z_pop = standardize(log_pop[None])
-
-    def ranks(histories, targets):
-        z_cos = standardize(normalize_rows(user_vectors(histories, emb)) @ emb.t())
-        t = torch.as_tensor(targets)
-        seen = torch.zeros_like(z_cos, dtype=torch.bool)  # each history's items, never ranked: masked once
-        for b, history in enumerate(histories):
-            seen[b, torch.as_tensor(history)] = True
-        out = []
-        for w in WEIGHTS:
-            score = (w * z_cos + (1 - w) * z_pop).masked_fill_(seen, -math.inf)
-            out.append((score > score[torch.arange(len(t)), t][:, None]).sum(1))
-        return torch.stack(out, 1), seen[torch.arange(len(t)), t]  # [B, W], target in history
-
-    return ranks
+    return lambda histories, targets: weight_ranks(emb, z_pop, histories, targets)
 
 
 def log_gains(inter, catalog, protocol: str, ranks, block: int = 500, columns: int = len(WEIGHTS)) -> list:
@@ -171,15 +158,11 @@ def log_gains(inter, catalog, protocol: str, ranks, block: int = 500, columns: i
     of the last item of each of the log's sampled sequences before the protocol's targets, ranked from the items
     before it (recgpt.predict.self_weights.log_rows / log_prior); `columns` zeros when the log has no such item."""
     from recgpt.predict.protocols import sequences_before_targets
+    from recgpt.predict.rerank.context import mean_own_gains
     from recgpt.predict.self_weights import log_rows
 
     rows = log_rows(sequences_before_targets(inter, protocol, 1, 0), catalog)
-    gains = []
-    for start in range(0, len(rows), block):
-        part = rows[start:start + block]
-        rank, repeated = ranks([r[:-1] for r in part], [r[-1] for r in part])
-        gains.append((1 / np.log2(rank[~repeated].numpy() + 2)))
-    return np.concatenate(gains).mean(0).round(6).tolist() if gains else [0.0] * columns
+    return mean_own_gains(ranks, rows, columns, block).round(6).tolist()
 
 
 def best_fixed(results: dict, form: str, domains) -> str:

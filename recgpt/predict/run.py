@@ -195,8 +195,9 @@ def predict_held(cfg, held: ExitStack) -> Path:
     methods, by_position = {}, {}
     for name, method_recs in lists.items():
         methods[name], by_position[name] = evaluate(method_recs, cases.targets, catalog.n_items, ks, horizon)
-    key = f"NDCG@{10 if 10 in ks else ks[-1]}"
-    ndcg = {name: per_user(r, cases.targets, int(key[5:]))["NDCG"] for name, r in lists.items()}
+    k_report = 10 if 10 in ks else ks[-1]
+    key = f"NDCG@{k_report}"
+    ndcg = {name: per_user(r, cases.targets, k_report)["NDCG"] for name, r in lists.items()}
     versus = {name: dict(zip(("ratio", "lo", "hi"), bootstrap_ratio(ndcg["model"], values)))  # paired over users
               for name, values in ndcg.items() if name != "model"}
     result = {

@@ -44,26 +44,12 @@ class DomainContext:
         self.zpop = (log_pop - log_pop.mean()) / log_pop.std().clamp_min(1e-6)
         self.zpop_rule = standardize(log_pop[None])  # the per-user rule's popularity (population std)
         self.cooc, self.occ = cooccurrence_matrix(rows, self.n_items)
-        gains = []
-        for start in range(0, len(prior_rows), 500):
-            part = prior_rows[start:start + 500]
-            rank, repeated = self.ranks([r[:-1] for r in part], [r[-1] for r in part])
-            gains.append(1 / np.log2(rank[~repeated].numpy() + 2))
-        log = torch.as_tensor(np.concatenate(gains).mean(0) if gains else np.zeros(len(WEIGHTS)), dtype=torch.float32)
+        log = torch.as_tensor(mean_own_gains(self.ranks, prior_rows, len(WEIGHTS)), dtype=torch.float32)
         self.log_prior = log / log.max().clamp_min(1e-12)
 
     def ranks(self, histories, targets) -> tuple:
-        """(Int64[B, len(WEIGHTS)] items ranked above each target by each w, Bool[B] target among the history)."""
-        z_cos = standardize(normalize_rows(user_vectors(histories, self.emb)) @ self.emb.t())
-        t = torch.as_tensor(list(targets))
-        seen = torch.zeros_like(z_cos, dtype=torch.bool)
-        for b, history in enumerate(histories):
-            seen[b, torch.as_tensor(list(history))] = True
-        out = []
-        for w in WEIGHTS:
-            score = (w * z_cos + (1 - w) * self.zpop_rule).masked_fill_(seen, -float("inf"))
-            out.append((score > score[torch.arange(len(t)), t][:, None]).sum(1))
-        return torch.stack(out, 1), seen[torch.arange(len(t)), t]
+        """weight_ranks of this catalog's vectors and popularity."""
+        return weight_ranks(self.emb, self.zpop_rule, histories, targets)
 
     def evidence(self, histories) -> tuple:
         """(Float[B, 2 len(WEIGHTS) + 2]: the log prior, the history's own-item gains over w and their flag (0
@@ -79,11 +65,15 @@ class DomainContext:
         w = torch.as_tensor(WEIGHTS)[torch.argmax(score - 1e-12 * torch.arange(len(WEIGHTS)), 1)]  # ties: earlier
         return torch.cat([self.log_prior[None].expand(len(histories), -1), gains, has[:, None], w[:, None]], 1), w
 
+    def knn(self, histories) -> tuple:
+        """(Float[B, N] the content-kNN cosine of every item, its z-score over the catalog)."""
+        knn = normalize_rows(user_vectors(histories, self.emb)) @ self.emb.t()
+        return knn, (knn - knn.mean(1, keepdim=True)) / knn.std(1, keepdim=True).clamp_min(1e-6)
+
     def catalog_parts(self, histories) -> dict:
         """What the features read over the whole catalog, once per history: Float[B, N] "knn" (cosine), "zknn",
         "cf", "zcf" and "rule" (the base rule's score); Float[B] "support" and "w"; Float[B, E] "evidence"."""
-        knn = normalize_rows(user_vectors(histories, self.emb)) @ self.emb.t()
-        zknn = (knn - knn.mean(1, keepdim=True)) / knn.std(1, keepdim=True).clamp_min(1e-6)
+        knn, zknn = self.knn(histories)
         cf, zcf, support = history_cooccurrence(histories, self.cooc, self.occ)
         evidence, w = self.evidence(histories)
         rule = w[:, None] * zknn + (1 - w[:, None]) * self.zpop[None] + COOC_BASE * zcf
@@ -120,18 +110,18 @@ class DomainContext:
     def rule(self, histories, beta: float = COOC_BASE) -> torch.Tensor:
         """Float[B, N]: the per-user rule w z(kNN) + (1 - w) z(pop) + beta z(co-occurrence), history items -inf
         (beta COOC_BASE: the base rule; 0: recgpt's shipped kNN + popularity rule)."""
-        knn = normalize_rows(user_vectors(histories, self.emb)) @ self.emb.t()
-        zknn = (knn - knn.mean(1, keepdim=True)) / knn.std(1, keepdim=True).clamp_min(1e-6)
+        _, zknn = self.knn(histories)
         w = self.evidence(histories)[1][:, None]
         score = w * zknn + (1 - w) * self.zpop[None]
         if beta:
             score = score + beta * history_cooccurrence(histories, self.cooc, self.occ)[1]
         return mask_history(score, histories)
 
-    def top(self, histories, k: int) -> tuple:
+    def top(self, histories, k: int, parts: dict = None) -> tuple:
         """(Float[B, N] the base rule, history items -inf; Long[B, k] its top k rows; Float[B, k, N_FEATURES] their
-        features): what the features read of the catalog computed once, the features of the top k only."""
-        parts = self.catalog_parts(histories)
+        features): what the features read of the catalog computed once (`parts`: catalog_parts of the histories,
+        when already computed), the features of the top k only."""
+        parts = self.catalog_parts(histories) if parts is None else parts
         score = mask_history(parts["rule"].clone(), histories)
         top = torch.topk(score, min(k, self.n_items)).indices
         return score, top, self.features(histories, top, parts)
@@ -141,3 +131,29 @@ def mask_history(score: torch.Tensor, histories) -> torch.Tensor:
     for i, history in enumerate(histories):
         score[i, torch.as_tensor(list(history))] = -float("inf")
     return score
+
+
+def weight_ranks(emb: torch.Tensor, z_pop: torch.Tensor, histories, targets) -> tuple:
+    """(Int64[B, len(WEIGHTS)] items ranked above each target by w z(kNN cosine) + (1 - w) z_pop for each w of
+    WEIGHTS, the history's items never ranked; Bool[B] target among the history). `emb`: unit item vectors."""
+    z_cos = standardize(normalize_rows(user_vectors(histories, emb)) @ emb.t())
+    t = torch.as_tensor(list(targets))
+    seen = torch.zeros_like(z_cos, dtype=torch.bool)  # each history's items, never ranked: masked once
+    for b, history in enumerate(histories):
+        seen[b, torch.as_tensor(list(history))] = True
+    out = []
+    for w in WEIGHTS:
+        score = (w * z_cos + (1 - w) * z_pop).masked_fill_(seen, -float("inf"))
+        out.append((score > score[torch.arange(len(t)), t][:, None]).sum(1))
+    return torch.stack(out, 1), seen[torch.arange(len(t)), t]
+
+
+def mean_own_gains(ranks, rows: Sequence[Sequence[int]], columns: int, block: int = 500) -> np.ndarray:
+    """Per column of `ranks(histories, targets)` (weight_ranks' form), the mean gain 1 / log2(rank + 2) of each
+    row's last item ranked from the items before it (a repeated last item left out); zeros without such an item."""
+    gains = []
+    for start in range(0, len(rows), block):
+        part = rows[start:start + block]
+        rank, repeated = ranks([r[:-1] for r in part], [r[-1] for r in part])
+        gains.append(1 / np.log2(rank[~repeated].numpy() + 2))
+    return np.concatenate(gains).mean(0) if gains else np.zeros(columns)

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from recgpt.io import ArtifactError, load_safetensors, read_json, require_files
+from recgpt.predict.ranking import top_k_items
 from recgpt.predict.rerank.context import COOC_BASE, N_FEATURES, DomainContext, mask_history
 
 FORMAT = "recgpt-reranker"
@@ -18,14 +19,11 @@ FILES = ["config.json", "model.safetensors"]
 
 
 class Reranker(nn.Module):
-    def __init__(self, hidden: int = 64, rerank: int = 100, n_features: int = N_FEATURES, seed: int = 0,
-                 meta: dict = None):
+    def __init__(self, hidden: int = 64, rerank: int = 100, seed: int = 0, meta: dict = None):
         super().__init__()
-        if n_features != N_FEATURES:
-            raise ArtifactError(f"a re-ranker over {n_features} features: this recgpt computes {N_FEATURES}")
         with torch.random.fork_rng():  # seeded, the caller's generator untouched
             torch.manual_seed(seed)
-            self.mlp = nn.Sequential(nn.Linear(n_features, hidden), nn.GELU(), nn.Linear(hidden, hidden), nn.GELU(),
+            self.mlp = nn.Sequential(nn.Linear(N_FEATURES, hidden), nn.GELU(), nn.Linear(hidden, hidden), nn.GELU(),
                                      nn.Linear(hidden, 1))
         nn.init.zeros_(self.mlp[-1].weight)
         nn.init.zeros_(self.mlp[-1].bias)
@@ -83,9 +81,12 @@ class Reranker(nn.Module):
             raise ArtifactError(f"{folder / 'config.json'}: trained with base rule weight {config.get('cooc_base')} "
                                 f"on co-occurrence, this recgpt computes {COOC_BASE}")
         try:
+            if int(config["n_features"]) != N_FEATURES:
+                raise ArtifactError(f"{folder / 'config.json'}: a re-ranker over {config['n_features']} features, "
+                                    f"this recgpt computes {N_FEATURES}")
             meta = {k: v for k, v in config.items() if k not in ("format", "n_features", "hidden", "rerank",
                                                                    "cooc_base")}
-            model = cls(int(config["hidden"]), int(config["rerank"]), int(config["n_features"]), meta=meta)
+            model = cls(int(config["hidden"]), int(config["rerank"]), meta=meta)
         except (KeyError, TypeError, ValueError) as e:
             raise ArtifactError(f"{folder / 'config.json'}: needs integer hidden, rerank and n_features ({e!r})") from None
         tensors, _ = load_safetensors(folder / "model.safetensors")
@@ -101,10 +102,9 @@ def top_rows(scores_of, histories: Sequence[Sequence[int]], k: int, batch: int =
     """(top-k rows, their scores) per history of `scores_of(histories) -> Float[B, N]` (-inf: never listed)."""
     rows, values = [], []
     for start in range(0, len(histories), batch):
-        scores = scores_of(histories[start:start + batch])
-        top = torch.topk(scores, min(k, scores.shape[1]), dim=1)
-        for row, value in zip(top.indices.tolist(), top.values.tolist()):
-            kept = [i for i, v in enumerate(value) if v > -float("inf")]
+        top, vals = top_k_items(scores_of(histories[start:start + batch]), k)
+        for row, value in zip(top.tolist(), vals.tolist()):
+            kept = [i for i, r in enumerate(row) if r >= 0]
             rows.append([row[i] for i in kept])
             values.append([value[i] for i in kept])
     return rows, values

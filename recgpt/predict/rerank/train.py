@@ -15,7 +15,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from recgpt.predict.rerank.context import DomainContext
+from recgpt.predict.hybrid import rank_gains
+from recgpt.predict.rerank.context import DomainContext, mask_history
 from recgpt.predict.rerank.model import Reranker
 
 HISTORY = 50  # items of history a drawn transition keeps
@@ -51,6 +52,15 @@ class Domain:
         if not self.sequences:
             raise ValueError(f"{self.folder}: no user sequence long enough to {'train on' if train else 'score'}")
         self.context = DomainContext(vectors, counts, rows, log_rows(seqs, self.catalog))
+        self._cases = {}
+
+    def cases(self, users: int):
+        """The seeded test cases of `users` users under the protocol (built once: every scored step reads them)."""
+        from recgpt.predict.protocols import build_test_cases
+
+        if users not in self._cases:
+            self._cases[users] = build_test_cases(self.inter, self.catalog, self.protocol, 1, 0, users)
+        return self._cases[users]
 
 
 def next_item(domain: Domain, rng) -> tuple:
@@ -67,35 +77,35 @@ def next_item(domain: Domain, rng) -> tuple:
 def listwise_loss(ranker: Reranker, domain: Domain, rng, size: int = 32, draw: int = 128) -> torch.Tensor:
     """Softmax cross-entropy over the base rule's top `ranker.rerank` of `size` next items among them (histories
     drawn `draw` at a time until enough are)."""
-    histories, targets = [], []
+    histories, targets, parts = [], [], []
     for _ in range(1000):
         if len(histories) >= size:
             break
         drawn = [next_item(domain, rng) for _ in range(draw)]
-        with torch.no_grad():
-            top = torch.topk(domain.context.rule([h for h, _ in drawn]), ranker.rerank).indices
-        hit = (top == torch.as_tensor([t for _, t in drawn])[:, None]).any(1).nonzero().flatten().tolist()
-        histories += [drawn[i][0] for i in hit]
-        targets += [drawn[i][1] for i in hit]
+        with torch.no_grad():  # what the features read of the catalog, once per drawn history
+            part = domain.context.catalog_parts([h for h, _ in drawn])
+        top = torch.topk(mask_history(part["rule"].clone(), [h for h, _ in drawn]), ranker.rerank).indices
+        hit = (top == torch.as_tensor([t for _, t in drawn])[:, None]).any(1).nonzero().flatten()
+        histories += [drawn[i][0] for i in hit.tolist()]
+        targets += [drawn[i][1] for i in hit.tolist()]
+        parts.append({name: value[hit] for name, value in part.items()})
     if not histories:
         raise ValueError(f"{domain.folder}: no next item among the base rule's top {ranker.rerank}")
     histories, targets = histories[:size], torch.as_tensor(targets[:size])
-    _, top, x = domain.context.top(histories, ranker.rerank)
+    parts = {name: torch.cat([p[name] for p in parts])[:size] for name in parts[0]}
+    _, top, x = domain.context.top(histories, ranker.rerank, parts)
     return F.cross_entropy(ranker(x).squeeze(-1), (top == targets[:, None]).int().argmax(1))
 
 
 def ndcg_at_10(scores: torch.Tensor, targets: Sequence[int]) -> np.ndarray:
     """Per-row NDCG@10 of one target (ties count in its favour)."""
     t = torch.as_tensor(list(targets))
-    rank = (scores > scores[torch.arange(len(t)), t][:, None]).sum(1)
-    return torch.where(rank < 10, 1 / torch.log2(rank.float() + 2), torch.zeros(())).numpy()
+    return rank_gains((scores > scores[torch.arange(len(t)), t][:, None]).sum(1), 10).numpy()
 
 
 def evaluate(ranker: Reranker, domain: Domain, users: int) -> tuple:
     """(user ids, per-user NDCG@10) of the domain's seeded users under its protocol, history excluded."""
-    from recgpt.predict.protocols import build_test_cases
-
-    cases = build_test_cases(domain.inter, domain.catalog, domain.protocol, 1, 0, users)
+    cases = domain.cases(users)
     return cases.user_ids, ndcg_at_10(ranker.scores(domain.context, cases.histories), [t[0] for t in cases.targets])
 
 
