@@ -15,8 +15,17 @@ The curve (--curve-steps N): the same command on the scaling plan's smallest mix
 each without the family's fit domain, N steps each; every re-ranker and the untrained base rule scored
 in-process on the same users (recgpt.predict.rerank.train.evaluate), paired 95% intervals of largest / mix01.
 
+Fine-tuning (--finetune D ...): on each dataset D, `recgpt rerank rerank.sources=[D] rerank.valid_users=V` trains
+the re-ranker on D's own log (each user's last transition before the LOO test, counted without it; V seeded users
+held out choose the step) from its foundation (rerank.init_from: the largest mix's re-ranker of a target, for
+ml-100k one trained here on every domain but it, its near-duplicates and amazon14_health) and from scratch (the
+architecture's own start, the base rule), the same seed and steps; both, the foundation itself and the base rule
+scored in-process on D's seeded LOO test users, paired 95% intervals of fine-tuned / scratch. With
+--finetune-train-users 1 0.1, a second table where both arms train on a seeded tenth of D's users (rerank.train_users).
+
     python bench/rerank.py                    # outputs/rerank; the table docs/benchmarks/rerank.md
     python bench/rerank.py --curve-steps 1000 # and the curve
+    python bench/rerank.py --finetune ml-100k amazon_scientific steam yelp --finetune-train-users 1 0.1
 """
 import argparse
 import json
@@ -27,6 +36,8 @@ sys.path[0] = str(Path(__file__).resolve().parents[1])  # the repo, not bench/
 
 MIXES = {"mix12": ("mix12-amazon_scientific+amazon14_beauty", "amazon14_health"),
          "mix11": ("mix11-steam+yelp", "foodcom")}
+FOUNDATIONS = {"amazon_scientific": "mix12", "amazon14_beauty": "mix12", "steam": "mix11", "yelp": "mix11"}
+VALID_USERS = {"ml-100k": 200}  # held-out users choosing a fine-tuning's step (1,000 elsewhere)
 ROWS = ("model", "priors", "priors+cooc", "content_knn", "popularity")
 
 
@@ -77,6 +88,70 @@ def curve(args, scaling: Path, out: Path) -> dict:
     return rows
 
 
+def foundation(args, scaling: Path, out: Path, dataset: str) -> Path:
+    """The re-ranker a dataset's fine-tuning starts from: the largest mix's for a target, else one trained on every
+    domain of the scaling plan but the dataset, its near-duplicates and amazon14_health (its fit domain)."""
+    from recgpt.data.mixes import Plan, pairs
+
+    if dataset in FOUNDATIONS:
+        return out / FOUNDATIONS[dataset]
+    folder, plan, fit = out / f"foundation-{dataset}", Plan(), "amazon14_health"
+    if not (folder / "manifest.json").is_file():
+        left_out = {dataset, fit, *pairs(plan.near, dataset)}
+        sources = ",".join(str(scaling / "prepared" / d) for d in plan.domains if d not in left_out)
+        run(["rerank", f"rerank.sources=[{sources}]", f"rerank.fit_domains=[{scaling / 'prepared' / fit}]",
+             f"rerank.steps={args.foundation_steps}", f"rerank.out={folder}", f"embed.cache_dir={args.embed_cache}"])
+    return folder
+
+
+def finetune(args, scaling: Path, out: Path, share: float) -> list:
+    """The fine-tuning table's lines: per dataset the base rule, the foundation zero-shot, scratch and fine-tuned
+    re-rankers (NDCG@10 of the same seeded LOO test users) and fine-tuned / scratch, foundation."""
+    import numpy as np
+
+    from recgpt.config import EmbedConfig
+    from recgpt.predict.metrics import bootstrap_ratio
+    from recgpt.predict.rerank import Reranker
+    from recgpt.predict.rerank.train import Domain, evaluate
+
+    sub, data = out / ("finetune" if share == 1 else f"finetune-u{share:g}"), (
+        "" if share == 1 else f", trained on a seeded {share:g} of its users")
+    lines = ["", f"Fine-tuned against trained from scratch on the dataset's own log ({args.finetune_steps} steps each, "
+             f"the step chosen on held-out users of it{data}): NDCG@10 (chosen step) of its seeded LOO test users, "
+             "paired 95% bootstrap intervals.", "",
+             "| dataset | users | base rule | foundation, zero-shot | scratch | fine-tuned | fine-tuned / scratch | "
+             "fine-tuned / foundation |", "|---" * 8 + "|"]
+    for dataset in args.finetune:
+        start, prepared = foundation(args, scaling, out, dataset), scaling / "prepared" / dataset
+        rankers = {"base rule": None, "foundation": start}
+        for arm in ("scratch", "fine-tuned"):
+            rankers[arm] = sub / f"{dataset}-{arm}"
+            init = [] if arm == "scratch" else [f"rerank.init_from={start}"]
+            if not (rankers[arm] / "manifest.json").is_file():
+                run(["rerank", f"rerank.sources=[{prepared}]", f"rerank.valid_users={VALID_USERS.get(dataset, 1000)}",
+                     f"rerank.steps={args.finetune_steps}", "rerank.every=100", f"rerank.out={rankers[arm]}",
+                     f"rerank.train_users={share}", f"embed.cache_dir={args.embed_cache}", *init])
+        scores, domain = {}, None
+        for name, folder in rankers.items():
+            cached = (out / "finetune" if folder is None or folder == start else sub) / "scores" / (
+                f"{dataset}-{name.replace(' ', '_')}.json")
+            if not cached.is_file():
+                domain = domain or Domain(prepared, EmbedConfig(cache_dir=args.embed_cache), "loo")
+                ranker = Reranker() if folder is None else Reranker.load(folder)
+                users, ndcg = evaluate(ranker, domain, args.finetune_users)
+                cached.parent.mkdir(parents=True, exist_ok=True)
+                cached.write_text(json.dumps({"users": list(map(str, users)), "ndcg": ndcg.tolist(),
+                                              "step": ranker.meta.get("step")}))
+            scores[name] = json.loads(cached.read_text())
+        ndcg = {name: np.asarray(s["ndcg"]) for name, s in scores.items()}
+        cells = [f"{ndcg[n].mean():.4f}" + ("" if scores[n]["step"] is None else f" ({scores[n]['step']})")
+                 for n in rankers]
+        ratios = [bootstrap_ratio(ndcg["fine-tuned"], ndcg[n]) for n in ("scratch", "foundation")]
+        lines.append(f"| {dataset} | {len(ndcg['scratch'])} | " + " | ".join(cells) + " | " +
+                     " | ".join(f"{x:.3f} [{lo:.3f}, {hi:.3f}]" for x, lo, hi in ratios) + " |")
+    return lines
+
+
 def curve_table(rows: dict) -> list:
     from recgpt.predict.metrics import bootstrap_ratio
 
@@ -125,6 +200,12 @@ def main(argv=None) -> int:
     parser.add_argument("--users", type=int, default=1000)
     parser.add_argument("--mixes", nargs="+", default=list(MIXES))
     parser.add_argument("--curve-steps", type=int, default=0, help="the curve's steps per re-ranker (0: no curve)")
+    parser.add_argument("--finetune", nargs="*", default=[], help="datasets to fine-tune on (none: no fine-tuning)")
+    parser.add_argument("--finetune-steps", type=int, default=500)
+    parser.add_argument("--finetune-train-users", type=float, nargs="+", default=[1.0],
+                        help="the shares of users trained on, a table each")
+    parser.add_argument("--finetune-users", type=int, default=2000, help="seeded LOO test users per dataset")
+    parser.add_argument("--foundation-steps", type=int, default=1000, help="a non-target's own foundation's steps")
     parser.add_argument("--out", default="outputs/rerank")
     parser.add_argument("--report", default="docs/benchmarks/rerank.md")
     args = parser.parse_args(argv)
@@ -154,6 +235,9 @@ def main(argv=None) -> int:
     text = report(results, None if argv is None else [__file__, *argv])
     if args.curve_steps:
         text += "\n".join(curve_table(curve(args, scaling, out))) + "\n"
+    if args.finetune:
+        for share in args.finetune_train_users:
+            text += "\n".join(finetune(args, scaling, out, share)) + "\n"
     Path(args.report).write_text(text)
     print(text)
     return 0

@@ -1,6 +1,6 @@
 """bench/rerank.py on real data: a scaling-shaped folder (ml-100k scored by a real export, a re-ranker trained on
-it with lastfm as the fit domain): the table holds each protocol's rows from recgpt predict's own reports, and a
-rerun resumes without training or predicting again."""
+it with lastfm as the fit domain): the table holds each protocol's rows from recgpt predict's own reports, lastfm's
+fine-tuning row starts from that re-ranker, and a rerun resumes without training or predicting again."""
 import json
 import os
 
@@ -22,8 +22,11 @@ def test_the_bench_tables_recgpt_predict_reports_and_resumes(prepared_dir, expor
     os.symlink(exported_model.parent, mix / "targets" / "ml-100k" / "ckpt" / "run")
     (mix / "mix.json").write_text(json.dumps({"datasets": ["ml-100k", "lastfm"], "serves": ["ml-100k"]}))
     monkeypatch.setattr(rerank, "MIXES", {"a": ("mixA", "lastfm")})
+    monkeypatch.setattr(rerank, "FOUNDATIONS", {"lastfm": "a"})
+    monkeypatch.setattr(rerank, "VALID_USERS", {"lastfm": 100})
     args = ["--scaling", str(scaling), "--run", "run", "--embed-cache", str(embed_config.cache_dir), "--steps", "2",
-            "--users", "100", "--out", str(tmp_path / "out"), "--report", str(tmp_path / "table.md")]
+            "--users", "100", "--out", str(tmp_path / "out"), "--report", str(tmp_path / "table.md"),
+            "--finetune", "lastfm", "--finetune-steps", "2", "--finetune-users", "150"]
     assert rerank.main(args) == 0
     table = (tmp_path / "table.md").read_text()
     rows = [line for line in table.splitlines() if line.startswith("| ml-100k |")]
@@ -32,6 +35,12 @@ def test_the_bench_tables_recgpt_predict_reports_and_resumes(prepared_dir, expor
     assert config["sources"] == ["ml-100k"] and config["fit_domains"] == ["lastfm"]
     report = json.loads((tmp_path / "out" / "predict" / "ml-100k-loo" / "metrics.json").read_text())
     assert f"{report['methods']['model']['NDCG@10']:.4f}" in rows[0] and report["weights"]["mode"] == "reranker"
+    tuned = [line.split(" | ") for line in table.splitlines() if line.startswith("| lastfm |")]
+    assert len(tuned) == 1 and tuned[0][1] == "150" and len(tuned[0]) == 8
+    ft = json.loads((tmp_path / "out" / "finetune" / "lastfm-fine-tuned" / "config.json").read_text())
+    scratch = json.loads((tmp_path / "out" / "finetune" / "lastfm-scratch" / "config.json").read_text())
+    assert ft["init_from"] == str(tmp_path / "out" / "a") and scratch["init_from"] is None
+    assert ft["fit_domains"] == scratch["fit_domains"] == ["lastfm, held-out users"]
     stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "out").rglob("*.json")}
     assert rerank.main(args) == 0  # resumes: nothing trained or predicted again, the same table
     assert {p: p.stat().st_mtime_ns for p in (tmp_path / "out").rglob("*.json")} == stamps

@@ -11,7 +11,7 @@ import torch
 from recgpt.cli import main as recgpt_main
 from recgpt.predict.rerank import COOC_BASE, Reranker
 from recgpt.predict.rerank.cooccurrence import cooccurrence_matrix
-from recgpt.predict.rerank.train import Domain, evaluate, listwise_loss, ndcg_at_10
+from recgpt.predict.rerank.train import Domain, Holdout, evaluate, listwise_loss, ndcg_at_10
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -216,6 +216,65 @@ def test_the_command_never_replaces_a_folder_it_did_not_write(prepared_dir, tmp_
     assert json.loads((again / "config.json").read_text())["step"] == 0
 
 
+def test_held_out_users_leave_training_and_are_scored_on_the_transition_it_holds_out(prepared_dir, embed_config,
+                                                                                   ml100k):
+    source = Domain(prepared_dir("ml-100k"), embed_config, "loo", train=True)
+    every = list(source.sequences)
+    held = Holdout(source, 200, seed=3)
+    assert len(source.sequences) == len(every) - 200 and held.context is source.context
+    trained = {tuple(s) for s in source.sequences}
+    cases = held.cases(1000)
+    assert 150 < len(cases.histories) <= 200
+    for history, (target,) in zip(cases.histories, cases.targets):
+        assert tuple(history) + (target,) in {tuple(s) for s in every} - trained and target not in history
+    # the same seed holds out the same users; another seed others
+    again = Holdout(Domain(prepared_dir("ml-100k"), embed_config, "loo", train=True), 200, seed=3)
+    other = Holdout(Domain(prepared_dir("ml-100k"), embed_config, "loo", train=True), 200, seed=4)
+    assert again.cases(1).targets == cases.targets and other.cases(1).targets != cases.targets
+    rest = list(source.sequences)  # a tenth of the users not held out, seeded; the counts stay the whole log's
+    source.keep_share(0.1, seed=3)
+    assert len(source.sequences) == round(0.1 * len(rest)) and {tuple(s) for s in source.sequences} <= trained
+    assert held.context is source.context and again.context is not source.context
+    again_rest = Domain(prepared_dir("ml-100k"), embed_config, "loo", train=True)
+    Holdout(again_rest, 200, seed=3)
+    again_rest.keep_share(0.1, seed=3)
+    assert again_rest.sequences == source.sequences
+    with pytest.raises(ValueError, match="rerank.valid_users: 9.* leaves none"):
+        Holdout(Domain(prepared_dir("ml-100k"), embed_config, "loo", train=True), len(every), seed=0)
+    with pytest.raises(ValueError, match="not of a fit domain"):
+        Holdout(ml100k["held"], 10)
+
+
+def test_fine_tuning_starts_from_the_given_reranker_and_chooses_on_held_out_users(prepared_dir, embed_config,
+                                                                                 tmp_path):
+    ml, out, trained = str(prepared_dir("ml-100k")), tmp_path / "tuned", tmp_path / "start"
+    start = Reranker(hidden=32, meta={"embed_model": embed_config.model})
+    torch.nn.init.normal_(start.mlp[-1].weight, std=0.5)  # a trained-like re-ranker, not the base rule
+    trained.mkdir()
+    start.save(trained)
+    args = ["rerank", f"rerank.sources=[{ml}]", "rerank.valid_users=200", "rerank.steps=4", "rerank.every=2",
+            f"embed.cache_dir={embed_config.cache_dir}"]
+    assert recgpt_main([*args, f"rerank.init_from={trained}", "rerank.hidden=16", f"rerank.out={out}"]) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["fit_domains"] == ["ml-100k, held-out users"] and config["init_from"] == str(trained)
+    assert config["hidden"] == 32  # the start's, not 16
+    holdout = Holdout(Domain(ml, embed_config, "loo", train=True), 200, seed=0)
+    curve = config["curve"]["ml-100k, held-out users"]
+    start = evaluate(Reranker.load(trained), holdout, 0)[1].mean()
+    base = evaluate(Reranker(), holdout, 0)[1].mean()
+    assert abs(curve["0"] - start) < 1e-6 and abs(start - base) > 1e-4  # step 0 is the given re-ranker's
+    assert abs(evaluate(Reranker.load(out), holdout, 0)[1].mean() - curve[str(config["step"])]) < 1e-6
+    bad = tmp_path / "refused"
+    assert recgpt_main([*args, f"rerank.init_from={tmp_path / 'none'}", f"rerank.out={bad}"]) == 2
+    assert recgpt_main([*args, "rerank.valid_users=100000", f"rerank.out={bad}"]) == 2
+    assert recgpt_main([*args[:2], "rerank.steps=1", f"rerank.out={bad}"]) == 2  # neither fit domains nor users
+    other = tmp_path / "other-model"  # trained on another embedding model
+    other.mkdir()
+    Reranker(meta={"embed_model": "all-mpnet-base-v2"}).save(other)
+    assert recgpt_main([*args, f"rerank.init_from={other}", f"rerank.out={bad}"]) == 2
+    assert not bad.exists()
+
+
 def test_a_catalog_barely_larger_than_the_history_lists_every_other_item_once():
     from recgpt.predict.rerank import DomainContext
 
@@ -234,6 +293,8 @@ def test_a_catalog_barely_larger_than_the_history_lists_every_other_item_once():
 @pytest.mark.parametrize("override, key", [("rerank.steps=-1", "rerank.steps: must be >= 0"),
                                            ("rerank.every=0", "rerank.every: must be >= 1"),
                                            ("rerank.lr=0", "rerank.lr"),
+                                           ("rerank.valid_users=-1", "rerank.valid_users: must be >= 0"),
+                                           ("rerank.train_users=0", "rerank.train_users: a share"),
                                            ("rerank.sources=[a,a]", "given twice")])
 def test_bad_values_are_refused_naming_the_key(override, key):
     from recgpt.config import ConfigError, load_config

@@ -22,19 +22,29 @@ class RerankConfig:
     lr: float = 1e-3
     weight_decay: float = 0.01
     seed: int = 0
+    # A trained re-ranker folder to start from (fine-tuning: its hidden and rerank are kept); empty: the base rule.
+    init_from: str = ""
+    # Seeded users of each source held out of its training whose last transition (counted without it) also chooses
+    # the step: what lets a re-ranker train on the catalog it will serve (0: none held out).
+    valid_users: int = 0
+    # The seeded share of each source's users (those not held out) it trains on: fine-tuning with little data.
+    train_users: float = 1.0
 
     def __post_init__(self):
         names = {Path(d).name for d in self.sources}
         both = sorted(names & {Path(d).name for d in self.fit_domains})
         check(not both, "rerank.fit_domains", f"{both} also among rerank.sources: the step is chosen on held-out domains")
         check(len(names) == len(self.sources), "rerank.sources", f"a domain given twice in {list(self.sources)}")
-        for key in ("steps", "every", "fit_users", "batch", "rerank", "hidden"):
-            least = 0 if key == "steps" else 1  # 0 steps: the base rule itself, written as a re-ranker
+        for key in ("steps", "every", "fit_users", "batch", "rerank", "hidden", "valid_users"):
+            least = 0 if key in ("steps", "valid_users") else 1  # 0 steps: the base rule itself, as a re-ranker
             check(getattr(self, key) >= least, f"rerank.{key}", f"must be >= {least}, got {getattr(self, key)}")
+        check(0 < self.train_users <= 1, "rerank.train_users", f"a share in (0, 1], got {self.train_users}")
         check(self.lr > 0 and self.weight_decay >= 0, "rerank.lr", f"lr > 0 and weight_decay >= 0, got {self.lr}, "
                                                                     f"{self.weight_decay}")
 
     def check_ready(self) -> None:
         """What `recgpt rerank` needs beyond valid values (the defaults name no domain)."""
         check(bool(self.sources), "rerank.sources", "give the source domains to train on, e.g. rerank.sources=[a,b]")
-        check(bool(self.fit_domains), "rerank.fit_domains", "give held-out source domains to choose the step on")
+        check(bool(self.fit_domains) or self.valid_users > 0, "rerank.fit_domains",
+              "give held-out source domains to choose the step on, or hold users of the sources out with "
+              "rerank.valid_users=N")

@@ -5,10 +5,13 @@ Each step draws histories of one source (the sources in turn) whose next item is
 transition of each of its users' sequences (the log before its LOO targets), its popularity, co-occurrence and
 prior counted without that transition, so the pair learned from is never among its inputs. Every `every` steps the
 re-ranker is scored on the LOO users of the held-out fit domains (NDCG@10, history excluded); the step with the
-best mean NDCG relative to step 0 (the base rule itself) is written out.
+best mean NDCG relative to step 0 (the base rule itself) is written out. A re-ranker trained on the catalog it will
+serve (fine-tuning: `rerank.init_from`) holds seeded users of its sources out of training (`rerank.valid_users`):
+their last transition, never trained on and counted without it, chooses the step as a fit domain's users do.
 """
 import copy
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Callable, Sequence
 
 import numpy as np
@@ -54,6 +57,12 @@ class Domain:
         self.context = DomainContext(vectors, counts, rows, log_rows(seqs, self.catalog))
         self._cases = {}
 
+    def keep_share(self, share: float, seed: int = 0) -> None:
+        """Train on a seeded share of the source's sequences (at least one); counts stay those of its whole log."""
+        n = max(1, round(share * len(self.sequences)))
+        kept = np.random.default_rng([seed, 1]).permutation(len(self.sequences))[:n]
+        self.sequences = [self.sequences[i] for i in sorted(kept)]
+
     def cases(self, users: int):
         """The seeded test cases of `users` users under the protocol (built once: every scored step reads them)."""
         from recgpt.predict.protocols import build_test_cases
@@ -61,6 +70,33 @@ class Domain:
         if users not in self._cases:
             self._cases[users] = build_test_cases(self.inter, self.catalog, self.protocol, 1, 0, users)
         return self._cases[users]
+
+
+class Holdout:
+    """`users` seeded users of a source Domain taken out of its training: their last transition (what the source
+    trains on, counted without it) is scored as a fit domain's LOO users are, the history's own items excluded."""
+
+    def __init__(self, domain: Domain, users: int, seed: int = 0):
+        if not domain.train:
+            raise ValueError(f"{domain.folder}: users are held out of a source's training, not of a fit domain")
+        if users >= len(domain.sequences):
+            from recgpt.config.errors import ConfigError
+
+            raise ConfigError(f"rerank.valid_users: {users} held out of {domain.folder} leaves none of its "
+                              f"{len(domain.sequences)} users with 3+ items to train on")
+        order = np.random.default_rng(seed).permutation(len(domain.sequences))
+        held = [domain.sequences[i] for i in sorted(order[:users])]
+        domain.sequences = [domain.sequences[i] for i in sorted(order[users:])]
+        kept = [i for i, s in enumerate(held) if s[-1] not in s[:-1]]  # a repeated item is never listed again
+        if not kept:
+            raise ValueError(f"{domain.folder}: the {users} held-out users' last items all repeat an earlier item")
+        self.folder, self.context = domain.folder, domain.context
+        self._cases = SimpleNamespace(user_ids=kept, histories=[held[i][:-1] for i in kept],
+                                      targets=[[held[i][-1]] for i in kept])
+
+    def cases(self, users: int):
+        """The held-out users' cases (all of them, whatever `users`)."""
+        return self._cases
 
 
 def next_item(domain: Domain, rng) -> tuple:
@@ -109,14 +145,15 @@ def evaluate(ranker: Reranker, domain: Domain, users: int) -> tuple:
     return cases.user_ids, ndcg_at_10(ranker.scores(domain.context, cases.histories), [t[0] for t in cases.targets])
 
 
-def fit(sources: dict, fits: dict, cfg, log: Callable[[str], None] = print) -> tuple:
+def fit(sources: dict, fits: dict, cfg, log: Callable[[str], None] = print, start: Reranker = None) -> tuple:
     """(the re-ranker at its chosen step, {"step", "curve": {fit domain: {step: NDCG@10}}}): trained on the
-    `sources` (name -> Domain, train=True), chosen on the `fits` (name -> Domain) by the mean over them of NDCG@10
-    relative to step 0 (the base rule)."""
+    `sources` (name -> Domain, train=True) from `start` (a copy; None: the base rule), chosen on the `fits` (name ->
+    Domain or Holdout) by the mean over them of NDCG@10 relative to step 0."""
     rng = np.random.default_rng(cfg.seed)
-    ranker = Reranker(cfg.hidden, cfg.rerank, seed=cfg.seed)
+    ranker = Reranker(cfg.hidden, cfg.rerank, seed=cfg.seed) if start is None else copy.deepcopy(start).train()
     opt = torch.optim.AdamW(ranker.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     names, curve, best = sorted(sources), {f: {} for f in fits}, (None, -np.inf, None)
+    origin = "the base rule" if start is None else "the start"
     for step in range(cfg.steps + 1):
         if step:
             loss = listwise_loss(ranker, sources[names[(step - 1) % len(names)]], rng, cfg.batch)
@@ -131,7 +168,7 @@ def fit(sources: dict, fits: dict, cfg, log: Callable[[str], None] = print) -> t
         ranker.train()
         score = float(np.mean([curve[f][step] / max(curve[f][0], 1e-12) for f in fits]))
         log(f"rerank: step {step}" + (f", loss {loss.item():.3f}" if step else "") + ", NDCG@10 " +
-            ", ".join(f"{f} {curve[f][step]:.4f}" for f in fits) + f" ({score:.3f} of the base rule)")
+            ", ".join(f"{f} {curve[f][step]:.4f}" for f in fits) + f" ({score:.3f} of {origin})")
         if score > best[1]:
             best = (step, score, copy.deepcopy(ranker))
     return best[2].eval(), {"step": best[0], "curve": curve}
