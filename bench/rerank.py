@@ -20,12 +20,15 @@ the re-ranker on D's own log (each user's last transition before the LOO test, c
 held out choose the step) from its foundation (rerank.init_from: the largest mix's re-ranker of a target, for
 ml-100k one trained here on every domain but it, its near-duplicates and amazon14_health) and from scratch (the
 architecture's own start, the base rule), the same seed and steps; both, the foundation itself and the base rule
-scored in-process on D's seeded LOO test users, paired 95% intervals of fine-tuned / scratch. With
---finetune-train-users 1 0.1, a second table where both arms train on a seeded tenth of D's users (rerank.train_users).
+scored in-process on D's seeded LOO test users, paired 95% intervals of fine-tuned / scratch.
+
+The moonshot (--in-domain DIR: bench/in_domain.py's folder of SASRec+ trained to convergence on each target): the
+re-ranker's LOO lists (its recgpt predict report) against SASRec+'s on the same users (those it lists for), NDCG@10,
+paired 95% bootstrap interval; both exclude the history's own items.
 
     python bench/rerank.py                    # outputs/rerank; the table docs/benchmarks/rerank.md
     python bench/rerank.py --curve-steps 1000 # and the curve
-    python bench/rerank.py --finetune ml-100k amazon_scientific steam yelp --finetune-train-users 1 0.1
+    python bench/rerank.py --finetune ml-100k amazon_scientific steam yelp  # and fine-tuned against scratch
 """
 import argparse
 import json
@@ -104,7 +107,7 @@ def foundation(args, scaling: Path, out: Path, dataset: str) -> Path:
     return folder
 
 
-def finetune(args, scaling: Path, out: Path, share: float) -> list:
+def finetune(args, scaling: Path, out: Path) -> list:
     """The fine-tuning table's lines: per dataset the base rule, the foundation zero-shot, scratch and fine-tuned
     re-rankers (NDCG@10 of the same seeded LOO test users) and fine-tuned / scratch, foundation."""
     import numpy as np
@@ -114,10 +117,9 @@ def finetune(args, scaling: Path, out: Path, share: float) -> list:
     from recgpt.predict.rerank import Reranker
     from recgpt.predict.rerank.train import Domain, evaluate
 
-    sub, data = out / ("finetune" if share == 1 else f"finetune-u{share:g}"), (
-        "" if share == 1 else f", trained on a seeded {share:g} of its users")
+    sub = out / "finetune"
     lines = ["", f"Fine-tuned against trained from scratch on the dataset's own log ({args.finetune_steps} steps each, "
-             f"the step chosen on held-out users of it{data}): NDCG@10 (chosen step) of its seeded LOO test users, "
+             "the step chosen on held-out users of it): NDCG@10 (chosen step) of its seeded LOO test users, "
              "paired 95% bootstrap intervals.", "",
              "| dataset | users | base rule | foundation, zero-shot | scratch | fine-tuned | fine-tuned / scratch | "
              "fine-tuned / foundation |", "|---" * 8 + "|"]
@@ -130,11 +132,10 @@ def finetune(args, scaling: Path, out: Path, share: float) -> list:
             if not (rankers[arm] / "manifest.json").is_file():
                 run(["rerank", f"rerank.sources=[{prepared}]", f"rerank.valid_users={VALID_USERS.get(dataset, 1000)}",
                      f"rerank.steps={args.finetune_steps}", "rerank.every=100", f"rerank.out={rankers[arm]}",
-                     f"rerank.train_users={share}", f"embed.cache_dir={args.embed_cache}", *init])
+                     f"embed.cache_dir={args.embed_cache}", *init])
         scores, domain = {}, None
         for name, folder in rankers.items():
-            cached = (out / "finetune" if folder is None or folder == start else sub) / "scores" / (
-                f"{dataset}-{name.replace(' ', '_')}.json")
+            cached = sub / "scores" / f"{dataset}-{name.replace(' ', '_')}.json"
             if not cached.is_file():
                 domain = domain or Domain(prepared, EmbedConfig(cache_dir=args.embed_cache), "loo")
                 ranker = Reranker() if folder is None else Reranker.load(folder)
@@ -149,6 +150,38 @@ def finetune(args, scaling: Path, out: Path, share: float) -> list:
         ratios = [bootstrap_ratio(ndcg["fine-tuned"], ndcg[n]) for n in ("scratch", "foundation")]
         lines.append(f"| {dataset} | {len(ndcg['scratch'])} | " + " | ".join(cells) + " | " +
                      " | ".join(f"{x:.3f} [{lo:.3f}, {hi:.3f}]" for x, lo, hi in ratios) + " |")
+    return lines
+
+
+def moonshot(args, scaling: Path, out: Path, targets) -> list:
+    """The moonshot table's lines: per target, the re-ranker / SASRec+ trained on the target, LOO users of both."""
+    import pandas as pd
+
+    from bench.zero_shot import in_domain_lists
+    from recgpt.predict.catalog import read_catalog_items
+    from recgpt.predict.metrics import bootstrap_ratio, per_user
+    from recgpt.predict.protocols import build_test_cases
+    from recgpt.predict.transfer import ItemRows, read_interactions
+
+    lines = ["", "The moonshot: the re-ranker zero-shot against SASRec+ trained to convergence on the target itself "
+             "(early stopped on validation), NDCG@10 of the same LOO users, paired 95% bootstrap interval.", "",
+             "| target | users | re-ranker, zero-shot | SASRec+, in-domain | re-ranker / SASRec+ |", "|---" * 5 + "|"]
+    for target in targets:
+        folder = scaling / "prepared" / target
+        catalog = ItemRows(read_catalog_items(folder)["item_id"].astype(str).tolist())
+        cases = build_test_cases(read_interactions(folder), catalog, "loo", 1, 0, args.users)
+        recs = pd.read_parquet(out / "predict" / f"{target}-loo" / "recommendations.parquet")
+        recs = recs.sort_values(["user_id", "rank"])
+        mine = recs.groupby(recs["user_id"].astype(str))["item_id"].agg(list).to_dict()
+        if set(mine) != set(map(str, cases.user_ids)):
+            raise SystemExit(f"{target}: the predict report's users are not the seeded {args.users} LOO users")
+        theirs = in_domain_lists(args.in_domain, target)["sasrec_in_domain"]
+        users = [i for i, u in enumerate(cases.user_ids) if str(u) in theirs]
+        ndcg = [per_user([catalog.rows(lists[str(cases.user_ids[i])][:10])[0] for i in users],
+                         [cases.targets[i] for i in users], 10)["NDCG"] for lists in (mine, theirs)]
+        x, lo, hi = bootstrap_ratio(*ndcg)
+        lines.append(f"| {target} | {len(users)} | {ndcg[0].mean():.4f} | {ndcg[1].mean():.4f} | "
+                     f"{x:.3f} [{lo:.3f}, {hi:.3f}] |")
     return lines
 
 
@@ -202,10 +235,9 @@ def main(argv=None) -> int:
     parser.add_argument("--curve-steps", type=int, default=0, help="the curve's steps per re-ranker (0: no curve)")
     parser.add_argument("--finetune", nargs="*", default=[], help="datasets to fine-tune on (none: no fine-tuning)")
     parser.add_argument("--finetune-steps", type=int, default=500)
-    parser.add_argument("--finetune-train-users", type=float, nargs="+", default=[1.0],
-                        help="the shares of users trained on, a table each")
     parser.add_argument("--finetune-users", type=int, default=2000, help="seeded LOO test users per dataset")
     parser.add_argument("--foundation-steps", type=int, default=1000, help="a non-target's own foundation's steps")
+    parser.add_argument("--in-domain", help="bench/in_domain.py's folder of SASRec+ per target: the moonshot table")
     parser.add_argument("--out", default="outputs/rerank")
     parser.add_argument("--report", default="docs/benchmarks/rerank.md")
     args = parser.parse_args(argv)
@@ -235,9 +267,10 @@ def main(argv=None) -> int:
     text = report(results, None if argv is None else [__file__, *argv])
     if args.curve_steps:
         text += "\n".join(curve_table(curve(args, scaling, out))) + "\n"
+    if args.in_domain:
+        text += "\n".join(moonshot(args, scaling, out, [t for t, p in results if p == "loo"])) + "\n"
     if args.finetune:
-        for share in args.finetune_train_users:
-            text += "\n".join(finetune(args, scaling, out, share)) + "\n"
+        text += "\n".join(finetune(args, scaling, out)) + "\n"
     Path(args.report).write_text(text)
     print(text)
     return 0

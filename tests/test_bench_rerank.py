@@ -1,6 +1,7 @@
 """bench/rerank.py on real data: a scaling-shaped folder (ml-100k scored by a real export, a re-ranker trained on
 it with lastfm as the fit domain): the table holds each protocol's rows from recgpt predict's own reports, lastfm's
-fine-tuning row starts from that re-ranker, and a rerun resumes without training or predicting again."""
+fine-tuning row starts from that re-ranker, a rerun resumes without training or predicting again, and the moonshot
+row pairs the re-ranker's lists with in-domain lists on the users those cover."""
 import json
 import os
 
@@ -46,3 +47,16 @@ def test_the_bench_tables_recgpt_predict_reports_and_resumes(prepared_dir, expor
     assert {p: p.stat().st_mtime_ns for p in (tmp_path / "out").rglob("*.json")} == stamps
     assert [line for line in (tmp_path / "table.md").read_text().splitlines() if line.startswith("|")] == [
         line for line in table.splitlines() if line.startswith("|")]
+    # the moonshot: in-domain lists (here the re-ranker's own, for every other user) paired on the users they cover
+    import pandas as pd
+
+    recs = pd.read_parquet(tmp_path / "out" / "predict" / "ml-100k-loo" / "recommendations.parquet")
+    half = sorted(recs["user_id"].unique())[::2]
+    given = tmp_path / "in_domain" / "ml-100k-loo" / "sasrec"
+    given.mkdir(parents=True)
+    recs[recs["user_id"].isin(half)].to_parquet(given / "recommendations.parquet")
+    assert rerank.main([*args, "--in-domain", str(tmp_path / "in_domain")]) == 0
+    moon = [line.split(" | ") for line in (tmp_path / "table.md").read_text().splitlines()
+            if line.startswith("| ml-100k |") and len(line.split(" | ")) == 5]
+    assert len(moon) == 1 and moon[0][1] == str(len(half)) and moon[0][2] == moon[0][3]
+    assert moon[0][4] == "1.000 [1.000, 1.000] |"

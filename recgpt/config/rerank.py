@@ -27,8 +27,6 @@ class RerankConfig:
     # Seeded users of each source held out of its training whose last transition (counted without it) also chooses
     # the step: what lets a re-ranker train on the catalog it will serve (0: none held out).
     valid_users: int = 0
-    # The seeded share of each source's users (those not held out) it trains on: fine-tuning with little data.
-    train_users: float = 1.0
 
     def __post_init__(self):
         names = {Path(d).name for d in self.sources}
@@ -38,7 +36,6 @@ class RerankConfig:
         for key in ("steps", "every", "fit_users", "batch", "rerank", "hidden", "valid_users"):
             least = 0 if key in ("steps", "valid_users") else 1  # 0 steps: the base rule itself, as a re-ranker
             check(getattr(self, key) >= least, f"rerank.{key}", f"must be >= {least}, got {getattr(self, key)}")
-        check(0 < self.train_users <= 1, "rerank.train_users", f"a share in (0, 1], got {self.train_users}")
         check(self.lr > 0 and self.weight_decay >= 0, "rerank.lr", f"lr > 0 and weight_decay >= 0, got {self.lr}, "
                                                                     f"{self.weight_decay}")
 

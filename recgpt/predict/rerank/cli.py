@@ -29,8 +29,8 @@ def main(argv=None) -> int:
         check(init.meta.get("embed_model", cfg.embed.model) == cfg.embed.model, "rerank.init_from",
               f"{r.init_from} was trained on {init.meta.get('embed_model')} item embeddings, embed.model is "
               f"{cfg.embed.model}")
-    if init is not None and (init.hidden, init.rerank) != (r.hidden, r.rerank):
-        print0(f"rerank: hidden {init.hidden} and rerank {init.rerank} are {r.init_from}'s (rerank.init_from)")
+        if (init.hidden, init.rerank) != (r.hidden, r.rerank):
+            print0(f"rerank: hidden {init.hidden} and rerank {init.rerank} are {r.init_from}'s (rerank.init_from)")
     with staged_folder(r.out, "re-ranker", "rerank.out", is_kind("rerank"), carry_over=False,
                        inputs=[*sources.values(), *fits.values(), *([r.init_from] if r.init_from else [])]) as tmp:
         print0(f"rerank: reading {len(sources)} source and {len(fits)} fit domains (item text embedded once, "
@@ -39,14 +39,12 @@ def main(argv=None) -> int:
         held = {name: Domain(path, cfg.embed, "loo") for name, path in fits.items()}
         if r.valid_users:
             held.update({f"{name}, held-out users": Holdout(d, r.valid_users, r.seed) for name, d in train.items()})
-        for domain in train.values() if r.train_users < 1 else ():
-            domain.keep_share(r.train_users, r.seed)
         ranker, chosen = fit(train, held, r, print0, init)
         ranker.meta = {"sources": sorted(sources), "fit_domains": sorted(held), "embed_model": cfg.embed.model,
-                       "init_from": r.init_from or None, "train_users": r.train_users, **chosen}
+                       "init_from": r.init_from or None, **chosen}
         ranker.save(tmp)
         write_manifest(tmp, {"stage": "rerank", "sources": {n: str(p) for n, p in sources.items()},
                              "fit_domains": {n: str(p) for n, p in fits.items()}, "config": config_to_dict(cfg),
                              "seconds": round(time.time() - start, 1)})
-    print0(f"rerank: step {chosen['step']} chosen on {', '.join(sorted(ranker.meta['fit_domains']))}; written to {r.out}")
+    print0(f"rerank: step {chosen['step']} chosen on {', '.join(ranker.meta['fit_domains'])}; written to {r.out}")
     return 0

@@ -57,12 +57,6 @@ class Domain:
         self.context = DomainContext(vectors, counts, rows, log_rows(seqs, self.catalog))
         self._cases = {}
 
-    def keep_share(self, share: float, seed: int = 0) -> None:
-        """Train on a seeded share of the source's sequences (at least one); counts stay those of its whole log."""
-        n = max(1, round(share * len(self.sequences)))
-        kept = np.random.default_rng([seed, 1]).permutation(len(self.sequences))[:n]
-        self.sequences = [self.sequences[i] for i in sorted(kept)]
-
     def cases(self, users: int):
         """The seeded test cases of `users` users under the protocol (built once: every scored step reads them)."""
         from recgpt.predict.protocols import build_test_cases
