@@ -1,5 +1,5 @@
 """bench/rerank.py on real data: a scaling-shaped folder (ml-100k scored by a real export, a re-ranker trained on
-it with lastfm as the fit domain): the table holds each protocol's rows from recgpt predict's own reports, lastfm's
+it with lastfm as the fit domain): the table holds each protocol's rows from recgpt predict's own reports, ml-100k's
 fine-tuning row starts from that re-ranker, a rerun resumes without training or predicting again, and the moonshot
 row pairs the re-ranker's lists with in-domain lists on the users those cover."""
 import json
@@ -23,25 +23,25 @@ def test_the_bench_tables_recgpt_predict_reports_and_resumes(prepared_dir, expor
     os.symlink(exported_model.parent, mix / "targets" / "ml-100k" / "ckpt" / "run")
     (mix / "mix.json").write_text(json.dumps({"datasets": ["ml-100k", "lastfm"], "serves": ["ml-100k"]}))
     monkeypatch.setattr(rerank, "MIXES", {"a": ("mixA", "lastfm")})
-    monkeypatch.setattr(rerank, "FOUNDATIONS", {"lastfm": "a"})
-    monkeypatch.setattr(rerank, "VALID_USERS", {"lastfm": 100})
+    monkeypatch.setattr(rerank, "FOUNDATIONS", {"ml-100k": "a"})
+    monkeypatch.setattr(rerank, "VALID_USERS", {"ml-100k": 100})
     args = ["--scaling", str(scaling), "--run", "run", "--embed-cache", str(embed_config.cache_dir), "--steps", "2",
             "--users", "100", "--out", str(tmp_path / "out"), "--report", str(tmp_path / "table.md"),
-            "--finetune", "lastfm", "--finetune-steps", "2", "--finetune-users", "150"]
+            "--finetune", "ml-100k", "--finetune-steps", "2", "--finetune-users", "150"]
     assert rerank.main(args) == 0
     table = (tmp_path / "table.md").read_text()
-    rows = [line for line in table.splitlines() if line.startswith("| ml-100k |")]
+    rows = [line for line in table.splitlines() if line.startswith(("| ml-100k | loo |", "| ml-100k | cold |"))]
     assert [r.split(" | ")[1] for r in rows] == ["loo", "cold"]
     config = json.loads((tmp_path / "out" / "a" / "config.json").read_text())
     assert config["sources"] == ["ml-100k"] and config["fit_domains"] == ["lastfm"]
     report = json.loads((tmp_path / "out" / "predict" / "ml-100k-loo" / "metrics.json").read_text())
     assert f"{report['methods']['model']['NDCG@10']:.4f}" in rows[0] and report["weights"]["mode"] == "reranker"
-    tuned = [line.split(" | ") for line in table.splitlines() if line.startswith("| lastfm |")]
-    assert len(tuned) == 1 and tuned[0][1] == "150" and len(tuned[0]) == 8
-    ft = json.loads((tmp_path / "out" / "finetune" / "lastfm-fine-tuned" / "config.json").read_text())
-    scratch = json.loads((tmp_path / "out" / "finetune" / "lastfm-scratch" / "config.json").read_text())
+    tuned = [line.split(" | ") for line in table.splitlines() if line.startswith("| ml-100k | 150 |")]
+    assert len(tuned) == 1 and len(tuned[0]) == 8
+    ft = json.loads((tmp_path / "out" / "finetune" / "ml-100k-fine-tuned" / "config.json").read_text())
+    scratch = json.loads((tmp_path / "out" / "finetune" / "ml-100k-scratch" / "config.json").read_text())
     assert ft["init_from"] == str(tmp_path / "out" / "a") and scratch["init_from"] is None
-    assert ft["fit_domains"] == scratch["fit_domains"] == ["lastfm, held-out users"]
+    assert ft["fit_domains"] == scratch["fit_domains"] == ["ml-100k, held-out users"]
     stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "out").rglob("*.json")}
     assert rerank.main(args) == 0  # resumes: nothing trained or predicted again, the same table
     assert {p: p.stat().st_mtime_ns for p in (tmp_path / "out").rglob("*.json")} == stamps
@@ -57,6 +57,6 @@ def test_the_bench_tables_recgpt_predict_reports_and_resumes(prepared_dir, expor
     recs[recs["user_id"].isin(half)].to_parquet(given / "recommendations.parquet")
     assert rerank.main([*args, "--in-domain", str(tmp_path / "in_domain")]) == 0
     moon = [line.split(" | ") for line in (tmp_path / "table.md").read_text().splitlines()
-            if line.startswith("| ml-100k |") and len(line.split(" | ")) == 5]
+            if line.startswith("| ml-100k |") and len(line.split(" | ")) == 6]
     assert len(moon) == 1 and moon[0][1] == str(len(half)) and moon[0][2] == moon[0][3]
-    assert moon[0][4] == "1.000 [1.000, 1.000] |"
+    assert moon[0][4] == "1.000 [1.000, 1.000]" and moon[0][5].endswith("] |")  # the fine-tuned one beside it
