@@ -239,6 +239,7 @@ def main(argv=None) -> int:
     parser.add_argument("--embed-cache", default="outputs/embed_cache")
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--users", type=int, default=1000)
+    parser.add_argument("--seed", type=int, default=0, help="the re-rankers' seed (initial weights and draws)")
     parser.add_argument("--mixes", nargs="+", default=list(MIXES))
     parser.add_argument("--curve-steps", type=int, default=0, help="the curve's steps per re-ranker (0: no curve)")
     parser.add_argument("--finetune", nargs="*", default=[], help="datasets to fine-tune on (none: no fine-tuning)")
@@ -258,7 +259,7 @@ def main(argv=None) -> int:
         if not (ranker / "manifest.json").is_file():
             sources = ",".join(str(scaling / "prepared" / d) for d in plan["datasets"] if d != fit)
             run(["rerank", f"rerank.sources=[{sources}]", f"rerank.fit_domains=[{scaling / 'prepared' / fit}]",
-                 f"rerank.steps={args.steps}", f"rerank.out={ranker}", cache])
+                 f"rerank.steps={args.steps}", f"rerank.seed={args.seed}", f"rerank.out={ranker}", cache])
         config = json.loads((ranker / "config.json").read_text())
         for target in plan["serves"]:
             for protocol in ("loo", "cold"):

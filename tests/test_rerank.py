@@ -137,6 +137,13 @@ def test_predict_reports_the_reranker_beside_its_base_rule_with_intervals(traine
     knn = versus["content_knn"]
     assert versus["metric"] == "NDCG@10" and knn["lo"] <= knn["ratio"] <= knn["hi"] and knn["lo"] > 1.5
     assert not any("weights=self" in n for n in result["notes"])  # the model row is not the weights' list
+    assert not any("in-domain figure" in n for n in result["notes"])  # trained on lastfm, not ml-100k
+    source = tmp_path / "on-its-source"  # on a dataset it trained on, the report says the figure is in-domain
+    assert recgpt_main(["predict", "--dataset", str(prepared_dir("lastfm")), f"predict.model_dir={exported_model}",
+                        f"predict.reranker={trained}", "predict.max_users=100", "predict.protocol=cold",
+                        f"predict.output_dir={source}", f"embed.cache_dir={embed_config.cache_dir}"]) == 0
+    notes = json.loads((source / "metrics.json").read_text())["notes"]
+    assert any("trained on lastfm" in n and "not zero-shot" in n and "under cold" in n for n in notes)
     step0 = Reranker()  # untrained: the model row is the base rule's list
     from recgpt.predict import Recommender
     rec = Recommender.from_pretrained(exported_model, embed_cfg=embed_config)

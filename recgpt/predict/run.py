@@ -140,6 +140,11 @@ def predict_held(cfg, held: ExitStack) -> Path:
                      f"history items: with them excluded (predict.allow_history={p.allow_history}) every row but recency "
                      "misses them (recency lists history items only)")
         warn(notes[-1])
+    if reranking and prepared.name in rec.reranker.meta.get("sources", []):
+        notes.append(f"the re-ranker was trained on {prepared.name} (its log before the LOO targets): an in-domain "
+                     "figure, not zero-shot" + ("" if p.protocol == "loo" else
+                                                f"; under {p.protocol} its trained transitions may be targets here"))
+        warn(notes[-1])
     seen = pretraining_note(model_dir, prepared.name)
     if seen:
         notes.append(seen)
