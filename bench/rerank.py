@@ -29,6 +29,8 @@ paired 95% bootstrap interval; both exclude the history's own items.
     python bench/rerank.py                    # outputs/rerank; the table docs/benchmarks/rerank.md
     python bench/rerank.py --curve-steps 1000 # and the curve
     python bench/rerank.py --finetune ml-100k amazon_scientific steam yelp  # and fine-tuned against scratch
+    python bench/rerank.py --in-domain outputs/bench/moonshot               # and against SASRec+ in-domain
+    python bench/rerank.py --seed 1 --out outputs/rerank_seed1              # another draw of the re-rankers
 """
 import argparse
 import json
@@ -71,7 +73,7 @@ def curve(args, scaling: Path, out: Path) -> dict:
                 if not (folder / "manifest.json").is_file():
                     run(["rerank", f"rerank.sources=[{','.join(str(scaling / 'prepared' / d) for d in sources)}]",
                          f"rerank.fit_domains=[{scaling / 'prepared' / fit}]", f"rerank.steps={args.curve_steps}",
-                         f"rerank.out={folder}", f"embed.cache_dir={args.embed_cache}"])
+                         f"rerank.seed={args.seed}", f"rerank.out={folder}", f"embed.cache_dir={args.embed_cache}"])
                 ranker = Reranker.load(folder)
             for target in mixes[largest].serves:
                 for protocol in ("loo", "cold"):
@@ -103,7 +105,8 @@ def foundation(args, scaling: Path, out: Path, dataset: str) -> Path:
         left_out = {dataset, fit, *pairs(plan.near, dataset)}
         sources = ",".join(str(scaling / "prepared" / d) for d in plan.domains if d not in left_out)
         run(["rerank", f"rerank.sources=[{sources}]", f"rerank.fit_domains=[{scaling / 'prepared' / fit}]",
-             f"rerank.steps={args.foundation_steps}", f"rerank.out={folder}", f"embed.cache_dir={args.embed_cache}"])
+             f"rerank.steps={args.foundation_steps}", f"rerank.seed={args.seed}", f"rerank.out={folder}",
+             f"embed.cache_dir={args.embed_cache}"])
     return folder
 
 
@@ -131,8 +134,8 @@ def finetune(args, scaling: Path, out: Path) -> list:
             init = [] if arm == "scratch" else [f"rerank.init_from={start}"]
             if not (rankers[arm] / "manifest.json").is_file():
                 run(["rerank", f"rerank.sources=[{prepared}]", f"rerank.valid_users={VALID_USERS.get(dataset, 1000)}",
-                     f"rerank.steps={args.finetune_steps}", "rerank.every=100", f"rerank.out={rankers[arm]}",
-                     f"embed.cache_dir={args.embed_cache}", *init])
+                     f"rerank.steps={args.finetune_steps}", "rerank.every=100", f"rerank.seed={args.seed}",
+                     f"rerank.out={rankers[arm]}", f"embed.cache_dir={args.embed_cache}", *init])
         scores, domain = {}, None
         for name, folder in rankers.items():
             cached = sub / "scores" / f"{dataset}-{name.replace(' ', '_')}.json"
@@ -276,10 +279,10 @@ def main(argv=None) -> int:
     text = report(results, None if argv is None else [__file__, *argv])
     if args.curve_steps:
         text += "\n".join(curve_table(curve(args, scaling, out))) + "\n"
+    if args.finetune:  # before the moonshot, which reads its fine-tuned scores
+        text += "\n".join(finetune(args, scaling, out)) + "\n"
     if args.in_domain:
         text += "\n".join(moonshot(args, scaling, out, [t for t, p in results if p == "loo"])) + "\n"
-    if args.finetune:
-        text += "\n".join(finetune(args, scaling, out)) + "\n"
     Path(args.report).write_text(text)
     print(text)
     return 0
