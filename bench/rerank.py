@@ -120,7 +120,7 @@ def finetune(args, scaling: Path, out: Path) -> list:
     from recgpt.predict.rerank import Reranker
     from recgpt.predict.rerank.train import Domain, evaluate
 
-    sub = out / "finetune"
+    tuned = out / "finetune"
     lines = ["", f"Fine-tuned against trained from scratch on the dataset's own log ({args.finetune_steps} steps each, "
              "the step chosen on held-out users of it): NDCG@10 (chosen step) of its seeded LOO test users, "
              "paired 95% bootstrap intervals.", "",
@@ -130,7 +130,7 @@ def finetune(args, scaling: Path, out: Path) -> list:
         start, prepared = foundation(args, scaling, out, dataset), scaling / "prepared" / dataset
         rankers = {"base rule": None, "foundation": start}
         for arm in ("scratch", "fine-tuned"):
-            rankers[arm] = sub / f"{dataset}-{arm}"
+            rankers[arm] = tuned / f"{dataset}-{arm}"
             init = [] if arm == "scratch" else [f"rerank.init_from={start}"]
             if not (rankers[arm] / "manifest.json").is_file():
                 run(["rerank", f"rerank.sources=[{prepared}]", f"rerank.valid_users={VALID_USERS.get(dataset, 1000)}",
@@ -138,7 +138,7 @@ def finetune(args, scaling: Path, out: Path) -> list:
                      f"rerank.out={rankers[arm]}", f"embed.cache_dir={args.embed_cache}", *init])
         scores, domain = {}, None
         for name, folder in rankers.items():
-            cached = sub / "scores" / f"{dataset}-{name.replace(' ', '_')}.json"
+            cached = tuned / "scores" / f"{dataset}-{name.replace(' ', '_')}.json"
             if not cached.is_file():
                 domain = domain or Domain(prepared, EmbedConfig(cache_dir=args.embed_cache), "loo")
                 ranker = Reranker() if folder is None else Reranker.load(folder)
@@ -159,9 +159,8 @@ def finetune(args, scaling: Path, out: Path) -> list:
 def moonshot(args, scaling: Path, out: Path, targets) -> list:
     """The moonshot table's lines: per target, the re-ranker / SASRec+ trained on the target, LOO users of both."""
     import numpy as np
-    import pandas as pd
 
-    from bench.zero_shot import in_domain_lists
+    from bench.zero_shot import in_domain_lists, user_lists
     from recgpt.predict.catalog import read_catalog_items
     from recgpt.predict.metrics import bootstrap_ratio, per_user
     from recgpt.predict.protocols import build_test_cases
@@ -176,9 +175,7 @@ def moonshot(args, scaling: Path, out: Path, targets) -> list:
         folder = scaling / "prepared" / target
         catalog = ItemRows(read_catalog_items(folder)["item_id"].astype(str).tolist())
         cases = build_test_cases(read_interactions(folder), catalog, "loo", 1, 0, args.users)
-        recs = pd.read_parquet(out / "predict" / f"{target}-loo" / "recommendations.parquet")
-        recs = recs.sort_values(["user_id", "rank"])
-        mine = recs.groupby(recs["user_id"].astype(str))["item_id"].agg(list).to_dict()
+        mine = user_lists(out / "predict" / f"{target}-loo" / "recommendations.parquet")
         if set(mine) != set(map(str, cases.user_ids)):
             raise SystemExit(f"{target}: the predict report's users are not the seeded {args.users} LOO users")
         theirs = in_domain_lists(args.in_domain, target)["sasrec_in_domain"]

@@ -97,13 +97,18 @@ def link_run(src: Path, dst: Path) -> None:
 def in_domain_lists(root, domain: str) -> dict:
     """{"sasrec_in_domain": {user id: [item ids]}}: the LOO lists of SASRec+ trained on the domain itself
     (bench/in_domain.py's report under root), to score on the zero-shot users as the in-domain target."""
-    import pandas as pd
-
     path = Path(root) / f"{domain}-loo" / "sasrec" / "recommendations.parquet"
     if not path.is_file():
         raise SystemExit(f"zero_shot: --in-domain {root}: no {path} (bench/in_domain.py --models sasrec --protocols loo)")
+    return {"sasrec_in_domain": user_lists(path)}
+
+
+def user_lists(path) -> dict:
+    """{user id: [item ids], best first} of a recommendations.parquet (recgpt predict's or a baseline's)."""
+    import pandas as pd
+
     recs = pd.read_parquet(path).sort_values(["user_id", "rank"])
-    return {"sasrec_in_domain": recs.groupby(recs["user_id"].astype(str))["item_id"].agg(list).to_dict()}
+    return recs.groupby(recs["user_id"].astype(str))["item_id"].agg(list).to_dict()
 
 
 MODEL_ROWS = ("model", "model[dense]", "model[code]", "model[liger]", "model[beam]")  # the model's rows

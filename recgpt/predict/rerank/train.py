@@ -11,14 +11,15 @@ their last transition, never trained on and counted without it, chooses the step
 """
 import copy
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Callable, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from recgpt.config.errors import ConfigError
 from recgpt.predict.hybrid import rank_gains
+from recgpt.predict.protocols import TestCases
 from recgpt.predict.rerank.context import DomainContext, mask_history
 from recgpt.predict.rerank.model import Reranker
 
@@ -74,8 +75,6 @@ class Holdout:
         if not domain.train:
             raise ValueError(f"{domain.folder}: users are held out of a source's training, not of a fit domain")
         if users >= len(domain.sequences):
-            from recgpt.config.errors import ConfigError
-
             raise ConfigError(f"rerank.valid_users: {users} held out of {domain.folder} leaves none of its "
                               f"{len(domain.sequences)} users with 3+ items to train on")
         order = np.random.default_rng(seed).permutation(len(domain.sequences))
@@ -85,8 +84,7 @@ class Holdout:
         if not kept:
             raise ValueError(f"{domain.folder}: the {users} held-out users' last items all repeat an earlier item")
         self.folder, self.context = domain.folder, domain.context
-        self._cases = SimpleNamespace(user_ids=kept, histories=[held[i][:-1] for i in kept],
-                                      targets=[[held[i][-1]] for i in kept])
+        self._cases = TestCases("loo", kept, [held[i][:-1] for i in kept], [[held[i][-1]] for i in kept])
 
     def cases(self, users: int):
         """The held-out users' cases (all of them, whatever `users`)."""
