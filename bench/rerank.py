@@ -20,7 +20,9 @@ the re-ranker on D's own log (each user's last transition before the LOO test, c
 held out choose the step) from its foundation (rerank.init_from: the largest mix's re-ranker of a target, for
 ml-100k one trained here on every domain but it, its near-duplicates and amazon14_health) and from scratch (the
 architecture's own start, the base rule), the same seed and steps; both, the foundation itself and the base rule
-scored in-process on D's seeded LOO test users, paired 95% intervals of fine-tuned / scratch.
+scored in-process on D's seeded LOO test users, paired 95% intervals of fine-tuned / scratch. With
+--finetune-train-users N both arms train on N seeded users of D only (rerank.train_users: a small log of labels; the
+log's counts stay every user's); --mixes with no name leaves the mix table out (the foundations are still trained).
 
 The moonshot (--in-domain DIR: bench/in_domain.py's folder of SASRec+ trained to convergence on each target): the
 re-ranker's LOO lists (its recgpt predict report) against SASRec+'s on the same users (those it lists for), NDCG@10,
@@ -31,6 +33,7 @@ paired 95% bootstrap interval; both exclude the history's own items.
     python bench/rerank.py --finetune ml-100k amazon_scientific steam yelp  # and fine-tuned against scratch
     python bench/rerank.py --in-domain outputs/bench/moonshot               # and against SASRec+ in-domain
     python bench/rerank.py --seed 1 --out outputs/rerank_seed1              # another draw of the re-rankers
+    python bench/rerank.py --mixes --steps 1000 --finetune steam --finetune-train-users 100 --out outputs/small
 """
 import argparse
 import json
@@ -93,13 +96,31 @@ def curve(args, scaling: Path, out: Path) -> dict:
     return rows
 
 
+def largest(short: str):
+    """The scaling plan's mix (recgpt.data.mixes) of a MIXES entry."""
+    from recgpt.data.mixes import Plan, plan_mixes
+
+    return next(m for m in plan_mixes(Plan()) if m.name == MIXES[short][0])
+
+
+def mix_reranker(args, scaling: Path, out: Path, short: str) -> Path:
+    """The largest mix's re-ranker (`recgpt rerank` on its domains but its fit domain, the step chosen there)."""
+    fit, ranker = MIXES[short][1], out / short
+    if not (ranker / "manifest.json").is_file():
+        sources = ",".join(str(scaling / "prepared" / d) for d in largest(short).datasets if d != fit)
+        run(["rerank", f"rerank.sources=[{sources}]", f"rerank.fit_domains=[{scaling / 'prepared' / fit}]",
+             f"rerank.steps={args.steps}", f"rerank.seed={args.seed}", f"rerank.out={ranker}",
+             f"embed.cache_dir={args.embed_cache}"])
+    return ranker
+
+
 def foundation(args, scaling: Path, out: Path, dataset: str) -> Path:
     """The re-ranker a dataset's fine-tuning starts from: the largest mix's for a target, else one trained on every
     domain of the scaling plan but the dataset, its near-duplicates and amazon14_health (its fit domain)."""
     from recgpt.data.mixes import Plan, pairs
 
     if dataset in FOUNDATIONS:
-        return out / FOUNDATIONS[dataset]
+        return mix_reranker(args, scaling, out, FOUNDATIONS[dataset])
     folder, plan, fit = out / f"foundation-{dataset}", Plan(), "amazon14_health"
     if not (folder / "manifest.json").is_file():
         left_out = {dataset, fit, *pairs(plan.near, dataset)}
@@ -120,9 +141,11 @@ def finetune(args, scaling: Path, out: Path) -> list:
     from recgpt.predict.rerank import Reranker
     from recgpt.predict.rerank.train import Domain, evaluate
 
-    tuned = out / "finetune"
-    lines = ["", f"Fine-tuned against trained from scratch on the dataset's own log ({args.finetune_steps} steps each, "
-             "the step chosen on held-out users of it): NDCG@10 (chosen step) of its seeded LOO test users, "
+    tuned, n = out / "finetune", args.finetune_train_users
+    tag = f"-u{n}" if n else ""
+    small = f", each trained on {n} seeded users' transitions" if n else ""
+    lines = ["", f"Fine-tuned against trained from scratch on the dataset's own log ({args.finetune_steps} steps each"
+             f"{small}, the step chosen on held-out users of it): NDCG@10 (chosen step) of its seeded LOO test users, "
              "paired 95% bootstrap intervals.", "",
              "| dataset | users | base rule | foundation, zero-shot | scratch | fine-tuned | fine-tuned / scratch | "
              "fine-tuned / foundation |", "|---" * 8 + "|"]
@@ -130,15 +153,17 @@ def finetune(args, scaling: Path, out: Path) -> list:
         start, prepared = foundation(args, scaling, out, dataset), scaling / "prepared" / dataset
         rankers = {"base rule": None, "foundation": start}
         for arm in ("scratch", "fine-tuned"):
-            rankers[arm] = tuned / f"{dataset}-{arm}"
+            rankers[arm] = tuned / f"{dataset}-{arm}{tag}"
             init = [] if arm == "scratch" else [f"rerank.init_from={start}"]
             if not (rankers[arm] / "manifest.json").is_file():
                 run(["rerank", f"rerank.sources=[{prepared}]", f"rerank.valid_users={VALID_USERS.get(dataset, 1000)}",
                      f"rerank.steps={args.finetune_steps}", "rerank.every=100", f"rerank.seed={args.seed}",
-                     f"rerank.out={rankers[arm]}", f"embed.cache_dir={args.embed_cache}", *init])
+                     f"rerank.out={rankers[arm]}", f"embed.cache_dir={args.embed_cache}", f"rerank.train_users={n}",
+                     *init])
         scores, domain = {}, None
         for name, folder in rankers.items():
-            cached = tuned / "scores" / f"{dataset}-{name.replace(' ', '_')}.json"
+            arm = name in ("scratch", "fine-tuned")  # only the arms depend on the users trained on
+            cached = tuned / "scores" / f"{dataset}-{name.replace(' ', '_')}{tag if arm else ''}.json"
             if not cached.is_file():
                 domain = domain or Domain(prepared, EmbedConfig(cache_dir=args.embed_cache), "loo")
                 ranker = Reranker() if folder is None else Reranker.load(folder)
@@ -209,12 +234,14 @@ def curve_table(rows: dict) -> list:
     return lines
 
 
-def report(results: dict, argv) -> str:
+def report(results: dict, argv, table: bool = True) -> str:
     from bench.report import header
 
     lines = ["<!-- written by bench/rerank.py: rerun it to change this file -->",
-             "# The re-ranker of `recgpt predict` (predict.reranker) on held-out targets", "", header(argv),
-             " ".join(__doc__.split("\n\n")[1].split()), "",
+             "# The re-ranker of `recgpt predict` (predict.reranker) on held-out targets", "", header(argv)]
+    if not table:
+        return "\n".join(lines) + "\n"
+    lines += [" ".join(__doc__.split("\n\n")[1].split()), "",
              "| target | protocol | users | re-ranker (step, fit domain) | priors, per user | priors, fitted | "
              + " | ".join(ROWS[2:]) + " | model / priors, per user | model / priors, fitted | model / priors+cooc | "
              "model / content kNN |", "|---" * 13 + "|"]
@@ -240,10 +267,13 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--users", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0, help="the re-rankers' seed (initial weights and draws)")
-    parser.add_argument("--mixes", nargs="+", default=list(MIXES))
+    parser.add_argument("--mixes", nargs="*", default=list(MIXES), help="the largest mixes whose re-rankers the "
+                        "table scores (none: no table; --finetune still trains the foundations it needs)")
     parser.add_argument("--curve-steps", type=int, default=0, help="the curve's steps per re-ranker (0: no curve)")
     parser.add_argument("--finetune", nargs="*", default=[], help="datasets to fine-tune on (none: no fine-tuning)")
     parser.add_argument("--finetune-steps", type=int, default=500)
+    parser.add_argument("--finetune-train-users", type=int, default=0,
+                        help="seeded users each fine-tuning arm trains on (0: every user not held out)")
     parser.add_argument("--finetune-users", type=int, default=2000, help="seeded LOO test users per dataset")
     parser.add_argument("--foundation-steps", type=int, default=1000, help="a non-target's own foundation's steps")
     parser.add_argument("--in-domain", help="bench/in_domain.py's folder of SASRec+ per target: the moonshot table")
@@ -253,15 +283,9 @@ def main(argv=None) -> int:
     scaling, out, cache = Path(args.scaling), Path(args.out), f"embed.cache_dir={args.embed_cache}"
     results = {}
     for short in args.mixes:
-        mix, fit = MIXES[short]
-        plan = json.loads((scaling / "mixes" / mix / "mix.json").read_text())
-        ranker = out / short
-        if not (ranker / "manifest.json").is_file():
-            sources = ",".join(str(scaling / "prepared" / d) for d in plan["datasets"] if d != fit)
-            run(["rerank", f"rerank.sources=[{sources}]", f"rerank.fit_domains=[{scaling / 'prepared' / fit}]",
-                 f"rerank.steps={args.steps}", f"rerank.seed={args.seed}", f"rerank.out={ranker}", cache])
+        mix, ranker = MIXES[short][0], mix_reranker(args, scaling, out, short)
         config = json.loads((ranker / "config.json").read_text())
-        for target in plan["serves"]:
+        for target in largest(short).serves:
             for protocol in ("loo", "cold"):
                 reports = []
                 for weights, suffix in (("self", ""), ("fitted", "-fitted")):  # the priors row's two forms
@@ -273,7 +297,7 @@ def main(argv=None) -> int:
                              f"predict.weights={weights}", f"predict.output_dir={report_dir}", cache])
                     reports.append(json.loads((report_dir / "metrics.json").read_text()))
                 results[target, protocol] = (*reports, config)
-    text = report(results, None if argv is None else [__file__, *argv])
+    text = report(results, None if argv is None else [__file__, *argv], bool(args.mixes))
     if args.curve_steps:
         text += "\n".join(curve_table(curve(args, scaling, out))) + "\n"
     if args.finetune:  # before the moonshot, which reads its fine-tuned scores

@@ -1,7 +1,8 @@
 """bench/rerank.py on real data: a scaling-shaped folder (ml-100k scored by a real export, a re-ranker trained on
 it with lastfm as the fit domain): the table holds each protocol's rows from recgpt predict's own reports, ml-100k's
-fine-tuning row starts from that re-ranker, a rerun resumes without training or predicting again, and the moonshot
-row pairs the re-ranker's lists with in-domain lists on the users those cover."""
+fine-tuning row starts from that re-ranker, a rerun resumes without training or predicting again, the moonshot
+row pairs the re-ranker's lists with in-domain lists on the users those cover, and a small log's fine-tuning (no mix
+table) trains its own arms beside the same foundation."""
 import json
 import os
 
@@ -13,6 +14,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def test_the_bench_tables_recgpt_predict_reports_and_resumes(prepared_dir, exported_model, embed_config, tmp_path,
                                                                monkeypatch):
     from bench import rerank
+    from recgpt.data.mixes import Mix
 
     scaling = tmp_path / "scaling"
     (scaling / "prepared").mkdir(parents=True)
@@ -21,7 +23,7 @@ def test_the_bench_tables_recgpt_predict_reports_and_resumes(prepared_dir, expor
     mix = scaling / "mixes" / "mixA"
     (mix / "targets" / "ml-100k" / "ckpt").mkdir(parents=True)
     os.symlink(exported_model.parent, mix / "targets" / "ml-100k" / "ckpt" / "run")
-    (mix / "mix.json").write_text(json.dumps({"datasets": ["ml-100k", "lastfm"], "serves": ["ml-100k"]}))
+    monkeypatch.setattr("recgpt.data.mixes.plan_mixes", lambda plan: [Mix("mixA", ("ml-100k", "lastfm"), ("ml-100k",))])
     monkeypatch.setattr(rerank, "MIXES", {"a": ("mixA", "lastfm")})
     monkeypatch.setattr(rerank, "FOUNDATIONS", {"ml-100k": "a"})
     monkeypatch.setattr(rerank, "VALID_USERS", {"ml-100k": 100})
@@ -60,3 +62,16 @@ def test_the_bench_tables_recgpt_predict_reports_and_resumes(prepared_dir, expor
             if line.startswith("| ml-100k |") and len(line.split(" | ")) == 6]
     assert len(moon) == 1 and moon[0][1] == str(len(half)) and moon[0][2] == moon[0][3]
     assert moon[0][4] == "1.000 [1.000, 1.000]" and moon[0][5].endswith("] |")  # the fine-tuned one beside it
+    # a small log: no mix table, both arms trained on 40 seeded users, the foundation and base rule scored once
+    small = [*args[:args.index("--finetune")], "--mixes", "--finetune", "ml-100k", "--finetune-steps", "2",
+             "--finetune-users", "150", "--finetune-train-users", "40"]
+    stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "out").rglob("*.json")}
+    assert rerank.main(small) == 0
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps  # nothing of the all-users run redone
+    text = (tmp_path / "table.md").read_text()
+    assert "| ml-100k | loo |" not in text and "each trained on 40 seeded users' transitions" in text
+    row = [line.split(" | ") for line in text.splitlines() if line.startswith("| ml-100k | 150 |")]
+    assert len(row) == 1 and row[0][2:4] == tuned[0][2:4]  # the same base rule and foundation
+    for arm in ("scratch", "fine-tuned"):
+        config = json.loads((tmp_path / "out" / "finetune" / f"ml-100k-{arm}-u40" / "config.json").read_text())
+        assert config["train_users"] == 40 and config["fit_domains"] == ["ml-100k, held-out users"]
