@@ -160,9 +160,15 @@ def test_predict_reports_the_reranker_beside_its_base_rule_with_intervals(traine
     assert rec.recommend(histories, k=10).item_ids != want  # without it, the model's own scoring
 
 
-def test_bad_reranker_folders_are_refused_with_their_path(trained, tmp_path, exported_model, embed_config):
+def test_bad_reranker_folders_are_refused_with_their_path(trained, tmp_path, exported_model, embed_config,
+                                                          prepared_dir, capsys):
     from recgpt.io import ArtifactError
     from recgpt.predict import Recommender
+
+    out = tmp_path / "report"  # a re-ranker not trained yet: refused before any work, saying how to get one
+    assert recgpt_main(["predict", "--dataset", str(prepared_dir("ml-100k")), f"predict.model_dir={exported_model}",
+                        f"predict.reranker={tmp_path / 'untrained'}", f"predict.output_dir={out}"]) == 2
+    assert "predict.reranker" in capsys.readouterr().err and not out.exists()
 
     with pytest.raises(ArtifactError, match="missing model.safetensors"):
         (tmp_path / "half").mkdir()

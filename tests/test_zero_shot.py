@@ -401,6 +401,9 @@ def test_text_dense_config_loads():
     cfg = load_config(Path(__file__).resolve().parents[1] / "configs" / "text_dense.yaml")
     assert len(cfg.data.datasets) == 12 and not {"amazon_scientific", "amazon14_beauty"} & set(cfg.data.datasets)
     assert cfg.eval.zero_shot_domain == "amazon14_beauty" and cfg.train.max_steps == 3000
+    r = cfg.rerank  # its re-ranker: the same domains but the one that chooses its step, which predict reads
+    assert set(r.sources) == set(cfg.data.datasets) - set(r.fit_domains) and r.fit_domains == ["amazon14_health"]
+    assert cfg.predict.reranker == r.out and r.steps == 3000
     m = cfg.model
     assert m.recipe == "text_dense" and m.codes is None and m.text_input and m.center_text
     assert (m.dense.query, m.dense.pool, m.dense.item_tower) == ("content", 5, False)

@@ -9,7 +9,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from recgpt.config import ConfigError, config_to_dict, known_dataset_specs
-from recgpt.config.errors import check_device
+from recgpt.config.errors import check, check_device
 from recgpt.io import guarded_output, is_kind, manifest_hash, staged_folder, write_manifest
 from recgpt.logging import print0, warn
 from recgpt.predict import baselines, repeats, self_weights
@@ -96,6 +96,9 @@ def predict_held(cfg, held: ExitStack) -> Path:
     horizon = p.horizon if p.protocol == "horizon" else 1
     check_dataset(p.dataset, cfg.data)  # cheap checks first: a wrong name or path fails at once
     check_device(p.device, "predict.device")
+    check(not p.reranker or Path(p.reranker).exists(), "predict.reranker",
+          f"{p.reranker} does not exist: train the re-ranker first (`recgpt rerank` with the same --config writes "
+          "rerank.out), or set predict.reranker=null for the model's own list")
     model_dir = resolve_model_dir(p.model_dir)
     dataset_dir = resolve_dataset(p.dataset, cfg.data)
     prepared = load_prepared(dataset_dir)
