@@ -20,10 +20,8 @@ the re-ranker on D's own log (each user's last transition before the LOO test, c
 held out choose the step) from its foundation (rerank.init_from: the largest mix's re-ranker of a target, for
 ml-100k one trained here on every domain but it, its near-duplicates and amazon14_health) and from scratch (the
 architecture's own start, the base rule), the same seed and steps; both, the foundation itself and the base rule
-scored in-process on D's seeded LOO test users, paired 95% intervals of fine-tuned / scratch.
---finetune-train-users N ... gives a row per N: both arms trained on N seeded users of D only (rerank.train_users:
-a small log of labels; the log's counts stay every user's; 0, the default: every user not held out). --mixes with no
-name leaves the mix table out (the foundations are still trained).
+scored in-process on D's seeded LOO test users, paired 95% intervals of fine-tuned / scratch. --mixes with no name
+leaves the mix table out (the foundations are still trained; the scaling bench's exports are then not read).
 
 The moonshot (--in-domain DIR: bench/in_domain.py's folder of SASRec+ trained to convergence on each target): the
 re-ranker's LOO lists (its recgpt predict report) against SASRec+'s on the same users (those it lists for), NDCG@10,
@@ -34,7 +32,7 @@ paired 95% bootstrap interval; both exclude the history's own items.
     python bench/rerank.py --finetune ml-100k amazon_scientific steam yelp  # and fine-tuned against scratch
     python bench/rerank.py --in-domain outputs/bench/moonshot               # and against SASRec+ in-domain
     python bench/rerank.py --seed 1 --out outputs/rerank_seed1              # another draw of the re-rankers
-    python bench/rerank.py --mixes --steps 1000 --finetune steam --finetune-train-users 0 100 --out outputs/small
+    python bench/rerank.py --mixes --steps 1000 --finetune steam --out outputs/small  # no mix table
 """
 import argparse
 import json
@@ -133,9 +131,8 @@ def foundation(args, scaling: Path, out: Path, dataset: str) -> Path:
 
 
 def finetune(args, scaling: Path, out: Path) -> list:
-    """The fine-tuning table's lines: per dataset and number of users trained on, the base rule, the foundation
-    zero-shot, scratch and fine-tuned re-rankers (NDCG@10 of the same seeded LOO test users) and fine-tuned /
-    scratch, foundation."""
+    """The fine-tuning table's lines: per dataset the base rule, the foundation zero-shot, scratch and fine-tuned
+    re-rankers (NDCG@10 of the same seeded LOO test users) and fine-tuned / scratch, foundation."""
     import numpy as np
 
     from recgpt.config import EmbedConfig
@@ -145,16 +142,23 @@ def finetune(args, scaling: Path, out: Path) -> list:
 
     tuned = out / "finetune"
     lines = ["", f"Fine-tuned against trained from scratch on the dataset's own log ({args.finetune_steps} steps each, "
-             "on every user not held out or on that many seeded users' transitions, the step chosen on held-out "
-             "users of it): NDCG@10 (chosen step) of its seeded LOO test users, paired 95% bootstrap intervals.", "",
-             "| dataset | trained on | users | base rule | foundation, zero-shot | scratch | fine-tuned | "
-             "fine-tuned / scratch | fine-tuned / foundation |", "|---" * 9 + "|"]
+             "the step chosen on held-out users of it): NDCG@10 (chosen step) of its seeded LOO test users, "
+             "paired 95% bootstrap intervals.", "",
+             "| dataset | users | base rule | foundation, zero-shot | scratch | fine-tuned | fine-tuned / scratch | "
+             "fine-tuned / foundation |", "|---" * 8 + "|"]
     for dataset in args.finetune:
-        start, prepared, domain = foundation(args, scaling, out, dataset), scaling / "prepared" / dataset, None
-
-        def scores(name: str, folder) -> dict:  # a re-ranker's per-user NDCG@10, cached
-            nonlocal domain
-            cached = tuned / "scores" / f"{name}.json"
+        start, prepared = foundation(args, scaling, out, dataset), scaling / "prepared" / dataset
+        rankers = {"base rule": None, "foundation": start}
+        for arm in ("scratch", "fine-tuned"):
+            rankers[arm] = tuned / f"{dataset}-{arm}"
+            init = [] if arm == "scratch" else [f"rerank.init_from={start}"]
+            if not (rankers[arm] / "manifest.json").is_file():
+                run(["rerank", f"rerank.sources=[{prepared}]", f"rerank.valid_users={VALID_USERS.get(dataset, 1000)}",
+                     f"rerank.steps={args.finetune_steps}", "rerank.every=100", f"rerank.seed={args.seed}",
+                     f"rerank.out={rankers[arm]}", f"embed.cache_dir={args.embed_cache}", *init])
+        scores, domain = {}, None
+        for name, folder in rankers.items():
+            cached = tuned / "scores" / f"{dataset}-{name.replace(' ', '_')}.json"
             if not cached.is_file():
                 domain = domain or Domain(prepared, EmbedConfig(cache_dir=args.embed_cache), "loo")
                 ranker = Reranker() if folder is None else Reranker.load(folder)
@@ -162,28 +166,13 @@ def finetune(args, scaling: Path, out: Path) -> list:
                 cached.parent.mkdir(parents=True, exist_ok=True)
                 cached.write_text(json.dumps({"users": list(map(str, users)), "ndcg": ndcg.tolist(),
                                               "step": ranker.meta.get("step")}))
-            return json.loads(cached.read_text())
-
-        shared = {"base rule": scores(f"{dataset}-base_rule", None),
-                  "foundation": scores(f"{dataset}-foundation", start)}
-        for n in args.finetune_train_users:
-            tag, found = f"-u{n}" if n else "", dict(shared)
-            for arm in ("scratch", "fine-tuned"):
-                folder = tuned / f"{dataset}-{arm}{tag}"
-                init = [] if arm == "scratch" else [f"rerank.init_from={start}"]
-                if not (folder / "manifest.json").is_file():
-                    run(["rerank", f"rerank.sources=[{prepared}]", f"rerank.steps={args.finetune_steps}",
-                         f"rerank.valid_users={VALID_USERS.get(dataset, 1000)}", f"rerank.train_users={n}",
-                         "rerank.every=100", f"rerank.seed={args.seed}", f"rerank.out={folder}",
-                         f"embed.cache_dir={args.embed_cache}", *init])
-                found[arm] = scores(f"{dataset}-{arm}{tag}", folder)
-            ndcg = {name: np.asarray(s["ndcg"]) for name, s in found.items()}
-            cells = [f"{ndcg[name].mean():.4f}" + ("" if s["step"] is None else f" ({s['step']})")
-                     for name, s in found.items()]
-            ratios = [bootstrap_ratio(ndcg["fine-tuned"], ndcg[name]) for name in ("scratch", "foundation")]
-            lines.append(f"| {dataset} | {f'{n} users' if n else 'every user'} | {len(ndcg['scratch'])} | " +
-                         " | ".join(cells) + " | " + " | ".join(f"{x:.3f} [{lo:.3f}, {hi:.3f}]" for x, lo, hi in ratios)
-                         + " |")
+            scores[name] = json.loads(cached.read_text())
+        ndcg = {name: np.asarray(s["ndcg"]) for name, s in scores.items()}
+        cells = [f"{ndcg[n].mean():.4f}" + ("" if scores[n]["step"] is None else f" ({scores[n]['step']})")
+                 for n in rankers]
+        ratios = [bootstrap_ratio(ndcg["fine-tuned"], ndcg[n]) for n in ("scratch", "foundation")]
+        lines.append(f"| {dataset} | {len(ndcg['scratch'])} | " + " | ".join(cells) + " | " +
+                     " | ".join(f"{x:.3f} [{lo:.3f}, {hi:.3f}]" for x, lo, hi in ratios) + " |")
     return lines
 
 
@@ -278,8 +267,6 @@ def main(argv=None) -> int:
     parser.add_argument("--curve-steps", type=int, default=0, help="the curve's steps per re-ranker (0: no curve)")
     parser.add_argument("--finetune", nargs="*", default=[], help="datasets to fine-tune on (none: no fine-tuning)")
     parser.add_argument("--finetune-steps", type=int, default=500)
-    parser.add_argument("--finetune-train-users", type=int, nargs="+", default=[0],
-                        help="seeded users each fine-tuning arm trains on, a row each (0: every user not held out)")
     parser.add_argument("--finetune-users", type=int, default=2000, help="seeded LOO test users per dataset")
     parser.add_argument("--foundation-steps", type=int, default=1000, help="a non-target's own foundation's steps")
     parser.add_argument("--in-domain", help="bench/in_domain.py's folder of SASRec+ per target: the moonshot table")

@@ -1,8 +1,8 @@
 """bench/rerank.py on real data: a scaling-shaped folder (ml-100k scored by a real export, a re-ranker trained on
 it with lastfm as the fit domain): the table holds each protocol's rows from recgpt predict's own reports, ml-100k's
 fine-tuning row starts from that re-ranker, a rerun resumes without training or predicting again, the moonshot
-row pairs the re-ranker's lists with in-domain lists on the users those cover, and a small log's fine-tuning (no mix
-table) trains its own arms beside the same foundation."""
+row pairs the re-ranker's lists with in-domain lists on the users those cover, and with no mix named the fine-tuning
+table stands alone."""
 import json
 import os
 
@@ -38,8 +38,8 @@ def test_the_bench_tables_recgpt_predict_reports_and_resumes(prepared_dir, expor
     assert config["sources"] == ["ml-100k"] and config["fit_domains"] == ["lastfm"]
     report = json.loads((tmp_path / "out" / "predict" / "ml-100k-loo" / "metrics.json").read_text())
     assert f"{report['methods']['model']['NDCG@10']:.4f}" in rows[0] and report["weights"]["mode"] == "reranker"
-    tuned = [line.split(" | ") for line in table.splitlines() if line.startswith("| ml-100k | every user | 150 |")]
-    assert len(tuned) == 1 and len(tuned[0]) == 9
+    tuned = [line.split(" | ") for line in table.splitlines() if line.startswith("| ml-100k | 150 |")]
+    assert len(tuned) == 1 and len(tuned[0]) == 8
     ft = json.loads((tmp_path / "out" / "finetune" / "ml-100k-fine-tuned" / "config.json").read_text())
     scratch = json.loads((tmp_path / "out" / "finetune" / "ml-100k-scratch" / "config.json").read_text())
     assert ft["init_from"] == str(tmp_path / "out" / "a") and scratch["init_from"] is None
@@ -62,16 +62,10 @@ def test_the_bench_tables_recgpt_predict_reports_and_resumes(prepared_dir, expor
             if line.startswith("| ml-100k |") and len(line.split(" | ")) == 6]
     assert len(moon) == 1 and moon[0][1] == str(len(half)) and moon[0][2] == moon[0][3]
     assert moon[0][4] == "1.000 [1.000, 1.000]" and moon[0][5].endswith("] |")  # the fine-tuned one beside it
-    # a small log: no mix table, a row per number of users trained on (the foundation and base rule scored once)
-    small = [*args[:args.index("--finetune")], "--mixes", "--finetune", "ml-100k", "--finetune-steps", "2",
-             "--finetune-users", "150", "--finetune-train-users", "0", "40"]
+    # no mix named: the fine-tuning table alone, from the same foundation, nothing trained or scored again
     stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "out").rglob("*.json")}
-    assert rerank.main(small) == 0
-    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps  # nothing of the all-users run redone
+    assert rerank.main([*args[:args.index("--finetune")], "--mixes", *args[args.index("--finetune"):]]) == 0
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "out").rglob("*.json")} == stamps
     text = (tmp_path / "table.md").read_text()
-    rows = [line.split(" | ") for line in text.splitlines() if line.startswith("| ml-100k | ")]
-    assert "| ml-100k | loo |" not in text and [r[1] for r in rows] == ["every user", "40 users"]
-    assert rows[0] == tuned[0] and rows[1][3:5] == tuned[0][3:5]  # the same base rule and foundation
-    for arm in ("scratch", "fine-tuned"):
-        config = json.loads((tmp_path / "out" / "finetune" / f"ml-100k-{arm}-u40" / "config.json").read_text())
-        assert config["train_users"] == 40 and config["fit_domains"] == ["ml-100k, held-out users"]
+    assert "| ml-100k | loo |" not in text and [line.split(" | ") for line in text.splitlines()
+                                                if line.startswith("| ml-100k | 150 |")] == tuned

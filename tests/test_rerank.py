@@ -11,7 +11,7 @@ import torch
 from recgpt.cli import main as recgpt_main
 from recgpt.predict.rerank import COOC_BASE, Reranker
 from recgpt.predict.rerank.cooccurrence import cooccurrence_matrix
-from recgpt.predict.rerank.train import HISTORY, Domain, Holdout, evaluate, listwise_loss, ndcg_at_10, next_item
+from recgpt.predict.rerank.train import Domain, Holdout, evaluate, listwise_loss, ndcg_at_10
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -250,28 +250,6 @@ def test_held_out_users_leave_training_and_are_scored_on_the_transition_it_holds
         Holdout(ml100k["held"], 10)
 
 
-def test_a_small_log_trains_on_its_seeded_users_only_never_a_held_out_one(prepared_dir, embed_config, ml100k):
-    def source(users, seed):
-        domain = Domain(prepared_dir("ml-100k"), embed_config, "loo", train=True)
-        held = Holdout(domain, 200, seed=0)
-        domain.keep_users(users, seed)
-        return domain, {tuple(h) + (t,) for h, (t,) in zip(held.cases(0).histories, held.cases(0).targets)}
-
-    every = {tuple(s) for s in Domain(prepared_dir("ml-100k"), embed_config, "loo", train=True).sequences}
-    kept, held = source(50, 0)
-    assert len(kept.sequences) == 50 and {tuple(s) for s in kept.sequences} <= every - held
-    rng = np.random.default_rng(0)  # every transition drawn is one of those 50 users' last
-    assert {tuple(h) + (t,) for h, t in (next_item(kept, rng) for _ in range(300))} <= {
-        tuple(s[-1 - HISTORY:]) for s in kept.sequences}
-    full = Domain(prepared_dir("ml-100k"), embed_config, "loo", train=True).context  # the log's counts: every user's
-    assert torch.equal(kept.context.zpop, full.zpop) and np.array_equal(kept.context.occ, full.occ)
-    assert source(50, 0)[0].sequences == kept.sequences and source(50, 1)[0].sequences != kept.sequences
-    with pytest.raises(ValueError, match="rerank.train_users: 100000 asked of .*ml-100k"):
-        source(100000, 0)
-    with pytest.raises(ValueError, match="not for a fit domain"):
-        ml100k["held"].keep_users(10)
-
-
 def test_fine_tuning_starts_from_the_given_reranker_and_chooses_on_held_out_users(prepared_dir, embed_config,
                                                                                  tmp_path):
     ml, out, trained = str(prepared_dir("ml-100k")), tmp_path / "tuned", tmp_path / "start"
@@ -323,7 +301,6 @@ def test_a_catalog_barely_larger_than_the_history_lists_every_other_item_once():
                                            ("rerank.every=0", "rerank.every: must be >= 1"),
                                            ("rerank.lr=0", "rerank.lr"),
                                            ("rerank.valid_users=-1", "rerank.valid_users: must be >= 0"),
-                                           ("rerank.train_users=-5", "rerank.train_users: must be >= 0"),
                                            ("rerank.sources=[a,a]", "given twice")])
 def test_bad_values_are_refused_naming_the_key(override, key):
     from recgpt.config import ConfigError, load_config

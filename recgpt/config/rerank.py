@@ -27,17 +27,14 @@ class RerankConfig:
     # Seeded users of each source held out of its training whose last transition (counted without it) also chooses
     # the step: what lets a re-ranker train on the catalog it will serve (0: none held out).
     valid_users: int = 0
-    # Seeded users of each source (of those not held out) whose last transition it trains on: a small log (0: all).
-    train_users: int = 0
 
     def __post_init__(self):
         names = {Path(d).name for d in self.sources}
         both = sorted(names & {Path(d).name for d in self.fit_domains})
         check(not both, "rerank.fit_domains", f"{both} also among rerank.sources: the step is chosen on held-out domains")
         check(len(names) == len(self.sources), "rerank.sources", f"a domain given twice in {list(self.sources)}")
-        for key in ("steps", "every", "fit_users", "batch", "rerank", "hidden", "valid_users",
-                    "train_users"):
-            least = 0 if key in ("steps", "valid_users", "train_users") else 1  # 0 steps: the base rule itself, as a re-ranker
+        for key in ("steps", "every", "fit_users", "batch", "rerank", "hidden", "valid_users"):
+            least = 0 if key in ("steps", "valid_users") else 1  # 0 steps: the base rule itself, as a re-ranker
             check(getattr(self, key) >= least, f"rerank.{key}", f"must be >= {least}, got {getattr(self, key)}")
         check(self.lr > 0 and self.weight_decay >= 0, "rerank.lr", f"lr > 0 and weight_decay >= 0, got {self.lr}, "
                                                                     f"{self.weight_decay}")

@@ -39,11 +39,9 @@ def main(argv=None) -> int:
         held = {name: Domain(path, cfg.embed, "loo") for name, path in fits.items()}
         if r.valid_users:
             held.update({f"{name}, held-out users": Holdout(d, r.valid_users, r.seed) for name, d in train.items()})
-        for domain in train.values() if r.train_users else ():
-            domain.keep_users(r.train_users, r.seed)
         ranker, chosen = fit(train, held, r, print0, init)
         ranker.meta = {"sources": sorted(sources), "fit_domains": sorted(held), "embed_model": cfg.embed.model,
-                       "init_from": r.init_from or None, "train_users": r.train_users or None, **chosen}
+                       "init_from": r.init_from or None, **chosen}
         ranker.save(tmp)
         write_manifest(tmp, {"stage": "rerank", "sources": {n: str(p) for n, p in sources.items()},
                              "fit_domains": {n: str(p) for n, p in fits.items()}, "config": config_to_dict(cfg),

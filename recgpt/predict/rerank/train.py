@@ -7,8 +7,7 @@ prior counted without that transition, so the pair learned from is never among i
 re-ranker is scored on the LOO users of the held-out fit domains (NDCG@10, history excluded); the step with the
 best mean NDCG relative to step 0 (the base rule itself) is written out. A re-ranker trained on the catalog it will
 serve (fine-tuning: `rerank.init_from`) holds seeded users of its sources out of training (`rerank.valid_users`):
-their last transition, never trained on and counted without it, chooses the step as a fit domain's users do;
-`rerank.train_users` trains on that many seeded users of the rest (a small log of labels).
+their last transition, never trained on and counted without it, chooses the step as a fit domain's users do.
 """
 import copy
 from pathlib import Path
@@ -58,16 +57,6 @@ class Domain:
             raise ValueError(f"{self.folder}: no user sequence long enough to {'train on' if train else 'score'}")
         self.context = DomainContext(vectors, counts, rows, log_rows(seqs, self.catalog))
         self._cases = {}
-
-    def keep_users(self, users: int, seed: int = 0) -> None:
-        """Train on `users` seeded users of a source (its log's counts stay those of every user)."""
-        if not self.train:
-            raise ValueError(f"{self.folder}: users are kept for a source's training, not for a fit domain")
-        if users > len(self.sequences):
-            raise ConfigError(f"rerank.train_users: {users} asked of {self.folder}, which has {len(self.sequences)} "
-                              "users with 3+ items to train on (after rerank.valid_users)")
-        kept = np.random.default_rng([seed, 1]).permutation(len(self.sequences))[:users]
-        self.sequences = [self.sequences[i] for i in sorted(kept)]
 
     def cases(self, users: int):
         """The seeded test cases of `users` users under the protocol (built once: every scored step reads them)."""
