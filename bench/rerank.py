@@ -95,7 +95,7 @@ def curve(args, scaling: Path, out: Path) -> dict:
     return rows
 
 
-def largest(short: str):
+def plan_mix(short: str):
     """The scaling plan's mix (recgpt.data.mixes) of a MIXES entry."""
     from recgpt.data.mixes import Plan, plan_mixes
 
@@ -106,7 +106,7 @@ def mix_reranker(args, scaling: Path, out: Path, short: str) -> Path:
     """The largest mix's re-ranker (`recgpt rerank` on its domains but its fit domain, the step chosen there)."""
     fit, ranker = MIXES[short][1], out / short
     if not (ranker / "manifest.json").is_file():
-        sources = ",".join(str(scaling / "prepared" / d) for d in largest(short).datasets if d != fit)
+        sources = ",".join(str(scaling / "prepared" / d) for d in plan_mix(short).datasets if d != fit)
         run(["rerank", f"rerank.sources=[{sources}]", f"rerank.fit_domains=[{scaling / 'prepared' / fit}]",
              f"rerank.steps={args.steps}", f"rerank.seed={args.seed}", f"rerank.out={ranker}",
              f"embed.cache_dir={args.embed_cache}"])
@@ -278,7 +278,7 @@ def main(argv=None) -> int:
     for short in args.mixes:
         mix, ranker = MIXES[short][0], mix_reranker(args, scaling, out, short)
         config = json.loads((ranker / "config.json").read_text())
-        for target in largest(short).serves:
+        for target in plan_mix(short).serves:
             for protocol in ("loo", "cold"):
                 reports = []
                 for weights, suffix in (("self", ""), ("fitted", "-fitted")):  # the priors row's two forms
