@@ -12,7 +12,7 @@ priors, the re-ranker's base rule without its learned part
 model / row with the report's paired 95% bootstrap interval. A rerun resumes (a trained re-ranker, a written report).
 
 The curve (--curve-steps N): the same command on the scaling plan's smallest mix (mix01, 1 domain) and the largest,
-each without the family's fit domain, N steps each; every re-ranker and the untrained base rule scored
+each without the family's fit domain, N steps each (the largest: the table's re-ranker when N is --steps); every re-ranker and the untrained base rule scored
 in-process on the same users (recgpt.predict.rerank.train.evaluate), paired 95% intervals of largest / mix01.
 
 Fine-tuning (--finetune D ...): on each dataset D, `recgpt rerank rerank.sources=[D] rerank.valid_users=V` trains
@@ -21,7 +21,8 @@ held out choose the step) from its foundation (rerank.init_from: the largest mix
 ml-100k one trained here on every domain but it, its near-duplicates and amazon14_health) and from scratch (the
 architecture's own start, the base rule), the same seed and steps; both, the foundation itself and the base rule
 scored in-process on D's seeded LOO test users, paired 95% intervals of fine-tuned / scratch. --mixes with no name
-leaves the mix table out (the foundations are still trained; the scaling bench's exports are then not read).
+leaves the mix table out (the foundations are still trained, the curve covers both mixes; the scaling bench's
+exports are then not read). --rerank-set KEY=VALUE ...: config keys for every re-ranker the bench trains.
 
 The moonshot (--in-domain DIR: bench/in_domain.py's folder of SASRec+ trained to convergence on each target): the
 re-ranker's LOO lists (its recgpt predict report) against SASRec+'s on the same users (those it lists for), NDCG@10,
@@ -55,6 +56,12 @@ def run(argv: list) -> None:
         raise SystemExit(f"failed: recgpt {' '.join(argv)}")
 
 
+def train(args, folder: Path, *keys: str) -> None:
+    """`recgpt rerank` into `folder` with the bench's seed, embedding cache and --rerank-set keys."""
+    run(["rerank", *keys, f"rerank.seed={args.seed}", f"rerank.out={folder}", f"embed.cache_dir={args.embed_cache}",
+         *args.rerank_set])
+
+
 def curve(args, scaling: Path, out: Path) -> dict:
     """{(target, protocol): {"base rule" | mix name: (sources, per-user NDCG@10)}} of the curve's re-rankers."""
     import numpy as np
@@ -65,17 +72,18 @@ def curve(args, scaling: Path, out: Path) -> dict:
     from recgpt.predict.rerank.train import Domain, evaluate
 
     mixes, rows, domains = {m.name: m for m in plan_mixes(Plan())}, {}, {}
-    for short in args.mixes:
+    for short in args.mixes or list(MIXES):
         largest, fit = MIXES[short]
         for name in ("base rule", "mix01", largest):
             sources = [d for d in mixes[name].datasets if d != fit] if name in mixes else []
             ranker = Reranker()
-            if sources:
+            if name == largest and args.curve_steps == args.steps:  # the same command as the table's re-ranker
+                ranker = Reranker.load(mix_reranker(args, scaling, out, short))
+            elif sources:
                 folder = out / "curve" / f"{short}-{name.split('-')[0]}"
                 if not (folder / "manifest.json").is_file():
-                    run(["rerank", f"rerank.sources=[{','.join(str(scaling / 'prepared' / d) for d in sources)}]",
-                         f"rerank.fit_domains=[{scaling / 'prepared' / fit}]", f"rerank.steps={args.curve_steps}",
-                         f"rerank.seed={args.seed}", f"rerank.out={folder}", f"embed.cache_dir={args.embed_cache}"])
+                    train(args, folder, f"rerank.sources=[{','.join(str(scaling / 'prepared' / d) for d in sources)}]",
+                          f"rerank.fit_domains=[{scaling / 'prepared' / fit}]", f"rerank.steps={args.curve_steps}")
                 ranker = Reranker.load(folder)
             for target in mixes[largest].serves:
                 for protocol in ("loo", "cold"):
@@ -107,9 +115,8 @@ def mix_reranker(args, scaling: Path, out: Path, short: str) -> Path:
     fit, ranker = MIXES[short][1], out / short
     if not (ranker / "manifest.json").is_file():
         sources = ",".join(str(scaling / "prepared" / d) for d in plan_mix(short).datasets if d != fit)
-        run(["rerank", f"rerank.sources=[{sources}]", f"rerank.fit_domains=[{scaling / 'prepared' / fit}]",
-             f"rerank.steps={args.steps}", f"rerank.seed={args.seed}", f"rerank.out={ranker}",
-             f"embed.cache_dir={args.embed_cache}"])
+        train(args, ranker, f"rerank.sources=[{sources}]", f"rerank.fit_domains=[{scaling / 'prepared' / fit}]",
+              f"rerank.steps={args.steps}")
     return ranker
 
 
@@ -124,9 +131,8 @@ def foundation(args, scaling: Path, out: Path, dataset: str) -> Path:
     if not (folder / "manifest.json").is_file():
         left_out = {dataset, fit, *pairs(plan.near, dataset)}
         sources = ",".join(str(scaling / "prepared" / d) for d in plan.domains if d not in left_out)
-        run(["rerank", f"rerank.sources=[{sources}]", f"rerank.fit_domains=[{scaling / 'prepared' / fit}]",
-             f"rerank.steps={args.foundation_steps}", f"rerank.seed={args.seed}", f"rerank.out={folder}",
-             f"embed.cache_dir={args.embed_cache}"])
+        train(args, folder, f"rerank.sources=[{sources}]", f"rerank.fit_domains=[{scaling / 'prepared' / fit}]",
+              f"rerank.steps={args.foundation_steps}")
     return folder
 
 
@@ -153,9 +159,9 @@ def finetune(args, scaling: Path, out: Path) -> list:
             rankers[arm] = tuned / f"{dataset}-{arm}"
             init = [] if arm == "scratch" else [f"rerank.init_from={start}"]
             if not (rankers[arm] / "manifest.json").is_file():
-                run(["rerank", f"rerank.sources=[{prepared}]", f"rerank.valid_users={VALID_USERS.get(dataset, 1000)}",
-                     f"rerank.steps={args.finetune_steps}", "rerank.every=100", f"rerank.seed={args.seed}",
-                     f"rerank.out={rankers[arm]}", f"embed.cache_dir={args.embed_cache}", *init])
+                train(args, rankers[arm], f"rerank.sources=[{prepared}]",
+                      f"rerank.valid_users={VALID_USERS.get(dataset, 1000)}", f"rerank.steps={args.finetune_steps}",
+                      "rerank.every=100", *init)
         scores, domain = {}, None
         for name, folder in rankers.items():
             cached = tuned / "scores" / f"{dataset}-{name.replace(' ', '_')}.json"
@@ -270,6 +276,8 @@ def main(argv=None) -> int:
     parser.add_argument("--finetune-users", type=int, default=2000, help="seeded LOO test users per dataset")
     parser.add_argument("--foundation-steps", type=int, default=1000, help="a non-target's own foundation's steps")
     parser.add_argument("--in-domain", help="bench/in_domain.py's folder of SASRec+ per target: the moonshot table")
+    parser.add_argument("--rerank-set", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="config keys for every recgpt rerank the bench runs (e.g. rerank.text_rank=32)")
     parser.add_argument("--out", default="outputs/rerank")
     parser.add_argument("--report", default="docs/benchmarks/rerank.md")
     args = parser.parse_args(argv)
