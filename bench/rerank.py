@@ -12,8 +12,10 @@ priors, the re-ranker's base rule without its learned part
 model / row with the report's paired 95% bootstrap interval. A rerun resumes (a trained re-ranker, a written report).
 
 The curve (--curve-steps N): the same command on the scaling plan's smallest mix (mix01, 1 domain) and the largest,
-each without the family's fit domain, N steps each (the largest: the table's re-ranker when N is --steps); every re-ranker and the untrained base rule scored
-in-process on the same users (recgpt.predict.rerank.train.evaluate), paired 95% intervals of largest / mix01.
+each without the family's fit domain, N steps each (the largest: the table's re-ranker when N is --steps); every
+re-ranker and the untrained base rule scored in-process on the same users (recgpt.predict.rerank.train.evaluate),
+paired 95% intervals of largest / mix01; with --against DIR (another run's --out), each against that run's on the
+same users.
 
 Fine-tuning (--finetune D ...): on each dataset D, `recgpt rerank rerank.sources=[D] rerank.valid_users=V` trains
 the re-ranker on D's own log (each user's last transition before the LOO test, counted without it; V seeded users
@@ -235,6 +237,28 @@ def curve_table(rows: dict) -> list:
     return lines
 
 
+def against_table(rows: dict, out: Path, other: Path) -> list:
+    """The curve's re-rankers against another run's (--against: its --out, the same mixes, steps and users), paired."""
+    import numpy as np
+
+    from recgpt.predict.metrics import bootstrap_ratio
+
+    lines = ["", f"This run's curve re-rankers against {other}'s, NDCG@10 of the same users, paired 95% bootstrap "
+             "interval.", "", "| target | protocol | largest | its other | largest / other | mix01 | its other | "
+             "mix01 / other |", "|---" * 8 + "|"]
+    for (target, protocol), r in rows.items():
+        cells = []
+        for name in (next(n for n in r if n.startswith("mix1")), "mix01"):
+            mine, theirs = (json.loads((folder / "curve" / "scores" / f"{FOUNDATIONS[target]}-{name}-{target}-"
+                                                      f"{protocol}.json").read_text()) for folder in (out, other))
+            if theirs["users"] != mine["users"]:
+                raise SystemExit(f"{other}: {target} {protocol} scored on other users than this run's")
+            x, lo, hi = bootstrap_ratio(r[name][2], np.asarray(theirs["ndcg"]))
+            cells += [f"{r[name][2].mean():.4f}", f"{np.mean(theirs['ndcg']):.4f}", f"{x:.3f} [{lo:.3f}, {hi:.3f}]"]
+        lines.append(f"| {target} | {protocol} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def report(results: dict, argv, table: bool = True) -> str:
     from bench.report import header
 
@@ -278,6 +302,7 @@ def main(argv=None) -> int:
     parser.add_argument("--in-domain", help="bench/in_domain.py's folder of SASRec+ per target: the moonshot table")
     parser.add_argument("--rerank-set", nargs="*", default=[], metavar="KEY=VALUE",
                         help="config keys for every recgpt rerank the bench runs (e.g. rerank.text_rank=32)")
+    parser.add_argument("--against", help="another run's --out: this curve's re-rankers paired with its (same users)")
     parser.add_argument("--out", default="outputs/rerank")
     parser.add_argument("--report", default="docs/benchmarks/rerank.md")
     args = parser.parse_args(argv)
@@ -300,7 +325,9 @@ def main(argv=None) -> int:
                 results[target, protocol] = (*reports, config)
     text = report(results, None if argv is None else [__file__, *argv], bool(args.mixes))
     if args.curve_steps:
-        text += "\n".join(curve_table(curve(args, scaling, out))) + "\n"
+        rows = curve(args, scaling, out)
+        lines = curve_table(rows) + (against_table(rows, out, Path(args.against)) if args.against else [])
+        text += "\n".join(lines) + "\n"
     if args.finetune:  # before the moonshot, which reads its fine-tuned scores
         text += "\n".join(finetune(args, scaling, out)) + "\n"
     if args.in_domain:

@@ -2,7 +2,8 @@
 it with lastfm as the fit domain): the table holds each protocol's rows from recgpt predict's own reports, ml-100k's
 fine-tuning row starts from that re-ranker, a rerun resumes without training or predicting again, the moonshot
 row pairs the re-ranker's lists with in-domain lists on the users those cover, and with no mix named the fine-tuning
-table stands alone."""
+table stands alone; the curve's re-rankers train with --rerank-set's keys and pair with another run's on the same
+users only."""
 import json
 import os
 
@@ -69,3 +70,38 @@ def test_the_bench_tables_recgpt_predict_reports_and_resumes(prepared_dir, expor
     text = (tmp_path / "table.md").read_text()
     assert "| ml-100k | loo |" not in text and [line.split(" | ") for line in text.splitlines()
                                                 if line.startswith("| ml-100k | 150 |")] == tuned
+
+
+def test_the_curve_trains_with_the_given_keys_and_pairs_with_another_run(prepared_dir, embed_config, tmp_path,
+                                                                          monkeypatch):
+    from bench import rerank
+    from recgpt.data.mixes import Mix
+
+    scaling = tmp_path / "scaling"
+    (scaling / "prepared").mkdir(parents=True)
+    for name in ("ml-100k", "lastfm"):
+        os.symlink(prepared_dir(name), scaling / "prepared" / name)
+    monkeypatch.setattr("recgpt.data.mixes.plan_mixes", lambda plan: [
+        Mix("mix01", ("ml-100k",), ()), Mix("mix12-x", ("ml-100k", "lastfm"), ("ml-100k",))])
+    monkeypatch.setattr(rerank, "MIXES", {"mix12": ("mix12-x", "lastfm")})
+    monkeypatch.setattr(rerank, "FOUNDATIONS", {"ml-100k": "mix12"})
+    base = ["--scaling", str(scaling), "--embed-cache", str(embed_config.cache_dir), "--steps", "2", "--mixes",
+            "--curve-steps", "2", "--users", "100"]
+    first, other = tmp_path / "first", tmp_path / "other"
+    assert rerank.main([*base, "--out", str(first), "--report", str(tmp_path / "a.md"), "--rerank-set",
+                        "rerank.hidden=16"]) == 0
+    # the curve's largest is the table's re-ranker (the same command), both trained with the given key
+    assert not (first / "curve" / "mix12-mix12").exists()
+    assert [json.loads((f / "config.json").read_text())["hidden"] for f in
+            (first / "mix12", first / "curve" / "mix12-mix01")] == [16, 16]
+    assert rerank.main([*base, "--out", str(other), "--report", str(tmp_path / "b.md"), "--against", str(first)]) == 0
+    assert json.loads((other / "mix12" / "config.json").read_text())["hidden"] == 64
+    paired = [line.split(" | ") for line in (tmp_path / "b.md").read_text().splitlines()
+              if line.startswith("| ml-100k |") and len(line.split(" | ")) == 8]
+    assert [p[1] for p in paired] == ["loo", "cold"]
+    for p in paired:  # largest and mix01 of this run against the first run's: the ratio of the two means
+        for mine, theirs, ratio in ((p[2], p[3], p[4]), (p[5], p[6], p[7])):
+            assert abs(float(ratio.split()[0]) - float(mine) / float(theirs)) < 0.01
+    with pytest.raises(SystemExit, match="other users"):
+        rerank.main([*base[:-1], "50", "--out", str(tmp_path / "few"), "--report", str(tmp_path / "c.md"),
+                     "--against", str(first)])
