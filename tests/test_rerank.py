@@ -102,36 +102,6 @@ def test_training_lowers_the_loss_on_draws_it_did_not_train_on(ml100k):
     assert held_loss() < before - 0.02
 
 
-def test_the_text_term_starts_at_zero_learns_from_the_sources_and_round_trips(ml100k, tmp_path):
-    source, held = ml100k["source"], ml100k["held"]
-    width = held.context.emb.shape[1]
-    ranker = Reranker(text_rank=8, text_dim=width)
-    # untrained, the term is zero: the same ranking as the re-ranker without it, whose MLP it shares
-    np.testing.assert_array_equal(evaluate(ranker, held, 200)[1], evaluate(Reranker(), held, 200)[1])
-    opt = torch.optim.AdamW(ranker.parameters(), lr=1e-3)
-    rng = np.random.default_rng(0)
-    for _ in range(20):
-        loss = listwise_loss(ranker, source, rng)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    assert ranker.text_item.abs().sum() > 0  # the item side left zero: the term now moves the scores
-    users, tuned = evaluate(ranker.eval(), held, 200)
-    silent = Reranker(text_rank=8, text_dim=width)
-    silent.load_state_dict({**ranker.state_dict(), "text_item": torch.zeros(width, 8)})
-    assert np.abs(evaluate(silent, held, 200)[1] - tuned).sum() > 0
-    ranker.save(tmp_path)
-    loaded = Reranker.load(tmp_path)
-    assert (loaded.text_rank, loaded.text_dim) == (8, width) and "text_rank" not in loaded.meta
-    np.testing.assert_array_equal(evaluate(loaded, held, 200)[1], tuned)
-    from recgpt.predict.rerank import DomainContext
-
-    rows = [[0, 1, 2], [2, 3, 4]]
-    narrow = DomainContext(np.random.default_rng(0).normal(size=(6, 8)), np.ones(6), rows, rows)
-    with pytest.raises(ValueError, match=f"{width}-wide item vectors, this catalog's are 8 wide"):
-        loaded.recommend(narrow, [[0, 1]], k=3)
-
-
 @pytest.fixture(scope="module")
 def trained(prepared_dir, embed_config, tmp_path_factory):
     """`recgpt rerank` on lastfm, its step chosen on ml-100k (a held-out source for this purpose)."""
@@ -331,7 +301,6 @@ def test_a_catalog_barely_larger_than_the_history_lists_every_other_item_once():
                                            ("rerank.every=0", "rerank.every: must be >= 1"),
                                            ("rerank.lr=0", "rerank.lr"),
                                            ("rerank.valid_users=-1", "rerank.valid_users: must be >= 0"),
-                                           ("rerank.text_rank=-1", "rerank.text_rank: must be >= 0"),
                                            ("rerank.sources=[a,a]", "given twice")])
 def test_bad_values_are_refused_naming_the_key(override, key):
     from recgpt.config import ConfigError, load_config

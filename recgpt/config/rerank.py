@@ -19,9 +19,6 @@ class RerankConfig:
     batch: int = 32  # histories per step, each with its next item among the base rule's top `rerank`
     rerank: int = 100  # how many of the base rule's top items it re-orders
     hidden: int = 64
-    # > 0: the re-ranker also reads the texts, a learned rank-`text_rank` bilinear term between the history's content
-    # query and each candidate's item vector (zero at the start); 0: relations only.
-    text_rank: int = 0
     lr: float = 1e-3
     weight_decay: float = 0.01
     seed: int = 0
@@ -36,9 +33,8 @@ class RerankConfig:
         both = sorted(names & {Path(d).name for d in self.fit_domains})
         check(not both, "rerank.fit_domains", f"{both} also among rerank.sources: the step is chosen on held-out domains")
         check(len(names) == len(self.sources), "rerank.sources", f"a domain given twice in {list(self.sources)}")
-        for key in ("steps", "every", "fit_users", "batch", "rerank", "hidden", "valid_users",
-                    "text_rank"):
-            least = 0 if key in ("steps", "valid_users", "text_rank") else 1  # 0 steps: the base rule as a re-ranker
+        for key in ("steps", "every", "fit_users", "batch", "rerank", "hidden", "valid_users"):
+            least = 0 if key in ("steps", "valid_users") else 1  # 0 steps: the base rule itself, as a re-ranker
             check(getattr(self, key) >= least, f"rerank.{key}", f"must be >= {least}, got {getattr(self, key)}")
         check(self.lr > 0 and self.weight_decay >= 0, "rerank.lr", f"lr > 0 and weight_decay >= 0, got {self.lr}, "
                                                                     f"{self.weight_decay}")

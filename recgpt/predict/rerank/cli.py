@@ -29,9 +29,8 @@ def main(argv=None) -> int:
         check(init.meta.get("embed_model", cfg.embed.model) == cfg.embed.model, "rerank.init_from",
               f"{r.init_from} was trained on {init.meta.get('embed_model')} item embeddings, embed.model is "
               f"{cfg.embed.model}")
-        if (init.hidden, init.rerank, init.text_rank) != (r.hidden, r.rerank, r.text_rank):
-            print0(f"rerank: hidden {init.hidden}, rerank {init.rerank} and text_rank {init.text_rank} are "
-                   f"{r.init_from}'s (rerank.init_from)")
+        if (init.hidden, init.rerank) != (r.hidden, r.rerank):
+            print0(f"rerank: hidden {init.hidden} and rerank {init.rerank} are {r.init_from}'s (rerank.init_from)")
     with staged_folder(r.out, "re-ranker", "rerank.out", is_kind("rerank"), carry_over=False,
                        inputs=[*sources.values(), *fits.values(), *([r.init_from] if r.init_from else [])]) as tmp:
         print0(f"rerank: reading {len(sources)} source and {len(fits)} fit domains (item text embedded once, "

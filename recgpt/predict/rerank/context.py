@@ -66,22 +66,19 @@ class DomainContext:
         return torch.cat([self.log_prior[None].expand(len(histories), -1), gains, has[:, None], w[:, None]], 1), w
 
     def knn(self, histories) -> tuple:
-        """(Float[B, N] the content-kNN cosine of every item, its z-score over the catalog; Float[B, D] the content
-        query: each history's recency-weighted item vector, normalized)."""
-        query = normalize_rows(user_vectors(histories, self.emb))
-        knn = query @ self.emb.t()
-        return knn, (knn - knn.mean(1, keepdim=True)) / knn.std(1, keepdim=True).clamp_min(1e-6), query
+        """(Float[B, N] the content-kNN cosine of every item, its z-score over the catalog)."""
+        knn = normalize_rows(user_vectors(histories, self.emb)) @ self.emb.t()
+        return knn, (knn - knn.mean(1, keepdim=True)) / knn.std(1, keepdim=True).clamp_min(1e-6)
 
     def catalog_parts(self, histories) -> dict:
         """What the features read over the whole catalog, once per history: Float[B, N] "knn" (cosine), "zknn",
-        "cf", "zcf" and "rule" (the base rule's score); Float[B] "support" and "w"; Float[B, E] "evidence"; Float[B, D]
-        "query" (the content query)."""
-        knn, zknn, query = self.knn(histories)
+        "cf", "zcf" and "rule" (the base rule's score); Float[B] "support" and "w"; Float[B, E] "evidence"."""
+        knn, zknn = self.knn(histories)
         cf, zcf, support = history_cooccurrence(histories, self.cooc, self.occ)
         evidence, w = self.evidence(histories)
         rule = w[:, None] * zknn + (1 - w[:, None]) * self.zpop[None] + COOC_BASE * zcf
         return {"knn": knn, "zknn": zknn, "cf": cf, "zcf": zcf, "rule": rule, "support": support, "w": w,
-                "evidence": evidence, "query": query}
+                "evidence": evidence}
 
     def features(self, histories, candidates=None, parts=None) -> torch.Tensor:
         """Float[B, C, N_FEATURES] of each history against its candidate rows (Long[B, C]; None: every item);
@@ -113,7 +110,7 @@ class DomainContext:
     def rule(self, histories, beta: float = COOC_BASE) -> torch.Tensor:
         """Float[B, N]: the per-user rule w z(kNN) + (1 - w) z(pop) + beta z(co-occurrence), history items -inf
         (beta COOC_BASE: the base rule; 0: recgpt's shipped kNN + popularity rule)."""
-        zknn = self.knn(histories)[1]
+        _, zknn = self.knn(histories)
         w = self.evidence(histories)[1][:, None]
         score = w * zknn + (1 - w) * self.zpop[None]
         if beta:

@@ -1,8 +1,6 @@
 """The re-ranker: exp(t) * the base rule's score + an MLP over the relation features (recgpt.predict.rerank.context) whose
 last layer starts at zero, so that untrained it ranks as the base rule does. It re-orders the base rule's top
-`rerank` items of a catalog and leaves the rest in the rule's order below them. With `text_rank` r > 0 it also reads
-the texts: + (q A) . (c B), q the history's content query, c the candidate's centered item vector, A [D, r] seeded
-random and B [D, r] zero at the start (so untrained it still ranks as the base rule), both learned.
+`rerank` items of a catalog and leaves the rest in the rule's order below them.
 
 A trained re-ranker is a folder: config.json (what it reads and how it was chosen), model.safetensors, manifest.json.
 """
@@ -21,43 +19,20 @@ FILES = ["config.json", "model.safetensors"]
 
 
 class Reranker(nn.Module):
-    def __init__(self, hidden: int = 64, rerank: int = 100, seed: int = 0, meta: dict = None, text_rank: int = 0,
-                 text_dim: int = 0):
+    def __init__(self, hidden: int = 64, rerank: int = 100, seed: int = 0, meta: dict = None):
         super().__init__()
-        if text_rank and text_dim < 1:
-            raise ValueError(f"a re-ranker reading the texts (text_rank {text_rank}) needs the item vectors' width")
         with torch.random.fork_rng():  # seeded, the caller's generator untouched
             torch.manual_seed(seed)
             self.mlp = nn.Sequential(nn.Linear(N_FEATURES, hidden), nn.GELU(), nn.Linear(hidden, hidden), nn.GELU(),
                                      nn.Linear(hidden, 1))
-            if text_rank:
-                self.text_query = nn.Parameter(torch.randn(text_dim, text_rank) / text_dim ** 0.5)
-                self.text_item = nn.Parameter(torch.zeros(text_dim, text_rank))
         nn.init.zeros_(self.mlp[-1].weight)
         nn.init.zeros_(self.mlp[-1].bias)
         self.log_scale = nn.Parameter(torch.zeros(1))
         self.hidden, self.rerank, self.meta = hidden, rerank, dict(meta or {})
-        self.text_rank, self.text_dim = text_rank, text_dim if text_rank else 0
 
-    def forward(self, x: torch.Tensor, query: torch.Tensor = None, items: torch.Tensor = None) -> torch.Tensor:
-        """Float[B, C, 1] from Float[B, C, N_FEATURES] (the last feature is the base rule's score); with text_rank,
-        `query` Float[B, D] (the histories' content queries) and `items` Float[B, C, D] (the candidates' vectors)."""
-        out = self.log_scale.exp() * x[..., -1:] + self.mlp(x)
-        if self.text_rank:
-            out = out + ((query @ self.text_query)[:, None] * (items @ self.text_item)).sum(-1, keepdim=True)
-        return out
-
-    def top_scores(self, context: DomainContext, histories: Sequence[Sequence[int]], k: int, parts: dict = None):
-        """(Float[B, N] the base rule, history items -inf; Long[B, k] its top k rows; Float[B, k] the re-ranker's
-        scores of them). `parts`: context.catalog_parts of the histories, when already computed."""
-        parts = context.catalog_parts(histories) if parts is None else parts
-        score, top, x = context.top(histories, k, parts)
-        if not self.text_rank:
-            return score, top, self(x).squeeze(-1)
-        if context.emb.shape[1] != self.text_dim:
-            raise ValueError(f"a re-ranker trained on {self.text_dim}-wide item vectors, this catalog's are "
-                             f"{context.emb.shape[1]} wide")
-        return score, top, self(x, parts["query"], context.emb[top]).squeeze(-1)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Float[..., 1] from Float[..., N_FEATURES] (the last feature is the base rule's score)."""
+        return self.log_scale.exp() * x[..., -1:] + self.mlp(x)
 
     @torch.no_grad()
     def scores(self, context: DomainContext, histories: Sequence[Sequence[int]], batch: int = 32) -> torch.Tensor:
@@ -66,11 +41,11 @@ class Reranker(nn.Module):
         out, k = [], min(self.rerank, context.n_items - 1)
         for start in range(0, len(histories), batch):
             part = histories[start:start + batch]
-            x, top, new = self.top_scores(context, part, k + 1)
+            x, top, features = context.top(part, k + 1)
             if k >= 1:
                 below = x.gather(1, top[:, k:])
                 below = torch.where(torch.isfinite(below), below, torch.zeros_like(below))  # the rest: history
-                new = new[:, :k]
+                new = self(features[:, :k]).squeeze(-1)
                 # just above the (k+1)-th rule score, no large offset: float32 would tie close scores
                 x.scatter_(1, top[:, :k], below + 1 + new - new.min(1, keepdim=True).values)
                 mask_history(x, part)  # a history item among the top (a catalog barely larger than it) stays out
@@ -83,7 +58,7 @@ class Reranker(nn.Module):
 
     def config(self) -> dict:
         return {"format": FORMAT, "n_features": N_FEATURES, "hidden": self.hidden, "rerank": self.rerank,
-                "cooc_base": COOC_BASE, "text_rank": self.text_rank, "text_dim": self.text_dim, **self.meta}
+                "cooc_base": COOC_BASE, **self.meta}
 
     def save(self, folder) -> None:
         """config.json + model.safetensors into `folder` (a staged folder: recgpt.predict.rerank.train writes it)."""
@@ -110,12 +85,10 @@ class Reranker(nn.Module):
                 raise ArtifactError(f"{folder / 'config.json'}: a re-ranker over {config['n_features']} features, "
                                     f"this recgpt computes {N_FEATURES}")
             meta = {k: v for k, v in config.items() if k not in ("format", "n_features", "hidden", "rerank",
-                                                                   "cooc_base", "text_rank", "text_dim")}
-            model = cls(int(config["hidden"]), int(config["rerank"]), meta=meta,
-                        text_rank=int(config.get("text_rank", 0)), text_dim=int(config.get("text_dim", 0)))
+                                                                   "cooc_base")}
+            model = cls(int(config["hidden"]), int(config["rerank"]), meta=meta)
         except (KeyError, TypeError, ValueError) as e:
-            raise ArtifactError(f"{folder / 'config.json'}: needs integer hidden, rerank and n_features, and "
-                                f"text_dim with text_rank ({e!r})") from None
+            raise ArtifactError(f"{folder / 'config.json'}: needs integer hidden, rerank and n_features ({e!r})") from None
         tensors, _ = load_safetensors(folder / "model.safetensors")
         try:
             model.load_state_dict(tensors)

@@ -121,8 +121,8 @@ def listwise_loss(ranker: Reranker, domain: Domain, rng, size: int = 32, draw: i
         raise ValueError(f"{domain.folder}: no next item among the base rule's top {ranker.rerank}")
     histories, targets = histories[:size], torch.as_tensor(targets[:size])
     parts = {name: torch.cat([p[name] for p in parts])[:size] for name in parts[0]}
-    _, top, logits = ranker.top_scores(domain.context, histories, ranker.rerank, parts)
-    return F.cross_entropy(logits, (top == targets[:, None]).int().argmax(1))
+    _, top, x = domain.context.top(histories, ranker.rerank, parts)
+    return F.cross_entropy(ranker(x).squeeze(-1), (top == targets[:, None]).int().argmax(1))
 
 
 def ndcg_at_10(scores: torch.Tensor, targets: Sequence[int]) -> np.ndarray:
@@ -142,9 +142,7 @@ def fit(sources: dict, fits: dict, cfg, log: Callable[[str], None] = print, star
     `sources` (name -> Domain, train=True) from `start` (a copy; None: the base rule), chosen on the `fits` (name ->
     Domain or Holdout) by the mean over them of NDCG@10 relative to step 0."""
     rng = np.random.default_rng(cfg.seed)
-    width = next(iter(sources.values())).context.emb.shape[1] if sources else 0
-    ranker = (Reranker(cfg.hidden, cfg.rerank, seed=cfg.seed, text_rank=cfg.text_rank, text_dim=width)
-              if start is None else copy.deepcopy(start).train())
+    ranker = Reranker(cfg.hidden, cfg.rerank, seed=cfg.seed) if start is None else copy.deepcopy(start).train()
     opt = torch.optim.AdamW(ranker.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     names, curve, best = sorted(sources), {f: {} for f in fits}, (None, -np.inf, None)
     origin = "the base rule" if start is None else "the start"
