@@ -24,7 +24,8 @@ ml-100k one trained here on every domain but it, its near-duplicates and amazon1
 architecture's own start, the base rule), the same seed and steps; both, the foundation itself and the base rule
 scored in-process on D's seeded LOO test users, paired 95% intervals of fine-tuned / scratch. --mixes with no name
 leaves the mix table out (the foundations are still trained, the curve covers both mixes; the scaling bench's
-exports are then not read). --rerank-set KEY=VALUE ...: config keys for every re-ranker the bench trains.
+exports are then not read). --rerank-set KEY=VALUE ...: config keys for every re-ranker the bench trains (a rerun
+resumes only with the keys its --out was begun with).
 
 The moonshot (--in-domain DIR: bench/in_domain.py's folder of SASRec+ trained to convergence on each target): the
 re-ranker's LOO lists (its recgpt predict report) against SASRec+'s on the same users (those it lists for), NDCG@10,
@@ -59,9 +60,22 @@ def run(argv: list) -> None:
 
 
 def train(args, folder: Path, *keys: str) -> None:
-    """`recgpt rerank` into `folder` with the bench's seed, embedding cache and --rerank-set keys."""
-    run(["rerank", *keys, f"rerank.seed={args.seed}", f"rerank.out={folder}", f"embed.cache_dir={args.embed_cache}",
-         *args.rerank_set])
+    """`recgpt rerank` into `folder` with the bench's seed, embedding cache and --rerank-set keys, unless a resumed
+    run trained it before."""
+    if not (folder / "manifest.json").is_file():
+        run(["rerank", *keys, f"rerank.seed={args.seed}", f"rerank.out={folder}",
+             f"embed.cache_dir={args.embed_cache}", *args.rerank_set])
+
+
+def same_keys(out: Path, keys: list) -> None:
+    """A run resumes only with the --rerank-set keys its --out was begun with (out/rerank_set.json), else refused."""
+    stamp = out / "rerank_set.json"
+    if stamp.is_file() and json.loads(stamp.read_text()) != keys:
+        raise SystemExit(f"{out} was begun with --rerank-set {' '.join(json.loads(stamp.read_text())) or '(none)'}, "
+                         f"this run gives {' '.join(keys) or '(none)'}: give another --out")
+    if not stamp.is_file():
+        out.mkdir(parents=True, exist_ok=True)
+        stamp.write_text(json.dumps(keys))
 
 
 def curve(args, scaling: Path, out: Path) -> dict:
@@ -83,9 +97,8 @@ def curve(args, scaling: Path, out: Path) -> dict:
                 ranker = Reranker.load(mix_reranker(args, scaling, out, short))
             elif sources:
                 folder = out / "curve" / f"{short}-{name.split('-')[0]}"
-                if not (folder / "manifest.json").is_file():
-                    train(args, folder, f"rerank.sources=[{','.join(str(scaling / 'prepared' / d) for d in sources)}]",
-                          f"rerank.fit_domains=[{scaling / 'prepared' / fit}]", f"rerank.steps={args.curve_steps}")
+                train(args, folder, f"rerank.sources=[{','.join(str(scaling / 'prepared' / d) for d in sources)}]",
+                      f"rerank.fit_domains=[{scaling / 'prepared' / fit}]", f"rerank.steps={args.curve_steps}")
                 ranker = Reranker.load(folder)
             for target in mixes[largest].serves:
                 for protocol in ("loo", "cold"):
@@ -115,10 +128,9 @@ def plan_mix(short: str):
 def mix_reranker(args, scaling: Path, out: Path, short: str) -> Path:
     """The largest mix's re-ranker (`recgpt rerank` on its domains but its fit domain, the step chosen there)."""
     fit, ranker = MIXES[short][1], out / short
-    if not (ranker / "manifest.json").is_file():
-        sources = ",".join(str(scaling / "prepared" / d) for d in plan_mix(short).datasets if d != fit)
-        train(args, ranker, f"rerank.sources=[{sources}]", f"rerank.fit_domains=[{scaling / 'prepared' / fit}]",
-              f"rerank.steps={args.steps}")
+    sources = ",".join(str(scaling / "prepared" / d) for d in plan_mix(short).datasets if d != fit)
+    train(args, ranker, f"rerank.sources=[{sources}]", f"rerank.fit_domains=[{scaling / 'prepared' / fit}]",
+          f"rerank.steps={args.steps}")
     return ranker
 
 
@@ -130,11 +142,10 @@ def foundation(args, scaling: Path, out: Path, dataset: str) -> Path:
     if dataset in FOUNDATIONS:
         return mix_reranker(args, scaling, out, FOUNDATIONS[dataset])
     folder, plan, fit = out / f"foundation-{dataset}", Plan(), "amazon14_health"
-    if not (folder / "manifest.json").is_file():
-        left_out = {dataset, fit, *pairs(plan.near, dataset)}
-        sources = ",".join(str(scaling / "prepared" / d) for d in plan.domains if d not in left_out)
-        train(args, folder, f"rerank.sources=[{sources}]", f"rerank.fit_domains=[{scaling / 'prepared' / fit}]",
-              f"rerank.steps={args.foundation_steps}")
+    left_out = {dataset, fit, *pairs(plan.near, dataset)}
+    sources = ",".join(str(scaling / "prepared" / d) for d in plan.domains if d not in left_out)
+    train(args, folder, f"rerank.sources=[{sources}]", f"rerank.fit_domains=[{scaling / 'prepared' / fit}]",
+          f"rerank.steps={args.foundation_steps}")
     return folder
 
 
@@ -160,10 +171,9 @@ def finetune(args, scaling: Path, out: Path) -> list:
         for arm in ("scratch", "fine-tuned"):
             rankers[arm] = tuned / f"{dataset}-{arm}"
             init = [] if arm == "scratch" else [f"rerank.init_from={start}"]
-            if not (rankers[arm] / "manifest.json").is_file():
-                train(args, rankers[arm], f"rerank.sources=[{prepared}]",
-                      f"rerank.valid_users={VALID_USERS.get(dataset, 1000)}", f"rerank.steps={args.finetune_steps}",
-                      "rerank.every=100", *init)
+            train(args, rankers[arm], f"rerank.sources=[{prepared}]",
+                  f"rerank.valid_users={VALID_USERS.get(dataset, 1000)}", f"rerank.steps={args.finetune_steps}",
+                  "rerank.every=100", *init)
         scores, domain = {}, None
         for name, folder in rankers.items():
             cached = tuned / "scores" / f"{dataset}-{name.replace(' ', '_')}.json"
@@ -249,8 +259,11 @@ def against_table(rows: dict, out: Path, other: Path) -> list:
     for (target, protocol), r in rows.items():
         cells = []
         for name in (next(n for n in r if n.startswith("mix1")), "mix01"):
-            mine, theirs = (json.loads((folder / "curve" / "scores" / f"{FOUNDATIONS[target]}-{name}-{target}-"
-                                                      f"{protocol}.json").read_text()) for folder in (out, other))
+            mine, theirs = (folder / "curve" / "scores" / f"{FOUNDATIONS[target]}-{name}-{target}-{protocol}.json"
+                            for folder in (out, other))
+            if not theirs.is_file():
+                raise SystemExit(f"{theirs}: not in {other} (run its curve with the same mixes and --curve-steps)")
+            mine, theirs = json.loads(mine.read_text()), json.loads(theirs.read_text())
             if theirs["users"] != mine["users"]:
                 raise SystemExit(f"{other}: {target} {protocol} scored on other users than this run's")
             x, lo, hi = bootstrap_ratio(r[name][2], np.asarray(theirs["ndcg"]))
@@ -301,12 +314,13 @@ def main(argv=None) -> int:
     parser.add_argument("--foundation-steps", type=int, default=1000, help="a non-target's own foundation's steps")
     parser.add_argument("--in-domain", help="bench/in_domain.py's folder of SASRec+ per target: the moonshot table")
     parser.add_argument("--rerank-set", nargs="*", default=[], metavar="KEY=VALUE",
-                        help="config keys for every recgpt rerank the bench runs (e.g. rerank.text_rank=32)")
+                        help="config keys for every recgpt rerank the bench runs (e.g. rerank.hidden=128)")
     parser.add_argument("--against", help="another run's --out: this curve's re-rankers paired with its (same users)")
     parser.add_argument("--out", default="outputs/rerank")
     parser.add_argument("--report", default="docs/benchmarks/rerank.md")
     args = parser.parse_args(argv)
     scaling, out, cache = Path(args.scaling), Path(args.out), f"embed.cache_dir={args.embed_cache}"
+    same_keys(out, args.rerank_set)
     results = {}
     for short in args.mixes:
         mix, ranker = MIXES[short][0], mix_reranker(args, scaling, out, short)

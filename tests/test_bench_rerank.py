@@ -96,6 +96,8 @@ def test_the_curve_trains_with_the_given_keys_and_pairs_with_another_run(prepare
             (first / "mix12", first / "curve" / "mix12-mix01")] == [16, 16]
     assert rerank.main([*base, "--out", str(other), "--report", str(tmp_path / "b.md"), "--against", str(first)]) == 0
     assert json.loads((other / "mix12" / "config.json").read_text())["hidden"] == 64
+    with pytest.raises(SystemExit, match="begun with --rerank-set rerank.hidden=16"):  # resumed without its keys
+        rerank.main([*base, "--out", str(first), "--report", str(tmp_path / "a.md")])
     paired = [line.split(" | ") for line in (tmp_path / "b.md").read_text().splitlines()
               if line.startswith("| ml-100k |") and len(line.split(" | ")) == 8]
     assert [p[1] for p in paired] == ["loo", "cold"]
