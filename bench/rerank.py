@@ -70,16 +70,22 @@ def train(args, folder: Path, *keys: str) -> None:
 def same_keys(out: Path, keys: list) -> None:
     """A run resumes only with the --rerank-set keys its --out was begun with (out/rerank_set.json), else refused."""
     stamp = out / "rerank_set.json"
-    if stamp.is_file() and json.loads(stamp.read_text()) != keys:
-        raise SystemExit(f"{out} was begun with --rerank-set {' '.join(json.loads(stamp.read_text())) or '(none)'}, "
-                         f"this run gives {' '.join(keys) or '(none)'}: give another --out")
     if not stamp.is_file():
         out.mkdir(parents=True, exist_ok=True)
         stamp.write_text(json.dumps(keys))
+    elif (begun := json.loads(stamp.read_text())) != keys:
+        raise SystemExit(f"{out} was begun with --rerank-set {' '.join(begun) or '(none)'}, this run gives "
+                         f"{' '.join(keys) or '(none)'}: give another --out")
+
+
+def curve_scores(out: Path, short: str, name: str, target: str, protocol: str) -> Path:
+    """Where a run's curve keeps a re-ranker's per-user NDCG@10 on a target (name: "base rule", "mix01", "mix12")."""
+    return out / "curve" / "scores" / f"{short}-{name}-{target}-{protocol}.json"
 
 
 def curve(args, scaling: Path, out: Path) -> dict:
-    """{(target, protocol): {"base rule" | mix name: (sources, per-user NDCG@10)}} of the curve's re-rankers."""
+    """{(target, protocol): {"base rule" | mix name: (sources, chosen step, per-user NDCG@10, user ids)}} of the
+    curve's re-rankers."""
     import numpy as np
 
     from recgpt.config import EmbedConfig
@@ -102,7 +108,7 @@ def curve(args, scaling: Path, out: Path) -> dict:
                 ranker = Reranker.load(folder)
             for target in mixes[largest].serves:
                 for protocol in ("loo", "cold"):
-                    cached = out / "curve" / "scores" / f"{short}-{name.split('-')[0]}-{target}-{protocol}.json"
+                    cached = curve_scores(out, short, name.split("-")[0], target, protocol)
                     if not cached.is_file():
                         key = (target, protocol)
                         if key not in domains:
@@ -114,7 +120,7 @@ def curve(args, scaling: Path, out: Path) -> dict:
                                                       "step": ranker.meta.get("step", 0)}))
                     scores = json.loads(cached.read_text())
                     rows.setdefault((target, protocol), {})[name.split("-")[0]] = (
-                        len(sources), scores["step"], np.asarray(scores["ndcg"]))
+                        len(sources), scores["step"], np.asarray(scores["ndcg"]), scores["users"])
     return rows
 
 
@@ -247,7 +253,7 @@ def curve_table(rows: dict) -> list:
     return lines
 
 
-def against_table(rows: dict, out: Path, other: Path) -> list:
+def against_table(rows: dict, other: Path) -> list:
     """The curve's re-rankers against another run's (--against: its --out, the same mixes, steps and users), paired."""
     import numpy as np
 
@@ -259,12 +265,11 @@ def against_table(rows: dict, out: Path, other: Path) -> list:
     for (target, protocol), r in rows.items():
         cells = []
         for name in (next(n for n in r if n.startswith("mix1")), "mix01"):
-            mine, theirs = (folder / "curve" / "scores" / f"{FOUNDATIONS[target]}-{name}-{target}-{protocol}.json"
-                            for folder in (out, other))
-            if not theirs.is_file():
-                raise SystemExit(f"{theirs}: not in {other} (run its curve with the same mixes and --curve-steps)")
-            mine, theirs = json.loads(mine.read_text()), json.loads(theirs.read_text())
-            if theirs["users"] != mine["users"]:
+            path = curve_scores(other, FOUNDATIONS[target], name, target, protocol)
+            if not path.is_file():
+                raise SystemExit(f"{path}: not in {other} (run its curve with the same mixes and --curve-steps)")
+            theirs = json.loads(path.read_text())
+            if theirs["users"] != r[name][3]:
                 raise SystemExit(f"{other}: {target} {protocol} scored on other users than this run's")
             x, lo, hi = bootstrap_ratio(r[name][2], np.asarray(theirs["ndcg"]))
             cells += [f"{r[name][2].mean():.4f}", f"{np.mean(theirs['ndcg']):.4f}", f"{x:.3f} [{lo:.3f}, {hi:.3f}]"]
@@ -340,7 +345,7 @@ def main(argv=None) -> int:
     text = report(results, None if argv is None else [__file__, *argv], bool(args.mixes))
     if args.curve_steps:
         rows = curve(args, scaling, out)
-        lines = curve_table(rows) + (against_table(rows, out, Path(args.against)) if args.against else [])
+        lines = curve_table(rows) + (against_table(rows, Path(args.against)) if args.against else [])
         text += "\n".join(lines) + "\n"
     if args.finetune:  # before the moonshot, which reads its fine-tuned scores
         text += "\n".join(finetune(args, scaling, out)) + "\n"
