@@ -82,6 +82,28 @@ def test_untrained_reranker_is_its_base_rule_and_beta_zero_is_the_per_user_rule(
     assert rule_ndcg(held, users, COOC_BASE).mean() > 1.3 * shipped.mean()
 
 
+def test_weight_ranks_count_what_each_weights_full_catalog_scores_put_above_the_target(ml100k):
+    from recgpt.predict.baselines import normalize_rows, user_vectors
+    from recgpt.predict.rerank.context import WEIGHTS, weight_ranks
+    from recgpt.predict.scoring import standardize
+
+    source, context = ml100k["source"], ml100k["source"].context
+    rows = source.sequences[:200]
+    histories = [r[:-1] for r in rows]
+    # real next items, and every fifth target an item of its own history (ranked below every other item)
+    targets = [h[1] if i % 5 == 0 else r[-1] for i, (h, r) in enumerate(zip(histories, rows))]
+    ranks, repeated = weight_ranks(context.emb, context.zpop_rule, histories, targets)
+    z_cos = standardize(normalize_rows(user_vectors(histories, context.emb)) @ context.emb.t())
+    for j, w in enumerate(WEIGHTS):  # directly: each history's items masked out of the whole catalog's scores
+        score = w * z_cos + (1 - w) * context.zpop_rule
+        for b, history in enumerate(histories):
+            score[b, torch.as_tensor(history)] = -float("inf")
+        want = (score > score[torch.arange(len(targets)), targets][:, None]).sum(1)
+        assert torch.equal(ranks[:, j], want)
+    assert repeated.tolist() == [t in h for t, h in zip(targets, histories)] and 40 <= int(repeated.sum()) < 200
+    assert (ranks[~repeated] < context.n_items // 2).float().mean() > 0.5  # real next items rank high, not at random
+
+
 def test_training_lowers_the_loss_on_draws_it_did_not_train_on(ml100k):
     source = ml100k["source"]
     ranker = Reranker()

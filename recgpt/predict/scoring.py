@@ -84,7 +84,13 @@ def standardize(scores: torch.Tensor, mean=None, std=None) -> torch.Tensor:
     """Per row: (x - mean) / std over the finite entries (-inf stays -inf; a constant row becomes 0). `mean` and
     `std` (Float[B, 1]) given: those of the whole row when `scores` is a chunk of it (`row_moments`)."""
     finite = torch.isfinite(scores)
-    if mean is not None and bool(finite.all()):  # a chunk of finite scores (the exact components): in place
+    if bool(finite.all()):  # the same arithmetic as below without the masks; a chunk (the exact components)
+        if mean is None:
+            count = torch.full((len(scores), 1), scores.shape[1], device=scores.device).clamp_min(1)
+            mean = scores.sum(1, keepdim=True) / count
+            centered = scores - mean
+            std = ((centered ** 2).sum(1, keepdim=True) / count).sqrt()
+            return centered.div_(std.clamp_min(1e-6))
         return (scores - mean).div_(std.clamp_min(1e-6))
     x = torch.where(finite, scores, torch.zeros_like(scores))
     if mean is None:

@@ -135,17 +135,28 @@ def mask_history(score: torch.Tensor, histories) -> torch.Tensor:
 
 def weight_ranks(emb: torch.Tensor, z_pop: torch.Tensor, histories, targets) -> tuple:
     """(Int64[B, len(WEIGHTS)] items ranked above each target by w z(kNN cosine) + (1 - w) z_pop for each w of
-    WEIGHTS, the history's items never ranked; Bool[B] target among the history). `emb`: unit item vectors."""
+    WEIGHTS, the history's items never ranked; Bool[B] target among the history). `emb`: unit item vectors.
+    The history's items are counted out of each rank, not masked in the catalog-wide scores; those scores are
+    computed in one buffer and counted as floats (exact below 2^24 items): the same ranks, several times faster."""
     z_cos = standardize(normalize_rows(user_vectors(histories, emb)) @ emb.t())
-    t = torch.as_tensor(list(targets))
-    seen = torch.zeros_like(z_cos, dtype=torch.bool)  # each history's items, never ranked: masked once
-    for b, history in enumerate(histories):
-        seen[b, torch.as_tensor(list(history))] = True
-    out = []
+    b, n = z_cos.shape
+    t = torch.as_tensor(list(targets), dtype=torch.long)
+    seen = [sorted(set(int(i) for i in history)) for history in histories]
+    repeated = torch.as_tensor([int(target) in set(items) for target, items in zip(t.tolist(), seen)], dtype=torch.bool)
+    width = max((len(items) for items in seen), default=0)
+    own = torch.as_tensor([items + [0] * (width - len(items)) for items in seen], dtype=torch.long).reshape(b, width)
+    valid = torch.arange(width)[None] < torch.as_tensor([len(items) for items in seen])[:, None]
+    score, out = torch.empty_like(z_cos), []
     for w in WEIGHTS:
-        score = (w * z_cos + (1 - w) * z_pop).masked_fill_(seen, -float("inf"))
-        out.append((score > score[torch.arange(len(t)), t][:, None]).sum(1))
-    return torch.stack(out, 1), seen[torch.arange(len(t)), t]
+        torch.mul(z_cos, w, out=score).add_((1 - w) * z_pop)  # w z_cos + (1 - w) z_pop, bit for bit
+        thr = score.gather(1, t[:, None])
+        count = (score > thr).float().sum(1)
+        own_above = ((score.gather(1, own) > thr) & valid).sum(1)
+        out.append(count.long() - own_above)
+    ranks = torch.stack(out, 1)
+    # a target among its history's items scores -inf: every other item outranks it
+    ranks[repeated] = n - valid[repeated].sum(1, keepdim=True)
+    return ranks, repeated
 
 
 def mean_own_gains(ranks, rows: Sequence[Sequence[int]], columns: int, block: int = 500) -> np.ndarray:
