@@ -15,7 +15,8 @@ The curve (--curve-steps N): the same command on the scaling plan's smallest mix
 each without the family's fit domain, N steps each (the largest: the table's re-ranker when N is --steps); every
 re-ranker and the untrained base rule scored in-process on the same users (recgpt.predict.rerank.train.evaluate),
 paired 95% intervals of largest / mix01; with --against DIR (another run's --out), each against that run's on the
-same users.
+same users. --curve-mixes mix01 mix03 ...: the plan's mixes between too, each paired with mix01; --curve-png PATH
+draws NDCG@10 against the sources' interactions.
 
 Fine-tuning (--finetune D ...): on each dataset D, `recgpt rerank rerank.sources=[D] rerank.valid_users=V` trains
 the re-ranker on D's own log (each user's last transition before the LOO test, counted without it; V seeded users
@@ -33,6 +34,7 @@ paired 95% bootstrap interval; both exclude the history's own items.
 
     python bench/rerank.py                    # outputs/rerank; the table docs/benchmarks/rerank.md
     python bench/rerank.py --curve-steps 1000 # and the curve
+    python bench/rerank.py --mixes --steps 1000 --curve-steps 1000 --curve-mixes mix01 mix03 mix06 mix09  # all of it
     python bench/rerank.py --finetune ml-100k amazon_scientific steam yelp  # and fine-tuned against scratch
     python bench/rerank.py --in-domain outputs/bench/moonshot               # and against SASRec+ in-domain
     python bench/rerank.py --seed 1 --out outputs/rerank_seed1              # another draw of the re-rankers
@@ -84,9 +86,10 @@ def curve_scores(out: Path, short: str, name: str, target: str, protocol: str) -
 
 
 def curve(args, scaling: Path, out: Path) -> dict:
-    """{(target, protocol): {"base rule" | mix name: (sources, chosen step, per-user NDCG@10, user ids)}} of the
-    curve's re-rankers."""
+    """{(target, protocol): {"base rule" | mix name: (sources, chosen step, per-user NDCG@10, user ids, the sources'
+    interactions)}} of the curve's re-rankers."""
     import numpy as np
+    import pyarrow.parquet as pq
 
     from recgpt.config import EmbedConfig
     from recgpt.data.mixes import Plan, plan_mixes
@@ -94,9 +97,13 @@ def curve(args, scaling: Path, out: Path) -> dict:
     from recgpt.predict.rerank.train import Domain, evaluate
 
     mixes, rows, domains = {m.name: m for m in plan_mixes(Plan())}, {}, {}
+    wrong = [m for m in args.curve_mixes if m not in mixes or m.startswith("mix1")]
+    if wrong or "mix01" not in args.curve_mixes or len(set(args.curve_mixes)) < len(args.curve_mixes):
+        raise SystemExit(f"--curve-mixes: give mix01 and smaller mixes of the plan ({', '.join(mixes)}), got "
+                         f"{' '.join(args.curve_mixes)}")
     for short in args.mixes or list(MIXES):
         largest, fit = MIXES[short]
-        for name in ("base rule", "mix01", largest):
+        for name in ("base rule", *args.curve_mixes, largest):
             sources = [d for d in mixes[name].datasets if d != fit] if name in mixes else []
             ranker = Reranker()
             if name == largest and args.curve_steps == args.steps:  # the same command as the table's re-ranker
@@ -120,7 +127,9 @@ def curve(args, scaling: Path, out: Path) -> dict:
                                                       "step": ranker.meta.get("step", 0)}))
                     scores = json.loads(cached.read_text())
                     rows.setdefault((target, protocol), {})[name.split("-")[0]] = (
-                        len(sources), scores["step"], np.asarray(scores["ndcg"]), scores["users"])
+                        len(sources), scores["step"], np.asarray(scores["ndcg"]), scores["users"],
+                        sum(pq.read_metadata(scaling / "prepared" / d / "interactions.parquet").num_rows
+                            for d in sources))
     return rows
 
 
@@ -240,17 +249,55 @@ def moonshot(args, scaling: Path, out: Path, targets) -> list:
 def curve_table(rows: dict) -> list:
     from recgpt.predict.metrics import bootstrap_ratio
 
+    names = sorted(n for n in next(iter(rows.values())) if n != "base rule" and not n.startswith("mix1"))
     lines = ["", "The curve: NDCG@10 (sources, chosen step) of re-rankers trained on nested mixes; largest / mix01 and "
              "largest / base rule paired over users, 95% bootstrap interval.", "",
-             "| target | protocol | base rule | mix01 | largest | largest / mix01 | largest / base rule |",
-             "|---" * 7 + "|"]
+             "| target | protocol | base rule | " + " | ".join(names) + " | largest | largest / mix01 | largest / base "
+             "rule |", "|---" * (len(names) + 6) + "|"]
+    steps = []
     for (target, protocol), r in rows.items():
-        names = ["base rule", "mix01", next(n for n in r if n.startswith("mix1"))]
-        cells = [f"{r[n][2].mean():.4f}" + ("" if n == "base rule" else f" ({r[n][0]}, {r[n][1]})") for n in names]
-        ratios = [bootstrap_ratio(r[names[2]][2], r[n][2]) for n in ("mix01", "base rule")]
-        lines.append(f"| {target} | {protocol} | " + " | ".join(cells) + " | " +
-                     " | ".join(f"{x:.3f} [{lo:.3f}, {hi:.3f}]" for x, lo, hi in ratios) + " |")
+        largest = next(n for n in r if n.startswith("mix1"))
+        cells = [f"{r[n][2].mean():.4f}" + ("" if n == "base rule" else f" ({r[n][0]}, {r[n][1]})")
+                 for n in ["base rule", *names, largest]]
+        ratios = [bootstrap_ratio(r[largest][2], r[n][2]) for n in ("mix01", "base rule")]
+        lines.append(f"| {target} | {protocol} | " + " | ".join(cells) + " | " + interval_cells(ratios) + " |")
+        steps.append(f"| {target} | {protocol} | " + interval_cells(
+            [bootstrap_ratio(r[n][2], r["mix01"][2]) for n in [*names[1:], largest]]) + " |")
+    if len(names) > 1:  # the mixes between: each against mix01, paired
+        lines += ["", "Each mix / mix01, paired over the same users, 95% bootstrap interval.", "",
+                  "| target | protocol | " + " | ".join(f"{n} / mix01" for n in [*names[1:], "largest"]) + " |",
+                  "|---" * (len(names) + 2) + "|", *steps]
     return lines
+
+
+def interval_cells(ratios: list) -> str:
+    return " | ".join(f"{x:.3f} [{lo:.3f}, {hi:.3f}]" for x, lo, hi in ratios)
+
+
+def plot_curve(rows: dict, path: Path) -> None:
+    """NDCG@10 (95% bootstrap interval) against the sources' interactions, a panel per target and protocol; the
+    untrained base rule as a horizontal line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from recgpt.predict.metrics import bootstrap_mean
+
+    fig, axes = plt.subplots(2, len(rows) // 2, figsize=(2 * len(rows), 6.5), squeeze=False)
+    for i, ((target, protocol), r) in enumerate(rows.items()):
+        ax = axes[i % 2][i // 2]
+        points = sorted((v[4], *bootstrap_mean(v[2])) for n, v in r.items() if n != "base rule")
+        x, y, lo, hi = (np.array(v) for v in zip(*points))
+        ax.errorbar(x, y, yerr=[y - lo, hi - y], marker="o", capsize=3, label="re-ranker")
+        ax.axhline(float(r["base rule"][2].mean()), linestyle=":", color="gray", label="base rule (untrained)")
+        ax.set(xscale="log", title=f"{target} ({protocol})", xlabel="source interactions", ylabel="NDCG@10")
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 def against_table(rows: dict, other: Path) -> list:
@@ -313,6 +360,9 @@ def main(argv=None) -> int:
     parser.add_argument("--mixes", nargs="*", default=list(MIXES), help="the largest mixes whose re-rankers the "
                         "table scores (none: no table; --finetune still trains the foundations it needs)")
     parser.add_argument("--curve-steps", type=int, default=0, help="the curve's steps per re-ranker (0: no curve)")
+    parser.add_argument("--curve-mixes", nargs="+", default=["mix01"], help="the plan's smaller mixes on the curve "
+                        "(mix01 among them, the smallest its ratio is taken against)")
+    parser.add_argument("--curve-png", help="a PNG of the curve: NDCG@10 against the sources' interactions")
     parser.add_argument("--finetune", nargs="*", default=[], help="datasets to fine-tune on (none: no fine-tuning)")
     parser.add_argument("--finetune-steps", type=int, default=500)
     parser.add_argument("--finetune-users", type=int, default=2000, help="seeded LOO test users per dataset")
@@ -346,6 +396,8 @@ def main(argv=None) -> int:
     if args.curve_steps:
         rows = curve(args, scaling, out)
         lines = curve_table(rows) + (against_table(rows, Path(args.against)) if args.against else [])
+        if args.curve_png:
+            plot_curve(rows, Path(args.curve_png))
         text += "\n".join(lines) + "\n"
     if args.finetune:  # before the moonshot, which reads its fine-tuned scores
         text += "\n".join(finetune(args, scaling, out)) + "\n"

@@ -3,7 +3,7 @@ it with lastfm as the fit domain): the table holds each protocol's rows from rec
 fine-tuning row starts from that re-ranker, a rerun resumes without training or predicting again, the moonshot
 row pairs the re-ranker's lists with in-domain lists on the users those cover, and with no mix named the fine-tuning
 table stands alone; the curve's re-rankers train with --rerank-set's keys and pair with another run's on the same
-users only."""
+users only, and a mix between mix01 and the largest joins the curve (its own column, paired with mix01, plotted)."""
 import json
 import os
 
@@ -82,7 +82,8 @@ def test_the_curve_trains_with_the_given_keys_and_pairs_with_another_run(prepare
     for name in ("ml-100k", "lastfm"):
         os.symlink(prepared_dir(name), scaling / "prepared" / name)
     monkeypatch.setattr("recgpt.data.mixes.plan_mixes", lambda plan: [
-        Mix("mix01", ("ml-100k",), ()), Mix("mix12-x", ("ml-100k", "lastfm"), ("ml-100k",))])
+        Mix("mix01", ("ml-100k",), ()), Mix("mix03", ("ml-100k", "lastfm"), ()),
+        Mix("mix12-x", ("ml-100k", "lastfm"), ("ml-100k",))])
     monkeypatch.setattr(rerank, "MIXES", {"mix12": ("mix12-x", "lastfm")})
     monkeypatch.setattr(rerank, "FOUNDATIONS", {"ml-100k": "mix12"})
     base = ["--scaling", str(scaling), "--embed-cache", str(embed_config.cache_dir), "--steps", "2", "--mixes",
@@ -104,6 +105,21 @@ def test_the_curve_trains_with_the_given_keys_and_pairs_with_another_run(prepare
     for p in paired:  # largest and mix01 of this run against the first run's: the ratio of the two means
         for mine, theirs, ratio in ((p[2], p[3], p[4]), (p[5], p[6], p[7])):
             assert abs(float(ratio.split()[0]) - float(mine) / float(theirs)) < 0.01
+    # a mix between on the curve: trained like mix01 (the fit domain never a source), paired against mix01, plotted
+    assert rerank.main([*base, "--out", str(first), "--report", str(tmp_path / "a.md"), "--rerank-set",
+                        "rerank.hidden=16", "--curve-mixes", "mix01", "mix03", "--curve-png",
+                        str(tmp_path / "c.png")]) == 0
+    assert json.loads((first / "curve" / "mix12-mix03" / "config.json").read_text())["sources"] == ["ml-100k"]
+    text = (tmp_path / "a.md").read_text()
+    assert "| target | protocol | base rule | mix01 | mix03 | largest |" in text
+    assert "| mix03 / mix01 | largest / mix01 |" in text
+    between = [line.split(" | ") for line in text.splitlines()
+               if line.startswith("| ml-100k |") and len(line.split(" | ")) == 4]
+    assert [b[1] for b in between] == ["loo", "cold"] and (tmp_path / "c.png").stat().st_size > 10_000
+    for wrong in (["mix03"], ["mix01", "mix12-x"]):  # without the smallest, or the largest among them
+        with pytest.raises(SystemExit, match="--curve-mixes"):
+            rerank.main([*base, "--out", str(first), "--report", str(tmp_path / "a.md"), "--rerank-set",
+                         "rerank.hidden=16", "--curve-mixes", *wrong])
     with pytest.raises(SystemExit, match="other users"):
         rerank.main([*base[:-1], "50", "--out", str(tmp_path / "few"), "--report", str(tmp_path / "c.md"),
                      "--against", str(first)])
