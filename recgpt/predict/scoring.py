@@ -84,7 +84,7 @@ def standardize(scores: torch.Tensor, mean=None, std=None) -> torch.Tensor:
     """Per row: (x - mean) / std over the finite entries (-inf stays -inf; a constant row becomes 0). `mean` and
     `std` (Float[B, 1]) given: those of the whole row when `scores` is a chunk of it (`row_moments`)."""
     finite = torch.isfinite(scores)
-    if bool(finite.all()):  # the same arithmetic as below without the masks; a chunk (the exact components)
+    if bool(finite.all()):  # every score finite: the arithmetic below without its masks, bit for bit
         if mean is None:
             count = torch.full((len(scores), 1), scores.shape[1], device=scores.device).clamp_min(1)
             mean = scores.sum(1, keepdim=True) / count

@@ -136,13 +136,13 @@ def mask_history(score: torch.Tensor, histories) -> torch.Tensor:
 def weight_ranks(emb: torch.Tensor, z_pop: torch.Tensor, histories, targets) -> tuple:
     """(Int64[B, len(WEIGHTS)] items ranked above each target by w z(kNN cosine) + (1 - w) z_pop for each w of
     WEIGHTS, the history's items never ranked; Bool[B] target among the history). `emb`: unit item vectors.
-    The history's items are counted out of each rank, not masked in the catalog-wide scores; those scores are
-    computed in one buffer and counted as floats (exact below 2^24 items): the same ranks, several times faster."""
+    The history's items are counted out of each rank instead of masked in the catalog-wide scores, which are
+    computed in one buffer and counted as floats (exact below 2^24 items): the direct count's ranks, bit for bit."""
     z_cos = standardize(normalize_rows(user_vectors(histories, emb)) @ emb.t())
     b, n = z_cos.shape
     t = torch.as_tensor(list(targets), dtype=torch.long)
     seen = [sorted(set(int(i) for i in history)) for history in histories]
-    repeated = torch.as_tensor([int(target) in set(items) for target, items in zip(t.tolist(), seen)], dtype=torch.bool)
+    repeated = torch.as_tensor([target in set(items) for target, items in zip(t.tolist(), seen)], dtype=torch.bool)
     width = max((len(items) for items in seen), default=0)
     own = torch.as_tensor([items + [0] * (width - len(items)) for items in seen], dtype=torch.long).reshape(b, width)
     valid = torch.arange(width)[None] < torch.as_tensor([len(items) for items in seen])[:, None]
