@@ -41,6 +41,7 @@ paired 95% bootstrap interval; both exclude the history's own items.
     python bench/rerank.py --mixes --steps 1000 --finetune steam --out outputs/small  # no mix table
 """
 import argparse
+import functools
 import json
 import sys
 from pathlib import Path
@@ -94,9 +95,11 @@ def curve(args, scaling: Path, out: Path) -> dict:
     from recgpt.config import EmbedConfig
     from recgpt.data.mixes import Plan, plan_mixes
     from recgpt.predict.rerank import Reranker
-    from recgpt.predict.rerank.train import Domain, evaluate
+    from recgpt.predict.rerank.train import Domain
 
-    mixes, rows, domains = {m.name: m for m in plan_mixes(Plan())}, {}, {}
+    mixes, rows = {m.name: m for m in plan_mixes(Plan())}, {}
+    domain = functools.cache(lambda target, protocol: Domain(scaling / "prepared" / target,
+                                                             EmbedConfig(cache_dir=args.embed_cache), protocol))
     wrong = [m for m in args.curve_mixes if m not in mixes or m.startswith("mix1")]
     if wrong or "mix01" not in args.curve_mixes or len(set(args.curve_mixes)) < len(args.curve_mixes):
         raise SystemExit(f"--curve-mixes: give mix01 and smaller mixes of the plan ({', '.join(mixes)}), got "
@@ -115,22 +118,27 @@ def curve(args, scaling: Path, out: Path) -> dict:
                 ranker = Reranker.load(folder)
             for target in mixes[largest].serves:
                 for protocol in ("loo", "cold"):
-                    cached = curve_scores(out, short, name.split("-")[0], target, protocol)
-                    if not cached.is_file():
-                        key = (target, protocol)
-                        if key not in domains:
-                            domains[key] = Domain(scaling / "prepared" / target, EmbedConfig(cache_dir=args.embed_cache),
-                                                  protocol)
-                        users, ndcg = evaluate(ranker, domains[key], args.users)
-                        cached.parent.mkdir(parents=True, exist_ok=True)
-                        cached.write_text(json.dumps({"users": list(map(str, users)), "ndcg": ndcg.tolist(),
-                                                      "step": ranker.meta.get("step", 0)}))
-                    scores = json.loads(cached.read_text())
+                    scores = scored(curve_scores(out, short, name.split("-")[0], target, protocol), lambda: ranker,
+                                    lambda: domain(target, protocol), args.users, step=0)
                     rows.setdefault((target, protocol), {})[name.split("-")[0]] = (
                         len(sources), scores["step"], np.asarray(scores["ndcg"]), scores["users"],
                         sum(pq.read_metadata(scaling / "prepared" / d / "interactions.parquet").num_rows
                             for d in sources))
     return rows
+
+
+def scored(cached: Path, ranker, domain, users: int, step=None) -> dict:
+    """{"users", "ndcg", "step"}: the per-user NDCG@10 of the re-ranker `ranker()` on the seeded users of `domain()`
+    (recgpt.predict.rerank.train.evaluate), kept in `cached` and read back from it (neither built then)."""
+    from recgpt.predict.rerank.train import evaluate
+
+    if not cached.is_file():
+        ranker = ranker()
+        users, ndcg = evaluate(ranker, domain(), users)
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        cached.write_text(json.dumps({"users": list(map(str, users)), "ndcg": ndcg.tolist(),
+                                      "step": ranker.meta.get("step", step)}))
+    return json.loads(cached.read_text())
 
 
 def plan_mix(short: str):
@@ -172,7 +180,7 @@ def finetune(args, scaling: Path, out: Path) -> list:
     from recgpt.config import EmbedConfig
     from recgpt.predict.metrics import bootstrap_ratio
     from recgpt.predict.rerank import Reranker
-    from recgpt.predict.rerank.train import Domain, evaluate
+    from recgpt.predict.rerank.train import Domain
 
     tuned = out / "finetune"
     lines = ["", f"Fine-tuned against trained from scratch on the dataset's own log ({args.finetune_steps} steps each, "
@@ -189,23 +197,15 @@ def finetune(args, scaling: Path, out: Path) -> list:
             train(args, rankers[arm], f"rerank.sources=[{prepared}]",
                   f"rerank.valid_users={VALID_USERS.get(dataset, 1000)}", f"rerank.steps={args.finetune_steps}",
                   "rerank.every=100", *init)
-        scores, domain = {}, None
-        for name, folder in rankers.items():
-            cached = tuned / "scores" / f"{dataset}-{name.replace(' ', '_')}.json"
-            if not cached.is_file():
-                domain = domain or Domain(prepared, EmbedConfig(cache_dir=args.embed_cache), "loo")
-                ranker = Reranker() if folder is None else Reranker.load(folder)
-                users, ndcg = evaluate(ranker, domain, args.finetune_users)
-                cached.parent.mkdir(parents=True, exist_ok=True)
-                cached.write_text(json.dumps({"users": list(map(str, users)), "ndcg": ndcg.tolist(),
-                                              "step": ranker.meta.get("step")}))
-            scores[name] = json.loads(cached.read_text())
+        domain = functools.cache(lambda: Domain(prepared, EmbedConfig(cache_dir=args.embed_cache), "loo"))
+        scores = {name: scored(tuned / "scores" / f"{dataset}-{name.replace(' ', '_')}.json",
+                               lambda: Reranker() if folder is None else Reranker.load(folder), domain,
+                               args.finetune_users) for name, folder in rankers.items()}
         ndcg = {name: np.asarray(s["ndcg"]) for name, s in scores.items()}
         cells = [f"{ndcg[n].mean():.4f}" + ("" if scores[n]["step"] is None else f" ({scores[n]['step']})")
                  for n in rankers]
         ratios = [bootstrap_ratio(ndcg["fine-tuned"], ndcg[n]) for n in ("scratch", "foundation")]
-        lines.append(f"| {dataset} | {len(ndcg['scratch'])} | " + " | ".join(cells) + " | " +
-                     " | ".join(f"{x:.3f} [{lo:.3f}, {hi:.3f}]" for x, lo, hi in ratios) + " |")
+        lines.append(f"| {dataset} | {len(ndcg['scratch'])} | " + " | ".join(cells) + f" | {interval_cells(ratios)} |")
     return lines
 
 
@@ -241,8 +241,8 @@ def moonshot(args, scaling: Path, out: Path, targets) -> list:
             scores = json.loads(tuned.read_text())
             by_user = dict(zip(scores["users"], scores["ndcg"]))
             ratios.append(bootstrap_ratio(np.array([by_user[str(cases.user_ids[i])] for i in users]), ndcg[1]))
-        lines.append(f"| {target} | {len(users)} | {ndcg[0].mean():.4f} | {ndcg[1].mean():.4f} | " + " | ".join(
-            f"{x:.3f} [{lo:.3f}, {hi:.3f}]" for x, lo, hi in ratios) + " |" + ("" if tuned.is_file() else " |"))
+        lines.append(f"| {target} | {len(users)} | {ndcg[0].mean():.4f} | {ndcg[1].mean():.4f} | "
+                     + interval_cells(ratios) + " |" + ("" if tuned.is_file() else " |"))
     return lines
 
 
@@ -318,8 +318,8 @@ def against_table(rows: dict, other: Path) -> list:
             theirs = json.loads(path.read_text())
             if theirs["users"] != r[name][3]:
                 raise SystemExit(f"{other}: {target} {protocol} scored on other users than this run's")
-            x, lo, hi = bootstrap_ratio(r[name][2], np.asarray(theirs["ndcg"]))
-            cells += [f"{r[name][2].mean():.4f}", f"{np.mean(theirs['ndcg']):.4f}", f"{x:.3f} [{lo:.3f}, {hi:.3f}]"]
+            cells += [f"{r[name][2].mean():.4f}", f"{np.mean(theirs['ndcg']):.4f}",
+                      interval_cells([bootstrap_ratio(r[name][2], np.asarray(theirs["ndcg"]))])]
         lines.append(f"| {target} | {protocol} | " + " | ".join(cells) + " |")
     return lines
 
