@@ -90,10 +90,10 @@ def curve(args, scaling: Path, out: Path) -> dict:
     """{(target, protocol): {"base rule" | mix name: (sources, chosen step, per-user NDCG@10, user ids, the sources'
     interactions)}} of the curve's re-rankers."""
     import numpy as np
-    import pyarrow.parquet as pq
 
     from recgpt.config import EmbedConfig
     from recgpt.data.mixes import Plan, plan_mixes
+    from recgpt.io import read_manifest
     from recgpt.predict.rerank import Reranker
     from recgpt.predict.rerank.train import Domain
 
@@ -108,6 +108,7 @@ def curve(args, scaling: Path, out: Path) -> dict:
         largest, fit = MIXES[short]
         for name in ("base rule", *args.curve_mixes, largest):
             sources = [d for d in mixes[name].datasets if d != fit] if name in mixes else []
+            interactions = sum(read_manifest(scaling / "prepared" / d)["counts"]["interactions"] for d in sources)
             ranker = Reranker()
             if name == largest and args.curve_steps == args.steps:  # the same command as the table's re-ranker
                 ranker = Reranker.load(mix_reranker(args, scaling, out, short))
@@ -119,15 +120,13 @@ def curve(args, scaling: Path, out: Path) -> dict:
             for target in mixes[largest].serves:
                 for protocol in ("loo", "cold"):
                     scores = scored(curve_scores(out, short, name.split("-")[0], target, protocol), lambda: ranker,
-                                    lambda: domain(target, protocol), args.users, step=0)
+                                    lambda: domain(target, protocol), args.users)
                     rows.setdefault((target, protocol), {})[name.split("-")[0]] = (
-                        len(sources), scores["step"], np.asarray(scores["ndcg"]), scores["users"],
-                        sum(pq.read_metadata(scaling / "prepared" / d / "interactions.parquet").num_rows
-                            for d in sources))
+                        len(sources), scores["step"], np.asarray(scores["ndcg"]), scores["users"], interactions)
     return rows
 
 
-def scored(cached: Path, ranker, domain, users: int, step=None) -> dict:
+def scored(cached: Path, ranker, domain, users: int) -> dict:
     """{"users", "ndcg", "step"}: the per-user NDCG@10 of the re-ranker `ranker()` on the seeded users of `domain()`
     (recgpt.predict.rerank.train.evaluate), kept in `cached` and read back from it (neither built then)."""
     from recgpt.predict.rerank.train import evaluate
@@ -137,7 +136,7 @@ def scored(cached: Path, ranker, domain, users: int, step=None) -> dict:
         users, ndcg = evaluate(ranker, domain(), users)
         cached.parent.mkdir(parents=True, exist_ok=True)
         cached.write_text(json.dumps({"users": list(map(str, users)), "ndcg": ndcg.tolist(),
-                                      "step": ranker.meta.get("step", step)}))
+                                      "step": ranker.meta.get("step")}))
     return json.loads(cached.read_text())
 
 
