@@ -158,6 +158,7 @@ def plot_curve(records: list, path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     from recgpt.predict.metrics import bootstrap_mean
 
@@ -179,6 +180,7 @@ def plot_curve(records: list, path) -> None:
                     ax.axhline(float(np.mean(values)), linestyle=style, color="gray" if method == "priors" else "black",
                                label={"content_knn": "content kNN"}.get(method, method))
             ax.set_xscale("log")
+            ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # minor labels crowd a short range
             ax.set_title(f"{target} ({protocol})")
             ax.set_xlabel("pretraining interactions")
             ax.set_ylabel("NDCG@10")
