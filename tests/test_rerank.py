@@ -124,6 +124,26 @@ def test_training_lowers_the_loss_on_draws_it_did_not_train_on(ml100k):
     assert held_loss() < before - 0.02
 
 
+def test_a_step_averages_its_loss_over_consecutive_sources_of_the_round_robin(ml100k, prepared_dir, embed_config,
+                                                                              monkeypatch):
+    import recgpt.predict.rerank.train as train
+    from recgpt.config import RerankConfig
+
+    sources = {"lastfm": Domain(prepared_dir("lastfm"), embed_config, "loo", train=True), "ml-100k": ml100k["source"]}
+    calls, real = [], train.listwise_loss
+
+    def spy(ranker, domain, rng, size=32, draw=128):
+        calls.append((domain.folder.name, size, draw))
+        return real(ranker, domain, rng, size, draw)
+
+    monkeypatch.setattr(train, "listwise_loss", spy)
+    for k, want in ((1, ["lastfm", "ml-100k", "lastfm"]), (2, ["lastfm", "ml-100k"] * 3)):
+        calls.clear()
+        train.fit(sources, {"ml-100k": ml100k["held"]}, RerankConfig(steps=3, every=3, fit_users=50, domains_per_step=k),
+                  lambda line: None)
+        assert calls == [(name, 32 // k, 128 // k) for name in want]
+
+
 @pytest.fixture(scope="module")
 def trained(prepared_dir, embed_config, tmp_path_factory):
     """`recgpt rerank` on lastfm, its step chosen on ml-100k (a held-out source for this purpose)."""
@@ -323,6 +343,8 @@ def test_a_catalog_barely_larger_than_the_history_lists_every_other_item_once():
                                            ("rerank.every=0", "rerank.every: must be >= 1"),
                                            ("rerank.lr=0", "rerank.lr"),
                                            ("rerank.valid_users=-1", "rerank.valid_users: must be >= 0"),
+                                           ("rerank.domains_per_step=0", "rerank.domains_per_step: must be >= 1"),
+                                           ("rerank.domains_per_step=33", "at most rerank.batch"),
                                            ("rerank.sources=[a,a]", "given twice")])
 def test_bad_values_are_refused_naming_the_key(override, key):
     from recgpt.config import ConfigError, load_config

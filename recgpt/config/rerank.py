@@ -17,6 +17,9 @@ class RerankConfig:
     every: int = 250  # the step is chosen among every `every` steps, step 0 (the base rule itself) included
     fit_users: int = 1000  # seeded LOO users per fit domain
     batch: int = 32  # histories per step, each with its next item among the base rule's top `rerank`
+    # Sources per step: the loss is the mean over this many consecutive sources of the round robin, batch / it
+    # histories each (1: one source per step).
+    domains_per_step: int = 1
     rerank: int = 100  # how many of the base rule's top items it re-orders
     hidden: int = 64
     lr: float = 1e-3
@@ -33,9 +36,11 @@ class RerankConfig:
         both = sorted(names & {Path(d).name for d in self.fit_domains})
         check(not both, "rerank.fit_domains", f"{both} also among rerank.sources: the step is chosen on held-out domains")
         check(len(names) == len(self.sources), "rerank.sources", f"a domain given twice in {list(self.sources)}")
-        for key in ("steps", "every", "fit_users", "batch", "rerank", "hidden", "valid_users"):
+        for key in ("steps", "every", "fit_users", "batch", "domains_per_step", "rerank", "hidden", "valid_users"):
             least = 0 if key in ("steps", "valid_users") else 1  # 0 steps: the base rule itself, as a re-ranker
             check(getattr(self, key) >= least, f"rerank.{key}", f"must be >= {least}, got {getattr(self, key)}")
+        check(self.domains_per_step <= self.batch, "rerank.domains_per_step",
+              f"at most rerank.batch ({self.batch}) sources per step, got {self.domains_per_step}")
         check(self.lr > 0 and self.weight_decay >= 0, "rerank.lr", f"lr > 0 and weight_decay >= 0, got {self.lr}, "
                                                                     f"{self.weight_decay}")
 

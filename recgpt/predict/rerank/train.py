@@ -148,7 +148,9 @@ def fit(sources: dict, fits: dict, cfg, log: Callable[[str], None] = print, star
     origin = "the base rule" if start is None else "the start"
     for step in range(cfg.steps + 1):
         if step:
-            loss = listwise_loss(ranker, sources[names[(step - 1) % len(names)]], rng, cfg.batch)
+            k = cfg.domains_per_step  # k consecutive sources of the round robin, batch / k histories each
+            loss = sum(listwise_loss(ranker, sources[names[((step - 1) * k + j) % len(names)]], rng, cfg.batch // k,
+                                     128 // k) for j in range(k)) / k
             opt.zero_grad()
             loss.backward()
             opt.step()
