@@ -24,6 +24,7 @@ from recgpt.predict.rerank.context import DomainContext, mask_history
 from recgpt.predict.rerank.model import Reranker
 
 HISTORY = 50  # items of history a drawn transition keeps
+DRAW = 128  # histories drawn at a time while collecting a step's next items among the base rule's top
 
 
 class Domain:
@@ -102,7 +103,7 @@ def next_item(domain: Domain, rng) -> tuple:
     raise ValueError(f"{domain.folder}: its sequences' next items all repeat an earlier item: nothing to train on")
 
 
-def listwise_loss(ranker: Reranker, domain: Domain, rng, size: int = 32, draw: int = 128) -> torch.Tensor:
+def listwise_loss(ranker: Reranker, domain: Domain, rng, size: int = 32, draw: int = DRAW) -> torch.Tensor:
     """Softmax cross-entropy over the base rule's top `ranker.rerank` of `size` next items among them (histories
     drawn `draw` at a time until enough are)."""
     histories, targets, parts = [], [], []
@@ -150,7 +151,7 @@ def fit(sources: dict, fits: dict, cfg, log: Callable[[str], None] = print, star
         if step:
             k = cfg.domains_per_step  # k consecutive sources of the round robin, batch / k histories each
             loss = sum(listwise_loss(ranker, sources[names[((step - 1) * k + j) % len(names)]], rng, cfg.batch // k,
-                                     128 // k) for j in range(k)) / k
+                                     DRAW // k) for j in range(k)) / k
             opt.zero_grad()
             loss.backward()
             opt.step()
